@@ -27,6 +27,9 @@ def _function_identity(fn) -> str:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         source = ""
+    code = getattr(fn, "__code__", None)
+    if code is not None:  # tells apart two lambdas written on one line
+        source += repr((code.co_code, code.co_consts, code.co_names))
     return f"{name}#{hashlib.sha1(source.encode()).hexdigest()[:12]}"
 
 

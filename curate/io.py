@@ -116,9 +116,9 @@ def read_jsonl(path) -> pd.DataFrame:
 def _read_csv(path: Path, json_columns) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, encoding="utf-8", keep_default_na=False, dtype=str)
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8", line=line) from None
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8",
+                         line=_first_non_utf8_line(path)) from None
     except pd.errors.ParserError as exc:
         raise InputError(path, f"malformed CSV: {exc}") from None
     except pd.errors.EmptyDataError:
@@ -129,6 +129,16 @@ def _read_csv(path: Path, json_columns) -> pd.DataFrame:
                                    f"{', '.join(df.columns)})")
         df[col] = [_parse_cell(path, i + 2, col, v) for i, v in enumerate(df[col])]
     return df
+
+
+def _first_non_utf8_line(path: Path) -> int | None:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _parse_cell(path, line, col, value):

@@ -50,6 +50,7 @@ class Stage:
     """
 
     requires: tuple[str, ...] = ()
+    field_types: dict = {}
 
     def __init__(self, name: str | None = None):
         self.name = name or _snake(type(self).__name__)
@@ -75,6 +76,7 @@ class Stage:
                 known = ", ".join(c for c in df.columns if not str(c).startswith("_"))
                 raise StageError(self.name, f"the table has no field {name!r} (fields: {known})",
                                  field=name)
+        self._check_types(df)
         start = time.perf_counter()
         result = self.process(df)
         seconds = time.perf_counter() - start
@@ -111,6 +113,29 @@ class Stage:
         errored = empty_like(df) if errored is None else errored
         return StageResult(df.loc[keep].reset_index(drop=True), rejected.reset_index(drop=True),
                            errored.reset_index(drop=True), dict(stats))
+
+    def _check_types(self, df: pd.DataFrame) -> None:
+        for name, types in self.field_types.items():
+            if name not in df.columns:
+                continue
+            bad = ~df[name].map(lambda v: isinstance(v, types))
+            if bad.any():
+                value = df.loc[bad, name].iloc[0]
+                wanted = " or ".join(t.__name__ for t in (types if isinstance(types, tuple)
+                                                          else (types,)))
+                raise StageError(self.name, f"expected {wanted}, got {type(value).__name__} "
+                                            f"{value!r:.60} in row {df.loc[bad, ID].iloc[0]} "
+                                            f"({int(bad.sum())} such rows)", field=name)
+
+    def call_on_row(self, fn, value, row_id, field: str | None = None):
+        """Call a user function on one row's value; a crash becomes a StageError that
+        names the stage, the field and the row instead of a bare traceback."""
+        try:
+            return fn(value)
+        except Exception as exc:
+            raise StageError(self.name, f"{getattr(fn, '__name__', 'function')} failed on row "
+                                        f"{row_id}: {type(exc).__name__}: {exc}",
+                             field=field) from exc
 
     def _base_stats(self, df, result: StageResult, seconds: float) -> dict:
         in_ids = set(df[ID])

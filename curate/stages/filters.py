@@ -71,7 +71,7 @@ class Filter(Stage):
     def process(self, df: pd.DataFrame):
         keep, reasons = [], []
         for row in records(df):
-            verdict = self.predicate(row)
+            verdict = self.call_on_row(self.predicate, row, row[ID])
             ok, why = (verdict[0], verdict[1]) if isinstance(verdict, tuple) else (verdict, None)
             keep.append(bool(ok))
             reasons.append(why or f"{self.name} returned False")
@@ -104,7 +104,13 @@ class ComplexityFilter(Stage):
     def process(self, df: pd.DataFrame):
         values = []
         for row in records(df):
-            values.append(self.measure(row[self.field] if self.field else row))
+            value = self.call_on_row(self.measure, row[self.field] if self.field else row,
+                                     row[ID], self.field)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise StageError(self.name, f"the measure returned {type(value).__name__} "
+                                            f"{value!r:.40} for row {row[ID]}; expected a number",
+                                 field=self.field)
+            values.append(value)
         df = df.assign(**{self.column: values})
         series = pd.Series(values, index=df.index, dtype=float)
         low = series < self.min_value if self.min_value is not None else series != series

@@ -1,0 +1,151 @@
+"""Rate limits, backoff and the classification of errors into retry-or-give-up."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+
+import openai
+
+RETRY_STATUS = {408, 409, 429}
+
+
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute limits as two token buckets.
+
+    Each request reserves one request and its estimated tokens before it is sent; the
+    buckets refill continuously at ``limit / 60`` per second. A 429 from the endpoint starts
+    a cooldown that holds every new request until the time the server asked for.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None):
+        self.rpm, self.tpm = rpm, tpm
+        self._requests = float(rpm or 0)
+        self._tokens = float(tpm or 0)
+        self._stamp = time.monotonic()
+        self._cooldown_until = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._loop = None
+
+    def cooldown(self, seconds: float) -> None:
+        self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)
+
+    def _refill(self, now: float) -> None:
+        elapsed, self._stamp = now - self._stamp, now
+        if self.rpm:
+            self._requests = min(float(self.rpm), self._requests + elapsed * self.rpm / 60)
+        if self.tpm:
+            self._tokens = min(float(self.tpm), self._tokens + elapsed * self.tpm / 60)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait until the request may be sent (under the limits and past any cooldown)."""
+        if self.tpm:
+            tokens = min(tokens, int(self.tpm))  # a request bigger than a minute's budget
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # each synchronous call runs its own event loop
+            self._lock, self._loop = asyncio.Lock(), loop
+        async with self._lock:  # first come, first served
+            while True:
+                now = time.monotonic()
+                if now < self._cooldown_until:
+                    await asyncio.sleep(self._cooldown_until - now)
+                    continue
+                self._refill(now)
+                wait = 0.0
+                if self.rpm and self._requests < 1:
+                    wait = max(wait, (1 - self._requests) * 60 / self.rpm)
+                if self.tpm and self._tokens < tokens:
+                    wait = max(wait, (tokens - self._tokens) * 60 / self.tpm)
+                if wait <= 0:
+                    if self.rpm:
+                        self._requests -= 1
+                    if self.tpm:
+                        self._tokens -= tokens
+                    return
+                await asyncio.sleep(wait)
+
+
+def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
+    """A rough token count for the TPM budget: ~4 characters per token, plus the reply."""
+    chars = sum(len(m.get("content", "")) for m in messages)
+    return chars // 4 + 8 * len(messages) + (max_tokens or 256)
+
+
+def parse_retry_after(headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, capped, times U(0.5, 1)."""
+    return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
+
+
+def classify(error: BaseException) -> tuple[bool, float | None, str]:
+    """Whether an error is worth retrying, the server's requested wait, and a one-line reason.
+
+    The reason never quotes the server's message for authentication errors (some echo part
+    of the key back); callers also scrub the key from every reason they store.
+    """
+    if isinstance(error, openai.APITimeoutError):
+        return True, None, "request timed out"
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ or error.__context__
+        detail = f" ({type(cause).__name__})" if cause is not None else ""
+        return True, None, f"connection error{detail}"
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        if status in (401, 403):
+            return False, None, (f"HTTP {status}: the endpoint refused the credentials; "
+                                 f"check OPENAI_API_KEY")
+        wait = parse_retry_after(getattr(error.response, "headers", None))
+        retry = status in RETRY_STATUS or status >= 500
+        return retry, wait, f"HTTP {status}: {_message_of(error)}"
+    if isinstance(error, (json.JSONDecodeError, openai.APIResponseValidationError)):
+        return True, None, "the endpoint sent a malformed response body"
+    if isinstance(error, MalformedReply):
+        return True, None, str(error)
+    return False, None, f"{type(error).__name__}: {error}"
+
+
+class MalformedReply(Exception):
+    """A 200 response without a usable choice (no choices, no message)."""
+
+
+def _message_of(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+        if message:
+            return str(message)
+    return str(getattr(error, "message", "")) or "error"
+
+
+def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
+    """Collapse whitespace, remove ``secret`` and cut to ``limit`` characters."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

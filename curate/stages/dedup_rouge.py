@@ -1,0 +1,249 @@
+"""Rouge-L near-duplicate removal with self-instruct's rule, computed fast and exactly.
+
+The rule (Wang et al. 2022, "Self-Instruct", ``bootstrap_instructions.py``): go through the
+texts in order; score each candidate against every text kept so far with
+``RougeScorer(["rougeL"], use_stemmer=False).score(candidate, kept)``; drop the candidate
+when ``max(fmeasure) > 0.7``, i.e. keep it when the best score is ``<= threshold``.
+
+How it is made fast without changing a decision:
+
+- Texts are tokenised once; every distinct token gets an integer id, and a text becomes a
+  string of code points (one per token), which rapidfuzz compares in C.
+- Rouge-L F = 2·LCS/(|a|+|b|) is the normalised Indel similarity, so
+  ``rapidfuzz.process.cdist`` scores a block of candidates against the kept texts on all
+  cores, skipping pairs that cannot reach the threshold.
+- F <= 2·min(|a|,|b|)/(|a|+|b|), so a candidate is only compared with kept texts whose
+  token length lies within that bound (kept texts are bucketed by length).
+- Pairs that pass the block filter (set a hair under the threshold) are re-scored from the
+  exact integer LCS with rouge-score's own float formula, ``2·p·r/(p+r)`` with
+  ``p = LCS/|kept|`` and ``r = LCS/|candidate|``, so the value compared with the threshold is
+  bit-for-bit the one the reference loop compares, boundary cases included.
+"""
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
+
+from ..errors import StageError
+from ..progress import task
+from ..stage import Stage, StageResult
+from ..table import ID
+from ..text import make_tokenizer
+
+_SLACK = 1e-6  # the block filter runs this far under the threshold; exact re-scoring decides
+_SURROGATES = 0xD800
+_MAX_CODE = 0x10FFFF - 0x800
+
+
+def rouge_f(lcs, n_candidate, n_kept):
+    """rouge-score's F-measure from an LCS length, with its exact float operations.
+
+    ``_score_lcs(target=candidate, prediction=kept)``: precision = lcs/|kept|,
+    recall = lcs/|candidate|, F = 2·p·r/(p+r) (0 when both are 0). Vectorised over numpy.
+    """
+    lcs = np.asarray(lcs, dtype=np.float64)
+    p = lcs / np.asarray(n_kept, dtype=np.float64)
+    r = lcs / np.asarray(n_candidate, dtype=np.float64)
+    s = p + r
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(s > 0, 2 * p * r / np.where(s > 0, s, 1.0), 0.0)
+
+
+def _length_bounds(n: int, t: float) -> tuple[int, int]:
+    """Kept lengths m for which 2·min(m,n)/(m+n) can exceed ``t`` (a safe superset)."""
+    if t <= 0:
+        return 1, 1 << 62
+    return max(1, int(np.floor(n * t / (2 - t))) - 1), int(np.ceil(n * (2 - t) / t)) + 1
+
+
+def _fmt(score: float, threshold: float) -> str:
+    """Shortest rounding of ``score`` that still reads as greater than the threshold."""
+    for digits in range(2, 18):
+        text = f"{score:.{digits}f}"
+        if float(text) > threshold:
+            return text
+    return repr(score)
+
+
+class _KeptBuckets:
+    """Kept texts bucketed by token length, for gathering the ones a candidate can match."""
+
+    def __init__(self):
+        self.lengths: list[int] = []
+        self.texts: dict[int, list[str]] = defaultdict(list)
+        self.positions: dict[int, list[int]] = defaultdict(list)
+
+    def add(self, text, length: int, position: int) -> None:
+        if length not in self.texts:
+            bisect.insort(self.lengths, length)
+        self.texts[length].append(text)
+        self.positions[length].append(position)
+
+    def gather(self, lo: int, hi: int):
+        texts, positions, lengths = [], [], []
+        for length in self.lengths[bisect.bisect_left(self.lengths, lo):
+                                   bisect.bisect_right(self.lengths, hi)]:
+            texts.extend(self.texts[length])
+            positions.extend(self.positions[length])
+            lengths.extend([length] * len(self.texts[length]))
+        return texts, np.asarray(positions, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+class RougeDedup(Stage):
+    """Drop a row whose text is a Rouge-L near-duplicate of a row kept before it.
+
+    The rule of Self-Instruct (Wang et al. 2022, arXiv:2212.10560): rows are taken in table
+    order; a row is rejected when its Rouge-L F-measure against any already-kept row is
+    greater than ``threshold`` (kept when the best score is ``<= threshold``). Decisions are
+    identical to scoring each candidate against every kept text with
+    ``rouge_score.rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)`` on the
+    same tokens; see the module docstring for how it is made fast.
+
+    Texts that tokenise to nothing score 0 against everything in rouge-score, so they are
+    always kept and never cause a rejection (use ``ExactDedup`` for exact repeats).
+
+    Args:
+        field: the text column to compare.
+        threshold: reject when Rouge-L F > threshold (self-instruct: 0.7). In [0, 1].
+        tokenizer: ``"rouge"`` (rouge-score's default: lowercase ASCII letters and digits
+            only, so non-English text tokenises to little or nothing), ``"unicode"``
+            (Unicode words, CJK characters one token each), a callable ``text -> tokens``,
+            or an object with a ``tokenize`` method.
+        use_stemmer: Porter stemming as in rouge-score (``tokenizer="rouge"`` only;
+            self-instruct used no stemmer).
+        workers: threads for the C scorer (-1: all cores).
+        block_size: candidates scored per block.
+        name: stage name (default ``rouge_dedup``).
+
+    Output columns: ``dup_of`` (the ``_id`` of the kept row with the highest score, earliest
+    on ties, as ``np.argmax`` in the reference) and ``rouge_l`` (that score) on rejected
+    rows; rejection code ``near_duplicate_rouge``.
+    """
+
+    def __init__(self, field: str, threshold: float = 0.7, tokenizer="rouge",
+                 use_stemmer: bool = False, workers: int = -1, block_size: int = 256,
+                 name: str | None = None):
+        super().__init__(name)
+        self.field, self.threshold, self.tokenizer = field, threshold, tokenizer
+        self.use_stemmer, self.workers, self.block_size = use_stemmer, workers, block_size
+        if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise StageError(self.name, f"threshold must be a number in [0, 1], got {threshold!r}")
+        if not isinstance(block_size, int) or block_size < 1:
+            raise StageError(self.name, f"block_size must be a positive int, got {block_size!r}")
+        try:
+            self._tokenize = make_tokenizer(tokenizer, use_stemmer)
+        except ValueError as exc:
+            raise StageError(self.name, str(exc)) from None
+
+    def required_fields(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    # -- tokens to strings ---------------------------------------------------------------
+    def _encode(self, df: pd.DataFrame) -> tuple[list, np.ndarray]:
+        vocab: dict[str, int] = {}
+        encoded = []
+        for row_id, text in zip(df[ID], df[self.field]):
+            if not isinstance(text, str):
+                raise StageError(self.name, f"row {row_id} holds {type(text).__name__} "
+                                            f"{text!r}, expected text", field=self.field)
+            encoded.append([vocab.setdefault(tok, len(vocab)) for tok in self._tokenize(text)])
+        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+        if len(vocab) <= _MAX_CODE:  # one code point per token: rapidfuzz's fastest path
+            encoded = ["".join(chr(i + (0x800 if i >= _SURROGATES else 0)) for i in e)
+                       for e in encoded]
+        return encoded, lengths
+
+    # -- the greedy pass -----------------------------------------------------------------
+    def process(self, df: pd.DataFrame) -> StageResult:
+        texts, lengths = self._encode(df)
+        keep, dup_pos, scores, compared = self._greedy(texts, lengths)
+        ids = df[ID].to_numpy()
+        rejected = np.flatnonzero(~keep)
+        out = df.copy()
+        out["dup_of"] = pd.Series([None] * len(df), dtype=object)
+        out["rouge_l"] = np.nan
+        out.loc[rejected, "dup_of"] = ids[dup_pos[rejected]]
+        out.loc[rejected, "rouge_l"] = scores[rejected]
+        reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
+        reasons.iloc[rejected] = [
+            f"rouge-l {_fmt(scores[i], self.threshold)} > {self.threshold} vs {ids[dup_pos[i]]}"
+            for i in rejected]
+        return self.result(out, keep, "near_duplicate_rouge", reasons,
+                           near_duplicates=int(len(rejected)),
+                           empty_texts=int((lengths == 0).sum()), pairs_compared=compared)
+
+    def _exact_scores(self, sims, n_cand, n_kept):
+        """Exact rouge-score F from the C scorer's normalised similarity (LCS recovered)."""
+        total = n_cand + n_kept
+        dist = np.rint((1.0 - sims.astype(np.float64)) * total).astype(np.int64)
+        return rouge_f((total - dist) // 2, n_cand, n_kept)
+
+    def _score_block(self, queries, choices, n_cand, n_kept):
+        """Pairs (query row, choice col, exact F) whose F may exceed the threshold."""
+        sims = process.cdist(queries, choices, scorer=Indel.normalized_similarity,
+                             score_cutoff=max(self.threshold - _SLACK, 0.0),
+                             dtype=np.float32, workers=self.workers)
+        rows, cols = np.nonzero(sims)
+        f = self._exact_scores(sims[rows, cols], n_cand[rows], n_kept[cols])
+        return rows, cols, f, sims.size
+
+    def _greedy(self, texts, lengths):
+        n, t = len(texts), float(self.threshold)
+        keep = np.ones(n, dtype=bool)
+        best = np.full(n, -1.0)
+        best_pos = np.full(n, -1, dtype=np.int64)
+        kept = _KeptBuckets()
+        compared = 0
+        with task(f"{self.name}", total=n) as bar:
+            for start in range(0, n, self.block_size):
+                block = np.arange(start, min(n, start + self.block_size))
+                block = block[lengths[block] > 0]  # empty texts score 0: always kept
+                compared += self._against_kept(block, texts, lengths, kept, best, best_pos)
+                compared += self._within_block(block, texts, lengths, kept, keep, best,
+                                               best_pos, t)
+                bar.advance(min(n, start + self.block_size) - start)
+        return keep, best_pos, best, compared
+
+    def _against_kept(self, block, texts, lengths, kept, best, best_pos) -> int:
+        compared = 0
+        for length in np.unique(lengths[block]):
+            members = block[lengths[block] == length]
+            choices, positions, kept_lengths = kept.gather(*_length_bounds(int(length),
+                                                                           self.threshold))
+            if not choices:
+                continue
+            rows, cols, f, size = self._score_block([texts[i] for i in members], choices,
+                                                    lengths[members], kept_lengths)
+            compared += size
+            # best per candidate: highest F, then earliest kept row (np.argmax's tie rule)
+            order = np.lexsort((positions[cols], -f, rows))
+            rows, cols, f = rows[order], cols[order], f[order]
+            first = np.r_[True, rows[1:] != rows[:-1]]
+            best[members[rows[first]]] = f[first]
+            best_pos[members[rows[first]]] = positions[cols[first]]
+        return compared
+
+    def _within_block(self, block, texts, lengths, kept, keep, best, best_pos, t) -> int:
+        if len(block) == 0:
+            return 0
+        rows, cols, f, size = self._score_block([texts[i] for i in block],
+                                                [texts[i] for i in block],
+                                                lengths[block], lengths[block])
+        earlier = cols < rows
+        pairs = defaultdict(list)
+        for r, c, score in zip(rows[earlier], cols[earlier], f[earlier]):
+            pairs[int(r)].append((int(c), float(score)))
+        for r, i in enumerate(block):
+            for c, score in pairs.get(r, ()):  # ascending c: strict > keeps the earliest
+                if keep[block[c]] and score > best[i]:
+                    best[i], best_pos[i] = score, block[c]
+            if best[i] > t:
+                keep[i] = False
+            else:
+                kept.add(texts[i], int(lengths[i]), int(i))
+        return size

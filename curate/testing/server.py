@@ -1,0 +1,286 @@
+"""A scripted chat-completions server on loopback, for tests, benchmarks and demos.
+
+It speaks enough of the OpenAI protocol (``POST /v1/chat/completions``, ``GET /v1/models``)
+for the ``openai`` SDK, answers with a reply function you write, and can inject the faults
+real endpoints produce: 429 with ``Retry-After``, 5xx, responses slower than the client's
+timeout, dropped connections, malformed bodies and ``finish_reason: "length"``.
+
+    with ScriptedServer(lambda body: "The answer is 4", latency=0.05) as server:
+        llm = LLM("scripted", base_url=server.base_url, api_key="x")
+        server.inject(Fault.status(429, retry_after=0.1))   # the next request gets a 429
+        ...
+        assert server.received == 2
+
+The server runs in a background thread (one thread per connection), so it serves many
+concurrent requests with the exact latency you set.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A scripted answer: the text, its finish reason and (optionally) token counts."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault for one request. Build with the class methods."""
+
+    kind: str
+    code: int = 200
+    retry_after: float | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def status(cls, code: int, retry_after: float | None = None) -> "Fault":
+        """Answer with an HTTP error (429, 500, 503...), optionally with ``Retry-After``."""
+        return cls("status", code=code, retry_after=retry_after)
+
+    @classmethod
+    def slow(cls, seconds: float) -> "Fault":
+        """Wait ``seconds`` before answering normally (longer than the client's timeout)."""
+        return cls("slow", seconds=seconds)
+
+    @classmethod
+    def drop(cls) -> "Fault":
+        """Close the connection without answering."""
+        return cls("drop")
+
+    @classmethod
+    def malformed(cls) -> "Fault":
+        """Answer 200 with a body that is not JSON."""
+        return cls("malformed")
+
+
+ReplyFn = Callable[[dict], "str | Reply | Fault"]
+FaultFn = Callable[[dict, int], "Fault | None"]
+
+
+def last_user_message(body: dict) -> str:
+    """The content of the last user message of a request body (handy in reply functions)."""
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+def _echo(body: dict) -> str:
+    return last_user_message(body)
+
+
+def _count_tokens(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "_HTTPServer"
+
+    def log_message(self, *args) -> None:  # silence the default stderr access log
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            body = {"object": "list", "data": [{"id": self.server.owner.model,
+                                                "object": "model", "owned_by": "curate"}]}
+            self._send_json(200, body)
+        else:
+            self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid"}})
+            return
+        self.server.owner._handle(self, body, dict(self.headers))
+
+    def _send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
+        self._send_raw(status, json.dumps(body).encode(), headers)
+
+    def _send_raw(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True  # the client gave up (timeout): nothing to do
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    allow_reuse_address = True
+    owner: "ScriptedServer"
+
+
+class ScriptedServer:
+    """A chat-completions endpoint on ``127.0.0.1`` (a free port) with scripted replies.
+
+    Args:
+        reply: ``reply(body) -> str | Reply | Fault``, called for every request that gets
+            no injected fault; ``body`` is the request JSON. Defaults to echoing the last
+            user message.
+        latency: seconds to wait before every answer (faults included).
+        model: the model id reported by ``/v1/models`` and in responses.
+        fault: optional ``fault(body, index) -> Fault | None`` consulted for every request
+            (``index`` counts requests from 0) before the injected queue.
+
+    Attributes: ``base_url`` (for the client), ``received`` (requests that reached the
+    handler), ``answered`` (200 responses with a completion), ``bodies`` (every request
+    body received, in arrival order).
+    """
+
+    def __init__(self, reply: ReplyFn | None = None, *, latency: float = 0.0,
+                 model: str = "scripted", fault: FaultFn | None = None):
+        self.reply, self.latency, self.model, self.fault = reply or _echo, latency, model, fault
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self.bodies: list[dict] = []
+        self.answered_bodies: list[dict] = []
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> "ScriptedServer":
+        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.owner = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="scripted-llm-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> "ScriptedServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the server is not running; call start() first")
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # -- scripting --------------------------------------------------------------------------
+    def inject(self, *faults: Fault) -> None:
+        """Queue faults: the next requests (in arrival order) get them, one each."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    @property
+    def received(self) -> int:
+        with self._lock:
+            return len(self.bodies)
+
+    @property
+    def answered(self) -> int:
+        with self._lock:
+            return len(self.answered_bodies)
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.bodies.clear()
+            self.answered_bodies.clear()
+
+    # -- request handling (runs in the connection's thread) ---------------------------------
+    def _next_fault(self, body: dict) -> Fault | None:
+        with self._lock:
+            index = len(self.bodies)
+            self.bodies.append(body)
+            queued = self._faults.popleft() if self._faults else None
+        scripted = self.fault(body, index) if self.fault is not None else None
+        return scripted or queued
+
+    def _handle(self, handler: _Handler, body: dict, headers: dict) -> None:
+        fault = self._next_fault(body)
+        if self.latency:
+            time.sleep(self.latency)
+        answer = None
+        if fault is None:
+            answer = self.reply(body)
+            if isinstance(answer, Fault):
+                fault, answer = answer, None
+        if fault is not None:
+            if fault.kind == "slow":
+                time.sleep(fault.seconds)
+                answer = self.reply(body)
+            else:
+                self._apply(handler, fault)
+                return
+        if isinstance(answer, Fault):  # a reply function that answers a slow fault with a fault
+            self._apply(handler, answer)
+            return
+        reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+        handler._send_json(200, self._completion(body, reply))
+        with self._lock:
+            self.answered_bodies.append(body)
+
+    def _apply(self, handler: _Handler, fault: Fault) -> None:
+        if fault.kind == "drop":
+            handler._drop()
+        elif fault.kind == "malformed":
+            handler._send_raw(200, b'{"id": "chatcmpl-x", "choices": [ this is not json')
+        else:
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            kind = "rate_limit_exceeded" if fault.code == 429 else "server_error"
+            handler._send_json(fault.code, {"error": {"message": f"scripted {fault.code}",
+                                                        "type": kind, "code": kind}}, headers)
+
+    def _completion(self, body: dict, reply: Reply) -> dict:
+        prompt_text = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+        prompt_tokens = reply.prompt_tokens or _count_tokens(prompt_text)
+        completion_tokens = reply.completion_tokens or _count_tokens(reply.text)
+        with self._lock:
+            serial = len(self.answered_bodies)
+        return {
+            "id": f"chatcmpl-scripted-{serial}", "object": "chat.completion",
+            "created": int(time.time()), "model": body.get("model", self.model),
+            "choices": [{"index": 0, "finish_reason": reply.finish_reason,
+                         "message": {"role": "assistant", "content": reply.text}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }

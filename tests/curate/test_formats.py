@@ -1,0 +1,65 @@
+import json
+
+import pandas as pd
+import pytest
+
+from curate import SharegptExport, StageError
+from curate.formats import validate_rows, convert, from_messages, schema, to_messages, validation_errors
+
+MESSAGES = [{"role": "system", "content": "You write queries."},
+            {"role": "user", "content": "NLQ: \"slow\""},
+            {"role": "assistant", "content": "{\"limit\": 1}"}]
+
+
+@pytest.mark.parametrize("fmt", ["sharegpt", "messages", "alpaca"])
+def test_conversions_round_trip_through_every_format(fmt):
+    row = from_messages(MESSAGES, fmt)
+    assert validation_errors(row, fmt) == []
+    assert to_messages(row) == MESSAGES
+    for other in ("sharegpt", "messages", "alpaca"):
+        assert to_messages(convert(row, other)) == MESSAGES
+
+
+def test_sharegpt_shape():
+    row = from_messages(MESSAGES, "sharegpt")
+    assert [t["from"] for t in row["conversations"]] == ["system", "human", "gpt"]
+
+
+def test_alpaca_refuses_multi_turn():
+    with pytest.raises(ValueError, match="exactly one user turn"):
+        from_messages(MESSAGES + MESSAGES[1:], "alpaca")
+
+
+def test_schema_catches_bad_rows():
+    assert validation_errors({"conversations": [{"from": "bot", "value": "x"}]}, "sharegpt")
+    assert validation_errors({"messages": [{"role": "user", "content": 3}] * 2}, "messages")
+    assert "$schema" in schema("alpaca")
+
+
+def test_exporter_templates_over_row_fields(tmp_path):
+    df = pd.DataFrame([{"nlq": "slow checkouts", "columns": ["duration_ms", "name"],
+                        "query": {"calculations": [{"op": "P99", "column": "duration_ms"}]}}])
+    export = SharegptExport(system="Write a Honeycomb query.",
+                            human='NLQ: "{nlq}"\n\nColumns: {columns}', gpt="query",
+                            formats=("sharegpt", "messages"))
+    paths = export.write(df, tmp_path)
+    row = json.loads(open(paths["sharegpt"]).readline())
+    human, gpt = row["conversations"][1]["value"], row["conversations"][2]["value"]
+    assert human == "NLQ: \"slow checkouts\"\n\nColumns: ['duration_ms', 'name']"
+    assert json.loads(gpt) == {"calculations": [{"op": "P99", "column": "duration_ms"}]}
+    msg = json.loads(open(paths["messages"]).readline())
+    assert msg["messages"][2]["role"] == "assistant"
+
+
+def test_exporter_names_a_missing_template_field():
+    export = SharegptExport(human="{question}", gpt="answer")
+    with pytest.raises(StageError) as err:
+        export.build(pd.DataFrame({"q": ["x"], "answer": ["y"]}))
+    assert err.value.field == "question"
+
+
+def test_validate_rows_names_the_bad_row():
+    good = from_messages(MESSAGES, "sharegpt")
+    bad = {"conversations": [{"from": "human", "value": "hi"}]}
+    with pytest.raises(StageError, match="row 1 is not valid sharegpt: conversations"):
+        validate_rows([good, bad], "sharegpt")

@@ -1,0 +1,239 @@
+import json
+import subprocess
+import sys
+import textwrap
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from curate import ComplexityFilter, Filter, Pipeline, ReportOptions, SharegptExport
+from curate.pipeline.spec import load_spec
+from curate.errors import SpecError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def source(n=30):
+    return [{"q": f"question {i} " + "word " * (i % 6), "a": str(i)} for i in range(n)]
+
+
+def counting_filter(calls):
+    def keep_even(row):
+        calls.append(row["a"])
+        return int(row["a"]) % 2 == 0
+    return keep_even
+
+
+def make(calls, max_words=5, rows=None):
+    return Pipeline(source=rows or source(),
+                    stages=[Filter(counting_filter(calls), name="even"),
+                            ComplexityFilter(lambda t: len(t.split()), field="q", max_value=max_words)],
+                    export=SharegptExport(system="sys", human="Q: {q}", gpt="a"),
+                    report=ReportOptions(measure=lambda r: len(r["q"].split()), measure_label="words",
+                                         text_field="q"))
+
+
+def test_run_folder_contents_and_counts(tmp_path):
+    run = make([]).run(tmp_path, progress=False)
+    for name in ("manifest.json", "report.html", "rejected.jsonl", "kept.jsonl",
+                 "export/sharegpt.jsonl", "checkpoints/01_even/stats.json"):
+        assert (tmp_path / name).exists(), name
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["rows"] == {"source": 30, "kept": len(run.kept),
+                                "rejected": 30 - len(run.kept), "errored": 0}
+    assert [s["stage"] for s in manifest["stages"]] == ["even", "complexity_filter"]
+    assert manifest["versions"]["pandas"] == pd.__version__
+    rejected = [json.loads(l) for l in open(tmp_path / "rejected.jsonl")]
+    assert {r["_stage"] for r in rejected} == {"even", "complexity_filter"}
+    assert all(r["_reason"] for r in rejected)
+    exported = open(tmp_path / "export/sharegpt.jsonl").read().splitlines()
+    assert len(exported) == len(run.kept) == manifest["export"]["sharegpt"]["rows"]
+
+
+def test_rerun_reuses_unchanged_stages(tmp_path):
+    calls = []
+    first = make(calls).run(tmp_path, progress=False)
+    assert len(calls) == 30
+    second = make(calls).run(tmp_path, progress=False)
+    assert len(calls) == 30, "the unchanged stage ran again"
+    assert all(r.stats["reused"] for _, r in second.stages)
+    from curate.table import records
+    assert records(second.kept) == records(first.kept)
+
+
+def test_changed_stage_recomputes_it_and_only_what_follows(tmp_path):
+    calls = []
+    make(calls).run(tmp_path, progress=False)
+    run = make(calls, max_words=3).run(tmp_path, progress=False)
+    assert len(calls) == 30  # first stage reused
+    assert [r.stats["reused"] for _, r in run.stages] == [True, False]
+    assert run.kept["q"].map(lambda q: len(q.split())).max() <= 3
+
+
+def test_changed_source_recomputes_everything(tmp_path):
+    calls = []
+    make(calls).run(tmp_path, progress=False)
+    make(calls, rows=source(31)).run(tmp_path, progress=False)
+    assert len(calls) == 30 + 31
+
+
+def test_limit_runs_on_first_rows(tmp_path):
+    run = make([]).run(tmp_path, limit=5, progress=False)
+    assert len(run.source) == 5
+
+
+class _Text(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.ids, self.text, self.rows = {}, [], []
+        self._id, self._in_row = None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self._id = attrs.get("id")
+        if tag == "tr" and attrs.get("class"):
+            self.rows.append([attrs["class"]])
+            self._in_row = True
+
+    def handle_endtag(self, tag):
+        self._id = None
+        if tag == "tr":
+            self._in_row = False
+
+    def handle_data(self, data):
+        if self._id and data.strip():
+            self.ids[self._id] = data.strip()
+        if self._in_row and data.strip():
+            self.rows[-1].append(data.strip())
+        self.text.append(data)
+
+
+def test_report_shows_funnel_reasons_distribution_and_near_dups(tmp_path):
+    from curate.table import mark
+
+    class FakeNearDup(Filter):
+        """Rejects rows whose text repeats an earlier one, recording dup_of (like a dedup)."""
+
+        def process(self, df):
+            first = df.drop_duplicates("q")
+            dup = df[~df["_id"].isin(first["_id"])]
+            dup = dup.assign(dup_of=[first.loc[first["q"] == q, "_id"].iloc[0] for q in dup["q"]])
+            res = self.result(first, [True] * len(first))
+            res.rejected = mark(dup, self.name, "near_duplicate_test", "same text")
+            return res
+
+    rows = source(10) + [dict(source(10)[3], a="99")]
+    pipe = Pipeline(source=rows, stages=[FakeNearDup(lambda r: True, name="neardup"),
+                                         Filter(lambda r: int(r["a"]) < 8, name="small")],
+                    report=ReportOptions(measure=lambda r: len(r["q"]), measure_label="chars",
+                                         text_field="q"))
+    pipe.run(tmp_path, progress=False)
+    page = _Text()
+    page.feed((tmp_path / "report.html").read_text())
+    assert page.ids["source-rows"] == "11" and page.ids["kept-rows"] == "8"
+    funnel = [r for r in page.rows if r[0] == "funnel-row"]
+    assert [r[1:6] for r in funnel] == [["neardup", "11", "0", "10", "1"], ["small", "10", "0", "8", "2"]]
+    reasons = [r[1:] for r in page.rows if r[0] == "reason-row"]
+    assert reasons[0] == ["small", "small", "2"]
+    assert ["neardup", "near_duplicate_test", "1"] in reasons
+    text = "".join(page.text)
+    assert "chars: before and after" in text and "mean" in text
+    pair = [r for r in page.rows if r[0] == "pair"][0]
+    assert pair[1:5] == ["rejected", source(10)[3]["q"], "kept", source(10)[3]["q"]]
+
+
+# -- the CLI -------------------------------------------------------------------------------
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "curate.pipeline", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=120)
+
+
+def write_spec(tmp_path, body):
+    spec = tmp_path / "spec.py"
+    spec.write_text(textwrap.dedent(body))
+    return spec
+
+
+GOOD_SPEC = """
+from curate import Pipeline, Filter, SharegptExport
+pipeline = Pipeline(source={source!r}, stages=[Filter(lambda r: True, name="all")],
+                    export=SharegptExport(human="{{q}}", gpt="a"))
+"""
+
+
+def test_cli_runs_a_spec_with_limit(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in source(8)))
+    spec = write_spec(tmp_path, GOOD_SPEC.format(source=str(data)))
+    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--limit", "3", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert len((tmp_path / "run/export/sharegpt.jsonl").read_text().splitlines()) == 3
+
+
+def test_cli_help_explains_the_spec():
+    proc = cli("--help")
+    assert proc.returncode == 0 and "pipeline = Pipeline(" in proc.stdout and "--limit" in proc.stdout
+
+
+@pytest.mark.parametrize("content,expected", [
+    ('{"q": "a", "a": "1"}\n{"q": "b", "a": \n', "rows.jsonl:2: malformed JSON"),
+    ("", "rows.jsonl: no rows to read: the input is empty"),
+])
+def test_cli_bad_source_is_one_line_and_leaves_no_complete_output(tmp_path, content, expected):
+    data = tmp_path / "rows.jsonl"
+    data.write_text(content)
+    spec = write_spec(tmp_path, GOOD_SPEC.format(source=str(data)))
+    out = tmp_path / "run"
+    proc = cli(str(spec), "--out", str(out), "--no-progress")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr
+    assert not (out / "manifest.json").exists() and not (out / "export").exists()
+
+
+def test_cli_missing_field_names_stage_and_field(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"q": "a"}\n')
+    spec = write_spec(tmp_path, """
+        from curate import Pipeline, ComplexityFilter
+        pipeline = Pipeline(source=%r, stages=[ComplexityFilter(len, field="nlq", max_value=3)])
+        """ % str(data))
+    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--no-progress")
+    assert proc.returncode == 2
+    assert "stage 'complexity_filter', field 'nlq': the table has no field 'nlq'" in proc.stderr
+
+
+def test_cli_spec_without_pipeline(tmp_path):
+    spec = write_spec(tmp_path, "x = 1\n")
+    proc = cli(str(spec), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "does not define `pipeline`" in proc.stderr
+
+
+def test_cli_unknown_stage_parameter_names_spec_line(tmp_path):
+    spec = write_spec(tmp_path, """
+        from curate import Pipeline, Sample
+
+        pipeline = Pipeline(source=[{"a": 1}], stages=[Sample(n=1, sead=3)])
+        """)
+    proc = cli(str(spec), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert f"{spec}:4: TypeError" in proc.stderr and "'sead'" in proc.stderr
+
+
+def test_load_spec_syntax_error_names_line(tmp_path):
+    spec = write_spec(tmp_path, "from curate import Pipeline\npipeline = Pipeline(\n")
+    with pytest.raises(SpecError, match=r"spec\.py:2"):
+        load_spec(spec)
+
+
+def test_cli_wrong_type_in_field(tmp_path):
+    spec = write_spec(tmp_path, """
+        from curate import Pipeline, ComplexityFilter
+        pipeline = Pipeline(source=[{"q": "ok"}, {"q": 5}],
+                            stages=[ComplexityFilter(len, field="q", max_value=3)])
+        """)
+    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--no-progress")
+    assert proc.returncode == 2
+    assert "stage 'complexity_filter', field 'q'" in proc.stderr and "int" in proc.stderr
