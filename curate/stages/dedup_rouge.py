@@ -220,6 +220,8 @@ class RougeDedup(Stage):
             rows, cols, f, size = self._score_block([texts[i] for i in members], choices,
                                                     lengths[members], kept_lengths)
             compared += size
+            if rows.size == 0:
+                continue
             # best per candidate: highest F, then earliest kept row (np.argmax's tie rule)
             order = np.lexsort((positions[cols], -f, rows))
             rows, cols, f = rows[order], cols[order], f[order]
