@@ -1,0 +1,128 @@
+"""Self-healing at inference: check a model's output and ask it to fix what fails.
+
+The loop is the one of the Honeycomb case study: generate, run the level-1
+assertions, and when they fail, show the model its own answer and the failures in
+words, then ask again, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assertions.core import Failure
+
+__all__ = ["HealResult", "describe_failures", "from_pipeline", "self_heal"]
+
+Message = dict[str, str]
+Generate = Callable[[list[Message]], str]
+CheckText = Callable[[str], Sequence[Failure]]
+
+
+@dataclass(frozen=True)
+class HealResult:
+    """The outcome of `self_heal`.
+
+    Args:
+        output: the last output generated (the valid one when ``valid``).
+        valid: whether ``output`` passed the check.
+        attempts: how many times the model was called.
+        history: ``(output, failures)`` for every attempt, in order.
+    """
+
+    output: str
+    valid: bool
+    attempts: int
+    history: tuple[tuple[str, tuple[Failure, ...]], ...]
+
+    @property
+    def failures(self) -> tuple[Failure, ...]:
+        """The failures of the final output (empty when valid)."""
+        return self.history[-1][1] if self.history else ()
+
+
+def describe_failures(failures: Sequence[Failure]) -> str:
+    """The default feedback: the failures as a list, and a request for a corrected query."""
+    problems = "\n".join(f"- {failure.message}" for failure in failures)
+    return f"Your query has these problems:\n{problems}\nReturn a corrected query."
+
+
+def self_heal(
+    generate: Generate,
+    check: CheckText,
+    prompt: str | Sequence[Message],
+    max_attempts: int = 3,
+    feedback: Callable[[Sequence[Failure]], str] = describe_failures,
+) -> HealResult:
+    """Generate, check, and on failure feed the failures back to the model, up to ``max_attempts`` calls.
+
+    Args:
+        generate: any model as a callable taking chat messages (``[{"role", "content"}]``)
+            and returning text; see `from_pipeline` for a transformers pipeline.
+        check: ``check(text) -> failures``, e.g. ``lambda text: honeycomb.check(text, columns)``.
+        prompt: the user prompt as a string, or the opening chat messages.
+        max_attempts: the most model calls, the first one included.
+        feedback: turns failures into the user message that asks for a correction.
+
+    After a failed attempt the conversation grows by the model's reply (as an
+    assistant message) and the feedback (as a user message), so the model sees what
+    it wrote and what is wrong with it.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    messages = _as_messages(prompt)
+    history: list[tuple[str, tuple[Failure, ...]]] = []
+    while True:
+        output = _as_text(generate(list(messages)))
+        failures = tuple(check(output))
+        history.append((output, failures))
+        if not failures or len(history) >= max_attempts:
+            return HealResult(output, not failures, len(history), tuple(history))
+        messages += [{"role": "assistant", "content": output}, {"role": "user", "content": feedback(failures)}]
+
+
+def _as_messages(prompt: str | Sequence[Message]) -> list[Message]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    messages = [dict(message) for message in prompt]
+    if not messages or not all("role" in message and "content" in message for message in messages):
+        raise ValueError("prompt must be a string or a non-empty list of {'role', 'content'} messages")
+    return messages
+
+
+def _as_text(reply: Any) -> str:
+    if isinstance(reply, str):
+        return reply
+    kind = type(reply).__name__
+    raise TypeError(f"generate must return text, got {kind}; wrap the model so it returns the reply's text")
+
+
+def from_pipeline(pipe: Callable[..., Any], **generate_kwargs: Any) -> Generate:
+    """Wrap a transformers text-generation pipeline (or anything shaped like one) as ``generate``.
+
+    The pipeline is called with the chat messages and ``generate_kwargs``
+    (``return_full_text=False`` unless given); the reply is read from
+    ``result[0]["generated_text"]``, whether that is the new text or the whole chat.
+    transformers itself is never imported here.
+    """
+    generate_kwargs.setdefault("return_full_text", False)
+
+    def generate(messages: list[Message]) -> str:
+        result = pipe(messages, **generate_kwargs)
+        return _pipeline_reply(result)
+
+    return generate
+
+
+def _pipeline_reply(result: Any) -> str:
+    if isinstance(result, list) and result:
+        result = result[0]
+    if isinstance(result, list) and result:  # a batch of one prompt: [[{...}]]
+        result = result[0]
+    text = result.get("generated_text") if isinstance(result, dict) else None
+    if isinstance(text, list) and text and isinstance(text[-1], dict):
+        text = text[-1].get("content")
+    if not isinstance(text, str):
+        raise TypeError(f"expected a text-generation pipeline result with 'generated_text', got {result!r:.200}")
+    return text
