@@ -1,0 +1,1 @@
+"""Runnable uses of the workbench."""

@@ -1,0 +1,1 @@
+"""The Honeycomb case study: natural-language question + column list -> Honeycomb query JSON."""

@@ -1,0 +1,1 @@
+"""Seed and held-out evaluation data of the Honeycomb example, and the schemas they use."""

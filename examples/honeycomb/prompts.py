@@ -1,0 +1,275 @@
+"""Prompts of the Honeycomb example: fine-tuning, augmentation, critique and repair.
+
+Every builder takes a row ``{"nlq", "columns", "query"}`` and returns chat messages
+(``[{"role": ..., "content": ...}]``); the replies are JSON objects described by the
+``*_SCHEMA`` JSON Schemas next to each builder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CRITIQUE_EXAMPLES_PATH = Path(__file__).parent / "data" / "critique_examples.jsonl"
+
+# ---------------------------------------------------------------------------------------------
+# (a) The fine-tuning prompt: what the model sees at training and at inference time.
+
+SYSTEM_PROMPT = (
+    "Honeycomb is an observability platform where you query the events and trace spans your "
+    "services send. You are an assistant that turns a natural language query (NLQ) and the "
+    "list of columns available in the dataset into a Honeycomb query, written as one JSON "
+    "object."
+)
+
+USER_TEMPLATE = 'NLQ: "{nlq}"\n\nColumns: {columns}'
+
+
+def format_columns(columns: Iterable[str] | str) -> str:
+    """The column list as the prompt shows it: ``['duration_ms', 'http.route']``.
+
+    A string is taken to be an already formatted list and returned unchanged.
+    """
+    if isinstance(columns, str):
+        return columns
+    return repr([str(c) for c in columns])
+
+
+def user_prompt(nlq: str, columns: Iterable[str] | str) -> str:
+    """The human turn of the fine-tuning prompt."""
+    return USER_TEMPLATE.format(nlq=nlq, columns=format_columns(columns))
+
+
+def dump_query(query: Mapping | str) -> str:
+    """A query as compact JSON text (text is returned unchanged)."""
+    return query if isinstance(query, str) else json.dumps(query, ensure_ascii=False)
+
+
+def finetune_messages(row: Mapping, with_answer: bool = False) -> list[dict]:
+    """System and user turns for ``row``; with the gold query as the assistant turn if asked."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": user_prompt(row["nlq"], row["columns"])}]
+    if with_answer:
+        messages.append({"role": "assistant", "content": dump_query(row["query"])})
+    return messages
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON Schemas of the replies.
+
+_NAMED_COLUMN = {"type": "string", "minLength": 1}
+QUERY_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "calculations": {"type": "array", "items": {"type": "object"}},
+        "filters": {"type": "array", "items": {"type": "object"}},
+        "filter_combination": {"enum": ["AND", "OR"]},
+        "breakdowns": {"type": "array", "items": _NAMED_COLUMN},
+        "orders": {"type": "array", "items": {"type": "object"}},
+        "havings": {"type": "array", "items": {"type": "object"}},
+        "time_range": {"type": "integer"},
+        "start_time": {"type": "integer"},
+        "end_time": {"type": "integer"},
+        "granularity": {"type": "integer"},
+        "limit": {"type": "integer"},
+    },
+    "additionalProperties": False,
+}
+"""The shape of a query; the full rules are those of ``assertions.honeycomb.check``."""
+
+AUGMENT_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "nlq": {"type": "string", "minLength": 1},
+        "columns": {"type": "array", "items": _NAMED_COLUMN, "minItems": 1},
+        "query": QUERY_SCHEMA,
+    },
+    "required": ["nlq", "columns", "query"],
+    "additionalProperties": False,
+}
+
+CRITIQUE_SCHEMA: dict = {
+    "type": "object",
+    "properties": {
+        "critique": {"type": "string", "minLength": 1},
+        "outcome": {"enum": ["good", "bad"]},
+    },
+    "required": ["critique", "outcome"],
+    "additionalProperties": False,
+}
+
+REPAIR_SCHEMA: dict = {
+    "type": "object",
+    "properties": {"query": QUERY_SCHEMA},
+    "required": ["query"],
+    "additionalProperties": False,
+}
+
+# ---------------------------------------------------------------------------------------------
+# A short reference of the query language, shared by the augmentation, critique and repair
+# prompts.
+
+QUERY_LANGUAGE = """\
+A Honeycomb query is a JSON object with these optional keys:
+- "calculations": [{"op": ..., "column": ...}]. COUNT and CONCURRENCY take no column; \
+COUNT_DISTINCT, HEATMAP, SUM, AVG, MAX, MIN, P001, P01, P05, P10, P25, P50, P75, P90, P95, P99, \
+P999, RATE_AVG, RATE_SUM and RATE_MAX need one.
+- "filters": [{"column": ..., "op": ..., "value": ...}] with op one of =, !=, >, >=, <, <=, \
+starts-with, does-not-start-with, exists, does-not-exist, contains, does-not-contain, in, \
+not-in. exists and does-not-exist take no value; in and not-in take a list.
+- "filter_combination": "AND" (the default) or "OR".
+- "breakdowns": [column, ...] to group by.
+- "orders": [{"op": ..., "column": ..., "order": "ascending" | "descending"}] naming one of \
+the calculations, or [{"column": ..., "order": ...}] naming a breakdown. HEATMAP cannot be \
+ordered.
+- "havings": [{"calculate_op": ..., "column": ..., "op": ..., "value": ...}] filtering groups \
+on one of the calculations (not HEATMAP).
+- "time_range" in seconds ending now (7200 when no time is given), or "start_time" and \
+"end_time" in UNIX seconds; "granularity" in seconds, between the window / 1000 and the \
+window / 10; "limit" a positive number of result rows.
+Every column named in a query must be one of the given columns."""
+
+# ---------------------------------------------------------------------------------------------
+# (b) Augmentation: a new training row that varies an existing one.
+
+AUGMENT_SYSTEM = f"""\
+You write training data for a model that turns questions about telemetry into Honeycomb \
+queries. You are given one example row: a question (NLQ), the list of columns of the dataset, \
+and the query that answers the question. Write one new row that varies it.
+
+{QUERY_LANGUAGE}
+
+How to vary the row:
+- Reword the question the way a different engineer would ask it: terser or more verbose, \
+with different words or jargon, a typo now and then. It must still ask for exactly what the \
+query computes.
+- And/or substitute one column for another column of the same kind (a duration for a \
+duration, an identifier for an identifier, a category for a category) in all three places: \
+the question, the column list (put the new column where the old one was, so the list keeps \
+its length) and everywhere in the query (calculations, filters, breakdowns, orders, havings). \
+A filter value must make sense for the new column.
+- Keep the complexity: the same number of calculations, filters, breakdowns, orders and \
+havings, and the same kind of time window.
+- Every column the query uses must be in the column list.
+
+Reply with one JSON object and nothing else: \
+{{"nlq": "...", "columns": ["...", ...], "query": {{...}}}}"""
+
+
+def _row_block(row: Mapping, with_columns: bool = True) -> str:
+    lines = [f'NLQ: "{row["nlq"]}"']
+    if with_columns:
+        lines.append(f"Columns: {format_columns(row['columns'])}")
+    lines.append(f"Query: {dump_query(row['query'])}")
+    return "\n".join(lines)
+
+
+def augment_messages(row: Mapping, few_shot_rows: Sequence[Mapping] = (),
+                     spare_columns: Sequence[str] = ()) -> list[dict]:
+    """Chat messages asking for a variation of ``row``; the reply follows ``AUGMENT_SCHEMA``.
+
+    ``few_shot_rows`` are other good rows, shown as examples of questions and queries.
+    ``spare_columns`` are columns of the same dataset that are not in the row's list, offered
+    as replacements when the model substitutes a column.
+    """
+    parts = []
+    if few_shot_rows:
+        examples = "\n\n".join(_row_block(r, with_columns=False) for r in few_shot_rows)
+        parts.append(f"Examples of good questions and queries:\n\n{examples}")
+    parts.append(f"The row to vary ({len(list(row['columns']))} columns):\n\n{_row_block(row)}")
+    if spare_columns:
+        parts.append("Columns of the same dataset you may substitute in: "
+                     f"{format_columns(spare_columns)}")
+    parts.append("Write the new row as JSON.")
+    return [{"role": "system", "content": AUGMENT_SYSTEM},
+            {"role": "user", "content": "\n\n".join(parts)}]
+
+
+# ---------------------------------------------------------------------------------------------
+# (c) Critique: an expert judges whether the query answers the question.
+
+CRITIQUE_SYSTEM = f"""\
+You are an observability engineer who has written Honeycomb queries for years. You review \
+pairs of a natural language question (NLQ) and the Honeycomb query written for it, given the \
+columns of the dataset, and decide whether the query is what a careful expert would run.
+
+{QUERY_LANGUAGE}
+
+What you know from experience:
+- "Requests" and "traces" mean root spans: filter trace.parent_id does-not-exist, or every \
+span of the trace is counted.
+- Latency and "slow" questions want HEATMAP(duration_ms) and/or a percentile such as \
+P95 or P99 of duration_ms; a COUNT or AVG alone hides the tail.
+- "Slowest traces" are grouped by trace.trace_id and ordered by the duration, descending.
+- "Top N" needs an order and a limit; a stated time window needs time_range or \
+start_time/end_time, since the default is only the last two hours.
+- Prefer the column that means what the question says over one that merely looks close, \
+and do not add filters or groupings the question did not ask for.
+
+Write a short critique in your own voice: what the query gets right, what is wrong or \
+missing, and how you would fix it. Then give the outcome: "good" if an expert would run this \
+query as is, "bad" otherwise. Reply with one JSON object and nothing else: \
+{{"critique": "...", "outcome": "good" | "bad"}}"""
+
+
+def _judge_prompt(row: Mapping) -> str:
+    return (f'NLQ: "{row["nlq"]}"\n\nColumns: {format_columns(row["columns"])}\n\n'
+            f"Query: {dump_query(row['query'])}")
+
+
+def critique_examples() -> list[dict]:
+    """The few-shot critiques ``{"nlq", "columns", "query", "critique", "outcome"}``."""
+    with CRITIQUE_EXAMPLES_PATH.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def critique_messages(row: Mapping, examples: Sequence[Mapping] | None = None) -> list[dict]:
+    """Chat messages asking an expert judge about ``row``; the reply follows ``CRITIQUE_SCHEMA``.
+
+    The judge sees the question, the columns and the query only. ``examples`` are few-shot
+    critiques (default: ``critique_examples()``), shown as earlier turns of the chat.
+    """
+    messages = [{"role": "system", "content": CRITIQUE_SYSTEM}]
+    for ex in critique_examples() if examples is None else examples:
+        messages.append({"role": "user", "content": _judge_prompt(ex)})
+        messages.append({"role": "assistant", "content": json.dumps(
+            {"critique": ex["critique"], "outcome": ex["outcome"]}, ensure_ascii=False)})
+    messages.append({"role": "user", "content": _judge_prompt(row)})
+    return messages
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) Repair: improve a query given a critique or a list of failures.
+
+REPAIR_SYSTEM = f"""\
+You fix Honeycomb queries. You are given a natural language question (NLQ), the columns of \
+the dataset, a query written for the question, and what is wrong with it: a reviewer's \
+critique or the failures of an automatic check. Write the corrected query: fix every problem \
+named, keep what was right, use only the given columns, and answer exactly the question.
+
+{QUERY_LANGUAGE}
+
+Reply with one JSON object and nothing else: {{"query": {{...}}}}"""
+
+
+def describe_problems(critique_or_failures: Any) -> str:
+    """A critique (text) or failures (``Failure`` objects, dicts or strings) as prompt text."""
+    if isinstance(critique_or_failures, str):
+        return critique_or_failures.strip()
+    lines = []
+    for item in critique_or_failures:
+        if isinstance(item, Mapping):
+            rule, message = item.get("rule"), item.get("message", "")
+        else:
+            rule, message = getattr(item, "rule", None), getattr(item, "message", item)
+        lines.append(f"- {rule}: {message}" if rule else f"- {message}")
+    return "\n".join(lines)
+
+
+def repair_messages(row: Mapping, critique_or_failures: Any) -> list[dict]:
+    """Chat messages asking for a better query for ``row``; the reply follows ``REPAIR_SCHEMA``."""
+    user = (f"{_judge_prompt(row)}\n\nWhat is wrong with it:\n"
+            f"{describe_problems(critique_or_failures)}\n\nWrite the corrected query as JSON.")
+    return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": user}]
