@@ -5,7 +5,7 @@ at inference. Domain checkers live in submodules (`assertions.honeycomb`).
 """
 
 from assertions.core import Checker, Failure, FailureCounter, Rule
-from assertions.heal import HealResult, describe_failures, from_pipeline, self_heal
+from assertions.heal import HealResult, describe_failures, from_pipeline, heal_many, self_heal
 
 __all__ = [
     "Checker",
@@ -15,5 +15,6 @@ __all__ = [
     "Rule",
     "describe_failures",
     "from_pipeline",
+    "heal_many",
     "self_heal",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from assertions.core import Failure
 
-__all__ = ["HealResult", "describe_failures", "from_pipeline", "self_heal"]
+__all__ = ["HealResult", "describe_failures", "from_pipeline", "heal_many", "self_heal"]
 
 Message = dict[str, str]
 Generate = Callable[[list[Message]], str]
@@ -80,6 +80,44 @@ def self_heal(
         if not failures or len(history) >= max_attempts:
             return HealResult(output, not failures, len(history), tuple(history))
         messages += [{"role": "assistant", "content": output}, {"role": "user", "content": feedback(failures)}]
+
+
+def heal_many(
+    generate_many: Callable[[list[list[Message]]], Sequence[str]],
+    checks: Sequence[CheckText],
+    prompts: Sequence[str | Sequence[Message]],
+    max_attempts: int = 3,
+    feedback: Callable[[Sequence[Failure]], str] = describe_failures,
+) -> list[HealResult]:
+    """`self_heal` for many prompts at once, in rounds, for models that batch.
+
+    Each round sends every conversation that is still failing to ``generate_many`` in one
+    call (a batched local model or a concurrent client), so a round costs about as much as
+    one batch. ``checks[i]`` checks the output of ``prompts[i]``. The conversations grow
+    exactly as in `self_heal`.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    if len(checks) != len(prompts):
+        raise ValueError(f"got {len(prompts)} prompts but {len(checks)} checks")
+    conversations = [_as_messages(p) for p in prompts]
+    histories: list[list[tuple[str, tuple[Failure, ...]]]] = [[] for _ in prompts]
+    pending = list(range(len(prompts)))
+    while pending:
+        replies = generate_many([list(conversations[i]) for i in pending])
+        if len(replies) != len(pending):
+            raise ValueError(f"generate_many returned {len(replies)} replies for {len(pending)} prompts")
+        still = []
+        for i, reply in zip(pending, replies):
+            output = _as_text(reply)
+            failures = tuple(checks[i](output))
+            histories[i].append((output, failures))
+            if failures and len(histories[i]) < max_attempts:
+                conversations[i] += [{"role": "assistant", "content": output},
+                                     {"role": "user", "content": feedback(failures)}]
+                still.append(i)
+        pending = still
+    return [HealResult(h[-1][0], not h[-1][1], len(h), tuple(h)) for h in histories]
 
 
 def _as_messages(prompt: str | Sequence[Message]) -> list[Message]:

@@ -136,3 +136,23 @@ def test_the_adapter_names_what_it_expected():
     generate = from_pipeline(lambda messages, **kwargs: [{"score": 1.0}])
     with pytest.raises(TypeError, match="generated_text"):
         generate([{"role": "user", "content": "hi"}])
+
+
+def test_heal_many_batches_only_the_failing_conversations():
+    from assertions import heal_many
+
+    first, second = ScriptedModel(BROKEN, FIXED), ScriptedModel(FIXED)
+    batches = []
+
+    def generate_many(conversations):
+        batches.append(len(conversations))
+        # route each conversation to its own scripted model by its prompt text
+        return [(first if "slowest" in c[0]["content"] else second)(c) for c in conversations]
+
+    results = heal_many(generate_many, [check_query, check_query],
+                        [PROMPT, "NLQ: p99 latency\nColumns: duration_ms"], max_attempts=3)
+    assert batches == [2, 1]
+    assert [(r.valid, r.attempts) for r in results] == [(True, 2), (True, 1)]
+    retry = first.calls[1]
+    assert retry[-2] == {"role": "assistant", "content": BROKEN}
+    assert "column" in retry[-1]["content"] and retry[-1]["role"] == "user"
