@@ -1,0 +1,118 @@
+"""Checkpoints that resume exactly, and the final adapter.
+
+A checkpoint is accelerate's ``save_state`` folder (model, optimizer, scheduler, every RNG)
+plus ``trainer_state.json`` with the step, so the loop can skip the micro-batches already
+seen. With LoRA the checkpoint holds the adapter only, not a copy of the frozen base.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+from accelerate.utils import DistributedType
+
+from train.errors import ConfigError
+
+STATE_FILE = "trainer_state.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+@contextlib.contextmanager
+def _quiet_gguf_base():
+    """peft warns when the base folder has no config.json, which is always so for a GGUF base."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        yield
+
+
+def _is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def register_adapter_hooks(accelerator) -> None:
+    """Save and load only the trainable adapter in checkpoints (single device and DDP).
+
+    DeepSpeed and FSDP write their own sharded states; see `save_checkpoint`.
+    """
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    def save_hook(models, weights, output_dir):
+        for i, model in enumerate(models):
+            model = accelerator.unwrap_model(model)
+            if _is_peft(model):
+                with _quiet_gguf_base():
+                    state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+                save_file(state, str(Path(output_dir) / f"{i}_{ADAPTER_FILE}"))
+        weights.clear()  # nothing else to write: the base is frozen and reloaded from its source
+
+    def load_hook(models, input_dir):
+        for i, model in enumerate(list(models)):
+            model = accelerator.unwrap_model(model)
+            if _is_peft(model):
+                set_peft_model_state_dict(model, load_file(str(Path(input_dir) / f"{i}_{ADAPTER_FILE}")))
+        models.clear()
+
+    if accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        accelerator.register_save_state_pre_hook(save_hook)
+        accelerator.register_load_state_pre_hook(load_hook)
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = sorted(Path(output_dir, "checkpoints").glob("step_*/" + STATE_FILE))
+    return found[-1].parent if found else None
+
+
+def save_checkpoint(accelerator, model, output_dir: str | Path, state: dict, keep: int) -> Path:
+    path = Path(output_dir, "checkpoints", f"step_{state['step']:06d}")
+    kwargs = {}
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and _is_peft(accelerator.unwrap_model(model)):
+        kwargs["exclude_frozen_parameters"] = True
+    accelerator.save_state(str(path), **kwargs)
+    if accelerator.is_main_process:
+        # written last: a folder without it is an interrupted save and is never resumed from
+        (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+        done = sorted(Path(output_dir, "checkpoints").glob("step_*/" + STATE_FILE))
+        for old in done[: max(len(done) - keep, 0)]:
+            shutil.rmtree(old.parent, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path
+
+
+#: the keys a resumed run must share with the run that wrote the checkpoint: they decide
+#: which rows each step sees and what the saved tensors are
+IDENTITY_KEYS = ("data", "val_data", "val_fraction", "format", "template", "eot_token", "train_on_inputs",
+                 "max_seq_len", "overlong", "packing", "model", "gguf_file", "method", "lora_r", "lora_alpha",
+                 "lora_target_modules", "seed", "micro_batch_size", "grad_accum")
+
+
+def run_identity(cfg) -> dict:
+    return {key: getattr(cfg, key) for key in IDENTITY_KEYS}
+
+
+def load_checkpoint(accelerator, model, path: str | Path, expected: dict | None = None) -> dict:
+    state = json.loads((Path(path) / STATE_FILE).read_text())
+    changed = sorted(k for k in expected or {} if k in state.get("run", {}) and state["run"][k] != expected[k])
+    if changed:
+        raise ConfigError(f"{path} was written by a run with different {', '.join(changed)}; resuming would "
+                          f"mix two runs: use another output_dir, or resume: false to start over")
+    kwargs = {}
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and _is_peft(accelerator.unwrap_model(model)):
+        kwargs["load_module_strict"] = False
+    accelerator.load_state(str(path), **kwargs)
+    return state
+
+
+def save_final(accelerator, model, tokenizer, out_dir: str | Path) -> Path:
+    """The adapter (or the full model) with its tokenizer, gathered from every shard."""
+    state_dict = accelerator.get_state_dict(model)  # every process takes part (ZeRO-3, FSDP)
+    if accelerator.is_main_process:
+        with _quiet_gguf_base():
+            accelerator.unwrap_model(model).save_pretrained(out_dir, state_dict=state_dict,
+                                                           save_function=accelerator.save)
+        tokenizer.save_pretrained(out_dir)
+    accelerator.wait_for_everyone()
+    return Path(out_dir)

@@ -1,0 +1,298 @@
+"""The training loop: ``train(cfg)``, one function to read top to bottom, and its helpers.
+
+    python -m train config.yaml                                          # one device
+    accelerate launch --config_file train/configs/zero2.yaml -m train config.yaml   # several
+
+An optimizer step sees ``micro_batch_size * grad_accum * processes`` rows, and its loss is
+the mean over every learned token in them (not a mean of per-batch means, which would weigh
+short answers more). The learning rate warms up linearly, then follows a cosine to zero.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, GradientAccumulationPlugin, set_seed
+from torch.utils.data import DataLoader
+
+from train import checkpoint as ckpt
+from train.config import config_dict
+from train.data import IGNORE_INDEX, build_examples, collate, load_conversations
+from train.errors import ConfigError
+from train.evals import assertion_eval, extract_fields, load_checker
+from train.hardware import MFU_CONVENTION, detect_gpu, mfu
+from train.memory import GIB, estimate
+from train.model import count_parameters, load_base, load_tokenizer, merge, prepare_model, use_bf16
+from train.packing import check_isolation, pack
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def loss_sum(model, batch: dict) -> torch.Tensor:
+    """Summed cross-entropy over the learned tokens of a batch (labels are shifted here)."""
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    logits = model(**inputs, use_cache=False).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def learned_tokens(batch: dict) -> torch.Tensor:
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+
+
+def micro_batches(accelerator, examples: list[dict], cfg, pad_id: int, skip: int = 0):
+    """Endless micro-batches, epoch after epoch; the order of epoch e is fixed by seed + e,
+    so skipping ``skip`` batches puts a resumed run exactly where the first one stopped."""
+    epoch = 0
+    while True:
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        # its own generator: a loader drawing from the global RNG would shift the dropout masks
+        # of a resumed run, which starts a loader where the uninterrupted run did not
+        loader = DataLoader(examples, batch_size=cfg.micro_batch_size, sampler=order,
+                            collate_fn=partial(collate, pad_id=pad_id), generator=torch.Generator())
+        loader = accelerator.prepare_data_loader(loader)  # shards the batches across processes
+        if skip >= len(loader):
+            skip, epoch = skip - len(loader), epoch + 1
+            continue
+        if skip:
+            loader, skip = accelerator.skip_first_batches(loader, skip), 0
+        yield from loader
+        epoch += 1
+
+
+@torch.no_grad()
+def estimate_loss(accelerator, model, examples: list[dict], cfg, pad_id: int) -> float:
+    """Mean loss per learned token on the held-out examples."""
+    if not examples:
+        return float("nan")
+    loader = accelerator.prepare_data_loader(
+        DataLoader(examples, batch_size=cfg.micro_batch_size, collate_fn=partial(collate, pad_id=pad_id),
+                   generator=torch.Generator()))
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)
+    for i, batch in enumerate(loader):
+        if cfg.eval_batches is not None and i >= cfg.eval_batches:
+            break
+        total += torch.stack([loss_sum(model, batch), learned_tokens(batch).float()])
+    model.train()
+    total = accelerator.reduce(total, "sum")
+    return (total[0] / total[1].clamp(min=1)).item()
+
+
+def make_accelerator(cfg) -> Accelerator:
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION") if cfg.precision == "auto" else None
+    accelerator = Accelerator(
+        mixed_precision=mixed or ("bf16" if use_bf16(cfg) else "no"),
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=False),
+        step_scheduler_with_optimizer=False,  # stepped once per optimizer step below, on every process
+        log_with=cfg.trackers or None, project_dir=cfg.output_dir)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        ds = accelerator.state.deepspeed_plugin.deepspeed_config
+        ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
+        if ds.get("gradient_clipping", "auto") == "auto":
+            ds["gradient_clipping"] = cfg.max_grad_norm
+    if accelerator.distributed_type == DistributedType.FSDP and cfg.assertion_eval:
+        raise ConfigError("assertion_eval cannot generate from FSDP-sharded weights; use zero2.yaml or "
+                          "zero3.yaml, or score the saved adapter after training")
+    return accelerator
+
+
+def _prepare(accelerator, model, cfg, total_steps: int):
+    warmup = max(1, round(cfg.warmup_ratio * total_steps))
+    if accelerator.distributed_type == DistributedType.FSDP:
+        model = accelerator.prepare(model)  # FSDP wraps the model before the optimizer sees its parameters
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, warmup=warmup, total=total_steps))
+    if accelerator.distributed_type == DistributedType.FSDP:
+        optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return model, optimizer, scheduler
+
+
+def _log(accelerator, output_dir: Path, record: dict) -> None:
+    accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None},
+                    step=record["step"])
+    if accelerator.is_main_process:
+        with open(output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        accelerator.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in record.items() if v is not None))
+
+
+def _zero3(accelerator) -> bool:
+    """Weights sharded by DeepSpeed: every rank must take part in each forward pass."""
+    return (accelerator.distributed_type == DistributedType.DEEPSPEED
+            and accelerator.state.deepspeed_plugin.zero_stage == 3)
+
+
+def _assertion_eval(accelerator, model, tokenizer, val, cfg, step) -> dict:
+    result = assertion_eval(accelerator.unwrap_model(model), tokenizer, val, cfg.assertion_eval, cfg.template,
+                            cfg.eot_token, cfg.micro_batch_size, synced_gpus=_zero3(accelerator))
+    top = ", ".join(f"{rule} x{n}" for rule, n in result["failures"].most_common(3))
+    return {"step": step, "valid_rate": result["valid_rate"], "valid_n": result["n"], "top_failures": top or None}
+
+
+def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list[dict]]:
+    """Train and held-out examples (masked once, here; the collator only pads), and the
+    held-out conversations that assertion_eval generates on."""
+    train_rows, val_rows = load_conversations(cfg)
+    train_ex, stats = build_examples(train_rows, tokenizer, cfg)
+    val_ex, _ = build_examples(val_rows, tokenizer, cfg)
+    accelerator.print(f"data: {stats.summary(cfg)}; {len(val_ex)} held out")
+    if cfg.packing:
+        train_ex, val_ex = pack(train_ex, cfg.max_seq_len), pack(val_ex, cfg.max_seq_len)
+    if not train_ex:
+        raise ConfigError(f"no training rows left ({stats.summary(cfg)}); raise max_seq_len or add data")
+    if cfg.assertion_eval:
+        if not val_rows:
+            raise ConfigError("assertion_eval generates on held-out rows and there are none; "
+                              "set val_fraction above 0 or val_data")
+        load_checker(cfg.assertion_eval.checker)  # fail now, not after the first hour of training
+        for conv in val_rows[: cfg.assertion_eval.rows]:
+            extract_fields(conv, cfg.assertion_eval.fields)
+    return train_ex, val_ex, val_rows
+
+
+def optimizer_step(accelerator, model, optimizer, window: list[dict], cfg, params) -> tuple:
+    """One optimizer step over ``grad_accum`` micro-batches: (summed loss, learned tokens on
+    all processes, gradient norm, tokens seen here)."""
+    n_learned = accelerator.reduce(sum(learned_tokens(b) for b in window), "sum").clamp(min=1)
+    loss_total, grad_norm, tokens = 0.0, None, 0
+    for batch in window:
+        with accelerator.accumulate(model):
+            loss = loss_sum(model, batch)
+            # a token-weighted mean over the global batch: * grad_accum * processes undoes
+            # the division accelerate (per micro-batch) and data parallelism (per process) apply
+            accelerator.backward(loss * cfg.grad_accum * accelerator.num_processes / n_learned)
+            if accelerator.sync_gradients:
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_total += loss.detach()
+        tokens += int(batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel())
+    return accelerator.reduce(loss_total, "sum"), n_learned, grad_norm, tokens
+
+
+def memory_estimate(accelerator, model, cfg) -> float:
+    """Predicted peak bytes of this run (train.memory), to log next to the measured peak."""
+    return estimate(model=accelerator.unwrap_model(model).config, method=cfg.method, seq_len=cfg.max_seq_len,
+                    micro_batch=cfg.micro_batch_size, gradient_checkpointing=cfg.gradient_checkpointing,
+                    lora_r=cfg.lora_r, lora_targets=cfg.lora_target_modules, lora_dropout=cfg.lora_dropout).total
+
+
+def train(cfg) -> dict:
+    """Fine-tune as ``cfg`` says; returns the output folder, the steps done, how it stopped, and
+    the trained model (unwrapped, with its adapter) for evaluating it right away."""
+    started = last_save = time.time()
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        (out / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+
+    tokenizer = load_tokenizer(cfg)
+    train_ex, val_ex, val_rows = load_data(accelerator, cfg, tokenizer)
+
+    # model
+    model = prepare_model(cfg, load_base(cfg, device_index=accelerator.local_process_index))
+    trainable, n_params = count_parameters(model)
+    accelerator.print(f"model: {cfg.model} {cfg.method}, {trainable:,} of {n_params:,} parameters trainable")
+    sharded = accelerator.distributed_type == DistributedType.FSDP or _zero3(accelerator)
+    if cfg.packing and not sharded:  # a sharded model cannot run a forward pass before prepare()
+        check_isolation(model if cfg.method == "qlora" else model.to(accelerator.device), len(tokenizer))
+    per_step = cfg.micro_batch_size * cfg.grad_accum * accelerator.num_processes
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_ex) / per_step))
+    model, optimizer, scheduler = _prepare(accelerator, model, cfg, total_steps)
+    ckpt.register_adapter_hooks(accelerator)
+    if cfg.trackers:
+        accelerator.init_trackers("train", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                   for k, v in config_dict(cfg).items()})
+
+    # resume
+    state = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "run": ckpt.run_identity(cfg)}
+    last = ckpt.latest_checkpoint(out) if cfg.resume else None
+    if last is not None:
+        state = ckpt.load_checkpoint(accelerator, model, last, expected=state["run"])
+        accelerator.print(f"resumed from {last} at step {state['step']}")
+    batches = micro_batches(accelerator, train_ex, cfg, tokenizer.pad_token_id, skip=state["step"] * cfg.grad_accum)
+
+    gpu = detect_gpu()
+    if gpu:
+        predicted = memory_estimate(accelerator, model, cfg)
+        accelerator.print(f"memory: estimated {predicted / GIB:.2f} GiB on {gpu}; {MFU_CONVENTION}")
+        torch.cuda.reset_peak_memory_stats()
+    if cfg.assertion_eval and cfg.assertion_eval.at_start and state["step"] == 0:
+        _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, 0))
+
+    model.train()
+    stop_reason, window_tokens, window_seconds = "max_steps", 0, 0.0
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step in range(state["step"], total_steps):
+        step_start = time.time()
+        window = [next(batches) for _ in range(cfg.grad_accum)]
+        loss_total, n_learned, grad_norm, step_tokens = optimizer_step(accelerator, model, optimizer, window,
+                                                                       cfg, params)
+        scheduler.step()
+        step_loss = (loss_total / n_learned).item()  # .item() waits for the GPU: the timing below is honest
+        state["step"], state["tokens"] = step + 1, state["tokens"] + step_tokens
+        window_tokens, window_seconds = window_tokens + step_tokens, window_seconds + time.time() - step_start
+
+        if state["step"] % cfg.log_every == 0 or state["step"] in (1, total_steps):
+            tokens_per_s = window_tokens / max(window_seconds, 1e-9)
+            record = {"step": state["step"], "loss": step_loss, "lr": scheduler.get_last_lr()[0],
+                      "tokens": state["tokens"], "grad_norm": None if grad_norm is None else float(grad_norm),
+                      "tokens_per_s": tokens_per_s, "mfu": mfu(n_params, tokens_per_s, gpu)}
+            if gpu:
+                record["peak_mem_gib"] = torch.cuda.max_memory_allocated() / GIB
+                record["estimated_mem_gib"] = predicted / GIB
+            _log(accelerator, out, record)
+            window_tokens, window_seconds = 0, 0.0
+        if cfg.eval_every and state["step"] % cfg.eval_every == 0 and state["step"] < total_steps:
+            _log(accelerator, out, {"step": state["step"], "val_loss": estimate_loss(
+                accelerator, model, val_ex, cfg, tokenizer.pad_token_id)})
+        ae = cfg.assertion_eval
+        if ae and ae.every and state["step"] % ae.every == 0 and state["step"] < total_steps:
+            _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, state["step"]))
+
+        over_budget = cfg.time_budget_min is not None and time.time() - started > cfg.time_budget_min * 60
+        if over_budget and state["step"] < total_steps:
+            stop_reason = "time_budget"
+        if stop_reason == "time_budget" or (cfg.save_every and state["step"] % cfg.save_every == 0):
+            state["elapsed_s"], last_save = state["elapsed_s"] + time.time() - last_save, time.time()
+            ckpt.save_checkpoint(accelerator, model, out, state, cfg.keep_checkpoints)
+        if stop_reason == "time_budget":
+            accelerator.print(f"time budget of {cfg.time_budget_min} min spent at step {state['step']}: "
+                              f"checkpoint saved, run again to continue")
+            break
+
+    # the end: a last evaluation, a checkpoint to resume or extend from, the adapter
+    if stop_reason == "max_steps":
+        _log(accelerator, out, {"step": state["step"], "val_loss": estimate_loss(
+            accelerator, model, val_ex, cfg, tokenizer.pad_token_id)})
+        if cfg.assertion_eval:
+            _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, state["step"]))
+        if ckpt.latest_checkpoint(out) is None or ckpt.latest_checkpoint(out).name != f"step_{state['step']:06d}":
+            ckpt.save_checkpoint(accelerator, model, out, state, cfg.keep_checkpoints)
+    adapter_dir = ckpt.save_final(accelerator, model, tokenizer, out / "adapter")
+    if cfg.merge and cfg.method != "full" and stop_reason == "max_steps" and accelerator.is_main_process:
+        merge(cfg, adapter_dir, out / "merged", tokenizer)
+    accelerator.end_training()
+    return {"output_dir": str(out), "adapter_dir": str(adapter_dir), "steps": state["step"],
+            "total_steps": total_steps, "stopped": stop_reason, "model": accelerator.unwrap_model(model)}

