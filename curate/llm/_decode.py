@@ -46,6 +46,15 @@ def _stop_at(text: str, stops: tuple[str, ...] | None) -> int | None:
     return min(hits) if hits else None
 
 
+def _last_only(model) -> dict:
+    # Only the last position's logits are needed: skipping the LM head on the prompt saves
+    # a fifth of the prefill compute for a small model with a large vocabulary.
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+
+
 def _eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -56,52 +65,64 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+class _Row:
+    """One request's decoding state: its generator, tokens so far, and why it stopped."""
+
+    def __init__(self, request: Request, seed: int, prompt_len: int, limit: int):
+        self.request, self.prompt_len, self.limit = request, prompt_len, limit
+        self.generator = torch.Generator().manual_seed(seed)
+        self.tokens: list[int] = []
+        self.finish: str | None = None
+        self.text: str | None = None
+
+    def take(self, token: int, eos: set[int], tokenizer) -> None:
+        if token in eos:
+            self.finish = "stop"
+            return
+        self.tokens.append(token)
+        if self.request.stop:
+            text = tokenizer.decode(self.tokens, skip_special_tokens=True)
+            cut = _stop_at(text, self.request.stop)
+            if cut is not None:
+                self.text, self.finish = text[:cut], "stop"
+                return
+        if len(self.tokens) >= self.limit:
+            self.finish = "length"
+
+    def completion(self, tokenizer) -> Completion:
+        text = self.text if self.text is not None else tokenizer.decode(
+            self.tokens, skip_special_tokens=True)
+        return Completion(text=text, finish_reason=self.finish or "length",
+                          prompt_tokens=self.prompt_len, completion_tokens=len(self.tokens))
+
+
 @torch.inference_mode()
 def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
                    default_max_tokens: int) -> list[Completion]:
+    """Generate for a batch of requests: left-padded prompts, one KV cache, and per-row
+    sampling, limits and stop sequences."""
     prompts = [_prompt_ids(tokenizer, r) for r in batch]
-    ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
-    limits = [r.max_tokens or default_max_tokens for r in batch]
-    generators = [torch.Generator().manual_seed(s) for s in seeds]
-    eos = _eos_ids(model, tokenizer)
-    generated: list[list[int]] = [[] for _ in batch]
-    finish: list[str | None] = [None] * len(batch)
-    texts: list[str | None] = [None] * len(batch)
-    past, step_ids = None, ids
+    rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens)
+            for r, seed, p in zip(batch, seeds, prompts)]
+    step_ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    step_positions = positions
-    for _ in range(max(limits)):
-        out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions,
-                    past_key_values=past, use_cache=True)
+    eos, extra, pad = _eos_ids(model, tokenizer), _last_only(model), tokenizer.pad_token_id
+    past = None
+    for _ in range(max(row.limit for row in rows)):
+        out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=past, use_cache=True, **extra)
         past, logits = out.past_key_values, out.logits[:, -1, :]
         next_ids = []
-        for i, request in enumerate(batch):
-            if finish[i] is not None:
-                next_ids.append(tokenizer.pad_token_id)
+        for i, row in enumerate(rows):
+            if row.finish is not None:
+                next_ids.append(pad)
                 continue
-            token = _pick(logits[i], request, generators[i])
+            token = _pick(logits[i], row.request, row.generator)
             next_ids.append(token)
-            if token in eos:
-                finish[i] = "stop"
-                continue
-            generated[i].append(token)
-            if request.stop:
-                text = tokenizer.decode(generated[i], skip_special_tokens=True)
-                cut = _stop_at(text, request.stop)
-                if cut is not None:
-                    texts[i], finish[i] = text[:cut], "stop"
-                    continue
-            if len(generated[i]) >= limits[i]:
-                finish[i] = "length"
-        if all(f is not None for f in finish):
+            row.take(token, eos, tokenizer)
+        if all(row.finish is not None for row in rows):
             break
         step_ids = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
-        mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=torch.long)], dim=1)
-        step_positions = step_positions[:, -1:] + 1
-    results = []
-    for i, request in enumerate(batch):
-        text = texts[i] if texts[i] is not None else tokenizer.decode(generated[i], skip_special_tokens=True)
-        results.append(Completion(text=text, finish_reason=finish[i] or "length",
-                                  prompt_tokens=len(prompts[i]),
-                                  completion_tokens=len(generated[i])))
-    return results
+        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+        positions = positions[:, -1:] + 1
+    return [row.completion(tokenizer) for row in rows]

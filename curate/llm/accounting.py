@@ -76,6 +76,13 @@ class Usage:
     def __post_init__(self):
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:  # picklable (a stage shipped to another process)
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def add(self, **counts) -> None:
         with self._lock:
             for name, value in counts.items():

@@ -21,6 +21,8 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
+from ..errors import CurateError
+
 _context_path: ContextVar[Path | None] = ContextVar("curate_llm_cache_path", default=None)
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS responses (
@@ -68,14 +70,18 @@ class ResponseCache:
 
     def __init__(self, path):
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
-                                     isolation_level=None)
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA synchronous = NORMAL")  # durable against a killed process
-        self._retry(lambda: self._conn.execute(_SCHEMA))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False,
+                                         isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout = 60000")
+            self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA synchronous = NORMAL")  # durable against a killed process
+            self._retry(lambda: self._conn.execute(_SCHEMA))
+        except (OSError, sqlite3.Error) as error:
+            raise CurateError(f"cannot open the LLM response cache at {self.path}: {error}; "
+                              f"set CURATE_CACHE_DIR or pass LLM(cache=<path>)") from None
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r})"

@@ -16,18 +16,23 @@ class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits as two token buckets.
 
     Each request reserves one request and its estimated tokens before it is sent; the
-    buckets refill continuously at ``limit / 60`` per second. A 429 from the endpoint starts
-    a cooldown that holds every new request until the time the server asked for.
+    buckets hold one second's worth (so a run never bursts a minute's budget at once) and
+    refill continuously at ``limit / 60`` per second. A 429 from the endpoint starts a
+    cooldown that holds every new request until the time the server asked for.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
         self.rpm, self.tpm = rpm, tpm
-        self._requests = float(rpm or 0)
-        self._tokens = float(tpm or 0)
+        self._request_cap = max(1.0, (rpm or 0) / 60)
+        self._token_cap = max(1.0, (tpm or 0) / 60)
+        self._requests, self._tokens = self._request_cap, self._token_cap
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
         self._lock: asyncio.Lock | None = None
         self._loop = None
+
+    def __getstate__(self) -> dict:  # the lock belongs to one event loop; a copy gets its own
+        return {**self.__dict__, "_lock": None, "_loop": None}
 
     def cooldown(self, seconds: float) -> None:
         self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)
@@ -35,14 +40,14 @@ class RateLimiter:
     def _refill(self, now: float) -> None:
         elapsed, self._stamp = now - self._stamp, now
         if self.rpm:
-            self._requests = min(float(self.rpm), self._requests + elapsed * self.rpm / 60)
+            self._requests = min(self._request_cap, self._requests + elapsed * self.rpm / 60)
         if self.tpm:
-            self._tokens = min(float(self.tpm), self._tokens + elapsed * self.tpm / 60)
+            self._tokens = min(self._token_cap, self._tokens + elapsed * self.tpm / 60)
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
         if self.tpm:
-            tokens = min(tokens, int(self.tpm))  # a request bigger than a minute's budget
+            tokens = min(tokens, self._token_cap)  # a request bigger than a second's budget
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # each synchronous call runs its own event loop
             self._lock, self._loop = asyncio.Lock(), loop

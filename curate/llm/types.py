@@ -15,6 +15,10 @@ def as_messages(prompt) -> list[dict]:
     """Accept a string (one user message), one message dict, or a list of message dicts."""
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list) and prompt and all(
+            type(m) is dict and len(m) == 2 and type(m.get("role")) is str
+            and type(m.get("content")) is str for m in prompt):
+        return prompt  # already in shape (the common case, e.g. a resolved request)
     if isinstance(prompt, dict):
         prompt = [prompt]
     if not isinstance(prompt, (list, tuple)) or not prompt:

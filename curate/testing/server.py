@@ -44,11 +44,15 @@ class Fault:
     code: int = 200
     retry_after: float | None = None
     seconds: float = 0.0
+    message: str | None = None
 
     @classmethod
-    def status(cls, code: int, retry_after: float | None = None) -> "Fault":
-        """Answer with an HTTP error (429, 500, 503...), optionally with ``Retry-After``."""
-        return cls("status", code=code, retry_after=retry_after)
+    def status(cls, code: int, retry_after: float | None = None,
+               message: str | None = None) -> "Fault":
+        """Answer with an HTTP error (429, 500, 503...), optionally with ``Retry-After``.
+        ``message`` is the error text; ``{authorization}`` in it is replaced by the request's
+        Authorization header (to test that a client never repeats its key)."""
+        return cls("status", code=code, retry_after=retry_after, message=message)
 
     @classmethod
     def slow(cls, seconds: float) -> "Fault":
@@ -88,6 +92,9 @@ def _count_tokens(text: str) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (~40 ms) and every latency figure would be off by that much.
+    disable_nagle_algorithm = True
     server: "_HTTPServer"
 
     def log_message(self, *args) -> None:  # silence the default stderr access log
@@ -168,7 +175,9 @@ class ScriptedServer:
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.bodies: list[dict] = []
+        self.arrivals: list[float] = []
         self.answered_bodies: list[dict] = []
+        self.in_flight = self.max_in_flight = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -176,7 +185,8 @@ class ScriptedServer:
     def start(self) -> "ScriptedServer":
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
                                         name="scripted-llm-server", daemon=True)
         self._thread.start()
         return self
@@ -222,18 +232,33 @@ class ScriptedServer:
     def reset_counts(self) -> None:
         with self._lock:
             self.bodies.clear()
+            self.arrivals.clear()
             self.answered_bodies.clear()
+            self.max_in_flight = self.in_flight
 
     # -- request handling (runs in the connection's thread) ---------------------------------
     def _next_fault(self, body: dict) -> Fault | None:
         with self._lock:
             index = len(self.bodies)
             self.bodies.append(body)
-            queued = self._faults.popleft() if self._faults else None
+            self.arrivals.append(time.monotonic())
         scripted = self.fault(body, index) if self.fault is not None else None
-        return scripted or queued
+        if scripted is not None:
+            return scripted
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
 
     def _handle(self, handler: _Handler, body: dict, headers: dict) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._answer(handler, body, headers)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, handler: _Handler, body: dict, headers: dict) -> None:
         fault = self._next_fault(body)
         if self.latency:
             time.sleep(self.latency)
@@ -247,28 +272,30 @@ class ScriptedServer:
                 time.sleep(fault.seconds)
                 answer = self.reply(body)
             else:
-                self._apply(handler, fault)
+                self._apply(handler, fault, headers)
                 return
         if isinstance(answer, Fault):  # a reply function that answers a slow fault with a fault
-            self._apply(handler, answer)
+            self._apply(handler, answer, headers)
             return
         reply = answer if isinstance(answer, Reply) else Reply(str(answer))
         handler._send_json(200, self._completion(body, reply))
         with self._lock:
             self.answered_bodies.append(body)
 
-    def _apply(self, handler: _Handler, fault: Fault) -> None:
+    def _apply(self, handler: _Handler, fault: Fault, headers: dict) -> None:
         if fault.kind == "drop":
             handler._drop()
         elif fault.kind == "malformed":
             handler._send_raw(200, b'{"id": "chatcmpl-x", "choices": [ this is not json')
         else:
-            headers = {}
+            extra = {}
             if fault.retry_after is not None:
-                headers["Retry-After"] = f"{fault.retry_after:g}"
+                extra["Retry-After"] = f"{fault.retry_after:g}"
             kind = "rate_limit_exceeded" if fault.code == 429 else "server_error"
-            handler._send_json(fault.code, {"error": {"message": f"scripted {fault.code}",
-                                                        "type": kind, "code": kind}}, headers)
+            auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+            message = (fault.message or f"scripted {fault.code}").replace("{authorization}", auth)
+            handler._send_json(fault.code, {"error": {"message": message, "type": kind,
+                                                      "code": kind}}, extra)
 
     def _completion(self, body: dict, reply: Reply) -> dict:
         prompt_text = " ".join(str(m.get("content", "")) for m in body.get("messages", []))

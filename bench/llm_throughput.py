@@ -1,0 +1,109 @@
+"""Throughput of the LLM client against a loopback endpoint with a fixed latency.
+
+    python bench/llm_throughput.py [--requests 2000] [--concurrency 32] [--latency 0.2]
+
+Measures, in one run against the same scripted server:
+  1. a plain sequential ``openai`` loop (what a notebook usually does), timed on a subset
+     and extrapolated;
+  2. ``LLM.complete_many`` with bounded concurrency, against the ideal concurrency / latency;
+  3. the same requests again, answered from the response cache (median of 3 runs);
+  4. a ``Judge`` stage over as many rows, first through the endpoint, then from the cache
+     (whole-stage rows/s: prompts, cache, parsing, DataFrame bookkeeping).
+Goals: the concurrent client reaches 0.9 of the ideal; cached runs exceed 5,000 rows/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+import pandas as pd
+
+from curate.llm import LLM, Request
+from curate.stages.judge import Judge
+from curate.testing import ScriptedServer
+
+VERDICT = json.dumps({"critique": "The query answers the question.", "outcome": "good"})
+
+
+def _client(server: ScriptedServer, cache: Path, concurrency: int) -> LLM:
+    return LLM("bench", base_url=server.base_url, api_key="bench", cache=cache,
+               concurrency=concurrency, timeout=30)
+
+
+def sequential(server: ScriptedServer, n: int) -> float:
+    """Requests per second of a plain synchronous openai loop."""
+    client = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+    start = time.perf_counter()
+    for i in range(n):
+        client.chat.completions.create(model="bench",
+                                       messages=[{"role": "user", "content": f"seq {i}"}])
+    client.close()
+    return n / (time.perf_counter() - start)
+
+
+def timed(fn, repeat: int = 1) -> float:
+    """Seconds for ``fn()``: the median of ``repeat`` runs (cached runs are short and noisy)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--sequential", type=int, default=25, help="requests timed sequentially")
+    args = parser.parse_args()
+    n, ideal = args.requests, args.concurrency / args.latency
+    requests = [Request(f"question {i}") for i in range(n)]
+    rows = pd.DataFrame({"nlq": [f"question {i}" for i in range(n)],
+                         "query": [f'{{"calculations":[{{"op":"COUNT"}}],"n":{i}}}'
+                                   for i in range(n)]})
+    table = []  # (run, rows, seconds, share of ideal or None)
+    with tempfile.TemporaryDirectory() as tmp, \
+            ScriptedServer(lambda body: VERDICT, latency=args.latency) as server:
+        seq = sequential(server, args.sequential)
+        table.append(("sequential openai loop (extrapolated)", n, n / seq, seq / ideal))
+
+        llm = _client(server, Path(tmp) / "a.sqlite", args.concurrency)
+        seconds = timed(lambda: llm.complete_many(requests))
+        table.append(("LLM.complete_many", n, seconds, n / seconds / ideal))
+        sent = server.received
+        seconds = timed(lambda: _client(server, Path(tmp) / "a.sqlite",
+                                        args.concurrency).complete_many(requests), repeat=3)
+        table.append(("  again, from the cache (median of 3)", n, seconds, None))
+        if server.received != sent:
+            raise SystemExit("the cached run sent requests")
+
+        judge = Judge(_client(server, Path(tmp) / "b.sqlite", args.concurrency),
+                      fields=["nlq", "query"])
+        seconds = timed(lambda: judge.run(rows))
+        table.append(("Judge stage", n, seconds, n / seconds / ideal))
+        seconds = timed(lambda: judge.run(rows), repeat=3)
+        table.append(("  again, from the cache (median of 3)", n, seconds, None))
+    _print(table, args, ideal)
+
+
+def _print(table, args, ideal: float) -> None:
+    print(f"loopback endpoint: latency {args.latency * 1000:.0f} ms, concurrency "
+          f"{args.concurrency}, ideal {ideal:.0f} req/s\n")
+    print(f"{'run':<40}{'rows':>7}{'seconds':>10}{'rows/s':>10}{'of ideal':>10}")
+    for name, n, seconds, share in table:
+        share_text = f"{share:.2f}" if share is not None else "-"
+        print(f"{name:<40}{n:>7}{seconds:>10.2f}{n / seconds:>10.0f}{share_text:>10}")
+    by_name = {name: n / seconds for name, n, seconds, _ in table}
+    speedup = by_name["LLM.complete_many"] / by_name["sequential openai loop (extrapolated)"]
+    print(f"\nconcurrent client vs sequential loop: {speedup:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""The LLM client every LLM stage uses.
+
+It speaks chat completions to any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama,
+llama.cpp's server, a LiteLLM proxy) through the ``openai`` SDK, or runs an in-process
+model when no endpoint is configured. It owns bounded concurrency, RPM/TPM limits, bounded
+retries, the response cache and the token/cost accounting; stages only build requests and
+parse replies.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import CurateError
+from ._http import Sender
+from .accounting import Usage
+from .cache import ResponseCache, cache_key, default_cache_path, open_cache
+from .embedded import WARNING, Backend, default_backend
+from .limits import RateLimiter
+from .types import REFUSED, TRUNCATED, Completion, Failure, Request
+
+log = logging.getLogger("curate.llm")
+OPENAI_URL = "https://api.openai.com/v1"
+_warned_embedded = False
+
+Result = Completion | Failure
+
+
+class _Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str | None) -> str | None:
+    """The URL without any ``user:password@`` part."""
+    return re.sub(r"//[^/@]+@", "//", url) if url else url
+
+
+class LLM:
+    """A chat-completions client with limits, retries, a cache and accounting.
+
+    Args:
+        model: the model name sent to the endpoint (or env ``CURATE_LLM_MODEL``).
+        base_url: the endpoint, e.g. ``http://localhost:8000/v1`` (or env ``OPENAI_BASE_URL``).
+            With neither a URL nor an API key, the embedded SmolLM2-135M-Instruct runs
+            in-process (for trying the pipeline only); with a key and no URL, OpenAI's.
+        api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
+            reprs or error messages.
+        backend: an in-process :class:`~curate.llm.embedded.Backend` to use instead of HTTP.
+        concurrency: requests in flight at once.
+        rpm, tpm: optional requests- and tokens-per-minute limits.
+        timeout: seconds per request.
+        max_tries: tries per request (429, 5xx, timeouts and connection errors are retried
+            with exponential backoff and jitter, honouring ``Retry-After``).
+        backoff, max_backoff: first and largest backoff delay, in seconds.
+        max_retry_after: a ``Retry-After`` longer than this fails the request instead.
+        temperature, top_p, max_tokens, seed: defaults for requests that leave them unset.
+            With a ``seed``, sample ``i`` is sent ``seed + i`` so n samples differ.
+        cache: ``True`` (the default file, see :mod:`curate.llm.cache`), a path, a
+            :class:`ResponseCache`, or ``False``/``None`` for no cache.
+        prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` overrides.
+        extra_body: extra fields sent with every request (and part of every cache key).
+    """
+
+    def __init__(self, model: str | None = None, *, base_url: str | None = None,
+                 api_key: str | None = None, backend: Backend | None = None,
+                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 timeout: float = 60.0, max_tries: int = 5, backoff: float = 0.5,
+                 max_backoff: float = 30.0, max_retry_after: float = 120.0,
+                 temperature: float | None = None, top_p: float | None = None,
+                 max_tokens: int | None = None, seed: int | None = None, cache=True,
+                 prices: dict | None = None, extra_body: dict | None = None):
+        if concurrency < 1 or max_tries < 1:
+            raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
+                              f"concurrency={concurrency}, max_tries={max_tries}")
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        self._secret = _Secret(key or "not-needed")
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL")
+                         or (OPENAI_URL if key else None))
+        self.backend, self._embedded_default = backend, False
+        if backend is None and self.base_url is None:
+            self.backend, self._embedded_default = default_backend(), True
+            self._ignored_model = model
+        if self.backend is not None:
+            self.model, self.base_url = self.backend.name, None
+        else:
+            self.model = model or os.environ.get("CURATE_LLM_MODEL")
+            if not self.model:
+                raise CurateError(f"LLM: no model named for the endpoint "
+                                  f"{redact_url(self.base_url)}; pass LLM(model=...) or set "
+                                  f"CURATE_LLM_MODEL")
+        self.concurrency, self.rpm, self.tpm = int(concurrency), rpm, tpm
+        self.timeout, self.max_tries = float(timeout), int(max_tries)
+        self.backoff, self.max_backoff = float(backoff), float(max_backoff)
+        self.max_retry_after = float(max_retry_after)
+        self.temperature, self.top_p = temperature, top_p
+        self.max_tokens, self.seed = max_tokens, seed
+        self.cache, self.prices, self.extra_body = cache, dict(prices or {}), extra_body
+        self.usage = Usage()
+        self._limiter = RateLimiter(rpm, tpm)
+
+    # -- identity --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        where = redact_url(self.base_url) if self.backend is None else repr(self.backend)
+        return f"LLM(model={self.model!r}, endpoint={where}, concurrency={self.concurrency})"
+
+    def fingerprint(self) -> str:
+        """Model, endpoint and sampling defaults (never the key): decides checkpoint reuse."""
+        parts = {"model": self.model, "base_url": redact_url(self.base_url),
+                 "backend": getattr(self.backend, "fingerprint", lambda: None)(),
+                 "temperature": self.temperature, "top_p": self.top_p,
+                 "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body}
+        text = json.dumps(parts, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    # -- requests ----------------------------------------------------------------------------
+    def resolve(self, request: Request) -> Request:
+        """The request with the client's defaults filled in (what is sent and cached)."""
+        def pick(value, default):
+            return default if value is None else value
+
+        seed = pick(request.seed, self.seed)
+        extra = {**(self.extra_body or {}), **(request.extra or {})} or None
+        return Request(request.messages, pick(request.temperature, self.temperature),
+                       pick(request.top_p, self.top_p), pick(request.max_tokens, self.max_tokens),
+                       request.stop, None if seed is None else seed + request.sample,
+                       request.response_format, request.sample, extra)
+
+    def key(self, request: Request) -> str:
+        """The cache key of a resolved request."""
+        params = {"temperature": request.temperature, "top_p": request.top_p,
+                  "max_tokens": request.max_tokens, "stop": list(request.stop or []) or None,
+                  "seed": request.seed, "response_format": request.response_format,
+                  "extra": request.extra}
+        return cache_key(self.model, request.messages, params, request.sample)
+
+    def open_cache(self) -> ResponseCache | None:
+        """The cache this client writes to now (the default path is read at call time)."""
+        if self.cache is None or self.cache is False:
+            return None
+        if isinstance(self.cache, ResponseCache):
+            return self.cache
+        return open_cache(default_cache_path() if self.cache is True else Path(self.cache))
+
+    # -- the synchronous entry point --------------------------------------------------------
+    def complete_many(self, requests: Iterable[Request], *, usage: Usage | None = None,
+                      on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
+        """Complete every request; one :class:`Completion` or :class:`Failure` each, in order.
+
+        Runs its own event loop; inside a running loop (a notebook) it runs in a worker
+        thread. ``on_result(index, result)`` is called as each request finishes.
+        """
+        requests = [r if isinstance(r, Request) else Request(r) for r in requests]
+        cache = self.open_cache()  # resolved here: context variables do not cross threads
+
+        def run() -> list[Result]:
+            return asyncio.run(self.acomplete_many(requests, usage=usage, on_result=on_result,
+                                                   cache=cache))
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return run()
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="curate-llm") as pool:
+            return pool.submit(run).result()
+
+    def complete(self, request: Request | str | list, **params) -> Result:
+        """One request (a Request, a string or a list of messages) -> completion or failure."""
+        if not isinstance(request, Request):
+            request = Request(request, **params)
+        return self.complete_many([request])[0]
+
+    # -- the asynchronous core --------------------------------------------------------------
+    async def acomplete_many(self, requests: list[Request], *, usage: Usage | None = None,
+                             on_result=None,
+                             cache: ResponseCache | None | bool = True) -> list[Result]:
+        """Async form of :meth:`complete_many` (``cache=True``: this client's cache)."""
+        call = usage if usage is not None else Usage()
+        before = call.as_stats()
+        if cache is True:
+            cache = self.open_cache()
+        elif cache is False:
+            cache = None
+        resolved = [self.resolve(r) for r in requests]
+        keys = [self.key(r) for r in resolved]
+        results: list[Result | None] = [None] * len(resolved)
+
+        def deliver(index: int, result: Result) -> None:
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
+        hits = cache.get_many(keys) if cache is not None else {}
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key in hits:
+                call.add(cached=1)
+                deliver(i, self._finish(Completion.from_raw(hits[key], cached=True), call))
+            else:
+                groups.setdefault(key, []).append(i)
+        if groups:
+            if self.backend is not None:
+                await self._run_backend(resolved, groups, cache, call, deliver)
+            else:
+                await self._run_http(resolved, groups, cache, call, deliver)
+        after = call.as_stats()
+        self.usage.add(**{k: after[k] - before[k] for k in after})
+        return results  # type: ignore[return-value]
+
+    def _finish(self, completion: Completion, usage: Usage) -> Result:
+        """A completion cut off or refused is a failure, not data (its text is kept)."""
+        if completion.finish_reason == "length":
+            usage.add(truncated=1)
+            return Failure(TRUNCATED, f"the reply was cut off at {completion.completion_tokens} "
+                           f"tokens (finish_reason 'length'); raise max_tokens or ask for a "
+                           f"shorter answer", attempts=completion.attempts, text=completion.text)
+        if completion.finish_reason == "content_filter":
+            return Failure(REFUSED, "the endpoint withheld the reply (finish_reason "
+                           "'content_filter')", attempts=completion.attempts, text=completion.text)
+        return completion
+
+    async def _run_http(self, requests, groups, cache, usage, deliver) -> None:
+        semaphore = asyncio.Semaphore(self.concurrency)
+        sender = Sender(self, self._limiter, semaphore, usage)
+
+        async def one(key: str, indices: list[int]) -> None:
+            result = await sender.send(requests[indices[0]])
+            if isinstance(result, Completion) and cache is not None:
+                cache.put(key, self.model, result.to_raw())
+            if isinstance(result, Completion):
+                result = self._finish(result, usage)
+            for i in indices:
+                deliver(i, result)
+
+        try:
+            await asyncio.gather(*(one(k, idx) for k, idx in groups.items()))
+        finally:
+            await sender.close()
+
+    async def _run_backend(self, requests, groups, cache, usage, deliver) -> None:
+        global _warned_embedded
+        if self._embedded_default and not _warned_embedded:
+            _warned_embedded = True
+            ignored = getattr(self, "_ignored_model", None)
+            log.warning(WARNING + (f" (model {ignored!r} is not used)" if ignored else ""))
+        items = list(groups.items())
+        size = max(1, int(getattr(self.backend, "batch_size", 16)))
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            outputs = await asyncio.to_thread(self.backend.generate,
+                                              [requests[idx[0]] for _, idx in chunk])
+            for (key, indices), completion in zip(chunk, outputs):
+                usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
+                          completion_tokens=completion.completion_tokens)
+                if cache is not None:
+                    cache.put(key, self.model, completion.to_raw())
+                result = self._finish(completion, usage)
+                for i in indices:
+                    deliver(i, result)

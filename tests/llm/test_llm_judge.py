@@ -1,0 +1,128 @@
+"""Judge: verdict columns, keep rule, exact fields, few-shot turns, unparseable -> errored."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import assert_accounted, make_llm
+
+from curate.errors import StageError
+from curate.stages.judge import Judge
+from curate.table import REASON, REASON_CODE, STAGE
+from curate.testing import last_user_message
+
+ROWS = pd.DataFrame({
+    "nlq": ["slowest requests", "errors by service", "count of users", "weird one"],
+    "columns": [["duration_ms"], ["service", "error"], ["user_id"], ["x"]],
+    "query": ['{"calculations":[{"op":"MAX","column":"duration_ms"}]}',
+              '{"calculations":[{"op":"COUNT"}]}',
+              '{"calculations":[{"op":"MAX"}]}',
+              '{}'],
+    "prompt": ["a long prompt that the judge must not see"] * 4,
+})
+
+EXAMPLES = [{"nlq": "avg latency", "columns": ["duration_ms"],
+             "query": '{"calculations":[{"op":"AVG","column":"duration_ms"}]}',
+             "critique": "AVG over duration_ms answers the question.", "outcome": "good"}]
+
+
+def user_text(body) -> str:
+    """Every user turn (the row stays visible on a corrective retry)."""
+    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def _verdicts(body):
+    text = user_text(body)
+    if "weird one" in text:
+        return "I refuse to judge this."
+    if '"op":"MAX"}' in text:
+        return ("```json\n{\"critique\": \"MAX needs a column;\\nthe query is invalid.\", "
+                "\"outcome\": \"Bad\"}\n```")
+    return json.dumps({"critique": "The query answers the question.", "outcome": "good"})
+
+
+def test_verdicts_become_columns_and_bad_rows_are_rejected(server, tmp_path):
+    server.reply = _verdicts
+    judge = Judge(make_llm(server, tmp_path), fields=["nlq", "columns", "query"],
+                  examples=EXAMPLES)
+    result = judge.run(ROWS)
+    assert_accounted(ROWS, result)
+    assert result.kept["nlq"].tolist() == ["slowest requests", "errors by service"]
+    assert result.kept["outcome"].tolist() == ["good", "good"]
+    assert result.kept["critique"].tolist() == ["The query answers the question."] * 2
+    bad = result.rejected.iloc[0]
+    assert (bad["nlq"], bad[REASON_CODE], bad[STAGE]) == ("count of users", "judge_bad", "judge")
+    assert bad[REASON] == "MAX needs a column; the query is invalid."  # one line
+    assert bad["critique"] == "MAX needs a column;\nthe query is invalid."
+    err = result.errored.iloc[0]
+    assert err["nlq"] == "weird one" and err[REASON_CODE] == "llm_parse_failed"
+    assert result.stats["outcomes"] == {"good": 2, "bad": 1}
+    assert result.stats["parse_failed"] == 1
+    assert set(result.stats["llm"]) >= {"requests", "cached", "retried", "failed",
+                                        "prompt_tokens", "completion_tokens", "cost_usd"}
+
+
+def test_the_judge_sees_exactly_the_named_fields_and_the_examples(server, tmp_path):
+    server.reply = _verdicts
+    Judge(make_llm(server, tmp_path), fields=["nlq", "query"], examples=EXAMPLES).run(ROWS.head(1))
+    messages = server.bodies[0]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"] == (
+        'nlq: avg latency\nquery: {"calculations":[{"op":"AVG","column":"duration_ms"}]}')
+    assert json.loads(messages[2]["content"])["outcome"] == "good"
+    assert messages[3]["content"] == ('nlq: slowest requests\nquery: '
+                                      '{"calculations":[{"op":"MAX","column":"duration_ms"}]}')
+    sent = json.dumps(messages)
+    assert "must not see" not in sent and "columns" not in sent
+
+
+def test_annotate_only_keeps_every_judged_row(server, tmp_path):
+    server.reply = _verdicts
+    result = Judge(make_llm(server, tmp_path), fields=["nlq", "query"], keep="all").run(ROWS)
+    assert len(result.kept) == 3 and len(result.rejected) == 0 and len(result.errored) == 1
+    assert result.kept["outcome"].tolist() == ["good", "good", "bad"]
+
+
+def test_a_user_schema_and_keep_rule(server, tmp_path):
+    server.reply = lambda body: json.dumps({"score": 2 if "users" in last_user_message(body)
+                                            else 5, "why": "graded"})
+    schema = {"type": "object", "required": ["score", "why"],
+              "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
+                             "why": {"type": "string"}}}
+    result = Judge(make_llm(server, tmp_path), fields=["nlq"], schema=schema,
+                   keep=lambda v: v["score"] >= 3).run(ROWS)
+    assert result.kept["score"].tolist() == [5, 5, 5]
+    assert result.rejected["nlq"].tolist() == ["count of users"]
+    assert result.rejected[REASON].iloc[0] == 'judged bad: {"score":2,"why":"graded"}'
+
+
+def test_a_custom_prompt_receives_only_the_fields(server, tmp_path):
+    received = []
+
+    def prompt(fields, examples):
+        received.append(fields)
+        return f"Judge this: {fields['nlq']}"
+
+    server.reply = lambda body: '{"critique": "ok", "outcome": "good"}'
+    Judge(make_llm(server, tmp_path), fields=["nlq"], prompt=prompt).run(ROWS.head(2))
+    assert received == [{"nlq": "slowest requests"}, {"nlq": "errors by service"}]
+
+
+def test_missing_fields_and_bad_examples_are_clear_errors(server, tmp_path):
+    llm = make_llm(server, tmp_path)
+    with pytest.raises(StageError, match="few-shot example 0 lacks"):
+        Judge(llm, fields=["nlq", "sql"], examples=EXAMPLES)
+    with pytest.raises(StageError, match="no field 'sql'"):
+        Judge(llm, fields=["sql"]).run(ROWS)
+
+
+def test_the_progress_bar_shows_live_llm_figures(server, tmp_path):
+    from curate.progress import run_progress
+
+    server.reply = _verdicts
+    with run_progress(enabled=False) as progress:
+        Judge(make_llm(server, tmp_path), fields=["nlq"]).run(ROWS.head(2))
+    bar = progress.tasks[0]
+    assert bar.description == "judge" and bar.completed == 2
+    assert bar.fields["info"].startswith("tok ")

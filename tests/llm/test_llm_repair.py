@@ -1,0 +1,126 @@
+"""Repair: critique -> improved output -> checks again, up to k tries; lineage kept."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+from conftest import assert_accounted, make_llm
+
+from curate.stages.repair import Repair, describe_failure, strip_fence
+from curate.table import ID, PARENT, REASON, REASON_CODE, with_ids
+from curate.testing import Fault
+
+GOOD = '{"calculations":[{"op":"MAX","column":"duration_ms"}]}'
+BAD = '{"calculations":[{"op":"MAX"}]}'
+
+
+@dataclass
+class Failure:  # the shape of an assertion failure: a rule name and a message
+    rule: str
+    message: str
+
+
+def check(row):
+    query = json.loads(row["query"])
+    return [Failure("calc_column_missing", f"{c['op']} needs a column")
+            for c in query["calculations"] if c["op"] != "COUNT" and "column" not in c]
+
+
+REJECTED = pd.DataFrame({
+    "nlq": ["slowest requests", "hopeless case", "endpoint down"],
+    "query": [BAD, BAD, BAD],
+    "critique": ["MAX without a column cannot answer 'slowest'.", "Nonsense.", "Broken."],
+    "outcome": ["bad"] * 3,
+    "_stage": ["judge"] * 3, "_reason_code": ["judge_bad"] * 3, "_reason": ["bad"] * 3,
+})
+
+
+def _repairs(body):
+    first = body["messages"][0]["content"]
+    turns = sum(m["role"] == "user" for m in body["messages"])
+    if "endpoint down" in first:
+        return Fault.status(500)
+    if "slowest requests" in first and turns >= 2:
+        return f"```json\n{GOOD}\n```"
+    return BAD
+
+
+def test_repair_loops_until_the_checks_pass_or_gives_up(server, tmp_path):
+    server.reply = _repairs
+    stage = Repair(make_llm(server, tmp_path, max_tries=2), field="query", check=check,
+                   max_attempts=3)
+    result = stage.run(REJECTED)
+    assert_accounted(REJECTED, result)
+    originals = with_ids(REJECTED)
+    fixed = result.kept.iloc[0]
+    assert len(result.kept) == 1 and fixed[PARENT] == originals.iloc[0][ID]
+    assert fixed[ID] != originals.iloc[0][ID]
+    assert fixed["query"] == GOOD and fixed["query_before_repair"] == BAD
+    assert fixed["repair_attempts"] == 2
+    assert pd.isna(fixed[REASON_CODE])
+    gave_up = result.rejected.iloc[0]
+    assert (gave_up["nlq"], gave_up[REASON_CODE]) == ("hopeless case", "repair_failed")
+    assert gave_up[REASON] == ("still failing after 3 attempts: "
+                               "calc_column_missing: MAX needs a column")
+    assert result.errored[REASON_CODE].tolist() == ["llm_request_failed"]
+    assert result.stats["repaired"] == 1 and result.stats["attempts"] == {"2": 1}
+    assert result.stats["replaced"] == 1
+
+
+def test_feedback_reaches_the_model_and_failures_come_back(server, tmp_path):
+    server.reply = _repairs
+    Repair(make_llm(server, tmp_path), field="query", check=check).run(REJECTED.head(1))
+    first, second = server.bodies
+    assert "MAX without a column cannot answer 'slowest'." in first["messages"][0]["content"]
+    assert "critique" not in first["messages"][0]["content"].split("Problems:")[0]
+    assert second["messages"][1] == {"role": "assistant", "content": BAD}
+    assert "- calc_column_missing: MAX needs a column" in second["messages"][2]["content"]
+
+
+def test_feedback_from_an_assertion_reason_and_a_custom_prompt(server, tmp_path):
+    rows = pd.DataFrame({"nlq": ["slowest requests"], "query": [BAD],
+                         "_reason": ["assertion calc_column_missing: MAX needs a column"]})
+    seen = []
+
+    def prompt(row, feedback):
+        seen.append(feedback)
+        return f"Fix the query for {row['nlq']!r}: {row['query']}\nProblem: {feedback}"
+
+    server.reply = lambda body: GOOD
+    result = Repair(make_llm(server, tmp_path), prompt, field="query", check=check).run(rows)
+    assert seen == ["assertion calc_column_missing: MAX needs a column"]
+    assert result.kept["query"].tolist() == [GOOD]
+    assert result.kept["repair_attempts"].tolist() == [1]
+
+
+def test_without_a_checker_the_first_parseable_reply_is_kept(server, tmp_path):
+    rows = pd.DataFrame({"nlq": ["q"], "query": [{"calculations": []}], "critique": ["empty"]})
+    server.reply = lambda body: 'Here: {"calculations": [{"op": "COUNT"}]}'
+    result = Repair(make_llm(server, tmp_path), field="query").run(rows)
+    assert result.kept["query"].tolist() == [{"calculations": [{"op": "COUNT"}]}]
+
+
+def test_helpers():
+    assert describe_failure(Failure("r", "m")) == "r: m"
+    assert describe_failure({"rule": "r", "message": "m"}) == "r: m"
+    assert describe_failure("plain") == "plain"
+    assert strip_fence("```sql\nSELECT 1\n```") == "SELECT 1"
+    assert strip_fence("  SELECT 1 ") == "SELECT 1"
+
+
+def test_when_selects_rows_and_stale_verdicts_are_cleared(server, tmp_path):
+    judged = pd.DataFrame({"nlq": ["slowest requests", "count"],
+                           "query": [BAD, '{"calculations":[{"op":"COUNT"}]}'],
+                           "critique": ["MAX needs a column.", "Fine."],
+                           "outcome": ["bad", "good"]})
+    server.reply = lambda body: GOOD
+    result = Repair(make_llm(server, tmp_path), field="query", check=check,
+                    when=lambda row: row["outcome"] == "bad").run(judged)
+    assert_accounted(judged, result)
+    untouched, fixed = result.kept.iloc[0], result.kept.iloc[1]
+    assert untouched[ID] == with_ids(judged).iloc[1][ID] and untouched["outcome"] == "good"
+    assert fixed["query"] == GOOD and fixed[PARENT] == with_ids(judged).iloc[0][ID]
+    assert fixed["critique"] is None and fixed["outcome"] is None
+    assert fixed["repair_feedback"] == "MAX needs a column."
+    assert server.received == 1 and result.stats["not_selected"] == 1
