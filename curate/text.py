@@ -53,6 +53,14 @@ def rouge_tokenize(text: str, stemmer=None) -> list[str]:
     return tokenize.tokenize(text, stemmer)
 
 
+_ASCII_WORD_RE = re.compile(r"[a-z0-9]+")
+
+
+def _rouge_plain(text: str) -> list[str]:
+    """rouge-score's tokeniser without stemmer, in one regex pass (same tokens, faster)."""
+    return _ASCII_WORD_RE.findall(text.lower())
+
+
 def make_tokenizer(tokenizer="rouge", use_stemmer: bool = False) -> Callable[[str], list[str]]:
     """A ``text -> tokens`` function from a name (``"rouge"``, ``"unicode"``), a callable, or
     an object with a ``tokenize`` method (such as a ``rouge_score.tokenizers.Tokenizer``).
@@ -63,11 +71,13 @@ def make_tokenizer(tokenizer="rouge", use_stemmer: bool = False) -> Callable[[st
     if use_stemmer and tokenizer != "rouge":
         raise ValueError("use_stemmer applies to tokenizer='rouge' only; "
                          "stem inside your own tokenizer instead")
-    if tokenizer == "rouge":
+    if tokenizer == "rouge" and use_stemmer:
         from rouge_score import tokenize
 
-        stemmer = _CachedStemmer() if use_stemmer else None
+        stemmer = _CachedStemmer()
         return lambda text: tokenize.tokenize(text, stemmer)
+    if tokenizer == "rouge":
+        return _rouge_plain
     if tokenizer == "unicode":
         return unicode_tokenize
     if hasattr(tokenizer, "tokenize") and callable(tokenizer.tokenize):

@@ -83,12 +83,17 @@ AUGMENT_SCHEMA: dict = {
     "type": "object",
     "properties": {
         "nlq": {"type": "string", "minLength": 1},
-        "columns": {"type": "array", "items": _NAMED_COLUMN, "minItems": 1},
         "query": QUERY_SCHEMA,
+        "swap": {"oneOf": [{"type": "null"},
+                           {"type": "array", "items": _NAMED_COLUMN, "minItems": 2, "maxItems": 2}]},
     },
-    "required": ["nlq", "columns", "query"],
+    "required": ["nlq", "query"],
     "additionalProperties": False,
 }
+"""The augmentation reply: the new question and query, and ``swap: [old, new]`` when a
+column was substituted. The column list is not asked for: it is the parent's with ``old``
+replaced by ``new`` in place (see `augmented_row`), which keeps its length by construction
+and saves the model from copying dozens of column names."""
 
 CRITIQUE_SCHEMA: dict = {
     "type": "object",
@@ -146,16 +151,32 @@ How to vary the row:
 with different words or jargon, a typo now and then. It must still ask for exactly what the \
 query computes.
 - And/or substitute one column for another column of the same kind (a duration for a \
-duration, an identifier for an identifier, a category for a category) in all three places: \
-the question, the column list (put the new column where the old one was, so the list keeps \
-its length) and everywhere in the query (calculations, filters, breakdowns, orders, havings). \
-A filter value must make sense for the new column.
+duration, an identifier for an identifier, a category for a category): in the question and \
+everywhere in the query (calculations, filters, breakdowns, orders, havings), and say so with \
+"swap": [old column, new column]; the column list is updated for you. A filter value must \
+make sense for the new column.
 - Keep the complexity: the same number of calculations, filters, breakdowns, orders and \
 havings, and the same kind of time window.
-- Every column the query uses must be in the column list.
+- Every column the query uses must be in the column list (or be the new column of the swap).
 
 Reply with one JSON object and nothing else: \
-{{"nlq": "...", "columns": ["...", ...], "query": {{...}}}}"""
+{{"nlq": "...", "query": {{...}}, "swap": null}} or \
+{{"nlq": "...", "query": {{...}}, "swap": ["old.column", "new.column"]}}"""
+
+
+def augmented_row(row: Mapping, reply: Mapping) -> dict:
+    """The new row's fields from an augmentation reply: its question and query, and the
+    parent's column list with the swapped column replaced in place."""
+    columns = list(row["columns"])
+    swap = reply.get("swap")
+    if swap:
+        old, new = swap
+        if old not in columns:
+            raise ValueError(f"swap names {old!r}, which is not in the column list")
+        if new in columns:
+            raise ValueError(f"swap brings in {new!r}, which is already in the column list")
+        columns[columns.index(old)] = new
+    return {"nlq": reply["nlq"], "columns": columns, "query": reply["query"]}
 
 
 def _row_block(row: Mapping, with_columns: bool = True) -> str:

@@ -154,10 +154,21 @@ def test_augment_prompt_states_the_row_and_the_rules():
     messages = prompts.augment_messages(ROW, SEEDS[:2], spare_columns=["http.method"])
     text = messages[1]["content"]
     assert SEEDS[0]["nlq"] in text and ROW["nlq"] in text and "['http.method']" in text
-    assert "(2 columns)" in text and "keeps its length" in messages[0]["content"]
-    jsonschema.validate({k: ROW[k] for k in ("nlq", "columns", "query")}, prompts.AUGMENT_SCHEMA)
+    assert "(2 columns)" in text and '"swap"' in messages[0]["content"]
+    jsonschema.validate({k: ROW[k] for k in ("nlq", "query")}, prompts.AUGMENT_SCHEMA)
+    jsonschema.validate({"nlq": "x", "query": {}, "swap": ["a", "b"]}, prompts.AUGMENT_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"nlq": "x", "columns": [], "query": {}}, prompts.AUGMENT_SCHEMA)
+
+
+def test_augmented_row_swaps_the_column_in_place():
+    row = {"nlq": "p99 by route", "columns": ["duration_ms", "http.route", "name"], "query": {}}
+    new = prompts.augmented_row(row, {"nlq": "p99 by method", "query": {"limit": 1},
+                                      "swap": ["http.route", "http.method"]})
+    assert new["columns"] == ["duration_ms", "http.method", "name"]
+    assert prompts.augmented_row(row, {"nlq": "q", "query": {}})["columns"] == row["columns"]
+    with pytest.raises(ValueError, match="not in the column list"):
+        prompts.augmented_row(row, {"nlq": "q", "query": {}, "swap": ["nope", "x"]})
 
 
 def test_critique_prompt_has_expert_few_shots_and_sees_only_question_columns_query():

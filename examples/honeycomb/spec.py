@@ -1,0 +1,95 @@
+"""The Honeycomb curation spec: seeds -> augment -> assertions -> complexity -> dedup
+-> judge -> repair -> assertions -> sharegpt.
+
+    python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
+    HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
+
+With no endpoint configured the LLM stages run the embedded SmolLM2-135M-Instruct, and the
+default scale is small so that the run ends in a few minutes on two CPU cores. Point
+``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``CURATE_LLM_MODEL`` at a real model and set
+``HONEYCOMB_SCALE=full`` for every seed, more variations per seed and the full few-shot
+critique prompt.
+"""
+import os
+from pathlib import Path
+
+from assertions.honeycomb import check, complexity
+from curate import (AssertionFilter, ComplexityFilter, Pipeline, ReportOptions, Sample,
+                    SharegptExport)
+from curate.llm import LLM
+from curate.stages.augment import Augment
+from curate.stages.dedup_embedding import EmbeddingDedup
+from curate.stages.dedup_exact import ExactDedup
+from curate.stages.dedup_rouge import RougeDedup
+from curate.stages.derive import Derive
+from curate.stages.judge import Judge
+from curate.stages.repair import Repair
+from examples.honeycomb import prompts
+from examples.honeycomb.column_swap import swap_row
+
+DATA = Path(__file__).parent / "data"
+FULL = os.environ.get("HONEYCOMB_SCALE", "demo") == "full"
+SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=None) if FULL else \
+    dict(seeds=16, swaps=1, variations=1, few_shot=1, critique_examples=1)
+
+llm = LLM(temperature=0.8, max_tokens=320, seed=0)
+judge_llm = LLM(temperature=0.0, max_tokens=200)
+
+
+def query_failures(row):
+    return check(row["query"], row["columns"])
+
+
+def augmented_fields(row, reply):
+    """Keep the reply's question, column list and query; the schema name stays the seed's."""
+    return {"nlq": reply["nlq"], "columns": reply["columns"], "query": reply["query"]}
+
+
+def critique_prompt(fields, examples):
+    few_shot = prompts.critique_examples()[:SCALE["critique_examples"]]
+    return prompts.critique_messages(fields, few_shot)
+
+
+def needs_repair(row):
+    return row.get("outcome") == "bad"
+
+
+KEY_PAIRS = [("nlq", "columns"), ("columns", "query"), ("nlq", "query")]
+
+stages = [
+    Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
+    Augment(llm, prompt=prompts.augment_messages, parse=augmented_fields,
+            schema=prompts.AUGMENT_SCHEMA, k=SCALE["few_shot"], n=SCALE["variations"],
+            name="llm_augment"),
+    AssertionFilter(check, fields={"query": "query", "columns": "columns"}),
+    ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
+    ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
+    RougeDedup("nlq", threshold=0.7),
+    EmbeddingDedup("nlq", threshold=0.95),
+    Judge(judge_llm, fields=["nlq", "columns", "query"], prompt=critique_prompt,
+          schema=prompts.CRITIQUE_SCHEMA, keep="all"),
+    Repair(llm, prompt=prompts.repair_messages, field="query", check=query_failures,
+           parse=lambda row, text: prompts_reply_query(text), when=needs_repair,
+           max_attempts=2),
+    AssertionFilter(check, fields={"query": "query", "columns": "columns"},
+                    name="assertions_after_repair"),
+]
+if not FULL:
+    stages.insert(0, Sample(n=SCALE["seeds"], seed=0, name="demo_sample"))
+
+
+def prompts_reply_query(text):
+    from curate.llm import extract_json
+    reply = extract_json(text)
+    return reply.get("query", reply) if isinstance(reply, dict) else reply
+
+
+pipeline = Pipeline(
+    name="honeycomb",
+    source=DATA / "seeds.jsonl",
+    stages=stages,
+    export=SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
+                          formats=("sharegpt", "messages")),
+    report=ReportOptions(measure=lambda row: complexity(row["query"]),
+                         measure_label="query complexity (parts)", text_field="nlq"),
+)
