@@ -89,14 +89,20 @@ def _near_duplicates(run, field, limit) -> list[dict]:
 
 
 def _critiques(run, field, limit) -> list[dict]:
-    rows = []
+    """Verdicts from the stages that wrote a critique, judged rows first, each row once."""
+    seen, judged, unjudged = set(), [], []
     for _, result in run.stages:
         for table in (result.rejected, result.kept):
-            if "critique" in table.columns:
-                rows += [{"outcome": r.get("outcome"), "critique": r.get("critique"),
-                          "text": _text(r, field)}
-                         for r in records(table[table["critique"].notna()].head(limit))]
-    return rows[: 2 * limit]
+            if "critique" not in table.columns:
+                continue
+            for r in records(table[table["critique"].notna()]):
+                if r[ID] in seen:
+                    continue
+                seen.add(r[ID])
+                item = {"outcome": r.get("outcome"), "critique": r.get("critique"),
+                        "text": _text(r, field)}
+                (judged if r.get("outcome") is not None else unjudged).append(item)
+    return (judged + unjudged)[: 2 * limit]
 
 
 def _reasons(run) -> list[dict]:

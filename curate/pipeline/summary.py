@@ -1,12 +1,14 @@
 """The funnel table printed in the terminal at the end of a run."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
 
 def print_funnel(run, console: Console | None = None) -> None:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 110)
     table = Table(title=f"funnel: {len(run.source)} source rows -> {len(run.kept)} kept")
     for col in ("stage", "in", "new", "kept", "rejected", "errored", "top reason", "s", ""):
         table.add_column(col, justify="left" if col in ("stage", "top reason", "") else "right")

@@ -76,6 +76,10 @@ class Judge(Stage):
         keep: ``keep(verdict) -> bool`` (default: outcome == "good"); ``"all"`` keeps every
             row and only annotates it.
         temperature, max_tokens: sampling for the judge (default temperature 0).
+        on_failure: ``"error"`` (default): a row whose verdict cannot be had (request failed,
+            reply cut off or unparseable after the retry) is errored with the reason;
+            ``"keep"``: an advisory judge: the row is kept with ``outcome`` None, the reason
+            in ``critique`` and the code in ``judge_failure`` (counted as ``unjudged``).
 
     Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``. Replies
     that still do not parse after one corrective retry are errored (``llm_parse_failed``).
@@ -84,8 +88,11 @@ class Judge(Stage):
     def __init__(self, llm, *, fields, instructions: str = INSTRUCTIONS, examples=(),
                  prompt=None, schema: dict | None = None, keep=None,
                  temperature: float | None = 0.0, max_tokens: int | None = None,
-                 name: str | None = None):
+                 on_failure: str = "error", name: str | None = None):
         super().__init__(name)
+        if on_failure not in ("error", "keep"):
+            raise StageError(self.name, f"on_failure must be 'error' or 'keep', got {on_failure!r}")
+        self.on_failure = on_failure
         if isinstance(fields, str) or not fields:
             raise StageError(self.name, "fields must be a non-empty list of field names, "
                                         "e.g. fields=['nlq', 'query']")
@@ -143,21 +150,28 @@ class Judge(Stage):
             outcomes = complete_parsed(self.llm, requests, self.parse_verdict,
                                        usage=meter.usage, meter=meter)
         failures = {i: o for i, o in enumerate(outcomes) if isinstance(o, Failure)}
+        unjudged = {}
+        if self.on_failure == "keep":  # an advisory judge: a failed verdict keeps the row
+            unjudged, failures = failures, {}
         good = [i for i in range(len(rows)) if i not in failures]
-        verdicts = [outcomes[i].value for i in good]
+        verdicts = [outcomes[i].value if i not in unjudged else
+                    {"critique": f"not judged: {unjudged[i].reason}", "outcome": None,
+                     "judge_failure": unjudged[i].code} for i in good]
         judged = df.iloc[good].copy()
         for key in dict.fromkeys([*self.verdict_keys, *(k for v in verdicts for k in v)]):
             judged[key] = pd.Series([v.get(key) for v in verdicts], index=judged.index,
                                     dtype=object)
-        keep = [self._keeps(v) for v in verdicts]
+        keep = [True if i in unjudged else self._keeps(v) for i, v in zip(good, verdicts)]
         reasons = pd.Series([_reason(v) for v in verdicts], index=judged.index, dtype=object)
         result = self.result(judged, keep, BAD, reasons,
                              errored=errored_frame(self.name, df, failures))
-        n_parse = sum(f.code == PARSE_FAILED for f in failures.values())
+        failed = {**failures, **unjudged}
+        n_parse = sum(f.code == PARSE_FAILED for f in failed.values())
         result.stats.update({
             "outcomes": dict(Counter(str(v.get("outcome")) for v in verdicts)),
-            "parse_failed": n_parse, "request_failed": len(failures) - n_parse,
-            "failure_sample": failure_sample([(rows[i]["_id"], f) for i, f in failures.items()]),
+            "unjudged": len(unjudged),
+            "parse_failed": n_parse, "request_failed": len(failed) - n_parse,
+            "failure_sample": failure_sample([(rows[i]["_id"], f) for i, f in failed.items()]),
             "llm": meter.usage.as_stats()})
         return result
 

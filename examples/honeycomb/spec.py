@@ -1,5 +1,6 @@
-"""The Honeycomb curation spec: seeds -> augment -> assertions -> complexity -> dedup
--> judge -> repair -> assertions -> sharegpt.
+"""The Honeycomb curation spec: seeds -> LLM augment -> assertions -> complexity -> Rouge-L and
+embedding dedup of the question -> column swap -> key-pair dedup -> judge -> repair ->
+assertions -> sharegpt.
 
     python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
     HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
@@ -16,7 +17,7 @@ from pathlib import Path
 from assertions.honeycomb import check, complexity
 from curate import (AssertionFilter, ComplexityFilter, Pipeline, ReportOptions, Sample,
                     SharegptExport)
-from curate.llm import LLM
+from curate.llm import LLM, extract_json
 from curate.stages.augment import Augment
 from curate.stages.dedup_embedding import EmbeddingDedup
 from curate.stages.dedup_exact import ExactDedup
@@ -30,19 +31,14 @@ from examples.honeycomb.column_swap import swap_row
 DATA = Path(__file__).parent / "data"
 FULL = os.environ.get("HONEYCOMB_SCALE", "demo") == "full"
 SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=None) if FULL else \
-    dict(seeds=16, swaps=1, variations=1, few_shot=1, critique_examples=1)
+    dict(seeds=8, swaps=1, variations=1, few_shot=1, critique_examples=1)
 
-llm = LLM(temperature=0.8, max_tokens=320, seed=0)
-judge_llm = LLM(temperature=0.0, max_tokens=200)
+llm = LLM(temperature=0.8, max_tokens=200, seed=0)
+judge_llm = LLM(temperature=0.0, max_tokens=160)
 
 
 def query_failures(row):
     return check(row["query"], row["columns"])
-
-
-def augmented_fields(row, reply):
-    """Keep the reply's question, column list and query; the schema name stays the seed's."""
-    return {"nlq": reply["nlq"], "columns": reply["columns"], "query": reply["query"]}
 
 
 def critique_prompt(fields, examples):
@@ -54,34 +50,38 @@ def needs_repair(row):
     return row.get("outcome") == "bad"
 
 
+def repaired_query(row, text):
+    """The query of a repair reply (``{"query": {...}}``, or the bare query)."""
+    reply = extract_json(text)
+    return reply.get("query", reply) if isinstance(reply, dict) else reply
+
+
 KEY_PAIRS = [("nlq", "columns"), ("columns", "query"), ("nlq", "query")]
 
 stages = [
-    Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
-    Augment(llm, prompt=prompts.augment_messages, parse=augmented_fields,
+    Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_row,
             schema=prompts.AUGMENT_SCHEMA, k=SCALE["few_shot"], n=SCALE["variations"],
             name="llm_augment"),
     AssertionFilter(check, fields={"query": "query", "columns": "columns"}),
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
-    ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
     RougeDedup("nlq", threshold=0.7),
     EmbeddingDedup("nlq", threshold=0.95),
+    # Column swaps reuse their parent's wording by design, so they come after the
+    # question-level near-duplicate filters (which would remove them all) and before the
+    # key-pair dedup, which compares (question, columns, query) pairs.
+    Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
+    ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
+    # The embedded demo model fails most verdicts; there the judge is advisory (a row it
+    # cannot judge is kept, marked unjudged). With a real model a failed verdict errors the row.
     Judge(judge_llm, fields=["nlq", "columns", "query"], prompt=critique_prompt,
-          schema=prompts.CRITIQUE_SCHEMA, keep="all"),
+          schema=prompts.CRITIQUE_SCHEMA, keep="all", on_failure="error" if FULL else "keep"),
     Repair(llm, prompt=prompts.repair_messages, field="query", check=query_failures,
-           parse=lambda row, text: prompts_reply_query(text), when=needs_repair,
-           max_attempts=2),
+           parse=repaired_query, when=needs_repair, max_attempts=2),
     AssertionFilter(check, fields={"query": "query", "columns": "columns"},
                     name="assertions_after_repair"),
 ]
 if not FULL:
     stages.insert(0, Sample(n=SCALE["seeds"], seed=0, name="demo_sample"))
-
-
-def prompts_reply_query(text):
-    from curate.llm import extract_json
-    reply = extract_json(text)
-    return reply.get("query", reply) if isinstance(reply, dict) else reply
 
 
 pipeline = Pipeline(

@@ -84,6 +84,19 @@ def test_annotate_only_keeps_every_judged_row(server, tmp_path):
     assert result.kept["outcome"].tolist() == ["good", "good", "bad"]
 
 
+def test_an_advisory_judge_keeps_rows_it_could_not_judge(server, tmp_path):
+    server.reply = _verdicts
+    result = Judge(make_llm(server, tmp_path), fields=["nlq", "query"], on_failure="keep").run(ROWS)
+    assert_accounted(ROWS, result)
+    assert len(result.errored) == 0 and result.stats["unjudged"] == 1
+    weird = result.kept.set_index("nlq").loc["weird one"]
+    assert weird["outcome"] is None and weird["judge_failure"] == "llm_parse_failed"
+    assert weird["critique"].startswith("not judged: ")
+    assert result.rejected["nlq"].tolist() == ["count of users"]
+    with pytest.raises(StageError, match="on_failure"):
+        Judge(make_llm(server, tmp_path), fields=["nlq"], on_failure="drop")
+
+
 def test_a_user_schema_and_keep_rule(server, tmp_path):
     server.reply = lambda body: json.dumps({"score": 2 if "users" in last_user_message(body)
                                             else 5, "why": "graded"})
