@@ -26,6 +26,7 @@ from ..errors import StageError
 from ..progress import task
 from ..stage import Stage, StageResult
 from ..table import ID
+from .near_duplicates import mark_near_duplicates
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _MODELS: dict = {}
@@ -50,13 +51,6 @@ def load_model(model: str | None = None, device: str | None = None):
         offline = os.environ.get("HF_HUB_OFFLINE", "1").lower() not in ("0", "false", "off")
         _MODELS[key] = SentenceTransformer(path, device=device, local_files_only=offline)
     return _MODELS[key]
-
-
-def _fmt(score: float, threshold: float) -> str:
-    for digits in range(3, 10):
-        if float(text := f"{score:.{digits}f}") > threshold:
-            return text
-    return repr(score)
 
 
 class _ExactSearch:
@@ -277,17 +271,9 @@ class EmbeddingDedup(Stage):
             keep, dup_pos, best = greedy_dedup(x, float(self.threshold), kind,
                                                self.block_size, bar.advance)
         searched = time.perf_counter()
-        ids = df[ID].to_numpy()
+        out, reasons = mark_near_duplicates(df, keep, dup_pos, best, "cosine", "cosine",
+                                            self.threshold, min_digits=3)
         rejected = np.flatnonzero(~keep)
-        out = df.copy()
-        out["dup_of"] = pd.Series([None] * len(df), dtype=object)
-        out["cosine"] = np.nan
-        out.loc[rejected, "dup_of"] = ids[dup_pos[rejected]]
-        out.loc[rejected, "cosine"] = best[rejected].astype(np.float64)
-        reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-        reasons.iloc[rejected] = [
-            f"cosine {_fmt(float(best[i]), self.threshold)} > {self.threshold} "
-            f"vs {ids[dup_pos[i]]}" for i in rejected]
         return self.result(out, keep, "near_duplicate_embedding", reasons,
                            near_duplicates=int(len(rejected)), index=kind,
                            embed_seconds=round(embedded - start, 3),

@@ -35,6 +35,7 @@ from ..progress import task
 from ..stage import Stage, StageResult
 from ..table import ID
 from ..text import make_tokenizer
+from .near_duplicates import mark_near_duplicates
 
 _SLACK = 1e-6  # the block filter runs this far under the threshold; exact re-scoring decides
 _SURROGATES = 0xD800
@@ -60,15 +61,6 @@ def _length_bounds(n: int, t: float) -> tuple[int, int]:
     if t <= 0:
         return 1, 1 << 62
     return max(1, int(np.floor(n * t / (2 - t))) - 1), int(np.ceil(n * (2 - t) / t)) + 1
-
-
-def _fmt(score: float, threshold: float) -> str:
-    """Shortest rounding of ``score`` that still reads as greater than the threshold."""
-    for digits in range(2, 18):
-        text = f"{score:.{digits}f}"
-        if float(text) > threshold:
-            return text
-    return repr(score)
 
 
 class _KeptBuckets:
@@ -170,17 +162,9 @@ class RougeDedup(Stage):
     def process(self, df: pd.DataFrame) -> StageResult:
         texts, lengths = self._encode(df)
         keep, dup_pos, scores, compared = self._greedy(texts, lengths)
-        ids = df[ID].to_numpy()
+        out, reasons = mark_near_duplicates(df, keep, dup_pos, scores, "rouge_l", "rouge-l",
+                                            self.threshold)
         rejected = np.flatnonzero(~keep)
-        out = df.copy()
-        out["dup_of"] = pd.Series([None] * len(df), dtype=object)
-        out["rouge_l"] = np.nan
-        out.loc[rejected, "dup_of"] = ids[dup_pos[rejected]]
-        out.loc[rejected, "rouge_l"] = scores[rejected]
-        reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-        reasons.iloc[rejected] = [
-            f"rouge-l {_fmt(scores[i], self.threshold)} > {self.threshold} vs {ids[dup_pos[i]]}"
-            for i in rejected]
         return self.result(out, keep, "near_duplicate_rouge", reasons,
                            near_duplicates=int(len(rejected)),
                            empty_texts=int((lengths == 0).sum()), pairs_compared=compared)

@@ -1,0 +1,35 @@
+"""What the near-duplicate stages share: the rejected rows' ``dup_of``, score and reason."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..table import ID
+
+
+def score_text(score: float, threshold: float, min_digits: int = 2) -> str:
+    """Shortest rounding of ``score`` that still reads as greater than the threshold."""
+    for digits in range(min_digits, 18):
+        text = f"{score:.{digits}f}"
+        if float(text) > threshold:
+            return text
+    return repr(score)
+
+
+def mark_near_duplicates(df: pd.DataFrame, keep: np.ndarray, dup_pos: np.ndarray,
+                         scores: np.ndarray, score_column: str, label: str,
+                         threshold: float, min_digits: int = 2) -> tuple[pd.DataFrame, pd.Series]:
+    """Add ``dup_of`` (the kept row's id) and the score column to the rejected rows, and the
+    reason of each: ``"<label> 0.83 > 0.7 vs <id>"``."""
+    ids = df[ID].to_numpy()
+    rejected = np.flatnonzero(~keep)
+    out = df.copy()
+    out["dup_of"] = pd.Series([None] * len(df), dtype=object)
+    out[score_column] = np.nan
+    out.loc[rejected, "dup_of"] = ids[dup_pos[rejected]]
+    out.loc[rejected, score_column] = scores[rejected].astype(np.float64)
+    reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
+    reasons.iloc[rejected] = [
+        f"{label} {score_text(float(scores[i]), threshold, min_digits)} > {threshold} "
+        f"vs {ids[dup_pos[i]]}" for i in rejected]
+    return out, reasons
