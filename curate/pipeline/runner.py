@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import write_json, write_jsonl, write_text
-from ..progress import run_progress
+from ..progress import run_progress, task
 from ..stage import StageResult
 from ..table import records, with_ids
 from .checkpoint import CheckpointStore, chain_key, table_key
@@ -96,8 +96,10 @@ def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None) -> Ru
     store = CheckpointStore(out)
     key = chain_key("source", table_key(source))
     current, results = source, []
-    with run_progress(enabled=progress), _llm_cache_scope(out):
+    with run_progress(enabled=progress), _llm_cache_scope(out), \
+            task(f"{pipeline.name}: stages", total=len(pipeline.stages)) as overall:
         for index, stage in enumerate(pipeline.stages, start=1):
+            overall.info(f"{stage.name} ({len(current)} rows in)")
             key = chain_key(key, type(stage).__qualname__, stage.fingerprint())
             result = store.load(index, stage.name, key)
             if result is None:
@@ -108,6 +110,7 @@ def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None) -> Ru
                 result.stats["reused"] = True
             results.append((stage.name, result))
             current = result.kept
+            overall.advance()
     store.prune({store.folder(i, s.name).name for i, s in enumerate(pipeline.stages, start=1)})
     run = RunResult(out, source, current, results)
     run.manifest = _finish(pipeline, run, spec_path, started, time.perf_counter() - t0)

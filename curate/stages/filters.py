@@ -9,6 +9,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 
 from ..errors import StageError
+from ..progress import task
 from ..stage import Stage
 from ..table import ID, mark, records
 
@@ -70,8 +71,12 @@ class Filter(Stage):
 
     def process(self, df: pd.DataFrame):
         keep, reasons = [], []
-        for row in records(df):
-            verdict = self.call_on_row(self.predicate, row, row[ID])
+        with task(self.name, total=len(df)) as bar:
+            verdicts = []
+            for row in records(df):
+                verdicts.append(self.call_on_row(self.predicate, row, row[ID]))
+                bar.advance()
+        for verdict in verdicts:
             ok, why = (verdict[0], verdict[1]) if isinstance(verdict, tuple) else (verdict, None)
             keep.append(bool(ok))
             reasons.append(why or f"{self.name} returned False")
@@ -152,16 +157,21 @@ class AssertionFilter(Stage):
             return self.check(**{arg: row[f] for arg, f in self.fields.items()})
         return self.check(*(row[f] for f in self.fields))
 
+    def _checked(self, row: dict, errored_ids: list, errors: list, bar) -> list:
+        bar.advance()
+        try:
+            return _as_failures(self._call(row))
+        except Exception as exc:  # a crashing checker must not lose the row
+            errored_ids.append(row[ID])
+            errors.append(f"checker raised {type(exc).__name__}: {exc}")
+            return []
+
     def process(self, df: pd.DataFrame):
         keep, codes, reasons, failures_col = [], [], [], []
         per_rule, errored_ids, errors = Counter(), [], []
-        for row in records(df):
-            try:
-                failures = _as_failures(self._call(row))
-            except Exception as exc:  # a crashing checker must not lose the row
-                errored_ids.append(row[ID])
-                errors.append(f"checker raised {type(exc).__name__}: {exc}")
-                failures = []
+        with task(self.name, total=len(df)) as bar:
+            results = [self._checked(row, errored_ids, errors, bar) for row in records(df)]
+        for failures in results:
             per_rule.update(rule for rule, _ in failures)
             keep.append(not failures)
             codes.append(f"assertion_{failures[0][0]}" if failures else "")
