@@ -129,17 +129,23 @@ def check_top_level_keys(query: dict, columns: frozenset) -> list[Failure]:
     ]
 
 
+def _op_failure(item: dict, op, known, listed, prefix: str, noun: str) -> Failure | None:
+    """The failure of a missing or unknown op (``<prefix>_op_missing`` / ``_op_unknown``)."""
+    if op is None:
+        return Failure(f"{prefix}_op_missing", f"{noun} {show(item)} needs an op, one of {_one_of(listed)}")
+    if not _is_member(op, known):
+        return Failure(f"{prefix}_op_unknown", f"{noun} op {show(op)} is not known; use one of {_one_of(listed)}")
+    return None
+
+
 def check_calculations(query: dict, columns: frozenset) -> list[Failure]:
     items, failures = _object_items(query, "calculations", "calc", "{op, column}")
     for calc in items:
         failures += _unknown_keys(calc, spec.CALC_KEYS, "calc", "calculation")
         op, column = calc.get("op"), calc.get("column")
-        if op is None:
-            message = f"calculation {show(calc)} needs an op, one of {_one_of(spec.CALC_OPS)}"
-            failures.append(Failure("calc_op_missing", message))
-        elif not _is_member(op, CALC_OPS):
-            message = f"calculation op {show(op)} is not known; use one of {_one_of(spec.CALC_OPS)}"
-            failures.append(Failure("calc_op_unknown", message))
+        op_failure = _op_failure(calc, op, CALC_OPS, spec.CALC_OPS, "calc", "calculation")
+        if op_failure:
+            failures.append(op_failure)
         else:
             found = _op_column(op, column, "calc", "calculation")
             if not found and column is not None:
@@ -157,12 +163,9 @@ def check_filters(query: dict, columns: frozenset) -> list[Failure]:
             failures.append(Failure("filter_column_missing", f"filter {show(item)} needs a column"))
         else:
             failures += _known_column(column, columns, "filter", "filter")
-        if op is None:
-            message = f"filter {show(item)} needs an op, one of {_one_of(spec.FILTER_OPS)}"
-            failures.append(Failure("filter_op_missing", message))
-        elif not _is_member(op, FILTER_OPS):
-            message = f"filter op {show(op)} is not known; use one of {_one_of(spec.FILTER_OPS)}"
-            failures.append(Failure("filter_op_unknown", message))
+        op_failure = _op_failure(item, op, FILTER_OPS, spec.FILTER_OPS, "filter", "filter")
+        if op_failure:
+            failures.append(op_failure)
         else:
             failures += _filter_value(op, item.get("value"))
     return failures

@@ -3,28 +3,7 @@
 import pytest
 
 from assertions import honeycomb
-
-COLUMNS = [
-    "duration_ms",
-    "service.name",
-    "name",
-    "http.method",
-    "http.status_code",
-    "error",
-    "trace.parent_id",
-    "trace.trace_id",
-    "db.statement",
-]
-
-COUNT = {"op": "COUNT"}
-P99 = {"op": "P99", "column": "duration_ms"}
-AVG = {"op": "AVG", "column": "duration_ms"}
-HEATMAP = {"op": "HEATMAP", "column": "duration_ms"}
-
-
-def rules(query, columns=COLUMNS):
-    return sorted(failure.rule for failure in honeycomb.check(query, columns))
-
+from honeycomb_cases import AVG, COLUMNS, COUNT, HEATMAP, P99, rules
 
 INVALID = {
     # top level

@@ -3,18 +3,7 @@
 import pytest
 
 from assertions import honeycomb
-
-COLUMNS = [
-    "duration_ms",
-    "service.name",
-    "name",
-    "http.method",
-    "http.status_code",
-    "error",
-    "trace.parent_id",
-    "trace.trace_id",
-    "db.statement",
-]
+from honeycomb_cases import AVG, COLUMNS, COUNT, HEATMAP, P99, rules
 
 COLUMN_OPS = [
     "COUNT_DISTINCT", "HEATMAP", "SUM", "AVG", "MAX", "MIN",
@@ -26,16 +15,6 @@ SINGLE_VALUE_FILTER_OPS = [
     "starts-with", "does-not-start-with", "contains", "does-not-contain",
 ]  # fmt: skip
 HAVING_OPS = ["=", "!=", ">", ">=", "<", "<="]
-
-COUNT = {"op": "COUNT"}
-P99 = {"op": "P99", "column": "duration_ms"}
-AVG = {"op": "AVG", "column": "duration_ms"}
-HEATMAP = {"op": "HEATMAP", "column": "duration_ms"}
-
-
-def rules(query, columns=COLUMNS):
-    return sorted(failure.rule for failure in honeycomb.check(query, columns))
-
 
 VALID = {
     "empty query": {},
