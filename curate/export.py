@@ -31,7 +31,7 @@ def render_value(value) -> str:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):
-        return repr([v if isinstance(v, str) else v for v in value])
+        return repr(list(value))
     return "" if value is None else str(value)
 
 

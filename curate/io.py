@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -223,11 +224,9 @@ def save_dataset_folder(df: pd.DataFrame, path) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
-        import shutil
         shutil.rmtree(tmp)
     datasets.Dataset.from_list([to_jsonable(r) for r in df.to_dict("records")]).save_to_disk(str(tmp))
     if path.exists():
-        import shutil
         shutil.rmtree(path)
     os.replace(tmp, path)
     return path

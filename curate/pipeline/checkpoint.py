@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +70,6 @@ class CheckpointStore:
 
     def prune(self, keep_names: set[str]) -> None:
         """Remove checkpoint folders of stages no longer in the spec."""
-        import shutil
         if self.root.exists():
             for folder in self.root.iterdir():
                 if folder.is_dir() and folder.name not in keep_names:

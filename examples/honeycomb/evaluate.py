@@ -38,7 +38,7 @@ def same_query(output: str, gold) -> bool:
 
 def score(outputs: list[tuple[str, tuple]], rows: list[dict]) -> dict:
     """Validity, exact match and failures per rule over one answer per row."""
-    per_rule = Counter(f.rule for _, failures in outputs for f in {x.rule: x for x in failures}.values())
+    per_rule = Counter(rule for _, failures in outputs for rule in {f.rule for f in failures})
     valid = sum(not failures for _, failures in outputs)
     exact = sum(same_query(text, row["query"]) for (text, _), row in zip(outputs, rows))
     n = len(rows)
