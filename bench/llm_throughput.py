@@ -24,7 +24,7 @@ import openai
 import pandas as pd
 
 from curate.llm import LLM, Request
-from curate.stages.judge import Judge
+from curate.stages.llm.judge import Judge
 from curate.testing import ScriptedServer
 
 VERDICT = json.dumps({"critique": "The query answers the question.", "outcome": "good"})

@@ -1,12 +1,53 @@
-"""curate: composable stages over a table of examples, run from a notebook or a spec file."""
-from .errors import CurateError, InputError, SpecError, StageError
-from .export import ChatExport, SharegptExport
-from .io import read_table, write_table
-from .pipeline import Pipeline, ReportOptions
-from .stage import Stage, StageResult
-from .stages.filters import AssertionFilter, ComplexityFilter, Filter
-from .stages.sampling import Mix, Sample
+"""curate: composable stages over a table of examples, run from a notebook or a spec file.
 
-__all__ = ["AssertionFilter", "ChatExport", "ComplexityFilter", "CurateError", "Filter",
-           "InputError", "Mix", "Pipeline", "ReportOptions", "Sample", "SharegptExport",
-           "SpecError", "Stage", "StageError", "StageResult", "read_table", "write_table"]
+Everything a notebook or a spec needs is importable from here::
+
+    from curate import Pipeline, Filter, AssertionFilter, RougeDedup, Augment, Judge, LLM
+
+Names are imported on first use, so ``import curate`` is fast and pulls in neither torch
+nor openai until a stage that needs them is used.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # errors
+    "CurateError": "errors", "InputError": "errors", "OutputError": "errors",
+    "SpecError": "errors", "StageError": "errors",
+    # the table and the stage contract
+    "Stage": "core.stage", "StageResult": "core.stage", "TooManyRowErrors": "core.stage",
+    # readers, writers, chat formats, exporters
+    "read_table": "io", "write_table": "io",
+    "ChatExport": "formats.export", "SharegptExport": "formats.export",
+    "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
+    # deterministic stages
+    "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
+    "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
+    "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
+    "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
+    # LLM stages and the client
+    "LLMStage": "stages.llm.base", "Augment": "stages.llm.augment",
+    "Generate": "stages.llm.augment", "Judge": "stages.llm.judge",
+    "Repair": "stages.llm.repair", "Vote": "stages.llm.vote",
+    "AnswerAfter": "stages.llm.vote", "JsonAnswer": "stages.llm.vote",
+    "LLM": "llm.client", "Request": "llm.types",
+    # the runner
+    "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
+    # judge alignment
+    "export_for_review": "alignment", "read_review": "alignment",
+    "alignment_report": "alignment",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'curate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

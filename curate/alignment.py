@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import InputError
-from .table import ID, to_jsonable
+from .core.table import ID, to_jsonable
 
 JUDGE_CRITIQUE, JUDGE_OUTCOME = "judge_critique", "judge_outcome"
 EXPERT_CRITIQUE, EXPERT_OUTCOME = "expert_critique", "expert_outcome"

@@ -34,3 +34,19 @@ class SpecError(CurateError):
     def __init__(self, path, message: str):
         self.path, self.detail = str(path), message
         super().__init__(f"{path}: {message}")
+
+
+class OutputError(CurateError):
+    """A file or folder the library must write cannot be written (no space left, permission
+    denied, a read-only filesystem, a file where a folder should be)."""
+
+    def __init__(self, path, cause):
+        self.path = str(path)
+        if isinstance(cause, OSError):
+            detail = cause.strerror or str(cause)
+            if cause.errno is not None:
+                detail = f"{detail} (errno {cause.errno})"
+        else:
+            detail = str(cause)
+        self.detail = detail
+        super().__init__(f"cannot write {self.path}: {detail}")

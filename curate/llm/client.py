@@ -143,14 +143,14 @@ class LLM:
         return Request(request.messages, pick(request.temperature, self.temperature),
                        pick(request.top_p, self.top_p), pick(request.max_tokens, self.max_tokens),
                        request.stop, None if seed is None else seed + request.sample,
-                       request.response_format, request.sample, extra)
+                       request.response_format, request.sample, extra, request.schema)
 
     def key(self, request: Request) -> str:
         """The cache key of a resolved request."""
         params = {"temperature": request.temperature, "top_p": request.top_p,
                   "max_tokens": request.max_tokens, "stop": list(request.stop or []) or None,
                   "seed": request.seed, "response_format": request.response_format,
-                  "extra": request.extra}
+                  "extra": request.extra, "schema": request.schema}
         return cache_key(self.model, request.messages, params, request.sample)
 
     def open_cache(self) -> ResponseCache | None:

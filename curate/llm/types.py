@@ -1,6 +1,7 @@
 """The values that cross the client boundary: a request, and a completion or a failure."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,9 @@ class Request:
         sample: the sample index. Requests that differ only in ``sample`` are distinct
             (n samples of one prompt), so each gets its own cache entry.
         extra: extra body fields for the endpoint (e.g. vLLM's ``guided_json``).
+        schema: the JSON Schema the reply must match; the client sends it as a
+            structured-output request in the endpoint's dialect (or constrains an
+            in-process model's decoding) where it can.
     """
 
     messages: Any
@@ -56,6 +60,7 @@ class Request:
     response_format: dict | None = None
     sample: int = 0
     extra: dict | None = None
+    schema: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "messages", as_messages(self.messages))
@@ -68,8 +73,7 @@ class Request:
         """The same request with the model's reply and a new user turn appended."""
         messages = [*self.messages, {"role": "assistant", "content": assistant},
                     {"role": "user", "content": user}]
-        return Request(messages, self.temperature, self.top_p, self.max_tokens, self.stop,
-                       self.seed, self.response_format, self.sample, self.extra)
+        return dataclasses.replace(self, messages=messages)
 
 
 @dataclass

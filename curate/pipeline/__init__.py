@@ -5,17 +5,31 @@ export=...)``; ``python -m curate.pipeline spec.py --out DIR`` runs it.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from ..errors import StageError
-from ..stage import Stage
+from ..core.stage import Stage
+from ..core.table import assign_ids, table_digest
+from ..errors import InputError, StageError
 from .report import ReportOptions
 from .runner import RunResult, run_pipeline
 
 __all__ = ["Pipeline", "ReportOptions", "RunResult"]
+
+
+def path_digest(path: Path) -> str:
+    """A digest of a file's bytes, or of every file in a folder (names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        h.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with open(file, "rb") as fh:
+            h.update(hashlib.file_digest(fh, "sha256").digest())
+    return h.hexdigest()[:20]
 
 
 @dataclass
@@ -23,14 +37,17 @@ class Pipeline:
     """What to run: ``source`` -> ``stages`` in order -> ``export``.
 
     Args:
-        source: a path (.jsonl/.csv/.parquet/datasets folder), a DataFrame, a list of
-            dicts, a ``datasets.Dataset``, a :class:`~curate.stages.sampling.Mix`, or a
-            function returning one of these.
+        source: a path (.jsonl/.json/.csv/.parquet, optionally compressed, or a datasets
+            folder), a DataFrame, a list of dicts, a ``datasets.Dataset``, a
+            :class:`~curate.stages.sampling.Mix`, or a function returning one of these. A
+            relative path is taken from ``base`` (a spec's own folder when the spec is run
+            with ``python -m curate.pipeline``), else from the working folder.
         stages: stages run in order; each sees the rows the previous one kept.
-        export: a :class:`~curate.export.ChatExport` (optional).
+        export: a :class:`~curate.formats.export.ChatExport` (optional).
         name: a label for the report.
         report: what the report measures (:class:`ReportOptions`).
         json_columns: CSV columns whose cells hold JSON.
+        base: the folder relative source paths are taken from.
     """
 
     source: object
@@ -39,6 +56,8 @@ class Pipeline:
     name: str = "pipeline"
     report: ReportOptions = field(default_factory=ReportOptions)
     json_columns: Sequence[str] = ()
+    base: Path | None = None
+    _loaded: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.stages = list(self.stages)
@@ -48,13 +67,49 @@ class Pipeline:
 
     def run(self, out, limit: int | None = None, progress: bool = True,
             spec_path: str | None = None) -> RunResult:
-        """Run into the folder ``out``, reusing checkpoints whose inputs are unchanged."""
+        """Run into the folder ``out``, reusing the work whose inputs are unchanged."""
         return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path)
 
-    def load_source(self) -> pd.DataFrame:
+    # -- the source ------------------------------------------------------------------------
+    def resolved_source(self):
+        """The source, with a relative path taken from ``base``."""
+        source = self.source
+        if isinstance(source, (str, Path)):
+            path = Path(source).expanduser()
+            if not path.is_absolute() and self.base is not None:
+                path = Path(self.base) / path
+            return path
+        if hasattr(source, "load") and hasattr(source, "base"):
+            source.base = Path(self.base) if self.base is not None else None
+        return source
+
+    def source_key(self, limit: int | None = None) -> str:
+        """A digest of what the source holds (a file's bytes; a table's content)."""
+        source = self.resolved_source()
+        if isinstance(source, Path):
+            if not source.exists():
+                raise InputError(source.resolve(), "no such file or folder")
+            digest = f"file:{path_digest(source)}"
+        elif hasattr(source, "load") and hasattr(source, "fingerprint"):
+            fp = source.fingerprint()
+            digest = f"mix:{getattr(fp, 'digest', fp)}"
+        else:
+            digest = f"table:{table_digest(self.load_source(limit))}"
+        return hashlib.sha256(f"{digest}|{list(self.json_columns)}|{limit}".encode()).hexdigest()[:20]
+
+    def load_source(self, limit: int | None = None) -> pd.DataFrame:
+        """The source rows (the first ``limit``), each with its ``_id`` and ``_source``."""
+        if limit in self._loaded:
+            return self._loaded[limit]
         from ..io import read_table
-        source = self.source() if callable(self.source) and not hasattr(self.source, "load") \
-            else self.source
+
+        source = self.resolved_source()
+        if callable(source) and not hasattr(source, "load"):
+            source = source()
         if hasattr(source, "load"):
             source = source.load()
-        return read_table(source, json_columns=self.json_columns)
+        df = read_table(source, json_columns=self.json_columns)
+        if limit is not None:
+            df = df.head(limit).reset_index(drop=True)
+        self._loaded[limit] = df = assign_ids(df)
+        return df

@@ -12,10 +12,15 @@ The spec is a Python file that defines:
 
     pipeline = Pipeline(source="seeds.jsonl", stages=[...], export=SharegptExport(...))
 
+A relative source path is taken from the spec file's own folder, not from the folder
+you run the command in.
+
 The run folder gets a checkpoint per stage (reused on rerun when the stage's input and
-parameters are unchanged), rejected.jsonl and errored.jsonl (every dropped row with its
-stage and reason), kept.jsonl, export/ (sharegpt JSONL and other formats), manifest.json
-(written last) and report.html.
+parameters are unchanged; an unchanged rerun recomputes and rewrites nothing),
+rejected.jsonl and errored.jsonl (every dropped row with its stage, reason and source
+line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
+report.html and manifest.json (written last: a folder without it holds no finished run).
+The folder is locked while a run uses it.
 """
 
 
@@ -37,6 +42,10 @@ def main(argv=None) -> int:
                      spec_path=args.spec)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write the library did not expect to fail
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)

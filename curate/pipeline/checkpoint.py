@@ -2,8 +2,16 @@
 
 A stage's key chains the key of its input with the stage's fingerprint, so changing a
 stage's parameters (or anything before it) invalidates it and every stage after it. The
-``stats.json`` file is written last and atomically: a checkpoint without it, or with another
-key, is recomputed.
+keys of a whole run are known before anything runs, so a rerun knows at once which
+stages it can reuse.
+
+A checkpoint stores what the stage *added*, not the rows it passed through: for each part
+(kept, rejected, errored) a Parquet file with each row's position in the stage's input
+(``_pos``), its position in the part (``_at``) and the columns the stage added, plus, for
+rows the stage created, a second file holding them whole. Loading takes the passed-through
+rows from the input table (which the chain of keys guarantees is the same) and puts the
+parts back together. ``stats.json`` is written last, atomically, with the file sizes: a
+checkpoint without it, with another key, or with a file of another size is recomputed.
 """
 from __future__ import annotations
 
@@ -12,31 +20,46 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..io import iter_jsonl, frame_from_records, write_json, write_jsonl
-from ..stage import StageResult
-from ..table import records
+from ..core.stage import StageResult
+from ..core.table import ID, canonical_json, row_dicts
+from ..io.atomic import output_errors, write_json
+from ..io.columnar import read_frame, write_frame
 
 PARTS = ("kept", "rejected", "errored")
+FORMAT = 2
+_CHECKED_ROWS = 200  # passed-through rows compared with the input before trusting the format
 
 
 def chain_key(previous: str, *parts: str) -> str:
     return hashlib.sha256("|".join((previous, *parts)).encode()).hexdigest()[:20]
 
 
-def table_key(df: pd.DataFrame) -> str:
-    """A digest of a table's content (column names and canonical cell values)."""
-    h = hashlib.sha256(json.dumps(list(map(str, df.columns))).encode())
-    for row in records(df):
-        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode())
-    return h.hexdigest()[:20]
+def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, columns) -> bool:
+    """Whether a sample of passed-through rows still equals the input rows."""
+    if not len(pos) or not columns:
+        return True
+    pick = np.linspace(0, len(pos) - 1, min(len(pos), _CHECKED_ROWS)).astype(np.int64)
+    mine = row_dicts(part.iloc[np.flatnonzero(pos >= 0)[pick]], columns)
+    theirs = row_dicts(input_df.iloc[pos[pos >= 0][pick]], columns)
+    return all(canonical_json(a) == canonical_json(b) for a, b in zip(mine, theirs))
 
 
-def _read(path: Path, columns: list[str]) -> pd.DataFrame:
-    rows = [obj for _, obj in iter_jsonl(path)] if path.exists() else []
-    df = frame_from_records(rows)
-    return df.reindex(columns=list(dict.fromkeys([*columns, *df.columns])))
+def _encode(input_df: pd.DataFrame, part: pd.DataFrame):
+    """``(passed, created, mode)``: the two frames to store for one part."""
+    pos = pd.Index(input_df[ID]).get_indexer(part[ID]) if len(part) else np.zeros(0, np.int64)
+    inputs = [c for c in part.columns if c in input_df.columns]
+    added = [c for c in part.columns if c not in input_df.columns]
+    at = np.arange(len(part), dtype=np.int64)
+    through = pos >= 0
+    if not _unchanged(input_df, part, pos, [c for c in inputs if c != ID]):
+        created = part.assign(_at=at)
+        return None, created, "whole"
+    passed = part.loc[through, added].assign(_pos=pos[through], _at=at[through])
+    created = part.loc[~through].assign(_at=at[~through]) if (~through).any() else None
+    return passed.reset_index(drop=True), created, "added"
 
 
 class CheckpointStore:
@@ -48,29 +71,70 @@ class CheckpointStore:
     def folder(self, index: int, name: str) -> Path:
         return self.root / f"{index:02d}_{name}"
 
-    def load(self, index: int, name: str, key: str) -> StageResult | None:
+    def entry(self, index: int, name: str, key: str) -> dict | None:
+        """The saved stats of a checkpoint that is complete and has this key, else None."""
         folder = self.folder(index, name)
         try:
             stats = json.loads((folder / "stats.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError):
             return None
-        if stats.get("key") != key:
+        if stats.get("key") != key or stats.get("format") != FORMAT:
             return None
-        columns = stats.get("columns", {})
-        tables = {part: _read(folder / f"{part}.jsonl", columns.get(part, [])) for part in PARTS}
-        return StageResult(tables["kept"], tables["rejected"], tables["errored"], stats)
+        for file, size in stats.get("files", {}).items():
+            try:
+                if (folder / file).stat().st_size != size:
+                    return None
+            except OSError:
+                return None
+        return stats
 
-    def save(self, index: int, name: str, key: str, result: StageResult) -> None:
+    def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
+             result: StageResult) -> None:
         folder = self.folder(index, name)
+        with output_errors(folder):
+            if folder.exists():
+                shutil.rmtree(folder)
+        files, parts = {}, {}
         for part in PARTS:
-            write_jsonl(folder / f"{part}.jsonl", records(getattr(result, part)))
-        result.stats["key"] = key
-        result.stats["columns"] = {p: list(map(str, getattr(result, p).columns)) for p in PARTS}
-        write_json(folder / "stats.json", result.stats)
+            frame = getattr(result, part)
+            passed, created, mode = _encode(input_df, frame) if len(frame) else (None, None, "empty")
+            for suffix, stored in (("", passed), (".new", created)):
+                if stored is not None:
+                    path = write_frame(stored, folder / f"{part}{suffix}.parquet")
+                    files[path.name] = path.stat().st_size
+            parts[part] = {"rows": len(frame), "columns": list(map(str, frame.columns)),
+                           "mode": mode}
+        stats = {**result.stats, "key": key, "format": FORMAT, "parts": parts, "files": files}
+        write_json(folder / "stats.json", stats)
+
+    def load(self, index: int, name: str, stats: dict, input_df: pd.DataFrame) -> StageResult:
+        folder = self.folder(index, name)
+        tables = {}
+        for part in PARTS:
+            info = stats["parts"][part]
+            passed = folder / f"{part}.parquet"
+            created = folder / f"{part}.new.parquet"
+            pieces = []
+            if passed.exists():
+                stored = read_frame(passed)
+                base = input_df.iloc[stored.pop("_pos").to_numpy()].reset_index(drop=True)
+                for column in stored.columns:
+                    base[column] = stored[column].to_numpy() if column == "_at" else \
+                        stored[column].values
+                pieces.append(base)
+            if created.exists():
+                pieces.append(read_frame(created))
+            frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else \
+                (pieces[0] if pieces else input_df.iloc[0:0])
+            if len(pieces) > 1 or "_at" in frame.columns:
+                frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
+            tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
+        clean = {k: v for k, v in stats.items() if k not in ("key", "format", "parts", "files")}
+        return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
 
     def prune(self, keep_names: set[str]) -> None:
         """Remove checkpoint folders of stages no longer in the spec."""
         if self.root.exists():
             for folder in self.root.iterdir():
                 if folder.is_dir() and folder.name not in keep_names:
-                    shutil.rmtree(folder)
+                    shutil.rmtree(folder, ignore_errors=True)

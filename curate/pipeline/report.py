@@ -1,9 +1,11 @@
 """The run report: an HTML page a person would rather look at than read.
 
 It shows the funnel of rows per stage, rejection reasons by count, the distribution of a
-chosen measure (length, complexity) before and after, examples of near-duplicate pairs,
-judge critiques, and a sample of errored rows. Charts are inline SVG: the page is one file
-with no scripts and no network.
+chosen measure before and after, near-duplicate pairs sampled from each dedup stage, judge
+critiques, stage warnings and a sample of errored rows. Which columns hold pairs, scores and
+critiques is read from each stage's declaration (:meth:`Stage.added_columns`), never guessed.
+The page samples what it shows, so its cost does not grow with the run. Charts are inline
+SVG: one file with no scripts and no network.
 """
 from __future__ import annotations
 
@@ -15,7 +17,11 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from ..table import ID, records
+from ..core.fingerprint import Fingerprint, fingerprint_of
+from ..core.table import ID, row_dicts
+
+SAMPLE_ROWS = 20_000  # rows measured for the distribution
+SEED = 0
 
 
 @dataclass
@@ -27,7 +33,7 @@ class ReportOptions:
             Honeycomb query's complexity); its distribution is drawn before and after.
         measure_label: the axis label for ``measure``.
         text_field: the field shown in near-duplicate pairs and critique examples.
-        examples: how many examples to show per section.
+        examples: how many examples to show per section (and per stage).
     """
 
     measure: str | Callable | None = None
@@ -35,12 +41,22 @@ class ReportOptions:
     text_field: str | None = None
     examples: int = 6
 
+    def fingerprint(self) -> Fingerprint:
+        return fingerprint_of(vars(self))
+
+
+def _sample(df: pd.DataFrame, n: int) -> pd.DataFrame:
+    if len(df) <= n:
+        return df
+    picks = np.sort(np.random.default_rng(SEED).choice(len(df), size=n, replace=False))
+    return df.iloc[picks]
+
 
 def _measure(df: pd.DataFrame, measure) -> np.ndarray:
     if measure is None or len(df) == 0:
         return np.array([])
     values = []
-    for row in records(df):
+    for row in row_dicts(_sample(df, SAMPLE_ROWS)):
         try:
             value = row.get(measure) if isinstance(measure, str) else measure(row)
             values.append(float(value))
@@ -73,45 +89,55 @@ def _text(row: dict | None, field: str | None) -> str:
     return str(value)
 
 
-def _near_duplicates(run, field, limit) -> list[dict]:
-    rejected = run.rejected
-    if "dup_of" not in rejected.columns:
-        return []
-    by_id = {}
-    for table in [run.source] + [t for _, r in run.stages for t in (r.kept, r.rejected)]:
-        by_id.update({r[ID]: r for r in records(table)})
+def _role(stage, role: str) -> str | None:
+    return next((c for c, r in stage.added_columns().items() if r == role), None)
+
+
+def _near_duplicates(pipeline, run, field, limit) -> list[dict]:
+    """Up to ``limit`` pairs from each stage that records the row a rejected row matched."""
     pairs = []
-    for row in records(rejected[rejected["dup_of"].notna()].head(limit)):
-        score = row.get("rouge_l", row.get("cosine"))
-        pairs.append({"stage": row.get("_stage"), "score": score, "rejected": _text(row, field),
-                      "kept": _text(by_id.get(row["dup_of"]), field), "reason": row.get("_reason")})
+    for stage, (name, result) in zip(pipeline.stages, run.stages):
+        dup_col, score_col = _role(stage, "duplicate_of"), _role(stage, "similarity")
+        rejected = result.rejected
+        if dup_col is None or dup_col not in rejected.columns:
+            continue
+        shown = _sample(rejected[rejected[dup_col].notna()], limit)
+        wanted = set(shown[dup_col])
+        kept = result.kept[result.kept[ID].isin(wanted)]
+        by_id = dict(zip(kept[ID], row_dicts(kept)))
+        scores = shown[score_col].tolist() if score_col in shown.columns else [None] * len(shown)
+        for row, dup, score in zip(row_dicts(shown), shown[dup_col], scores):
+            pairs.append({"stage": name, "score": None if score is None or score != score
+                          else float(score), "rejected": _text(row, field),
+                          "kept": _text(by_id.get(dup), field)})
     return pairs
 
 
-def _critiques(run, field, limit) -> list[dict]:
-    """Verdicts from the stages that wrote a critique, judged rows first, each row once."""
-    seen, judged, unjudged = set(), [], []
-    for _, result in run.stages:
+def _critiques(pipeline, run, field, limit) -> list[dict]:
+    """Verdicts from the stages that declare a critique column, judged rows first."""
+    judged, unjudged = [], []
+    for stage, (_, result) in zip(pipeline.stages, run.stages):
+        critique, verdict = _role(stage, "critique"), _role(stage, "verdict")
+        if critique is None:
+            continue
         for table in (result.rejected, result.kept):
-            if "critique" not in table.columns:
+            if critique not in table.columns:
                 continue
-            for r in records(table[table["critique"].notna()]):
-                if r[ID] in seen:
-                    continue
-                seen.add(r[ID])
-                item = {"outcome": r.get("outcome"), "critique": r.get("critique"),
+            shown = _sample(table[table[critique].notna()], 2 * limit)
+            for r in row_dicts(shown, list(shown.columns)):
+                item = {"outcome": r.get(verdict), "critique": r.get(critique),
                         "text": _text(r, field)}
-                (judged if r.get("outcome") is not None else unjudged).append(item)
-    return (judged + unjudged)[: 2 * limit]
+                (judged if item["outcome"] is not None else unjudged).append(item)
+    return (judged + unjudged[:limit])[: 2 * limit]
 
 
-def _reasons(run) -> list[dict]:
+def _reasons(manifest) -> list[dict]:
     counts = []
-    for name, result in run.stages:
-        for code, n in (result.stats.get("reasons") or {}).items():
-            counts.append({"stage": name, "code": code, "count": n, "kind": "rejected"})
-        for code, n in (result.stats.get("errors") or {}).items():
-            counts.append({"stage": name, "code": code, "count": n, "kind": "errored"})
+    for s in manifest["stages"]:
+        for code, n in (s.get("reasons") or {}).items():
+            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "rejected"})
+        for code, n in (s.get("errors") or {}).items():
+            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "errored"})
     return sorted(counts, key=lambda c: -c["count"])
 
 
@@ -119,18 +145,23 @@ def render_report(pipeline, run, manifest: dict) -> str:
     opts: ReportOptions = pipeline.report
     env = jinja2.Environment(loader=jinja2.PackageLoader("curate", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]))
-    errored = [{"stage": r.get("_stage"), "code": r.get("_reason_code"), "reason": r.get("_reason")}
-               for r in records(run.errored.head(opts.examples))] if len(run.errored) else []
-    funnel = [{"stage": name, **{k: r.stats[k] for k in ("rows_in", "rows_created", "kept",
-                                                          "rejected", "errored", "seconds")},
-               "reused": r.stats.get("reused", False)} for name, r in run.stages]
-    reasons = _reasons(run)
+    errored = [{"stage": r.get("_stage"), "code": r.get("_reason_code"), "reason": r.get("_reason"),
+                "source": r.get("_source")}
+               for r in row_dicts(_sample(run.errored, opts.examples), list(run.errored.columns))] \
+        if len(run.errored) else []
+    funnel = [{k: s.get(k) for k in ("stage", "rows_in", "rows_created", "kept", "rejected",
+                                     "errored", "seconds", "reused", "computed_seconds")}
+              for s in manifest["stages"]]
+    warnings = [{"stage": s["stage"], "text": w} for s in manifest["stages"]
+                for w in s.get("warnings", [])]
+    reasons = _reasons(manifest)
     return env.get_template("report.html").render(
-        title=pipeline.name, manifest=manifest, funnel=funnel,
-        funnel_top=max([len(run.source)] + [f["rows_in"] + f["rows_created"] for f in funnel]),
+        title=pipeline.name, manifest=manifest, funnel=funnel, warnings=warnings,
+        funnel_top=max([manifest["rows"]["source"]] +
+                       [f["rows_in"] + f["rows_created"] for f in funnel] + [1]),
         reasons=reasons, reasons_top=max([r["count"] for r in reasons] or [1]),
         hist=histogram(_measure(run.source, opts.measure), _measure(run.kept, opts.measure)),
-        measure_label=opts.measure_label,
-        near_dups=_near_duplicates(run, opts.text_field, opts.examples),
-        critiques=_critiques(run, opts.text_field, opts.examples), errored=errored,
+        measure_label=opts.measure_label, sampled=len(run.source) > SAMPLE_ROWS,
+        near_dups=_near_duplicates(pipeline, run, opts.text_field, opts.examples),
+        critiques=_critiques(pipeline, run, opts.text_field, opts.examples), errored=errored,
         escape=html.escape)

@@ -1,11 +1,24 @@
-"""Run a pipeline into a run folder: checkpoints, resume, rejected rows, export, manifest."""
+"""Run a pipeline into a run folder: plan, reuse, run what changed, write the outputs.
+
+Before anything runs, the runner computes every key of the run: the source's digest, then
+for each stage the chain (previous key, stage fingerprint), then one key per output file.
+A stage whose checkpoint has its key is reused; the first one that does not, and every
+stage after it, is run. An output whose key is the one in the previous manifest (and whose
+file is intact) is kept as it is. An unchanged rerun therefore reads a few small files and
+writes a new manifest; nothing is recomputed or rewritten.
+
+The folder is locked while a run uses it. ``manifest.json`` is removed first and written
+last, so a folder without it holds no finished run; outputs this run meant to replace are
+removed before it starts, and outputs it wrote are removed again if it fails.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import platform
-import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -13,37 +26,66 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import write_json, write_jsonl, write_text
-from ..progress import run_progress, task
-from ..stage import StageResult
-from ..table import records, with_ids
-from .checkpoint import CheckpointStore, chain_key, table_key
+from ..core.stage import StageResult, TooManyRowErrors
+from ..core.table import assign_ids, records
+from ..errors import CurateError, OutputError
+from ..io.atomic import output_errors, write_json, write_jsonl, write_text
+from ..io.columnar import write_frame
+from ..progress import plain_line, run_progress, task
+from .checkpoint import CheckpointStore, chain_key
+from .lock import run_folder_lock
 from .report import render_report
 from .summary import print_funnel
 
-VERSIONED = ("curate-workbench", "pandas", "numpy", "openai", "rapidfuzz", "rouge-score",
-             "sentence-transformers", "faiss-cpu", "torch", "transformers", "datasets")
+VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidfuzz",
+             "rouge-score", "sentence-transformers", "faiss-cpu", "torch", "transformers",
+             "datasets")
+OUTPUTS = ("rejected.jsonl", "errored.jsonl", "kept.parquet", "export", "report.html")
+OUTPUT_FORMAT = "2"
 
 
 @dataclass
 class RunResult:
-    """What a run produced: the final table, every stage's result, and the paths."""
+    """What a run produced: the final table, every stage's result, and the paths.
+
+    Tables are loaded on first use: after a run that reused everything, ``manifest`` is
+    there at once and ``kept`` or ``stages`` read the run folder when asked for.
+    """
 
     out: Path
-    source: pd.DataFrame
-    kept: pd.DataFrame
-    stages: list[tuple[str, StageResult]] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    _tables: dict = field(default_factory=dict, repr=False)
+    _loader: object = field(default=None, repr=False)
+
+    def _get(self, name: str):
+        if name not in self._tables and self._loader is not None:
+            self._tables.update(self._loader())
+        return self._tables[name]
+
+    @property
+    def source(self) -> pd.DataFrame:
+        return self._get("source")
+
+    @property
+    def kept(self) -> pd.DataFrame:
+        return self._get("kept")
+
+    @property
+    def stages(self) -> list[tuple[str, StageResult]]:
+        return self._get("stages")
 
     @property
     def rejected(self) -> pd.DataFrame:
-        parts = [r.rejected for _, r in self.stages if len(r.rejected)]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return _concat([r.rejected for _, r in self.stages])
 
     @property
     def errored(self) -> pd.DataFrame:
-        parts = [r.errored for _, r in self.stages if len(r.errored)]
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return _concat([r.errored for _, r in self.stages])
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def package_versions() -> dict[str, str]:
@@ -61,83 +103,259 @@ def _file_hash(path) -> str | None:
 
 
 def _llm_cache_scope(out: Path):
-    """Point LLM stages at the run folder's response cache, when the LLM layer is present."""
-    try:
-        from ..llm.cache import use_default_cache_path
-    except ImportError:
-        return contextlib.nullcontext()
+    """Point LLM stages at the run folder's response cache."""
+    from ..llm.cache import use_default_cache_path
+
     return use_default_cache_path(out / "cache" / "llm.sqlite")
 
 
-def _sum_llm(stage_stats: list[dict]) -> dict:
+def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
     total: dict = {}
     for stats in stage_stats:
-        for key, value in (stats.get("llm") or {}).items():
+        for name, value in (stats.get(key) or {}).items():
             if isinstance(value, (int, float)):
-                total[key] = total.get(key, 0) + value
+                total[name] = round(total.get(name, 0) + value, 6)
     return total
 
 
-def _clear_outputs(out: Path) -> None:
-    """Remove what marks a run complete, so a failed rerun never looks finished."""
-    for name in ("manifest.json", "report.html", "rejected.jsonl", "errored.jsonl", "kept.jsonl"):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / "export", ignore_errors=True)
+def prepare_folder(out: Path) -> None:
+    """Create the run folder, or say in one line why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "it is a file, not a folder; choose another --out")
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+
+
+def _size(path: Path) -> int | None:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else None
+
+
+class _Run:
+    """One run of a pipeline into a folder (see the module docstring)."""
+
+    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path):
+        self.pipeline, self.out, self.limit = pipeline, out, limit
+        self.progress, self.spec_path = progress, spec_path
+        self.store = CheckpointStore(out)
+        self.started = datetime.now(timezone.utc)
+        pipeline._loaded.clear()  # a source read in an earlier run may have changed
+        self.t0 = time.perf_counter()
+        self.written: list[Path] = []
+
+    # -- the plan -------------------------------------------------------------------------
+    def plan(self) -> None:
+        self.source_key = self.pipeline.source_key(self.limit)
+        key = chain_key("source", self.source_key)
+        self.keys, self.fingerprints, self.entries = [], [], []
+        for index, stage in enumerate(self.pipeline.stages, start=1):
+            fp = stage.fingerprint()
+            self.fingerprints.append(fp)
+            salt = fp.digest if fp.stable else f"unstable-{uuid.uuid4().hex}"
+            key = chain_key(key, type(stage).__qualname__, salt)
+            self.keys.append(key)
+            self.entries.append(self.store.entry(index, stage.name, key))
+        self.first_to_run = next((i for i, e in enumerate(self.entries) if e is None),
+                                 len(self.entries))
+        final = chain_key(key, OUTPUT_FORMAT)
+        export = self.pipeline.export
+        export_fp = export.fingerprint().describe() if export is not None else "none"
+        report_fp = self.pipeline.report.fingerprint().describe()
+        self.output_keys = {"rejected.jsonl": final, "errored.jsonl": final,
+                            "kept.parquet": final, "export": chain_key(final, export_fp),
+                            "report.html": chain_key(final, export_fp, report_fp)}
+        old = self.previous.get("outputs", {}) if self.previous else {}
+        self.reuse_outputs = {name for name, k in self.output_keys.items()
+                              if old.get(name, {}).get("key") == k
+                              and _size(self.out / name) == old[name].get("bytes")
+                              and "unstable" not in k}
+
+    # -- running ----------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        self.previous = self._take_manifest()
+        self.plan()
+        for name in OUTPUTS:
+            if name not in self.reuse_outputs:
+                self._remove(self.out / name)
+        try:
+            return self._execute()
+        except BaseException:
+            for path in self.written:
+                self._remove(path)
+            raise
+
+    def _execute(self) -> RunResult:
+        stages = self.pipeline.stages
+        everything_reused = (self.first_to_run == len(stages)
+                             and self.reuse_outputs == set(self.output_keys))
+        with run_progress(enabled=self.progress), _llm_cache_scope(self.out):
+            if everything_reused and self.previous:
+                stats = [self._reused_stats(i) for i in range(len(stages))]
+                run = RunResult(self.out, _loader=self._load_all)
+                rows = self.previous["rows"]
+            else:
+                tables = self._compute()
+                stats = [self._stats_of(i, r) for i, (_, r) in enumerate(tables["stages"])]
+                run = RunResult(self.out, _tables=tables)
+                rows = {"source": len(tables["source"]), "kept": len(tables["kept"]),
+                        "rejected": len(run.rejected), "errored": len(run.errored)}
+                self._write_outputs(run)
+                if "report.html" not in self.reuse_outputs:
+                    html = render_report(self.pipeline, run, self._manifest(stats, rows))
+                    self._wrote(write_text(self.out / "report.html", html))
+        self.store.prune({self.store.folder(i, s.name).name
+                          for i, s in enumerate(stages, start=1)})
+        run.manifest = self._manifest(stats, rows)
+        write_json(self.out / "manifest.json", run.manifest)  # last: marks a complete run
+        if self.progress:
+            print_funnel(run.manifest, self.out)
+        return run
+
+    def _compute(self) -> dict:
+        source = self.pipeline.load_source(self.limit)
+        current, results = source, []
+        with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
+            for index, stage in enumerate(self.pipeline.stages, start=1):
+                entry = self.entries[index - 1]
+                if index - 1 < self.first_to_run and entry is not None:
+                    result = self.store.load(index, stage.name, entry, current)
+                    result.stats["reused"] = True
+                else:
+                    result = self._run_stage(index, stage, current, results)
+                results.append((stage.name, result))
+                current = result.kept
+                overall.advance()
+        return {"source": source, "kept": current, "stages": results}
+
+    def _run_stage(self, index, stage, current, results) -> StageResult:
+        plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
+                   f"{len(current)} rows in")
+        try:
+            result = stage.run(current)
+        except TooManyRowErrors as error:
+            errored = _concat([r.errored for _, r in results] + [error.result.errored])
+            self.written.clear()  # the errored rows are kept for the user to read
+            write_jsonl(self.out / "errored.jsonl", records(errored))
+            raise CurateError(f"{error}; every errored row is in "
+                              f"{self.out / 'errored.jsonl'}") from None
+        result.stats["reused"] = False
+        for warning in result.stats.get("warnings", []):
+            plain_line(f"warning: stage {stage.name!r}: {warning}", always=True)
+        plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: kept "
+                   f"{len(result.kept)}, rejected {len(result.rejected)}, errored "
+                   f"{len(result.errored)} ({result.stats['seconds']:.1f} s)")
+        self.store.save(index, stage.name, self.keys[index - 1], current, result)
+        return result
+
+    def _load_all(self) -> dict:
+        """Every table of a fully reused run, rebuilt from the checkpoints."""
+        source = self.pipeline.load_source(self.limit)
+        current, results = source, []
+        for index, stage in enumerate(self.pipeline.stages, start=1):
+            result = self.store.load(index, stage.name, self.entries[index - 1], current)
+            result.stats["reused"] = True
+            results.append((stage.name, result))
+            current = result.kept
+        return {"source": source, "kept": current, "stages": results}
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _write_outputs(self, run: RunResult) -> None:
+        out, todo = self.out, set(self.output_keys) - self.reuse_outputs
+        if "rejected.jsonl" in todo:
+            self._wrote(write_jsonl(out / "rejected.jsonl", records(run.rejected), plain=True))
+        if "errored.jsonl" in todo:
+            self._wrote(write_jsonl(out / "errored.jsonl", records(run.errored), plain=True))
+        if "kept.parquet" in todo:
+            self._wrote(write_frame(run.kept, out / "kept.parquet"))
+        if "export" in todo and self.pipeline.export is not None:
+            self.exported = self.pipeline.export.write(run.kept, out / "export")
+            self._wrote(out / "export")
+
+    def _wrote(self, path: Path) -> None:
+        self.written.append(Path(path))
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        import shutil
+
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    def _take_manifest(self) -> dict | None:
+        """Read the previous manifest, then remove it: until this run ends, none is there."""
+        path = self.out / "manifest.json"
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = None
+        with output_errors(path):
+            path.unlink(missing_ok=True)
+        return previous
+
+    # -- the manifest -----------------------------------------------------------------------
+    def _stats_of(self, i: int, result: StageResult) -> dict:
+        stats = {k: v for k, v in result.stats.items()}
+        stats["fingerprint"] = self.fingerprints[i].describe()
+        stats["params"] = self.pipeline.stages[i].params()
+        if stats.get("reused"):
+            return self._as_reused(stats)
+        stats["computed_seconds"] = stats.get("seconds")
+        stats["llm_computed"] = stats.get("llm", {})
+        return stats
+
+    def _reused_stats(self, i: int) -> dict:
+        stats = {k: v for k, v in self.entries[i].items()
+                 if k not in ("key", "format", "parts", "files")}
+        stats["fingerprint"] = self.fingerprints[i].describe()
+        stats["params"] = self.pipeline.stages[i].params()
+        return self._as_reused(stats)
+
+    @staticmethod
+    def _as_reused(stats: dict) -> dict:
+        stats["reused"] = True
+        stats["computed_seconds"] = stats.get("computed_seconds", stats.get("seconds"))
+        stats["llm_computed"] = stats.get("llm_computed", stats.get("llm", {}))
+        stats["seconds"] = 0.0
+        stats["llm"] = {}
+        return stats
+
+    def _manifest(self, stats: list[dict], rows: dict) -> dict:
+        outputs = {}
+        for name, key in self.output_keys.items():
+            size = _size(self.out / name)
+            if size is not None:
+                outputs[name] = {"key": key, "bytes": size,
+                                 "reused": name in self.reuse_outputs}
+        export = getattr(self, "exported", None)
+        if export is None:
+            export = (self.previous or {}).get("export", {}) if "export" in self.reuse_outputs \
+                else {}
+        else:
+            export = {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in export.items()}
+        return {
+            "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
+            "spec_hash": _file_hash(self.spec_path), "source": {"key": self.source_key},
+            "started": self.started.isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - self.t0, 3),
+            "versions": package_versions(), "rows": rows,
+            "reused": {"stages": sum(bool(s.get("reused")) for s in stats),
+                       "of": len(stats), "outputs": sorted(self.reuse_outputs)},
+            "stages": stats, "llm": _sum_llm(stats), "llm_computed": _sum_llm(stats, "llm_computed"),
+            "outputs": outputs, "export": export,
+        }
 
 
 def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None) -> RunResult:
+    """Run ``pipeline`` into the folder ``out`` (see the module docstring)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _clear_outputs(out)
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    source = with_ids(pipeline.load_source())
-    if limit is not None:
-        source = source.head(limit).reset_index(drop=True)
-    store = CheckpointStore(out)
-    key = chain_key("source", table_key(source))
-    current, results = source, []
-    with run_progress(enabled=progress), _llm_cache_scope(out), \
-            task(f"{pipeline.name}: stages", total=len(pipeline.stages)) as overall:
-        for index, stage in enumerate(pipeline.stages, start=1):
-            overall.info(f"{stage.name} ({len(current)} rows in)")
-            key = chain_key(key, type(stage).__qualname__, stage.fingerprint())
-            result = store.load(index, stage.name, key)
-            if result is None:
-                result = stage.run(current)
-                result.stats["reused"] = False
-                store.save(index, stage.name, key, result)
-            else:
-                result.stats["reused"] = True
-            results.append((stage.name, result))
-            current = result.kept
-            overall.advance()
-    store.prune({store.folder(i, s.name).name for i, s in enumerate(pipeline.stages, start=1)})
-    run = RunResult(out, source, current, results)
-    run.manifest = _finish(pipeline, run, spec_path, started, time.perf_counter() - t0)
-    if progress:
-        print_funnel(run)
-    return run
+    prepare_folder(out)
+    with run_folder_lock(out):
+        return _Run(pipeline, out, limit, progress, spec_path).execute()
 
-
-def _finish(pipeline, run: RunResult, spec_path, started, seconds) -> dict:
-    out = run.out
-    write_jsonl(out / "rejected.jsonl", records(run.rejected))
-    write_jsonl(out / "errored.jsonl", records(run.errored))
-    write_jsonl(out / "kept.jsonl", records(run.kept))
-    exported = pipeline.export.write(run.kept, out / "export") if pipeline.export else {}
-    stage_stats = [{k: v for k, v in r.stats.items() if k not in ("key", "columns")}
-                   for _, r in run.stages]
-    for stats, stage in zip(stage_stats, pipeline.stages):
-        stats["params"] = stage.params()
-    manifest = {
-        "name": pipeline.name, "spec": str(spec_path) if spec_path else None,
-        "spec_hash": _file_hash(spec_path), "started": started.isoformat(timespec="seconds"),
-        "seconds": round(seconds, 3), "versions": package_versions(),
-        "rows": {"source": len(run.source), "kept": len(run.kept),
-                 "rejected": len(run.rejected), "errored": len(run.errored)},
-        "stages": stage_stats, "llm": _sum_llm(stage_stats),
-        "export": {fmt: {"path": p, "rows": len(run.kept)} for fmt, p in exported.items()},
-    }
-    write_text(out / "report.html", render_report(pipeline, run, manifest))
-    write_json(out / "manifest.json", manifest)  # last: its presence marks a complete run
-    return manifest

@@ -27,7 +27,7 @@ def load_spec(path) -> object:
         raise SpecError(path, "no such spec file")
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        namespace = runpy.run_path(str(path), run_name="__curate_spec__")
+        namespace = runpy.run_path(str(path.resolve()), run_name="__curate_spec__")
     except CurateError as exc:
         line = _spec_line(path, exc)
         raise SpecError(f"{path}:{line}" if line else path, str(exc)) from None
@@ -44,4 +44,6 @@ def load_spec(path) -> object:
     if not isinstance(pipeline, Pipeline):
         raise SpecError(path, f"`pipeline` is a {type(pipeline).__name__}, not a "
                               "curate.pipeline.Pipeline")
+    if pipeline.base is None:  # relative source paths are the spec's, not the shell's
+        pipeline.base = path.parent.resolve()
     return pipeline

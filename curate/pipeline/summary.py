@@ -6,17 +6,41 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+COLUMNS = ("stage", "in", "new", "kept", "rejected", "errored", "top reason", "seconds", "work")
 
-def print_funnel(run, console: Console | None = None) -> None:
-    console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 110)
-    table = Table(title=f"funnel: {len(run.source)} source rows -> {len(run.kept)} kept")
-    for col in ("stage", "in", "new", "kept", "rejected", "errored", "top reason", "s", ""):
-        table.add_column(col, justify="left" if col in ("stage", "top reason", "") else "right")
-    for name, result in run.stages:
-        s = result.stats
-        top = next(iter(s.get("reasons") or s.get("errors") or {}), "")
-        table.add_row(name, str(s["rows_in"]), str(s["rows_created"]), str(s["kept"]),
-                      str(s["rejected"]), str(s["errored"]), top, f"{s['seconds']:.1f}",
-                      "reused" if s.get("reused") else "")
+
+def top_reason(stats: dict) -> str:
+    """The most common rejection (or error) code of a stage, with its count."""
+    for key in ("reasons", "errors"):
+        counts = stats.get(key) or {}
+        if counts:
+            code, n = next(iter(counts.items()))
+            return f"{code} ({n})"
+    return ""
+
+
+def funnel_rows(manifest: dict) -> list[list[str]]:
+    rows = []
+    for s in manifest["stages"]:
+        work = "reused" if s.get("reused") else "ran"
+        seconds = s.get("computed_seconds") if s.get("reused") else s.get("seconds")
+        rows.append([s["stage"], f"{s['rows_in']:,}", f"{s['rows_created']:,}", f"{s['kept']:,}",
+                     f"{s['rejected']:,}", f"{s['errored']:,}", top_reason(s),
+                     f"{seconds or 0:.1f}", work])
+    return rows
+
+
+def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
+    console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+    rows = manifest["rows"]
+    table = Table(title=f"funnel: {rows['source']:,} source rows -> {rows['kept']:,} kept")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("stage", "top reason", "work") else "right")
+    for row in funnel_rows(manifest):
+        table.add_row(*row)
     console.print(table)
-    console.print(f"run folder: {run.out}  (report.html, manifest.json, rejected.jsonl)")
+    reused = manifest.get("reused", {})
+    note = (f"; {reused['stages']} of {reused['of']} stages reused (seconds: when computed)"
+            if reused.get("stages") else "")
+    console.print(f"run folder: {out}  (report.html, manifest.json, rejected.jsonl){note}; "
+                  f"this run took {manifest['seconds']:.1f} s")

@@ -1,0 +1,24 @@
+"""Stages: deterministic ones here, LLM ones in :mod:`curate.stages.llm`.
+
+Every stage is importable from :mod:`curate` too (``from curate import RougeDedup``).
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Filter": "filters", "ComplexityFilter": "filters", "AssertionFilter": "filters",
+    "ExactDedup": "dedup_exact", "RougeDedup": "dedup_rouge", "EmbeddingDedup": "dedup_embedding",
+    "Sample": "sampling", "Mix": "sampling", "Derive": "derive",
+    "LLMStage": "llm.base", "Augment": "llm.augment", "Generate": "llm.augment",
+    "Judge": "llm.judge", "Repair": "llm.repair", "Vote": "llm.vote",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'curate.stages' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -24,9 +24,10 @@ import pandas as pd
 
 from ..errors import StageError
 from ..progress import task
-from ..stage import Stage, StageResult
-from ..table import ID
-from .near_duplicates import mark_near_duplicates
+from ..core.fingerprint import Fingerprint
+from ..core.stage import Stage, StageResult
+from ..core.table import ID
+from .near_duplicates import DUP_OF, mark_near_duplicates
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _MODELS: dict = {}
@@ -192,18 +193,19 @@ class EmbeddingDedup(Stage):
         block_size: rows per search block.
         name: stage name (default ``embedding_dedup``).
 
-    Output: ``dup_of`` (the kept row with the highest cosine) and ``cosine`` on rejected
+    Output: ``_dup_of`` (the kept row with the highest cosine) and ``_cosine`` on rejected
     rows; rejection code ``near_duplicate_embedding``; stats ``index``,
     ``embed_seconds``, ``search_seconds``.
     """
 
     INDEXES = ("auto", "exact", "ivf", "hnsw")
+    kind = "global"
 
     def __init__(self, field: str | None = None, threshold: float = 0.95, model=None,
                  batch_size: int = 256, device: str | None = None, index: str = "auto",
                  exact_below: int = 50_000, embeddings_field: str | None = None,
-                 block_size: int = 1024, name: str | None = None):
-        super().__init__(name)
+                 block_size: int = 1024, name: str | None = None, **kwargs):
+        super().__init__(name, **kwargs)
         if field is None and embeddings_field is None:
             raise StageError(self.name, "give a text field to embed or an embeddings_field")
         if not isinstance(threshold, (int, float)) or not -1 <= threshold <= 1:
@@ -224,6 +226,19 @@ class EmbeddingDedup(Stage):
     def required_fields(self) -> tuple[str, ...]:
         return (self.embeddings_field,) if self.embeddings_field else (self.field,)
 
+    def fingerprint(self) -> Fingerprint:
+        fp = super().fingerprint()
+        if self._model is not None and not callable(getattr(self._model, "fingerprint", None)):
+            return Fingerprint(fp.digest, (*fp.unstable, "a loaded model object cannot be "
+                                           "identified; pass its name or path to reuse work"))
+        return fp
+
+    def field_types(self) -> dict:
+        return {} if self.embeddings_field else {self.field: str}
+
+    def added_columns(self) -> dict[str, str]:
+        return {DUP_OF: "duplicate_of", "_cosine": "similarity"}
+
     # -- vectors ----------------------------------------------------------------------------
     def embed(self, df: pd.DataFrame) -> np.ndarray:
         """Unit-norm float32 vectors for the rows (from the column, or encoded)."""
@@ -239,10 +254,6 @@ class EmbeddingDedup(Stage):
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             return x / np.where(norms > 0, norms, 1.0)
         texts = df[self.field].tolist()
-        for row_id, text in zip(df[ID] if ID in df.columns else df.index, texts):
-            if not isinstance(text, str):
-                raise StageError(self.name, f"row {row_id} holds {type(text).__name__} "
-                                            f"{text!r}, expected text", field=self.field)
         try:
             model = self._model or load_model(None if self.model == DEFAULT_MODEL else self.model,
                                               self.device)
@@ -279,7 +290,7 @@ class EmbeddingDedup(Stage):
             keep, dup_pos, best = greedy_dedup(x, float(self.threshold), kind,
                                                self.block_size, bar.advance)
         searched = time.perf_counter()
-        out, reasons = mark_near_duplicates(df, keep, dup_pos, best, "cosine", "cosine",
+        out, reasons = mark_near_duplicates(df, keep, dup_pos, best, "_cosine", "cosine",
                                             self.threshold, min_digits=3)
         rejected = np.flatnonzero(~keep)
         return self.result(out, keep, "near_duplicate_embedding", reasons,

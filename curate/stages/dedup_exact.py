@@ -2,25 +2,25 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 
+import numpy as np
 import pandas as pd
 
+from ..core.stage import Stage, StageResult
+from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
-from ..stage import Stage, StageResult
-from ..table import ID, canonical_json, to_jsonable
-from ..text import normalize_text as _normalize
+from .filters import renamed
 
 
-def _as_keys(fields) -> list[tuple[str, ...]]:
+def _as_keys(keys) -> list[tuple[str, ...]]:
     """``"nlq"`` -> one key; ``("nlq", "columns")`` -> one compound key; a list -> many."""
-    if isinstance(fields, str):
-        return [(fields,)]
-    if isinstance(fields, tuple):
-        return [fields]
-    if isinstance(fields, list):
-        return [(k,) if isinstance(k, str) else tuple(k) for k in fields]
-    raise TypeError(f"expected a field name, a tuple of names or a list of them, got {fields!r}")
+    if isinstance(keys, str):
+        return [(keys,)]
+    if isinstance(keys, tuple):
+        return [keys]
+    if isinstance(keys, list):
+        return [(k,) if isinstance(k, str) else tuple(k) for k in keys]
+    raise TypeError(f"expected a field name, a tuple of names or a list of them, got {keys!r}")
 
 
 class ExactDedup(Stage):
@@ -32,36 +32,44 @@ class ExactDedup(Stage):
 
         ExactDedup([("nlq", "columns"), ("columns", "query"), ("nlq", "query")])
 
-    Rows are taken in table order and compared with the rows kept so far, so ``dup_of``
+    Rows are taken in table order and compared with the rows kept so far, so ``_dup_of``
     always names a kept row. Values are compared in a canonical form: dicts and lists as JSON
     with sorted keys; strings of the fields in ``json_fields`` that parse as a JSON object or
     array likewise (so ``'{"a":1,"b":2}'`` equals ``{"b": 2, "a": 1}``); lists in ``unordered``
     fields as multisets; text in ``normalize_text`` fields stripped, with whitespace runs
     collapsed and casefolded. Missing values (None/NaN) compare equal to each other.
 
+    Canonical keys are computed once per column (vectorised for text and numbers), then
+    grouped with pandas; with one key the pass is ``duplicated`` itself.
+
     Args:
-        fields: a field name, a tuple of names (one compound key), or a list whose items
+        keys: a field name, a tuple of names (one compound key), or a list whose items
             are names or tuples of names (several keys; a row goes if any key repeats).
         json_fields: fields whose string values are parsed as JSON before comparing.
         unordered: fields holding lists whose order does not matter.
         normalize_text: True for every key field, or a collection of field names.
         name: stage name (default ``exact_dedup``).
 
-    Output: ``dup_of`` (the kept row's ``_id``) on rejected rows; rejection code
+    Output: ``_dup_of`` (the kept row's ``_id``) on rejected rows; rejection code
     ``duplicate_<key>`` with the key's fields joined by ``+`` (``duplicate_nlq+columns``);
     stats ``duplicates_by_key``.
     """
 
-    def __init__(self, fields, json_fields=(), unordered=(), normalize_text=False,
-                 name: str | None = None):
-        super().__init__(name)
+    kind = "global"
+
+    def __init__(self, keys=None, json_fields=(), unordered=(), normalize_text=False,
+                 name: str | None = None, fields=None, **kwargs):
+        super().__init__(name, **kwargs)
+        if fields is not None:
+            renamed(self.name, "fields", "keys")
+            keys = fields
         try:
-            keys = _as_keys(fields)
+            parsed = _as_keys(keys)
         except TypeError as exc:
             raise StageError(self.name, str(exc)) from None
-        if not keys or any(not key or not all(isinstance(f, str) for f in key) for key in keys):
-            raise StageError(self.name, f"expected non-empty keys of field names, got {fields!r}")
-        self.keys = keys
+        if not parsed or any(not key or not all(isinstance(f, str) for f in key) for key in parsed):
+            raise StageError(self.name, f"expected non-empty keys of field names, got {keys!r}")
+        self.keys = parsed
         self.json_fields = self._named("json_fields", json_fields)
         self.unordered = self._named("unordered", unordered)
         self.normalize_text = (self.required_fields() if normalize_text is True
@@ -79,13 +87,31 @@ class ExactDedup(Stage):
     def required_fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f for key in self.keys for f in key))
 
+    def allows_missing(self) -> bool:
+        return True
+
+    def added_columns(self) -> dict[str, str]:
+        return {"_dup_of": "duplicate_of"}
+
     @staticmethod
     def key_name(key: tuple[str, ...]) -> str:
         return "+".join(key)
 
     # -- canonical form -------------------------------------------------------------------
     def canonical(self, field: str, value) -> str:
-        """The text two values of ``field`` must share to count as equal."""
+        """The text two values of ``field`` must share to count as equal (one value)."""
+        return self._canonical_cells(field, pd.Series([value], dtype=object)).iloc[0]
+
+    def _canonical_cells(self, field: str, values: pd.Series):
+        """One value per row that is equal exactly when two cells count as equal."""
+        plain = values.dtype != object or values.dropna().map(type).isin((str,)).all()
+        if plain and field not in self.json_fields:
+            if field in self.normalize_text and pd.api.types.is_string_dtype(values.dtype):
+                return (values.str.strip().str.replace(r"\s+", " ", regex=True).str.casefold())
+            return values
+        return values.map(lambda v: self._canonical_one(field, v))
+
+    def _canonical_one(self, field: str, value):
         if isinstance(value, str) and field in self.json_fields:
             try:
                 parsed = json.loads(value)
@@ -93,39 +119,67 @@ class ExactDedup(Stage):
                 parsed = None
             if isinstance(parsed, (dict, list)):
                 value = parsed
-        if isinstance(value, str) and field in self.normalize_text:
-            value = _normalize(value)
+        if isinstance(value, str):
+            if field in self.normalize_text:
+                value = " ".join(value.split()).casefold()
+            return "s:" + value
         value = to_jsonable(value)
         if field in self.unordered and isinstance(value, list):
             value = sorted(value, key=canonical_json)
-        return canonical_json(value)
+        return "j:" + canonical_json(value)
+
+    def _codes(self, canon: dict[str, pd.Series], key: tuple[str, ...]) -> np.ndarray:
+        frame = pd.DataFrame({f: canon[f] for f in key})
+        return frame.groupby(list(key), sort=False, dropna=False).ngroup().to_numpy()
 
     # -- the pass ---------------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
-        canon = {f: [self.canonical(f, v) for v in df[f]] for f in self.required_fields()}
-        seen: list[dict] = [{} for _ in self.keys]
-        ids = df[ID].tolist()
-        keep = [True] * len(df)
-        dup_of: list = [None] * len(df)
-        codes, reasons = [""] * len(df), [""] * len(df)
-        counts: Counter = Counter()
-        for pos in range(len(df)):
-            values = [tuple(canon[f][pos] for f in key) for key in self.keys]
-            for k, value in enumerate(values):
-                first = seen[k].get(value)
-                if first is not None:
-                    name = self.key_name(self.keys[k])
-                    keep[pos], dup_of[pos] = False, ids[first]
-                    codes[pos] = f"duplicate_{name}"
-                    reasons[pos] = f"same {name} as kept row {ids[first]}"
-                    counts[name] += 1
-                    break
-            else:
-                for k, value in enumerate(values):
-                    seen[k][value] = pos
-        out = df.copy()
-        out["dup_of"] = pd.Series(dup_of, index=df.index, dtype=object)
-        return self.result(out, keep, pd.Series(codes, index=df.index),
-                           pd.Series(reasons, index=df.index),
-                           duplicates_by_key={self.key_name(k): counts[self.key_name(k)]
-                                              for k in self.keys})
+        canon = {f: self._canonical_cells(f, df[f]).reset_index(drop=True)
+                 for f in self.required_fields()}
+        codes = [self._codes(canon, key) for key in self.keys]
+        if len(codes) == 1:
+            dup_key = np.where(pd.Series(codes[0]).duplicated().to_numpy(), 0, -1)
+            first_of = _first_positions(codes[0])
+            match = first_of[codes[0]]
+        else:
+            dup_key, match = _greedy(codes)
+        rejected = dup_key >= 0
+        ids = df[ID].to_numpy()
+        names = [self.key_name(k) for k in self.keys]
+        counts = {n: int(((dup_key == k) & rejected).sum()) for k, n in enumerate(names)}
+        out = df.assign(_dup_of=pd.Series(np.where(rejected, ids[np.maximum(match, 0)], None),
+                                          index=df.index, dtype=object))
+        key_label = pd.Series(np.array(names, dtype=object)[np.maximum(dup_key, 0)],
+                              index=df.index, dtype=object)
+        reason_codes = "duplicate_" + key_label
+        reasons = "same " + key_label + " as kept row " + out["_dup_of"].astype(str)
+        return self.result(out, ~rejected, reason_codes, reasons, duplicates_by_key=counts)
+
+
+def _first_positions(codes: np.ndarray) -> np.ndarray:
+    """For each group code, the position of its first row."""
+    _, first = np.unique(codes, return_index=True)
+    return first
+
+
+def _greedy(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Keep-first over several keys: a row goes when any key matches a *kept* row.
+
+    Returns, per row, the index of the key that matched (-1: kept) and the kept row's
+    position. Rows are visited in order; only kept rows register their keys.
+    """
+    n = len(codes[0])
+    columns = [c.tolist() for c in codes]
+    owner = [dict() for _ in codes]
+    dup_key = [-1] * n
+    match = [-1] * n
+    for pos in range(n):
+        for k, column in enumerate(columns):
+            hit = owner[k].get(column[pos])
+            if hit is not None:
+                dup_key[pos], match[pos] = k, hit
+                break
+        else:
+            for k, column in enumerate(columns):
+                owner[k][column[pos]] = pos
+    return np.asarray(dup_key), np.asarray(match)

@@ -32,10 +32,10 @@ from rapidfuzz.distance import Indel
 
 from ..errors import StageError
 from ..progress import task
-from ..stage import Stage, StageResult
-from ..table import ID
+from ..core.stage import Stage, StageResult
+from ..core.table import ID
 from ..text import make_tokenizer
-from .near_duplicates import mark_near_duplicates
+from .near_duplicates import DUP_OF, mark_near_duplicates
 
 _SLACK = 1e-6  # the block filter runs this far under the threshold; exact re-scoring decides
 _SURROGATES = 0xD800
@@ -102,7 +102,13 @@ class RougeDedup(Stage):
     7 and 13 tokens score 0.7000000000000001 and are rejected at 0.7, as in self-instruct.
 
     Texts that tokenise to nothing score 0 against everything in rouge-score, so they are
-    always kept and never cause a rejection (use ``ExactDedup`` for exact repeats).
+    always kept and never cause a rejection (use ``ExactDedup`` for exact repeats). When most
+    texts tokenise to nothing (text in a language the default tokeniser deletes), the stage
+    warns, in the terminal and the report, and suggests ``tokenizer="unicode"``.
+
+    One very long text costs about its length: a text of more than ``max_tokens`` tokens is
+    errored (``text_too_long``) rather than compared, since Rouge-L of two such texts costs
+    the product of their lengths.
 
     Args:
         field: the text column to compare.
@@ -115,17 +121,22 @@ class RougeDedup(Stage):
             self-instruct used no stemmer).
         workers: threads for the C scorer (-1: all cores).
         block_size: candidates scored per block.
+        max_tokens: texts longer than this (in tokens) are errored instead of compared.
         name: stage name (default ``rouge_dedup``).
 
-    Output columns: ``dup_of`` (the ``_id`` of the kept row with the highest score, earliest
-    on ties, as ``np.argmax`` in the reference) and ``rouge_l`` (that score) on rejected
+    Output columns: ``_dup_of`` (the ``_id`` of the kept row with the highest score, earliest
+    on ties, as ``np.argmax`` in the reference) and ``_rouge_l`` (that score) on rejected
     rows; rejection code ``near_duplicate_rouge``.
     """
 
+    kind = "global"
+    EMPTY_WARNING = 0.5  # warn when more than this share of texts tokenise to nothing
+
     def __init__(self, field: str, threshold: float = 0.7, tokenizer="rouge",
                  use_stemmer: bool = False, workers: int = -1, block_size: int = 1024,
-                 name: str | None = None):
-        super().__init__(name)
+                 max_tokens: int = 20_000, name: str | None = None, **kwargs):
+        super().__init__(name, **kwargs)
+        self.max_tokens = max_tokens
         self.field, self.threshold, self.tokenizer = field, threshold, tokenizer
         self.use_stemmer, self.workers, self.block_size = use_stemmer, workers, block_size
         if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
@@ -140,14 +151,23 @@ class RougeDedup(Stage):
     def required_fields(self) -> tuple[str, ...]:
         return (self.field,)
 
+    def field_types(self) -> dict:
+        return {self.field: str}
+
+    def added_columns(self) -> dict[str, str]:
+        return {DUP_OF: "duplicate_of", "_rouge_l": "similarity"}
+
     # -- tokens to strings ---------------------------------------------------------------
     def _encode(self, df: pd.DataFrame) -> tuple[list, np.ndarray]:
         tokens = []
         for row_id, text in zip(df[ID], df[self.field]):
-            if not isinstance(text, str):
-                raise StageError(self.name, f"row {row_id} holds {type(text).__name__} "
-                                            f"{text!r}, expected text", field=self.field)
-            tokens.append(self._tokenize(text))
+            found = self._tokenize(text)
+            if len(found) > self.max_tokens:
+                self.row_error(row_id, "text_too_long", f"the text has {len(found):,} tokens, "
+                               f"more than max_tokens={self.max_tokens:,}; Rouge-L of texts "
+                               f"this long is too slow to compare", self.field)
+                found = []
+            tokens.append(found)
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         vocab = dict.fromkeys(itertools.chain.from_iterable(tokens))
         if len(vocab) <= _MAX_CODE:  # one code point per token: rapidfuzz's fastest path
@@ -162,12 +182,19 @@ class RougeDedup(Stage):
     def process(self, df: pd.DataFrame) -> StageResult:
         texts, lengths = self._encode(df)
         keep, dup_pos, scores, compared = self._greedy(texts, lengths)
-        out, reasons = mark_near_duplicates(df, keep, dup_pos, scores, "rouge_l", "rouge-l",
+        out, reasons = mark_near_duplicates(df, keep, dup_pos, scores, "_rouge_l", "rouge-l",
                                             self.threshold)
         rejected = np.flatnonzero(~keep)
-        return self.result(out, keep, "near_duplicate_rouge", reasons,
-                           near_duplicates=int(len(rejected)),
-                           empty_texts=int((lengths == 0).sum()), pairs_compared=compared)
+        empty = int((lengths == 0).sum())
+        result = self.result(out, keep, "near_duplicate_rouge", reasons,
+                             near_duplicates=int(len(rejected)), empty_texts=empty,
+                             pairs_compared=compared)
+        if len(df) and empty / len(df) > self.EMPTY_WARNING:
+            hint = (" (text outside a-z and 0-9, which the default tokenizer deletes); try "
+                    "tokenizer=\"unicode\"" if self.tokenizer == "rouge" else "")
+            result.stats["warnings"] = [f"{empty} of {len(df)} texts in {self.field!r} "
+                                        f"tokenise to nothing and are never compared{hint}"]
+        return result
 
     def _exact_scores(self, sims, n_cand, n_kept):
         """Exact rouge-score F from the C scorer's normalised similarity (LCS recovered)."""
@@ -225,11 +252,27 @@ class RougeDedup(Stage):
         return compared
 
     def _within_block(self, block, texts, lengths, kept, keep, best, best_pos, t) -> int:
+        """Settle the block in order against its own earlier rows; only pairs whose
+        lengths allow a score above the threshold are compared."""
         if len(block) == 0:
             return 0
-        rows, cols, f, size = self._score_block([texts[i] for i in block],
-                                                [texts[i] for i in block],
-                                                lengths[block], lengths[block])
+        block_lengths = lengths[block]
+        found_rows, found_cols, found_f, size = [], [], [], 0
+        for length in np.unique(block_lengths):
+            members = np.flatnonzero(block_lengths == length)
+            lo, hi = _length_bounds(int(length), self.threshold)
+            others = np.flatnonzero((block_lengths >= lo) & (block_lengths <= hi))
+            r, c, f, n = self._score_block([texts[block[i]] for i in members],
+                                           [texts[block[i]] for i in others],
+                                           block_lengths[members], block_lengths[others])
+            found_rows.append(members[r])
+            found_cols.append(others[c])
+            found_f.append(f)
+            size += n
+        rows, cols, f = (np.concatenate(found_rows), np.concatenate(found_cols),
+                         np.concatenate(found_f))
+        order = np.lexsort((cols, rows))
+        rows, cols, f = rows[order], cols[order], f[order]
         earlier = cols < rows
         pairs = defaultdict(list)
         for r, c, score in zip(rows[earlier], cols[earlier], f[earlier]):

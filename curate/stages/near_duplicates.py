@@ -1,10 +1,12 @@
-"""What the near-duplicate stages share: the rejected rows' ``dup_of``, score and reason."""
+"""What the near-duplicate stages share: the rejected rows' ``_dup_of``, score and reason."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..table import ID
+from ..core.table import ID
+
+DUP_OF = "_dup_of"
 
 
 def score_text(score: float, threshold: float, min_digits: int = 2) -> str:
@@ -19,15 +21,16 @@ def score_text(score: float, threshold: float, min_digits: int = 2) -> str:
 def mark_near_duplicates(df: pd.DataFrame, keep: np.ndarray, dup_pos: np.ndarray,
                          scores: np.ndarray, score_column: str, label: str,
                          threshold: float, min_digits: int = 2) -> tuple[pd.DataFrame, pd.Series]:
-    """Add ``dup_of`` (the kept row's id) and the score column to the rejected rows, and the
-    reason of each: ``"<label> 0.83 > 0.7 vs <id>"``."""
+    """Add ``_dup_of`` (the kept row's id) and the score column to the rows, filled on the
+    rejected ones, and the reason of each: ``"<label> 0.83 > 0.7 vs <id>"``."""
     ids = df[ID].to_numpy()
     rejected = np.flatnonzero(~keep)
-    out = df.copy()
-    out["dup_of"] = pd.Series([None] * len(df), dtype=object)
-    out[score_column] = np.nan
-    out.loc[rejected, "dup_of"] = ids[dup_pos[rejected]]
-    out.loc[rejected, score_column] = scores[rejected].astype(np.float64)
+    dup_of = np.full(len(df), None, dtype=object)
+    dup_of[rejected] = ids[dup_pos[rejected]]
+    score = np.full(len(df), np.nan)
+    score[rejected] = scores[rejected].astype(np.float64)
+    out = df.assign(**{DUP_OF: pd.Series(dup_of, index=df.index, dtype=object),
+                       score_column: pd.Series(score, index=df.index)})
     reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
     reasons.iloc[rejected] = [
         f"{label} {score_text(float(scores[i]), threshold, min_digits)} > {threshold} "

@@ -1,14 +1,19 @@
 """Seeded sampling of one table and weighted mixing of several sources."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..core.stage import Stage
+from ..core.table import SOURCE_NAME
 from ..errors import StageError
 from ..io import read_table
-from ..stage import Stage
+from .filters import renamed
+
+ORDERS = ("table", "sampled")
 
 
 class Sample(Stage):
@@ -18,20 +23,29 @@ class Sample(Stage):
     Args:
         n: number of rows to keep (all when the table is smaller).
         frac: fraction of rows to keep, instead of ``n``.
-        seed: random seed.
-        keep_order: keep the sampled rows in table order (default) or in sampled order.
+        seed: seeds the draw.
+        order: ``"table"`` (default) keeps the sampled rows in table order; ``"sampled"``
+            in the order they were drawn.
     """
 
+    kind = "global"
+
     def __init__(self, n: int | None = None, frac: float | None = None, seed: int = 0,
-                 keep_order: bool = True, name: str | None = None):
-        super().__init__(name or "sample")
+                 order: str = "table", name: str | None = None, keep_order: bool | None = None,
+                 **kwargs):
+        super().__init__(name or "sample", **kwargs)
+        if keep_order is not None:
+            renamed(self.name, "keep_order", "order")
+            order = "table" if keep_order else "sampled"
         if (n is None) == (frac is None):
             raise StageError(self.name, "give exactly one of n or frac")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise StageError(self.name, f"n must be a non-negative int, got {n!r}", field="n")
         if frac is not None and not 0 <= frac <= 1:
             raise StageError(self.name, f"frac must be in [0, 1], got {frac!r}", field="frac")
-        self.n, self.frac, self.seed, self.keep_order = n, frac, seed, keep_order
+        if order not in ORDERS:
+            raise StageError(self.name, f"order must be one of {ORDERS}, got {order!r}")
+        self.n, self.frac, self.seed, self.order = n, frac, seed, order
 
     def process(self, df: pd.DataFrame):
         size = min(self.n, len(df)) if self.n is not None else round(self.frac * len(df))
@@ -39,9 +53,8 @@ class Sample(Stage):
         keep = np.zeros(len(df), dtype=bool)
         keep[chosen] = True
         res = self.result(df, keep, "not_sampled", f"not among the {size} sampled rows")
-        if not self.keep_order:
-            order = {i: pos for pos, i in enumerate(df["_id"].to_numpy()[chosen])}
-            res.kept = res.kept.sort_values("_id", key=lambda s: s.map(order)).reset_index(drop=True)
+        if self.order == "sampled":
+            res.kept = df.iloc[chosen].reset_index(drop=True)
         return res
 
 
@@ -49,8 +62,9 @@ class Mix:
     """A source that mixes several tables by weight, with a seed.
 
     Each source contributes ``round(n * weight / sum(weights))`` rows drawn without
-    replacement (with replacement when ``replace=True``); a ``_source`` column names where
-    each row came from. A source smaller than its share gives all its rows, and the
+    replacement (with replacement when ``replace=True``). Rows keep their ``_source``
+    (file and line; rows given in memory get ``<name>:N``), and ``_source_name`` names the
+    source each came from. A source smaller than its share gives all its rows, and the
     shortfall is reported in ``counts`` rather than silently refilled from others.
 
     Args:
@@ -58,6 +72,7 @@ class Mix:
         weights: ``{name: weight}``; missing names weigh 1.
         n: total rows wanted (default: the sum of the source sizes).
         seed: random seed.
+        replace: draw with replacement (a source may then give more rows than it has).
     """
 
     def __init__(self, sources: Mapping[str, object], weights: Mapping[str, float] | None = None,
@@ -74,9 +89,17 @@ class Mix:
         self.sources, self.n, self.seed, self.replace = dict(sources), n, seed, replace
         self.weights = {name: float(weights.get(name, 1.0)) for name in sources}
         self.counts: dict[str, dict] = {}
+        self.base: Path | None = None
+
+    def _resolved(self, source):
+        if isinstance(source, (str, Path)) and self.base is not None \
+                and not Path(source).is_absolute():
+            return self.base / source
+        return Path(source) if isinstance(source, str) else source
 
     def load(self) -> pd.DataFrame:
-        tables = {name: read_table(src) for name, src in self.sources.items()}
+        tables = {name: read_table(self._resolved(src), origin=name)
+                  for name, src in self.sources.items()}
         n = self.n if self.n is not None else sum(len(t) for t in tables.values())
         total = sum(self.weights.values())
         rng = np.random.default_rng(self.seed)
@@ -85,11 +108,12 @@ class Mix:
             want = round(n * self.weights[name] / total) if total else 0
             take = want if self.replace else min(want, len(table))
             idx = rng.choice(len(table), size=take, replace=self.replace)
-            parts.append(table.iloc[np.sort(idx)].assign(_source=name))
+            parts.append(table.iloc[np.sort(idx)].assign(**{SOURCE_NAME: name}))
             self.counts[name] = {"wanted": want, "taken": take, "available": len(table)}
         return pd.concat(parts, ignore_index=True)
 
-    def fingerprint(self) -> str:
-        from ..fingerprint import fingerprint_of
-        return fingerprint_of({"sources": self.sources, "weights": self.weights, "n": self.n,
-                               "seed": self.seed, "replace": self.replace})
+    def fingerprint(self):
+        from ..core.fingerprint import fingerprint_of
+        return fingerprint_of({"sources": {k: self._resolved(v) for k, v in self.sources.items()},
+                               "weights": self.weights, "n": self.n, "seed": self.seed,
+                               "replace": self.replace})

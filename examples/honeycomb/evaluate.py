@@ -22,7 +22,7 @@ from assertions import heal_many
 from assertions.honeycomb import canonical, check
 from curate.errors import CurateError
 from curate.io import read_table, write_json, write_jsonl
-from curate.table import records
+from curate.core.table import records
 from examples.honeycomb.prompts import finetune_messages
 
 EVAL_PATH = Path(__file__).parent / "data" / "eval.jsonl"

@@ -187,18 +187,18 @@ def _row_block(row: Mapping, with_columns: bool = True) -> str:
     return "\n".join(lines)
 
 
-def augment_messages(row: Mapping, few_shot_rows: Sequence[Mapping] = (),
+def augment_messages(row: Mapping, examples: Sequence[Mapping] = (),
                      spare_columns: Sequence[str] = ()) -> list[dict]:
     """Chat messages asking for a variation of ``row``; the reply follows ``AUGMENT_SCHEMA``.
 
-    ``few_shot_rows`` are other good rows, shown as examples of questions and queries.
+    ``examples`` are other good rows, shown as examples of questions and queries.
     ``spare_columns`` are columns of the same dataset that are not in the row's list, offered
     as replacements when the model substitutes a column.
     """
     parts = []
-    if few_shot_rows:
-        examples = "\n\n".join(_row_block(r, with_columns=False) for r in few_shot_rows)
-        parts.append(f"Examples of good questions and queries:\n\n{examples}")
+    if examples:
+        shown = "\n\n".join(_row_block(r, with_columns=False) for r in examples)
+        parts.append(f"Examples of good questions and queries:\n\n{shown}")
     parts.append(f"The row to vary ({len(list(row['columns']))} columns):\n\n{_row_block(row)}")
     if spare_columns:
         parts.append("Columns of the same dataset you may substitute in: "
@@ -289,8 +289,8 @@ def describe_problems(critique_or_failures: Any) -> str:
     return "\n".join(lines)
 
 
-def repair_messages(row: Mapping, critique_or_failures: Any) -> list[dict]:
+def repair_messages(row: Mapping, feedback: Any) -> list[dict]:
     """Chat messages asking for a better query for ``row``; the reply follows ``REPAIR_SCHEMA``."""
     user = (f"{_judge_prompt(row)}\n\nWhat is wrong with it:\n"
-            f"{describe_problems(critique_or_failures)}\n\nWrite the corrected query as JSON.")
+            f"{describe_problems(feedback)}\n\nWrite the corrected query as JSON.")
     return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": user}]

@@ -15,16 +15,10 @@ import os
 from pathlib import Path
 
 from assertions.honeycomb import check, complexity
-from curate import (AssertionFilter, ComplexityFilter, Pipeline, ReportOptions, Sample,
+from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
+                    ExactDedup, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
                     SharegptExport)
-from curate.llm import LLM, extract_json
-from curate.stages.augment import Augment
-from curate.stages.dedup_embedding import EmbeddingDedup
-from curate.stages.dedup_exact import ExactDedup
-from curate.stages.dedup_rouge import RougeDedup
-from curate.stages.derive import Derive
-from curate.stages.judge import Judge
-from curate.stages.repair import Repair
+from curate.llm import extract_json
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -37,13 +31,9 @@ llm = LLM(temperature=0.8, max_tokens=200, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=160)
 
 
-def query_failures(row):
-    return check(row["query"], row["columns"])
-
-
-def critique_prompt(fields, examples):
+def critique_prompt(row, examples):
     few_shot = prompts.critique_examples()[:SCALE["critique_examples"]]
-    return prompts.critique_messages(fields, few_shot)
+    return prompts.critique_messages(row, few_shot)
 
 
 def needs_repair(row):
@@ -62,7 +52,7 @@ stages = [
     Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_row,
             schema=prompts.AUGMENT_SCHEMA, k=SCALE["few_shot"], n=SCALE["variations"],
             name="llm_augment"),
-    AssertionFilter(check, fields={"query": "query", "columns": "columns"}),
+    AssertionFilter(check),  # check(query, columns) reads the fields of those names
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),
     EmbeddingDedup("nlq", threshold=0.95),
@@ -75,10 +65,9 @@ stages = [
     # cannot judge is kept, marked unjudged). With a real model a failed verdict errors the row.
     Judge(judge_llm, fields=["nlq", "columns", "query"], prompt=critique_prompt,
           schema=prompts.CRITIQUE_SCHEMA, keep="all", on_failure="error" if FULL else "keep"),
-    Repair(llm, prompt=prompts.repair_messages, field="query", check=query_failures,
+    Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
            parse=repaired_query, when=needs_repair, max_attempts=2),
-    AssertionFilter(check, fields={"query": "query", "columns": "columns"},
-                    name="assertions_after_repair"),
+    AssertionFilter(check, name="assertions_after_repair"),
 ]
 if not FULL:
     stages.insert(0, Sample(n=SCALE["seeds"], seed=0, name="demo_sample"))

@@ -4,7 +4,7 @@ import pytest
 
 from curate import StageError
 from curate.stages.dedup_embedding import EmbeddingDedup, greedy_dedup, load_model
-from curate.table import with_ids
+from curate.core.table import assign_ids
 
 
 def naive(x, t):
@@ -48,8 +48,8 @@ def test_stage_on_precomputed_embeddings_matches_the_naive_loop():
     res = EmbeddingDedup(embeddings_field="vec", threshold=0.9).run(df)  # vectors normalised
     keep0, dup0, cos0 = naive(x, 0.9)
     assert res.kept["_id"].tolist() == [f"r{i}" for i in np.flatnonzero(keep0)]
-    assert res.rejected["dup_of"].tolist() == [f"r{j}" for j in dup0[~keep0]]
-    np.testing.assert_allclose(res.rejected["cosine"], cos0[~keep0], atol=1e-5)
+    assert res.rejected["_dup_of"].tolist() == [f"r{j}" for j in dup0[~keep0]]
+    np.testing.assert_allclose(res.rejected["_cosine"], cos0[~keep0], atol=1e-5)
     assert set(res.rejected["_reason_code"]) == {"near_duplicate_embedding"}
     assert res.stats["index"] == "exact"
     assert len(res.kept) + len(res.rejected) == len(x)
@@ -104,8 +104,8 @@ def test_real_model_rejects_near_duplicates_and_keeps_paraphrases():
     df = pd.DataFrame({"nlq": TEXTS, "_id": [f"t{i}" for i in range(len(TEXTS))]})
     res = EmbeddingDedup("nlq", batch_size=8).run(df)
     assert res.rejected["_id"].tolist() == [f"t{i}" for i in range(8, 14)]
-    assert res.rejected["dup_of"].tolist() == [f"t{i}" for i in range(0, 6)]
-    assert (res.rejected["cosine"] > 0.95).all()
+    assert res.rejected["_dup_of"].tolist() == [f"t{i}" for i in range(0, 6)]
+    assert (res.rejected["_cosine"] > 0.95).all()
     assert res.rejected["_reason"].iloc[0].startswith("cosine 0.9")
     assert res.rejected["_reason"].iloc[0].endswith("> 0.95 vs t0")
     assert len(res.kept) == len(TEXTS) - 6
@@ -124,8 +124,10 @@ def test_bad_input_is_a_stage_error():
     ragged = pd.DataFrame({"v": [[1.0, 0.0], [1.0, 0.0, 0.0]]})
     with pytest.raises(StageError, match="field 'v'.*equal length"):
         EmbeddingDedup(embeddings_field="v").run(ragged)
-    with pytest.raises(StageError, match="field 'q'.*holds float"):
-        EmbeddingDedup("q").run(pd.DataFrame({"q": ["a", np.nan]}))
+    res = EmbeddingDedup("q").run(pd.DataFrame({"q": ["a", np.nan, 7, "b"]}, dtype=object))
+    assert res.errored["_reason_code"].tolist() == ["missing_field", "wrong_type"]
+    assert res.errored["_source"].tolist() == ["<DataFrame>:2", "<DataFrame>:3"]
+    assert sorted(res.kept["q"]) == ["a", "b"]
 
 
 def test_empty_table_and_invariant():
@@ -135,5 +137,5 @@ def test_empty_table_and_invariant():
     df = pd.DataFrame({"vec": list(x)})
     res = EmbeddingDedup(embeddings_field="vec", threshold=0.85).run(df)
     out = res.kept["_id"].tolist() + res.rejected["_id"].tolist()
-    assert sorted(out) == sorted(with_ids(df)["_id"])
-    assert len(res.rejected) > 0 and set(res.rejected["dup_of"]) <= set(res.kept["_id"])
+    assert sorted(out) == sorted(assign_ids(df)["_id"])
+    assert len(res.rejected) > 0 and set(res.rejected["_dup_of"]) <= set(res.kept["_id"])

@@ -4,7 +4,7 @@ import pytest
 
 from curate import StageError
 from curate.stages.dedup_exact import ExactDedup
-from curate.table import with_ids
+from curate.core.table import assign_ids
 
 
 def test_single_field_keeps_first_and_names_the_kept_row():
@@ -12,11 +12,11 @@ def test_single_field_keeps_first_and_names_the_kept_row():
     res = ExactDedup("nlq").run(df)
     assert res.kept["_id"].tolist() == ["r1", "r2", "r4"]
     assert res.rejected["_id"].tolist() == ["r3", "r5"]
-    assert res.rejected["dup_of"].tolist() == ["r1", "r2"]
+    assert res.rejected["_dup_of"].tolist() == ["r1", "r2"]
     assert res.rejected["_reason_code"].tolist() == ["duplicate_nlq", "duplicate_nlq"]
     assert res.rejected["_reason"].tolist() == ["same nlq as kept row r1",
                                                 "same nlq as kept row r2"]
-    assert res.kept["dup_of"].isna().all()
+    assert res.kept["_dup_of"].isna().all()
     assert res.stats["duplicates_by_key"] == {"nlq": 2}
 
 
@@ -33,7 +33,7 @@ def test_key_pairs_rule_drops_a_row_when_any_pair_repeats():
     codes = dict(zip(res.rejected["_id"], res.rejected["_reason_code"]))
     assert codes == {"d_nc": "duplicate_nlq+columns", "d_cq": "duplicate_columns+query",
                      "d_nq": "duplicate_nlq+query"}
-    assert set(res.rejected["dup_of"]) == {"k1"}
+    assert set(res.rejected["_dup_of"]) == {"k1"}
     assert res.stats["duplicates_by_key"] == {"nlq+columns": 1, "columns+query": 1,
                                               "nlq+query": 1}
 
@@ -65,7 +65,7 @@ def test_json_values_compare_with_sorted_keys():
     assert len(plain.kept) == 3  # the two strings differ in spacing, not parsed
     parsed = ExactDedup("query", json_fields="query").run(df)
     assert len(parsed.kept) == 1
-    assert parsed.rejected["dup_of"].nunique() == 1
+    assert parsed.rejected["_dup_of"].nunique() == 1
 
 
 def test_unordered_lists_compare_as_multisets():
@@ -101,8 +101,8 @@ def test_invariant_rows_in_equal_kept_plus_rejected():
     assert len(res.kept) + len(res.rejected) == 300
     assert len(res.rejected) > 0
     out = res.kept["_id"].tolist() + res.rejected["_id"].tolist()
-    assert sorted(out) == sorted(with_ids(df)["_id"])
-    assert set(res.rejected["dup_of"]) <= set(res.kept["_id"])
+    assert sorted(out) == sorted(assign_ids(df)["_id"])
+    assert set(res.rejected["_dup_of"]) <= set(res.kept["_id"])
     assert res.stats["rows_in"] == 300 and res.stats["rejected"] == len(res.rejected)
 
 

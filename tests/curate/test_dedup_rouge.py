@@ -8,7 +8,7 @@ from rouge_score import rouge_scorer, scoring, tokenize
 
 from curate import StageError
 from curate.stages.dedup_rouge import RougeDedup
-from curate.table import with_ids
+from curate.core.table import assign_ids
 from curate.text import make_tokenizer, unicode_tokenize
 
 
@@ -49,7 +49,7 @@ def ours(texts, **kwargs):
     assert len(res.kept) + len(res.rejected) == len(texts)
     kept = [int(i[1:]) for i in res.kept["_id"]]
     rejected = {int(i[1:]): (int(d[1:]), float(s)) for i, d, s in
-                zip(res.rejected["_id"], res.rejected["dup_of"], res.rejected["rouge_l"])}
+                zip(res.rejected["_id"], res.rejected["_dup_of"], res.rejected["_rouge_l"])}
     return kept, rejected
 
 
@@ -122,8 +122,8 @@ def test_reason_names_the_score_the_threshold_and_the_kept_row():
     res = RougeDedup("q").run(df)
     assert res.rejected["_reason"].tolist() == ["rouge-l 1.00 > 0.7 vs a"]
     assert res.rejected["_reason_code"].tolist() == ["near_duplicate_rouge"]
-    assert res.rejected["dup_of"].tolist() == ["a"] and res.rejected["rouge_l"].tolist() == [1.0]
-    assert res.kept["dup_of"].isna().all() and res.stats["near_duplicates"] == 1
+    assert res.rejected["_dup_of"].tolist() == ["a"] and res.rejected["_rouge_l"].tolist() == [1.0]
+    assert res.kept["_dup_of"].isna().all() and res.stats["near_duplicates"] == 1
 
 
 def test_stemmer_matches_rouge_score_with_use_stemmer():
@@ -175,9 +175,9 @@ def test_invariant_and_ids():
     df = pd.DataFrame({"text": texts})
     res = RougeDedup("text").run(df)
     out = res.kept["_id"].tolist() + res.rejected["_id"].tolist()
-    assert sorted(out) == sorted(with_ids(df)["_id"]) and len(out) == len(texts)
-    assert set(res.rejected["dup_of"]) <= set(res.kept["_id"])
-    assert (res.rejected["rouge_l"] > 0.7).all()
+    assert sorted(out) == sorted(assign_ids(df)["_id"]) and len(out) == len(texts)
+    assert set(res.rejected["_dup_of"]) <= set(res.kept["_id"])
+    assert (res.rejected["_rouge_l"] > 0.7).all()
 
 
 def test_bad_input_is_a_stage_error():
@@ -185,5 +185,28 @@ def test_bad_input_is_a_stage_error():
         RougeDedup("q", threshold=1.5)
     with pytest.raises(StageError, match="use_stemmer applies to tokenizer='rouge'"):
         RougeDedup("q", tokenizer="unicode", use_stemmer=True)
-    with pytest.raises(StageError, match="field 'q'.*holds int 3"):
-        RougeDedup("q").run(pd.DataFrame({"q": ["a", 3]}, dtype=object))
+    res = RougeDedup("q").run(pd.DataFrame({"q": ["a b c", 3, None, "d e f"]}, dtype=object))
+    assert res.errored["_reason_code"].tolist() == ["wrong_type", "missing_field"]
+    assert res.errored["_reason"].tolist() == ["field 'q' holds int 3, expected text",
+                                               "field 'q' is missing (empty or null)"]
+    assert res.errored["_field"].tolist() == ["q", "q"] and len(res.kept) == 2
+    with pytest.raises(StageError, match=r"stage 'rouge_dedup': 2 of 3 rows errored"):
+        RougeDedup("q").run(pd.DataFrame({"q": ["a b c", 3, 4]}, dtype=object))
+
+
+def test_one_huge_text_is_errored_quickly_and_the_rest_deduplicated():
+    import time
+    huge = "word " * 4_000_000  # a 20 MB single line
+    df = pd.DataFrame({"q": ["the first question", huge, "the first question!", "other"]})
+    start = time.perf_counter()
+    res = RougeDedup("q", max_tokens=20_000).run(df)
+    assert time.perf_counter() - start < 30
+    assert res.errored["_reason_code"].tolist() == ["text_too_long"]
+    assert "4,000,000 tokens" in res.errored["_reason"].iloc[0]
+    assert res.rejected["_dup_of"].tolist() == [res.kept["_id"].iloc[0]]
+
+
+def test_most_texts_empty_warns_and_suggests_the_unicode_tokenizer():
+    res = RougeDedup("q").run(pd.DataFrame({"q": ["统计每个服务的错误", "统计每个服务的错误率", "p99"]}))
+    assert 'tokenizer="unicode"' in res.stats["warnings"][0]
+    assert "2 of 3 texts" in res.stats["warnings"][0]

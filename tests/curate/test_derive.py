@@ -1,3 +1,4 @@
+import pytest
 import pandas as pd
 
 from curate.stages.derive import Derive
@@ -17,7 +18,23 @@ def test_derive_adds_children_with_parent_and_copies_other_fields():
     assert res.stats["rows_created"] == 2 and res.stats["derived"] == 2
 
 
-def test_derive_without_originals_rejects_only_rows_that_produced_children():
-    res = Derive(twice, keep_originals=False).run(pd.DataFrame({"q": ["a", "skip"]}))
+def test_derive_keep_new_replaces_only_rows_that_produced_children():
+    res = Derive(twice, keep="new").run(pd.DataFrame({"q": ["a", "skip"]}))
     assert list(res.kept["q"]) == ["skip", "a!", "a?"]
-    assert list(res.rejected["_reason_code"]) == ["replaced_by_derived"]
+    assert len(res.rejected) == 0 and res.stats["replaced"] == 1
+    with pytest.warns(FutureWarning, match="keep_originals= is deprecated, use keep="):
+        old = Derive(twice, keep_originals=False).run(pd.DataFrame({"q": ["a", "skip"]}))
+    assert list(old.kept["q"]) == ["skip", "a!", "a?"]
+
+
+def test_a_raising_or_malformed_fn_errors_its_row_and_the_rest_go_on():
+    def fn(row):
+        if row["q"] == "boom":
+            raise KeyError("nope")
+        return {"q": "not a list"} if row["q"] == "dict" else [{"q": row["q"] + "!"}]
+
+    res = Derive(fn).run(pd.DataFrame({"q": ["a", "boom", "dict", "b", "c"]}))
+    assert res.errored["_reason_code"].tolist() == ["fn_raised", "fn_bad_result"]
+    assert "KeyError" in res.errored["_reason"].iloc[0]
+    assert sorted(res.kept["q"]) == ["a", "a!", "b", "b!", "c", "c!"]
+    assert res.errored["_source"].tolist() == ["<DataFrame>:2", "<DataFrame>:3"]

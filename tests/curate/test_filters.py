@@ -47,9 +47,9 @@ def test_assertion_filter_rules_messages_and_counts():
     assert x["_reason_code"] == "assertion_too_short"
     assert x["_reason"] == ("too_short: question 'x' has fewer than 3 characters; "
                             "one_word: question is a single word")
-    assert [f["rule"] for f in x["failures"]] == ["too_short", "one_word"]
+    assert [f["rule"] for f in x["_failures"]] == ["too_short", "one_word"]
     assert res.stats["rule_failures"] == {"one_word": 2, "too_short": 1}
-    assert "failures" not in res.kept.columns
+    assert "_failures" not in res.kept.columns
 
 
 def test_assertion_filter_maps_keyword_fields_and_loads_by_reference():
@@ -64,11 +64,11 @@ def test_crashing_checker_errors_the_row_instead_of_losing_it():
             raise ValueError("boom")
         return []
     res = AssertionFilter(check, ["q"]).run(rows())
-    assert len(res.errored) == 1 and res.errored["_reason_code"][0] == "checker_error"
+    assert len(res.errored) == 1 and res.errored["_reason_code"][0] == "check_raised"
     assert "ValueError: boom" in res.errored["_reason"][0]
     assert len(res.kept) + len(res.rejected) + len(res.errored) == 4
 
 
 def test_unknown_checker_reference_names_the_stage():
-    with pytest.raises(StageError, match="stage 'assertions'.*cannot load"):
+    with pytest.raises(StageError, match="stage 'assertions'.*cannot import 'no_such_module'"):
         AssertionFilter("no_such_module:check", ["q"])

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from curate import SharegptExport, StageError
-from curate.formats import validate_rows, convert, from_messages, schema, to_messages, validation_errors
+from curate.formats.chat import validate_rows, convert, from_messages, schema, to_messages, validation_errors
 
 MESSAGES = [{"role": "system", "content": "You write queries."},
             {"role": "user", "content": "NLQ: \"slow\""},

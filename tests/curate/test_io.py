@@ -13,7 +13,8 @@ ROWS = [{"nlq": "slow requests", "columns": ["duration_ms", "name"], "query": {"
 def test_jsonl_round_trip_keeps_nested_values(tmp_path):
     path = write_table(pd.DataFrame(ROWS), tmp_path / "rows.jsonl")
     df = read_table(path)
-    assert df.to_dict("records") == ROWS
+    assert df.drop(columns="_source").to_dict("records") == ROWS
+    assert [s.rsplit("/", 1)[-1] for s in df["_source"]] == ["rows.jsonl:1", "rows.jsonl:2"]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
@@ -108,3 +109,76 @@ def test_json_array_file(tmp_path):
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(ROWS))
     assert read_table(path)["nlq"].tolist() == ["slow requests", "errors by service"]
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path):
+    jsonl, csv = tmp_path / "bom.jsonl", tmp_path / "bom.csv"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + b'{"q": "a"}\n{"q": "b"}\n')
+    csv.write_bytes(b"\xef\xbb\xbfq,n\na,1\n")
+    assert read_table(jsonl)["q"].tolist() == ["a", "b"]
+    assert list(read_table(csv).columns[:2]) == ["q", "n"]
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl.gz", "rows.csv.gz", "rows.jsonl.zst",
+                                  "rows.json", "rows.parquet", "rows.jsonl.bz2"])
+def test_compressed_and_json_files_round_trip(tmp_path, name):
+    df = pd.DataFrame({"q": ["a", "b"], "n": [1, 2]})
+    path = write_table(df, tmp_path / name)
+    back = read_table(path)
+    assert back["q"].tolist() == ["a", "b"] and [int(v) for v in back["n"]] == [1, 2]
+    assert back["_source"].iloc[1].endswith(f"{name}:{3 if '.csv' in name else 2}")
+
+
+def test_nested_values_round_trip_through_json_array_and_parquet(tmp_path):
+    df = pd.DataFrame(ROWS)
+    for name in ("rows.json", "rows.parquet"):
+        back = read_table(write_table(df, tmp_path / name)).drop(columns="_source")
+        assert back.to_dict("records") == ROWS
+
+
+def test_output_files_get_the_umask_mode(tmp_path):
+    from curate.io.atomic import FILE_MODE
+
+    path = write_table(pd.DataFrame({"q": ["a"]}), tmp_path / "t.jsonl")
+    assert path.stat().st_mode & 0o777 == FILE_MODE == 0o666 & ~_umask()
+
+
+def _umask():
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_malformed_json_names_the_right_column(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"q": "a"}\n{"q": x}\n{"q": "b", \n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: malformed JSON: Expecting value at column 7$"):
+        read_table(path)
+    path.write_text('{"q": "a", \n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: .* at the end of the line$"):
+        read_table(path)
+
+
+def test_reserved_bookkeeping_columns_and_repeated_ids_are_input_errors(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"q": "a", "_stage": "x"}\n')
+    with pytest.raises(InputError, match=r"column '_stage' is reserved .* rename it"):
+        read_table(path)
+    path.write_text('{"q": "a", "_id": "r1"}\n{"q": "b", "_id": "r2"}\n{"q": "c", "_id": "r1"}\n')
+    with pytest.raises(InputError, match=r"_id 'r1' and others repeat: rows at .*rows\.jsonl:1, "
+                                         r".*rows\.jsonl:3; ids must be unique"):
+        read_table(path)
+
+
+def test_flat_and_nested_jsonl_read_the_same_values(tmp_path):
+    """pyarrow's reader (flat files) and the line-by-line reader give the same table."""
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text('{"q": "a", "n": 1, "tags": ["x"]}\n\n{"q": "b", "n": null, "tags": []}\n')
+    df = read_table(flat)
+    assert df["q"].tolist() == ["a", "b"] and df["tags"].tolist() == [["x"], []]
+    assert df["n"].iloc[0] == 1 and pd.isna(df["n"].iloc[1])
+    assert df["_source"].str.endswith((":1", ":3")).all()
+    stamps = tmp_path / "stamps.jsonl"
+    stamps.write_text('{"t": "2024-01-01"}\n')
+    assert read_table(stamps)["t"].tolist() == ["2024-01-01"]  # text stays text

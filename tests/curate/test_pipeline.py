@@ -19,6 +19,19 @@ def source(n=30):
     return [{"q": f"question {i} " + "word " * (i % 6), "a": str(i)} for i in range(n)]
 
 
+class Calls:
+    """Counts predicate calls; private state, so it is no input of the stage's fingerprint."""
+
+    def __init__(self):
+        self._seen = []
+
+    def append(self, value):
+        self._seen.append(value)
+
+    def __len__(self):
+        return len(self._seen)
+
+
 def counting_filter(calls):
     def keep_even(row):
         calls.append(row["a"])
@@ -36,8 +49,8 @@ def make(calls, max_words=5, rows=None):
 
 
 def test_run_folder_contents_and_counts(tmp_path):
-    run = make([]).run(tmp_path, progress=False)
-    for name in ("manifest.json", "report.html", "rejected.jsonl", "kept.jsonl",
+    run = make(Calls()).run(tmp_path, progress=False)
+    for name in ("manifest.json", "report.html", "rejected.jsonl", "kept.parquet",
                  "export/sharegpt.jsonl", "checkpoints/01_even/stats.json"):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -53,18 +66,19 @@ def test_run_folder_contents_and_counts(tmp_path):
 
 
 def test_rerun_reuses_unchanged_stages(tmp_path):
-    calls = []
+    calls = Calls()
     first = make(calls).run(tmp_path, progress=False)
     assert len(calls) == 30
     second = make(calls).run(tmp_path, progress=False)
     assert len(calls) == 30, "the unchanged stage ran again"
     assert all(r.stats["reused"] for _, r in second.stages)
-    from curate.table import records
+    from curate.core.table import records
     assert records(second.kept) == records(first.kept)
+    assert second.manifest["reused"]["stages"] == 2 and second.manifest["llm"] == {}
 
 
 def test_changed_stage_recomputes_it_and_only_what_follows(tmp_path):
-    calls = []
+    calls = Calls()
     make(calls).run(tmp_path, progress=False)
     run = make(calls, max_words=3).run(tmp_path, progress=False)
     assert len(calls) == 30  # first stage reused
@@ -73,14 +87,14 @@ def test_changed_stage_recomputes_it_and_only_what_follows(tmp_path):
 
 
 def test_changed_source_recomputes_everything(tmp_path):
-    calls = []
+    calls = Calls()
     make(calls).run(tmp_path, progress=False)
     make(calls, rows=source(31)).run(tmp_path, progress=False)
     assert len(calls) == 30 + 31
 
 
 def test_limit_runs_on_first_rows(tmp_path):
-    run = make([]).run(tmp_path, limit=5, progress=False)
+    run = make(Calls()).run(tmp_path, limit=5, progress=False)
     assert len(run.source) == 5
 
 
@@ -111,15 +125,18 @@ class _Text(HTMLParser):
 
 
 def test_report_shows_funnel_reasons_distribution_and_near_dups(tmp_path):
-    from curate.table import mark
+    from curate.core.table import mark
 
     class FakeNearDup(Filter):
-        """Rejects rows whose text repeats an earlier one, recording dup_of (like a dedup)."""
+        """Rejects rows whose text repeats an earlier one, recording _dup_of (like a dedup)."""
+
+        def added_columns(self):
+            return {"_dup_of": "duplicate_of"}
 
         def process(self, df):
             first = df.drop_duplicates("q")
             dup = df[~df["_id"].isin(first["_id"])]
-            dup = dup.assign(dup_of=[first.loc[first["q"] == q, "_id"].iloc[0] for q in dup["q"]])
+            dup = dup.assign(_dup_of=[first.loc[first["q"] == q, "_id"].iloc[0] for q in dup["q"]])
             res = self.result(first, [True] * len(first))
             res.rejected = mark(dup, self.name, "near_duplicate_test", "same text")
             return res
@@ -229,12 +246,36 @@ def test_load_spec_syntax_error_names_line(tmp_path):
         load_spec(spec)
 
 
-def test_cli_wrong_type_in_field(tmp_path):
+def test_cli_a_bad_row_is_errored_with_its_source_line_and_the_run_goes_on(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"q": "ok"}\n{"q": 5}\n{"q": "fine"}\n')
     spec = write_spec(tmp_path, """
-        from curate import Pipeline, ComplexityFilter
-        pipeline = Pipeline(source=[{"q": "ok"}, {"q": 5}],
-                            stages=[ComplexityFilter(len, field="q", max_value=3)])
+        from curate import Pipeline, ComplexityFilter, RougeDedup
+        pipeline = Pipeline(source="rows.jsonl",
+                            stages=[RougeDedup("q"), ComplexityFilter(len, field="q", max_value=3)])
         """)
-    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--no-progress")
-    assert proc.returncode == 2
-    assert "stage 'complexity_filter', field 'q'" in proc.stderr and "int" in proc.stderr
+    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--no-progress", cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    errored = [json.loads(line) for line in open(tmp_path / "run/errored.jsonl")]
+    assert [(e["_stage"], e["_reason_code"], e["_field"]) for e in errored] == \
+        [("rouge_dedup", "wrong_type", "q")]
+    assert errored[0]["_source"].endswith("rows.jsonl:2")
+    assert errored[0]["_reason"] == "field 'q' holds int 5, expected text"
+
+
+def test_cli_too_many_errored_rows_stop_with_one_line_naming_the_lines(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"q": "ok"}\n{"q": 5}\n{"q": [1]}\n{"other": 1}\n')
+    spec = write_spec(tmp_path, """
+        from curate import Pipeline, RougeDedup
+        pipeline = Pipeline(source="rows.jsonl", stages=[RougeDedup("q")])
+        """)
+    out = tmp_path / "run"
+    proc = cli(str(spec), "--out", str(out), "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip()
+    assert len(line.splitlines()) == 1
+    assert "stage 'rouge_dedup': 3 of 4 rows errored (75% > max_errored 50%)" in line
+    assert "rows.jsonl:2, " in line and "rows.jsonl:3" in line
+    assert not (out / "manifest.json").exists()
+    assert len((out / "errored.jsonl").read_text().splitlines()) == 3

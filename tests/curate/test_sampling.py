@@ -26,8 +26,9 @@ def test_mix_by_weight_with_source_column():
     b = pd.DataFrame({"x": range(100, 200)})
     mix = Mix({"a": a, "b": b}, weights={"a": 3, "b": 1}, n=40, seed=1)
     out = mix.load()
-    assert out["_source"].value_counts().to_dict() == {"a": 30, "b": 10}
-    assert out.loc[out["_source"] == "b", "x"].between(100, 199).all()
+    assert out["_source_name"].value_counts().to_dict() == {"a": 30, "b": 10}
+    assert out.loc[out["_source_name"] == "b", "x"].between(100, 199).all()
+    assert out.loc[out["_source_name"] == "b", "_source"].str.startswith("b:").all()
     assert list(Mix({"a": a, "b": b}, weights={"a": 3, "b": 1}, n=40, seed=1).load()["x"]) == list(out["x"])
 
 

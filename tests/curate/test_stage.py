@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from curate import Filter, Stage, StageError, StageResult
-from curate.table import derive_rows, with_ids
+from curate.core.table import derive_rows, assign_ids
 
 
 class DropsARow(Stage):
@@ -31,10 +31,10 @@ def table(n=4):
 
 
 def test_ids_are_stable_and_unique_for_repeated_content():
-    df = with_ids(pd.DataFrame({"x": [1, 1, 2]}))
+    df = assign_ids(pd.DataFrame({"x": [1, 1, 2]}))
     assert df["_id"].is_unique
     assert df["_id"][1] == f"{df['_id'][0]}-1"
-    assert list(with_ids(df)["_id"]) == list(df["_id"])  # existing ids are kept
+    assert list(assign_ids(df)["_id"]) == list(df["_id"])  # existing ids are kept
 
 
 def test_silently_lost_row_is_an_error():
@@ -72,9 +72,13 @@ def test_not_a_dataframe_is_a_clear_error():
 def test_call_returns_kept_and_run_unpacks():
     stage = Filter(lambda r: r["x"] > 1, name="gt1")
     assert list(stage(table())["x"]) == [2, 3]
-    kept, rejected, stats = stage.run(table())
+    result = stage.run(table())
+    kept, rejected, errored, stats = result
     assert list(rejected["_reason_code"]) == ["gt1", "gt1"]
-    assert stats["reasons"] == {"gt1": 2}
+    assert stats["reasons"] == {"gt1": 2} and len(errored) == 0
+    assert repr(result) == "StageResult(stage='gt1', kept=2, rejected=2, errored=0)"
+    with pytest.raises(ValueError, match="too many values to unpack"):
+        kept, rejected, stats = result  # the old three-way unpacking fails loudly
 
 
 def test_fingerprint_changes_with_parameters_but_not_with_secrets():

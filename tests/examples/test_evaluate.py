@@ -5,7 +5,7 @@ import re
 from curate.testing.server import ScriptedServer, last_user_message
 from examples.honeycomb import evaluate
 from curate.io import read_table
-from curate.table import records
+from curate.core.table import records
 
 ROWS = records(read_table(evaluate.EVAL_PATH))[:6]
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from curate.llm import LLM
-from curate.table import ID, PARENT, REASON, REASON_CODE, with_ids
+from curate.core.table import ID, PARENT, REASON, REASON_CODE, assign_ids
 from curate.testing import ScriptedServer
 
 SECRET = "sk-SENTINEL-5f3a9c0d7e21b8"
@@ -36,7 +36,7 @@ def make_llm(server, tmp_path, **overrides) -> LLM:
 def assert_accounted(df_in: pd.DataFrame, result) -> None:
     """Every input row ends kept, rejected or errored (with a reason), or is the parent of
     an output row that replaces it; rejected and errored rows say why."""
-    df_in = with_ids(df_in)
+    df_in = assign_ids(df_in)
     parts = [result.kept, result.rejected, result.errored]
     out_ids = set(pd.concat([p[ID] for p in parts]))
     parents = set(pd.concat([p[PARENT] for p in parts]).dropna())

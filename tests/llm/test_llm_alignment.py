@@ -10,7 +10,7 @@ from sklearn.metrics import cohen_kappa_score
 from curate.alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, alignment_report, cohen_kappa,
                               export_for_review, read_review)
 from curate.errors import InputError
-from curate.table import with_ids
+from curate.core.table import assign_ids
 
 JUDGE = ["good", "good", "bad", "bad", "good", "bad", "good", "good", "bad", "good"]
 EXPERT = ["good", "bad", "bad", "bad", "good", "good", "good", "good", "bad", "good"]
@@ -24,7 +24,7 @@ def test_kappa_on_a_hand_computed_case():
 
 
 def _judged() -> pd.DataFrame:
-    return with_ids(pd.DataFrame({
+    return assign_ids(pd.DataFrame({
         "nlq": [f"question {i}" for i in range(10)],
         "query": [{"calculations": [{"op": "COUNT"}], "i": i} for i in range(10)],
         "critique": [f"judge says {o}" for o in JUDGE], "outcome": JUDGE,

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 from conftest import assert_accounted, make_llm
 
-from curate.stages.augment import Augment, Generate
-from curate.table import ID, PARENT, REASON_CODE, with_ids
+from curate.stages.llm.augment import Augment, Generate
+from curate.core.table import ID, PARENT, REASON_CODE, assign_ids
 from curate.testing import Fault, last_user_message
 
 SEEDS = pd.DataFrame({
@@ -36,7 +36,7 @@ def _perturb(body):
 def test_perturbation_rewords_and_substitutes_columns(server, tmp_path):
     server.reply = _perturb
     result = Augment(make_llm(server, tmp_path), perturb_prompt).run(SEEDS)
-    seeds = with_ids(SEEDS)
+    seeds = assign_ids(SEEDS)
     assert_accounted(SEEDS, result)
     new = result.kept[result.kept[PARENT].notna()]
     assert len(result.kept) == 3 + 6 and len(new) == 6
@@ -52,7 +52,7 @@ def test_perturbation_rewords_and_substitutes_columns(server, tmp_path):
     third = new[new[PARENT] == seeds.iloc[2][ID]]
     assert {"route", "duration_ms_v2"} == set(third.iloc[1]["columns"])
     assert third.iloc[1]["query"]["calculations"][0]["column"] == "duration_ms_v2"
-    assert result.stats["rows_generated"] == 6 and result.stats["llm"]["requests"] == 3
+    assert result.stats["produced"] == 6 and result.stats["llm"]["requests"] == 3
 
 
 INSTRUCTIONS = pd.DataFrame({
@@ -103,7 +103,8 @@ def test_parse_and_request_failures_keep_the_original_and_are_counted(server, tm
     assert_accounted(SEEDS, result)
     assert len(result.kept) == 4 and len(result.errored) == 0
     stats = result.stats
-    assert stats["parse_failed"] == 1 and stats["request_failed"] == 1
+    assert stats["replies"]["parse_failed"] == 1 and stats["replies"]["request_failed"] == 1
+    assert stats["replies"]["parsed"] == 1 and stats["replies"]["requests"] == 3
     sample = {s["code"]: s for s in stats["failure_sample"]}
     assert sample["llm_parse_failed"]["reply"] == "Sorry, I can't do that."
     assert "HTTP 500" in sample["llm_request_failed"]["reason"]
@@ -111,6 +112,7 @@ def test_parse_and_request_failures_keep_the_original_and_are_counted(server, tm
 
 
 def test_replacing_originals_errors_rows_that_got_nothing(server, tmp_path):
+    """keep="new": a row whose reply failed is errored (on_failure's default there)."""
     def reply(body):
         text = body["messages"][0]["content"]  # the prompt, also on the corrective retry
         if "errors by service" in text:
@@ -120,9 +122,9 @@ def test_replacing_originals_errors_rows_that_got_nothing(server, tmp_path):
         return json.dumps({"nlq": "a reworded question"})
 
     server.reply = reply
-    result = Augment(make_llm(server, tmp_path), perturb_prompt, keep_originals=False).run(SEEDS)
+    result = Augment(make_llm(server, tmp_path), perturb_prompt, keep="new").run(SEEDS)
     assert_accounted(SEEDS, result)
-    seeds = with_ids(SEEDS)
+    seeds = assign_ids(SEEDS)
     assert result.kept[PARENT].tolist() == [seeds.iloc[0][ID]]
     assert result.rejected[REASON_CODE].tolist() == ["augment_no_rows"]
     assert result.errored[REASON_CODE].tolist() == ["llm_parse_failed"]

@@ -8,8 +8,8 @@ import pytest
 from conftest import assert_accounted, make_llm
 
 from curate.errors import StageError
-from curate.stages.judge import Judge
-from curate.table import REASON, REASON_CODE, STAGE
+from curate.stages.llm.judge import Judge
+from curate.core.table import REASON, REASON_CODE, STAGE
 from curate.testing import last_user_message
 
 ROWS = pd.DataFrame({
@@ -58,7 +58,7 @@ def test_verdicts_become_columns_and_bad_rows_are_rejected(server, tmp_path):
     err = result.errored.iloc[0]
     assert err["nlq"] == "weird one" and err[REASON_CODE] == "llm_parse_failed"
     assert result.stats["outcomes"] == {"good": 2, "bad": 1}
-    assert result.stats["parse_failed"] == 1
+    assert result.stats["replies"]["parse_failed"] == 1 and result.stats["produced"] == 3
     assert set(result.stats["llm"]) >= {"requests", "cached", "retried", "failed",
                                         "prompt_tokens", "completion_tokens", "cost_usd"}
 
@@ -90,8 +90,8 @@ def test_an_advisory_judge_keeps_rows_it_could_not_judge(server, tmp_path):
     assert_accounted(ROWS, result)
     assert len(result.errored) == 0 and result.stats["unjudged"] == 1
     weird = result.kept.set_index("nlq").loc["weird one"]
-    assert weird["outcome"] is None and weird["judge_failure"] == "llm_parse_failed"
-    assert weird["critique"].startswith("not judged: ")
+    assert weird["outcome"] is None and weird["_judge_failure"] == "llm_parse_failed"
+    assert weird["critique"] is None  # no invented critique text
     assert result.rejected["nlq"].tolist() == ["count of users"]
     with pytest.raises(StageError, match="on_failure"):
         Judge(make_llm(server, tmp_path), fields=["nlq"], on_failure="drop")

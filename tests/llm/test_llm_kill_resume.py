@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import pandas as pd
     from curate.llm import LLM
-    from curate.stages.judge import Judge
+    from curate.stages.llm.judge import Judge
 
     base_url, cache, out = sys.argv[1:4]
     llm = LLM("scripted", base_url=base_url, api_key="x", cache=cache, concurrency=4,

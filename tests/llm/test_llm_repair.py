@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 from conftest import assert_accounted, make_llm
 
-from curate.stages.repair import Repair, describe_failure, strip_fence
-from curate.table import ID, PARENT, REASON, REASON_CODE, with_ids
+from curate.stages.llm.repair import Repair, describe_failure, strip_fence
+from curate.core.table import ID, PARENT, REASON, REASON_CODE, assign_ids
 from curate.testing import Fault
 
 GOOD = '{"calculations":[{"op":"MAX","column":"duration_ms"}]}'
@@ -52,12 +52,12 @@ def test_repair_loops_until_the_checks_pass_or_gives_up(server, tmp_path):
                    max_attempts=3)
     result = stage.run(REJECTED)
     assert_accounted(REJECTED, result)
-    originals = with_ids(REJECTED)
+    originals = assign_ids(REJECTED)
     fixed = result.kept.iloc[0]
     assert len(result.kept) == 1 and fixed[PARENT] == originals.iloc[0][ID]
     assert fixed[ID] != originals.iloc[0][ID]
-    assert fixed["query"] == GOOD and fixed["query_before_repair"] == BAD
-    assert fixed["repair_attempts"] == 2
+    assert fixed["query"] == GOOD and fixed["_query_before_repair"] == BAD
+    assert fixed["_repair_attempts"] == 2
     assert pd.isna(fixed[REASON_CODE])
     gave_up = result.rejected.iloc[0]
     assert (gave_up["nlq"], gave_up[REASON_CODE]) == ("hopeless case", "repair_failed")
@@ -91,7 +91,7 @@ def test_feedback_from_an_assertion_reason_and_a_custom_prompt(server, tmp_path)
     result = Repair(make_llm(server, tmp_path), prompt, field="query", check=check).run(rows)
     assert seen == ["assertion calc_column_missing: MAX needs a column"]
     assert result.kept["query"].tolist() == [GOOD]
-    assert result.kept["repair_attempts"].tolist() == [1]
+    assert result.kept["_repair_attempts"].tolist() == [1]
 
 
 def test_without_a_checker_the_first_parseable_reply_is_kept(server, tmp_path):
@@ -119,8 +119,8 @@ def test_when_selects_rows_and_stale_verdicts_are_cleared(server, tmp_path):
                     when=lambda row: row["outcome"] == "bad").run(judged)
     assert_accounted(judged, result)
     untouched, fixed = result.kept.iloc[0], result.kept.iloc[1]
-    assert untouched[ID] == with_ids(judged).iloc[1][ID] and untouched["outcome"] == "good"
-    assert fixed["query"] == GOOD and fixed[PARENT] == with_ids(judged).iloc[0][ID]
+    assert untouched[ID] == assign_ids(judged).iloc[1][ID] and untouched["outcome"] == "good"
+    assert fixed["query"] == GOOD and fixed[PARENT] == assign_ids(judged).iloc[0][ID]
     assert fixed["critique"] is None and fixed["outcome"] is None
-    assert fixed["repair_feedback"] == "MAX needs a column."
+    assert fixed["_repair_feedback"] == "MAX needs a column."
     assert server.received == 1 and result.stats["not_selected"] == 1

@@ -10,7 +10,7 @@ from conftest import SECRET, make_llm
 
 from curate.errors import CurateError
 from curate.llm import LLM, Request
-from curate.stages.judge import Judge
+from curate.stages.llm.judge import Judge
 from curate.testing import Fault, last_user_message
 
 
@@ -29,14 +29,14 @@ def test_the_key_never_leaks(server, tmp_path, caplog, capsys):
     llm = make_llm(server, tmp_path, max_tries=2)
     direct = llm.complete_many([Request("echo me"), Request("denied"), Request("ok")])
     rows = pd.DataFrame({"nlq": ["echo this", "denied here", "fine row"]})
-    judge = Judge(llm, fields=["nlq"])
+    judge = Judge(llm, fields=["nlq"], max_errored=1.0)
     result = judge.run(rows)
     assert len(result.errored) == 2 and direct[0].code == "llm_request_failed"
     assert "***" in direct[0].reason and "HTTP 401" in direct[1].reason
 
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     texts = [repr(llm), str(llm), llm.fingerprint(), repr(llm.__dict__),
-             json.dumps(judge.params()), judge.fingerprint(), json.dumps(result.stats),
+             json.dumps(judge.params()), judge.fingerprint().digest, json.dumps(result.stats),
              *(r.reason for r in direct if not r.ok),
              *(part.to_csv() for part in (result.kept, result.rejected, result.errored)),
              caplog.text, *capsys.readouterr()]

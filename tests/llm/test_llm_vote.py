@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from conftest import assert_accounted, make_llm
 
-from curate.stages.vote import AnswerAfter, JsonAnswer, Vote, canonical, tally
-from curate.table import REASON, REASON_CODE
+from curate.stages.llm.vote import AnswerAfter, JsonAnswer, Vote, canonical, tally
+from curate.core.table import REASON, REASON_CODE
 from curate.testing import Fault, last_user_message
 
 

@@ -3,22 +3,28 @@
 :class:`ChatExport` (alias :class:`SharegptExport`) builds each conversation from templates
 over row fields: a system text, a human template such as ``NLQ: "{nlq}"\\n\\nColumns:
 {columns}``, and the field (or template) that holds the answer. It writes sharegpt JSONL and,
-on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder; every row is
+on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder. Rows are built by
+construction (every value a rendered string), so a seeded sample of them, not every row, is
 validated against the format's JSON Schema before anything is written.
 """
 from __future__ import annotations
 
+import functools
 import json
+import re
 import string
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
-from .errors import StageError
-from .formats import FORMATS, from_messages, validate_rows
-from .io import save_dataset_folder, write_jsonl
-from .table import records
+from ..errors import StageError
+from .chat import FORMATS, from_messages, validate_rows
+from ..io import save_dataset_folder, write_jsonl
+from ..core.fingerprint import fingerprint_of
+from ..core.table import row_dicts, to_jsonable
+
+VALIDATED_ROWS = 200  # rows checked against the format's schema (a spread sample)
 
 Template = str | Callable[[dict], str]
 
@@ -36,7 +42,15 @@ def render_value(value) -> str:
 
 
 def template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    return list(_keys(template))
+
+
+@functools.lru_cache(maxsize=64)
+def _keys(template: str) -> tuple[str, ...]:
+    """The row fields a template reads (``{query[limit]}`` reads ``query``)."""
+    names = (re.split(r"[.\[]", name)[0] for _, name, _, _ in string.Formatter().parse(template)
+             if name)
+    return tuple(dict.fromkeys(names))
 
 
 class ChatExport:
@@ -75,7 +89,7 @@ class ChatExport:
             value = row[part]
             return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) \
                 else render_value(value)
-        return part.format_map({k: render_value(v) for k, v in row.items()})
+        return part.format_map({k: render_value(row[k]) for k in _keys(part) if k in row})
 
     def messages(self, row: dict) -> list[dict]:
         out = []
@@ -92,15 +106,17 @@ class ChatExport:
             raise StageError(self.name, f"the template needs field {missing[0]!r}, which the "
                                         f"table lacks (fields: {', '.join(map(str, df.columns))})",
                              field=missing[0])
-        rows = [from_messages(self.messages(r), fmt) for r in records(df)]
-        validate_rows(rows, fmt, where=self.name)
+        rows = [from_messages(self.messages(r), fmt) for r in row_dicts(df)]
+        step = max(1, len(rows) // VALIDATED_ROWS)
+        validate_rows(rows[::step], fmt, where=self.name, step=step)
         return rows
 
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
         """Write every requested format into ``folder``; returns {format: path}."""
         folder = Path(folder)
         built = {fmt: self.build(df, fmt) for fmt in self.formats}
-        paths = {fmt: str(write_jsonl(folder / f"{fmt}.jsonl", rows)) for fmt, rows in built.items()}
+        paths = {fmt: str(write_jsonl(folder / f"{fmt}.jsonl", rows, plain=True))
+                 for fmt, rows in built.items()}
         if self.datasets_folder:
             first = self.formats[0]
             frame = pd.DataFrame({"conversations": [r.get("conversations") for r in built[first]]}) \
@@ -108,8 +124,7 @@ class ChatExport:
             paths["datasets"] = str(save_dataset_folder(frame, folder / "dataset"))
         return paths
 
-    def fingerprint(self) -> str:
-        from .fingerprint import fingerprint_of
+    def fingerprint(self):
         return fingerprint_of({"human": self.human, "gpt": self.gpt, "system": self.system,
                                "formats": self.formats, "datasets": self.datasets_folder})
 

@@ -16,7 +16,7 @@ from importlib import resources
 
 import jsonschema
 
-from .errors import StageError
+from ..errors import StageError
 
 FORMATS = ("sharegpt", "messages", "alpaca")
 ROLE_TO_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
@@ -28,7 +28,7 @@ def schema(fmt: str) -> dict:
     """The JSON Schema of an emitted format."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    text = resources.files("curate").joinpath("schemas", f"{fmt}.schema.json").read_text()
+    text = resources.files("curate.formats").joinpath("schemas", f"{fmt}.schema.json").read_text()
     return json.loads(text)
 
 
@@ -43,12 +43,13 @@ def validation_errors(row: dict, fmt: str) -> list[str]:
     return [f"{'/'.join(map(str, e.path)) or '<row>'}: {e.message}" for e in errors]
 
 
-def validate_rows(rows, fmt: str, where: str = "export") -> None:
-    """Raise a StageError naming the first row that does not fit the format's schema."""
+def validate_rows(rows, fmt: str, where: str = "export", step: int = 1) -> None:
+    """Raise a StageError naming the first row that does not fit the format's schema
+    (``rows`` may be every ``step``-th row of a table: the index named is the table's)."""
     for i, row in enumerate(rows):
         errors = validation_errors(row, fmt)
         if errors:
-            raise StageError(where, f"row {i} is not valid {fmt}: {errors[0]}", field=fmt)
+            raise StageError(where, f"row {i * step} is not valid {fmt}: {errors[0]}", field=fmt)
 
 
 def detect_format(row: dict) -> str:

@@ -15,13 +15,13 @@ from collections import Counter
 
 import pandas as pd
 
-from ..errors import StageError
-from ..llm.stage_support import (build_messages, domain_record, errored_frame, failure_sample,
-                                 metered)
-from ..llm.structured import ParseError, extract_json
-from ..llm.types import Failure, Request
-from ..stage import Stage, StageResult
-from ..table import ID, canonical_json
+from ...core.stage import ROW_ERROR, StageResult
+from ...core.table import ID, canonical_json
+from ...errors import StageError
+from ...llm.structured import ParseError, extract_json
+from ...llm.types import Failure
+from ..filters import renamed
+from .base import LLMStage, metered
 
 NUMBER = r"-?\$?\s*[\d,]*\.?\d+"
 TIE_POLICIES = ("reject", "first", "random")
@@ -95,7 +95,7 @@ def tally(answers: list, n: int, min_agreement: float, tie: str, rng: random.Ran
     return winner, dict(ranked), agreement, None, None
 
 
-class Vote(Stage):
+class Vote(LLMStage):
     """Self-consistency vote over ``n`` samples per row.
 
     Args:
@@ -108,61 +108,75 @@ class Vote(Stage):
         min_agreement: keep the row if the majority answer has at least this share of the
             ``n`` samples (failed samples count as no vote).
         tie: "reject" (default), "first" (the tied answer sampled first) or "random"
-            (seeded per row).
+            (seeded per row by ``seed``).
         rationales: also store every reply that reached the majority answer.
-        answer_field: the column for the answer (default ``answer``).
+        outputs: ``{name: column}`` for the columns written: ``votes``, ``agreement``,
+            ``answer``, ``rationale``, ``rationales`` (default: the same names).
+        on_failure: for a row all of whose samples failed: ``"error"`` (default), ``"keep"``
+            or ``"reject"``.
     """
+
+    produces = "answers"
 
     def __init__(self, llm, prompt, *, n: int = 5, temperature: float = 0.7, extract=None,
                  canonicalize=None, min_agreement: float = 0.5, tie: str = "reject",
-                 rationales: bool = False, answer_field: str = "answer",
-                 max_tokens: int | None = None, seed: int = 0, name: str | None = None):
-        super().__init__(name)
+                 rationales: bool = False, outputs=None, answer_field: str | None = None,
+                 **kwargs):
+        super().__init__(llm, prompt, temperature=temperature, **kwargs)
+        if prompt is None:
+            raise StageError(self.name, "prompt must be a function of the row")
         if n < 1 or not 0 <= min_agreement <= 1:
             raise StageError(self.name, f"need n >= 1 and 0 <= min_agreement <= 1, got n={n}, "
                                         f"min_agreement={min_agreement}")
         if tie not in TIE_POLICIES:
             raise StageError(self.name, f"tie must be one of {TIE_POLICIES}, got {tie!r}")
-        self.llm, self.prompt, self.n, self.temperature = llm, prompt, int(n), temperature
+        outputs = dict(outputs or {})
+        if answer_field is not None:
+            renamed(self.name, "answer_field", "outputs={'answer': ...}")
+            outputs["answer"] = answer_field
+        names = ("votes", "agreement", "answer", "rationale") + (("rationales",) if rationales else ())
+        self.outputs = {k: outputs.get(k, k) for k in names}
+        self.n = int(n)
         self.extract = extract if extract is not None else AnswerAfter()
         self.canonicalize = canonicalize if canonicalize is not None else canonical
         self.min_agreement, self.tie, self.rationales = float(min_agreement), tie, rationales
-        self.answer_field, self.max_tokens, self.seed = answer_field, max_tokens, seed
 
-    def process(self, df: pd.DataFrame) -> StageResult:
-        rows = df.to_dict("records")
-        requests = []
-        for row in rows:
-            messages = build_messages(self.name, self.prompt, domain_record(row))
-            requests += [Request(messages, temperature=self.temperature,
-                                 max_tokens=self.max_tokens, sample=s) for s in range(self.n)]
-        with metered(self.name, len(requests)) as meter:
-            replies = self.llm.complete_many(requests, usage=meter.usage,
+    def added_columns(self) -> dict[str, str]:
+        roles = {"answer": "answer"}
+        return {column: roles.get(key, "annotation") for key, column in self.outputs.items()}
+
+    def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
+        requests, live = [], []
+        for pos, (row, row_id) in enumerate(zip(rows, df[ID])):
+            messages = self.messages_for(row, row_id)
+            if messages is not None:
+                live.append(pos)
+                requests += [self.request(messages, sample=s) for s in range(self.n)]
+        with metered(self.name, len(requests), self._usage) as meter:
+            replies = self.llm.complete_many(requests, usage=self._usage,
                                              on_result=lambda i, r: meter.advance())
-        return self._decide(df, rows, replies, meter.usage)
+        return self._decide(df.iloc[live].reset_index(drop=True), replies, len(requests))
 
-    def _answer(self, text: str | None):
+    def _answer(self, text: str | None, row_id):
         if text is None:
             return None
-        try:
-            return self.canonicalize(self.extract(text))
-        except Exception as error:
-            raise StageError(self.name, f"extract/canonicalize raised {type(error).__name__}: "
-                                        f"{error} on the reply {text!r:.120}") from error
+        answer = self.call(lambda t: self.canonicalize(self.extract(t)), text, row_id,
+                           "extract")
+        return None if answer is ROW_ERROR else answer
 
-    def _decide(self, df, rows, replies, usage) -> StageResult:
-        columns = {k: [] for k in ("votes", "agreement", self.answer_field, "rationale",
-                                   *(["rationales"] if self.rationales else []))}
-        keep, codes, reasons, errored, failed = [], [], [], {}, []
-        for p, row in enumerate(rows):
+    def _decide(self, df, replies, n_requests) -> StageResult:
+        columns = {k: [] for k in self.outputs}
+        keep, codes, reasons, failures, failed = [], [], [], {}, []
+        ids = df[ID].tolist()
+        for p, row_id in enumerate(ids):
             mine = replies[p * self.n:(p + 1) * self.n]
-            failed += [(row[ID], r) for r in mine if isinstance(r, Failure)]
+            failed += [(row_id, r) for r in mine if isinstance(r, Failure)]
             texts = [r.text if not isinstance(r, Failure) else None for r in mine]
             if all(t is None for t in texts):
-                errored[p] = next(r for r in mine if isinstance(r, Failure))
+                failures[p] = next(r for r in mine if isinstance(r, Failure))
                 continue
-            answers = [self._answer(t) for t in texts]
-            rng = random.Random(f"{self.seed}:{row[ID]}")
+            answers = [self._answer(t, row_id) for t in texts]
+            rng = random.Random(f"{self.seed}:{row_id}")
             winner, votes, agreement, code, reason = tally(answers, self.n, self.min_agreement,
                                                            self.tie, rng)
             reached = [t for t, a in zip(texts, answers) if winner is not None and a == winner]
@@ -172,13 +186,16 @@ class Vote(Stage):
             keep.append(winner is not None)
             codes.append(code)
             reasons.append(reason)
-        voted = df.iloc[[p for p in range(len(rows)) if p not in errored]].copy()
+        voted = df.iloc[[p for p in range(len(ids)) if p not in failures]].copy()
         for key, values in columns.items():
-            voted[key] = pd.Series(values, index=voted.index,
-                                   dtype=float if key == "agreement" else object)
+            voted[self.outputs[key]] = pd.Series(values, index=voted.index,
+                                                 dtype=float if key == "agreement" else object)
+        kept_failed, rejected_failed, errored = self.failed_rows(df, failures)
         result = self.result(voted, keep, pd.Series(codes, index=voted.index, dtype=object),
-                             pd.Series(reasons, index=voted.index, dtype=object),
-                             errored=errored_frame(self.name, df, errored))
-        result.stats.update({"samples": len(replies), "failed_samples": len(failed),
-                             "failure_sample": failure_sample(failed), "llm": usage.as_stats()})
+                             pd.Series(reasons, index=voted.index, dtype=object), errored=errored)
+        result.kept = pd.concat([result.kept, kept_failed], ignore_index=True)
+        if len(rejected_failed):
+            result.rejected = pd.concat([result.rejected, rejected_failed], ignore_index=True)
+        result.stats.update(self.health(n_requests, n_requests - len(failed), failed, sum(keep)))
+        result.stats.update({"samples": len(replies), "failed_samples": len(failed)})
         return result

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Mapping
 
 import pandas as pd
 
-from ..errors import StageError
-from ..llm.stage_support import build_messages, errored_frame, failure_sample, metered
-from ..llm.structured import (ParseError, check_schema_valid, complete_parsed, extract_json,
-                              validate)
-from ..llm.types import PARSE_FAILED, Failure, Request
-from ..stage import Stage, StageResult
-from ..table import canonical_json, to_jsonable
+from ...core.stage import StageResult
+from ...core.table import canonical_json, to_jsonable
+from ...errors import StageError
+from ...llm.structured import ParseError, extract_json, validate
+from ...llm.types import Failure
+from .base import LLMStage, outcome_health, shown_fields
 
 JUDGE_SCHEMA = {
     "type": "object",
@@ -57,11 +57,7 @@ def judge_messages(instructions: str, examples: list[dict], fields: dict,
     return messages
 
 
-def _default_keep(verdict: dict) -> bool:
-    return verdict.get("outcome") == "good"
-
-
-class Judge(Stage):
+class Judge(LLMStage):
     """LLM-as-judge: adds the verdict's fields (``critique``, ``outcome``) as columns.
 
     Args:
@@ -70,109 +66,114 @@ class Judge(Stage):
         instructions: what makes an example good (the system prompt of the default prompt).
         examples: few-shot examples: dicts with the ``fields`` plus the verdict
             (``critique``, ``outcome``), shown as earlier turns of the conversation.
-        prompt: optional ``prompt(fields, examples) -> str | messages`` replacing the
-            default conversation; ``fields`` holds only the named fields.
+        prompt: optional ``prompt(row, examples) -> str | messages`` replacing the default
+            conversation; ``row`` holds only the named fields.
         schema: JSON Schema of the verdict (default: critique string + outcome good/bad).
         keep: ``keep(verdict) -> bool`` (default: outcome == "good"); ``"all"`` keeps every
             row and only annotates it.
+        outputs: ``{verdict key: column}`` to write a verdict key under another column name
+            (``outputs={"critique": "judge_critique"}``); the stage refuses to overwrite a
+            column the input already has.
         temperature, max_tokens: sampling for the judge (default temperature 0).
         on_failure: ``"error"`` (default): a row whose verdict cannot be had (request failed,
             reply cut off or unparseable after the retry) is errored with the reason;
-            ``"keep"``: an advisory judge: the row is kept with ``outcome`` None, the reason
-            in ``critique`` and the code in ``judge_failure`` (counted as ``unjudged``).
+            ``"keep"``: an advisory judge: the row is kept with an empty verdict and the
+            failure in ``_judge_failure`` (counted as ``unjudged``); ``"reject"``.
 
-    Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``. Replies
-    that still do not parse after one corrective retry are errored (``llm_parse_failed``).
+    Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``.
     """
+
+    context_names = ("examples",)
+    produces = "verdicts"
 
     def __init__(self, llm, *, fields, instructions: str = INSTRUCTIONS, examples=(),
                  prompt=None, schema: dict | None = None, keep=None,
-                 temperature: float | None = 0.0, max_tokens: int | None = None,
-                 on_failure: str = "error", name: str | None = None):
-        super().__init__(name)
-        if on_failure not in ("error", "keep"):
-            raise StageError(self.name, f"on_failure must be 'error' or 'keep', got {on_failure!r}")
-        self.on_failure = on_failure
+                 outputs: Mapping[str, str] | None = None, temperature: float | None = 0.0,
+                 **kwargs):
+        super().__init__(llm, prompt, schema=schema or JUDGE_SCHEMA, temperature=temperature,
+                         **kwargs)
         if isinstance(fields, str) or not fields:
             raise StageError(self.name, "fields must be a non-empty list of field names, "
                                         "e.g. fields=['nlq', 'query']")
         if keep is not None and keep != "all" and not callable(keep):
             raise StageError(self.name, f"keep must be a function of the verdict or 'all', "
                                         f"got {keep!r}")
-        if schema is not None:
-            check_schema_valid(schema)
-        self.llm, self.fields, self.instructions = llm, list(fields), instructions
-        self.schema, self.prompt, self.keep = schema, prompt, keep
-        self.verdict_keys = list((schema or JUDGE_SCHEMA).get("properties", {})) or \
-            ["critique", "outcome"]
+        self.fields, self.instructions, self.keep = list(fields), instructions, keep
+        self.custom_schema = schema is not None
+        self.verdict_keys = list(self.schema.get("properties", {})) or ["critique", "outcome"]
+        self.outputs = {k: dict(outputs or {}).get(k, k) for k in self.verdict_keys}
         self.examples = [dict(e) for e in examples]
         for i, example in enumerate(self.examples):
             missing = [f for f in [*self.fields, *self.verdict_keys] if f not in example]
             if missing:
                 raise StageError(self.name, f"few-shot example {i} lacks {missing}")
-        self.temperature, self.max_tokens = temperature, max_tokens
 
     def required_fields(self) -> tuple[str, ...]:
         return tuple(self.fields)
 
-    def messages_for(self, row: dict) -> list[dict]:
-        """The conversation sent for one row (handy to inspect a prompt)."""
-        shown = {f: row[f] for f in self.fields}
-        examples = [{k: e[k] for k in [*self.fields, *self.verdict_keys]} for e in self.examples]
-        if self.prompt is not None:
-            return build_messages(self.name, self.prompt, shown, examples)
-        return judge_messages(self.instructions, examples, shown, self.verdict_keys)
+    def added_columns(self) -> dict[str, str]:
+        roles = {"critique": "critique", "outcome": "verdict"}
+        return {**{self.outputs[k]: roles.get(k, "annotation") for k in self.verdict_keys},
+                "_judge_failure": "annotation"}
 
-    def parse_verdict(self, text: str) -> dict:
+    def default_messages(self, row: dict, examples=()) -> list[dict]:
+        return judge_messages(self.instructions, list(examples), row, self.verdict_keys)
+
+    def judge_messages_for(self, row: dict, row_id=None) -> list[dict] | None:
+        """The conversation sent for one row (only the judged fields are shown)."""
+        examples = [{k: e[k] for k in [*self.fields, *self.verdict_keys]} for e in self.examples]
+        return self.messages_for(shown_fields(row, self.fields), row_id, examples=examples)
+
+    def parse_reply(self, row: dict, text: str) -> dict:
         value = extract_json(text)
         if not isinstance(value, dict):
             raise ParseError(f"expected a JSON object, got a {type(value).__name__}")
-        if self.schema is None and isinstance(value.get("outcome"), str):
+        if not self.custom_schema and isinstance(value.get("outcome"), str):
             value["outcome"] = value["outcome"].strip().lower()
-        return validate(value, self.schema or JUDGE_SCHEMA)
+        value = validate(value, self.schema)
+        return self.parse(row, value) if self.parse is not None else value
 
     def _keeps(self, verdict: dict) -> bool:
         if self.keep == "all":
             return True
         if self.keep is None:
-            return _default_keep(verdict)
+            return verdict.get("outcome") == "good"
         try:
             return bool(self.keep(verdict))
         except Exception as error:
             raise StageError(self.name, f"the keep function raised {type(error).__name__}: "
                                         f"{error} on the verdict {verdict!r:.200}") from error
 
-    def process(self, df: pd.DataFrame) -> StageResult:
-        rows = df.to_dict("records")
-        requests = [Request(self.messages_for(r), temperature=self.temperature,
-                            max_tokens=self.max_tokens) for r in rows]
-        with metered(self.name, len(requests)) as meter:
-            outcomes = complete_parsed(self.llm, requests, self.parse_verdict,
-                                       usage=meter.usage, meter=meter)
+    def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
+        ids = df["_id"].tolist()
+        messages = [self.judge_messages_for(r, i) for r, i in zip(rows, ids)]
+        live = [p for p, m in enumerate(messages) if m is not None]
+        requests = [self.request(messages[p]) for p in live]
+        parsers = [lambda text, row=rows[p]: self.parse_reply(row, text) for p in live]
+        outcomes: list = [None] * len(rows)  # None: the prompt failed, the row is errored
+        for p, outcome in zip(live, self.run_requests(requests, parsers)):
+            outcomes[p] = outcome
         failures = {i: o for i, o in enumerate(outcomes) if isinstance(o, Failure)}
-        unjudged = {}
-        if self.on_failure == "keep":  # an advisory judge: a failed verdict keeps the row
-            unjudged, failures = failures, {}
-        good = [i for i in range(len(rows)) if i not in failures]
-        verdicts = [outcomes[i].value if i not in unjudged else
-                    {"critique": f"not judged: {unjudged[i].reason}", "outcome": None,
-                     "judge_failure": unjudged[i].code} for i in good]
-        judged = df.iloc[good].copy()
+        judged_pos = [i for i in live if i not in failures]
+        verdicts = [outcomes[i].value for i in judged_pos]
+        judged = df.iloc[judged_pos].copy()
         for key in dict.fromkeys([*self.verdict_keys, *(k for v in verdicts for k in v)]):
-            judged[key] = pd.Series([v.get(key) for v in verdicts], index=judged.index,
-                                    dtype=object)
-        keep = [True if i in unjudged else self._keeps(v) for i, v in zip(good, verdicts)]
+            judged[self.outputs.get(key, key)] = pd.Series([v.get(key) for v in verdicts],
+                                                           index=judged.index, dtype=object)
+        keep = [self._keeps(v) for v in verdicts]
         reasons = pd.Series([_reason(v) for v in verdicts], index=judged.index, dtype=object)
-        result = self.result(judged, keep, BAD, reasons,
-                             errored=errored_frame(self.name, df, failures))
-        failed = {**failures, **unjudged}
-        n_parse = sum(f.code == PARSE_FAILED for f in failed.values())
-        result.stats.update({
-            "outcomes": dict(Counter(str(v.get("outcome")) for v in verdicts)),
-            "unjudged": len(unjudged),
-            "parse_failed": n_parse, "request_failed": len(failed) - n_parse,
-            "failure_sample": failure_sample([(rows[i]["_id"], f) for i, f in failed.items()]),
-            "llm": meter.usage.as_stats()})
+        kept_failed, rejected_failed, errored = self.failed_rows(df, failures)
+        result = self.result(judged, keep, BAD, reasons, errored=errored)
+        if len(kept_failed):
+            unjudged = kept_failed.assign(**{self.outputs[k]: None for k in self.verdict_keys})
+            unjudged["_judge_failure"] = [failures[p].code for p in sorted(failures)]
+            result.kept = pd.concat([result.kept, unjudged], ignore_index=True)
+        if len(rejected_failed):
+            result.rejected = pd.concat([result.rejected, rejected_failed], ignore_index=True)
+        parsed, failed = outcome_health([outcomes[p] for p in live], [ids[p] for p in live])
+        result.stats.update(self.health(len(requests), parsed, failed, len(verdicts)))
+        result.stats.update({"outcomes": dict(Counter(str(v.get("outcome")) for v in verdicts)),
+                             "unjudged": len(kept_failed)})
         return result
 
 

@@ -1,0 +1,179 @@
+"""Benchmark: the pipeline runner against plain pandas doing the same work, at scale.
+
+The job: read a JSONL source, keep rows whose text is longer than 40 characters, drop rows
+whose ``key`` repeats, sample half of what is left (seeded), and write the result as JSON
+lines. Two sides, measured in the same run on the same file:
+
+- pandas: ``read_json(lines=True)`` -> boolean filter -> ``drop_duplicates("key")`` ->
+  ``sample(n, random_state=0)`` -> ``to_json(lines=True)`` (one process, nothing else);
+- the runner: ``python -m curate.pipeline spec.py --out DIR`` with
+  ``Filter -> ExactDedup("key") -> Sample -> SharegptExport``, a fresh run folder (ids,
+  checkpoints, rejected/errored files, the export, the report and the manifest included),
+  then the same command again on the unchanged spec (the resume cost).
+
+It also times ``ExactDedup(key).run(df)`` against ``df.drop_duplicates(key)`` on the same
+table and keys (a text key and a three-field key), and prints the run folder's size beside
+the source's and the peak memory of each side. Figures are ratios against the pandas side
+measured in the same run; the load average is printed beside them.
+
+    .venv/bin/python bench/runner_scale.py                    # 100k and 1M rows
+    .venv/bin/python bench/runner_scale.py --sizes 10000 --rowwise
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("latency error rate checkout payments auth search frontend inventory shipping "
+         "billing gateway users catalog orders p99 p50 count sum heatmap region host pod "
+         "route status deploy since yesterday hour week slow fast cold cache queue retries "
+         "timeouts bytes spans traces root service endpoint customer tenant version").split()
+
+SPEC = """\
+from curate import ExactDedup, Filter, Pipeline, Sample, SharegptExport
+
+{filter}
+pipeline = Pipeline(
+    source={source!r},
+    stages=[long_enough, ExactDedup("key"), Sample(n={sample}, seed=0)],
+    export=SharegptExport(system="Answer with the label.", human="{{text}}", gpt="label"),
+)
+"""
+BATCHED = 'long_enough = Filter(lambda df: df["text"].str.len() > 40, batched=True, name="long_enough")'
+ROWWISE = 'long_enough = Filter(lambda row: len(row["text"]) > 40, name="long_enough")'
+
+
+def make_source(path: Path, n: int, seed: int = 0) -> None:
+    """``n`` rows ``{text, key, n, label}``; about 15% of keys repeat an earlier one."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        keys: list[str] = []
+        for i in range(n):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 16)))
+            if keys and rng.random() < 0.15:
+                key = rng.choice(keys)
+            else:
+                key = f"k{i:07d}-{rng.choice(WORDS)}"
+                keys.append(key)
+            fh.write(json.dumps({"text": text, "key": key, "n": rng.randint(0, 999),
+                                 "label": rng.choice(("a", "b", "c"))}) + "\n")
+
+
+def pandas_side(source: Path, out: Path, sample: int) -> float:
+    code = textwrap.dedent(f"""
+        import pandas as pd
+        df = pd.read_json({str(source)!r}, lines=True)
+        df = df[df["text"].str.len() > 40]
+        df = df.drop_duplicates("key")
+        df = df.sample(n=min({sample}, len(df)), random_state=0)
+        df.to_json({str(out)!r}, orient="records", lines=True, force_ascii=False)
+    """)
+    return timed([sys.executable, "-c", code])
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one child process (``os.wait4`` reports its own)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd[:4])}...\n"
+                             f"{err.read()[-2000:]}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def runner_side(spec: Path, out: Path) -> tuple[float, int]:
+    return timed([sys.executable, "-m", "curate.pipeline", str(spec), "--out", str(out),
+                  "--no-progress"])
+
+
+def dedup_side(source: Path) -> dict:
+    """ExactDedup vs drop_duplicates in one process, on the same table and keys."""
+    import pandas as pd
+
+    from curate import ExactDedup, read_table
+    from curate.core.table import assign_ids
+
+    df = assign_ids(read_table(source))
+    out = {}
+    for label, keys in (("text key", ["key"]), ("3-field key", ["key", "label", "n"])):
+        start = time.perf_counter()
+        pd_kept = df.drop_duplicates(keys)
+        base = time.perf_counter() - start
+        stage = ExactDedup(tuple(keys) if len(keys) > 1 else keys[0])
+        start = time.perf_counter()
+        result = stage.run(df)
+        ours = time.perf_counter() - start
+        assert len(result.kept) == len(pd_kept), (len(result.kept), len(pd_kept))
+        out[label] = (ours, base)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
+    parser.add_argument("--rowwise", action="store_true",
+                        help="also run the spec with a row-wise predicate (a Python function "
+                             "per row) instead of the batched one")
+    parser.add_argument("--keep", help="keep the generated files in this folder")
+    args = parser.parse_args()
+    work = Path(args.keep or tempfile.mkdtemp(prefix="runner_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  "
+          f"cpus: {os.cpu_count()}")
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        source = work / f"source_{n}.jsonl"
+        if not source.exists():
+            make_source(source, n)
+        sample = n // 2
+        pd_s, pd_mem = pandas_side(source, work / f"pandas_{n}.jsonl", sample)
+        variants = [("batched", BATCHED)] + ([("row-wise", ROWWISE)] if args.rowwise else [])
+        for label, filt in variants:
+            spec = work / f"spec_{label}.py"
+            spec.write_text(SPEC.format(filter=filt, source=str(source), sample=sample))
+            out = work / f"run_{n}_{label}"
+            shutil.rmtree(out, ignore_errors=True)
+            first, mem = runner_side(spec, out)
+            again, _ = runner_side(spec, out)
+            size = folder_bytes(out) - folder_bytes(out / "cache") if (out / "cache").exists() \
+                else folder_bytes(out)
+            rows.append((n, label, pd_s, first, again, size / source.stat().st_size, pd_mem, mem))
+        dedup = dedup_side(source)
+        for key, (ours, base) in dedup.items():
+            print(f"{n:>9,} rows  ExactDedup ({key}): {ours:.2f} s vs drop_duplicates "
+                  f"{base:.2f} s = {ours / base:.1f}x")
+    print()
+    print(f"{'rows':>9}  {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
+          f"{'rerun s':>8} {'rerun/first':>11} {'folder/src':>10} {'pandas MiB':>10} "
+          f"{'runner MiB':>10}")
+    for n, label, pd_s, first, again, size, pd_mem, mem in rows:
+        print(f"{n:>9,}  {label:<9} {pd_s:>9.2f} {first:>9.2f} {first / pd_s:>5.2f}x "
+              f"{again:>8.2f} {again / first:>10.1%} {size:>9.2f}x {pd_mem:>10,} {mem:>10,}")
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The table of examples and the stage contract that every stage shares."""

@@ -1,0 +1,372 @@
+"""The stage contract: a table in; kept, rejected and errored rows and stats out.
+
+A stage is a small object with a name and parameters. Calling it on a DataFrame returns the
+kept rows (handy in a notebook); ``.run(df)`` returns a :class:`StageResult`. Subclasses
+implement :meth:`Stage.process`; the base class owns everything every stage must do alike:
+
+- ids: rows without an ``_id`` get one; ids are never changed;
+- fields: a field the whole table lacks is a :class:`StageError` (a spec mistake); a *row*
+  whose required field is missing or of the wrong type is errored, worded differently;
+- columns: a stage declares the columns it adds (:meth:`Stage.added_columns`) and refuses to
+  overwrite a data column its input already has;
+- the row-failure policy: a user function (predicate, measure, checker, parser) that raises
+  on a row errors that row, with the stage, the field, the exception and the row's source
+  location, and the stage goes on; when the errored share passes ``max_errored`` the stage
+  stops with one line naming the count and the first source locations;
+- the invariant: every input row ends kept, rejected or errored, or is replaced by a row
+  derived from it (its ``_parent``); a silently lost row is a bug and raises.
+
+A stage never changes a row in place: to change a row it derives a new one
+(:func:`~curate.core.table.derive_rows`). The runner's checkpoints rely on this: they store
+what a stage added, not the rows it passed through.
+"""
+from __future__ import annotations
+
+import re
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import StageError
+from .fingerprint import Fingerprint, describe, fingerprint_of
+from .table import (FIELD, ID, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns,
+                    empty_like, mark, source_locations)
+
+MISSING, WRONG_TYPE = "missing_field", "wrong_type"
+TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true/false",
+              list: "a list", dict: "an object", tuple: "a list"}
+
+
+@dataclass
+class StageResult:
+    """What a stage returns: every input row ends in exactly one of the three tables.
+
+    A row may also be *replaced* by a row derived from it (repair): the replacement carries
+    the original's ``_id`` as its ``_parent``, and the original counts as replaced.
+    Unpacks as ``kept, rejected, errored, stats = stage.run(df)``.
+    """
+
+    kept: pd.DataFrame
+    rejected: pd.DataFrame
+    errored: pd.DataFrame
+    stats: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.kept, self.rejected, self.errored, self.stats))
+
+    def __repr__(self) -> str:
+        return (f"StageResult(stage={self.stats.get('stage', '?')!r}, kept={len(self.kept)}, "
+                f"rejected={len(self.rejected)}, errored={len(self.errored)})")
+
+
+class RowErrors:
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field)`` each."""
+
+    def __init__(self):
+        self.by_id: dict[str, tuple[str, str, str | None]] = {}
+
+    def add(self, row_id, code: str, reason: str, field: str | None = None) -> None:
+        self.by_id.setdefault(row_id, (code, reason, field))
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+_row_errors: ContextVar[RowErrors | None] = ContextVar("curate_row_errors", default=None)
+ROW_ERROR = object()  # what :meth:`Stage.call` returns for a row whose function raised
+
+
+class TooManyRowErrors(StageError):
+    """More rows errored than the stage's ``max_errored`` share allows; ``result`` holds
+    what the stage produced (its errored rows included)."""
+
+    def __init__(self, stage: str, message: str, result: StageResult):
+        super().__init__(stage, message)
+        self.result = result
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def type_words(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    return " or ".join(dict.fromkeys(TYPE_WORDS.get(t, t.__name__) for t in types))
+
+
+def preview(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Stage:
+    """Base class of every stage.
+
+    Subclasses set ``requires`` (fields the input must have) or override
+    :meth:`required_fields`, declare per-row types in :meth:`field_types` and the columns
+    they add in :meth:`added_columns`, and implement :meth:`process`, which returns a
+    :class:`StageResult` built with :meth:`result`. ``kind`` says whether a row's fate
+    depends on that row alone (``"row"``: filters, derive, LLM stages) or on the whole table
+    (``"global"``: dedup, sampling); executors that split tables use it.
+
+    Args:
+        name: the stage's name in the funnel, the report and every rejected row.
+        max_errored: the share of input rows that may be errored before the stage stops the
+            run (default 0.5; 1.0 never stops).
+    """
+
+    kind = "row"
+    requires: tuple[str, ...] = ()
+    max_errored = 0.5
+
+    def __init__(self, name: str | None = None, *, max_errored: float | None = None):
+        self.name = name or _snake(type(self).__name__)
+        if max_errored is not None:
+            if not isinstance(max_errored, (int, float)) or not 0 <= max_errored <= 1:
+                raise StageError(self.name, f"max_errored must be a share in [0, 1], got "
+                                            f"{max_errored!r}")
+            self.max_errored = float(max_errored)
+
+    # -- what subclasses implement -------------------------------------------------------
+    def process(self, df: pd.DataFrame) -> StageResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def required_fields(self) -> tuple[str, ...]:
+        """Fields the table must have, and every row must fill (see :meth:`allows_missing`)."""
+        return tuple(self.requires)
+
+    def field_types(self) -> dict[str, type | tuple]:
+        """Per-row type expectations, e.g. ``{"nlq": str}``; a row that breaks one errors."""
+        return {}
+
+    def allows_missing(self) -> bool:
+        """True when a row may leave a required field empty (exact dedup compares them)."""
+        return False
+
+    def added_columns(self) -> dict[str, str]:
+        """The columns this stage writes, each with its role (``{"_dup_of": "duplicate_of"}``).
+
+        Roles the report reads: ``duplicate_of``, ``similarity``, ``critique``, ``verdict``,
+        ``measure``, ``failures``, ``answer``. Columns without a leading ``_`` are data: the
+        stage refuses to run on a table that already has one.
+        """
+        return {}
+
+    # -- the public contract ---------------------------------------------------------------
+    def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
+        return self.run(df).kept
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def run(self, df: pd.DataFrame) -> StageResult:
+        """Run the stage with the row-failure policy, check the invariant, fill in stats."""
+        if not isinstance(df, pd.DataFrame):
+            raise StageError(self.name, f"expected a pandas DataFrame, got {type(df).__name__}")
+        try:
+            df = assign_ids(df)
+        except ValueError as error:
+            raise StageError(self.name, str(error)) from None
+        if SOURCE not in df.columns:  # rows given in memory: point at their position
+            df[SOURCE] = [f"<DataFrame>:{i}" for i in range(1, len(df) + 1)]
+        self._check_columns(df)
+        bad, checked = self._row_checks(df)
+        good = df[~bad].reset_index(drop=True) if bad.any() else df
+        errors = RowErrors()
+        token = _row_errors.set(errors)
+        start = time.perf_counter()
+        try:
+            result = self.process(good)
+        finally:
+            _row_errors.reset(token)
+        seconds = time.perf_counter() - start
+        result = self._route_errors(good, result, errors)
+        if len(checked):
+            result.errored = _concat([checked, result.errored])
+        self._check_invariant(df, result)
+        result.stats = {**self._base_stats(df, result, seconds), **result.stats}
+        self._check_error_share(df, result)
+        return result
+
+    def fingerprint(self) -> Fingerprint:
+        """What decides checkpoint reuse: the class (its code) and every public parameter."""
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return fingerprint_of({"class": type(self), "params": params})
+
+    def params(self) -> dict:
+        """Public parameters in a readable, JSON-able form (for the manifest)."""
+        return describe({k: v for k, v in vars(self).items() if not k.startswith("_")})
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def result(self, df: pd.DataFrame, keep, reject_codes=None, reject_reasons=None,
+               errored: pd.DataFrame | None = None, **stats) -> StageResult:
+        """Split ``df`` by a boolean mask ``keep``; rejected rows get codes and reasons.
+
+        ``reject_codes``/``reject_reasons`` are Series aligned with ``df`` (only the
+        rejected positions are read) or single strings.
+        """
+        keep = pd.Series(keep, index=df.index).astype(bool)
+        drop = ~keep
+        if drop.any():
+            codes = reject_codes[drop] if isinstance(reject_codes, pd.Series) else reject_codes
+            reasons = (reject_reasons[drop] if isinstance(reject_reasons, pd.Series)
+                       else reject_reasons)
+            rejected = mark(df.loc[drop], self.name, codes, reasons)
+        else:
+            rejected = empty_like(df)
+        errored = empty_like(df) if errored is None else errored
+        return StageResult(df.loc[keep].reset_index(drop=True), rejected.reset_index(drop=True),
+                           errored.reset_index(drop=True), dict(stats))
+
+    def call(self, fn, value, row_id, what: str = "function", field: str | None = None):
+        """Call a user function on one row's value. When it raises, the row is errored
+        (``<what>_raised``, with the exception) and :data:`ROW_ERROR` is returned."""
+        try:
+            return fn(value)
+        except Exception as error:
+            self.row_error(row_id, f"{what}_raised",
+                           f"the {what} raised {type(error).__name__}: {one_line(error)}", field)
+            return ROW_ERROR
+
+    def row_error(self, row_id, code: str, reason: str, field: str | None = None) -> None:
+        """Error one row by id (it is taken out of kept and rejected when the stage ends)."""
+        errors = _row_errors.get()
+        if errors is None:  # process() called directly, outside run()
+            raise StageError(self.name, f"row {row_id}: {reason}", field=field)
+        errors.add(row_id, code, reason, field)
+
+    # -- the policy ------------------------------------------------------------------------
+    def _check_columns(self, df: pd.DataFrame) -> None:
+        known = ", ".join(domain_columns(df))
+        for name in self.required_fields():
+            if name not in df.columns:
+                raise StageError(self.name, f"the table has no field {name!r} (fields: {known})",
+                                 field=name)
+        for name in self.added_columns():
+            if not str(name).startswith("_") and name in df.columns:
+                raise StageError(self.name, f"the input already has a column {name!r}, which "
+                                            f"this stage writes; give the stage another output "
+                                            f"name (outputs={{...}})", field=name)
+
+    def _row_checks(self, df: pd.DataFrame):
+        """Rows with a missing or mistyped required field: (mask, their errored table)."""
+        bad = pd.Series(False, index=df.index)
+        codes = pd.Series("", index=df.index, dtype=object)
+        reasons = pd.Series("", index=df.index, dtype=object)
+        fields = pd.Series("", index=df.index, dtype=object)
+        types = self.field_types()
+        names = dict.fromkeys([*self.required_fields(), *types])
+        for name in names:
+            if name not in df.columns:
+                continue
+            column = df[name]
+            if name in self.required_fields() and not self.allows_missing():
+                missing = column.isna() & ~bad
+                codes[missing], fields[missing] = MISSING, name
+                reasons[missing] = f"field {name!r} is missing (empty or null)"
+                bad |= missing
+            if name in types:
+                wrong = _wrong_type(column, types[name]) & ~bad
+                if wrong.any():
+                    codes[wrong], fields[wrong] = WRONG_TYPE, name
+                    reasons[wrong] = [f"field {name!r} holds {type(v).__name__} {preview(v)}, "
+                                      f"expected {type_words(types[name])}"
+                                      for v in column[wrong]]
+                    bad |= wrong
+        if not bad.any():
+            return bad, empty_like(df.iloc[0:0])
+        return bad, mark(df[bad], self.name, codes[bad], reasons[bad], fields[bad])
+
+    def _route_errors(self, df: pd.DataFrame, result: StageResult, errors: RowErrors):
+        if not len(errors):
+            return result
+        ids = set(errors.by_id)
+        result.kept = result.kept[~result.kept[ID].isin(ids)].reset_index(drop=True)
+        result.rejected = result.rejected[~result.rejected[ID].isin(ids)].reset_index(drop=True)
+        rows = df[df[ID].isin(ids)]
+        info = [errors.by_id[i] for i in rows[ID]]
+        marked = mark(rows, self.name, [c for c, _, _ in info], [r for _, r, _ in info],
+                      [f for _, _, f in info])
+        already = result.errored[ID] if ID in result.errored.columns else []
+        result.errored = _concat([result.errored, marked[~marked[ID].isin(already)]])
+        return result
+
+    def _check_invariant(self, df: pd.DataFrame, result: StageResult) -> None:
+        parts = [result.kept, result.rejected, result.errored]
+        for part in parts:
+            if ID not in part.columns:
+                raise StageError(self.name, "stage output lost the _id column")
+        out_ids = pd.concat([p[ID] for p in parts], ignore_index=True)
+        if out_ids.duplicated().any():
+            raise StageError(self.name, f"row ids appear twice in the output: "
+                                        f"{out_ids[out_ids.duplicated()].head(3).tolist()}")
+        present = df[ID].isin(out_ids)
+        if not present.all():
+            parents = pd.concat([p[PARENT] for p in parts if PARENT in p.columns]).dropna()
+            lost = df.loc[~present & ~df[ID].isin(parents), ID]
+            if len(lost):
+                raise StageError(self.name, f"{len(lost)} input rows were silently lost "
+                                            f"(e.g. {sorted(lost)[:3]})")
+
+    def _base_stats(self, df, result: StageResult, seconds: float) -> dict:
+        out = pd.concat([result.kept[ID], result.rejected[ID], result.errored[ID]],
+                        ignore_index=True)
+        in_ids = df[ID]
+        created = int((~out.isin(in_ids)).sum())
+        replaced = int((~in_ids.isin(out)).sum())
+        return {"stage": self.name, "type": type(self).__name__, "rows_in": len(df),
+                "rows_created": created, "kept": len(result.kept),
+                "rejected": len(result.rejected), "errored": len(result.errored),
+                "replaced": replaced, "reasons": _counts(result.rejected),
+                "errors": _counts(result.errored), "seconds": round(seconds, 3)}
+
+    def _check_error_share(self, df: pd.DataFrame, result: StageResult) -> None:
+        n, total = len(result.errored), len(df)
+        if not n or not total or n / total <= self.max_errored:
+            return
+        errored = result.errored
+        top = errored[REASON_CODE].value_counts().index[0]
+        first = errored[errored[REASON_CODE] == top]
+        places = ", ".join(source_locations(first))
+        raise TooManyRowErrors(self.name, f"{n} of {total} rows errored ({n / total:.0%} > "
+                                          f"max_errored {self.max_errored:.0%}); "
+                                          f"{first[REASON].iloc[0]} at {places}", result)
+
+
+def _wrong_type(column: pd.Series, types) -> pd.Series:
+    types = types if isinstance(types, tuple) else (types,)
+    present = column.notna()
+    if column.dtype == object:
+        def bad(v):
+            return not isinstance(v, types) or (isinstance(v, bool) and bool not in types)
+        return present & column.map(bad, na_action="ignore").fillna(False).astype(bool)
+    if pd.api.types.is_string_dtype(column.dtype):
+        return present & (str not in types)
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return present & (bool not in types)
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return present & (int not in types and float not in types)
+    if pd.api.types.is_float_dtype(column.dtype):
+        return present & (float not in types)
+    return present & False
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p) or len(p.columns)]
+    nonempty = [p for p in parts if len(p)]
+    if not nonempty:
+        return parts[0].iloc[0:0] if parts else pd.DataFrame()
+    return pd.concat(nonempty, ignore_index=True)
+
+
+def _counts(df: pd.DataFrame) -> dict:
+    if not len(df) or REASON_CODE not in df.columns:
+        return {}
+    return {str(k): int(v) for k, v in df[REASON_CODE].value_counts().items()}
+
+
+def one_line(error, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

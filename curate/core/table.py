@@ -1,0 +1,268 @@
+"""The table of examples: bookkeeping columns, row ids, lineage and row dicts.
+
+One example is one row of a pandas DataFrame. Domain fields are plain columns; bookkeeping
+columns start with ``_`` and are never passed on as domain fields:
+
+- ``_id``: the row's id, a vectorised hash of its content (with an occurrence suffix for
+  repeated content) given when the row enters, never reused;
+- ``_parent``: the ``_id`` a derived row came from (augmentation, repair), else missing;
+- ``_source``: where the row, or its first ancestor, came from (``seeds.jsonl:12``), so
+  every message about a row can point at the user's own file;
+- ``_stage``, ``_reason_code``, ``_reason``, ``_field``: on rejected and errored rows, which
+  stage dropped the row, a stable snake_case code, a sentence a person can act on, and the
+  field concerned when there is one;
+- per-stage bookkeeping such as ``_dup_of``, ``_rouge_l`` or ``_failures``.
+
+A source may carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (the name a
+:class:`~curate.stages.sampling.Mix` gives each of its sources); any other ``_`` column in a
+source is an input error.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+ID, PARENT, SOURCE, SOURCE_NAME = "_id", "_parent", "_source", "_source_name"
+STAGE, REASON_CODE, REASON, FIELD = "_stage", "_reason_code", "_reason", "_field"
+LINEAGE = (ID, PARENT, SOURCE, SOURCE_NAME)
+OUTCOME = (STAGE, REASON_CODE, REASON, FIELD)
+
+
+def is_bookkeeping(column) -> bool:
+    return str(column).startswith("_")
+
+
+def domain_columns(df: pd.DataFrame) -> list[str]:
+    """The user's fields: every column that does not start with ``_``."""
+    return [c for c in df.columns if not is_bookkeeping(c)]
+
+
+def domain_record(row: Mapping) -> dict:
+    """A row's user fields (bookkeeping columns dropped)."""
+    return {k: v for k, v in row.items() if not is_bookkeeping(k)}
+
+
+# -- plain values ------------------------------------------------------------------------------
+def to_jsonable(value):
+    """Turn a cell into plain JSON types (numpy scalars and arrays, NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def canonical_json(value) -> str:
+    """JSON with sorted keys and no spaces: equal content gives equal text."""
+    return json.dumps(to_jsonable(value), sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+def column_values(series: pd.Series) -> list:
+    """A column as plain Python values, missing values (NaN, NA, None) as None."""
+    if series.dtype == object:
+        values = series.tolist()
+        missing = series.isna().to_numpy()
+        if missing.any():
+            for i in np.flatnonzero(missing):
+                values[i] = None
+        return values
+    missing = series.isna().to_numpy()
+    values = series.tolist()
+    if missing.any():
+        for i in np.flatnonzero(missing):
+            values[i] = None
+    return values
+
+
+def row_dicts(df: pd.DataFrame, columns: Iterable[str] | None = None) -> list[dict]:
+    """Rows as dicts of plain values (missing -> None): the domain fields, or ``columns``."""
+    names = domain_columns(df) if columns is None else list(columns)
+    if not names:
+        return [{} for _ in range(len(df))]
+    lists = [column_values(df[c]) for c in names]
+    return [dict(zip(names, values)) for values in zip(*lists)]
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """Every column of every row as plain-JSON dicts (what the JSONL writers use)."""
+    return [to_jsonable(r) for r in row_dicts(df, list(df.columns))]
+
+
+# -- content hashes and ids ----------------------------------------------------------------------
+def _is_nested(series: pd.Series) -> bool:
+    if series.dtype != object:
+        return False
+    sample = series.dropna()
+    return bool(len(sample)) and not sample.map(type).isin((str,)).all()
+
+
+def _hashable(series: pd.Series) -> pd.Series:
+    """A column in a form ``hash_pandas_object`` takes: nested cells as canonical JSON."""
+    if _is_nested(series):
+        return series.map(lambda v: None if v is None or (isinstance(v, float) and v != v)
+                          else canonical_json(v))
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.astype(object)
+    return series
+
+
+def row_hashes(df: pd.DataFrame, columns: Iterable[str] | None = None) -> np.ndarray:
+    """A stable 64-bit hash per row of the given columns (default: the domain fields).
+
+    Vectorised (pandas' siphash with a fixed key), so equal content gives equal hashes in
+    every process; the column names are part of the hash.
+    """
+    names = sorted(map(str, domain_columns(df) if columns is None else columns))
+    if not len(df):
+        return np.zeros(0, dtype=np.uint64)
+    salt = np.uint64(int(hashlib.sha256("\x1f".join(names).encode()).hexdigest()[:16], 16))
+    if not names:
+        return np.full(len(df), salt, dtype=np.uint64)
+    frame = pd.DataFrame({n: _hashable(df[n]).to_numpy() if df[n].dtype == object
+                          else _hashable(df[n]) for n in names}, index=pd.RangeIndex(len(df)))
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ salt
+
+
+def hex_ids(hashes: np.ndarray) -> list[str]:
+    """64-bit hashes as 16-character hex strings."""
+    text = hashes.astype(">u8").tobytes().hex()
+    return [text[i:i + 16] for i in range(0, len(text), 16)]
+
+
+def unique_ids(bases: list[str], taken: set[str] | None = None) -> list[str]:
+    """``bases`` with ``-1``, ``-2``... appended to repeats and to ids already ``taken``."""
+    series = pd.Series(bases, dtype=object)
+    occurrence = series.groupby(series, sort=False).cumcount().to_numpy()
+    ids = [b if n == 0 else f"{b}-{n}" for b, n in zip(bases, occurrence)]
+    taken = set(taken or ())
+    if taken or len(set(ids)) != len(ids):
+        out, seen = [], set(taken)
+        for b in ids:
+            candidate, n = b, 0
+            while candidate in seen:
+                n += 1
+                candidate = f"{b}~{n}"
+            seen.add(candidate)
+            out.append(candidate)
+        return out
+    return ids
+
+
+def assign_ids(df: pd.DataFrame, taken: set[str] | None = None) -> pd.DataFrame:
+    """Give every row without an ``_id`` a content-hash id; ensure ``_parent`` exists.
+
+    Rows that already carry an id keep it, so ids stay stable through a pipeline. Raises
+    ``ValueError`` naming the repeated ids when two rows share one.
+    """
+    df = df.copy() if ID in df.columns and PARENT in df.columns else df.assign()
+    if ID not in df.columns:
+        df[ID] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if PARENT not in df.columns:
+        df[PARENT] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    missing = df[ID].isna().to_numpy()
+    if missing.any():
+        given = set(df.loc[~missing, ID])
+        fresh = unique_ids(hex_ids(row_hashes(df.loc[missing])), given)
+        ids = df[ID].astype(object).to_numpy(copy=True)
+        ids[missing] = fresh
+        df[ID] = ids
+    duplicated = df[ID].duplicated(keep=False)
+    if duplicated.any():
+        raise ValueError(f"duplicate _id values: {df.loc[duplicated, ID].unique()[:3].tolist()}")
+    df.index = pd.RangeIndex(len(df))
+    return df
+
+
+def table_digest(df: pd.DataFrame) -> str:
+    """A digest of a table's content: column names, dtypes and every row's hash."""
+    h = hashlib.sha256(json.dumps([[str(c), str(df[c].dtype)] for c in df.columns]).encode())
+    if len(df):
+        h.update(row_hashes(df, list(df.columns)).tobytes())
+    return h.hexdigest()[:20]
+
+
+# -- derived rows and outcomes -------------------------------------------------------------------
+def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str],
+                taken: set[str] | None = None) -> pd.DataFrame:
+    """New rows derived from parent rows: each gets a fresh id, its ``_parent`` and the
+    parent's ``_source``.
+
+    ``records[i]`` holds the new row's fields (domain fields it leaves out are copied from
+    its parent); ``parent_ids[i]`` is the parent's ``_id``. ``taken`` is the set of ids in
+    use, so that a derived row never reuses one (default: the parents' ids).
+    """
+    if not records:
+        return parents.iloc[0:0].copy()
+    taken = set(parents[ID]) if taken is None else set(taken)
+    position = pd.Index(parents[ID]).get_indexer(list(parent_ids))
+    if (position < 0).any():
+        unknown = [p for p, i in zip(parent_ids, position) if i < 0][:3]
+        raise ValueError(f"derive_rows: unknown parent ids {unknown}")
+    base = parents.iloc[position]
+    fields = domain_columns(parents)
+    rows = [{**b, **{k: v for k, v in r.items() if not is_bookkeeping(k)}}
+            for b, r in zip(row_dicts(base, fields), records)]
+    columns = list(dict.fromkeys([*fields, *(k for r in rows for k in r)]))
+    out = frame_from_records(rows, columns)
+    out[PARENT] = list(parent_ids)
+    out[SOURCE] = base[SOURCE].to_numpy() if SOURCE in base.columns else None
+    salted = row_hashes(out) ^ row_hashes(out, [PARENT])
+    out[ID] = unique_ids(hex_ids(salted), taken)
+    return out
+
+
+def frame_from_records(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+    """A DataFrame from dicts that keeps Python values as they are (ints stay ints when
+    some are missing, lists and dicts stay whole)."""
+    columns = list(dict.fromkeys(k for row in rows for k in row)) if columns is None else columns
+    data = {}
+    for col in columns:
+        values = [row.get(col) for row in rows]
+        if any(v is None or isinstance(v, (list, dict, tuple)) for v in values):
+            data[col] = pd.Series(values, dtype=object)
+        else:
+            data[col] = pd.Series(values)
+    return pd.DataFrame(data, columns=columns, index=pd.RangeIndex(len(rows)))
+
+
+def mark(df: pd.DataFrame, stage: str, codes, reasons, field=None) -> pd.DataFrame:
+    """``df`` with ``_stage``, ``_reason_code``, ``_reason`` (and ``_field``) set."""
+    df = df.copy()
+    df[STAGE] = stage
+    df[REASON_CODE] = codes if isinstance(codes, str) else list(codes)
+    df[REASON] = reasons if isinstance(reasons, str) else list(reasons)
+    if field is not None:
+        df[FIELD] = field if isinstance(field, str) else list(field)
+    return df
+
+
+def empty_like(df: pd.DataFrame) -> pd.DataFrame:
+    """An empty table with the same columns plus the outcome columns."""
+    out = df.iloc[0:0].copy()
+    for col in (STAGE, REASON_CODE, REASON):
+        if col not in out.columns:
+            out[col] = pd.Series(dtype=object)
+    return out
+
+
+def source_locations(df: pd.DataFrame, limit: int = 3) -> list[str]:
+    """The first ``limit`` rows' source locations (their ``_source``, else their ``_id``)."""
+    head = df.head(limit)
+    if SOURCE in head.columns:
+        return [str(s) if s is not None and s == s else f"row {i}"
+                for s, i in zip(head[SOURCE], head[ID] if ID in head.columns else head.index)]
+    return [f"row {i}" for i in (head[ID] if ID in head.columns else head.index)]

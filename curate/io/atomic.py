@@ -1,0 +1,98 @@
+"""Atomic writes, with the umask's file mode and one-line errors for a full or read-only disk.
+
+Every writer writes a temporary file beside its target and renames it into place, so a
+killed run never leaves a half-written file that looks complete. An ``OSError`` while
+writing (no space left, permission denied, a read-only filesystem) becomes a
+:class:`~curate.errors.OutputError` that names the file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from ..core.table import to_jsonable
+from ..errors import OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def output_errors(path):
+    """Turn an ``OSError`` inside the block into an :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(path, error) from None
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
+    path = Path(path)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    try:
+        with output_errors(path):
+            yield Path(tmp)
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path):
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
+    path = Path(path)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        with output_errors(path):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path, obj) -> Path:
+    return write_text(path, json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
+    """Write dicts as JSON lines, atomically. ``plain=True``: the rows hold only JSON types
+    already (no numpy values or NaN to convert), which skips a pass over every value."""
+    dumps = json.JSONEncoder(ensure_ascii=False).encode
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(dumps(row if plain else to_jsonable(row)))
+            fh.write("\n")
+    return Path(path)

@@ -1,0 +1,307 @@
+"""Readers: a table of examples from a file, a folder, a list of dicts or a DataFrame.
+
+Every reader returns a DataFrame with a ``_source`` column (``file:line``, or
+``<list>:N`` for rows given in memory) and turns bad input into an
+:class:`~curate.errors.InputError` naming the file and line. JSONL, JSON and CSV files may
+start with a UTF-8 byte-order mark and may be compressed (``.gz``, ``.bz2``, ``.zst``,
+``.lz4``: pyarrow decompresses them).
+
+Flat JSONL (scalar fields, and lists of scalars) is parsed by pyarrow's multi-threaded JSON
+reader; anything it cannot represent exactly (objects whose keys differ from row to row,
+mixed types, timestamps it would convert) is parsed line by line with ``json``, which keeps
+every value as written.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..core.table import ID, LINEAGE, SOURCE, frame_from_records, is_bookkeeping
+from ..errors import InputError
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
+BOM = b"\xef\xbb\xbf"
+
+
+def table_suffix(path: Path) -> tuple[str, str | None]:
+    """``(".jsonl", ".gz")`` for ``rows.jsonl.gz``; ``(".csv", None)`` for ``rows.csv``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        return (suffixes[-2] if len(suffixes) > 1 else ""), suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), None
+
+
+def display_path(path: Path) -> str:
+    """The path as a person would write it: relative to the working folder when inside it."""
+    resolved = Path(path).resolve()
+    return os.path.relpath(resolved) if resolved.is_relative_to(Path.cwd()) else str(resolved)
+
+
+def _read_bytes(path: Path) -> bytes:
+    import pyarrow as pa
+
+    try:
+        with pa.input_stream(str(path), compression="detect") as stream:
+            data = stream.read()
+    except OSError as error:
+        raise InputError(path, f"cannot read the file: {error}") from None
+    return data[len(BOM):] if data.startswith(BOM) else data
+
+
+# -- JSONL ------------------------------------------------------------------------------------
+def _decode_error(path, number: int, line: bytes, exc: json.JSONDecodeError) -> InputError:
+    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
+    pos = exc.pos
+    where = "at the end of the line" if pos >= len(text) else f"at column {pos + 1}"
+    return InputError(path, f"malformed JSON: {exc.msg} {where}", line=number)
+
+
+def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` from a JSONL file; bad lines raise InputError."""
+    path = Path(path)
+    data = _read_bytes(path) if data is None else data
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"not UTF-8 text (byte {exc.start + 1} of the line); "
+                                   "re-encode the file as UTF-8", line=number) from None
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _decode_error(path, number, raw, exc) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, f"expected a JSON object per line, got "
+                                   f"{type(obj).__name__}", line=number)
+        yield number, obj
+
+
+def _content_lines(data: bytes) -> np.ndarray:
+    """1-based numbers of the lines that hold something other than whitespace."""
+    if not data:
+        return np.zeros(0, dtype=np.int64)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(raw == 10)
+    starts = np.concatenate([[0], breaks + 1])
+    starts = starts[starts < len(raw)]
+    content = ~np.isin(raw, np.frombuffer(b" \t\r\n\f\v", dtype=np.uint8))
+    has = np.add.reduceat(content.astype(np.int64), starts) > 0
+    return np.flatnonzero(has) + 1
+
+
+def _arrow_frame(data: bytes) -> pd.DataFrame | None:
+    """The rows through pyarrow's JSON reader, or None when it cannot keep every value
+    exactly as written (nested objects, mixed types, values it would reinterpret)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        table = pj.read_json(pa.BufferReader(data))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        return None
+    columns = {}
+    for name, column in zip(table.column_names, table.columns):
+        kind = column.type
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            return None  # the text would come back as a timestamp: keep what was written
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            if not _scalar_type(kind.value_type):
+                return None
+            columns[name] = pd.Series(column.to_pylist(), dtype=object)
+        elif pa.types.is_struct(kind) or pa.types.is_map(kind):
+            return None
+        elif pa.types.is_null(kind):
+            columns[name] = pd.Series([None] * len(table), dtype=object)
+        elif column.null_count and pa.types.is_integer(kind):
+            columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        elif column.null_count and pa.types.is_boolean(kind):
+            columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(table)))
+
+
+def _scalar_type(kind) -> bool:
+    import pyarrow as pa
+
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_jsonl(path) -> pd.DataFrame:
+    path = Path(path)
+    data = _read_bytes(path)
+    frame = _arrow_frame(data) if data.strip() and _is_utf8(data) else None
+    lines = _content_lines(data) if frame is not None else None
+    if frame is None or len(lines) != len(frame):
+        numbered = list(iter_jsonl(path, data))
+        frame = frame_from_records([obj for _, obj in numbered])
+        lines = np.array([n for n, _ in numbered], dtype=np.int64)
+    return _with_source(frame, display_path(path), lines)
+
+
+def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
+    if SOURCE in df.columns:
+        return df
+    df[SOURCE] = pd.Series(numbers, index=df.index).map(f"{where}:{{}}".format).astype("str") \
+        if len(df) else pd.Series([], dtype="str")
+    return df
+
+
+# -- other formats ------------------------------------------------------------------------------
+def _read_csv(path: Path, json_columns) -> pd.DataFrame:
+    import io
+
+    data = _read_bytes(path)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8",
+                         line=_first_non_utf8_line(data)) from None
+    try:
+        df = pd.read_csv(io.BytesIO(data), encoding="utf-8", keep_default_na=False, dtype=str)
+    except pd.errors.ParserError as exc:
+        raise InputError(path, f"malformed CSV: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "the file is empty: no rows to read") from None
+    for col in json_columns:
+        if col not in df.columns:
+            raise InputError(path, f"json column {col!r} is not in the file (columns: "
+                                   f"{', '.join(df.columns)})")
+        df[col] = pd.Series([_parse_cell(path, i + 2, col, v) for i, v in enumerate(df[col])],
+                            dtype=object)
+    return _with_source(df, display_path(path), np.arange(2, len(df) + 2))
+
+
+def _first_non_utf8_line(data: bytes) -> int | None:
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return None
+
+
+def _parse_cell(path, line, col, value):
+    try:
+        return json.loads(value) if value != "" else None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"column {col!r} is not JSON: {exc.msg}", line=line) from None
+
+
+def _read_json_array(path: Path) -> pd.DataFrame:
+    data = _read_bytes(path)
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                         line=exc.lineno) from None
+    if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+        raise InputError(path, "expected a JSON array of objects (or use .jsonl)")
+    return _with_source(frame_from_records(value), display_path(path),
+                        np.arange(1, len(value) + 1))
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    from .columnar import read_frame
+
+    try:
+        df = read_frame(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise InputError(path, f"not a readable parquet file: {exc}") from None
+    return _with_source(df, display_path(path), np.arange(1, len(df) + 1))
+
+
+def _read_datasets_folder(path: Path) -> pd.DataFrame:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise InputError(path, "a folder, but not one saved by datasets' save_to_disk") from None
+    if isinstance(ds, datasets.DatasetDict):
+        split = "train" if "train" in ds else next(iter(ds))
+        ds = ds[split]
+    return _with_source(ds.to_pandas(), display_path(path), np.arange(1, len(ds) + 1))
+
+
+def _read_path(path: Path, json_columns) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(path.resolve(), "no such file or folder")
+    if path.is_dir():
+        return _read_datasets_folder(path)
+    suffix, _ = table_suffix(path)
+    readers = {".jsonl": read_jsonl, ".json": _read_json_array, ".parquet": _read_parquet}
+    if suffix == ".csv":
+        return _read_csv(path, json_columns)
+    if suffix in readers:
+        return readers[suffix](path)
+    raise InputError(path, f"unknown table format {''.join(path.suffixes)!r}; use one of "
+                           f"{', '.join(TABLE_SUFFIXES)} (optionally compressed: "
+                           f"{', '.join(COMPRESSED)}) or a saved datasets folder")
+
+
+def check_columns(df: pd.DataFrame, where) -> None:
+    """Refuse reserved bookkeeping columns and repeated ``_id`` values in a source."""
+    reserved = [c for c in df.columns if is_bookkeeping(c) and c not in LINEAGE]
+    if reserved:
+        raise InputError(where, f"column {reserved[0]!r} is reserved for the library's "
+                                f"bookkeeping (columns starting with '_' other than "
+                                f"{', '.join(LINEAGE)}); rename it")
+    if ID in df.columns:
+        repeated = df[ID].notna() & df[ID].duplicated(keep=False)
+        if repeated.any():
+            rows = df[repeated]
+            places = (rows[SOURCE].tolist() if SOURCE in rows.columns else
+                      [f"row {i + 1}" for i in rows.index])[:4]
+            raise InputError(where, f"_id {rows[ID].iloc[0]!r} and others repeat: rows at "
+                                    f"{', '.join(map(str, places))}; ids must be unique")
+
+
+def read_table(source, json_columns: Iterable[str] = (), origin: str | None = None) -> pd.DataFrame:
+    """Read a table from a path (.jsonl, .json, .csv, .parquet, optionally compressed, or a
+    saved datasets folder), a ``datasets.Dataset``, a list of dicts, or a DataFrame (copied).
+
+    The result has a ``_source`` column naming each row's file and line (``origin``: the
+    label used for rows given in memory, default ``<list>`` / ``<DataFrame>``).
+    ``json_columns`` names CSV columns whose cells hold JSON (lists, objects). An empty
+    table is an error: a pipeline over nothing is almost always a wrong path.
+    """
+    if isinstance(source, pd.DataFrame):
+        df, where = source.copy(), origin or "<DataFrame>"
+        df.index = pd.RangeIndex(len(df))
+        _with_source(df, where, np.arange(1, len(df) + 1))
+    elif isinstance(source, list):
+        where = origin or "<list>"
+        if not all(isinstance(r, dict) for r in source):
+            raise InputError(where, "expected a list of dicts (one per row)")
+        df = _with_source(frame_from_records(source), where, np.arange(1, len(source) + 1))
+    elif hasattr(source, "to_pandas") and hasattr(source, "features"):
+        where = origin or "<datasets.Dataset>"
+        df = _with_source(source.to_pandas(), where, np.arange(1, len(source) + 1))
+    else:
+        path = Path(source)
+        where = str(path)
+        df = _read_path(path, tuple(json_columns))
+    if len(df) == 0:
+        raise InputError(where, "no rows to read: the input is empty")
+    check_columns(df, where)
+    return df

@@ -1,0 +1,59 @@
+"""The run-folder lock: one run at a time per folder.
+
+The lock is an advisory ``flock`` on ``<run>/.lock``, which holds the owner's pid, host and
+start time. The operating system releases it when the owner exits, however it exits, so a
+lock left by a dead process is simply taken over; a live owner makes a second run stop at
+once with one line naming it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import CurateError
+
+LOCK_NAME = ".lock"
+
+
+class FolderInUse(CurateError):
+    """Another live process is running into the same run folder."""
+
+
+def _owner(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    host = "" if info.get("host") == socket.gethostname() else f" on {info.get('host')}"
+    return f"pid {info.get('pid', '?')}{host} since {info.get('since', '?')}"
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: Path):
+    """Hold the folder's lock for the block, or raise :class:`FolderInUse`."""
+    import fcntl
+
+    path = Path(folder) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(f"run folder {folder} is in use by {_owner(path)}; wait for "
+                              f"that run to finish or choose another --out") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -1,0 +1,269 @@
+"""The runner's promises: reuse exactly the work whose inputs did not change (in a new
+process too), one run per folder, one-line output errors, nothing complete-looking left
+behind, plain progress lines in logs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SPEC = """
+import functools, time
+from curate import ExactDedup, Filter, Pipeline, Sample, SharegptExport
+
+LIMIT = {limit}
+SETTINGS = {{"suffix": {suffix!r}}}
+
+
+def long_enough(row, minimum={minimum}):
+    time.sleep({sleep})
+    return len(row["q"]) >= minimum
+
+
+def tag(row, mark):
+    return True if mark in row["q"] else (False, "untagged")
+
+
+def make_cap(cap):
+    return Filter(lambda row: int(row["n"]) < cap, name="cap")
+
+
+pipeline = Pipeline(
+    source="rows.jsonl",
+    stages=[Filter(long_enough, name="long_enough"),
+            Filter(functools.partial(tag, mark={mark!r}), name="tag"),
+            make_cap({cap}),
+            ExactDedup("k"),
+            Filter(lambda row: int(row["n"]) < LIMIT, name="limit"),
+            Sample(n=50, seed=0)],
+    export=SharegptExport(human="{{q}}" + SETTINGS["suffix"], gpt="k"),
+)
+"""
+DEFAULTS = dict(limit=90, suffix="", minimum=3, mark="q", cap=95, sleep=0)
+
+
+def write_source(folder: Path, n: int = 120) -> None:
+    with open(folder / "rows.jsonl", "w") as fh:
+        for i in range(n):
+            fh.write(json.dumps({"q": f"question {i}" + "?" * (i % 4), "k": f"k{i % 80}",
+                                 "n": i % 100}) + "\n")
+
+
+def write_spec(folder: Path, **changes) -> Path:
+    spec = folder / "spec.py"
+    spec.write_text(textwrap.dedent(SPEC.format(**{**DEFAULTS, **changes})))
+    return spec
+
+
+def cli(spec, out, *extra, cwd=ROOT, env=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "curate.pipeline", str(spec), "--out",
+                           str(out), *extra], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def reused(out: Path) -> list[bool]:
+    return [s["reused"] for s in manifest(out)["stages"]]
+
+
+@pytest.fixture
+def project(tmp_path):
+    write_source(tmp_path)
+    return tmp_path
+
+
+def test_an_unchanged_rerun_in_a_new_process_reuses_and_rewrites_nothing(project):
+    spec, out = write_spec(project), project / "run"
+    first = cli(spec, out, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
+              and p.name not in ("manifest.json", ".lock")}
+    again = cli(spec, out, "--no-progress")
+    assert again.returncode == 0, again.stderr
+    m = manifest(out)
+    assert all(reused(out)) and m["reused"]["stages"] == 6
+    assert set(m["reused"]["outputs"]) == {"rejected.jsonl", "errored.jsonl", "kept.parquet",
+                                           "export", "report.html"}
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
+    assert all(s["seconds"] == 0 for s in m["stages"])
+    assert m["rows"] == manifest(out)["rows"] and m["rows"]["source"] == 120
+
+
+@pytest.mark.parametrize("change,first_recomputed", [
+    (dict(minimum=12), 0),       # a default argument
+    (dict(mark="?"), 1),         # a functools.partial keyword
+    (dict(cap=90), 2),           # a closure value
+    (dict(limit=80), 4),         # a plain-value global a lambda reads
+])
+def test_a_changed_input_recomputes_exactly_that_stage_and_those_after(project, change,
+                                                                     first_recomputed):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    proc = cli(write_spec(project, **change), out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    expected = [i < first_recomputed for i in range(6)]
+    assert reused(out) == expected
+
+
+def test_changing_only_the_export_rewrites_only_the_export_and_report(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    before = (out / "rejected.jsonl").stat().st_mtime_ns
+    proc = cli(write_spec(project, suffix=" (please)"), out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert all(reused(out))
+    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl", "errored.jsonl",
+                                                        "kept.parquet"}
+    assert (out / "rejected.jsonl").stat().st_mtime_ns == before
+    first = json.loads((out / "export/sharegpt.jsonl").read_text().splitlines()[0])
+    assert first["conversations"][0]["value"].endswith(" (please)")
+
+
+def test_a_changed_source_recomputes_everything(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    write_source(project, n=121)
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    assert not any(reused(out)) and manifest(out)["rows"]["source"] == 121
+
+
+def test_an_unstable_parameter_is_recomputed_and_the_manifest_says_why(project):
+    spec = project / "spec.py"
+    spec.write_text(textwrap.dedent("""
+        from curate import Filter, Pipeline
+
+        class Opaque:
+            __slots__ = ()
+            def __call__(self, row):
+                return True
+
+        pipeline = Pipeline(source="rows.jsonl", stages=[Filter(Opaque(), name="opaque")])
+    """))
+    out = project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert cli(spec, out, "--no-progress").returncode == 0
+    stage = manifest(out)["stages"][0]
+    assert stage["reused"] is False
+    assert stage["fingerprint"].startswith("unstable: ") and "Opaque" in stage["fingerprint"]
+
+
+def test_a_relative_source_is_the_spec_folders_and_a_missing_one_is_named_in_full(project):
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    spec = write_spec(project)
+    assert cli(spec, project / "run", "--no-progress", cwd=elsewhere).returncode == 0
+    (project / "rows.jsonl").unlink()
+    proc = cli(spec, project / "run2", "--no-progress", cwd=elsewhere)
+    assert proc.returncode == 2
+    assert f"{project / 'rows.jsonl'}: no such file or folder" in proc.stderr
+
+
+def test_a_second_run_into_a_folder_in_use_stops_at_once_and_a_dead_owner_is_taken_over(project):
+    slow = write_spec(project, sleep=0.05)  # about 6 s for the first stage
+    out = project / "run"
+    first = subprocess.Popen([sys.executable, "-m", "curate.pipeline", str(slow), "--out",
+                              str(out), "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            lock = out / ".lock"
+            if lock.exists() and lock.read_text().strip():
+                break
+            time.sleep(0.1)
+        start = time.monotonic()
+        second = cli(write_spec(project), out, "--no-progress")
+        assert time.monotonic() - start < 20
+        assert second.returncode == 2
+        line = second.stderr.strip()
+        assert len(line.splitlines()) == 1
+        assert f"run folder {out} is in use by pid {first.pid} since 20" in line
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    third = cli(write_spec(project), out, "--no-progress")
+    assert third.returncode == 0, third.stderr
+    assert (out / "manifest.json").exists()
+
+
+def test_out_is_a_file_or_unwritable_is_one_line(project):
+    spec = write_spec(project)
+    a_file = project / "taken"
+    a_file.write_text("x")
+    proc = cli(spec, a_file, "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: cannot write {a_file}: it is a file, not a folder; " \
+                                  f"choose another --out"
+    proc = cli(spec, "/sys/curate-run", "--no-progress")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("error: cannot write /sys/curate-run: ")
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    path.mkdir(exist_ok=True)
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True,
+                       capture_output=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return True
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "size=96k"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
+    yield disk
+    subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+
+
+def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(project, small_disk):
+    write_source(project, n=3000)
+    spec = write_spec(project)
+    outcomes = set()
+    for name, fill in (("a", 0), ("b", 40_000), ("c", 70_000), ("d", 85_000)):
+        (small_disk / "filler").unlink(missing_ok=True)
+        for stale in small_disk.iterdir():
+            subprocess.run(["rm", "-rf", str(stale)], check=True)
+        if fill:
+            (small_disk / "filler").write_bytes(b"x" * fill)
+        out = small_disk / f"run-{name}"
+        proc = cli(spec, out, "--no-progress")
+        if proc.returncode == 0:
+            assert (out / "manifest.json").exists()
+            outcomes.add("ok")
+            continue
+        outcomes.add("full")
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip()
+        assert len(line.splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert "No space left on device (errno 28)" in line and line.startswith("error: cannot write ")
+        if out.exists():
+            left = {p.name for p in out.iterdir()}
+            assert not left & {"manifest.json", "kept.parquet", "export", "report.html",
+                               "rejected.jsonl"}, left
+            assert not [p for p in out.rglob("*.tmp")]
+    assert "full" in outcomes
+
+
+def test_plain_progress_lines_when_the_output_is_not_a_terminal(project):
+    proc = cli(write_spec(project), project / "run")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any("] stage 1/6 long_enough: 120 rows in" in line for line in lines)
+    assert any("] stage 4/6 exact_dedup: kept " in line for line in lines)
+    assert not any("…" in line or "eta" in line for line in lines)
+    header = next(line for line in lines if "stage" in line and "top reason" in line)
+    for column in ("in", "new", "kept", "rejected", "errored", "seconds", "work"):
+        assert f" {column} " in header
