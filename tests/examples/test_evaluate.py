@@ -98,6 +98,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tmp_path, monkeypatc
     with ScriptedServer(reply_for) as server:
         assert run(server, out) == 0 and server.received == 0
         assert run(server, out, "--attempts", "2") == 0 and server.received == 6 + 2
+    assert "note: 6 lines of" in capsys.readouterr().err  # made with --attempts 3: replaced
     assert json.loads((out / "evaluation.json").read_text())["self_healing_2"]["valid"] == 6
 
 
@@ -109,6 +110,8 @@ def test_rows_without_a_reply_are_scored_but_not_saved(tmp_path, capsys):
         assert run(server, tmp_path) == 0
         assert server.received == 6 + 2 + 2  # row 4 is asked 3 times
     assert "1 rows got no reply" in capsys.readouterr().err
+    marked = [p.get("no_reply", False) for p in read_lines(tmp_path / "predictions.jsonl")]
+    assert marked == [False] * 3 + [True] + [False] * 2
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["self_healing_3"]["failures_per_rule"] == {"query_not_json": 1}
     with ScriptedServer(reply_for) as server:
