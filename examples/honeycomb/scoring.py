@@ -152,7 +152,7 @@ def _window(query: dict) -> str:
     """The time the query covers: ``rel <seconds>`` or ``abs <start> <end>``."""
     span, start, end = (_value(query.get(key)) for key in ("time_range", "start_time", "end_time"))
     span = spec.DEFAULT_TIME_RANGE if span is None else span
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (span, start or 0, end or 0)):
+    if not all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in (span, start, end)):
         return _key(["unreadable", span, start, end])
     if start is not None and end is not None:
         return _key(["abs", start, end])

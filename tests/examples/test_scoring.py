@@ -84,6 +84,8 @@ def test_time_defaults_to_the_last_two_hours():
     assert mean({**gold, "start_time": 1700000000, "time_range": 3600}, absolute) == 1.0
     assert mean({**gold, "end_time": 1700007200}, {**gold, "start_time": 1700000000}) == 1.0
     assert f1s({**gold, "time_range": 3600}, absolute)["time_range"] == 0.0
+    for unreadable in ({}, "yesterday", True):
+        assert f1s({**gold, "start_time": unreadable}, gold)["time_range"] == 0.0
 
 
 def test_values_are_compared_as_honeycomb_reads_them():
