@@ -5,13 +5,13 @@ import pytest
 import yaml
 
 from curate import SharegptExport, read_table
-from examples.honeycomb import evaluate, prompts
+from examples.honeycomb import evaluate, prompts, scoring
 from train.config import config_dict, load_config
 from train.loop import train
 
 
 @pytest.mark.slow
-def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path):
+def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path, monkeypatch):
     seeds = read_table("examples/honeycomb/data/seeds.jsonl").head(6)
     export = SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query")
     data = export.write(seeds, tmp_path / "export")["sharegpt"]
@@ -24,13 +24,23 @@ def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path):
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(config_dict(cfg)))
     out = tmp_path / "eval"
-    code = evaluate.main(["--backend", "adapter", "--adapter", str(tmp_path / "run" / "adapter"),
-                          "--train-config", str(config), "--limit", "2", "--attempts", "2",
-                          "--max-tokens", "24", "--out", str(out)])
-    assert code == 0
+    argv = ["--backend", "adapter", "--adapter", str(tmp_path / "run" / "adapter"), "--train-config", str(config),
+            "--limit", "2", "--attempts", "2", "--max-tokens", "24", "--out", str(out)]
+    assert evaluate.main(argv) == 0
     report = json.loads((out / "evaluation.json").read_text())
     assert report["backend"] == "adapter" and report["single_attempt"]["rows"] == 2
     assert report["self_healing_2"]["valid"] >= report["single_attempt"]["valid"]
-    for p in map(json.loads, open(out / "predictions.jsonl")):
+    predictions = [json.loads(line) for line in open(out / "predictions.jsonl")]
+    for p in predictions:
         assert isinstance(p["first"], str)
         assert p["attempts"] == (1 if p["first_valid"] else 2)
+        assert 0.0 <= p["final_part_f1"] <= 1.0 and set(p["final_parts"]) == set(scoring.PARTS)
+    first_f1 = sum(p["first_part_f1"] for p in predictions) / 2
+    assert report["single_attempt"]["part_f1"] == pytest.approx(first_f1, abs=1e-4)
+
+    def no_loading(*args):
+        raise AssertionError("every row is saved: the model must not be loaded again")
+
+    monkeypatch.setattr(evaluate, "_load_adapter", no_loading)
+    assert evaluate.main(argv) == 0
+    assert json.loads((out / "evaluation.json").read_text()) == report
