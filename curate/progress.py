@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from contextvars import ContextVar
 from datetime import datetime
@@ -34,29 +35,25 @@ def _stamp() -> str:
 
 
 class PlainProgress:
-    """Progress as plain lines: a line when a bar is slow, at most every ``every`` s."""
+    """Progress as plain lines: every ``every`` seconds, one line for each bar still open
+    (whether or not it moved), so a long stage shows it is alive in a log."""
 
     def __init__(self, stream=None, every: float = PLAIN_EVERY):
         self.stream, self.every = stream or sys.stderr, every
         self.tasks: dict[int, dict] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def add_task(self, description: str, total=None, info: str = "") -> int:
-        key = len(self.tasks)
-        self.tasks[key] = {"description": description, "total": total, "done": 0,
-                           "info": info, "start": time.monotonic(), "shown": time.monotonic()}
+        with self._lock:
+            key = len(self.tasks)
+            self.tasks[key] = {"description": description, "total": total, "done": 0,
+                               "info": info, "start": time.monotonic()}
         return key
 
     def advance(self, key: int, n: int = 1) -> None:
-        task = self.tasks[key]
-        task["done"] += n
-        now = time.monotonic()
-        if now - task["shown"] >= self.every:
-            task["shown"] = now
-            total = f"/{task['total']:,}" if task["total"] else ""
-            share = f" ({task['done'] / task['total']:.0%})" if task["total"] else ""
-            info = f" {task['info']}" if task["info"] else ""
-            self.line(f"{task['description']}: {task['done']:,}{total}{share}{info}, "
-                      f"{now - task['start']:.0f} s")
+        self.tasks[key]["done"] += n
 
     def update(self, key: int, info: str | None = None, total=None) -> None:
         if info is not None:
@@ -65,12 +62,32 @@ class PlainProgress:
             self.tasks[key]["total"] = total
 
     def line(self, text: str) -> None:
-        print(f"[{_stamp()}] {text}", file=self.stream, flush=True)
+        with self._lock:
+            print(f"[{_stamp()}] {text}", file=self.stream, flush=True)
+
+    def _report(self) -> None:
+        now = time.monotonic()
+        for task in list(self.tasks.values()):
+            total, done = task["total"], task["done"]
+            if (total is not None and done >= total) or now - task["start"] < self.every:
+                continue
+            count = f"{done:,}/{total:,} ({done / total:.0%})" if total else f"{done:,}"
+            info = f", {task['info']}" if task["info"] else ""
+            self.line(f"{task['description']}: {count}{info}, {now - task['start']:.0f} s")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._report()
 
     def __enter__(self):
+        self._thread = threading.Thread(target=self._beat, name="curate-progress", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
         return False
 
 

@@ -1,8 +1,12 @@
-"""A small batched decoding loop with per-request sampling settings and generators.
+"""A small batched decoding loop with per-request sampling, generators and grammars.
 
 ``model.generate`` shares one random generator across a batch, so a request's sample would
 depend on its neighbours; this loop samples each row with its own seeded generator and
-honours each request's temperature, top_p, max_tokens and stop sequences.
+honours each request's temperature, top_p, max_tokens and stop sequences. A row whose
+request carries a JSON Schema decodes under that schema's grammar (xgrammar: the tokens
+that would break the schema are masked out before sampling, and the row ends when the JSON
+is complete), so its reply always parses. Each row is handed to ``on_done`` the moment it
+finishes, so a kill mid-batch loses only the rows still being generated.
 """
 from __future__ import annotations
 
@@ -55,7 +59,7 @@ def _last_only(model) -> dict:
     return {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if isinstance(configured, int):
@@ -66,16 +70,24 @@ def _eos_ids(model, tokenizer) -> set[int]:
 
 
 class _Row:
-    """One request's decoding state: its generator, tokens so far, and why it stopped."""
+    """One request's decoding state: its generator, grammar, tokens so far, why it stopped."""
 
-    def __init__(self, request: Request, seed: int, prompt_len: int, limit: int):
+    def __init__(self, request: Request, seed: int, prompt_len: int, limit: int, matcher=None):
         self.request, self.prompt_len, self.limit = request, prompt_len, limit
         self.generator = torch.Generator().manual_seed(seed)
+        self.matcher = matcher
         self.tokens: list[int] = []
         self.finish: str | None = None
         self.text: str | None = None
 
     def take(self, token: int, eos: set[int], tokenizer) -> None:
+        if self.matcher is not None:
+            self.matcher.accept_token(token)
+            if self.matcher.is_terminated():
+                if token not in eos:
+                    self.tokens.append(token)
+                self.finish = "stop"
+                return
         if token in eos:
             self.finish = "stop"
             return
@@ -96,22 +108,42 @@ class _Row:
                           prompt_tokens=self.prompt_len, completion_tokens=len(self.tokens))
 
 
+def _mask_logits(logits: torch.Tensor, rows: list[_Row], bitmask) -> None:
+    """Mask, in place, the tokens each constrained row's grammar forbids next."""
+    import xgrammar as xgr
+
+    xgr.reset_token_bitmask(bitmask)
+    for i, row in enumerate(rows):
+        if row.matcher is not None and row.finish is None:
+            row.matcher.fill_next_token_bitmask(bitmask, i)
+    xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device))
+
+
 @torch.inference_mode()
 def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
-                   default_max_tokens: int) -> list[Completion]:
-    """Generate for a batch of requests: left-padded prompts, one KV cache, and per-row
-    sampling, limits and stop sequences."""
+                   default_max_tokens: int, matchers=None, on_done=None,
+                   vocab_size: int | None = None) -> list[Completion]:
+    """Generate for a batch: left-padded prompts, one KV cache, per-row sampling, limits,
+    stop sequences and grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per
+    row). ``on_done(i, completion)`` is called as soon as row ``i`` finishes."""
+    matchers = matchers or [None] * len(batch)
     prompts = [_prompt_ids(tokenizer, r) for r in batch]
-    rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens)
-            for r, seed, p in zip(batch, seeds, prompts)]
+    rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens, m)
+            for r, seed, p, m in zip(batch, seeds, prompts, matchers)]
+    bitmask = None
+    if any(m is not None for m in matchers):
+        import xgrammar as xgr
+        bitmask = xgr.allocate_token_bitmask(len(rows), vocab_size or model.config.vocab_size)
     step_ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    eos, extra, pad = _eos_ids(model, tokenizer), _last_only(model), tokenizer.pad_token_id
-    past = None
+    eos, extra, pad = eos_ids(model, tokenizer), _last_only(model), tokenizer.pad_token_id
+    past, reported = None, set()
     for _ in range(max(row.limit for row in rows)):
         out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
                     past_key_values=past, use_cache=True, **extra)
-        past, logits = out.past_key_values, out.logits[:, -1, :]
+        past, logits = out.past_key_values, out.logits[:, -1, :].float()
+        if bitmask is not None:
+            _mask_logits(logits, rows, bitmask)
         next_ids = []
         for i, row in enumerate(rows):
             if row.finish is not None:
@@ -120,9 +152,17 @@ def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
             token = _pick(logits[i], row.request, row.generator)
             next_ids.append(token)
             row.take(token, eos, tokenizer)
+            if row.finish is not None and on_done is not None:
+                on_done(i, row.completion(tokenizer))
+                reported.add(i)
         if all(row.finish is not None for row in rows):
             break
         step_ids = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
         mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
         positions = positions[:, -1:] + 1
-    return [row.completion(tokenizer) for row in rows]
+    results = [row.completion(tokenizer) for row in rows]
+    if on_done is not None:
+        for i, completion in enumerate(results):
+            if i not in reported:
+                on_done(i, completion)
+    return results

@@ -88,9 +88,6 @@ class Usage:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
-    def merge(self, other: "Usage") -> None:
-        self.add(**other.as_stats())
-
     def as_stats(self) -> dict:
         """A flat dict of numbers (what a stage puts under ``stats["llm"]``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import inspect
 import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import CurateError
-from ._http import Sender
+from ._http import EndpointState, Sender
+from .dialects import DIALECTS
 from .accounting import Usage
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .embedded import WARNING, Backend, default_backend
@@ -79,6 +82,10 @@ class LLM:
             :class:`ResponseCache`, or ``False``/``None`` for no cache.
         prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` overrides.
         extra_body: extra fields sent with every request (and part of every cache key).
+        structured: how a request's JSON Schema is sent: ``"auto"`` (default: inferred from
+            the endpoint, see :mod:`curate.llm.dialects`), ``"openai"``, ``"vllm"``,
+            ``"llamacpp"``, ``"ollama"`` or ``"off"`` (plain prompting). A server that
+            refuses it gets plain prompts from then on, and the client says so once.
     """
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None,
@@ -88,7 +95,11 @@ class LLM:
                  max_backoff: float = 30.0, max_retry_after: float = 120.0,
                  temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, cache=True,
-                 prices: dict | None = None, extra_body: dict | None = None):
+                 prices: dict | None = None, extra_body: dict | None = None,
+                 structured: str = "auto"):
+        if structured not in DIALECTS:
+            raise CurateError(f"LLM: structured must be one of {', '.join(DIALECTS)}, got "
+                              f"{structured!r}")
         if concurrency < 1 or max_tries < 1:
             raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
                               f"concurrency={concurrency}, max_tries={max_tries}")
@@ -117,6 +128,8 @@ class LLM:
         self.cache, self.prices, self.extra_body = cache, dict(prices or {}), extra_body
         self.usage = Usage()
         self._limiter = RateLimiter(rpm, tpm)
+        self.structured = structured
+        self.endpoint = EndpointState(structured if structured != "auto" else None)
 
     # -- identity --------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -128,7 +141,8 @@ class LLM:
         parts = {"model": self.model, "base_url": redact_url(self.base_url),
                  "backend": getattr(self.backend, "fingerprint", lambda: None)(),
                  "temperature": self.temperature, "top_p": self.top_p,
-                 "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body}
+                 "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body,
+                 "structured": self.structured}
         text = json.dumps(parts, sort_keys=True, default=repr)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -150,8 +164,17 @@ class LLM:
         params = {"temperature": request.temperature, "top_p": request.top_p,
                   "max_tokens": request.max_tokens, "stop": list(request.stop or []) or None,
                   "seed": request.seed, "response_format": request.response_format,
-                  "extra": request.extra, "schema": request.schema}
+                  "extra": request.extra, "schema": request.schema,
+                  "structured": self._structured_label() if request.schema is not None else None}
         return cache_key(self.model, request.messages, params, request.sample)
+
+    def _structured_label(self) -> str:
+        """How a schema is enforced: part of the cache key of a request that has one, so a
+        reply made without constraints is not reused once they are available."""
+        if self.backend is not None:
+            engine = getattr(self.backend, "structured_engine", None)
+            return f"backend:{engine() if callable(engine) else 'none'}"
+        return self.structured
 
     def open_cache(self) -> ResponseCache | None:
         """The cache this client writes to now (the default path is read at call time)."""
@@ -263,16 +286,33 @@ class LLM:
             ignored = getattr(self, "_ignored_model", None)
             log.warning(WARNING + (f" (model {ignored!r} is not used)" if ignored else ""))
         items = list(groups.items())
-        size = max(1, int(getattr(self.backend, "batch_size", 16)))
-        for start in range(0, len(items), size):
-            chunk = items[start:start + size]
-            outputs = await asyncio.to_thread(self.backend.generate,
-                                              [requests[idx[0]] for _, idx in chunk])
-            for (key, indices), completion in zip(chunk, outputs):
-                usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
-                          completion_tokens=completion.completion_tokens)
-                if cache is not None:
-                    cache.put(key, self.model, completion.to_raw())
-                result = self._finish(completion, usage)
+        lock = threading.Lock()
+
+        def done(j: int, completion: Completion) -> None:
+            """One reply, cached and delivered as soon as it is finished."""
+            key, indices = items[j]
+            usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
+                      completion_tokens=completion.completion_tokens)
+            if cache is not None:
+                cache.put(key, self.model, completion.to_raw())
+            result = self._finish(completion, usage)
+            with lock:
                 for i in indices:
                     deliver(i, result)
+
+        batch = [requests[idx[0]] for _, idx in items]
+        if _takes_on_done(self.backend):
+            await asyncio.to_thread(self.backend.generate, batch, on_done=done)
+            return
+        size = max(1, int(getattr(self.backend, "batch_size", 16)))
+        for start in range(0, len(items), size):  # a backend that only returns whole batches
+            outputs = await asyncio.to_thread(self.backend.generate, batch[start:start + size])
+            for j, completion in enumerate(outputs, start=start):
+                done(j, completion)
+
+
+def _takes_on_done(backend) -> bool:
+    try:
+        return "on_done" in inspect.signature(backend.generate).parameters
+    except (TypeError, ValueError):
+        return False

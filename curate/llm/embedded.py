@@ -6,7 +6,8 @@ there so a pipeline runs on a fresh machine with no network; its answers are poo
 data needs a real endpoint.
 
 A backend implements :class:`Backend`: a ``name`` (part of every cache key) and
-``generate(requests) -> list[Completion]``. :class:`TransformersBackend` serves any causal
+``generate(requests) -> list[Completion]`` (optionally with ``on_done(index, completion)``,
+called as each reply is finished, so the client caches it at once). :class:`TransformersBackend` serves any causal
 LM that transformers can load from a folder (a GGUF file inside it, or safetensors).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
@@ -145,25 +147,32 @@ class TransformersBackend:
 
     Sampling follows each request: temperature (0 or ``None`` = greedy), top_p, max_tokens
     (default 256), stop sequences, and a seeded generator per request, so results are
-    reproducible and the sample index gives distinct samples. ``response_format`` is not
-    enforced: parse and validate the reply as with any endpoint.
+    reproducible and the sample index gives distinct samples. A request with a JSON Schema
+    decodes under it (grammar-constrained decoding with xgrammar, compact JSON), so the
+    reply matches the schema unless it is cut off by max_tokens. Each reply is handed back
+    (and cached by the client) as soon as it is finished.
     """
 
     def __init__(self, path, gguf_file: str | None = None, *, batch_size: int = 16,
                  name: str | None = None):
         self.path, self.gguf_file, self.batch_size = str(path), gguf_file, int(batch_size)
         self.name = name or Path(gguf_file or self.path).name.removesuffix(".gguf")
+        self._grammars = GrammarCache()
 
     def __repr__(self) -> str:
         return f"TransformersBackend({self.path!r}, gguf_file={self.gguf_file!r})"
 
     def fingerprint(self) -> str:
-        return f"{self.name}|{self.gguf_file or ''}"
+        return f"{self.name}|{self.gguf_file or ''}|{self.structured_engine()}"
+
+    def structured_engine(self) -> str:
+        """What constrains replies to their schema here (``xgrammar``, or ``none``)."""
+        return self._grammars.engine()
 
     def load(self):
         return _load(self.path, self.gguf_file)
 
-    def generate(self, requests: list[Request]) -> list[Completion]:
+    def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
         from ._decode import generate_batch
 
         model, tokenizer = self.load()
@@ -174,11 +183,60 @@ class TransformersBackend:
             chunk = order[start:start + self.batch_size]
             batch = [requests[i] for i in chunk]
             seeds = [_seed_of(r, self.name) for r in batch]
-            for i, completion in zip(chunk, generate_batch(model, tokenizer, batch, seeds,
-                                                           DEFAULT_MAX_TOKENS)):
+            matchers = [self._grammars.matcher(r.schema, tokenizer, model) for r in batch]
+
+            def finished(j, completion, chunk=chunk):
                 completion.model = self.name
-                out[i] = completion
+                out[chunk[j]] = completion
+                if on_done is not None:
+                    on_done(chunk[j], completion)
+
+            generate_batch(model, tokenizer, batch, seeds, DEFAULT_MAX_TOKENS, matchers,
+                           finished, self._grammars.vocab_size(model))
         return out  # type: ignore[return-value]
+
+
+class GrammarCache:
+    """Compiled JSON-Schema grammars (xgrammar), one compiler per tokenizer.
+
+    Without xgrammar installed, replies are not constrained (the client still validates
+    them) and a warning says how to install it, once.
+    """
+
+    _warned = False
+
+    def __init__(self):
+        self._compiler = None
+        self._compiled: dict[str, object] = {}
+        self._vocab = None
+
+    @staticmethod
+    def engine() -> str:
+        return "xgrammar" if importlib.util.find_spec("xgrammar") else "none"
+
+    def vocab_size(self, model) -> int:
+        return self._vocab or model.config.vocab_size
+
+    def matcher(self, schema: dict | None, tokenizer, model):
+        if schema is None:
+            return None
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            if not GrammarCache._warned:
+                GrammarCache._warned = True
+                log.warning("curate: xgrammar is not installed, so the embedded model's "
+                            "replies are not constrained to their schema; install it with "
+                            "`pip install --no-deps xgrammar apache-tvm-ffi`")
+            return None
+        if self._compiler is None:
+            self._vocab = model.config.vocab_size
+            info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=self._vocab)
+            self._compiler = xgr.GrammarCompiler(info)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._compiled:
+            self._compiled[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
+        return xgr.GrammarMatcher(self._compiled[key])
 
 
 def smollm2_path() -> Path:

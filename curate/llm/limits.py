@@ -5,6 +5,7 @@ import asyncio
 import email.utils
 import json
 import random
+import threading
 import time
 
 import openai
@@ -15,10 +16,14 @@ RETRY_STATUS = {408, 409, 429}
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits as two token buckets.
 
-    Each request reserves one request and its estimated tokens before it is sent; the
-    buckets hold one second's worth (so a run never bursts a minute's budget at once) and
-    refill continuously at ``limit / 60`` per second. A 429 from the endpoint starts a
-    cooldown that holds every new request until the time the server asked for.
+    Each request takes one request and its estimated tokens before it is sent. The buckets
+    hold one second's worth (so a run never bursts a minute's budget at once) and refill
+    continuously at ``limit / 60`` per second. A request larger than the bucket waits for a
+    full bucket and is then charged in full: the bucket goes into debt and later requests
+    wait it out, so over time the tokens sent per minute stay at the limit for any request
+    size. A 429 from the endpoint starts a cooldown that holds every new request until the
+    time the server asked for. The state is guarded by a thread lock, so the limits hold
+    for one client shared across threads (each with its own event loop).
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
@@ -28,14 +33,18 @@ class RateLimiter:
         self._requests, self._tokens = self._request_cap, self._token_cap
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
-        self._lock: asyncio.Lock | None = None
-        self._loop = None
+        self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict:  # the lock belongs to one event loop; a copy gets its own
-        return {**self.__dict__, "_lock": None, "_loop": None}
+    def __getstate__(self) -> dict:  # a copy (another process) gets its own lock
+        return {**self.__dict__, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def cooldown(self, seconds: float) -> None:
-        self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)
+        with self._lock:
+            self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)
 
     def _refill(self, now: float) -> None:
         elapsed, self._stamp = now - self._stamp, now
@@ -44,32 +53,36 @@ class RateLimiter:
         if self.tpm:
             self._tokens = min(self._token_cap, self._tokens + elapsed * self.tpm / 60)
 
+    def _take(self, tokens: int) -> float:
+        """Take the request if the limits allow it now (0.0), else the seconds to wait."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._cooldown_until:
+                return self._cooldown_until - now
+            self._refill(now)
+            wait = 0.0
+            if self.rpm and self._requests < 1:
+                wait = (1 - self._requests) * 60 / self.rpm
+            need = min(tokens, self._token_cap)
+            if self.tpm and self._tokens < need:
+                wait = max(wait, (need - self._tokens) * 60 / self.tpm)
+            if wait > 0:
+                return wait
+            if self.rpm:
+                self._requests -= 1
+            if self.tpm:
+                self._tokens -= tokens  # in full: a request over the bucket leaves a debt
+            return 0.0
+
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
-        if self.tpm:
-            tokens = min(tokens, self._token_cap)  # a request bigger than a second's budget
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # each synchronous call runs its own event loop
-            self._lock, self._loop = asyncio.Lock(), loop
-        async with self._lock:  # first come, first served
-            while True:
-                now = time.monotonic()
-                if now < self._cooldown_until:
-                    await asyncio.sleep(self._cooldown_until - now)
-                    continue
-                self._refill(now)
-                wait = 0.0
-                if self.rpm and self._requests < 1:
-                    wait = max(wait, (1 - self._requests) * 60 / self.rpm)
-                if self.tpm and self._tokens < tokens:
-                    wait = max(wait, (tokens - self._tokens) * 60 / self.tpm)
-                if wait <= 0:
-                    if self.rpm:
-                        self._requests -= 1
-                    if self.tpm:
-                        self._tokens -= tokens
-                    return
-                await asyncio.sleep(wait)
+        if not self.rpm and not self.tpm and time.monotonic() >= self._cooldown_until:
+            return
+        while True:
+            wait = self._take(tokens)
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
 
 
 def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:

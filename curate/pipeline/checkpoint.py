@@ -39,11 +39,12 @@ def chain_key(previous: str, *parts: str) -> str:
 
 def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, columns) -> bool:
     """Whether a sample of passed-through rows still equals the input rows."""
-    if not len(pos) or not columns:
+    through = np.flatnonzero(pos >= 0)
+    if not len(through) or not columns:
         return True
-    pick = np.linspace(0, len(pos) - 1, min(len(pos), _CHECKED_ROWS)).astype(np.int64)
-    mine = row_dicts(part.iloc[np.flatnonzero(pos >= 0)[pick]], columns)
-    theirs = row_dicts(input_df.iloc[pos[pos >= 0][pick]], columns)
+    pick = through[np.linspace(0, len(through) - 1, min(len(through), _CHECKED_ROWS)).astype(np.int64)]
+    mine = row_dicts(part.iloc[pick], columns)
+    theirs = row_dicts(input_df.iloc[pos[pick]], columns)
     return all(canonical_json(a) == canonical_json(b) for a, b in zip(mine, theirs))
 
 

@@ -12,7 +12,18 @@ timeout, dropped connections, malformed bodies and ``finish_reason: "length"``.
         assert server.received == 2
 
 The server runs in a background thread (one thread per connection), so it serves many
-concurrent requests with the exact latency you set.
+concurrent requests with the exact latency you set; ``slots=1`` makes it answer one request
+at a time, like a single-slot llama.cpp or Ollama server.
+
+Structured output: without ``dialect`` the server ignores structured-output fields, as many
+OpenAI-compatible servers do. With ``dialect`` set (``"openai"``, ``"vllm"``, ``"llamacpp"``,
+``"ollama"``) the server reports that kind of ``owned_by`` in ``/v1/models``, reads a
+request's JSON Schema from that dialect's fields, refuses (HTTP 400) a schema sent in
+another dialect's form or, for ``openai``, a ``strict`` schema that breaks strict mode's
+rules, and, like constrained decoding, only ever answers a constrained request with text
+that matches its schema (a scripted reply that does not is replaced by a minimal valid
+instance). ``refuse_structured`` answers every structured request with an error instead
+(``500`` like llama-cpp-python, or the status given).
 """
 from __future__ import annotations
 
@@ -71,6 +82,7 @@ class Fault:
 
 
 ReplyFn = Callable[[dict], "str | Reply | Fault"]
+OWNERS = {"openai": "openai", "vllm": "vllm", "llamacpp": "llamacpp", "ollama": "library"}
 FaultFn = Callable[[dict, int], "Fault | None"]
 
 
@@ -102,8 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
+            owner = OWNERS.get(self.server.owner.dialect, "curate")
             body = {"object": "list", "data": [{"id": self.server.owner.model,
-                                                "object": "model", "owned_by": "curate"}]}
+                                                "object": "model", "owned_by": owner}]}
             self._send_json(200, body)
         else:
             self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
@@ -170,8 +183,13 @@ class ScriptedServer:
     """
 
     def __init__(self, reply: ReplyFn | None = None, *, latency: float = 0.0,
-                 model: str = "scripted", fault: FaultFn | None = None):
+                 model: str = "scripted", fault: FaultFn | None = None,
+                 dialect: str | None = None, refuse_structured: int | None = None,
+                 slots: int | None = None):
         self.reply, self.latency, self.model, self.fault = reply or _echo, latency, model, fault
+        self.dialect, self.refuse_structured = dialect, refuse_structured
+        self._slots = threading.Semaphore(slots) if slots else None
+        self.constrained = 0  # constrained requests answered
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.bodies: list[dict] = []
@@ -253,7 +271,11 @@ class ScriptedServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self._answer(handler, body, headers)
+            if self._slots is not None:
+                with self._slots:
+                    self._answer(handler, body, headers)
+            else:
+                self._answer(handler, body, headers)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -262,6 +284,15 @@ class ScriptedServer:
         fault = self._next_fault(body)
         if self.latency:
             time.sleep(self.latency)
+        try:
+            schema = structured_schema(body, self.dialect)
+        except ValueError as error:
+            handler._send_json(400, {"error": {"message": str(error), "type": "invalid_request"}})
+            return
+        if schema is not None and self.refuse_structured:
+            handler._send_json(self.refuse_structured, {"error": {
+                "message": "Invalid request: response_format is not supported", "type": "server_error"}})
+            return
         answer = None
         if fault is None:
             answer = self.reply(body)
@@ -278,6 +309,10 @@ class ScriptedServer:
             self._apply(handler, answer, headers)
             return
         reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+        if schema is not None:
+            reply = _constrained(reply, schema)
+            with self._lock:
+                self.constrained += 1
         handler._send_json(200, self._completion(body, reply))
         with self._lock:
             self.answered_bodies.append(body)
@@ -311,3 +346,92 @@ class ScriptedServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         }
+
+
+# -- structured output, as each kind of server reads it ----------------------------------------
+def structured_schema(body: dict, dialect: str | None) -> dict | None:
+    """The JSON Schema a request asks the server to follow, read the way ``dialect`` reads
+    it; ``ValueError`` (an HTTP 400) for a form this server does not accept."""
+    fmt, ollama = body.get("response_format"), body.get("format")
+    if fmt is None and ollama is None:
+        return None
+    if dialect is None:
+        return None  # a server without structured output ignores the fields
+    if dialect == "ollama":
+        if fmt is not None or not isinstance(ollama, dict):
+            raise ValueError("ollama: send the schema as format: {...}")
+        return ollama
+    if ollama is not None or not isinstance(fmt, dict):
+        raise ValueError(f"{dialect}: unknown field 'format'")
+    kind = fmt.get("type")
+    if dialect == "llamacpp":
+        if kind != "json_object" or not isinstance(fmt.get("schema"), dict):
+            raise ValueError("llamacpp: response_format must be {type: json_object, schema}")
+        return fmt["schema"]
+    spec = fmt.get("json_schema") if kind == "json_schema" else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict) or not spec.get("name"):
+        raise ValueError(f"{dialect}: response_format must be {{type: json_schema, json_schema: "
+                         "{name, schema}}")
+    if dialect == "openai" and spec.get("strict"):
+        _check_strict(spec["schema"], "schema")
+    return spec["schema"]
+
+
+def _check_strict(node, where: str) -> None:
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "object" or "properties" in node:
+        props = node.get("properties") or {}
+        if node.get("additionalProperties") is not False:
+            raise ValueError(f"Invalid schema: {where}: additionalProperties must be false")
+        if set(node.get("required", [])) != set(props):
+            raise ValueError(f"Invalid schema: {where}: every property must be required")
+    for bad in ("minLength", "maxLength", "oneOf", "minItems", "maxItems"):
+        if bad in node:
+            raise ValueError(f"Invalid schema: {where}: '{bad}' is not permitted")
+    for key, sub in (node.get("properties") or {}).items():
+        _check_strict(sub, f"{where}.{key}")
+    for key in ("items",):
+        _check_strict(node.get(key), f"{where}.items")
+    for sub in node.get("anyOf", []):
+        _check_strict(sub, where)
+
+
+def _constrained(reply: Reply, schema: dict) -> Reply:
+    """The reply when it already matches ``schema``, else a minimal instance that does."""
+    import jsonschema
+
+    try:
+        if jsonschema.Draft202012Validator(schema).is_valid(json.loads(reply.text)):
+            return reply
+    except ValueError:
+        pass
+    return Reply(json.dumps(minimal_instance(schema)), reply.finish_reason,
+                 reply.prompt_tokens, reply.completion_tokens)
+
+
+def minimal_instance(schema: dict):
+    """A small value that matches ``schema`` (what a constrained decoder could emit)."""
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return next((v for v in schema["enum"] if v is not None), schema["enum"][0])
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
+            return minimal_instance(options[0])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {k: minimal_instance(props[k]) for k in schema.get("required", []) if k in props}
+    if kind == "array":
+        return [minimal_instance(schema.get("items", {}))] * max(0, schema.get("minItems", 0))
+    if kind == "string":
+        return "x" * max(1, schema.get("minLength", 1))
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 0)
+    if kind == "boolean":
+        return False
+    return None

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from assertions.calling import as_failures
+
 CRITIQUE_EXAMPLES_PATH = Path(__file__).parent / "data" / "critique_examples.jsonl"
 
 # ---------------------------------------------------------------------------------------------
@@ -275,18 +277,13 @@ named, keep what was right, use only the given columns, and answer exactly the q
 Reply with one JSON object and nothing else: {{"query": {{...}}}}"""
 
 
-def describe_problems(critique_or_failures: Any) -> str:
-    """A critique (text) or failures (``Failure`` objects, dicts or strings) as prompt text."""
-    if isinstance(critique_or_failures, str):
-        return critique_or_failures.strip()
-    lines = []
-    for item in critique_or_failures:
-        if isinstance(item, Mapping):
-            rule, message = item.get("rule"), item.get("message", "")
-        else:
-            rule, message = getattr(item, "rule", None), getattr(item, "message", item)
-        lines.append(f"- {rule}: {message}" if rule else f"- {message}")
-    return "\n".join(lines)
+def describe_problems(feedback: Any) -> str:
+    """A critique (text) or failures (``Failure`` objects, dicts, pairs or strings) as
+    prompt text, one ``- rule: message`` line per failure."""
+    if isinstance(feedback, str):
+        return feedback.strip()
+    return "\n".join(f"- {item}" if isinstance(item, str) else f"- {as_failures([item])[0]}"
+                     for item in feedback)
 
 
 def repair_messages(row: Mapping, feedback: Any) -> list[dict]:

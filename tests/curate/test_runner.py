@@ -267,3 +267,37 @@ def test_plain_progress_lines_when_the_output_is_not_a_terminal(project):
     header = next(line for line in lines if "stage" in line and "top reason" in line)
     for column in ("in", "new", "kept", "rejected", "errored", "seconds", "work"):
         assert f" {column} " in header
+
+
+def test_plain_progress_prints_a_line_for_a_long_bar_even_when_it_does_not_move():
+    import io
+
+    from curate.progress import PlainProgress
+
+    stream = io.StringIO()
+    with PlainProgress(stream=stream, every=0.2) as progress:
+        key = progress.add_task("slow stage", total=10)
+        progress.advance(key, 3)
+        time.sleep(0.7)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 2 and all("slow stage: 3/10 (30%)" in line for line in lines)
+
+
+def test_checkpoints_of_a_stage_that_adds_rows_round_trip(tmp_path):
+    """Passed-through rows are stored as positions, created rows whole; loading gives back
+    the same tables, in the same order."""
+    import pandas as pd
+
+    from curate import Derive, Pipeline
+    from curate.core.table import records
+
+    rows = [{"q": f"q{i}", "n": i} for i in range(12)]
+    pipe = Pipeline(source=rows, stages=[Derive(lambda r: [{"q": r["q"] + "!"}] if r["n"] % 3 == 0
+                                                else [], name="shout")])
+    first = pipe.run(tmp_path, progress=False)
+    again = pipe.run(tmp_path, progress=False)
+    assert again.manifest["reused"]["stages"] == 1
+    assert records(again.kept) == records(first.kept) and len(first.kept) == 16
+    assert isinstance(again.kept, pd.DataFrame)
+    files = sorted(p.name for p in (tmp_path / "checkpoints/01_shout").iterdir())
+    assert files == ["kept.new.parquet", "kept.parquet", "stats.json"]

@@ -117,7 +117,7 @@ class Augment(LLMStage):
             if messages is None:
                 continue
             for sample in range(self.n):
-                requests.append(self.request(messages, sample))
+                requests.append(self.request(messages, sample, row))
                 owners.append(pos)
         parsers = [lambda text, row=rows[o]: self.parse_reply(row, text) for o in owners]
         outcomes = self.run_requests(requests, parsers)

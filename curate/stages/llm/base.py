@@ -31,6 +31,7 @@ from ...core.stage import Stage, one_line
 from ...core.table import ID, domain_record, empty_like, mark, row_dicts
 from ...errors import StageError
 from ...llm.accounting import Usage
+from ...llm.dialects import drop_added_nulls
 from ...llm.structured import Parsed, check_schema_valid, complete_parsed, extract_json, validate
 from ...llm.types import PARSE_FAILED, REFUSED, REQUEST_FAILED, TRUNCATED, Failure, Request, as_messages
 from ...progress import task
@@ -136,7 +137,8 @@ class LLMStage(Stage):
             the stage has a schema, else its text. Raise to refuse a reply (it gets one
             corrective retry).
         schema: JSON Schema of the reply (sent to the endpoint to constrain decoding, and
-            checked on every reply).
+            checked on every reply), or a function of the row giving one (e.g. a query
+            schema whose column names are the row's own columns).
         temperature, max_tokens: sampling for these requests (default: the client's).
         on_failure: what happens to a row that got no usable reply: ``"error"``,
             ``"keep"`` or ``"reject"``.
@@ -159,7 +161,7 @@ class LLMStage(Stage):
         if on_failure not in ON_FAILURE:
             raise StageError(self.name, f"on_failure must be one of {', '.join(ON_FAILURE)}, "
                                         f"got {on_failure!r}")
-        if schema is not None:
+        if schema is not None and not callable(schema):
             try:
                 check_schema_valid(schema)
             except Exception as error:
@@ -200,19 +202,33 @@ class LLMStage(Stage):
             self.row_error(row_id, "prompt_raised", reason)
             return None
 
+    def schema_for(self, row: dict | None) -> dict | None:
+        """The reply schema of one row: the stage's, or what its schema function gives."""
+        if not callable(self.schema):
+            return self.schema
+        schema = self.schema(row)
+        try:
+            check_schema_valid(schema)
+        except Exception as error:
+            raise StageError(self.name, f"the schema function gave an invalid schema: "
+                                        f"{error}") from None
+        return schema
+
     def parse_reply(self, row: dict, text: str):
         """A reply's value: its JSON validated against the schema, then ``parse``."""
         value = text
-        if self.schema is not None:
-            value = validate(extract_json(text), self.schema)
+        schema = self.schema_for(row)
+        if schema is not None:
+            value = validate(drop_added_nulls(extract_json(text), schema), schema)
         if self.parse is not None:
             return self.parse(row, value)
         return value
 
     # -- the shared loop -------------------------------------------------------------------
-    def request(self, messages, sample: int = 0, **overrides) -> Request:
-        return Request(messages, temperature=overrides.get("temperature", self.temperature),
-                       max_tokens=self.max_tokens, sample=sample, schema=self.schema)
+    def request(self, messages, sample: int = 0, row: dict | None = None) -> Request:
+        """One request for ``messages``, with the reply schema of ``row``."""
+        return Request(messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                       sample=sample, schema=self.schema_for(row))
 
     def complete(self, requests: list[Request], parsers, meter=None, retry: bool = True):
         """Parsed values or failures, one per request (one corrective retry each)."""

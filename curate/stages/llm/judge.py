@@ -16,6 +16,7 @@ import pandas as pd
 from ...core.stage import StageResult
 from ...core.table import canonical_json, to_jsonable
 from ...errors import StageError
+from ...llm.dialects import drop_added_nulls
 from ...llm.structured import ParseError, extract_json, validate
 from ...llm.types import Failure
 from .base import LLMStage, outcome_health, shown_fields
@@ -100,7 +101,8 @@ class Judge(LLMStage):
                                         f"got {keep!r}")
         self.fields, self.instructions, self.keep = list(fields), instructions, keep
         self.custom_schema = schema is not None
-        self.verdict_keys = list(self.schema.get("properties", {})) or ["critique", "outcome"]
+        fixed = self.schema if not callable(self.schema) else self.schema({})
+        self.verdict_keys = list(fixed.get("properties", {})) or ["critique", "outcome"]
         self.outputs = {k: dict(outputs or {}).get(k, k) for k in self.verdict_keys}
         self.examples = [dict(e) for e in examples]
         for i, example in enumerate(self.examples):
@@ -130,7 +132,8 @@ class Judge(LLMStage):
             raise ParseError(f"expected a JSON object, got a {type(value).__name__}")
         if not self.custom_schema and isinstance(value.get("outcome"), str):
             value["outcome"] = value["outcome"].strip().lower()
-        value = validate(value, self.schema)
+        schema = self.schema_for(row)
+        value = validate(drop_added_nulls(value, schema), schema)
         return self.parse(row, value) if self.parse is not None else value
 
     def _keeps(self, verdict: dict) -> bool:
@@ -148,7 +151,7 @@ class Judge(LLMStage):
         ids = df["_id"].tolist()
         messages = [self.judge_messages_for(r, i) for r, i in zip(rows, ids)]
         live = [p for p, m in enumerate(messages) if m is not None]
-        requests = [self.request(messages[p]) for p in live]
+        requests = [self.request(messages[p], row=rows[p]) for p in live]
         parsers = [lambda text, row=rows[p]: self.parse_reply(row, text) for p in live]
         outcomes: list = [None] * len(rows)  # None: the prompt failed, the row is errored
         for p, outcome in zip(live, self.run_requests(requests, parsers)):

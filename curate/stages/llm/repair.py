@@ -21,7 +21,7 @@ from collections import Counter
 
 import pandas as pd
 
-from assertions.calling import CheckerCallError, call_checker
+from assertions.calling import CheckerCallError, as_failures, call_checker
 
 from ...core.stage import ROW_ERROR, StageResult
 from ...core.table import ID, REASON, derive_rows, row_dicts
@@ -39,14 +39,9 @@ _FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
 def describe_failure(item) -> str:
-    """A failure from a checker as one line: ``rule: message`` for objects with ``rule`` and
-    ``message`` (or dicts with those keys), ``str(item)`` otherwise."""
-    rule = getattr(item, "rule", None) or (item.get("rule") if isinstance(item, dict) else None)
-    message = getattr(item, "message", None) or (item.get("message")
-                                                  if isinstance(item, dict) else None)
-    if rule and message:
-        return f"{rule}: {message}"
-    return str(message or rule or item)
+    """A failure from a checker as one line: ``rule: message`` (objects with ``rule`` and
+    ``message``, dicts with those keys, pairs), a string as it is."""
+    return item if isinstance(item, str) else str(as_failures([item])[0])
 
 
 def strip_fence(text: str) -> str:
@@ -177,7 +172,7 @@ class Repair(LLMStage):
         feedback = {p: self.feedback_text(full[p], columns) for p in chosen}
         messages = {p: self.messages_for(rows[p], ids[p], feedback=feedback[p]) for p in chosen}
         chosen = [p for p in chosen if messages[p] is not None]
-        requests = {p: self.request(messages[p]) for p in chosen}
+        requests = {p: self.request(messages[p], row=rows[p]) for p in chosen}
         done, last, failures = self._attempts(rows, ids, requests)
         done = {p: (*done[p], feedback[p]) for p in done}
         return self._result(df, rows, chosen, done, last, failures, len(requests))
