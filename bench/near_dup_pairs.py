@@ -2,10 +2,10 @@
 
 Two families of short texts, built from word lists in this file (no external data):
 
-- telemetry questions ("What is the p99 latency of the checkout service over the last
-  hour by region?"), from templates and slot values;
-- generic sentences ("The careful engineer quietly reviewed the old report before the
-  meeting."), from a small grammar.
+- telemetry questions ("what is the p99 latency of the checkout service over the last 6
+  hours by region for customer 4821"), from templates and slot values;
+- generic sentences ("the careful engineer quietly reviewed the old report of the pilot
+  before the meeting"), from a small grammar.
 
 :func:`labelled_pairs` returns pairs of a kind: ``substitution``, ``deletion`` and
 ``insertion`` (one word changed), ``reorder`` (a phrase moved), ``paraphrase`` (several
@@ -56,6 +56,8 @@ TEMPLATES = [
     "count {m} events for {s} {g} during the last {w}",
     "find traces from {s} {f} sorted by {m} over the past {w}",
 ]
+SCOPES = ["for customer {n}", "on host web-{n}", "for order {n}", "in build {n}",
+          "for tenant t{n}", "on pod api-{n}", "for user {n}", "for trace {n}"]
 OPENINGS = ["", "", "", "please ", "quick question ", "hey ", "can you tell me ", "i need to know "]
 SUBJECTS = ["engineer", "manager", "student", "doctor", "farmer", "pilot", "teacher", "artist",
             "chef", "driver", "writer", "nurse", "lawyer", "painter", "baker", "sailor",
@@ -104,8 +106,11 @@ def _slots(rng: random.Random) -> dict:
 
 
 def telemetry(rng: random.Random, template: str | None = None) -> str:
+    """A question from a template, its slots and a scope drawn from 80,000 ("on pod
+    api-4821"), so that two questions rarely differ in one slot only by chance."""
+    scope = rng.choice(SCOPES).format(n=rng.randint(1, 10_000))
     text = rng.choice(OPENINGS) + (template or rng.choice(TEMPLATES)).format(**_slots(rng))
-    return " ".join(text.split())
+    return " ".join(f"{text} {scope}".split())
 
 
 def sentence(rng: random.Random) -> str:

@@ -195,7 +195,6 @@ class Sketches:
     def jaccard(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Exact |A∩B| / |A∪B| of each pair's shingle-hash sets (rows not empty): each
         shingle of the smaller set is looked up among the other row's keys."""
-        first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
         out = np.empty(len(first), dtype=np.float64)
         small = np.where(self.sizes[first] <= self.sizes[second], first, second)
         other = np.where(small == first, second, first)
@@ -254,25 +253,21 @@ def greedy_keep_first(n: int, earlier, later, similarity):
     return np.frombuffer(bytes(kept), dtype=np.uint8).astype(bool), dup, best
 
 
-def follow_twins(twins, reps, keep, dup, best, pairs) -> None:
-    """Rows whose set repeats an earlier row's (their rep) share the rep's fate: rejected
-    by the rep if it is kept (similarity 1), else by the rep's best kept match before them
-    (the same candidates and similarities as the rep)."""
-    keep[twins] = False
-    rep_kept = keep[reps]
-    dup[twins[rep_kept]], best[twins[rep_kept]] = reps[rep_kept], 1.0
-    if rep_kept.all():
-        return
+def twin_pairs(twins, reps, pairs, keep):
+    """The similar pairs of rows whose set repeats an earlier row's (their rep), given the
+    keep mask of the other rows: (rep, twin) at 1 and (p, twin) for each p similar to the
+    rep, at the rep's similarity (a twin has its rep's candidates), for kept p < twin."""
     earlier, later, similarity = pairs
-    lost = np.unique(reps[~rep_kept])
-    partners: dict[int, list] = {}
-    for end, other in ((earlier, later), (later, earlier)):
-        hit = np.isin(end, lost) & keep[other]
-        for r, p, s in zip(end[hit].tolist(), other[hit].tolist(), similarity[hit].tolist()):
-            partners.setdefault(r, []).append((s, -p))
-    for twin, rep in zip(twins[~rep_kept].tolist(), reps[~rep_kept].tolist()):
-        s, p = max(c for c in partners[rep] if -c[1] < twin)
-        dup[twin], best[twin] = -p, s
+    ends, others = np.r_[earlier, later], np.r_[later, earlier]
+    sims = np.r_[similarity, similarity]
+    order = np.argsort(ends, kind="stable")
+    ends, others, sims = ends[order], others[order], sims[order]
+    lo, hi = np.searchsorted(ends, reps), np.searchsorted(ends, reps, side="right")
+    counts = hi - lo
+    at = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+    first, second = np.r_[reps, others[at]], np.r_[twins, np.repeat(twins, counts)]
+    ok = (first < second) & keep[first]
+    return first[ok], second[ok], np.r_[np.ones(len(twins)), sims[at]][ok]
 
 
 def score_text(score: float, threshold: float) -> str:
@@ -286,56 +281,54 @@ def score_text(score: float, threshold: float) -> str:
 class MinHashDedup(Stage):
     """Drop a row whose shingle set is a Jaccard near-duplicate of a row kept before it.
 
-    MinHash (Broder 1997, "On the resemblance and containment of documents") samples the
+    MinHash (Broder 1997, "On the resemblance and containment of documents") estimates the
     Jaccard similarity |A∩B|/|A∪B| of two shingle sets; LSH banding (Leskovec, Rajaraman &
-    Ullman, *Mining of Massive Datasets*, ch. 3.4) turns signatures into candidate pairs:
-    with ``bands`` bands of ``rows`` rows, a pair of similarity s becomes a candidate with
-    probability 1-(1-s^rows)^bands (the S-curve). Rows are taken in table order; a row is
-    rejected when its Jaccard with a row already *kept* is >= ``threshold``, so a row that
-    only matches rejected rows is kept.
+    Ullman, *Mining of Massive Datasets*, ch. 3.4) makes a pair of similarity s a candidate
+    with probability 1-(1-s^rows)^bands (the S-curve). Rows are taken in table order; a row
+    is rejected when its Jaccard with a row already *kept* is >= ``threshold`` (a row that
+    only matches rejected rows is kept).
 
-    Bands and rows, unless given: of the (bands, rows) with bands·rows <= ``num_perm`` whose
-    S-curve reaches ``min_recall`` at the threshold, the one with the smallest area under
-    the curve below the threshold (fewest false candidates). At 0.8 with 128 permutations:
-    13 bands of 7 rows, recall 0.953 at 0.8, 0.9998 at 0.9, 0.67 at 0.7, 0.10 at 0.5;
-    datasketch's default for the same setting (9 bands of 13) finds 40% of pairs at 0.8.
+    Default banding: of the (bands, rows) with bands·rows <= ``num_perm`` whose S-curve
+    reaches ``min_recall`` at the threshold, the one with the least area under the curve
+    below the threshold (fewest false candidates). At 0.8 and 128 permutations: 13 bands of
+    7 rows, P(candidate) 0.953 at 0.8, 0.9998 at 0.9, 0.67 at 0.7, 0.10 at 0.5, where
+    datasketch's default (9 bands of 13) finds 40% of the pairs at 0.8.
 
-    Verification: candidates are checked with the exact Jaccard of the two shingle sets
-    (64-bit shingle hashes, at least 39 bits of them kept, so a collision between two
-    texts' shingles is about a 1-in-10^10 event per pair of shingles), not the MinHash
-    estimate: with 128 permutations its standard deviation at 0.8 is 0.035, so a pair at
-    0.75 would pass about 8% of the time and one at exactly 0.8 half of the time. With
-    exact verification every rejection is true and only recall is probabilistic (the
-    S-curve's); it costs 8 bytes per shingle held (about 120 MB for a million short
-    instructions) and little time, since a bound from set sizes and shingle masks drops
-    most candidates before the exact count.
+    Verification uses the exact Jaccard of the two shingle sets, not the MinHash estimate:
+    with 128 permutations the estimate's standard deviation at 0.8 is 0.035, so a pair at
+    0.75 would pass about 9% of the time and one at exactly 0.8 only half of the time.
+    Exact verification makes every rejection true, leaving only recall probabilistic (the
+    S-curve's), and is cheap for short texts: 8 bytes per shingle held (about 120 MB for a
+    million short instructions), and a bound from set sizes and 128-bit shingle masks drops
+    most candidates before the exact count. Shingles are compared by hash (63 minus the
+    row number's bits, 43 at a million rows): two distinct shingles collide with
+    probability 2^-43.
 
     Args:
         field: the text column to compare.
         threshold: reject when Jaccard >= threshold; in (0, 1].
         num_perm: MinHash permutations available; only the bands·rows used are computed
-            (memory: 4 bytes per row and permutation).
+            (4 bytes per row and permutation).
         shingles: ``"word"`` (word n-grams of the tokens) or ``"char"`` (character
             n-grams of the tokens joined by one space).
-        ngram: shingle length in words or characters (default: 1 word, 5 characters);
-            short instructions: 1-2 words or 3-5 characters; documents: about 5 words.
-        bands, rows: the LSH banding (both, or one and the other becomes
-            ``num_perm // it``); default: chosen from ``threshold`` and ``min_recall``.
-        min_recall: the S-curve's value required at the threshold for the default banding.
+        ngram: shingle length in words or characters (default 1 word, 5 characters).
+            Short instructions: 1-2 words or 3-5 characters; documents: about 5 words.
+        bands, rows: the LSH banding (one alone: the other is ``num_perm //`` it);
+            default chosen from ``threshold`` and ``min_recall`` as above.
+        min_recall: the S-curve's value required at the threshold by the default banding.
         seed: seeds the permutations; equal seeds give equal decisions.
         tokenizer: ``"unicode"`` (Unicode words, CJK characters one token each),
             ``"rouge"`` (lowercase ASCII words), a callable ``text -> tokens``, or an
             object with a ``tokenize`` method.
         name: stage name (default ``minhash_dedup``).
 
-    Texts that shingle to nothing (empty, or fewer tokens or characters than ``ngram``) are
-    kept and never reject another row. Rejected rows get ``_dup_of`` (the ``_id`` of the
-    kept row with the highest Jaccard, earliest on ties) and ``_jaccard``, code
-    ``near_duplicate_minhash`` and a reason such as ``"jaccard 0.85 >= 0.8 vs <id>"``.
-    Stats: ``bands``, ``rows``, ``recall_at_threshold`` (the S-curve at the threshold),
-    ``band_pairs`` (pairs sharing a band, counted per band), ``verified_pairs`` (exact
-    Jaccards computed), ``similar_pairs``, ``identical_sets``, ``empty_texts``,
-    ``near_duplicates``.
+    Texts that shingle to nothing (empty, or shorter than ``ngram``) are kept and never
+    reject a row. Rejected rows get ``_dup_of`` (the ``_id`` of the kept row with the
+    highest Jaccard, earliest on ties), ``_jaccard``, code ``near_duplicate_minhash`` and a
+    reason such as ``"jaccard 0.85 >= 0.8 vs <id>"``. Stats: ``bands``, ``rows``,
+    ``recall_at_threshold``, ``band_pairs`` (pairs sharing a band, per band),
+    ``verified_pairs`` (exact Jaccards computed), ``similar_pairs``, ``identical_sets``,
+    ``empty_texts``, ``near_duplicates``.
     """
 
     SHINGLES = ("word", "char")
@@ -357,24 +350,23 @@ class MinHashDedup(Stage):
             raise StageError(self.name, str(exc)) from None
 
     def _check_params(self) -> None:
-        def fail(message):
-            raise StageError(self.name, message)
+        def whole(value, optional=True):
+            return (optional and value is None) or (
+                isinstance(value, int) and not isinstance(value, bool) and value > 0)
 
-        def is_int(value):
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        if not isinstance(self.threshold, (int, float)) or not 0 < self.threshold <= 1:
-            fail(f"threshold must be in (0, 1], got {self.threshold!r}")
-        if not isinstance(self.min_recall, (int, float)) or not 0 < self.min_recall < 1:
-            fail(f"min_recall must be in (0, 1), got {self.min_recall!r}")
-        if self.shingles not in self.SHINGLES:
-            fail(f"shingles must be 'word' or 'char', got {self.shingles!r}")
-        for what, value in (("num_perm", self.num_perm), ("ngram", self.ngram),
-                            ("bands", self.bands), ("rows", self.rows)):
-            if not (value is None and what != "num_perm") and not (is_int(value) and value > 0):
-                fail(f"{what} must be a positive int, got {value!r}")
-        if not is_int(self.seed):
-            fail(f"seed must be an int, got {self.seed!r}")
+        checks = [("threshold", isinstance(self.threshold, (int, float))
+                   and 0 < self.threshold <= 1, "a number in (0, 1]"),
+                  ("min_recall", isinstance(self.min_recall, (int, float))
+                   and 0 < self.min_recall < 1, "a number in (0, 1)"),
+                  ("shingles", self.shingles in self.SHINGLES, "'word' or 'char'"),
+                  ("num_perm", whole(self.num_perm, optional=False), "a positive int"),
+                  *((what, whole(getattr(self, what)), "a positive int or None")
+                    for what in ("ngram", "bands", "rows")),
+                  ("seed", isinstance(self.seed, int), "an int")]
+        for what, ok, wanted in checks:
+            if not ok:
+                raise StageError(self.name, f"{what} must be {wanted}, "
+                                            f"got {getattr(self, what)!r}")
 
     def _banding(self) -> tuple[int, int]:
         if self.bands is None and self.rows is None:
@@ -438,9 +430,15 @@ class MinHashDedup(Stage):
         nonempty = np.flatnonzero(sketches.sizes > 0)
         twins, reps = self._twins(sketches, nonempty)
         active = np.setdiff1d(nonempty, twins, assume_unique=True)
-        pairs, counts = self._similar_pairs(sketches, active)
-        keep, dup, best = greedy_keep_first(n, *pairs)
-        follow_twins(twins, reps, keep, dup, best, pairs)
+        keys = np.stack([sketches.band_keys(band, self._rows, active)
+                         for band in range(self._bands)])
+        sketches.signatures = None  # only the band keys are needed from here on
+        pairs, counts = self._similar_pairs(sketches, active, keys)
+        del sketches, keys
+        keep, _, _ = greedy_keep_first(n, *pairs)  # twins never reject: settle them after
+        with_twins = (np.r_[mine, theirs] for mine, theirs in
+                      zip(pairs, twin_pairs(twins, reps, pairs, keep)))
+        keep, dup, best = greedy_keep_first(n, *with_twins)
         out, reasons = self._mark(df, keep, dup, best)
         return self.result(out, keep, "near_duplicate_minhash", reasons,
                            near_duplicates=int((~keep).sum()), empty_texts=n - len(nonempty),
@@ -458,10 +456,9 @@ class MinHashDedup(Stage):
         same = sketches.jaccard(reps, twins) == 1.0
         return twins[same], reps[same]
 
-    def _similar_pairs(self, sketches: Sketches, active: np.ndarray):
-        """((earlier, later, jaccard) of the candidates at or above the threshold, counts)."""
-        keys = np.stack([sketches.band_keys(band, self._rows, active)
-                         for band in range(self._bands)])
+    def _similar_pairs(self, sketches: Sketches, active: np.ndarray, keys: np.ndarray):
+        """((earlier, later, jaccard) of the candidates at or above the threshold, counts);
+        ``keys[band]`` holds the band keys of the ``active`` rows."""
         found, counts = [], {"band_pairs": 0, "verified_pairs": 0}
         for band in range(self._bands):
             for first, later in bucket_pairs(keys[band]):
