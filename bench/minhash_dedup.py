@@ -177,9 +177,10 @@ def scale(sizes, kind: str, seed: int, threshold: float) -> None:
                "--seed", str(seed), "--threshold", str(threshold)]
         r = json.loads(subprocess.run(cmd, check=True, capture_output=True,
                                       text=True).stdout.splitlines()[-1])
+        caught = f"{r['caught']:.3f}" if r["near"] else "-"
         print(f"{n:>9}{r['seconds']:>9.1f}{n / r['seconds']:>10,.0f}{r['peak_mb']:>9.0f}"
               f"{r['before_mb']:>8.0f}{r['rejected']:>10}{r['injected']:>10}{r['near']:>9}"
-              f"{r['caught']:>8.3f}{r['verified_pairs']:>10}   {r['load']}", flush=True)
+              f"{caught:>8}{r['verified_pairs']:>10}   {r['load']}", flush=True)
 
 
 # -- 4. baselines ---------------------------------------------------------------------------
