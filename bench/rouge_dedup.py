@@ -128,7 +128,7 @@ def run_ours(texts: list[str]):
     seconds = time.perf_counter() - start
     kept = [int(i) for i in res.kept["_id"]]
     rejected = {int(i): (int(d), s) for i, d, s in
-                zip(res.rejected["_id"], res.rejected["dup_of"], res.rejected["rouge_l"])}
+                zip(res.rejected["_id"], res.rejected["_dup_of"], res.rejected["_rouge_l"])}
     return kept, rejected, seconds
 
 

@@ -25,6 +25,7 @@ _EXPORTS = {
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
     "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
+    "MinHashDedup": "stages.dedup_minhash",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     # LLM stages and the client
     "LLMStage": "stages.llm.base", "Augment": "stages.llm.augment",

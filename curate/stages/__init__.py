@@ -9,6 +9,7 @@ import importlib
 _EXPORTS = {
     "Filter": "filters", "ComplexityFilter": "filters", "AssertionFilter": "filters",
     "ExactDedup": "dedup_exact", "RougeDedup": "dedup_rouge", "EmbeddingDedup": "dedup_embedding",
+    "MinHashDedup": "dedup_minhash",
     "Sample": "sampling", "Mix": "sampling", "Derive": "derive",
     "LLMStage": "llm.base", "Augment": "llm.augment", "Generate": "llm.augment",
     "Judge": "llm.judge", "Repair": "llm.repair", "Vote": "llm.vote",

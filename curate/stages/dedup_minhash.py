@@ -22,8 +22,8 @@ import pandas as pd
 
 from ..errors import StageError
 from ..progress import task
-from ..stage import Stage, StageResult
-from ..table import ID
+from ..core.stage import Stage, StageResult
+from ..core.table import ID
 from ..text import make_tokenizer
 
 _U64 = np.uint64
@@ -332,12 +332,13 @@ class MinHashDedup(Stage):
     """
 
     SHINGLES = ("word", "char")
+    kind = "global"
 
     def __init__(self, field: str, threshold: float = 0.8, num_perm: int = 128,
                  shingles: str = "word", ngram: int | None = None, bands: int | None = None,
                  rows: int | None = None, min_recall: float = 0.95, seed: int = 1,
-                 tokenizer="unicode", name: str | None = None):
-        super().__init__(name or "minhash_dedup")
+                 tokenizer="unicode", name: str | None = None, **kwargs):
+        super().__init__(name or "minhash_dedup", **kwargs)
         self.field, self.threshold, self.num_perm = field, threshold, num_perm
         self.shingles, self.ngram, self.bands, self.rows = shingles, ngram, bands, rows
         self.min_recall, self.seed, self.tokenizer = min_recall, seed, tokenizer
@@ -386,14 +387,14 @@ class MinHashDedup(Stage):
     def required_fields(self) -> tuple[str, ...]:
         return (self.field,)
 
+    def field_types(self) -> dict:
+        return {self.field: str}  # a row whose cell is not text is errored by the base class
+
+    def added_columns(self) -> dict[str, str]:
+        return {"_dup_of": "duplicate_of", "_jaccard": "similarity"}
+
     def _texts(self, df: pd.DataFrame) -> list[str]:
-        """The field's texts; a cell that is not a string stops the stage, naming the row."""
-        texts = df[self.field].tolist()
-        for row_id, text in zip(df[ID], texts):
-            if not isinstance(text, str):
-                raise StageError(self.name, f"row {row_id} holds {type(text).__name__} "
-                                            f"{text!r:.60}, expected text", field=self.field)
-        return texts
+        return df[self.field].tolist()
 
     def sketch(self, texts: list[str]) -> Sketches:
         """Shingle sets and signatures of ``texts``."""

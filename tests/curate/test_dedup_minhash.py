@@ -9,7 +9,7 @@ from bench.near_dup_pairs import KINDS, labelled_pairs, make_corpus
 from curate import StageError
 from curate.stages.dedup_minhash import (MinHashDedup, choose_bands, hash_strings,
                                          lsh_recall, score_text)
-from curate.table import with_ids
+from curate.core.table import assign_ids
 from curate.text import unicode_tokenize
 
 FULL_RECALL = {"bands": 128, "rows": 1}  # every pair sharing a shingle is a candidate
@@ -124,11 +124,13 @@ def test_empty_and_too_short_texts_are_kept_and_never_reject():
     assert ours(["abc", "abc", "abcdef", "abcdef"], shingles="char")[0] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("bad", [None, 3, float("nan"), ["a list"]])
-def test_a_cell_that_is_not_text_raises_naming_stage_field_and_row(bad):
-    df = pd.DataFrame({"q": ["fine", bad], "_id": ["a", "b"]})
-    with pytest.raises(StageError, match=r"stage 'minhash_dedup', field 'q': row b holds"):
-        MinHashDedup("q").run(df)
+@pytest.mark.parametrize("bad,code", [(None, "missing_field"), (3, "wrong_type"),
+                                      (float("nan"), "missing_field"), (["a list"], "wrong_type")])
+def test_a_cell_that_is_not_text_errors_its_row(bad, code):
+    df = pd.DataFrame({"q": ["fine", bad, "fine too"], "_id": ["a", "b", "c"]}, dtype=object)
+    res = MinHashDedup("q").run(df)
+    assert res.errored["_id"].tolist() == ["b"] and res.errored["_reason_code"].tolist() == [code]
+    assert res.errored["_field"].tolist() == ["q"] and sorted(res.kept["_id"]) == ["a", "c"]
 
 
 def test_same_decisions_dup_of_and_jaccard_as_the_all_pairs_rule():
@@ -226,7 +228,7 @@ def test_every_row_ends_kept_or_rejected():
     res = MinHashDedup("text", shingles="char", ngram=4, threshold=0.7).run(df)
     out_ids = pd.concat([res.kept["_id"], res.rejected["_id"]])
     assert len(res.errored) == 0 and out_ids.is_unique
-    assert len(out_ids) == len(df) and set(out_ids) == set(with_ids(df)["_id"])
+    assert len(out_ids) == len(df) and set(out_ids) == set(assign_ids(df)["_id"])
     assert set(res.rejected["_dup_of"]) <= set(res.kept["_id"])
     assert (res.rejected["_jaccard"] >= 0.7).all()
     injected = sum(s is not None for s in source)
