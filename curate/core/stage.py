@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import StageError
 from .fingerprint import Fingerprint, describe, fingerprint_of
-from .table import (FIELD, ID, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns,
+from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns,
                     empty_like, mark, source_locations)
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
@@ -183,6 +183,7 @@ class Stage:
             _row_errors.reset(token)
         seconds = time.perf_counter() - start
         result = self._route_errors(good, result, errors)
+        self._mark_origin(df, result)
         if len(checked):
             result.errored = _concat([checked, result.errored])
         self._check_invariant(df, result)
@@ -292,6 +293,18 @@ class Stage:
         already = result.errored[ID] if ID in result.errored.columns else []
         result.errored = _concat([result.errored, marked[~marked[ID].isin(already)]])
         return result
+
+    def _mark_origin(self, df: pd.DataFrame, result: StageResult) -> None:
+        """Rows this stage created get ``_origin`` = its name (what made each kept row)."""
+        for part in ("kept", "rejected", "errored"):
+            table = getattr(result, part)
+            if not len(table):
+                continue
+            new = ~table[ID].isin(df[ID])
+            if new.any():
+                origin = table[ORIGIN] if ORIGIN in table.columns else \
+                    pd.Series(None, index=table.index, dtype=object)
+                setattr(result, part, table.assign(**{ORIGIN: origin.where(~new, self.name)}))
 
     def _check_invariant(self, df: pd.DataFrame, result: StageResult) -> None:
         parts = [result.kept, result.rejected, result.errored]

@@ -8,6 +8,7 @@ columns start with ``_`` and are never passed on as domain fields:
 - ``_parent``: the ``_id`` a derived row came from (augmentation, repair), else missing;
 - ``_source``: where the row, or its first ancestor, came from (``seeds.jsonl:12``), so
   every message about a row can point at the user's own file;
+- ``_origin``: on a row a stage created, the name of that stage (missing on source rows);
 - ``_stage``, ``_reason_code``, ``_reason``, ``_field``: on rejected and errored rows, which
   stage dropped the row, a stable snake_case code, a sentence a person can act on, and the
   field concerned when there is one;
@@ -28,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 ID, PARENT, SOURCE, SOURCE_NAME = "_id", "_parent", "_source", "_source_name"
+ORIGIN = "_origin"
 STAGE, REASON_CODE, REASON, FIELD = "_stage", "_reason_code", "_reason", "_field"
-LINEAGE = (ID, PARENT, SOURCE, SOURCE_NAME)
+LINEAGE = (ID, PARENT, SOURCE, SOURCE_NAME, ORIGIN)
 OUTCOME = (STAGE, REASON_CODE, REASON, FIELD)
 
 

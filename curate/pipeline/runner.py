@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.stage import StageResult, TooManyRowErrors
-from ..core.table import assign_ids, records
+from ..core.table import ORIGIN, records
 from ..errors import CurateError, OutputError
 from ..io.atomic import output_errors, write_json, write_jsonl, write_text
 from ..io.columnar import write_frame
@@ -86,6 +86,14 @@ class RunResult:
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _origins(kept: pd.DataFrame) -> dict[str, int]:
+    """Kept rows by the stage that created them (``source`` for the source's own rows)."""
+    if not len(kept):
+        return {}
+    origin = kept[ORIGIN] if ORIGIN in kept.columns else pd.Series("source", index=kept.index)
+    return {str(k): int(v) for k, v in origin.fillna("source").value_counts().items()}
 
 
 def package_versions() -> dict[str, str]:
@@ -202,7 +210,8 @@ class _Run:
                 stats = [self._stats_of(i, r) for i, (_, r) in enumerate(tables["stages"])]
                 run = RunResult(self.out, _tables=tables)
                 rows = {"source": len(tables["source"]), "kept": len(tables["kept"]),
-                        "rejected": len(run.rejected), "errored": len(run.errored)}
+                        "rejected": len(run.rejected), "errored": len(run.errored),
+                        "kept_by_origin": _origins(tables["kept"])}
                 self._write_outputs(run)
                 if "report.html" not in self.reuse_outputs:
                     html = render_report(self.pipeline, run, self._manifest(stats, rows))

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from assertions.calling import as_failures
+from examples.honeycomb.reply_schemas import (AUGMENT_SCHEMA, CRITIQUE_SCHEMA, QUERY_SCHEMA,  # noqa: F401
+                                              REPAIR_SCHEMA, REWORD_SCHEMA, augment_schema,
+                                              query_schema, repair_schema)
 
 CRITIQUE_EXAMPLES_PATH = Path(__file__).parent / "data" / "critique_examples.jsonl"
 
@@ -59,60 +62,7 @@ def finetune_messages(row: Mapping, with_answer: bool = False) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON Schemas of the replies.
-
-_NAMED_COLUMN = {"type": "string", "minLength": 1}
-QUERY_SCHEMA: dict = {
-    "type": "object",
-    "properties": {
-        "calculations": {"type": "array", "items": {"type": "object"}},
-        "filters": {"type": "array", "items": {"type": "object"}},
-        "filter_combination": {"enum": ["AND", "OR"]},
-        "breakdowns": {"type": "array", "items": _NAMED_COLUMN},
-        "orders": {"type": "array", "items": {"type": "object"}},
-        "havings": {"type": "array", "items": {"type": "object"}},
-        "time_range": {"type": "integer"},
-        "start_time": {"type": "integer"},
-        "end_time": {"type": "integer"},
-        "granularity": {"type": "integer"},
-        "limit": {"type": "integer"},
-    },
-    "additionalProperties": False,
-}
-"""The shape of a query; the full rules are those of ``assertions.honeycomb.check``."""
-
-AUGMENT_SCHEMA: dict = {
-    "type": "object",
-    "properties": {
-        "nlq": {"type": "string", "minLength": 1},
-        "query": QUERY_SCHEMA,
-        "swap": {"oneOf": [{"type": "null"},
-                           {"type": "array", "items": _NAMED_COLUMN, "minItems": 2, "maxItems": 2}]},
-    },
-    "required": ["nlq", "query"],
-    "additionalProperties": False,
-}
-"""The augmentation reply: the new question and query, and ``swap: [old, new]`` when a
-column was substituted. The column list is not asked for: it is the parent's with ``old``
-replaced by ``new`` in place (see `augmented_row`), which keeps its length by construction
-and saves the model from copying dozens of column names."""
-
-CRITIQUE_SCHEMA: dict = {
-    "type": "object",
-    "properties": {
-        "critique": {"type": "string", "minLength": 1},
-        "outcome": {"enum": ["good", "bad"]},
-    },
-    "required": ["critique", "outcome"],
-    "additionalProperties": False,
-}
-
-REPAIR_SCHEMA: dict = {
-    "type": "object",
-    "properties": {"query": QUERY_SCHEMA},
-    "required": ["query"],
-    "additionalProperties": False,
-}
+# JSON Schemas of the replies: see reply_schemas.py.
 
 # ---------------------------------------------------------------------------------------------
 # A short reference of the query language, shared by the augmentation, critique and repair
@@ -181,6 +131,36 @@ def augmented_row(row: Mapping, reply: Mapping) -> dict:
     return {"nlq": reply["nlq"], "columns": columns, "query": reply["query"]}
 
 
+REWORD_SYSTEM = """\
+You rewrite questions about telemetry data. You are given a question (NLQ) and the Honeycomb \
+query that answers it. Write the same question the way a different engineer would ask it: \
+other words or jargon, terser or more verbose. It must still ask for exactly what the query \
+computes, with the same service names, values and time window. Reply with JSON: \
+{"nlq": "..."}"""
+
+
+def reword_messages(row: Mapping, examples: Sequence[Mapping] = ()) -> list[dict]:
+    """Chat messages asking for a rewording of ``row``'s question (``REWORD_SCHEMA``).
+
+    A short prompt (no column list): the reply changes the question only, the query and the
+    columns stay the parent's, so the row stays as valid as it was.
+    """
+    shown = [f'NLQ: "{ex["nlq"]}"\nQuery: {dump_query(ex["query"])}' for ex in examples]
+    intro = ("Examples of questions and their queries:\n\n" + "\n\n".join(shown) + "\n\n"
+             if shown else "")
+    return [{"role": "system", "content": REWORD_SYSTEM},
+            {"role": "user", "content": f'{intro}Reword this question.\nNLQ: "{row["nlq"]}"\n'
+                                        f"Query: {dump_query(row['query'])}"}]
+
+
+def reworded_row(row: Mapping, reply: Mapping) -> dict:
+    """The new row of a rewording reply: its question; the rest is inherited."""
+    nlq = " ".join(str(reply["nlq"]).split())
+    if nlq.casefold().strip(" ?.!") == str(row["nlq"]).casefold().strip(" ?.!"):
+        raise ValueError("the rewording repeats the question")
+    return {"nlq": nlq}
+
+
 def _row_block(row: Mapping, with_columns: bool = True) -> str:
     lines = [f'NLQ: "{row["nlq"]}"']
     if with_columns:
@@ -238,8 +218,16 @@ query as is, "bad" otherwise. Reply with one JSON object and nothing else: \
 
 
 def _judge_prompt(row: Mapping) -> str:
-    return (f'NLQ: "{row["nlq"]}"\n\nColumns: {format_columns(row["columns"])}\n\n'
-            f"Query: {dump_query(row['query'])}")
+    columns = f"Columns: {format_columns(row['columns'])}\n\n" if "columns" in row else ""
+    return f'NLQ: "{row["nlq"]}"\n\n{columns}Query: {dump_query(row["query"])}'
+
+
+BRIEF_CRITIQUE_SYSTEM = """\
+You review pairs of a question about telemetry (NLQ) and the Honeycomb query written for it. \
+Say in one or two sentences whether the query computes what the question asks (the right \
+calculation, filters, grouping and time window), then give the outcome: "good" if an \
+expert would run it as is, "bad" otherwise. Reply with JSON: \
+{"critique": "...", "outcome": "good" | "bad"}"""
 
 
 def critique_examples() -> list[dict]:
@@ -248,15 +236,18 @@ def critique_examples() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def critique_messages(row: Mapping, examples: Sequence[Mapping] | None = None) -> list[dict]:
+def critique_messages(row: Mapping, examples: Sequence[Mapping] | None = None,
+                      brief: bool = False) -> list[dict]:
     """Chat messages asking an expert judge about ``row``; the reply follows ``CRITIQUE_SCHEMA``.
 
-    The judge sees the question, the columns and the query only. ``examples`` are few-shot
-    critiques (default: ``critique_examples()``), shown as earlier turns of the chat.
+    The judge sees the question, the columns (when the row has them) and the query only.
+    ``examples`` are few-shot critiques (default: ``critique_examples()``), shown as earlier
+    turns of the chat. ``brief``: a short system prompt, for small models and CPU runs.
     """
-    messages = [{"role": "system", "content": CRITIQUE_SYSTEM}]
+    messages = [{"role": "system", "content": BRIEF_CRITIQUE_SYSTEM if brief else CRITIQUE_SYSTEM}]
     for ex in critique_examples() if examples is None else examples:
-        messages.append({"role": "user", "content": _judge_prompt(ex)})
+        shown = ex if "columns" in row else {k: v for k, v in ex.items() if k != "columns"}
+        messages.append({"role": "user", "content": _judge_prompt(shown)})
         messages.append({"role": "assistant", "content": json.dumps(
             {"critique": ex["critique"], "outcome": ex["outcome"]}, ensure_ascii=False)})
     messages.append({"role": "user", "content": _judge_prompt(row)})

@@ -18,40 +18,48 @@ from assertions.honeycomb import check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
                     ExactDedup, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
                     SharegptExport)
-from curate.llm import extract_json
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
 DATA = Path(__file__).parent / "data"
 FULL = os.environ.get("HONEYCOMB_SCALE", "demo") == "full"
 SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=None) if FULL else \
-    dict(seeds=8, swaps=1, variations=1, few_shot=1, critique_examples=1)
+    dict(seeds=int(os.environ.get("HONEYCOMB_DEMO_SEEDS", 40)), swaps=2, variations=2,
+         few_shot=1, critique_examples=1)
 
-llm = LLM(temperature=0.8, max_tokens=200, seed=0)
-judge_llm = LLM(temperature=0.0, max_tokens=160)
+llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
+judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
 
 
 def critique_prompt(row, examples):
     few_shot = prompts.critique_examples()[:SCALE["critique_examples"]]
-    return prompts.critique_messages(row, few_shot)
+    return prompts.critique_messages(row, few_shot, brief=not FULL)
 
 
 def needs_repair(row):
     return row.get("outcome") == "bad"
 
 
-def repaired_query(row, text):
-    """The query of a repair reply (``{"query": {...}}``, or the bare query)."""
-    reply = extract_json(text)
-    return reply.get("query", reply) if isinstance(reply, dict) else reply
+def repaired_query(row, reply):
+    """The query of a repair reply (``{"query": {...}}``, already checked against the schema)."""
+    return reply["query"]
 
 
 KEY_PAIRS = [("nlq", "columns"), ("columns", "query"), ("nlq", "query")]
 
+# With a real model (HONEYCOMB_SCALE=full) the LLM writes whole new rows: a reworded question
+# and/or a substituted column, query included. The small embedded model cannot write queries
+# worth keeping, so the demo asks it only to reword questions (their queries are inherited)
+# and leaves new queries to the deterministic column swap.
+augment = Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_row,
+                  schema=prompts.augment_schema, k=SCALE["few_shot"], n=SCALE["variations"],
+                  name="llm_augment") if FULL else \
+    Augment(llm, prompt=prompts.reword_messages, parse=prompts.reworded_row,
+            schema=prompts.REWORD_SCHEMA, k=SCALE["few_shot"], n=SCALE["variations"],
+            name="llm_reword")
+
 stages = [
-    Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_row,
-            schema=prompts.AUGMENT_SCHEMA, k=SCALE["few_shot"], n=SCALE["variations"],
-            name="llm_augment"),
+    augment,
     AssertionFilter(check),  # check(query, columns) reads the fields of those names
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),
@@ -61,15 +69,17 @@ stages = [
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
-    # The embedded demo model fails most verdicts; there the judge is advisory (a row it
-    # cannot judge is kept, marked unjudged). With a real model a failed verdict errors the row.
-    Judge(judge_llm, fields=["nlq", "columns", "query"], prompt=critique_prompt,
-          schema=prompts.CRITIQUE_SCHEMA, keep="all", on_failure="error" if FULL else "keep"),
+    # The embedded demo model is a weak judge; there the judge is advisory (a row it cannot
+    # judge is kept, marked unjudged) and sees the question and the query only.
+    Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
+          prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
+          on_failure="error" if FULL else "keep"),
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
-           parse=repaired_query, when=needs_repair, max_attempts=2),
+           schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
+           max_attempts=2 if FULL else 1),
     AssertionFilter(check, name="assertions_after_repair"),
 ]
-if not FULL:
+if SCALE["seeds"]:
     stages.insert(0, Sample(n=SCALE["seeds"], seed=0, name="demo_sample"))
 
 

@@ -67,5 +67,5 @@ def test_a_stage_never_changes_a_row_in_place_and_adds_only_what_it_declares(sta
             if row_id in before:
                 assert canonical_json(row) == before[row_id], (stage.name, row_id)
         added = set(part.columns) - set(given.columns) - {"_stage", "_reason_code", "_reason",
-                                                           "_field", "_source"}
+                                                           "_field", "_source", "_origin"}
         assert added <= set(stage.added_columns()), (stage.name, added)

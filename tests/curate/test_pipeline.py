@@ -55,7 +55,8 @@ def test_run_folder_contents_and_counts(tmp_path):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["rows"] == {"source": 30, "kept": len(run.kept),
-                                "rejected": 30 - len(run.kept), "errored": 0}
+                                "rejected": 30 - len(run.kept), "errored": 0,
+                                "kept_by_origin": {"source": len(run.kept)}}
     assert [s["stage"] for s in manifest["stages"]] == ["even", "complexity_filter"]
     assert manifest["versions"]["pandas"] == pd.__version__
     rejected = [json.loads(l) for l in open(tmp_path / "rejected.jsonl")]

@@ -198,3 +198,32 @@ def test_repair_prompt_lists_the_failures_or_the_critique():
     jsonschema.validate({"query": ROW["query"]}, prompts.REPAIR_SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"query": {"calculation": []}}, prompts.REPAIR_SCHEMA)
+
+
+def test_every_real_query_fits_the_typed_reply_schemas_of_its_row():
+    """The schemas sent for constrained decoding must never forbid a query the checker
+    accepts: every seed and held-out query fits its row's narrowed schema."""
+    from examples.honeycomb import reply_schemas
+
+    rows = [json.loads(line) for name in ("seeds.jsonl", "eval.jsonl")
+            for line in (DATA / name).read_text().splitlines() if line.strip()]
+    for row in rows:
+        jsonschema.validate(row["query"], reply_schemas.query_schema(row["columns"]))
+        jsonschema.validate({"query": row["query"]}, reply_schemas.repair_schema(row))
+        jsonschema.validate({"nlq": row["nlq"], "query": row["query"], "swap": None},
+                            reply_schemas.augment_schema(row))
+    narrowed = reply_schemas.query_schema(["duration_ms"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"calculations": [{"op": "P99", "column": "latency"}]}, narrowed)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"calculations": [{"op": "MAX"}]}, narrowed)  # MAX needs a column
+
+
+def test_a_rewording_keeps_the_query_and_refuses_a_repeat():
+    row = {"nlq": "Slow requests?", "query": {"calculations": [{"op": "COUNT"}]}}
+    assert prompts.reworded_row(row, {"nlq": "  which requests   are slow "}) == \
+        {"nlq": "which requests are slow"}
+    with pytest.raises(ValueError, match="repeats the question"):
+        prompts.reworded_row(row, {"nlq": "slow requests"})
+    text = prompts.reword_messages(row)[1]["content"]
+    assert '"Slow requests?"' in text and "Columns" not in text
