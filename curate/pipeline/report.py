@@ -155,7 +155,10 @@ def render_report(pipeline, run, manifest: dict) -> str:
     warnings = [{"stage": s["stage"], "text": w} for s in manifest["stages"]
                 for w in s.get("warnings", [])]
     reasons = _reasons(manifest)
+    from .summary import LLM_COLUMNS, llm_rows
+    samples = {s["stage"]: s.get("failure_sample", []) for s in manifest["stages"]}
     return env.get_template("report.html").render(
+        llm_columns=LLM_COLUMNS, llm_rows=llm_rows(manifest), failure_samples=samples,
         title=pipeline.name, manifest=manifest, funnel=funnel, warnings=warnings,
         funnel_top=max([manifest["rows"]["source"]] +
                        [f["rows_in"] + f["rows_created"] for f in funnel] + [1]),

@@ -30,6 +30,28 @@ def funnel_rows(manifest: dict) -> list[list[str]]:
     return rows
 
 
+LLM_COLUMNS = ("LLM stage", "requests", "parsed", "parse failed", "truncated",
+               "request failed", "produced", "tokens", "cost $", "health")
+
+
+def llm_rows(manifest: dict) -> list[list[str]]:
+    """One row per LLM stage: what its requests gave, and a flag when it produced nothing."""
+    rows = []
+    for s in manifest["stages"]:
+        replies = s.get("replies")
+        if not replies:
+            continue
+        spent = s.get("llm_computed") or s.get("llm") or {}
+        tokens = spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
+        produced = s.get("produced", 0)
+        health = "produced nothing" if replies["requests"] and not produced else "ok"
+        rows.append([s["stage"], f"{replies['requests']:,}", f"{replies['parsed']:,}",
+                     f"{replies['parse_failed']:,}", f"{replies['truncated']:,}",
+                     f"{replies['request_failed']:,}", f"{produced:,}", f"{tokens:,}",
+                     f"{spent.get('cost_usd', 0):.4f}", health])
+    return rows
+
+
 def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
     console = console or Console(stderr=True, width=None if sys.stderr.isatty() else 120)
     rows = manifest["rows"]
@@ -39,6 +61,15 @@ def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
     for row in funnel_rows(manifest):
         table.add_row(*row)
     console.print(table)
+    health = llm_rows(manifest)
+    if health:
+        llm_table = Table(title="LLM stages")
+        for col in LLM_COLUMNS:
+            llm_table.add_column(col, justify="left" if col in ("LLM stage", "health") else "right")
+        for row in health:
+            style = "bold red" if row[-1] != "ok" else None
+            llm_table.add_row(*row, style=style)
+        console.print(llm_table)
     reused = manifest.get("reused", {})
     note = (f"; {reused['stages']} of {reused['of']} stages reused (seconds: when computed)"
             if reused.get("stages") else "")

@@ -115,3 +115,22 @@ def test_the_report_shows_the_cost_card_of_an_llm_run(server, tmp_path):
     cost = run.manifest["llm_computed"]["cost_usd"]
     assert cost > 0 and f'id="llm-cost">${cost:.4f}' in html
     assert "looks right" in html  # the critiques section reads the Judge's declared columns
+
+
+def test_the_funnel_and_report_flag_an_llm_stage_that_produced_nothing(server, tmp_path, capsys):
+    from rich.console import Console
+
+    from curate.pipeline.summary import print_funnel
+
+    server.reply = lambda body: "not json"
+    pipe = Pipeline(source=ROWS, stages=[Augment(make_llm(server, tmp_path),
+                                                 lambda row: "vary " + row["q"], name="aug")])
+    run = pipe.run(tmp_path / "run", progress=False)
+    console = Console(record=True, width=160)
+    print_funnel(run.manifest, tmp_path / "run", console=console)
+    text = console.export_text()
+    assert "LLM stages" in text and "produced nothing" in text
+    line = next(l for l in text.splitlines() if l.strip().startswith("│ aug") and "nothing" in l)
+    assert [c.strip() for c in line.split("│")[2:8]] == ["4", "0", "4", "0", "0", "0"]
+    html = (tmp_path / "run/report.html").read_text()
+    assert 'class="llm-row flagged"' in html and "failing replies" in html and "not json" in html
