@@ -134,3 +134,12 @@ def test_the_funnel_and_report_flag_an_llm_stage_that_produced_nothing(server, t
     assert [c.strip() for c in line.split("│")[2:8]] == ["4", "0", "4", "0", "0", "0"]
     html = (tmp_path / "run/report.html").read_text()
     assert 'class="llm-row flagged"' in html and "failing replies" in html and "not json" in html
+
+
+def test_when_chooses_the_rows_any_llm_stage_works_on(server, tmp_path):
+    server.reply = lambda body: '{"critique": "ok", "outcome": "bad"}'
+    judge = Judge(make_llm(server, tmp_path), fields=["q"], when=lambda row: row["q"] < "c")
+    result = judge.run(ROWS)
+    assert server.received == 2 and result.stats["not_selected"] == 2
+    assert sorted(result.rejected["q"]) == ["alpha", "boom"]
+    assert sorted(result.kept["q"]) == ["delta", "gamma"] and result.kept["outcome"].isna().all()

@@ -27,7 +27,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ...core.stage import Stage, one_line
+from ...core.stage import ROW_ERROR, Stage, one_line
 from ...core.table import ID, domain_record, empty_like, mark, row_dicts
 from ...errors import StageError
 from ...llm.accounting import Usage
@@ -144,6 +144,8 @@ class LLMStage(Stage):
             ``"keep"`` or ``"reject"``.
         seed: seeds the stage's own random choices (few-shot picks, tie breaks); the
             model's sampling seed belongs to the client.
+        when: optional ``when(row) -> bool`` choosing the rows the stage works on; the
+            others pass through kept, untouched (``not_selected`` in the stats).
     """
 
     context_names: tuple[str, ...] = ()
@@ -152,9 +154,12 @@ class LLMStage(Stage):
 
     def __init__(self, llm, prompt=None, *, parse=None, schema: dict | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,
-                 on_failure: str | None = None, seed: int = 0, name: str | None = None,
-                 **kwargs):
+                 on_failure: str | None = None, seed: int = 0, when=None,
+                 name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
+        if when is not None and not callable(when):
+            raise StageError(self.name, f"when must be a function of the row, got {when!r}")
+        self.when = when
         if llm is None or not hasattr(llm, "complete_many"):
             raise StageError(self.name, f"llm must be a curate.LLM client, got {llm!r}")
         on_failure = self.default_on_failure if on_failure is None else on_failure
@@ -241,7 +246,21 @@ class LLMStage(Stage):
 
     def process(self, df: pd.DataFrame):
         self._usage = Usage()
-        return self.process_rows(df, row_dicts(df))
+        rows = row_dicts(df)
+        if self.when is None:
+            return self.process_rows(df, rows)
+        picked = [p for p, (row, row_id) in enumerate(zip(rows, df[ID]))
+                  if self._picked(row, row_id)]
+        result = self.process_rows(df.iloc[picked].reset_index(drop=True),
+                                   [rows[p] for p in picked])
+        passed = df.drop(index=df.index[picked])
+        result.kept = pd.concat([passed, result.kept], ignore_index=True)
+        result.stats["not_selected"] = len(passed)
+        return result
+
+    def _picked(self, row: dict, row_id) -> bool:
+        picked = self.call(self.when, row, row_id, "when")
+        return picked is not ROW_ERROR and bool(picked)
 
     def process_rows(self, df: pd.DataFrame, rows: list[dict]):  # pragma: no cover - abstract
         raise NotImplementedError

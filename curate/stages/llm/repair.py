@@ -86,7 +86,7 @@ class Repair(LLMStage):
 
     def __init__(self, llm, prompt=None, *, field: str, check=None, check_fields=None,
                  parse=None, max_attempts: int = 3, feedback=None, fields=None,
-                 followup: str = FOLLOWUP, when=None, clear=CLEARED, **kwargs):
+                 followup: str = FOLLOWUP, clear=CLEARED, **kwargs):
         super().__init__(llm, prompt, parse=parse, **kwargs)
         if max_attempts < 1:
             raise StageError(self.name, f"max_attempts must be >= 1, got {max_attempts}")
@@ -94,7 +94,7 @@ class Repair(LLMStage):
             raise StageError(self.name, "check must be a checker function (see assertions.calling)")
         self.field, self.check, self.check_fields = field, check, check_fields
         self.max_attempts, self.feedback, self.fields = int(max_attempts), feedback, fields
-        self.followup, self.when, self.clear = followup, when, tuple(clear)
+        self.followup, self.clear = followup, tuple(clear)
         self.before = f"_{field}_before_repair"
 
     def required_fields(self) -> tuple[str, ...]:
@@ -168,7 +168,7 @@ class Repair(LLMStage):
         extra = row_dicts(df, [c for c in columns if c not in rows[0]]) if columns and rows \
             else [{} for _ in rows]
         full = [{**r, **e} for r, e in zip(rows, extra)]
-        chosen = [p for p, r in enumerate(full) if self._chosen(r, ids[p])]
+        chosen = list(range(len(rows)))
         feedback = {p: self.feedback_text(full[p], columns) for p in chosen}
         messages = {p: self.messages_for(rows[p], ids[p], feedback=feedback[p]) for p in chosen}
         chosen = [p for p in chosen if messages[p] is not None]
@@ -176,12 +176,6 @@ class Repair(LLMStage):
         done, last, failures = self._attempts(rows, ids, requests)
         done = {p: (*done[p], feedback[p]) for p in done}
         return self._result(df, rows, chosen, done, last, failures, len(requests))
-
-    def _chosen(self, row: dict, row_id) -> bool:
-        if self.when is None:
-            return True
-        picked = self.call(self.when, row, row_id, "when")
-        return picked is not ROW_ERROR and bool(picked)
 
     def _attempts(self, rows, ids, requests):
         repaired, last, failures = {}, {}, {}
@@ -227,10 +221,9 @@ class Repair(LLMStage):
         return new
 
     def _result(self, df, rows, chosen, done, last, failures, n_requests) -> StageResult:
-        """Untouched rows kept, repaired rows replaced by new ones, the rest rejected."""
-        picked = set(chosen)
+        """Repaired rows replaced by new ones, the rest rejected (or as on_failure says)."""
         base = [p for p in range(len(rows)) if p not in done and p not in failures]
-        keep = [p not in picked for p in base]
+        keep = [False] * len(base)
         reasons = [f"still failing after {self.max_attempts} attempt"
                    f"{'s' if self.max_attempts > 1 else ''}: {'; '.join(last.get(p, []))}"
                    for p in base]
@@ -245,7 +238,6 @@ class Repair(LLMStage):
         failed = [(df[ID].iloc[p], f) for p, f in failures.items()]
         result.stats.update(self.health(n_requests, n_requests - len(failures), failed, len(done)))
         result.stats.update({
-            "repaired": len(done), "repair_failed": len(base) - sum(keep),
-            "not_selected": sum(keep), "request_failed": len(failures),
+            "repaired": len(done), "repair_failed": len(base), "request_failed": len(failures),
             "attempts": {str(k): v for k, v in sorted(Counter(d[1] for d in done.values()).items())}})
         return result
