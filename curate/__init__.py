@@ -35,6 +35,7 @@ _EXPORTS = {
     "LLM": "llm.client", "Request": "llm.types",
     # the runner
     "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
+    "open_run": "pipeline.folder",
     # judge alignment
     "export_for_review": "alignment", "read_review": "alignment",
     "alignment_report": "alignment",

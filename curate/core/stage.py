@@ -333,7 +333,8 @@ class Stage:
                 "rows_created": created, "kept": len(result.kept),
                 "rejected": len(result.rejected), "errored": len(result.errored),
                 "replaced": replaced, "reasons": _counts(result.rejected),
-                "errors": _counts(result.errored), "seconds": round(seconds, 3)}
+                "errors": _counts(result.errored), "seconds": round(seconds, 3),
+                "added_columns": {str(k): v for k, v in self.added_columns().items()}}
 
     def _check_error_share(self, df: pd.DataFrame, result: StageResult) -> None:
         n, total = len(result.errored), len(df)

@@ -89,14 +89,15 @@ def _text(row: dict | None, field: str | None) -> str:
     return str(value)
 
 
-def _role(stage, role: str) -> str | None:
-    return next((c for c, r in stage.added_columns().items() if r == role), None)
+def _role(stats: dict, role: str) -> str | None:
+    """The column a stage declared for ``role`` (see ``Stage.added_columns``)."""
+    return next((c for c, r in (stats.get("added_columns") or {}).items() if r == role), None)
 
 
-def _near_duplicates(pipeline, run, field, limit) -> list[dict]:
+def _near_duplicates(manifest, run, field, limit) -> list[dict]:
     """Up to ``limit`` pairs from each stage that records the row a rejected row matched."""
     pairs = []
-    for stage, (name, result) in zip(pipeline.stages, run.stages):
+    for stage, (name, result) in zip(manifest["stages"], run.stages):
         dup_col, score_col = _role(stage, "duplicate_of"), _role(stage, "similarity")
         rejected = result.rejected
         if dup_col is None or dup_col not in rejected.columns:
@@ -113,10 +114,10 @@ def _near_duplicates(pipeline, run, field, limit) -> list[dict]:
     return pairs
 
 
-def _critiques(pipeline, run, field, limit) -> list[dict]:
+def _critiques(manifest, run, field, limit) -> list[dict]:
     """Verdicts from the stages that declare a critique column, judged rows first."""
     judged, unjudged = [], []
-    for stage, (_, result) in zip(pipeline.stages, run.stages):
+    for stage, (_, result) in zip(manifest["stages"], run.stages):
         critique, verdict = _role(stage, "critique"), _role(stage, "verdict")
         if critique is None:
             continue
@@ -165,6 +166,6 @@ def render_report(pipeline, run, manifest: dict) -> str:
         reasons=reasons, reasons_top=max([r["count"] for r in reasons] or [1]),
         hist=histogram(_measure(run.source, opts.measure), _measure(run.kept, opts.measure)),
         measure_label=opts.measure_label, sampled=len(run.source) > SAMPLE_ROWS,
-        near_dups=_near_duplicates(pipeline, run, opts.text_field, opts.examples),
-        critiques=_critiques(pipeline, run, opts.text_field, opts.examples), errored=errored,
+        near_dups=_near_duplicates(manifest, run, opts.text_field, opts.examples),
+        critiques=_critiques(manifest, run, opts.text_field, opts.examples), errored=errored,
         escape=html.escape)

@@ -42,6 +42,7 @@ VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidf
              "datasets")
 OUTPUTS = ("rejected.jsonl", "errored.jsonl", "kept.parquet", "export", "report.html")
 OUTPUT_FORMAT = "2"
+SOURCE_COPY = "checkpoints/00_source.parquet"
 
 
 @dataclass
@@ -226,6 +227,7 @@ class _Run:
 
     def _compute(self) -> dict:
         source = self.pipeline.load_source(self.limit)
+        self._save_source(source)
         current, results = source, []
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
             for index, stage in enumerate(self.pipeline.stages, start=1):
@@ -335,6 +337,19 @@ class _Run:
         stats["llm"] = {}
         return stats
 
+    def _source_info(self) -> dict:
+        """How a reader of the folder gets the source back: a file path, or the copy this
+        run saved (sources given in memory)."""
+        source = self.pipeline.resolved_source()
+        path = str(source.resolve()) if isinstance(source, Path) else None
+        return {"key": self.source_key, "path": path, "limit": self.limit,
+                "json_columns": list(self.pipeline.json_columns),
+                "saved": None if path else SOURCE_COPY}
+
+    def _save_source(self, source: pd.DataFrame) -> None:
+        if not isinstance(self.pipeline.resolved_source(), Path):
+            write_frame(source, self.out / SOURCE_COPY)
+
     def _manifest(self, stats: list[dict], rows: dict) -> dict:
         outputs = {}
         for name, key in self.output_keys.items():
@@ -350,7 +365,7 @@ class _Run:
             export = {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in export.items()}
         return {
             "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
-            "spec_hash": _file_hash(self.spec_path), "source": {"key": self.source_key},
+            "spec_hash": _file_hash(self.spec_path), "source": self._source_info(),
             "started": self.started.isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - self.t0, 3),
             "versions": package_versions(), "rows": rows,

@@ -301,3 +301,26 @@ def test_checkpoints_of_a_stage_that_adds_rows_round_trip(tmp_path):
     assert isinstance(again.kept, pd.DataFrame)
     files = sorted(p.name for p in (tmp_path / "checkpoints/01_shout").iterdir())
     assert files == ["kept.new.parquet", "kept.parquet", "stats.json"]
+
+
+def test_open_run_rebuilds_every_table_of_a_folder_without_its_spec(project, tmp_path):
+    from curate.core.table import records
+    from curate.pipeline.folder import open_run
+
+    spec, out = write_spec(project), project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    run = open_run(out)
+    assert run.manifest["rows"]["kept"] == len(run.kept) == 50
+    assert [name for name, _ in run.stages][:2] == ["long_enough", "tag"]
+    rejected = sum(len(r.rejected) for _, r in run.stages)
+    assert rejected == run.manifest["rows"]["rejected"] == len(run.rejected)
+    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert sorted(r["_id"] for r in lines) == sorted(run.rejected["_id"])
+    (project / "rows.jsonl").write_text((project / "rows.jsonl").read_text() + "\n")
+    with pytest.raises(Exception, match="the source changed since this run"):
+        open_run(out).kept
+
+    from curate import Filter, Pipeline
+    memory = Pipeline(source=[{"q": "a"}, {"q": "bb"}], stages=[Filter(lambda r: len(r["q"]) > 1)])
+    memory.run(tmp_path / "mem", progress=False)
+    assert records(open_run(tmp_path / "mem").kept)[0]["q"] == "bb"

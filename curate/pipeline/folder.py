@@ -1,0 +1,65 @@
+"""Open a finished run folder without its spec: the manifest, and every stage's tables.
+
+    run = open_run("runs/honeycomb")
+    run.manifest["rows"], run.kept, run.stages[3][1].rejected
+
+The source comes back from the file the manifest names (checked against the digest it
+recorded: a source edited since the run is an error, not a silent mix) or, for a source
+given in memory, from the copy the run saved; each stage's tables are rebuilt from its
+checkpoint. The review app and notebooks read runs this way.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..core.table import assign_ids
+from ..errors import InputError
+from ..io.columnar import read_frame
+from .checkpoint import CheckpointStore
+from .runner import RunResult
+
+
+def open_run(out) -> RunResult:
+    """A :class:`RunResult` of the finished run in ``out`` (tables loaded on first use)."""
+    out = Path(out)
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise InputError(out, "no finished run here (manifest.json is missing)") from None
+    except ValueError as error:
+        raise InputError(out / "manifest.json", f"not a readable manifest: {error}") from None
+    return RunResult(out, manifest, _loader=lambda: _tables(out, manifest))
+
+
+def _source(out: Path, manifest: dict):
+    from . import Pipeline
+
+    info = manifest.get("source") or {}
+    if info.get("saved"):
+        return read_frame(out / info["saved"])
+    path = info.get("path")
+    if not path:
+        raise InputError(out / "manifest.json", "the manifest does not say where the source is")
+    pipeline = Pipeline(source=Path(path), stages=[], json_columns=info.get("json_columns", ()))
+    if pipeline.source_key(info.get("limit")) != info.get("key"):
+        raise InputError(path, "the source changed since this run; rerun the spec to see "
+                               "the run of the current file")
+    return assign_ids(pipeline.load_source(info.get("limit")))
+
+
+def _tables(out: Path, manifest: dict) -> dict:
+    store = CheckpointStore(out)
+    current = source = _source(out, manifest)
+    results = []
+    for index, stats in enumerate(manifest["stages"], start=1):
+        folder = store.folder(index, stats["stage"])
+        try:
+            saved = json.loads((folder / "stats.json").read_text())
+        except (OSError, ValueError):
+            raise InputError(folder, "the checkpoint of this stage is missing") from None
+        result = store.load(index, stats["stage"], saved, current)
+        result.stats.update(reused=stats.get("reused", False))
+        results.append((stats["stage"], result))
+        current = result.kept
+    return {"source": source, "kept": current, "stages": results}
