@@ -3,6 +3,7 @@ import random
 
 import numpy as np
 import pandas as pd
+import corpus
 import pytest
 
 from bench.near_dup_pairs import KINDS, labelled_pairs, make_corpus
@@ -51,28 +52,7 @@ def ours(texts, **kwargs):
 
 
 def edited_texts(n=400, seed=0):
-    """Short texts from a small vocabulary, many of them edits or exact repeats of earlier
-    ones, so that chains (a row matching only a rejected row) and ties occur."""
-    rng = random.Random(seed)
-    words = ("how many errors requests users traces service latency p99 show count by the of "
-             "in last hour day week for each group where is slow fast").split()
-    texts = []
-    for _ in range(n):
-        r = rng.random()
-        if texts and r < 0.15:
-            texts.append(rng.choice(texts))
-        elif texts and r < 0.5:
-            toks = rng.choice(texts).split()
-            for _ in range(rng.randint(0, 2)):
-                j = rng.randrange(len(toks) + 1)
-                if toks and rng.random() < 0.5:
-                    del toks[min(j, len(toks) - 1)]
-                else:
-                    toks.insert(j, rng.choice(words))
-            texts.append(" ".join(toks))
-        else:
-            texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 14))))
-    return texts + ["", "!!!", "   "]
+    return corpus.edited_texts(n, seed, repeat=0.15, edit=0.35, max_edits=2, max_words=14)
 
 
 SENTENCE = "what is the p99 latency of the checkout service over the last hour by region"

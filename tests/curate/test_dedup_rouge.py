@@ -3,6 +3,7 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
+import corpus
 import pytest
 from rouge_score import rouge_scorer, scoring, tokenize
 
@@ -54,23 +55,7 @@ def ours(texts, **kwargs):
 
 
 def generated_texts(n=260, seed=0):
-    rng = random.Random(seed)
-    words = ("how many errors requests users traces service latency p99 show count by the of "
-             "in last hour day week for each group where is slow fast").split()
-    texts = []
-    for _ in range(n):
-        if texts and rng.random() < 0.45:
-            toks = rng.choice(texts).split()
-            for _ in range(rng.randint(0, 3)):
-                j = rng.randrange(len(toks) + 1)
-                if toks and rng.random() < 0.5:
-                    del toks[min(j, len(toks) - 1)]
-                else:
-                    toks.insert(j, rng.choice(words))
-            texts.append(" ".join(toks))
-        else:
-            texts.append(" ".join(rng.choice(words) for _ in range(rng.randint(0, 12))))
-    return texts + ["", "!!!", "   "]
+    return corpus.edited_texts(n, seed)
 
 
 def boundary_pair(tag, lcs, m, n):

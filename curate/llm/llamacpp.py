@@ -1,0 +1,105 @@
+"""An optional, faster embedded backend on llama-cpp-python.
+
+``pip install curate-workbench[llamacpp]`` (it compiles llama.cpp, several minutes; never
+needed by the demo or the tests) and the default embedded model runs through llama.cpp
+instead of transformers: the GGUF file is used as it is (4-bit weights, no de-quantising),
+prompts and replies are evaluated by llama.cpp's CPU kernels, and a request's JSON Schema
+becomes a GBNF grammar (llama.cpp's own converter), so constrained replies match their
+schema. It is picked automatically when ``llama_cpp`` can be imported; set
+``CURATE_EMBEDDED_BACKEND=transformers`` to keep the transformers backend.
+
+Threads: ``n_threads`` (or ``CURATE_LLAMACPP_THREADS``) defaults to llama.cpp's choice
+(the physical cores). On a small machine shared with other work, fewer threads than cores
+can be much faster (a thread that waits for a busy core stalls every step of the others):
+try ``1`` on a shared 2-core machine.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from ..errors import CurateError
+from .types import Completion, Request
+
+DEFAULT_MAX_TOKENS = 256
+_loaded: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def available() -> bool:
+    """Whether llama-cpp-python can be imported here."""
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+class LlamaCppBackend:
+    """Generate in-process with llama.cpp, one request at a time.
+
+    Args:
+        model_path: the GGUF file.
+        n_ctx: context length in tokens.
+        n_threads: CPU threads (default: ``CURATE_LLAMACPP_THREADS``, else llama.cpp's).
+        name: the model name in cache keys (default: the file name without ``.gguf``).
+    """
+
+    def __init__(self, model_path, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 name: str | None = None):
+        self.model_path, self.n_ctx = str(model_path), int(n_ctx)
+        threads = n_threads or os.environ.get("CURATE_LLAMACPP_THREADS")
+        self.n_threads = int(threads) if threads else None
+        self.name = name or Path(self.model_path).name.removesuffix(".gguf")
+        self.batch_size = 1
+
+    def __repr__(self) -> str:
+        return f"LlamaCppBackend({self.model_path!r}, n_threads={self.n_threads})"
+
+    def fingerprint(self) -> str:
+        return f"{self.name}|llama.cpp|{self.structured_engine()}"
+
+    @staticmethod
+    def structured_engine() -> str:
+        return "llama.cpp-gbnf"
+
+    def load(self):
+        key = (self.model_path, self.n_ctx, self.n_threads)
+        with _lock:
+            if key not in _loaded:
+                try:
+                    from llama_cpp import Llama
+                except ImportError:
+                    raise CurateError("llama-cpp-python is not installed; pip install "
+                                      "curate-workbench[llamacpp]") from None
+                _loaded[key] = Llama(model_path=self.model_path, n_ctx=self.n_ctx,
+                                     n_threads=self.n_threads, verbose=False)
+            return _loaded[key]
+
+    def _one(self, model, request: Request, seed: int) -> Completion:
+        kwargs = {"messages": request.messages, "temperature": request.temperature or 0.0,
+                  "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS, "seed": seed}
+        if request.top_p is not None:
+            kwargs["top_p"] = request.top_p
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+        out = model.create_chat_completion(**kwargs)
+        choice, usage = out["choices"][0], out.get("usage") or {}
+        return Completion(text=choice["message"].get("content") or "",
+                          finish_reason=choice.get("finish_reason") or "stop",
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0),
+                          model=self.name)
+
+    def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
+        from .embedded import _seed_of
+
+        model = self.load()
+        out = []
+        for i, request in enumerate(requests):
+            completion = self._one(model, request, _seed_of(request, self.name) % (2**31))
+            out.append(completion)
+            if on_done is not None:
+                on_done(i, completion)
+        return out
