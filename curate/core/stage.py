@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import StageError
 from .fingerprint import Fingerprint, describe, fingerprint_of
-from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns,
+from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns, isin,
                     empty_like, mark, source_locations)
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
@@ -62,10 +62,12 @@ class StageResult:
 
 
 class RowErrors:
-    """Rows a stage could not process, by ``_id``: ``(code, reason, field)`` each."""
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field)`` each; and the
+    ids of the table the stage was given (to tell a plain partition of it)."""
 
-    def __init__(self):
+    def __init__(self, input_ids: pd.Series | None = None):
         self.by_id: dict[str, tuple[str, str, str | None]] = {}
+        self.input_ids = input_ids
 
     def add(self, row_id, code: str, reason: str, field: str | None = None) -> None:
         self.by_id.setdefault(row_id, (code, reason, field))
@@ -174,7 +176,7 @@ class Stage:
         self._check_columns(df)
         bad, checked = self._row_checks(df)
         good = df[~bad].reset_index(drop=True) if bad.any() else df
-        errors = RowErrors()
+        errors = RowErrors(good[ID])
         token = _row_errors.set(errors)
         start = time.perf_counter()
         try:
@@ -183,11 +185,15 @@ class Stage:
             _row_errors.reset(token)
         seconds = time.perf_counter() - start
         result = self._route_errors(good, result, errors)
-        self._mark_origin(df, result)
+        partition = (getattr(result, "_partition", False) and not len(errors) and not len(checked)
+                     and len(result.kept) + len(result.rejected) + len(result.errored) == len(df))
+        if not partition:  # rows were created, replaced or errored: check every id
+            self._mark_origin(df, result)
         if len(checked):
             result.errored = _concat([checked, result.errored])
-        self._check_invariant(df, result)
-        result.stats = {**self._base_stats(df, result, seconds), **result.stats}
+        if not partition:
+            self._check_invariant(df, result)
+        result.stats = {**self._base_stats(df, result, seconds, partition), **result.stats}
         self._check_error_share(df, result)
         return result
 
@@ -218,8 +224,13 @@ class Stage:
         else:
             rejected = empty_like(df)
         errored = empty_like(df) if errored is None else errored
-        return StageResult(df.loc[keep].reset_index(drop=True), rejected.reset_index(drop=True),
-                           errored.reset_index(drop=True), dict(stats))
+        result = StageResult(df.loc[keep].reset_index(drop=True), rejected.reset_index(drop=True),
+                             errored.reset_index(drop=True), dict(stats))
+        given = _row_errors.get()
+        # a split of exactly the rows the stage was given: no id checks are needed
+        result._partition = (errored is None or not len(errored)) and given is not None and \
+            given.input_ids is not None and df[ID].equals(given.input_ids)
+        return result
 
     def call(self, fn, value, row_id, what: str = "function", field: str | None = None):
         """Call a user function on one row's value. When it raises, the row is errored
@@ -283,15 +294,15 @@ class Stage:
     def _route_errors(self, df: pd.DataFrame, result: StageResult, errors: RowErrors):
         if not len(errors):
             return result
-        ids = set(errors.by_id)
-        result.kept = result.kept[~result.kept[ID].isin(ids)].reset_index(drop=True)
-        result.rejected = result.rejected[~result.rejected[ID].isin(ids)].reset_index(drop=True)
-        rows = df[df[ID].isin(ids)]
+        ids = list(errors.by_id)
+        result.kept = result.kept[~isin(result.kept[ID], ids)].reset_index(drop=True)
+        result.rejected = result.rejected[~isin(result.rejected[ID], ids)].reset_index(drop=True)
+        rows = df[isin(df[ID], ids)]
         info = [errors.by_id[i] for i in rows[ID]]
         marked = mark(rows, self.name, [c for c, _, _ in info], [r for _, r, _ in info],
                       [f for _, _, f in info])
         already = result.errored[ID] if ID in result.errored.columns else []
-        result.errored = _concat([result.errored, marked[~marked[ID].isin(already)]])
+        result.errored = _concat([result.errored, marked[~isin(marked[ID], already)]])
         return result
 
     def _mark_origin(self, df: pd.DataFrame, result: StageResult) -> None:
@@ -300,7 +311,7 @@ class Stage:
             table = getattr(result, part)
             if not len(table):
                 continue
-            new = ~table[ID].isin(df[ID])
+            new = ~isin(table[ID], df[ID])
             if new.any():
                 origin = table[ORIGIN] if ORIGIN in table.columns else \
                     pd.Series(None, index=table.index, dtype=object)
@@ -315,20 +326,21 @@ class Stage:
         if out_ids.duplicated().any():
             raise StageError(self.name, f"row ids appear twice in the output: "
                                         f"{out_ids[out_ids.duplicated()].head(3).tolist()}")
-        present = df[ID].isin(out_ids)
+        present = isin(df[ID], out_ids)
         if not present.all():
             parents = pd.concat([p[PARENT] for p in parts if PARENT in p.columns]).dropna()
-            lost = df.loc[~present & ~df[ID].isin(parents), ID]
+            lost = df.loc[~present & ~isin(df[ID], parents), ID]
             if len(lost):
                 raise StageError(self.name, f"{len(lost)} input rows were silently lost "
                                             f"(e.g. {sorted(lost)[:3]})")
 
-    def _base_stats(self, df, result: StageResult, seconds: float) -> dict:
-        out = pd.concat([result.kept[ID], result.rejected[ID], result.errored[ID]],
-                        ignore_index=True)
-        in_ids = df[ID]
-        created = int((~out.isin(in_ids)).sum())
-        replaced = int((~in_ids.isin(out)).sum())
+    def _base_stats(self, df, result: StageResult, seconds: float, partition: bool) -> dict:
+        created = replaced = 0
+        if not partition:
+            out = pd.concat([result.kept[ID], result.rejected[ID], result.errored[ID]],
+                            ignore_index=True)
+            created = int((~isin(out, df[ID])).sum())
+            replaced = int((~isin(df[ID], out)).sum())
         return {"stage": self.name, "type": type(self).__name__, "rows_in": len(df),
                 "rows_created": created, "kept": len(result.kept),
                 "rejected": len(result.rejected), "errored": len(result.errored),

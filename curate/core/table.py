@@ -104,6 +104,62 @@ def records(df: pd.DataFrame) -> list[dict]:
     return [to_jsonable(r) for r in row_dicts(df, list(df.columns))]
 
 
+# -- membership and positions, vectorised ---------------------------------------------------------
+def _arrow(values):
+    import pyarrow as pa
+
+    if isinstance(values, pd.Series):
+        values = values.to_numpy(dtype=object) if values.dtype == object else values.array
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _arrow_pair(values, among):
+    """Both as Arrow arrays of one type (None when they cannot be compared that way)."""
+    import pyarrow as pa
+
+    a, b = _arrow(values), _arrow(among)
+    if a.type == b.type:
+        return a, b
+    try:
+        if pa.types.is_null(b.type):
+            return a, pa.array([], type=a.type)
+        if pa.types.is_null(a.type):
+            return pa.array([None] * len(a), type=b.type), b
+        return a, b.cast(a.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+
+
+def isin(values, among) -> np.ndarray:
+    """``values.isin(among)`` as a bool array, by Arrow's hash kernel (pandas' own is a
+    Python loop for Arrow-backed strings)."""
+    import pyarrow.compute as pc
+
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    pair = _arrow_pair(values, among)
+    if pair is None:
+        return pd.Series(values, dtype=object).isin(pd.Series(among, dtype=object)).to_numpy()
+    found = pc.is_in(pair[0], value_set=pair[1])
+    return found.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def positions(values, among) -> np.ndarray:
+    """For each value, its position in ``among`` (-1 when absent); ``among`` has no repeats."""
+    import pyarrow.compute as pc
+
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    pair = _arrow_pair(values, among)
+    if pair is None:
+        return pd.Index(pd.Series(among, dtype=object)).get_indexer(pd.Series(values, dtype=object))
+    found = pc.fill_null(pc.index_in(pair[0], value_set=pair[1]), -1)
+    return found.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 # -- content hashes and ids ----------------------------------------------------------------------
 def _is_nested(series: pd.Series) -> bool:
     if series.dtype != object:
@@ -182,8 +238,8 @@ def assign_ids(df: pd.DataFrame, taken: set[str] | None = None) -> pd.DataFrame:
         ids = df[ID].astype(object).to_numpy(copy=True)
         ids[missing] = fresh
         df[ID] = ids
-    duplicated = df[ID].duplicated(keep=False)
-    if duplicated.any():
+    if not df[ID].is_unique:
+        duplicated = df[ID].duplicated(keep=False)
         raise ValueError(f"duplicate _id values: {df.loc[duplicated, ID].unique()[:3].tolist()}")
     df.index = pd.RangeIndex(len(df))
     return df
@@ -210,7 +266,7 @@ def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str
     if not records:
         return parents.iloc[0:0].copy()
     taken = set(parents[ID]) if taken is None else set(taken)
-    position = pd.Index(parents[ID]).get_indexer(list(parent_ids))
+    position = positions(list(parent_ids), parents[ID])
     if (position < 0).any():
         unknown = [p for p, i in zip(parent_ids, position) if i < 0][:3]
         raise ValueError(f"derive_rows: unknown parent ids {unknown}")

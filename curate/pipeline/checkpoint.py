@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.stage import StageResult
-from ..core.table import ID, canonical_json, row_dicts
+from ..core.table import ID, canonical_json, positions, row_dicts
 from ..io.atomic import output_errors, write_json
 from ..io.columnar import read_frame, write_frame
 
@@ -50,7 +50,7 @@ def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, colu
 
 def _encode(input_df: pd.DataFrame, part: pd.DataFrame):
     """``(passed, created, mode)``: the two frames to store for one part."""
-    pos = pd.Index(input_df[ID]).get_indexer(part[ID]) if len(part) else np.zeros(0, np.int64)
+    pos = positions(part[ID], input_df[ID])
     inputs = [c for c in part.columns if c in input_df.columns]
     added = [c for c in part.columns if c not in input_df.columns]
     at = np.arange(len(part), dtype=np.int64)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.fingerprint import Fingerprint, fingerprint_of
-from ..core.table import ID, row_dicts
+from ..core.table import ID, isin, row_dicts
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
 SEED = 0
@@ -104,7 +104,7 @@ def _near_duplicates(manifest, run, field, limit) -> list[dict]:
             continue
         shown = _sample(rejected[rejected[dup_col].notna()], limit)
         wanted = set(shown[dup_col])
-        kept = result.kept[result.kept[ID].isin(wanted)]
+        kept = result.kept[isin(result.kept[ID], list(wanted))]
         by_id = dict(zip(kept[ID], row_dicts(kept)))
         scores = shown[score_col].tolist() if score_col in shown.columns else [None] * len(shown)
         for row, dup, score in zip(row_dicts(shown), shown[dup_col], scores):

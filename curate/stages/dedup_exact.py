@@ -129,6 +129,9 @@ class ExactDedup(Stage):
         return "j:" + canonical_json(value)
 
     def _codes(self, canon: dict[str, pd.Series], key: tuple[str, ...]) -> np.ndarray:
+        """One integer per row, equal exactly when the rows' key values are equal."""
+        if len(key) == 1:
+            return pd.factorize(canon[key[0]], use_na_sentinel=False)[0]
         frame = pd.DataFrame({f: canon[f] for f in key})
         return frame.groupby(list(key), sort=False, dropna=False).ngroup().to_numpy()
 
@@ -138,27 +141,31 @@ class ExactDedup(Stage):
                  for f in self.required_fields()}
         codes = [self._codes(canon, key) for key in self.keys]
         if len(codes) == 1:
-            dup_key = np.where(pd.Series(codes[0]).duplicated().to_numpy(), 0, -1)
-            first_of = _first_positions(codes[0])
-            match = first_of[codes[0]]
+            match = _first_positions(codes[0])[codes[0]]
+            dup_key = np.where(match != np.arange(len(df)), 0, -1)
         else:
             dup_key, match = _greedy(codes)
         rejected = dup_key >= 0
-        ids = df[ID].to_numpy()
         names = [self.key_name(k) for k in self.keys]
-        counts = {n: int(((dup_key == k) & rejected).sum()) for k, n in enumerate(names)}
-        out = df.assign(_dup_of=pd.Series(np.where(rejected, ids[np.maximum(match, 0)], None),
-                                          index=df.index, dtype=object))
-        key_label = pd.Series(np.array(names, dtype=object)[np.maximum(dup_key, 0)],
-                              index=df.index, dtype=object)
-        reason_codes = "duplicate_" + key_label
-        reasons = "same " + key_label + " as kept row " + out["_dup_of"].astype(str)
-        return self.result(out, ~rejected, reason_codes, reasons, duplicates_by_key=counts)
+        counts = {n: int((dup_key == k).sum()) for k, n in enumerate(names)}
+        ids = df[ID]
+        dup_of = pd.Series(None, index=df.index, dtype=object)
+        where = np.flatnonzero(rejected)
+        dup_ids = ids.iloc[match[where]].to_numpy(dtype=object)
+        dup_of.iloc[where] = dup_ids
+        labels = np.array(names, dtype=object)[dup_key[where]]
+        codes_s = pd.Series("", index=df.index, dtype=object)
+        reasons = pd.Series("", index=df.index, dtype=object)
+        codes_s.iloc[where] = "duplicate_" + labels
+        reasons.iloc[where] = "same " + labels + " as kept row " + dup_ids.astype(str)
+        return self.result(df.assign(_dup_of=dup_of), ~rejected, codes_s, reasons,
+                           duplicates_by_key=counts)
 
 
 def _first_positions(codes: np.ndarray) -> np.ndarray:
     """For each group code, the position of its first row."""
-    _, first = np.unique(codes, return_index=True)
+    first = np.empty(codes.max() + 1 if len(codes) else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)  # the last write is the first row
     return first
 
 

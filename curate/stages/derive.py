@@ -6,7 +6,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from ..core.stage import ROW_ERROR, Stage
-from ..core.table import ID, derive_rows, row_dicts
+from ..core.table import ID, derive_rows, isin, row_dicts
 from ..errors import StageError
 from .filters import renamed
 
@@ -59,6 +59,6 @@ class Derive(Stage):
                 new_records.append(rec)
                 parents.append(row_id)
         new = derive_rows(df, new_records, parents)
-        originals = df[~df[ID].isin(set(parents))] if self.keep == "new" else df
+        originals = df[~isin(df[ID], parents)] if self.keep == "new" else df
         table = pd.concat([originals, new], ignore_index=True) if len(new) else originals
         return self.result(table, [True] * len(table), derived=len(new))
