@@ -73,35 +73,38 @@ def canonical_json(value) -> str:
                       separators=(",", ":"))
 
 
-def column_values(series: pd.Series) -> list:
-    """A column as plain Python values, missing values (NaN, NA, None) as None."""
-    if series.dtype == object:
-        values = series.tolist()
-        missing = series.isna().to_numpy()
-        if missing.any():
-            for i in np.flatnonzero(missing):
-                values[i] = None
-        return values
-    missing = series.isna().to_numpy()
+def column_values(series: pd.Series, jsonable: bool = False) -> list:
+    """A column as plain Python values, missing values (NaN, NA, None) as None.
+
+    ``jsonable``: also turn what an object column may hold (numpy arrays and scalars,
+    timestamps) into JSON types; other columns' values are native already.
+    """
     values = series.tolist()
-    if missing.any():
+    missing = series.isna().to_numpy()
+    if missing.dtype == bool and missing.any():
         for i in np.flatnonzero(missing):
             values[i] = None
+    if jsonable and series.dtype == object:
+        values = [v if v is None or type(v) in (str, int, float, bool) else to_jsonable(v)
+                  for v in values]
+    elif jsonable and pd.api.types.is_datetime64_any_dtype(series.dtype):
+        values = [to_jsonable(v) for v in values]
     return values
 
 
-def row_dicts(df: pd.DataFrame, columns: Iterable[str] | None = None) -> list[dict]:
+def row_dicts(df: pd.DataFrame, columns: Iterable[str] | None = None,
+              jsonable: bool = False) -> list[dict]:
     """Rows as dicts of plain values (missing -> None): the domain fields, or ``columns``."""
     names = domain_columns(df) if columns is None else list(columns)
     if not names:
         return [{} for _ in range(len(df))]
-    lists = [column_values(df[c]) for c in names]
+    lists = [column_values(df[c], jsonable) for c in names]
     return [dict(zip(names, values)) for values in zip(*lists)]
 
 
 def records(df: pd.DataFrame) -> list[dict]:
     """Every column of every row as plain-JSON dicts (what the JSONL writers use)."""
-    return [to_jsonable(r) for r in row_dicts(df, list(df.columns))]
+    return row_dicts(df, list(df.columns), jsonable=True)
 
 
 # -- membership and positions, vectorised ---------------------------------------------------------

@@ -8,6 +8,7 @@ writing (no space left, permission denied, a read-only filesystem) becomes a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import shutil
@@ -88,11 +89,16 @@ def write_json(path, obj) -> Path:
 
 
 def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
-    """Write dicts as JSON lines, atomically. ``plain=True``: the rows hold only JSON types
-    already (no numpy values or NaN to convert), which skips a pass over every value."""
+    """Write dicts as JSON lines, atomically; a ``.gz`` path is gzip-compressed (level 1:
+    fast, about a fifth of the size). ``plain=True``: the rows hold only JSON types already
+    (no numpy values or NaN to convert), which skips a pass over every value."""
     dumps = json.JSONEncoder(ensure_ascii=False).encode
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(dumps(row if plain else to_jsonable(row)))
-            fh.write("\n")
+    gz = str(path).endswith(".gz")
+    with atomic_path(path) as tmp:
+        opener = (lambda: gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1)) if gz else \
+            (lambda: open(tmp, "w", encoding="utf-8"))
+        with opener() as fh:
+            for row in rows:
+                fh.write(dumps(row if plain else to_jsonable(row)))
+                fh.write("\n")
     return Path(path)

@@ -17,7 +17,7 @@ you run the command in.
 
 The run folder gets a checkpoint per stage (reused on rerun when the stage's input and
 parameters are unchanged; an unchanged rerun recomputes and rewrites nothing),
-rejected.jsonl and errored.jsonl (every dropped row with its stage, reason and source
+rejected.jsonl.gz and errored.jsonl (every dropped row with its stage, reason and source
 line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
 report.html and manifest.json (written last: a folder without it holds no finished run).
 The folder is locked while a run uses it.

@@ -40,7 +40,7 @@ from .summary import print_funnel
 VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidfuzz",
              "rouge-score", "sentence-transformers", "faiss-cpu", "torch", "transformers",
              "datasets")
-OUTPUTS = ("rejected.jsonl", "errored.jsonl", "kept.parquet", "export", "report.html")
+OUTPUTS = ("rejected.jsonl.gz", "errored.jsonl", "kept.parquet", "export", "report.html")
 OUTPUT_FORMAT = "2"
 SOURCE_COPY = "checkpoints/00_source.parquet"
 
@@ -174,7 +174,7 @@ class _Run:
         export = self.pipeline.export
         export_fp = export.fingerprint().describe() if export is not None else "none"
         report_fp = self.pipeline.report.fingerprint().describe()
-        self.output_keys = {"rejected.jsonl": final, "errored.jsonl": final,
+        self.output_keys = {"rejected.jsonl.gz": final, "errored.jsonl": final,
                             "kept.parquet": final, "export": chain_key(final, export_fp),
                             "report.html": chain_key(final, export_fp, report_fp)}
         old = self.previous.get("outputs", {}) if self.previous else {}
@@ -276,8 +276,8 @@ class _Run:
     # -- outputs ----------------------------------------------------------------------------
     def _write_outputs(self, run: RunResult) -> None:
         out, todo = self.out, set(self.output_keys) - self.reuse_outputs
-        if "rejected.jsonl" in todo:
-            self._wrote(write_jsonl(out / "rejected.jsonl", records(run.rejected), plain=True))
+        if "rejected.jsonl.gz" in todo:
+            self._wrote(write_jsonl(out / "rejected.jsonl.gz", records(run.rejected), plain=True))
         if "errored.jsonl" in todo:
             self._wrote(write_jsonl(out / "errored.jsonl", records(run.errored), plain=True))
         if "kept.parquet" in todo:

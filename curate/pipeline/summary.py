@@ -73,5 +73,5 @@ def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
     reused = manifest.get("reused", {})
     note = (f"; {reused['stages']} of {reused['of']} stages reused (seconds: when computed)"
             if reused.get("stages") else "")
-    console.print(f"run folder: {out}  (report.html, manifest.json, rejected.jsonl){note}; "
+    console.print(f"run folder: {out}  (report.html, manifest.json, rejected.jsonl.gz, errored.jsonl){note}; "
                   f"this run took {manifest['seconds']:.1f} s")

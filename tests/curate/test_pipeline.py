@@ -1,3 +1,4 @@
+import gzip
 import json
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def make(calls, max_words=5, rows=None):
 
 def test_run_folder_contents_and_counts(tmp_path):
     run = make(Calls()).run(tmp_path, progress=False)
-    for name in ("manifest.json", "report.html", "rejected.jsonl", "kept.parquet",
+    for name in ("manifest.json", "report.html", "rejected.jsonl.gz", "kept.parquet",
                  "export/sharegpt.jsonl", "checkpoints/01_even/stats.json"):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -59,7 +60,7 @@ def test_run_folder_contents_and_counts(tmp_path):
                                 "kept_by_origin": {"source": len(run.kept)}}
     assert [s["stage"] for s in manifest["stages"]] == ["even", "complexity_filter"]
     assert manifest["versions"]["pandas"] == pd.__version__
-    rejected = [json.loads(l) for l in open(tmp_path / "rejected.jsonl")]
+    rejected = [json.loads(l) for l in gzip.open(tmp_path / "rejected.jsonl.gz", "rt")]
     assert {r["_stage"] for r in rejected} == {"even", "complexity_filter"}
     assert all(r["_reason"] for r in rejected)
     exported = open(tmp_path / "export/sharegpt.jsonl").read().splitlines()

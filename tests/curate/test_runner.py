@@ -1,3 +1,4 @@
+import gzip
 """The runner's promises: reuse exactly the work whose inputs did not change (in a new
 process too), one run per folder, one-line output errors, nothing complete-looking left
 behind, plain progress lines in logs."""
@@ -92,7 +93,7 @@ def test_an_unchanged_rerun_in_a_new_process_reuses_and_rewrites_nothing(project
     assert again.returncode == 0, again.stderr
     m = manifest(out)
     assert all(reused(out)) and m["reused"]["stages"] == 6
-    assert set(m["reused"]["outputs"]) == {"rejected.jsonl", "errored.jsonl", "kept.parquet",
+    assert set(m["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl", "kept.parquet",
                                            "export", "report.html"}
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
     assert all(s["seconds"] == 0 for s in m["stages"])
@@ -118,13 +119,13 @@ def test_a_changed_input_recomputes_exactly_that_stage_and_those_after(project, 
 def test_changing_only_the_export_rewrites_only_the_export_and_report(project):
     out = project / "run"
     assert cli(write_spec(project), out, "--no-progress").returncode == 0
-    before = (out / "rejected.jsonl").stat().st_mtime_ns
+    before = (out / "rejected.jsonl.gz").stat().st_mtime_ns
     proc = cli(write_spec(project, suffix=" (please)"), out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert all(reused(out))
-    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl", "errored.jsonl",
+    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl",
                                                         "kept.parquet"}
-    assert (out / "rejected.jsonl").stat().st_mtime_ns == before
+    assert (out / "rejected.jsonl.gz").stat().st_mtime_ns == before
     first = json.loads((out / "export/sharegpt.jsonl").read_text().splitlines()[0])
     assert first["conversations"][0]["value"].endswith(" (please)")
 
@@ -252,7 +253,7 @@ def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(pr
         if out.exists():
             left = {p.name for p in out.iterdir()}
             assert not left & {"manifest.json", "kept.parquet", "export", "report.html",
-                               "rejected.jsonl"}, left
+                               "rejected.jsonl.gz"}, left
             assert not [p for p in out.rglob("*.tmp")]
     assert "full" in outcomes
 
@@ -314,7 +315,7 @@ def test_open_run_rebuilds_every_table_of_a_folder_without_its_spec(project, tmp
     assert [name for name, _ in run.stages][:2] == ["long_enough", "tag"]
     rejected = sum(len(r.rejected) for _, r in run.stages)
     assert rejected == run.manifest["rows"]["rejected"] == len(run.rejected)
-    lines = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in gzip.open(out / "rejected.jsonl.gz", "rt")]
     assert sorted(r["_id"] for r in lines) == sorted(run.rejected["_id"])
     (project / "rows.jsonl").write_text((project / "rows.jsonl").read_text() + "\n")
     with pytest.raises(Exception, match="the source changed since this run"):
