@@ -292,6 +292,8 @@ class LLMStage(Stage):
                         "request_failed": codes[REQUEST_FAILED], "refused": codes[REFUSED]},
             "produced": produced, "failure_sample": failure_sample(failures),
             "llm": self._usage.as_stats()}
+        if self._usage.batches:
+            stats["batches"] = list(self._usage.batches)
         if requests and not produced:
             summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
             stats["warnings"] = [f"produced no {self.produces} from {requests} requests "
