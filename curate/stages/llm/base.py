@@ -258,6 +258,14 @@ class LLMStage(Stage):
         result.stats["not_selected"] = len(passed)
         return result
 
+    def planned_requests(self, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
+        """The requests this stage's first round would send for ``df``, built without
+        sending anything (see :mod:`curate.llm.estimate`). A ``when`` that reads one of
+        ``unknown_columns`` (written by an earlier LLM stage) counts the row as chosen."""
+        from ...llm.estimate import dry_run
+
+        return dry_run(self, df, unknown_columns)
+
     def _picked(self, row: dict, row_id) -> bool:
         picked = self.call(self.when, row, row_id, "when")
         return picked is not ROW_ERROR and bool(picked)
