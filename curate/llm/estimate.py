@@ -18,10 +18,10 @@ The method, printed with every estimate:
   other languages take more tokens per character);
 - **completion tokens**: each request's ``max_tokens`` (256 where none is set), the most a
   reply can take: the completion figures and costs are upper estimates;
-- **rows**: stages are not run, so each is assumed to keep its input; an ``Augment`` adds
-  one row per request (a copy of its parent: ``keep="new"`` replaces each row by its
-  copies); a ``when`` that reads a column an earlier LLM stage writes counts every row as
-  chosen;
+- **rows**: stages are not run (a ``Sample`` is: it draws rows without looking at
+  replies), so each is assumed to keep its input; an ``Augment`` adds one row per request
+  (a copy of its parent: ``keep="new"`` replaces each row by its copies); a ``when`` that
+  reads a column an earlier LLM stage writes counts every row as chosen;
 - **at most**: a corrective retry can double a parsing stage's requests, a ``Repair`` can
   take ``max_attempts`` rounds (each resending the conversation so far); ``Vote`` has no
   retry round.
@@ -46,9 +46,10 @@ FOLLOWUP_TOKENS = 60      # the correction or feedback message of a retry round
 METHOD = ("prompt tokens = characters/4 + 4 per message + 3 per reply (+ the schema's "
           "characters/4 where OpenAI receives it); completion tokens = max_tokens, the bound "
           f"({DEFAULT_COMPLETION} where unset); no OpenAI tokenizer is available offline")
-ASSUMED = ("stages are not run: each keeps its input; Augment adds one copy of its parent "
-           "per request; a `when` that reads an earlier LLM stage's column chooses every "
-           "row; 'at most' adds corrective retries (x2) and Repair's max_attempts rounds")
+ASSUMED = ("stages other than Sample are not run: each keeps its input; Augment adds one "
+           "copy of its parent per request; a `when` that reads an earlier LLM stage's "
+           "column chooses every row; 'at most' adds corrective retries (x2) and Repair's "
+           "max_attempts rounds")
 
 
 # -- the dry run --------------------------------------------------------------------------
@@ -299,12 +300,17 @@ def estimate_pipeline(pipeline, limit: int | None = None, out=None) -> PipelineE
 
 
 def _estimate(pipeline, limit: int | None) -> PipelineEstimate:
+    from ..progress import run_progress
     from ..stages.llm.base import LLMStage
+    from ..stages.sampling import Sample
 
     current = pipeline.load_source(limit)
     estimate = PipelineEstimate(pipeline.name, len(current))
     unknown: set[str] = set()
     for stage in pipeline.stages:
+        if isinstance(stage, Sample):
+            with run_progress(enabled=False):
+                current = stage.run(current).kept
         if not isinstance(stage, LLMStage):
             continue
         estimate.stages.append(estimate_stage(stage, current, unknown))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from curate.pipeline.__main__ import main
@@ -39,3 +40,26 @@ def test_the_example_estimates_then_runs_in_batches_and_resumes_for_free(tmp_pat
         (tmp_path / "run" / "checkpoints").rename(tmp_path / "old-checkpoints")
         assert main([str(SPEC), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
         assert sum(server.api_calls.values()) == calls  # recomputed from the cache alone
+
+
+def test_a_run_that_stops_waiting_says_so_in_one_line_and_the_rerun_collects(
+        tmp_path, monkeypatch, capsys):
+    with BatchServer(bad_verdict, dialect="openai", in_progress_seconds=0.3) as server:
+        for name, value in {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-x",
+                            "BATCH_SEEDS": "3", "BATCH_POLL_EVERY": "0.01",
+                            "BATCH_MAX_WAIT": "0"}.items():
+            monkeypatch.setenv(name, value)
+        out = tmp_path / "run"
+        assert main([str(SPEC), "--out", str(out), "--no-progress"]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert re.match(r"error: 3 request\(s\) are still in batch\(es\) batch_1 "
+                        r"\((validating|in_progress)\): max_wait=0s ran out", line)
+        assert "running again collects them" in line and "sk-x" not in line
+        assert not (out / "manifest.json").exists()
+
+        monkeypatch.delenv("BATCH_MAX_WAIT")
+        assert main([str(SPEC), "--out", str(out), "--no-progress"]) == 0
+        judge = json.loads((out / "manifest.json").read_text())["stages"][1]
+        assert judge["stage"] == "judge" and judge["batches"][0]["batch_id"] == "batch_1"
+        assert judge["batches"][0]["resumed"] is True
+        assert server.paid and max(server.paid.values()) == 1

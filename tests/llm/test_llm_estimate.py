@@ -185,6 +185,19 @@ def test_a_when_that_reads_an_earlier_llm_column_chooses_every_row(tmp_path):
         assert server.http_requests == 0
 
 
+def test_a_sample_is_applied_and_other_stages_keep_their_input(tmp_path):
+    from curate import Filter, Pipeline, Sample
+
+    with BatchServer(reply) as server:
+        llm = make_llm(server, tmp_path)
+        rows = [{"nlq": f"question {i}", "query": "q"} for i in range(10)]
+        pipeline = Pipeline(source=rows, stages=[
+            Sample(n=4, seed=1), Filter(lambda row: row["nlq"].endswith("1")),
+            Judge(llm, fields=["nlq", "query"])])
+        [judged] = estimate_pipeline(pipeline).stages
+        assert (judged.rows, judged.requests) == (4, 4) and server.http_requests == 0
+
+
 def test_prices_can_be_set_for_the_estimate_and_bad_ones_are_one_line(spec, capsys):
     path, _ = spec
     assert main([str(path), "--estimate", "--price", "gpt-4o-mini=150,600"]) == 0
