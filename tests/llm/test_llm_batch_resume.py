@@ -10,7 +10,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from curate.llm.batch import BatchesPending, BatchOptions, BatchRun
