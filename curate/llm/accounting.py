@@ -1,8 +1,10 @@
-"""Token, cost and request accounting, and the per-model price table.
+"""Token, cost and request accounting, and the per-model price tables (online and batch).
 
 A :class:`Usage` counts what one stage (or one client over its life) spent. Stages put
 ``usage.as_stats()`` in their stats under the key ``"llm"``: a flat dict of numbers that the
-pipeline runner sums into the manifest.
+pipeline runner sums into the manifest. Requests answered through a provider's Batch API
+are priced from :data:`BATCH_PRICES`, else at the online price times
+:data:`BATCH_DISCOUNT`; ``usage.batches`` lists the batches a call went through.
 """
 from __future__ import annotations
 
@@ -21,6 +23,10 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1": (2.00, 8.00),
 }
+# Batch API prices: an explicit entry here, else the online price times BATCH_DISCOUNT
+# (OpenAI's Batch API costs half of the online price).
+BATCH_PRICES: dict[str, tuple[float, float]] = {}
+BATCH_DISCOUNT = 0.5
 _warned_unpriced: set[str] = set()
 
 
@@ -32,16 +38,37 @@ def set_price(model: str, input_per_million: float, output_per_million: float) -
 def price_of(model: str, table: dict | None = None) -> tuple[float, float] | None:
     """The price of ``model``: an exact entry, else the longest listed prefix
     (``gpt-4o-mini-2024-07-18`` is priced as ``gpt-4o-mini``)."""
-    table = {**PRICES, **(table or {})}
+    return _lookup(model, {**PRICES, **(table or {})})
+
+
+def _lookup(model: str, table: dict) -> tuple[float, float] | None:
     if model in table:
         return table[model]
     prefixes = [name for name in table if model.startswith(name)]
     return table[max(prefixes, key=len)] if prefixes else None
 
 
+def set_batch_price(model: str, input_per_million: float, output_per_million: float) -> None:
+    """Set the Batch API price of a model (instead of the discounted online price)."""
+    BATCH_PRICES[model] = (float(input_per_million), float(output_per_million))
+
+
+def batch_price_of(model: str, table: dict | None = None, batch_table: dict | None = None,
+                   discount: float | None = None) -> tuple[float, float] | None:
+    """The Batch API price of ``model``: a batch entry (``batch_table``, then
+    :data:`BATCH_PRICES`), else its online price times ``discount`` (:data:`BATCH_DISCOUNT`)."""
+    explicit = _lookup(model, {**BATCH_PRICES, **(batch_table or {})})
+    if explicit is not None:
+        return explicit
+    online = price_of(model, table)
+    share = BATCH_DISCOUNT if discount is None else float(discount)
+    return None if online is None else (online[0] * share, online[1] * share)
+
+
 def cost_of(model: str, prompt_tokens: int, completion_tokens: int,
-            table: dict | None = None) -> float:
-    price = price_of(model, table)
+            table: dict | None = None, price: tuple[float, float] | None = None) -> float:
+    """USD for the tokens at ``price`` (default: the online price of ``model``)."""
+    price = price if price is not None else price_of(model, table)
     if price is None:
         if model not in _warned_unpriced:
             _warned_unpriced.add(model)
@@ -60,6 +87,7 @@ class Usage:
     - ``retried``: tries that failed and were tried again;
     - ``failed``: requests given up on (bounded tries spent, or an error not worth retrying);
     - ``truncated``: replies cut off by the token limit (``finish_reason == "length"``);
+    - ``batched``: replies that came through a provider batch (priced at batch prices);
     - ``prompt_tokens``, ``completion_tokens``, ``cost_usd``: spent by this run, cache hits
       excluded.
     """
@@ -69,19 +97,26 @@ class Usage:
     retried: int = 0
     failed: int = 0
     truncated: int = 0
+    batched: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self.batches: list[dict] = []  # one record per provider batch (id, status, cost)
 
     def __getstate__(self) -> dict:  # picklable (a stage shipped to another process)
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "batches": list(self.batches)}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"batches": [], **state})
         self._lock = threading.Lock()
+
+    def add_batch(self, record: dict) -> None:
+        with self._lock:
+            self.batches.append(dict(record))
 
     def add(self, **counts) -> None:
         with self._lock:
@@ -101,6 +136,8 @@ class Usage:
             parts.append(f"${self.cost_usd:.4f}")
         if self.cached:
             parts.append(f"cache {self.cached}")
+        if self.batched:
+            parts.append(f"batch {self.batched}")
         if self.retried:
             parts.append(f"retry {self.retried}")
         if self.failed:

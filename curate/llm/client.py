@@ -24,6 +24,7 @@ from ..errors import CurateError
 from ._http import EndpointState, Sender
 from .dialects import DIALECTS
 from .accounting import Usage
+from .batch import batch_options, run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .embedded import WARNING, Backend, default_backend
 from .limits import RateLimiter
@@ -86,6 +87,9 @@ class LLM:
             the endpoint, see :mod:`curate.llm.dialects`), ``"openai"``, ``"vllm"``,
             ``"llamacpp"``, ``"ollama"`` or ``"off"`` (plain prompting). A server that
             refuses it gets plain prompts from then on, and the client says so once.
+        batch: ``True`` or a :class:`~curate.llm.batch.BatchOptions`: send requests not in
+            the cache through the provider's Batch API (files, batches, polling; resumable
+            after a kill; priced at batch prices) instead of one HTTP call each.
     """
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None,
@@ -96,7 +100,7 @@ class LLM:
                  temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, cache=True,
                  prices: dict | None = None, extra_body: dict | None = None,
-                 structured: str = "auto"):
+                 structured: str = "auto", batch=False):
         if structured not in DIALECTS:
             raise CurateError(f"LLM: structured must be one of {', '.join(DIALECTS)}, got "
                               f"{structured!r}")
@@ -130,6 +134,14 @@ class LLM:
         self._limiter = RateLimiter(rpm, tpm)
         self.structured = structured
         self.endpoint = EndpointState(structured if structured != "auto" else None)
+        self.batch = batch_options(batch)
+        if self.batch is not None and (cache is None or cache is False):
+            raise CurateError("LLM: batch mode needs the response cache (batch results are "
+                              "collected through it and resumed from it); leave cache on")
+        if self.batch is not None and self.backend is not None:
+            log.warning("curate: batch mode needs an HTTP endpoint with a Batch API; the "
+                        "in-process model %s runs the requests directly", self.model)
+            self.batch = None
 
     # -- identity --------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -243,6 +255,8 @@ class LLM:
         if groups:
             if self.backend is not None:
                 await self._run_backend(resolved, groups, cache, call, deliver)
+            elif self.batch is not None and cache is not None:
+                await run_batches(self, resolved, groups, cache, call, deliver)
             else:
                 await self._run_http(resolved, groups, cache, call, deliver)
         after = call.as_stats()

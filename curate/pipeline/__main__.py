@@ -1,4 +1,4 @@
-"""python -m curate.pipeline SPEC.py --out DIR [--limit N]"""
+"""python -m curate.pipeline SPEC.py --out DIR [--limit N] | SPEC.py --estimate [--out DIR]"""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +21,10 @@ rejected.jsonl.gz and errored.jsonl (every dropped row with its stage, reason an
 line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
 report.html and manifest.json (written last: a folder without it holds no finished run).
 The folder is locked while a run uses it.
+
+--estimate sends nothing: it prints each LLM stage's requests, estimated tokens and cost
+online and in batch mode (with --out, requests already in that run folder's cache are
+free). --price MODEL=IN,OUT[,BATCH_IN,BATCH_OUT] sets USD per million tokens.
 """
 
 
@@ -29,15 +33,29 @@ def main(argv=None) -> int:
         prog="python -m curate.pipeline", description="Run a curation pipeline spec.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("spec", help="path to the spec .py file that defines `pipeline`")
-    parser.add_argument("--out", required=True, help="run folder (created; reused to resume)")
+    parser.add_argument("--out", help="run folder (created; reused to resume); required "
+                                      "unless --estimate")
     parser.add_argument("--limit", type=int, default=None,
                         help="run on the first N source rows only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or funnel")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print requests, tokens and cost per LLM stage; send nothing")
+    parser.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT",
+                        help="USD per million prompt,completion tokens (then optionally the "
+                             "batch prices); repeatable")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be a positive integer")
+    if args.out is None and not args.estimate:
+        parser.error("--out is required (or --estimate)")
     try:
+        _set_prices(parser, args.price)
         pipeline = load_spec(args.spec)
+        if args.estimate:
+            from ..llm.estimate import estimate_pipeline
+
+            print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
+            return 0
         pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
                      spec_path=args.spec)
     except CurateError as exc:
@@ -51,6 +69,23 @@ def main(argv=None) -> int:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def _set_prices(parser, prices: list[str]) -> None:
+    from ..llm.accounting import set_batch_price, set_price
+
+    for text in prices:
+        model, _, numbers = text.partition("=")
+        try:
+            values = [float(v) for v in numbers.split(",")]
+        except ValueError:
+            values = []
+        if not model or len(values) not in (2, 4):
+            parser.error(f"--price {text!r}: expected MODEL=IN,OUT or MODEL=IN,OUT,BATCH_IN,"
+                         f"BATCH_OUT (USD per million tokens)")
+        set_price(model, *values[:2])
+        if len(values) == 4:
+            set_batch_price(model, *values[2:])
 
 
 if __name__ == "__main__":

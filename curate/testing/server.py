@@ -113,6 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.server.owner.route(self, "GET", b""):
+            return
         if self.path.rstrip("/").endswith("/models"):
             owner = OWNERS.get(self.server.owner.dialect, "curate")
             body = {"object": "list", "data": [{"id": self.server.owner.model,
@@ -124,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.server.owner.route(self, "POST", raw):
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
             return
@@ -176,17 +180,21 @@ class ScriptedServer:
         model: the model id reported by ``/v1/models`` and in responses.
         fault: optional ``fault(body, index) -> Fault | None`` consulted for every request
             (``index`` counts requests from 0) before the injected queue.
+        usage: ``usage(body, reply_text) -> (prompt_tokens, completion_tokens)``, how the
+            server counts tokens (default: words of the messages and of the reply).
 
     Attributes: ``base_url`` (for the client), ``received`` (requests that reached the
     handler), ``answered`` (200 responses with a completion), ``bodies`` (every request
-    body received, in arrival order).
+    body received, in arrival order), ``http_requests`` (every HTTP request of any kind).
     """
 
     def __init__(self, reply: ReplyFn | None = None, *, latency: float = 0.0,
                  model: str = "scripted", fault: FaultFn | None = None,
                  dialect: str | None = None, refuse_structured: int | None = None,
-                 slots: int | None = None):
+                 slots: int | None = None, usage: Callable[[dict, str], tuple] | None = None):
         self.reply, self.latency, self.model, self.fault = reply or _echo, latency, model, fault
+        self.usage = usage
+        self.http_requests = 0
         self.dialect, self.refuse_structured = dialect, refuse_structured
         self._slots = threading.Semaphore(slots) if slots else None
         self.constrained = 0  # constrained requests answered
@@ -255,6 +263,12 @@ class ScriptedServer:
             self.max_in_flight = self.in_flight
 
     # -- request handling (runs in the connection's thread) ---------------------------------
+    def route(self, handler: _Handler, method: str, raw: bytes) -> bool:
+        """Count every HTTP request; a subclass answers other paths here (True: answered)."""
+        with self._lock:
+            self.http_requests += 1
+        return False
+
     def _next_fault(self, body: dict) -> Fault | None:
         with self._lock:
             index = len(self.bodies)
@@ -334,8 +348,10 @@ class ScriptedServer:
 
     def _completion(self, body: dict, reply: Reply) -> dict:
         prompt_text = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
-        prompt_tokens = reply.prompt_tokens or _count_tokens(prompt_text)
-        completion_tokens = reply.completion_tokens or _count_tokens(reply.text)
+        counted = self.usage(body, reply.text) if self.usage is not None else \
+            (_count_tokens(prompt_text), _count_tokens(reply.text))
+        prompt_tokens = reply.prompt_tokens or counted[0]
+        completion_tokens = reply.completion_tokens or counted[1]
         with self._lock:
             serial = len(self.answered_bodies)
         return {

@@ -258,6 +258,14 @@ class LLMStage(Stage):
         result.stats["not_selected"] = len(passed)
         return result
 
+    def planned_requests(self, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
+        """The requests this stage's first round would send for ``df``, built without
+        sending anything (see :mod:`curate.llm.estimate`). A ``when`` that reads one of
+        ``unknown_columns`` (written by an earlier LLM stage) counts the row as chosen."""
+        from ...llm.estimate import dry_run
+
+        return dry_run(self, df, unknown_columns)
+
     def _picked(self, row: dict, row_id) -> bool:
         picked = self.call(self.when, row, row_id, "when")
         return picked is not ROW_ERROR and bool(picked)
@@ -292,6 +300,8 @@ class LLMStage(Stage):
                         "request_failed": codes[REQUEST_FAILED], "refused": codes[REFUSED]},
             "produced": produced, "failure_sample": failure_sample(failures),
             "llm": self._usage.as_stats()}
+        if self._usage.batches:
+            stats["batches"] = list(self._usage.batches)
         if requests and not produced:
             summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
             stats["warnings"] = [f"produced no {self.produces} from {requests} requests "

@@ -1,0 +1,398 @@
+"""Batch mode: a client's requests sent through the provider's Batch API, resumably.
+
+With ``LLM(..., batch=True)`` (or ``batch=BatchOptions(...)``) every request that is not in
+the response cache goes into a batch input file instead of its own HTTP call:
+
+1. the lines (``custom_id`` = the request's cache key, the same body an online request
+   sends, structured-output fields included) are split into files within the provider's
+   limits and each file is uploaded (``POST /files``, purpose ``batch``); its id is
+   recorded at once in the batch record (:mod:`curate.llm.batch_state`);
+2. the batch is created (``POST /batches``, completion window 24h) and its id recorded;
+3. it is polled with a growing interval until it ends; the terminal shows its state, the
+   lines completed and failed, and the time since it was submitted;
+4. the output and error files are downloaded and each line is mapped back by
+   ``custom_id``: a reply goes into the response cache and through the same checks as an
+   online reply (a cut-off or withheld reply is a failure), priced at batch prices;
+5. lines that failed for a reason worth retrying (expiry, cancellation, 429, 5xx, a line
+   the batch never answered) go into a new batch, up to ``max_rounds`` batches in all;
+   the others, and those out of rounds, come back as failures with the provider's reason.
+
+A batch that is running but cannot be followed now (``max_wait`` ran out, the provider
+cannot be reached) raises :class:`BatchesPending` once the other batches are done, rather
+than erroring rows whose replies are paid for and on their way.
+
+A run that is killed and started again finds its batches in the record and polls them
+(an input file uploaded but not yet made into a batch is made into one, after checking
+the provider's list of batches for one already created from it): no work in flight or
+done is submitted again. Online or in batch, the replies are the same requests, so the
+response cache serves both.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from ..errors import CurateError
+from ..progress import plain_line, task
+from ._http import Sender
+from .accounting import batch_price_of, cost_of
+from .batch_api import (BatchCallError, BatchesPending, BatchLost, StillRunning,
+                        batch_errors, call_api, counts_of)
+from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
+from .batch_state import BatchState, state_path_for
+from .dialects import looks_like_refusal
+from .limits import one_line
+from .types import REQUEST_FAILED, Failure
+
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+FILE_TIMEOUT = 600.0  # seconds for uploading or downloading one batch file
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a client uses the provider's Batch API (``LLM(batch=BatchOptions(...))``).
+
+    Args:
+        poll_every: seconds before the first status check; the interval then grows by half
+            each time, up to ``max_poll_every``.
+        max_requests, max_bytes: the provider's limits per batch (OpenAI: 50,000 requests,
+            200 MB per input file); larger stages are split into several batches.
+        max_rounds: batches one request may go through (the first included) when its line
+            fails for a reason worth retrying.
+        max_wait: stop polling after this many seconds (``None``: until the batch ends)
+            and raise :class:`BatchesPending` (one line); the batch stays recorded and the
+            same call run again collects it. ``0`` submits and stops at once.
+        completion_window: the provider's window (OpenAI accepts ``"24h"``).
+        discount: batch price as a share of the online price (default
+            :data:`curate.llm.accounting.BATCH_DISCOUNT`, 0.5).
+        prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` batch prices,
+            instead of the discounted online price.
+    """
+
+    poll_every: float = 10.0
+    max_poll_every: float = 300.0
+    max_requests: int = 50_000
+    max_bytes: int = 200_000_000
+    max_rounds: int = 3
+    max_wait: float | None = None
+    completion_window: str = "24h"
+    discount: float | None = None
+    prices: dict | None = None
+
+    def __post_init__(self):
+        if self.poll_every <= 0 or self.max_poll_every < self.poll_every:
+            raise CurateError(f"BatchOptions: need 0 < poll_every <= max_poll_every, got "
+                              f"{self.poll_every} and {self.max_poll_every}")
+        if self.max_requests < 1 or self.max_bytes < 1 or self.max_rounds < 1:
+            raise CurateError("BatchOptions: max_requests, max_bytes and max_rounds must be >= 1")
+
+
+def batch_options(value) -> BatchOptions | None:
+    """What ``LLM(batch=...)`` accepts: ``True``, ``False``/``None`` or :class:`BatchOptions`."""
+    if value is True:
+        return BatchOptions()
+    if value is None or value is False:
+        return None
+    if isinstance(value, BatchOptions):
+        return value
+    raise CurateError(f"LLM: batch must be True, False or a BatchOptions, got {value!r}")
+
+
+@dataclass
+class Job:
+    """One batch of this call: its lines' keys, the ones it answers for, its ids."""
+
+    keys: list[str]
+    mine: set[str]
+    round: int = 1
+    payload: bytes | None = None
+    id: str | None = None  # the local id of its entry in the batch record
+    input_file_id: str | None = None
+    batch_id: str | None = None
+    status: str = "new"
+    resumed: bool = False
+    submitted: float = field(default_factory=time.time)
+    counts: dict = field(default_factory=dict)
+    cost: float = 0.0
+
+
+async def run_batches(llm, requests, groups, cache, usage, deliver) -> None:
+    """Complete the requests of ``groups`` (cache key -> indices) through batches."""
+    await BatchRun(llm, requests, groups, cache, usage, deliver).run()
+
+
+class BatchRun:
+    """The batches of one ``complete_many`` call (see the module docstring)."""
+
+    def __init__(self, llm, requests, groups, cache, usage, deliver):
+        self.llm, self.options = llm, llm.batch
+        self.requests, self.groups, self.cache = requests, groups, cache
+        self.usage, self._deliver = usage, deliver
+        self.state = BatchState(state_path_for(cache.path))
+        from .client import redact_url
+        self.endpoint = redact_url(llm.base_url)
+        self.rng = random.Random()
+        self.answered: set[str] = set()
+        self.waiting: list[tuple[Job, str]] = []
+
+    async def run(self) -> None:
+        self.sender = Sender(self.llm, self.llm._limiter, asyncio.Semaphore(1), self.usage)
+        self.client = self.sender.client
+        try:
+            jobs = self._adopt()
+            covered = set().union(*(job.keys for job in jobs)) if jobs else set()
+            jobs += await self._new_jobs([k for k in self.groups if k not in covered], 1)
+            await asyncio.gather(*(self._drive(job) for job in jobs))
+        finally:
+            await self.sender.close()
+        if self.waiting:
+            raise BatchesPending(self._waiting_message())
+
+    def _waiting_message(self) -> str:
+        batches = ", ".join(f"{job.batch_id} ({job.status})" for job, _ in self.waiting)
+        requests = sum(len(job.mine) for job, _ in self.waiting)
+        return (f"{requests} request(s) are still in batch(es) {batches}: "
+                f"{self.waiting[0][1]}; they are recorded in {self.state.path}, so running "
+                f"again collects them without submitting anything twice")
+
+    # -- building batches -----------------------------------------------------------------
+    def _adopt(self) -> list[Job]:
+        """Jobs for the recorded batches that hold requests of this call."""
+        jobs, claimed = [], set()
+        for entry in self._recorded():
+            mine = {k for k in entry["keys"] if k in self.groups and k not in claimed}
+            claimed |= mine
+            jobs.append(Job(list(entry["keys"]), mine, int(entry.get("round", 1)),
+                            id=entry["id"], input_file_id=entry.get("input_file_id"),
+                            batch_id=entry.get("batch_id"), status=entry.get("status", "?"),
+                            resumed=True, submitted=entry.get("created", time.time())))
+        if jobs:
+            plain_line(f"resuming {len(jobs)} recorded batch(es) from {self.state.path}",
+                       always=True)
+        return jobs
+
+    def _recorded(self) -> list[dict]:
+        """The recorded batches holding requests of this call. Ended ones whose replies
+        are all cached (a run killed after collecting, before forgetting) are forgotten."""
+        found = []
+        for entry in self.state.of(self.endpoint, self.llm.model):
+            keys = set(entry["keys"])
+            if entry.get("status") in TERMINAL and len(self.cache.get_many(list(keys))) == len(keys):
+                self.state.remove(entry["id"])
+            elif not keys.isdisjoint(self.groups):
+                found.append(entry)
+        return found
+
+    async def _new_jobs(self, keys: list[str], round_: int) -> list[Job]:
+        """The lines of ``keys`` split into batch files (not uploaded yet)."""
+        if not keys:
+            return []
+        firsts = {k: self.requests[self.groups[k][0]] for k in keys}
+        if any(r.schema is not None for r in firsts.values()):
+            await self.sender.resolve_dialect()
+        lines = [(k, input_line(k, self.sender._body(r, self.sender._structured(r))))
+                 for k, r in firsts.items()]
+        chunks, too_large = split_lines(lines, self.options.max_requests, self.options.max_bytes)
+        for key in too_large:
+            self._fail(key, f"the request alone is larger than a batch input file may be "
+                            f"(max_bytes={self.options.max_bytes})", round_)
+        return [Job([k for k, _ in chunk], {k for k, _ in chunk}, round_,
+                    payload=b"".join(line for _, line in chunk)) for chunk in chunks]
+
+    # -- one batch, from upload to results ------------------------------------------------
+    async def _drive(self, job: Job) -> None:
+        try:
+            if job.input_file_id is None:
+                await self._upload(job)
+            if job.batch_id is None:
+                await self._create(job)
+            batch = await self._poll(job)
+            failed = await self._collect(job, batch)
+        except BatchLost as lost:
+            self.state.remove(job.id)
+            return await self._retry(job, [(k, LineResult(reason=str(lost), retry=True))
+                                           for k in job.mine])
+        except BatchCallError as error:
+            if job.batch_id is None:  # nothing is running: these requests fail now
+                return self._give_up(job, error.reason)
+            return self._wait_later(job, error.reason)
+        except StillRunning:
+            return self._wait_later(job, f"max_wait={self.options.max_wait:g}s ran out")
+        self.state.remove(job.id)
+        self._record(job)
+        await self._retry(job, failed)
+
+    async def _upload(self, job: Job) -> None:
+        uploaded = await self._call("upload the batch input file", lambda: self.client.files.create(
+            file=("curate-batch.jsonl", job.payload, "application/jsonl"), purpose="batch",
+            timeout=max(self.llm.timeout, FILE_TIMEOUT)))
+        job.input_file_id, job.status = uploaded.id, "uploaded"
+        entry = self.state.add({"endpoint": self.endpoint, "model": self.llm.model,
+                                "round": job.round, "bytes": len(job.payload),
+                                "input_file_id": uploaded.id, "batch_id": None,
+                                "status": "uploaded"}, job.keys)
+        job.id, job.submitted, job.payload = entry["id"], entry["created"], None
+        plain_line(f"batch input {uploaded.id}: {len(job.keys)} requests uploaded "
+                   f"(round {job.round})")
+
+    async def _create(self, job: Job) -> None:
+        batch = await self._created_from(job.input_file_id) if job.resumed else None
+        if batch is None:
+            batch = await self._call("create the batch", lambda: self.client.batches.create(
+                input_file_id=job.input_file_id, endpoint=CHAT_URL,
+                completion_window=self.options.completion_window,
+                metadata={"curate_batch": job.id}))
+        job.batch_id, job.status = batch.id, batch.status
+        self.state.update(job.id, batch_id=batch.id, status=batch.status)
+
+    async def _created_from(self, input_file_id: str):
+        """A batch the provider already made from this file (a run killed just after it
+        asked for one), or None."""
+        try:
+            page = await self.client.batches.list(limit=100)
+        except Exception:  # no listing: create it (the usual case: it was never created)
+            return None
+        return next((b for b in page.data if b.input_file_id == input_file_id), None)
+
+    async def _poll(self, job: Job):
+        interval, began, shown, first = self.options.poll_every, time.monotonic(), 0, True
+        with task(f"batch {job.batch_id}", total=len(job.keys)) as bar:
+            while True:
+                batch = await self._retrieve(job)
+                job.counts = counts_of(batch)
+                done = job.counts["completed"] + job.counts["failed"]
+                bar.advance(max(0, done - shown))
+                shown = max(shown, done)
+                bar.info(f"{batch.status} · {job.counts['completed']} done · "
+                         f"{job.counts['failed']} failed")
+                if batch.status != job.status or first:
+                    self._status_changed(job, batch.status)
+                first = False
+                if batch.status in TERMINAL:
+                    return batch
+                if self.options.max_wait is not None and \
+                        time.monotonic() - began >= self.options.max_wait:
+                    raise StillRunning()
+                await asyncio.sleep(interval)
+                interval = min(interval * 1.5, self.options.max_poll_every)
+
+    async def _retrieve(self, job: Job):
+        try:
+            return await self._call(f"check batch {job.batch_id}",
+                                    lambda: self.client.batches.retrieve(job.batch_id))
+        except BatchCallError as error:
+            if error.status == 404:
+                raise BatchLost(f"the provider no longer knows batch {job.batch_id}") from None
+            raise
+
+    def _status_changed(self, job: Job, status: str) -> None:
+        job.status = status
+        self.state.update(job.id, status=status, counts=job.counts)
+        plain_line(f"batch {job.batch_id}: {status}, {job.counts['completed']}/{len(job.keys)} "
+                   f"completed, {job.counts['failed']} failed, "
+                   f"{time.time() - job.submitted:.0f} s since submitted")
+
+    async def _collect(self, job: Job, batch) -> list[tuple[str, LineResult]]:
+        """Cache and deliver the replies; return this call's lines that failed."""
+        texts = []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                content = await self._call(f"download {file_id}", lambda f=file_id:
+                                           self.client.files.content(
+                                               f, timeout=max(self.llm.timeout, FILE_TIMEOUT)))
+                texts.append(content.text)
+        results, _ = read_results(texts, self.llm.model)
+        known = self.cache.get_many([k for k, r in results.items() if r.completion])
+        errors = [one_line(getattr(e, "message", "") or str(e)) for e in batch_errors(batch)]
+        failed = []
+        for key in job.keys:
+            result = results.get(key)
+            if result is not None and result.completion is not None:
+                self._completed(job, key, result, first_time=key not in known)
+            elif key in job.mine:
+                if result is not None:
+                    self.usage.add(requests=1)
+                failed.append((key, result or missing_result(batch.id, batch.status, errors)))
+        return failed
+
+    def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
+        completion = result.completion
+        if first_time:  # a line collected before (a run killed while collecting) is paid
+            self.cache.put(key, self.llm.model, completion.to_raw())
+            price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,
+                                   self.options.discount)
+            cost = cost_of(self.llm.model, completion.prompt_tokens,
+                           completion.completion_tokens, self.llm.prices, price=price)
+            job.cost += cost
+            self.usage.add(requests=1, batched=1, prompt_tokens=completion.prompt_tokens,
+                           completion_tokens=completion.completion_tokens, cost_usd=cost)
+        if key in self.groups and key not in self.answered:
+            completion.attempts = job.round
+            self._answer(key, self.llm._finish(completion, self.usage))
+
+    async def _retry(self, job: Job, failed: list[tuple[str, LineResult]]) -> None:
+        """Failed lines worth it go into a new batch (within max_rounds); the rest fail."""
+        again = []
+        for key, result in failed:
+            request = self.requests[self.groups[key][0]]
+            if looks_like_refusal(result.status, result.reason) and \
+                    self.sender._structured(request):
+                self.llm.endpoint.refuse(result.reason, self.endpoint or "?")
+                result.retry = True
+            if result.retry and job.round < self.options.max_rounds:
+                again.append(key)
+                continue
+            tries = f"{job.round} batch{'es' if job.round > 1 else ''}"
+            self._fail(key, f"{result.reason} (in batch {job.batch_id}; gave up after {tries})"
+                       if result.retry else f"{result.reason} (in batch {job.batch_id})",
+                       job.round)
+        if again:
+            self.usage.add(retried=len(again))
+            jobs = await self._new_jobs(again, job.round + 1)
+            await asyncio.gather(*(self._drive(j) for j in jobs))
+
+    # -- outcomes ---------------------------------------------------------------------------
+    def _answer(self, key: str, result) -> None:
+        if key in self.answered:
+            return
+        self.answered.add(key)
+        for index in self.groups[key]:
+            self._deliver(index, result)
+
+    def _fail(self, key: str, reason: str, attempts: int) -> None:
+        if key in self.answered:
+            return
+        self.usage.add(failed=1)
+        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self._secret()),
+                                  attempts=attempts))
+
+    def _give_up(self, job: Job, reason: str) -> None:
+        """Fail this call's requests of a batch that cannot be followed now; a recorded
+        batch stays recorded, so a rerun takes it up again."""
+        if job.id is not None:
+            reason += f" (recorded in {self.state.path}; rerun to resume)"
+        for key in sorted(job.mine):
+            self._fail(key, reason, job.round)
+        self._record(job)
+
+    def _wait_later(self, job: Job, why: str) -> None:
+        """A batch that is running but not followed further now (see BatchesPending)."""
+        self.waiting.append((job, why))
+        self._record(job)
+
+    def _record(self, job: Job) -> None:
+        """The batch in the stage's stats (``stats["batches"]``)."""
+        self.usage.add_batch({
+            "batch_id": job.batch_id, "input_file_id": job.input_file_id, "status": job.status,
+            "round": job.round, "requests": len(job.keys),
+            "completed": job.counts.get("completed", 0), "failed": job.counts.get("failed", 0),
+            "cost_usd": round(job.cost, 6), "resumed": job.resumed,
+            "seconds": round(time.time() - job.submitted, 3)})
+
+    def _secret(self) -> str:
+        return self.llm._secret.reveal()
+
+    async def _call(self, what: str, make):
+        return await call_api(self.llm, what, make, self.usage, self.rng)

@@ -1,0 +1,111 @@
+"""Calls to the provider's Batch and Files APIs: retried like online requests, one-line errors.
+
+Every call (upload, create, list, retrieve, download, cancel) goes through :func:`call_api`:
+429, 408, 409, 5xx, timeouts and dropped connections are retried with the client's
+backoff, a ``Retry-After`` is honoured (up to ``max_retry_after``), and a call that still
+fails raises :class:`BatchCallError` with one line, the API key scrubbed from it. The
+other outcomes of following a batch are exceptions here too (:class:`BatchesPending` is
+the one a caller sees). :func:`cancel_batches` cancels the batches a client has recorded.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import random
+
+from ..errors import CurateError
+from ._http import Sender
+from .batch_state import BatchState, state_path_for
+from .limits import backoff_delay, classify, one_line
+
+
+class BatchCallError(Exception):
+    """A Batch or Files API call that failed for good (one line, the key scrubbed)."""
+
+    def __init__(self, reason: str, status: int | None = None):
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+async def call_api(llm, what: str, make, usage=None, rng: random.Random | None = None):
+    """``await make()``, retried on what is worth retrying; :class:`BatchCallError` else."""
+    rng, attempt = rng or random.Random(), 0
+    while True:
+        attempt += 1
+        try:
+            return await make()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # every failure is classified; none escapes a stage
+            retry, wait, reason = classify(error)
+            reason = one_line(f"{what}: {reason}", secret=llm._secret.reveal())
+            status = getattr(error, "status_code", None)
+            if wait is not None and wait > llm.max_retry_after:
+                raise BatchCallError(f"{reason}; the endpoint asked to wait {wait:.0f}s, more "
+                                     f"than max_retry_after={llm.max_retry_after:g}s",
+                                     status) from None
+            if not retry or attempt >= llm.max_tries:
+                tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
+                raise BatchCallError(f"{reason} (gave up after {tries})", status) from None
+            if usage is not None:
+                usage.add(retried=1)
+            await asyncio.sleep(wait * rng.uniform(1.0, 1.1) if wait is not None else
+                                backoff_delay(attempt, llm.backoff, llm.max_backoff, rng))
+
+
+class StillRunning(Exception):
+    """The batch had not ended when ``max_wait`` ran out."""
+
+
+class BatchesPending(CurateError):
+    """Batches still in flight when this call stopped following them (``max_wait`` ran
+    out, or the provider could not be reached): they stay recorded, and running the same
+    call again collects them. Raised rather than erroring the rows, so that no stage is
+    checkpointed with work that is paid for and on its way."""
+
+
+class BatchLost(Exception):
+    """The provider does not know a recorded batch (404): its requests are submitted again."""
+
+
+def counts_of(batch) -> dict:
+    """A batch's ``request_counts`` as a plain dict."""
+    counts = getattr(batch, "request_counts", None)
+    return {name: int(getattr(counts, name, 0) or 0) for name in ("completed", "failed", "total")}
+
+
+def batch_errors(batch) -> list:
+    """A batch's own errors (why it failed validation), possibly empty."""
+    errors = getattr(batch, "errors", None)
+    return list(getattr(errors, "data", None) or [])
+
+
+def cancel_batches(llm) -> list[str]:
+    """Cancel the batches recorded in flight for this client's endpoint and model, and
+    return their ids. A later run collects what they finished and submits the rest again."""
+    from .client import redact_url
+
+    cache = llm.open_cache() if llm.batch is not None else None
+    if cache is None:
+        return []
+    state = BatchState(state_path_for(cache.path))
+    ids = {e["id"]: e["batch_id"] for e in state.entries().values()
+           if e.get("endpoint") == redact_url(llm.base_url) and e.get("model") == llm.model
+           and e.get("batch_id")}
+
+    async def cancel() -> list[str]:
+        sender = Sender(llm, llm._limiter, asyncio.Semaphore(1), None)
+        try:
+            for local_id, batch_id in ids.items():
+                batch = await call_api(llm, f"cancel batch {batch_id}",
+                                       lambda b=batch_id: sender.client.batches.cancel(b))
+                state.update(local_id, status=batch.status)
+        finally:
+            await sender.close()
+        return list(ids.values())
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # safe inside a running loop
+            return pool.submit(asyncio.run, cancel()).result()
+    except BatchCallError as error:
+        raise CurateError(f"cannot cancel the recorded batches: {error.reason}") from None
