@@ -61,3 +61,46 @@ def test_a_schema_constrains_the_embedded_model_and_replies_arrive_as_they_finis
     cached = []
     llm.complete_many(requests[:3], on_result=lambda i, r: cached.append(len(llm.open_cache())))
     assert cached == [1, 2, 3]  # stored one by one, not when the batch ended
+
+
+def test_the_embedded_backend_is_chosen_by_what_is_installed_or_asked_for(monkeypatch):
+    from curate.errors import CurateError
+    from curate.llm import embedded, llamacpp
+
+    monkeypatch.setattr(llamacpp, "available", lambda: True)
+    monkeypatch.delenv("CURATE_EMBEDDED_BACKEND", raising=False)
+    chosen = embedded.default_backend()
+    assert isinstance(chosen, llamacpp.LlamaCppBackend)
+    assert chosen.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert chosen.structured_engine() == "llama.cpp-gbnf"
+    monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "transformers")
+    assert isinstance(embedded.default_backend(), TransformersBackend)
+    monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "vllm")
+    with pytest.raises(CurateError, match="CURATE_EMBEDDED_BACKEND must be auto"):
+        embedded.default_backend()
+    monkeypatch.setattr(llamacpp, "available", lambda: False)
+    monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "auto")
+    assert isinstance(embedded.default_backend(), TransformersBackend)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("curate.llm.llamacpp", fromlist=["x"]).available(),
+                    reason="llama-cpp-python (the [llamacpp] extra) is not installed")
+def test_llama_cpp_backend_generates_schema_valid_replies():
+    import json
+
+    import jsonschema
+
+    from curate.llm.llamacpp import LlamaCppBackend
+    from curate.llm.embedded import SMOLLM2_FILE, smollm2_path
+
+    schema = {"type": "object", "required": ["colour"], "additionalProperties": False,
+              "properties": {"colour": {"type": "string", "maxLength": 20}}}
+    backend = LlamaCppBackend(smollm2_path() / SMOLLM2_FILE, n_threads=1)
+    seen = []
+    out = backend.generate([Request("Name a colour, as JSON.", schema=schema, max_tokens=40,
+                                    temperature=0.5, sample=i) for i in range(2)],
+                           on_done=lambda i, c: seen.append(i))
+    assert seen == [0, 1]
+    for completion in out:
+        jsonschema.validate(json.loads(completion.text), schema)
