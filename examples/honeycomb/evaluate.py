@@ -245,8 +245,23 @@ def client_generator(llm, max_tokens: int):
 
 
 def adapter_generator(train_config: str, adapter: str, max_tokens: int, batch_size: int = 16):
-    """Greedy generation with a saved adapter, stopping at the end of the turn; prompts of
-    similar length are batched together. The model loads on the first call."""
+    """Greedy generation with a saved adapter (see :func:`model_generator`); the config is
+    read from ``train_config``. The model loads on the first call."""
+    def load():
+        from train.config import load_config
+        return _load_model(load_config(train_config), adapter, train_config)
+    return _generator(load, max_tokens, batch_size)
+
+
+def model_generator(cfg, adapter: str | None, max_tokens: int, batch_size: int = 16):
+    """Greedy generation with a training config's base model, and ``adapter`` on it when
+    given (None: the untuned base), stopping at the end of the turn."""
+    return _generator(lambda: _load_model(cfg, adapter, "the training config"), max_tokens,
+                      batch_size)
+
+
+def _generator(load, max_tokens: int, batch_size: int):
+    """Prompts of similar length are batched together; the model loads on the first call."""
     loaded: list = []
 
     def generate_many(conversations):
@@ -255,7 +270,7 @@ def adapter_generator(train_config: str, adapter: str, max_tokens: int, batch_si
         from train.templates import render_prompt
 
         if not loaded:
-            loaded.extend(_load_adapter(train_config, adapter))
+            loaded.extend(load())
         cfg, tokenizer, model, stop = loaded
         prompts = [render_prompt(c, tokenizer, cfg.template) for c in conversations]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -273,20 +288,18 @@ def adapter_generator(train_config: str, adapter: str, max_tokens: int, batch_si
     return generate_many
 
 
-def _load_adapter(train_config: str, adapter: str) -> tuple:
-    from train.config import load_config
-    from train.model import load_tokenizer, load_trained
+def _load_model(cfg, adapter: str | None, where: str) -> tuple:
+    from train.model import load_base, load_tokenizer, load_trained
     from train.templates import eot_id
 
     try:
-        cfg = load_config(train_config)
         tokenizer = load_tokenizer(cfg)
-        model = load_trained(cfg, adapter).eval()
+        model = (load_trained(cfg, adapter) if adapter else load_base(cfg, quantize=False)).eval()
         stop = eot_id(tokenizer, cfg.template, cfg.eot_token)
     except Exception as error:  # config, template and weight errors come in many types
         first_line = (str(error).splitlines() or [""])[0]
-        raise CurateError(f"cannot load the adapter {adapter} with {train_config}: "
-                          f"{type(error).__name__}: {first_line}") from None
+        raise CurateError(f"cannot load {'the adapter ' + str(adapter) if adapter else 'the base model'} "
+                          f"with {where}: {type(error).__name__}: {first_line}") from None
     tokenizer.padding_side = "left"
     return cfg, tokenizer, model, stop
 

@@ -9,7 +9,8 @@ With no endpoint configured the LLM stages run the embedded SmolLM2-135M-Instruc
 default scale is small so that the run ends in a few minutes on two CPU cores. Point
 ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``CURATE_LLM_MODEL`` at a real model and set
 ``HONEYCOMB_SCALE=full`` for every seed, more variations per seed and the full few-shot
-critique prompt.
+critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATIONS`` and
+``HONEYCOMB_SWAPS`` change the scale.
 """
 import os
 from pathlib import Path
@@ -26,6 +27,8 @@ FULL = os.environ.get("HONEYCOMB_SCALE", "demo") == "full"
 SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=None) if FULL else \
     dict(seeds=int(os.environ.get("HONEYCOMB_DEMO_SEEDS", 40)), swaps=2, variations=2,
          few_shot=1, critique_examples=1)
+SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "variations")
+              if os.environ.get(f"HONEYCOMB_{k.upper()}")})
 
 llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
