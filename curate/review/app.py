@@ -34,6 +34,7 @@ from .lineage import ExportLines, pretty, row_page
 from .table import Query, RunTable
 
 MAX_FORM_BYTES = 200_000
+WARM_AFTER = 2.0  # seconds the warm-up waits for the first page before it starts
 
 
 @dataclass
@@ -52,6 +53,13 @@ class Review:
         self.exports = ExportLines(self.table)
         self.store = LabelStore(self.table.folder)
         self.judges = {j.stage: j for j in judges(self.table)}
+
+    def warm(self, first_request: threading.Event) -> None:
+        """Once the first page is out (or after a moment), build the search index, the id
+        and lineage lookups and the export line offsets, so that no later page waits."""
+        first_request.wait(timeout=WARM_AFTER)
+        self.table.warm()
+        self.exports.warm()
 
     def judge(self, name: str | None) -> Judge | None:
         if name in self.judges:
@@ -83,6 +91,7 @@ def render(request: Request, name: str, status: int = 200, **context) -> HTMLRes
         nonce=nonce, form_token=request.scope["state"].get("form_token", ""),
         manifest=review.table.manifest, folder=str(review.table.folder),
         has_judge=bool(review.judges), **context)
+    request.app.state.first_request.set()
     return HTMLResponse(html, status_code=status, headers=security_headers(nonce))
 
 
@@ -227,7 +236,8 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
                loopback: bool = True) -> Starlette:
     """The app for the run in ``folder`` (read now: a bad folder raises a CurateError)."""
     review = Review(RunTable(folder), sample=sample, seed=seed)
-    threading.Thread(target=review.table.search_text, daemon=True).start()
+    first_request = threading.Event()
+    threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
     routes = [Route("/", browse), Route("/row/{row_id}", row), Route("/report", report),
               Route("/label", label_start), Route("/label/{row_id}", label_row),
               Route("/label/{row_id}", label_save, methods=["POST"]),
@@ -235,5 +245,5 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
               Route("/favicon.ico", no_icon)]
     app = Starlette(routes=routes,
                     middleware=[Middleware(Guard, token=token, loopback=loopback)])
-    app.state.review = review
+    app.state.review, app.state.first_request = review, first_request
     return app

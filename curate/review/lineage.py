@@ -32,8 +32,9 @@ def pretty(value) -> str:
     return value_text(value, indent=2)
 
 
-def row_fields(table: RunTable, record: dict) -> list[tuple[str, str]]:
-    return [(name, pretty(record.get(name))) for name in table.fields
+def row_fields(table: RunTable, record: dict, compact: bool = False) -> list[tuple[str, str]]:
+    shown = value_text if compact else pretty
+    return [(name, shown(record.get(name))) for name in table.fields
             if record.get(name) is not None]
 
 
@@ -55,11 +56,10 @@ def _stage_index(table: RunTable, name) -> int:
 def _decision(record: dict, step: int, left: int, table: RunTable) -> dict:
     if step < left or record[STATUS] == "kept":
         return {"outcome": "kept"}
-    outcome = {"outcome": record[STATUS], "code": record.get(REASON_CODE),
-               "reason": record.get(REASON), "field": record.get(FIELD)}
     if record[STATUS] == "replaced":
-        outcome["children"] = table.children(record[ID])
-    return outcome
+        return {"outcome": "replaced", "children": table.children(record[ID])}
+    return {"outcome": record[STATUS], "code": record.get(REASON_CODE),
+            "reason": record.get(REASON), "field": record.get(FIELD)}
 
 
 def _added_values(table: RunTable, stats: dict, record: dict) -> tuple[list, dict | None]:
@@ -70,7 +70,7 @@ def _added_values(table: RunTable, stats: dict, record: dict) -> tuple[list, dic
         value = record.get(column)
         if value is None or role == "duplicate_of":
             continue
-        values.append({"column": column, "role": role, "text": pretty(value)})
+        values.append({"column": column, "role": role, "text": value_text(value)})
     dup = next((c for c, r in roles.items() if r == "duplicate_of"), None)
     if dup and record.get(dup):
         score_column = next((c for c, r in roles.items() if r == "similarity"), None)
@@ -117,7 +117,8 @@ def lineage(table: RunTable, row_id: str) -> list[dict]:
             break
         record = table.record(position)
         chain.append({"id": current, "found": True, "status": record[STATUS],
-                      "fields": row_fields(table, record), "history": history(table, record)})
+                      "fields": row_fields(table, record, compact=True),
+                      "history": history(table, record)})
         current = record.get(PARENT)
     return chain
 
@@ -153,6 +154,10 @@ class ExportLines:
                     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
             self._offsets[fmt] = np.concatenate([[0], ends + 1]).astype(np.int64)
         return self._offsets[fmt]
+
+    def warm(self) -> None:
+        for fmt in self.files:
+            self._line_starts(fmt)
 
     def line(self, fmt: str, position: int) -> str | None:
         starts = self._line_starts(fmt)

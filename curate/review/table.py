@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,11 +83,29 @@ def value_text(value, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
-def _text_column(series: pd.Series) -> pd.Series:
-    """A column as lower-case searchable text (nested values as JSON)."""
+def _plain(value):
+    """What the JSON encoder cannot write itself: numpy values, anything else as text."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, default=_plain).encode
+
+
+def _searchable(value) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else _encode(value)
+
+
+def _text_column(series: pd.Series):
+    """A column as an Arrow array of searchable text (nested values as JSON)."""
+    import pyarrow as pa
+
     if pd.api.types.infer_dtype(series, skipna=True) == "string":
-        return series.astype(object).where(series.notna(), "").str.lower()
-    return series.map(value_text).str.lower()
+        values = series.astype(object).where(series.notna(), "").tolist()
+    else:
+        values = [_searchable(v) for v in series.astype(object).where(series.notna(), None)]
+    return pa.array(values, type=pa.large_string())
 
 
 class RunTable:
@@ -94,10 +113,13 @@ class RunTable:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        start = time.perf_counter()
         self.run = open_run(self.folder)
         self.manifest = self.run.manifest
         if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("stages"), list):
             raise InputError(self.folder / "manifest.json", "not a run manifest (no list of stages)")
+        self.run.kept  # noqa: B018 - reads every table of the run now, once
+        self.seconds = {"open_run": time.perf_counter() - start}
         self.stage_names = [s["stage"] for s in self.manifest["stages"]]
         self.stage_stats = list(self.manifest["stages"])
         self.rows = self._all_rows()
@@ -110,6 +132,7 @@ class RunTable:
         self._search_lock = threading.Lock()
         self._children: dict | None = None
         self._numbers: dict[str, np.ndarray] = {}
+        self.seconds["table"] = time.perf_counter() - start - self.seconds["open_run"]
 
     # -- building -----------------------------------------------------------------------
     def _all_rows(self) -> pd.DataFrame:
@@ -199,9 +222,9 @@ class RunTable:
             mask &= (self._filters["reason"] == query.reason).to_numpy()
         if query.verdict:
             mask &= self._verdict_mask(query.verdict, notes)
-        if query.q:
-            mask &= self.search_mask(query.q)
         positions = np.flatnonzero(mask)
+        if query.q:
+            positions = self.search(query.q, positions)
         if query.sort:
             if query.sort in self.measures:
                 positions = self._sorted(positions, query.sort, query.order == "asc")
@@ -217,27 +240,37 @@ class RunTable:
             return np.ones(len(self.rows), dtype=bool)
         return (series == value).to_numpy()
 
-    def search_text(self) -> pd.Series:
-        """Every row's domain fields as one lower-case text (built once, on first use)."""
+    def search_text(self):
+        """Every row's domain fields as one lower-case Arrow text (built once, on first use)."""
         with self._search_lock:
             if self._search is None:
                 self._search = self._build_search_text()
         return self._search
 
-    def _build_search_text(self) -> pd.Series:
-        parts = [_text_column(self.rows[c]) for c in self.fields]
-        text = parts[0].str.cat(parts[1:], sep="\n") if parts else \
-            pd.Series("", index=self.rows.index)
-        return text.astype("string[pyarrow]")
+    def _build_search_text(self):
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def search_mask(self, q: str) -> np.ndarray:
-        """Rows whose domain fields hold every word of ``q`` (case ignored; "quoted
-        phrases" kept whole)."""
+        columns = [_text_column(self.rows[c]) for c in self.fields]
+        if not columns:
+            return pa.array([""] * len(self.rows), type=pa.large_string())
+        separator = pa.scalar("\n", type=pa.large_string())
+        joined = pc.binary_join_element_wise(*columns, separator) if len(columns) > 1 else columns[0]
+        return pc.utf8_lower(joined)
+
+    def search(self, q: str, positions: np.ndarray) -> np.ndarray:
+        """The ``positions`` whose domain fields hold every word of ``q`` (case ignored;
+        a "quoted phrase" is one word); each word searches only the rows still in."""
+        import pyarrow.compute as pc
+
         text = self.search_text()
-        mask = np.ones(len(text), dtype=bool)
         for term in _terms(q):
-            mask &= text.str.contains(term, regex=False).fillna(False).to_numpy(dtype=bool)
-        return mask
+            if not len(positions):
+                break
+            subset = text if len(positions) == len(text) else text.take(positions)
+            hits = pc.match_substring(subset, term).to_numpy(zero_copy_only=False)
+            positions = positions[hits]
+        return positions
 
     def numbers(self, column: str) -> np.ndarray:
         if column not in self._numbers:
@@ -280,6 +313,13 @@ class RunTable:
                 "reason": row.get(REASON_CODE) or "", "origin": row.get(ORIGIN) or "source",
                 "fields": previews,
                 "measure": None if measure is None else _number(self.numbers(measure)[position])}
+
+    def warm(self) -> None:
+        """Build now what the first search, row lookup and lineage would otherwise build."""
+        self.search_text()
+        if len(self.rows):
+            self.position(str(self.rows[ID].iat[0]))
+        self.children("")
 
     def children(self, row_id: str) -> list[str]:
         """Ids of the rows derived from ``row_id`` (its ``_parent``)."""

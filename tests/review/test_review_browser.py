@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (NoAlertPresentException, NoSuchElementException,
+                                        StaleElementReferenceException)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -20,6 +21,7 @@ from review_sample import IMG_NLQ, JUDGE_PROMPT, SCRIPT_NLQ, build
 from review_served import served
 
 WAIT = 10
+PAGE_CHANGING = (NoSuchElementException, StaleElementReferenceException)
 
 
 def css(driver, selector):
@@ -95,8 +97,8 @@ def _label_current_row(browser, outcome: str, critique: str = "") -> str:
         browser.find_element(By.ID, "expert-critique").send_keys(critique)
         press(browser, Keys.ESCAPE)
     press(browser, outcome[0])
-    WebDriverWait(browser, WAIT).until(
-        lambda d: css(d, "#label-id") and d.find_element(By.ID, "label-id").text != row_id)
+    WebDriverWait(browser, WAIT, ignored_exceptions=PAGE_CHANGING).until(
+        lambda d: d.find_element(By.ID, "label-id").text != row_id)
     return row_id
 
 
