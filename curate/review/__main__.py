@@ -83,6 +83,10 @@ def main(argv=None) -> int:
     except CurateError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged run folder
+        print(f"error: {args.run}: cannot read this run folder ({type(error).__name__}: "
+              f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
+        return 2
     import uvicorn
 
     port = sock.getsockname()[1]

@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..alignment import LABELS
+from ..errors import CurateError
 from . import agreement
 from .guard import Guard, security_headers
 from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
@@ -223,9 +224,15 @@ async def few_shot(request: Request) -> Response:
         return Response("forbidden: the form lacks this page's token; reload the page\n",
                         status_code=403, media_type="text/plain")
     exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
-    back = form.get("back") or ""
-    target = back if back.startswith("/label/") else "/label"
-    return _redirect(f"{target}?{urlencode({'judge': judge.stage, 'exported': exported, 'skipped': skipped})}")
+    row_id = form.get("row") or ""
+    target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"
+    counts = {"judge": judge.stage, "exported": exported, "skipped": skipped}
+    return _redirect(f"{target}?{urlencode(counts)}")
+
+
+async def run_folder_problem(request: Request, error: CurateError) -> Response:
+    """A labels file that cannot be read or written (damaged, read-only, disk full)."""
+    return render(request, "missing.html", status=500, row_id=None, problem=str(error))
 
 
 async def no_icon(request: Request) -> Response:
@@ -244,6 +251,7 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
               Route("/few-shot", few_shot, methods=["POST"]),
               Route("/favicon.ico", no_icon)]
     app = Starlette(routes=routes,
-                    middleware=[Middleware(Guard, token=token, loopback=loopback)])
+                    middleware=[Middleware(Guard, token=token, loopback=loopback)],
+                    exception_handlers={CurateError: run_folder_problem})
     app.state.review, app.state.first_request = review, first_request
     return app

@@ -128,7 +128,8 @@ class RunTable:
         self.fields = [c for c in self.rows.columns if not is_bookkeeping(c)]
         self.measures = self._numeric_columns()
         self._filters = self._filter_columns()
-        self._search: pd.Series | None = None
+        self._search = None  # a pyarrow array, built on first use
+        self._choices: dict | None = None
         self._search_lock = threading.Lock()
         self._children: dict | None = None
         self._numbers: dict[str, np.ndarray] = {}
@@ -176,11 +177,10 @@ class RunTable:
 
     def _filter_columns(self) -> dict[str, pd.Series]:
         rows = self.rows
-        origin = rows[ORIGIN] if ORIGIN in rows.columns else pd.Series(None, index=rows.index)
-        columns = {"status": rows[STATUS], "origin": origin.fillna("source"),
-                   "stage": rows[STAGE] if STAGE in rows.columns else origin * np.nan,
-                   "reason": rows[REASON_CODE] if REASON_CODE in rows.columns
-                   else origin * np.nan}
+        empty = pd.Series(None, index=rows.index, dtype=object)
+        columns = {"status": rows[STATUS],
+                   "origin": rows.get(ORIGIN, empty).fillna("source"),
+                   "stage": rows.get(STAGE, empty), "reason": rows.get(REASON_CODE, empty)}
         for name in self.verdict_columns():
             columns[f"verdict:{name}"] = rows[name]
         return {k: v.astype("category") for k, v in columns.items()}
@@ -191,21 +191,22 @@ class RunTable:
                 if role == "verdict" and c in self.rows.columns]
 
     def choices(self) -> dict[str, list[tuple[str, int]]]:
-        """Each filter's values with their row counts, most frequent first."""
-        out = {}
-        for name in ("status", "stage", "reason"):
-            counts = self._filters[name].value_counts(dropna=True)
-            out[name] = [(str(k), int(v)) for k, v in counts.items() if v]
-        origins = self._filters["origin"].value_counts()
-        known = {k for k, _ in out["stage"]}
-        out["stage"] += [(str(k), int(v)) for k, v in origins.items()
-                         if v and k != "source" and k not in known]
-        verdicts = []
-        for name in self.verdict_columns():
-            counts = self._filters[f"verdict:{name}"].value_counts()
-            verdicts += [(f"{name}={k}", int(v)) for k, v in counts.items() if v]
-        out["verdict"] = verdicts
-        return out
+        """Each filter's values with the number of rows each selects, most first (the run
+        does not change while the app runs: counted once)."""
+        if self._choices is None:
+            out = {}
+            for name in ("status", "reason"):
+                counts = self._filters[name].value_counts(dropna=True)
+                out[name] = [(str(k), int(v)) for k, v in counts.items() if v]
+            stage, origin = self._filters["stage"], self._filters["origin"]
+            names = [n for n in self.stage_names if n in set(stage.dropna()) | set(origin)]
+            out["stage"] = sorted(((n, int(((stage == n) | (origin == n)).sum())) for n in names),
+                                  key=lambda item: -item[1])
+            out["verdict"] = [(f"{name}={k}", int(v)) for name in self.verdict_columns()
+                              for k, v in self._filters[f"verdict:{name}"].value_counts().items()
+                              if v]
+            self._choices = out
+        return self._choices
 
     # -- filtering, search, sort, paging ----------------------------------------------------------
     def select(self, query: Query) -> tuple[np.ndarray, list[str]]:

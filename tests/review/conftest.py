@@ -29,6 +29,7 @@ def browser():
     if found is None:
         pytest.skip("no headless Chromium here: `make setup` installs Debian's chromium and "
                     "chromium-driver when run as root (apt-get install chromium chromium-driver)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium never fetches a driver or browser
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

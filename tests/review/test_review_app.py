@@ -73,6 +73,15 @@ def test_bad_run_folders_are_one_line_errors(tmp_path, capsys, judged_run):
         capsys, [str(tmp_path / "partial")])
 
 
+def test_a_damaged_checkpoint_is_a_one_line_error(judged_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(judged_run, copy)
+    (copy / "checkpoints" / "03_rouge_dedup" / "rejected.parquet").write_bytes(b"not parquet")
+    assert "cannot read this run folder" in _one_line_error(capsys, [str(copy)])
+
+
 def test_the_command_prints_its_address_and_serves(judged_run):
     process = subprocess.Popen([sys.executable, "-m", "curate.review", str(judged_run),
                                 "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -164,6 +173,21 @@ def test_the_app_writes_only_its_two_files(tmp_path):
 
 
 # -- the labels file -------------------------------------------------------------------------------
+def test_a_damaged_labels_file_is_shown_not_a_traceback(tmp_path):
+    from review_sample import build
+
+    run = build(tmp_path)
+    (run / "review").mkdir()
+    (run / "review" / "labels.csv").write_text(
+        "_id,judge_outcome,expert_outcome,judge_stage,judge_fingerprint,labelled_at\n"
+        "abc,good,meh,judge,x,2026-01-01\n")
+    with served(create_app(run)) as url:
+        status, _, page = fetch(url + "/label/" + _first_judged(run))
+    assert status == 500 and 'id="problem"' in page
+    assert "labels.csv:2: expert_outcome must be one of good, bad" in page
+
+
+
 def test_labels_from_two_tabs_or_two_apps_are_all_kept(judged_run, tmp_path):
     table = RunTable(judged_run)
     judge = judges(table)[0]
@@ -202,6 +226,9 @@ def test_filters_search_sort_and_paging(judged_run):
     assert errored.total == 1 and errored.rows[0]["reason"] == "predicate_raised"
     made = table.page(Query(stage="day_variants"))
     assert made.total == 2 and {r["origin"] for r in made.rows} == {"day_variants"}
+    repair = table.page(Query(stage="repair"))
+    assert {r["status"] for r in repair.rows} == {"kept", "replaced"}
+    assert dict(table.choices()["stage"])["repair"] == repair.total
     two = table.page(Query(page=2), size=20)
     assert two.page == 2 and len(two.rows) == 20 and two.pages == -(-len(table.rows) // 20)
     assert table.page(Query(sort="nlq")).notes == ["cannot sort by 'nlq': not a numeric column"]
