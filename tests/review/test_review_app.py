@@ -208,6 +208,19 @@ def test_labels_from_two_tabs_or_two_apps_are_all_kept(judged_run, tmp_path):
         one.save(judge, records[3], "meh")
 
 
+def test_the_walk_is_a_seeded_sample_of_the_judged_rows(judged_run):
+    table = RunTable(judged_run)
+    judge = judges(table)[0]
+    judged = set(table.rows.loc[table.rows["outcome"].notna(), "_id"])
+    every = Walk(table, judge)
+    assert set(every.ids) == judged and len(judged) == 25
+    assert Walk(table, judge, sample=5).ids == every.ids[:5]
+    assert Walk(table, judge, seed=1).ids != every.ids
+    assert every.next_unlabelled(set(every.ids[:3])) == every.ids[3]
+    assert every.next_unlabelled(set(), after=every.ids[-1]) == every.ids[0]
+    assert every.neighbour(every.ids[0], -1) is None and every.neighbour(every.ids[0], 1) == every.ids[1]
+
+
 # -- the table ---------------------------------------------------------------------------------------
 def test_filters_search_sort_and_paging(judged_run):
     table = RunTable(judged_run)
