@@ -155,7 +155,8 @@ def pages(run: Path) -> list[tuple[str, str]]:
             ("stage filter (created rows)", "/?stage=variants"),
             ("verdict = bad", "/?verdict=outcome%3Dbad"),
             ("search two words", "/?q=checkout+region"),
-            ("search + status + sort", "/?q=%22p99+latency%22&status=kept&sort=_complexity&order=asc"),
+            ("search + status + sort",
+             "/?q=%22p99+latency%22&status=kept&sort=_complexity&order=asc"),
             ("row page (kept, export text)", f"/row/{kept}"),
             ("row page (rejected)", f"/row/{rejected}"),
             ("label page", "/label")]

@@ -165,7 +165,8 @@ class ExportLines:
             return None
         with open(self.files[fmt], "rb") as fh:
             fh.seek(int(starts[position]))
-            return fh.read(int(starts[position + 1] - starts[position])).decode("utf-8").rstrip("\n")
+            data = fh.read(int(starts[position + 1] - starts[position]))
+        return data.decode("utf-8").rstrip("\n")
 
     def for_row(self, position: int) -> list[dict]:
         """Each export format's text for the kept row at ``position`` (none for other rows)."""

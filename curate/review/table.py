@@ -117,7 +117,8 @@ class RunTable:
         self.run = open_run(self.folder)
         self.manifest = self.run.manifest
         if not isinstance(self.manifest, dict) or not isinstance(self.manifest.get("stages"), list):
-            raise InputError(self.folder / "manifest.json", "not a run manifest (no list of stages)")
+            raise InputError(self.folder / "manifest.json",
+                             "not a run manifest (no list of stages)")
         self.run.kept  # noqa: B018 - reads every table of the run now, once
         self.seconds = {"open_run": time.perf_counter() - start}
         self.stage_names = [s["stage"] for s in self.manifest["stages"]]
@@ -256,7 +257,8 @@ class RunTable:
         if not columns:
             return pa.array([""] * len(self.rows), type=pa.large_string())
         separator = pa.scalar("\n", type=pa.large_string())
-        joined = pc.binary_join_element_wise(*columns, separator) if len(columns) > 1 else columns[0]
+        joined = pc.binary_join_element_wise(*columns, separator) if len(columns) > 1 \
+            else columns[0]
         return pc.utf8_lower(joined)
 
     def search(self, q: str, positions: np.ndarray) -> np.ndarray:

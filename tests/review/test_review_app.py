@@ -218,10 +218,11 @@ def test_the_walk_is_a_seeded_sample_of_the_judged_rows(judged_run):
     assert Walk(table, judge, seed=1).ids != every.ids
     assert every.next_unlabelled(set(every.ids[:3])) == every.ids[3]
     assert every.next_unlabelled(set(), after=every.ids[-1]) == every.ids[0]
-    assert every.neighbour(every.ids[0], -1) is None and every.neighbour(every.ids[0], 1) == every.ids[1]
+    assert every.neighbour(every.ids[0], -1) is None
+    assert every.neighbour(every.ids[0], 1) == every.ids[1]
 
 
-# -- the table ---------------------------------------------------------------------------------------
+# -- the table ---------------------------------------------------------------------------------
 def test_filters_search_sort_and_paging(judged_run):
     table = RunTable(judged_run)
     assert {s for s, _ in table.choices()["status"]} == {"kept", "rejected", "errored", "replaced"}
@@ -231,7 +232,8 @@ def test_filters_search_sort_and_paging(judged_run):
     assert page.rows[0]["reason"] == "near_duplicate_rouge"
     low = [r["measure"] for r in table.page(Query(sort="_complexity", order="asc")).rows]
     measured = [m for m in low if m is not None]
-    assert measured == sorted(measured) and low[len(measured):] == [None] * (len(low) - len(measured))
+    assert measured == sorted(measured)
+    assert low[len(measured):] == [None] * (len(low) - len(measured))
     found = table.page(Query(q='"<script>" SERVICE'))
     assert {r["fields"][0][1] for r in found.rows} == {SCRIPT_NLQ}
     assert table.page(Query(q="no such words anywhere")).total == 0

@@ -112,7 +112,8 @@ def test_label_three_rows_reload_and_see_them(browser, app_url, judged_run):
     browser.refresh()
     assert browser.find_element(By.ID, "done-count").text == "3"
     saved = read_review(judged_run / "review" / "labels.csv").set_index("_id")
-    assert {i: (r["expert_outcome"], r["expert_critique"] or "") for i, r in saved.iterrows()} == made
+    labels = {i: (r["expert_outcome"], r["expert_critique"] or "") for i, r in saved.iterrows()}
+    assert labels == made
     press(browser, "p")
     WebDriverWait(browser, WAIT).until(EC.presence_of_element_located((By.ID, "current-label")))
     shown_id = browser.find_element(By.ID, "label-id").text
