@@ -18,7 +18,7 @@ you run the command in.
 The run folder gets a checkpoint per stage (reused on rerun when the stage's input and
 parameters are unchanged; an unchanged rerun recomputes and rewrites nothing),
 rejected.jsonl.gz and errored.jsonl (every dropped row with its stage, reason and source
-line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
+line), export/ (sharegpt JSONL and other formats), checkpoints/ (the source and each stage),
 report.html and manifest.json (written last: a folder without it holds no finished run).
 The folder is locked while a run uses it.
 

@@ -3,10 +3,11 @@
     run = open_run("runs/honeycomb")
     run.manifest["rows"], run.kept, run.stages[3][1].rejected
 
-The source comes back from the file the manifest names (checked against the digest it
-recorded: a source edited since the run is an error, not a silent mix) or, for a source
-given in memory, from the copy the run saved; each stage's tables are rebuilt from its
-checkpoint. The review app and notebooks read runs this way.
+The source comes back from the copy the run saved in the folder (its ids and source lines
+included), so a run stays readable after its source file is edited or moved; a folder
+without one (written by an older version) reads the file the manifest names, checked
+against the digest it recorded. Each stage's tables are rebuilt from its checkpoint. The
+review app and notebooks read runs this way.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _source(out: Path, manifest: dict):
     from . import Pipeline
 
     info = manifest.get("source") or {}
-    if info.get("saved"):
+    if info.get("saved") and (out / info["saved"]).exists():
         return read_frame(out / info["saved"])
     path = info.get("path")
     if not path:

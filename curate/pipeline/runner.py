@@ -30,7 +30,7 @@ from ..core.stage import StageResult, TooManyRowErrors
 from ..core.table import ORIGIN, records
 from ..errors import CurateError, OutputError
 from ..io.atomic import output_errors, write_json, write_jsonl, write_text
-from ..io.columnar import write_frame
+from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .checkpoint import CheckpointStore, chain_key
 from .lock import run_folder_lock
@@ -40,7 +40,7 @@ from .summary import print_funnel
 VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidfuzz",
              "rouge-score", "sentence-transformers", "faiss-cpu", "torch", "transformers",
              "datasets")
-OUTPUTS = ("rejected.jsonl.gz", "errored.jsonl", "kept.parquet", "export", "report.html")
+OUTPUTS = ("rejected.jsonl.gz", "errored.jsonl", "export", "report.html")
 OUTPUT_FORMAT = "2"
 SOURCE_COPY = "checkpoints/00_source.parquet"
 
@@ -175,7 +175,7 @@ class _Run:
         export_fp = export.fingerprint().describe() if export is not None else "none"
         report_fp = self.pipeline.report.fingerprint().describe()
         self.output_keys = {"rejected.jsonl.gz": final, "errored.jsonl": final,
-                            "kept.parquet": final, "export": chain_key(final, export_fp),
+                            "export": chain_key(final, export_fp),
                             "report.html": chain_key(final, export_fp, report_fp)}
         old = self.previous.get("outputs", {}) if self.previous else {}
         self.reuse_outputs = {name for name, k in self.output_keys.items()
@@ -226,8 +226,7 @@ class _Run:
         return run
 
     def _compute(self) -> dict:
-        source = self.pipeline.load_source(self.limit)
-        self._save_source(source)
+        source = self._source_table()
         current, results = source, []
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
             for index, stage in enumerate(self.pipeline.stages, start=1):
@@ -264,7 +263,7 @@ class _Run:
 
     def _load_all(self) -> dict:
         """Every table of a fully reused run, rebuilt from the checkpoints."""
-        source = self.pipeline.load_source(self.limit)
+        source = self._source_table()
         current, results = source, []
         for index, stage in enumerate(self.pipeline.stages, start=1):
             result = self.store.load(index, stage.name, self.entries[index - 1], current)
@@ -280,8 +279,6 @@ class _Run:
             self._wrote(write_jsonl(out / "rejected.jsonl.gz", records(run.rejected), plain=True))
         if "errored.jsonl" in todo:
             self._wrote(write_jsonl(out / "errored.jsonl", records(run.errored), plain=True))
-        if "kept.parquet" in todo:
-            self._wrote(write_frame(run.kept, out / "kept.parquet"))
         if "export" in todo and self.pipeline.export is not None:
             self.exported = self.pipeline.export.write(run.kept, out / "export")
             self._wrote(out / "export")
@@ -338,17 +335,25 @@ class _Run:
         return stats
 
     def _source_info(self) -> dict:
-        """How a reader of the folder gets the source back: a file path, or the copy this
-        run saved (sources given in memory)."""
+        """Where the source came from, and the copy of it (ids and source lines included)
+        that makes the folder readable on its own (``open_run``), even after the file changes."""
         source = self.pipeline.resolved_source()
         path = str(source.resolve()) if isinstance(source, Path) else None
         return {"key": self.source_key, "path": path, "limit": self.limit,
-                "json_columns": list(self.pipeline.json_columns),
-                "saved": None if path else SOURCE_COPY}
+                "json_columns": list(self.pipeline.json_columns), "saved": SOURCE_COPY}
 
-    def _save_source(self, source: pd.DataFrame) -> None:
-        if not isinstance(self.pipeline.resolved_source(), Path):
-            write_frame(source, self.out / SOURCE_COPY)
+    def _source_table(self) -> pd.DataFrame:
+        """The source rows: the saved copy when it holds this source, else read and saved."""
+        copy, stamp = self.out / SOURCE_COPY, self.out / (SOURCE_COPY + ".key")
+        try:
+            if stamp.read_text() == self.source_key:
+                return read_frame(copy)
+        except OSError:
+            pass
+        source = self.pipeline.load_source(self.limit)
+        write_frame(source, copy)
+        write_text(stamp, self.source_key)
+        return source
 
     def _manifest(self, stats: list[dict], rows: dict) -> dict:
         outputs = {}

@@ -51,7 +51,7 @@ def make(calls, max_words=5, rows=None):
 
 def test_run_folder_contents_and_counts(tmp_path):
     run = make(Calls()).run(tmp_path, progress=False)
-    for name in ("manifest.json", "report.html", "rejected.jsonl.gz", "kept.parquet",
+    for name in ("manifest.json", "report.html", "rejected.jsonl.gz", "checkpoints/00_source.parquet",
                  "export/sharegpt.jsonl", "checkpoints/01_even/stats.json"):
         assert (tmp_path / name).exists(), name
     manifest = json.loads((tmp_path / "manifest.json").read_text())

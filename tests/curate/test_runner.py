@@ -93,7 +93,7 @@ def test_an_unchanged_rerun_in_a_new_process_reuses_and_rewrites_nothing(project
     assert again.returncode == 0, again.stderr
     m = manifest(out)
     assert all(reused(out)) and m["reused"]["stages"] == 6
-    assert set(m["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl", "kept.parquet",
+    assert set(m["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl",
                                            "export", "report.html"}
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
     assert all(s["seconds"] == 0 for s in m["stages"])
@@ -123,8 +123,7 @@ def test_changing_only_the_export_rewrites_only_the_export_and_report(project):
     proc = cli(write_spec(project, suffix=" (please)"), out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert all(reused(out))
-    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl",
-                                                        "kept.parquet"}
+    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl"}
     assert (out / "rejected.jsonl.gz").stat().st_mtime_ns == before
     first = json.loads((out / "export/sharegpt.jsonl").read_text().splitlines()[0])
     assert first["conversations"][0]["value"].endswith(" (please)")
@@ -252,7 +251,7 @@ def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(pr
         assert "No space left on device (errno 28)" in line and line.startswith("error: cannot write ")
         if out.exists():
             left = {p.name for p in out.iterdir()}
-            assert not left & {"manifest.json", "kept.parquet", "export", "report.html",
+            assert not left & {"manifest.json", "export", "report.html",
                                "rejected.jsonl.gz"}, left
             assert not [p for p in out.rglob("*.tmp")]
     assert "full" in outcomes
@@ -317,7 +316,9 @@ def test_open_run_rebuilds_every_table_of_a_folder_without_its_spec(project, tmp
     assert rejected == run.manifest["rows"]["rejected"] == len(run.rejected)
     lines = [json.loads(line) for line in gzip.open(out / "rejected.jsonl.gz", "rt")]
     assert sorted(r["_id"] for r in lines) == sorted(run.rejected["_id"])
-    (project / "rows.jsonl").write_text((project / "rows.jsonl").read_text() + "\n")
+    (project / "rows.jsonl").write_text("{}\n")  # the folder holds its own copy of the source
+    assert len(open_run(out).kept) == 50
+    (out / "checkpoints/00_source.parquet").unlink()  # an older folder: the file is read, checked
     with pytest.raises(Exception, match="the source changed since this run"):
         open_run(out).kept
 
