@@ -29,6 +29,7 @@ log = logging.getLogger("curate.llm")
 QUEUE_SAMPLES = 6       # requests sent with QUEUE_IN_FLIGHT or more in flight before judging
 QUEUE_IN_FLIGHT = 3
 QUEUE_RATIO = 2.5       # their median latency over the fastest single request's
+QUEUE_MIN_SECONDS = 0.5  # and at least this long: sub-second jitter is no queue
 INVALID_5XX_TRIES = 2   # a 5xx saying the request itself is invalid: one retry at most
 _INVALID = ("invalid", "validation", "unprocessable", "not supported", "unsupported",
             "must be", "is required", "bad request")
@@ -62,7 +63,7 @@ class EndpointState:
                 return
             fastest = min(s for _, s in self.samples)
             ratio = statistics.median(busy) / max(fastest, 1e-6)
-            if ratio < QUEUE_RATIO:
+            if ratio < QUEUE_RATIO or statistics.median(busy) < QUEUE_MIN_SECONDS:
                 self.samples.clear()  # judged parallel; keep watching with fresh samples
                 return
             crowd = statistics.median(n for n, _ in self.samples if n >= QUEUE_IN_FLIGHT)

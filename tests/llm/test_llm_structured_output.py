@@ -118,11 +118,11 @@ def test_a_5xx_saying_the_request_is_invalid_is_retried_once_only(tmp_path):
 
 def test_a_server_that_runs_one_request_at_a_time_is_detected_and_said_once(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
-            ScriptedServer(lambda b: "ok", latency=0.05, slots=1) as server:
+            ScriptedServer(lambda b: "ok", latency=0.15, slots=1) as server:
         llm = make_llm(server, tmp_path, concurrency=8, timeout=10, cache=False)
-        first = llm.complete_many([Request(f"q{i}") for i in range(16)])
+        first = llm.complete_many([Request(f"q{i}") for i in range(12)])
         server.reset_counts()
-        second = llm.complete_many([Request(f"r{i}") for i in range(8)])
+        second = llm.complete_many([Request(f"r{i}") for i in range(6)])
     assert all(r.ok for r in first + second)
     notes = [r.message for r in caplog.records if "seems to run about" in r.message]
     assert len(notes) == 1 and "--parallel N" in notes[0] and "OLLAMA_NUM_PARALLEL" in notes[0]
@@ -131,7 +131,7 @@ def test_a_server_that_runs_one_request_at_a_time_is_detected_and_said_once(tmp_
 
 def test_a_parallel_server_is_not_flagged(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
-            ScriptedServer(lambda b: "ok", latency=0.05) as server:
+            ScriptedServer(lambda b: "ok", latency=0.6) as server:
         llm = make_llm(server, tmp_path, concurrency=8, timeout=10, cache=False)
         llm.complete_many([Request(f"q{i}") for i in range(24)])
     assert llm.endpoint.parallel is None
