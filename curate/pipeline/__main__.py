@@ -1,10 +1,12 @@
-"""python -m curate.pipeline SPEC.py --out DIR [--limit N]"""
+"""python -m curate.pipeline SPEC.py --out DIR [--limit N] [--executor ray [--ray-address A]
+[--ray-cpus N]]"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from ..errors import CurateError
+from .executors import NAMES, make_executor
 from .spec import load_spec
 
 EPILOG = """\
@@ -21,6 +23,11 @@ rejected.jsonl and errored.jsonl (every dropped row with its stage, reason and s
 line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
 report.html and manifest.json (written last: a folder without it holds no finished run).
 The folder is locked while a run uses it.
+
+--executor ray runs the row-wise stages (filters, derive, LLM stages) on Ray Data and the
+others on this process, with the same results and the same run folder as the default
+local executor (either can resume the other's folder). Ray starts locally, or attaches to
+a running cluster with --ray-address (auto, or HOST:PORT of the head node).
 """
 
 
@@ -33,13 +40,25 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None,
                         help="run on the first N source rows only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or funnel")
+    parser.add_argument("--executor", choices=NAMES, default="local",
+                        help="where stages run (default: local, this process)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: attach to this cluster (auto or HOST:PORT)")
+    parser.add_argument("--ray-cpus", type=int, default=None,
+                        help="with --executor ray: CPUs of the local Ray (default: all)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be a positive integer")
+    ray_options = {k: v for k, v in (("address", args.ray_address),
+                                     ("num_cpus", args.ray_cpus)) if v is not None}
+    if ray_options and args.executor != "ray":
+        parser.error("--ray-address and --ray-cpus go with --executor ray")
+    executor = None
     try:
+        executor, _ = make_executor(args.executor, **ray_options)
         pipeline = load_spec(args.spec)
         pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
-                     spec_path=args.spec)
+                     spec_path=args.spec, executor=executor)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -50,6 +69,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        if executor is not None:
+            executor.close()
     return 0
 
 
