@@ -2,6 +2,7 @@
 install command, bad choices are one-line errors, and what decides where a stage runs."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -97,3 +98,19 @@ def test_workers_import_this_working_tree():
     paths = worker_paths([ROOT / "examples"])
     assert paths[0] == str(ROOT) and str(ROOT / "examples") in paths
     assert not any("site-packages" in p for p in paths)
+
+
+def test_an_address_nothing_answers_on_is_one_line_at_once():
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("this process already has a Ray")
+    from curate.pipeline.executors.ray_executor import RayExecutor
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executor = RayExecutor(address=f"127.0.0.1:{port}")
+    expected = rf"cannot attach to the Ray cluster at 127.0.0.1:{port}: .*; is `ray start"
+    with pytest.raises(CurateError, match=expected):
+        executor.start()
+    assert not ray.is_initialized()

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import pickle
+import socket
 import sys
 import time
 from pathlib import Path
@@ -206,6 +207,8 @@ class RayExecutor(Executor):
             if self.address is None:
                 options.update(num_cpus=self.num_cpus, include_dashboard=False,
                                object_store_memory=self.object_store_memory)
+            if self.address is not None:
+                _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except Exception as error:  # Ray raises many kinds; each is one line here
@@ -300,6 +303,20 @@ class RayExecutor(Executor):
         concurrency = getattr(getattr(stage, "llm", None), "concurrency", 0) or 0
         least = 4 * concurrency if concurrency else 1_000
         return min(MAX_BATCH_ROWS, max(least, math.ceil(rows / (4 * workers))))
+
+
+def _check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` that nothing answers on is one line now (Ray itself keeps retrying
+    for minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise CurateError(f"cannot attach to the Ray cluster at {address}: "
+                          f"{error.strerror or error}; is `ray start --head` running "
+                          f"there?") from None
 
 
 def _cache_path() -> Path:
