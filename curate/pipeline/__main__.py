@@ -1,10 +1,12 @@
-"""python -m curate.pipeline SPEC.py --out DIR [--limit N] | SPEC.py --estimate [--out DIR]"""
+"""python -m curate.pipeline SPEC.py --out DIR [--limit N] [--executor ray [--ray-address A]
+[--ray-cpus N]] | SPEC.py --estimate [--out DIR]"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from ..errors import CurateError
+from .executors import NAMES, make_executor
 from .spec import load_spec
 
 EPILOG = """\
@@ -17,14 +19,19 @@ you run the command in.
 
 The run folder gets a checkpoint per stage (reused on rerun when the stage's input and
 parameters are unchanged; an unchanged rerun recomputes and rewrites nothing),
-rejected.jsonl.gz and errored.jsonl (every dropped row with its stage, reason and source
-line), export/ (sharegpt JSONL and other formats), checkpoints/ (the source and each stage),
+rejected.jsonl and errored.jsonl (every dropped row with its stage, reason and source
+line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
 report.html and manifest.json (written last: a folder without it holds no finished run).
 The folder is locked while a run uses it.
 
 --estimate sends nothing: it prints each LLM stage's requests, estimated tokens and cost
 online and in batch mode (with --out, requests already in that run folder's cache are
 free). --price MODEL=IN,OUT[,BATCH_IN,BATCH_OUT] sets USD per million tokens.
+
+--executor ray runs the row-wise stages (filters, derive, LLM stages) on Ray Data and the
+others on this process, with the same results and the same run folder as the default
+local executor (either can resume the other's folder). Ray starts locally, or attaches to
+a running cluster with --ray-address (auto, or HOST:PORT of the head node).
 """
 
 
@@ -43,21 +50,33 @@ def main(argv=None) -> int:
     parser.add_argument("--price", action="append", default=[], metavar="MODEL=IN,OUT",
                         help="USD per million prompt,completion tokens (then optionally the "
                              "batch prices); repeatable")
+    parser.add_argument("--executor", choices=NAMES, default="local",
+                        help="where stages run (default: local, this process)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: attach to this cluster (auto or HOST:PORT)")
+    parser.add_argument("--ray-cpus", type=int, default=None,
+                        help="with --executor ray: CPUs of the local Ray (default: all)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be a positive integer")
     if args.out is None and not args.estimate:
         parser.error("--out is required (or --estimate)")
+    ray_options = {k: v for k, v in (("address", args.ray_address),
+                                     ("num_cpus", args.ray_cpus)) if v is not None}
+    if ray_options and args.executor != "ray":
+        parser.error("--ray-address and --ray-cpus go with --executor ray")
+    executor = None
     try:
         _set_prices(parser, args.price)
-        pipeline = load_spec(args.spec)
         if args.estimate:
             from ..llm.estimate import estimate_pipeline
 
-            print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
+            print(estimate_pipeline(load_spec(args.spec), limit=args.limit, out=args.out).render())
             return 0
+        executor, _ = make_executor(args.executor, **ray_options)
+        pipeline = load_spec(args.spec)
         pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
-                     spec_path=args.spec)
+                     spec_path=args.spec, executor=executor)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +87,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)
         return 130
+    finally:
+        if executor is not None:
+            executor.close()
     return 0
 
 

@@ -33,6 +33,7 @@ from ..io.atomic import output_errors, write_json, write_jsonl, write_text
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .checkpoint import CheckpointStore, chain_key
+from .executors import make_executor
 from .lock import run_folder_lock
 from .report import render_report
 from .summary import print_funnel
@@ -147,8 +148,9 @@ def _size(path: Path) -> int | None:
 class _Run:
     """One run of a pipeline into a folder (see the module docstring)."""
 
-    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path):
+    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path, executor):
         self.pipeline, self.out, self.limit = pipeline, out, limit
+        self.executor = executor
         self.progress, self.spec_path = progress, spec_path
         self.store = CheckpointStore(out)
         self.started = datetime.now(timezone.utc)
@@ -245,7 +247,7 @@ class _Run:
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
                    f"{len(current)} rows in")
         try:
-            result = stage.run(current)
+            result = self.executor.run_stage(stage, current)
         except TooManyRowErrors as error:
             errored = _concat([r.errored for _, r in results] + [error.result.errored])
             self.written.clear()  # the errored rows are kept for the user to read
@@ -372,6 +374,7 @@ class _Run:
             "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
             "spec_hash": _file_hash(self.spec_path), "source": self._source_info(),
             "started": self.started.isoformat(timespec="seconds"),
+            "executor": self.executor.name,
             "seconds": round(time.perf_counter() - self.t0, 3),
             "versions": package_versions(), "rows": rows,
             "reused": {"stages": sum(bool(s.get("reused")) for s in stats),
@@ -381,10 +384,18 @@ class _Run:
         }
 
 
-def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None) -> RunResult:
-    """Run ``pipeline`` into the folder ``out`` (see the module docstring)."""
+def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,
+                 executor=None) -> RunResult:
+    """Run ``pipeline`` into the folder ``out`` (see the module docstring) with the executor
+    ``executor`` (``"local"``, ``"ray"`` or an executor object; see :mod:`.executors`)."""
     out = Path(out)
-    prepare_folder(out)
-    with run_folder_lock(out):
-        return _Run(pipeline, out, limit, progress, spec_path).execute()
+    executor, made_here = make_executor(executor)
+    try:
+        prepare_folder(out)
+        executor.prepare(pipeline)
+        with run_folder_lock(out):
+            return _Run(pipeline, out, limit, progress, spec_path, executor).execute()
+    finally:
+        if made_here:
+            executor.close()
 

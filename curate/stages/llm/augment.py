@@ -78,6 +78,12 @@ class Augment(LLMStage):
             raise StageError(self.name, f"k must be >= 0 and n >= 1, got k={k}, n={n}")
         self.k, self.n, self.keep, self.inherit = int(k), int(n), keep, inherit
 
+    @property
+    def kind(self) -> str:
+        """``"row"`` without few-shot rows; with ``k`` > 0 each prompt shows rows sampled
+        from the whole table, so the stage needs the whole table (``"global"``)."""
+        return "row" if self.k == 0 else "global"
+
     def added_columns(self) -> dict[str, str]:
         return {}
 
