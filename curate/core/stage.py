@@ -334,7 +334,7 @@ class Stage:
                 raise StageError(self.name, f"{len(lost)} input rows were silently lost "
                                             f"(e.g. {sorted(lost)[:3]})")
 
-    def _base_stats(self, df, result: StageResult, seconds: float, partition: bool) -> dict:
+    def _base_stats(self, df, result: StageResult, seconds: float, partition: bool = False) -> dict:
         created = replaced = 0
         if not partition:
             out = pd.concat([result.kept[ID], result.rejected[ID], result.errored[ID]],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
 import os
 import shutil
@@ -88,6 +89,15 @@ def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
 
 
+def _gzip_text(path: Path):
+    """A text stream gzip-compressed into ``path``, with no timestamp in its header (the same
+    rows give the same bytes)."""
+    raw = gzip.GzipFile(filename="", mode="wb", compresslevel=1, mtime=0,
+                        fileobj=open(path, "wb"))
+    raw.myfileobj = raw.fileobj  # closed with the stream
+    return io.TextIOWrapper(raw, encoding="utf-8")
+
+
 def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
     """Write dicts as JSON lines, atomically; a ``.gz`` path is gzip-compressed (level 1:
     fast, about a fifth of the size). ``plain=True``: the rows hold only JSON types already
@@ -95,9 +105,7 @@ def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
     dumps = json.JSONEncoder(ensure_ascii=False).encode
     gz = str(path).endswith(".gz")
     with atomic_path(path) as tmp:
-        opener = (lambda: gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1)) if gz else \
-            (lambda: open(tmp, "w", encoding="utf-8"))
-        with opener() as fh:
+        with (_gzip_text(tmp) if gz else open(tmp, "w", encoding="utf-8")) as fh:
             for row in rows:
                 fh.write(dumps(row if plain else to_jsonable(row)))
                 fh.write("\n")

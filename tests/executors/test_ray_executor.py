@@ -68,7 +68,7 @@ def test_ray_gives_the_same_rows_counts_and_export(runs):
     assert ray_run.manifest["rows"] == local.manifest["rows"]
     for mine, theirs in zip(ray_run.manifest["stages"], local.manifest["stages"]):
         assert {k: mine[k] for k in COUNTS} == {k: theirs[k] for k in COUNTS}
-    for name in ("export/sharegpt.jsonl", "rejected.jsonl", "errored.jsonl"):
+    for name in ("export/sharegpt.jsonl", "rejected.jsonl.gz", "errored.jsonl"):
         assert (runs["base"] / "ray" / name).read_bytes() == \
             (runs["base"] / "local" / name).read_bytes(), name
     assert ray_run.manifest["executor"] == "ray" and local.manifest["executor"] == "local"
