@@ -16,8 +16,10 @@ import inspect
 import json
 import math
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -232,10 +234,60 @@ def over_budget(accelerator, cfg, started: float) -> bool:
     return bool(accelerator.reduce(spent, "max").item())
 
 
-def train(cfg) -> dict:
-    """Fine-tune as ``cfg`` says; returns the output folder, the steps done, how it stopped, the
-    peak memory, and the trained model (unwrapped, with its adapter) for evaluating it right away."""
-    started = last_save = time.time()
+@dataclass
+class Run:
+    """What a run works with once `start` has set it up; its methods log and evaluate."""
+
+    cfg: Any
+    accelerator: Any
+    out: Path
+    state: dict  # step, tokens, elapsed_s, and the run's identity and settings for its checkpoints
+    tokenizer: Any
+    train_ex: list
+    val_ex: list
+    val_rows: list
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    batches: Any
+    total_steps: int
+    n_params: int
+    gpu: str | None
+    predicted: Any  # train.memory.MemoryEstimate
+    evaluated_at: int | None = None  # the step of the last held-out loss
+
+    def log(self, record: dict) -> None:
+        _log(self.accelerator, self.out, record)
+
+    def held_out_loss(self) -> None:
+        loss = estimate_loss(self.accelerator, self.model, self.val_ex, self.cfg, self.tokenizer.pad_token_id)
+        if loss is not None:
+            self.log({"step": self.state["step"], "val_loss": loss})
+        self.evaluated_at = self.state["step"]
+
+    def assertion_eval(self) -> None:
+        self.log(_assertion_eval(self.accelerator, self.model, self.tokenizer, self.val_rows, self.cfg,
+                                 self.state["step"]))
+
+    def evaluations_due(self) -> None:
+        """The held-out loss and the assertion eval of steps between the first and the last."""
+        step, ae = self.state["step"], self.cfg.assertion_eval
+        if self.cfg.eval_every and step % self.cfg.eval_every == 0 and step < self.total_steps:
+            self.held_out_loss()
+        if ae and ae.every and step % ae.every == 0 and step < self.total_steps:
+            self.assertion_eval()
+
+    def step_record(self, loss: float, lr: float, grad_norm, tokens_per_s: float) -> dict:
+        return {"step": self.state["step"], "loss": loss, "lr": lr, "tokens": self.state["tokens"],
+                "grad_norm": None if grad_norm is None else float(grad_norm), "tokens_per_s": tokens_per_s,
+                "mfu": mfu(self.n_params, tokens_per_s, self.gpu),
+                "peak_mem_gib": peak_memory_bytes(self.accelerator.device) / GIB,
+                "estimated_mem_gib": self.predicted.total / GIB}
+
+
+def start(cfg) -> Run:
+    """Everything before the first step: the accelerator, a refused or resumed checkpoint, the data,
+    the model with its optimizer and schedule, and the memory estimate."""
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
@@ -243,11 +295,9 @@ def train(cfg) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         (out / "config.yaml").write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
-
     tokenizer = load_tokenizer(cfg)
     train_ex, val_ex, val_rows = load_data(accelerator, cfg, tokenizer)
 
-    # model
     model = prepare_model(cfg, load_base(cfg, device_index=accelerator.local_process_index))
     trainable, n_params = count_parameters(model)
     accelerator.print(f"model: {cfg.model} {cfg.method}, {trainable:,} of {n_params:,} parameters trainable")
@@ -266,73 +316,71 @@ def train(cfg) -> dict:
         accelerator.print(f"resumed from {last} at step {state['step']}")
     batches = micro_batches(accelerator, train_ex, cfg, tokenizer.pad_token_id, skip=state["step"] * cfg.grad_accum)
 
-    gpu = detect_gpu()
-    predicted = memory_estimate(accelerator, model, cfg, train_ex)
+    gpu, predicted = detect_gpu(), memory_estimate(accelerator, model, cfg, train_ex)
     accelerator.print(f"memory: estimated peak {predicted.total / GIB:.2f} GiB ({predicted.where}, "
                       f"{predicted.precision}); {MFU_CONVENTION if gpu else 'no MFU on a CPU'}")
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    return Run(cfg, accelerator, out, state, tokenizer, train_ex, val_ex, val_rows, model, optimizer, scheduler,
+               batches, total_steps, n_params, gpu, predicted)
+
+
+def train(cfg) -> dict:
+    """Fine-tune as ``cfg`` says; returns the output folder, the steps done, how it stopped, the
+    peak memory, and the trained model (unwrapped, with its adapter) for evaluating it right away."""
+    started = last_save = time.time()
+    run = start(cfg)
+    state, accelerator = run.state, run.accelerator
     if cfg.assertion_eval and cfg.assertion_eval.at_start and state["step"] == 0:
-        _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, 0))
+        run.assertion_eval()
 
-    def evaluate_held_out() -> int:  # logs the held-out loss, when there are held-out rows
-        loss = estimate_loss(accelerator, model, val_ex, cfg, tokenizer.pad_token_id)
-        if loss is not None:
-            _log(accelerator, out, {"step": state["step"], "val_loss": loss})
-        return state["step"]
-
-    model.train()
-    stop_reason, evaluated_at, window_tokens, window_seconds = "max_steps", None, 0, 0.0
-    params = [p for p in model.parameters() if p.requires_grad]
-    for step in range(state["step"], total_steps):
+    run.model.train()
+    stop_reason, window_tokens, window_seconds = "max_steps", 0, 0.0
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    for step in range(state["step"], run.total_steps):
         step_start = time.time()
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves it afterwards)
-        window = [next(batches) for _ in range(cfg.grad_accum)]
-        loss_total, n_learned, grad_norm, step_tokens = optimizer_step(accelerator, model, optimizer, window,
-                                                                       cfg, params)
-        scheduler.step()
+        lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves it afterwards)
+        window = [next(run.batches) for _ in range(cfg.grad_accum)]
+        loss_total, n_learned, grad_norm, step_tokens = optimizer_step(accelerator, run.model, run.optimizer,
+                                                                       window, cfg, params)
+        run.scheduler.step()
         step_loss = (loss_total / n_learned).item()  # .item() waits for the GPU: the timing below is honest
         state["step"], state["tokens"] = step + 1, state["tokens"] + step_tokens
         window_tokens, window_seconds = window_tokens + step_tokens, window_seconds + time.time() - step_start
 
-        if state["step"] % cfg.log_every == 0 or state["step"] in (1, total_steps):
-            tokens_per_s = window_tokens / max(window_seconds, 1e-9)
-            _log(accelerator, out, {
-                "step": state["step"], "loss": step_loss, "lr": lr, "tokens": state["tokens"],
-                "grad_norm": None if grad_norm is None else float(grad_norm), "tokens_per_s": tokens_per_s,
-                "mfu": mfu(n_params, tokens_per_s, gpu), "peak_mem_gib": peak_memory_bytes(accelerator.device) / GIB,
-                "estimated_mem_gib": predicted.total / GIB})
+        if state["step"] % cfg.log_every == 0 or state["step"] in (1, run.total_steps):
+            run.log(run.step_record(step_loss, lr, grad_norm, window_tokens / max(window_seconds, 1e-9)))
             window_tokens, window_seconds = 0, 0.0
-        if cfg.eval_every and state["step"] % cfg.eval_every == 0 and state["step"] < total_steps:
-            evaluated_at = evaluate_held_out()
-        ae = cfg.assertion_eval
-        if ae and ae.every and state["step"] % ae.every == 0 and state["step"] < total_steps:
-            _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, state["step"]))
-
-        if over_budget(accelerator, cfg, started) and state["step"] < total_steps:
+        run.evaluations_due()
+        if over_budget(accelerator, cfg, started) and state["step"] < run.total_steps:
             stop_reason = "time_budget"
         if stop_reason == "time_budget" or (cfg.save_every and state["step"] % cfg.save_every == 0):
             state["elapsed_s"], last_save = state["elapsed_s"] + time.time() - last_save, time.time()
-            ckpt.save_checkpoint(accelerator, model, out, state, cfg.keep_checkpoints)
+            ckpt.save_checkpoint(accelerator, run.model, run.out, state, cfg.keep_checkpoints)
         if stop_reason == "time_budget":
             accelerator.print(f"time budget of {cfg.time_budget_min} min spent at step {state['step']}: "
                               f"checkpoint saved, run again to continue")
             break
+    return finish(run, stop_reason)
 
-    # the end of this part: the held-out loss where it stopped; after the last step, the
-    # assertion eval and a checkpoint to extend from; the adapter; the memory it took
-    if evaluated_at != state["step"]:
-        evaluate_held_out()
+
+def finish(run: Run, stop_reason: str) -> dict:
+    """The end of this part of the run: the held-out loss where it stopped; after the last step,
+    the assertion eval and a checkpoint to extend from; the adapter; the memory it took."""
+    cfg, accelerator, state, out = run.cfg, run.accelerator, run.state, run.out
+    if run.evaluated_at != state["step"]:
+        run.held_out_loss()
     if stop_reason == "max_steps":
         if cfg.assertion_eval:
-            _log(accelerator, out, _assertion_eval(accelerator, model, tokenizer, val_rows, cfg, state["step"]))
+            run.assertion_eval()
         if ckpt.latest_checkpoint(out) is None or ckpt.latest_checkpoint(out).name != f"step_{state['step']:06d}":
-            ckpt.save_checkpoint(accelerator, model, out, state, cfg.keep_checkpoints)
-    adapter_dir = ckpt.save_final(accelerator, model, tokenizer, out / "adapter")
+            ckpt.save_checkpoint(accelerator, run.model, out, state, cfg.keep_checkpoints)
+    adapter_dir = ckpt.save_final(accelerator, run.model, run.tokenizer, out / "adapter")
     if cfg.merge and cfg.method != "full" and stop_reason == "max_steps" and accelerator.is_main_process:
-        merge(cfg, adapter_dir, out / "merged", tokenizer)
+        merge(cfg, adapter_dir, out / "merged", run.tokenizer)
     accelerator.end_training()
     return {"output_dir": str(out), "adapter_dir": str(adapter_dir), "steps": state["step"],
-            "total_steps": total_steps, "stopped": stop_reason, "model": accelerator.unwrap_model(model),
-            "peak_mem_gib": peak_memory_bytes(accelerator.device) / GIB, "estimated_mem_gib": predicted.total / GIB,
-            "memory_kind": predicted.where, "main_process": accelerator.is_main_process}
+            "total_steps": run.total_steps, "stopped": stop_reason, "model": accelerator.unwrap_model(run.model),
+            "peak_mem_gib": peak_memory_bytes(accelerator.device) / GIB,
+            "estimated_mem_gib": run.predicted.total / GIB, "memory_kind": run.predicted.where,
+            "main_process": accelerator.is_main_process}
