@@ -149,8 +149,9 @@ def _log(accelerator, output_dir: Path, record: dict) -> None:
 
 
 def _assertion_eval(accelerator, model, tokenizer, val, cfg, step) -> dict:
+    # generated in batches of a step's rows: no gradients or activations to keep, so they fit
     result = assertion_eval(accelerator.unwrap_model(model), tokenizer, val, cfg.assertion_eval, cfg.template,
-                            cfg.eot_token, cfg.micro_batch_size, synced_gpus=zero3(accelerator))
+                            cfg.eot_token, cfg.micro_batch_size * cfg.grad_accum, synced_gpus=zero3(accelerator))
     top = ", ".join(f"{rule} x{n}" for rule, n in result["failures"].most_common(3))
     return {"step": step, "valid_rate": result["valid_rate"], "valid_n": result["n"], "top_failures": top or None}
 

@@ -63,13 +63,14 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_cfg(tmp_path, tiny_model_dir):
-    """Build a config for the tiny model on ``rows`` (repeat rows by default)."""
+    """Build a config for the tiny model on ``rows`` (repeat rows by default), in fp32 on any
+    machine (``precision: auto`` picks bf16 on a GPU that has it)."""
 
     def make(rows=None, **overrides):
         data = write_jsonl(tmp_path / "data.jsonl", rows if rows is not None else repeat_rows())
         base = dict(data=data, model=str(tiny_model_dir), gguf_file=None, val_fraction=0.0, max_seq_len=64,
-                    micro_batch_size=4, lr=1e-2, warmup_ratio=0.0, lora_r=8, lora_dropout=0.0, log_every=1,
-                    eval_every=0, save_every=0, output_dir=str(tmp_path / "run"))
+                    micro_batch_size=4, grad_accum=1, lr=1e-2, warmup_ratio=0.0, lora_r=8, lora_dropout=0.0,
+                    precision="no", log_every=1, eval_every=0, save_every=0, output_dir=str(tmp_path / "run"))
         base.update(overrides)
         return load_config(None, base)
 

@@ -23,6 +23,34 @@ def test_lr_warms_up_linearly_then_follows_a_cosine_to_zero():
     assert math.isclose(lr_factor(12, 4, 20), 0.5) and factors[-1] < 0.01
 
 
+def test_logits_computed_only_where_tokens_are_learned_give_the_full_loss_and_gradients(tiny_model_dir):
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+
+    from train.data import IGNORE_INDEX, collate
+    from train.loop import loss_sum
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    examples = [{"input_ids": [1, 5, 6, 7, 8, 2], "labels": [-100, -100, -100, 7, 8, 2]},
+                {"input_ids": [1, 9, 10, 11], "labels": [-100, -100, 10, 11]}]
+    batch = collate(examples, pad_id=0)
+    rows_seen = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: rows_seen.append(args[0].shape[:-1]))
+    masked = loss_sum(model, batch)
+    hook.remove()
+    assert rows_seen == [torch.Size([5])]  # 3 + 2 learned tokens: the lm_head saw those positions only
+    masked.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    full = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    full.backward()
+    torch.testing.assert_close(masked, full, rtol=1e-5, atol=1e-5)
+    for grad, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(grad, p.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_loss_falls_when_overfitting_a_handful_of_rows(tiny_cfg, tmp_path, capsys):
     result = train(tiny_cfg(max_steps=30, eval_every=10))
     seen = losses(tmp_path / "run")
@@ -146,3 +174,10 @@ def test_every_config_key_is_either_part_of_the_run_or_allowed_to_change():
 def test_assertion_eval_without_held_out_rows_is_refused(tiny_cfg):
     with pytest.raises(ConfigError, match="set val_fraction above 0 or val_data"):
         train(tiny_cfg(max_steps=1, assertion_eval={"checker": "train_testkit:is_short"}))
+
+
+def test_a_bf16_run_on_the_cpu_learns(tiny_cfg, tmp_path):
+    result = train(tiny_cfg(max_steps=20, precision="bf16"))
+    seen = losses(tmp_path / "run")
+    assert next(p for p in result["model"].parameters() if not p.requires_grad).dtype == torch.bfloat16
+    assert sum(seen[-5:]) / 5 < 0.5 * seen[0]

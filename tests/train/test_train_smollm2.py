@@ -41,7 +41,7 @@ def test_the_gguf_file_is_dequantised_once_then_read_from_the_cache(monkeypatch,
     real_dequantize, real_convert = gguf.dequantize, gguf_cache.convert
     monkeypatch.setattr(gguf, "dequantize", lambda *a, **k: dequantised.append(1) or real_dequantize(*a, **k))
     monkeypatch.setattr(gguf_cache, "convert", lambda *a: conversions.append(real_convert(*a)) or conversions[-1])
-    cfg = load_config(None, {"data": "unused.jsonl"})  # the defaults: SmolLM2's GGUF file
+    cfg = load_config(None, {"data": "unused.jsonl", "precision": "no"})  # SmolLM2's GGUF file, fp32
 
     load_base(cfg)
     assert len(conversions) == 1 and len(dequantised) > 100  # every tensor of the file
