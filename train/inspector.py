@@ -57,14 +57,14 @@ def inspect_rows(cfg, rows: int = 3, console: Console | None = None, tokenizer=N
     train_rows, _ = load_conversations(cfg)
     examples, stats = build_examples(train_rows, tokenizer, cfg)
     console.print(f"[bold]{cfg.data}[/bold]: {stats.summary(cfg)}; template {cfg.template}, "
-                  f"train_on_inputs {cfg.train_on_inputs}")
-    console.print(stats.length_report(cfg, examples))
-    console.print(legend(plain))
+                  f"train_on_inputs {cfg.train_on_inputs}", soft_wrap=plain)  # plain: one line per line
+    console.print(stats.length_report(cfg, examples), soft_wrap=plain)
+    console.print(legend(plain), soft_wrap=plain)
     counts = []
     for number, example in enumerate(examples[:rows], 1):
         learned = sum(label != IGNORE_INDEX for label in example["labels"])
         total = len(example["input_ids"])
         counts.append({"tokens": total, "learned": learned, "masked": total - learned})
         console.rule(f"row {number}: {total} tokens, {learned} learned, {total - learned} masked")
-        console.print(render_example(tokenizer, example, plain))
+        console.print(render_example(tokenizer, example, plain), soft_wrap=plain)
     return counts
