@@ -1,6 +1,7 @@
 """Command line of the trainer.
 
     python -m train config.yaml [--set key=value ...]            # fine-tune
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m train config.yaml   # on 2 CPU processes
     python -m train inspect config.yaml [--rows 3] [--set ...]   # show masks token by token
     python -m train.memory --help                                # memory estimator
 """
@@ -34,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             from train.loop import train
 
             result = train(cfg)
-            print(f"{result['stopped']}: {result['steps']}/{result['total_steps']} steps; "
-                  f"adapter in {result['adapter_dir']}")
+            if result["main_process"]:
+                print(f"{result['stopped']}: {result['steps']}/{result['total_steps']} steps; peak memory "
+                      f"{result['peak_mem_gib']:.2f} GiB ({result['memory_kind']}; estimated "
+                      f"{result['estimated_mem_gib']:.2f}); adapter in {result['adapter_dir']}")
     except TrainError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

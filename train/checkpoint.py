@@ -2,11 +2,18 @@
 
 A checkpoint is accelerate's ``save_state`` folder (model, optimizer, scheduler, every RNG)
 plus ``trainer_state.json`` with the step, so the loop can skip the micro-batches already
-seen. With LoRA the checkpoint holds the adapter only, not a copy of the frozen base.
+seen. With LoRA the checkpoint holds the adapter only, not a copy of the frozen base; a full
+fine-tune's checkpoint holds all its weights.
+
+``trainer_state.json`` also records the run's identity (`IDENTITY_KEYS`, plus the resolved
+precision and the number of processes): a checkpoint of a run that differs in any of them is
+refused. The settings in `RESUMABLE_KEYS` may change between the parts of a run; a changed
+one is reported in a warning line.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import warnings
@@ -41,19 +48,21 @@ def register_adapter_hooks(accelerator) -> None:
     from safetensors.torch import load_file, save_file
 
     def save_hook(models, weights, output_dir):
+        if not all(_is_peft(accelerator.unwrap_model(m)) for m in models):
+            return  # a full fine-tune: accelerate writes every weight
         for i, model in enumerate(models):
-            model = accelerator.unwrap_model(model)
-            if _is_peft(model):
-                with _quiet_gguf_base():
-                    state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-                save_file(state, str(Path(output_dir) / f"{i}_{ADAPTER_FILE}"))
+            with _quiet_gguf_base():
+                state = get_peft_model_state_dict(accelerator.unwrap_model(model))
+            save_file({k: v.detach().contiguous() for k, v in state.items()},
+                      str(Path(output_dir) / f"{i}_{ADAPTER_FILE}"))
         weights.clear()  # nothing else to write: the base is frozen and reloaded from its source
 
     def load_hook(models, input_dir):
-        for i, model in enumerate(list(models)):
-            model = accelerator.unwrap_model(model)
-            if _is_peft(model):
-                set_peft_model_state_dict(model, load_file(str(Path(input_dir) / f"{i}_{ADAPTER_FILE}")))
+        if not all(_is_peft(accelerator.unwrap_model(m)) for m in models):
+            return  # a full fine-tune: accelerate reads every weight back
+        for i, model in enumerate(models):
+            set_peft_model_state_dict(accelerator.unwrap_model(model),
+                                      load_file(str(Path(input_dir) / f"{i}_{ADAPTER_FILE}")))
         models.clear()
 
     if accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
@@ -82,28 +91,62 @@ def save_checkpoint(accelerator, model, output_dir: str | Path, state: dict, kee
     return path
 
 
-#: the keys a resumed run must share with the run that wrote the checkpoint: they decide
-#: which rows each step sees and what the saved tensors are
+#: the keys a resumed run must share with the run that wrote the checkpoint: they decide which
+#: rows each step sees, the objective, the optimizer's path and what the saved tensors are
 IDENTITY_KEYS = ("data", "val_data", "val_fraction", "format", "template", "eot_token", "train_on_inputs",
                  "max_seq_len", "overlong", "packing", "model", "gguf_file", "method", "lora_r", "lora_alpha",
-                 "lora_target_modules", "seed", "micro_batch_size", "grad_accum")
+                 "lora_dropout", "lora_target_modules", "precision", "seed", "micro_batch_size", "grad_accum",
+                 "lr", "weight_decay", "warmup_ratio", "max_grad_norm")
+#: the keys that may change between the parts of a run: its length (the learning-rate schedule
+#: follows the new length), what it reports and saves, and trades of memory for compute
+RESUMABLE_KEYS = ("epochs", "max_steps", "time_budget_min", "eval_every", "eval_batches", "log_every",
+                  "save_every", "keep_checkpoints", "gradient_checkpointing", "attn_implementation", "merge",
+                  "trackers", "assertion_eval")
+#: where the run is written and whether to resume it: not properties of the run
+LOCATION_KEYS = ("output_dir", "resume")
 
 
-def run_identity(cfg) -> dict:
-    return {key: getattr(cfg, key) for key in IDENTITY_KEYS}
+def _plain(value):
+    """A config value as trainer_state.json stores it (tuples become lists, dataclasses dicts)."""
+    return json.loads(json.dumps(dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value))
 
 
-def load_checkpoint(accelerator, model, path: str | Path, expected: dict | None = None) -> dict:
+def run_identity(cfg, accelerator) -> dict:
+    identity = {key: _plain(getattr(cfg, key)) for key in IDENTITY_KEYS}
+    identity.update(mixed_precision=str(accelerator.mixed_precision), processes=accelerator.num_processes)
+    return identity
+
+
+def run_settings(cfg) -> dict:
+    return {key: _plain(getattr(cfg, key)) for key in RESUMABLE_KEYS}
+
+
+def _differences(saved: dict, now: dict) -> list[str]:
+    return [f"{key} ({saved[key]!r} there, {now[key]!r} here)" for key in now
+            if key in saved and saved[key] != now[key]]
+
+
+def check_resume(path: str | Path, identity: dict, settings: dict) -> tuple[dict, str | None]:
+    """The checkpoint's trainer state, and a warning line when resumable settings changed.
+
+    Raises ConfigError, naming every differing key, for a checkpoint of a different run.
+    """
     state = json.loads((Path(path) / STATE_FILE).read_text())
-    changed = sorted(k for k in expected or {} if k in state.get("run", {}) and state["run"][k] != expected[k])
+    changed = _differences(state.get("run", {}), identity)
     if changed:
         raise ConfigError(f"{path} was written by a run with different {', '.join(changed)}; resuming would "
                           f"mix two runs: use another output_dir, or resume: false to start over")
+    changed = _differences(state.get("settings", {}), settings)
+    warning = f"resuming with changed {', '.join(changed)}" if changed else None
+    return state, warning
+
+
+def load_checkpoint(accelerator, model, path: str | Path) -> None:
+    """Restore the weights (adapter or full), optimizer, scheduler and RNG states of ``path``."""
     kwargs = {}
     if accelerator.distributed_type == DistributedType.DEEPSPEED and _is_peft(accelerator.unwrap_model(model)):
         kwargs["load_module_strict"] = False
     accelerator.load_state(str(path), **kwargs)
-    return state
 
 
 def save_final(accelerator, model, tokenizer, out_dir: str | Path) -> Path:

@@ -203,6 +203,19 @@ class DataStats:
     over_max_seq_len: int = 0
     prompt_truncated: int = 0
     dropped: Counter = field(default_factory=Counter)
+    lengths: list = field(default_factory=list)  # tokens per row, before the length rule
+
+    def length_report(self, cfg, examples: list[dict]) -> str:
+        """Tokens per row, how many exceed max_seq_len, and the share of kept tokens that are learned."""
+        if not self.lengths:
+            return "lengths: no rows"
+        ordered = sorted(self.lengths)
+        tokens = sum(len(e["input_ids"]) for e in examples)
+        learned = sum(label != IGNORE_INDEX for e in examples for label in e["labels"])
+        return (f"lengths: tokens per row min {ordered[0]}, median {ordered[len(ordered) // 2]}, "
+                f"p95 {ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]}, max {ordered[-1]}; "
+                f"{self.over_max_seq_len} of {self.rows} over max_seq_len {cfg.max_seq_len}; learned tokens "
+                f"{learned:,} of {tokens:,} kept ({learned / max(tokens, 1):.1%})")
 
     def summary(self, cfg) -> str:
         kept = self.rows - sum(self.dropped.values())
@@ -219,6 +232,7 @@ def build_examples(conversations: list[dict], tokenizer, cfg) -> tuple[list[dict
     stats, examples = DataStats(rows=len(conversations)), []
     for conv in conversations:
         ids, labels = tokenize_conversation(conv["messages"], tokenizer, cfg.template, eot, cfg.train_on_inputs)
+        stats.lengths.append(len(ids))
         if len(ids) > cfg.max_seq_len:
             stats.over_max_seq_len += 1
             fitted = None

@@ -1,10 +1,12 @@
-"""What the trainer knows about GPUs: memory, peak bf16 FLOPs, and MFU.
+"""What the trainer knows about GPUs (memory, peak bf16 FLOPs, MFU) and the measured peak memory.
 
 Memory is the total ``nvidia-smi`` reports, in MiB. Peak FLOPs are NVIDIA's dense (no
 sparsity) bf16 tensor-core figures with fp32 accumulation; None where a card has no bf16
 tensor cores or no published figure, in which case no MFU is reported.
 """
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -60,3 +62,17 @@ def peak_flops(gpu: str | None) -> float | None:
 def mfu(n_params: int, tokens_per_s: float, gpu: str | None) -> float | None:
     peak = peak_flops(gpu)
     return None if peak is None else 6 * n_params * tokens_per_s / peak
+
+
+def peak_memory_bytes(device) -> int:
+    """The run's measured peak: bytes allocated on a CUDA device, or this process's peak RSS."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux

@@ -1,9 +1,13 @@
-"""Show the first rows token by token, learned tokens in colour, before spending a GPU hour.
+"""Show the first rows token by token, with what is learned marked, before spending a GPU hour.
 
     python -m train inspect config.yaml [--rows 3]
+    python -m train inspect config.yaml | less          # plain text: learned spans in ⟦ ⟧
 
-Masked tokens (the model reads them but is not trained to write them) are dim; learned
-tokens are bold green; each token is boxed by alternating underline so boundaries show.
+On a terminal, learned tokens are bold green and masked tokens (the model reads them but is
+not trained to write them) dim; each token is boxed by alternating underline so boundaries
+show. Anywhere else (a pipe, a file) colours are lost, so each learned span is also wrapped
+in ⟦ ⟧, as the legend line says. The length report gives tokens per row, the rows over
+max_seq_len and the share of tokens that are learned.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from train.data import IGNORE_INDEX, build_examples, load_conversations
 from train.model import load_tokenizer
 
 LEARNED, MASKED = "bold green", "grey50"
+OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧
 
 
 def token_text(tokenizer, token_id: int) -> str:
@@ -21,28 +26,45 @@ def token_text(tokenizer, token_id: int) -> str:
     return piece.replace("\n", "\u21b5\n").replace("\t", "\u2192") or "\u2205"
 
 
-def render_example(tokenizer, example: dict) -> Text:
-    text = Text()
+def render_example(tokenizer, example: dict, plain: bool = False) -> Text:
+    """The example's tokens, styled; with ``plain``, learned spans are also wrapped in ⟦ ⟧."""
+    text, inside = Text(), False
     for i, (token_id, label) in enumerate(zip(example["input_ids"], example["labels"])):
-        style = LEARNED if label != IGNORE_INDEX else MASKED
-        text.append(token_text(tokenizer, token_id), style=style + (" underline" if i % 2 else ""))
+        learned = label != IGNORE_INDEX
+        if plain and learned != inside:
+            text.append(OPEN if learned else CLOSE, style=LEARNED)
+            inside = learned
+        style = LEARNED if learned else MASKED
+        text.append(token_text(tokenizer, token_id), style=style + ("" if plain or not i % 2 else " underline"))
+    if inside:
+        text.append(CLOSE, style=LEARNED)
     return text
 
 
+def legend(plain: bool) -> Text:
+    if plain:
+        return Text(f"legend: {OPEN}learned{CLOSE} (the model is trained to write these tokens); "
+                    f"everything else is masked (-100); \u21b5 is a newline")
+    return Text.assemble("legend: ", ("learned", LEARNED), "  ", ("masked (-100)", MASKED),
+                         "  (tokens alternate underlined; \u21b5 is a newline)")
+
+
 def inspect_rows(cfg, rows: int = 3, console: Console | None = None, tokenizer=None) -> list[dict]:
-    """Print the first ``rows`` training examples; return their token counts."""
+    """Print the length report and the first ``rows`` training examples; return their token counts."""
     console = console or Console()
+    plain = not console.is_terminal
     tokenizer = tokenizer or load_tokenizer(cfg)
     train_rows, _ = load_conversations(cfg)
     examples, stats = build_examples(train_rows, tokenizer, cfg)
     console.print(f"[bold]{cfg.data}[/bold]: {stats.summary(cfg)}; template {cfg.template}, "
-                  f"train_on_inputs {cfg.train_on_inputs}")
-    console.print(Text.assemble(("learned", LEARNED), "  ", ("masked (-100)", MASKED)))
+                  f"train_on_inputs {cfg.train_on_inputs}", soft_wrap=plain)  # plain: one line per line
+    console.print(stats.length_report(cfg, examples), soft_wrap=plain)
+    console.print(legend(plain), soft_wrap=plain)
     counts = []
     for number, example in enumerate(examples[:rows], 1):
         learned = sum(label != IGNORE_INDEX for label in example["labels"])
         total = len(example["input_ids"])
         counts.append({"tokens": total, "learned": learned, "masked": total - learned})
         console.rule(f"row {number}: {total} tokens, {learned} learned, {total - learned} masked")
-        console.print(render_example(tokenizer, example))
+        console.print(render_example(tokenizer, example, plain), soft_wrap=plain)
     return counts

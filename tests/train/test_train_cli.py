@@ -1,6 +1,7 @@
 """Config loading, the inspector and the command line."""
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -58,6 +59,22 @@ def test_the_inspector_colours_learned_tokens_and_counts_them(tiny_cfg):
     html = console.export_html(inline_styles=True)
     green = re.findall(r'<span style="color: #008000[^"]*font-weight: bold[^"]*">([^<]*)</span>', html)
     assert green == ["learned", "apple", "&lt;|im_end|&gt;", "pear", "&lt;|im_end|&gt;"]
+
+
+def test_piped_inspector_output_marks_learned_spans_in_plain_text_and_reports_lengths(tiny_cfg):
+    out = io.StringIO()
+    rows = repeat_rows(7) + [{"messages": [{"role": "user", "content": "Say " + " ".join(["fig"] * 70)},
+                                           {"role": "assistant", "content": "fig"}]}]
+    counts = inspect_rows(tiny_cfg(rows), rows=1, console=Console(file=out, width=200), tokenizer=word_tokenizer())
+    text = out.getvalue()
+    assert "\x1b[" not in text  # not a terminal: no colour codes
+    assert "legend: ⟦learned⟧ (the model is trained to write these tokens)" in text
+    row = text.split("row 1: 19 tokens, 2 learned, 17 masked")[1]
+    assert row.strip().endswith("<|im_start|>assistant⟦apple<|im_end|>⟧") and row.count("⟦") == 1
+    # 7 rows of 19 tokens and one of 78 (over max_seq_len 64, dropped); 14 of 133 kept tokens learned
+    assert ("lengths: tokens per row min 19, median 19, p95 78, max 78; 1 of 8 over max_seq_len 64; "
+            "learned tokens 14 of 133 kept (10.5%)") in text
+    assert counts == [{"tokens": 19, "learned": 2, "masked": 17}]
 
 
 def test_the_command_line_prints_errors_as_one_line(tmp_path, capsys):

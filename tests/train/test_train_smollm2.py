@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import math
+import shutil
+import time
 
 import pytest
-from train_testkit import metrics, write_jsonl
+import torch
+from train_testkit import SMOL_DIR, SMOL_GGUF, metrics, word_tokenizer, write_jsonl
 
+from train import gguf_cache
 from train.config import load_config
 from train.evals import extract_fields
 from train.loop import train
+from train.model import load_base, load_tokenizer
 
 ROWS = [{"conversations": [
     {"from": "system", "value": "Write a query."},
@@ -25,6 +30,57 @@ def test_the_example_config_reads_the_columns_of_a_honeycomb_row():
     row = ROWS[1]
     fields = extract_fields({"row": row, "messages": to_messages(row)}, cfg.assertion_eval.fields)
     assert fields == {"columns": ["http.route", "duration_ms"]}
+
+
+@pytest.mark.slow
+def test_the_gguf_file_is_dequantised_once_then_read_from_the_cache(monkeypatch, smol_tokenizer):
+    import gguf
+
+    shutil.rmtree(gguf_cache.cache_root(), ignore_errors=True)  # the session's cache, emptied
+    dequantised, conversions = [], []
+    real_dequantize, real_convert = gguf.dequantize, gguf_cache.convert
+    monkeypatch.setattr(gguf, "dequantize", lambda *a, **k: dequantised.append(1) or real_dequantize(*a, **k))
+    monkeypatch.setattr(gguf_cache, "convert", lambda *a: conversions.append(real_convert(*a)) or conversions[-1])
+    cfg = load_config(None, {"data": "unused.jsonl", "precision": "no"})  # SmolLM2's GGUF file, fp32
+
+    load_base(cfg)
+    assert len(conversions) == 1 and len(dequantised) > 100  # every tensor of the file
+    calls = len(dequantised)
+    started = time.perf_counter()
+    again = load_base(cfg)
+    assert time.perf_counter() - started < 10 and len(dequantised) == calls and len(conversions) == 1
+    reference = conversions[0].state_dict()
+    assert again.state_dict().keys() == reference.keys()
+    assert all(torch.equal(tensor, reference[name]) for name, tensor in again.state_dict().items())
+    assert getattr(again.config, "quantization_config", None) is None  # a plain fp32 model (TRL trains it)
+
+    entry = gguf_cache.cache_root() / gguf_cache.file_sha256(f"{SMOL_DIR}/{SMOL_GGUF}")
+    assert sorted(p.name for p in gguf_cache.cache_root().iterdir()) == [entry.name]  # no temporary folder left
+    tokenizer = load_tokenizer(cfg)  # read from the converted folder too
+    text = smol_tokenizer.apply_chat_template([{"role": "user", "content": "Columns: ['a.b', 'ünï']"},
+                                               {"role": "assistant", "content": '{"x": 1}'}], tokenize=False)
+    assert tokenizer.chat_template == smol_tokenizer.chat_template
+    assert tokenizer(text)["input_ids"] == smol_tokenizer(text)["input_ids"]
+    assert tokenizer.all_special_ids == smol_tokenizer.all_special_ids and tokenizer.pad_token == "<|im_end|>"
+
+
+def test_an_interrupted_conversion_leaves_no_cache_entry(tmp_path, monkeypatch, tiny_model_dir):
+    import transformers
+
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "m.gguf").write_bytes(b"not really a GGUF file")
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = word_tokenizer()
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: model)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tokenizer)
+    monkeypatch.setattr(tokenizer, "save_pretrained", lambda *a, **k: 1 / 0)  # the disk fills up, say
+    with pytest.raises(ZeroDivisionError):
+        gguf_cache.converted_folder(tmp_path, "m.gguf")
+    assert list(gguf_cache.cache_root().iterdir()) == []
+    # a finished entry (renamed into place) is read as it is
+    monkeypatch.setattr(gguf_cache, "convert", lambda *a: pytest.fail("converted although the entry exists"))
+    (gguf_cache.cache_root() / gguf_cache.file_sha256(tmp_path / "m.gguf")).mkdir()
+    assert gguf_cache.converted_folder(tmp_path, "m.gguf").parent == gguf_cache.cache_root()
 
 
 @pytest.mark.slow
