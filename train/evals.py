@@ -1,8 +1,8 @@
 """Evaluation with assertions: generate on held-out prompts and score with a checker.
 
 The checker is named in the config as ``"module:function"`` and called as
-``function(output_text, **fields)``; it returns the list of failures (empty: valid) or a
-bool. Its other arguments come from the row, as the config's ``fields`` mapping says::
+``function(output_text, **fields)``; its answer is read as curation reads it
+(`assertions.calling`): a list of failures (empty: valid), a bool, or a message. Its other arguments come from the row, as the config's ``fields`` mapping says::
 
     assertion_eval:
       checker: assertions.honeycomb:check
@@ -15,13 +15,13 @@ The prompt is rendered with `templates.render_prompt`, the function serving uses
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import re
 from collections import Counter
 
 import torch
 
+from assertions.calling import as_failures, load_function
 from train.errors import ConfigError, DataError
 from train.templates import eot_id, prompt_messages, render_prompt
 
@@ -29,14 +29,11 @@ PARSERS = ("text", "json", "list", "csv")
 
 
 def load_checker(spec: str):
-    module_name, _, name = spec.partition(":")
+    """The checker a ``"module:function"`` reference names (`assertions.calling`'s loader)."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ConfigError(f"assertion_eval.checker {spec!r}: cannot import {module_name!r} ({error})") from None
-    if not callable(getattr(module, name, None)):
-        raise ConfigError(f"assertion_eval.checker {spec!r}: {module_name} has no function {name!r}")
-    return getattr(module, name)
+        return load_function(spec, "checker")
+    except ValueError as error:
+        raise ConfigError(f"assertion_eval.checker: {error}") from None
 
 
 def _parse(text: str, how: str, where: str):
@@ -109,13 +106,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop_id:
     return outputs
 
 
-def _is_valid(result, spec: str) -> tuple[bool, list[str]]:
-    if isinstance(result, bool):
-        return result, ([] if result else ["invalid"])
-    if isinstance(result, (list, tuple)):
-        return not result, [getattr(f, "rule", str(f)) for f in result]
-    raise ConfigError(f"assertion_eval.checker {spec!r} returned {type(result).__name__}; "
-                      f"expected a list of failures (empty: valid) or a bool")
+def _is_valid(result) -> tuple[bool, list[str]]:
+    """(valid, rule names) of a checker's answer, read as curation reads it
+    (`assertions.calling.as_failures`: failures, a bool, a message or None)."""
+    rules = [failure.rule for failure in as_failures(result)]
+    return not rules, rules
 
 
 def assertion_eval(model, tokenizer, conversations: list[dict], ecfg, template: str = "auto",
@@ -130,7 +125,7 @@ def assertion_eval(model, tokenizer, conversations: list[dict], ecfg, template: 
                        batch_size, synced_gpus)
     failures, valid, examples = Counter(), 0, []
     for conv, output in zip(rows, outputs):
-        ok, rules = _is_valid(checker(output, **extract_fields(conv, ecfg.fields)), ecfg.checker)
+        ok, rules = _is_valid(checker(output, **extract_fields(conv, ecfg.fields)))
         valid += ok
         failures.update(set(rules))
         examples.append({"output": output, "valid": ok, "failures": rules})

@@ -1,104 +1,107 @@
-"""Chat-data formats: sharegpt, OpenAI ``messages`` and alpaca; conversions and validation.
+"""Chat-data formats: sharegpt, OpenAI ``messages`` and alpaca, and the conversions between them.
 
 - sharegpt: ``{"conversations": [{"from": "system"|"human"|"gpt", "value": str}, ...]}``
 - messages: ``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``
 - alpaca:   ``{"instruction": str, "input": str, "output": str}`` (optional ``system``),
   one exchange only.
 
-Each format has a JSON Schema in ``curate/schemas/``; every row the library emits is
-validated against it.
+This module is the one definition of the formats for the whole project: curate's exporters
+write rows with `from_messages`, and the trainer (``train.data``) reads them with
+`to_messages`, so what a model is trained on is what curate shows. It needs only the
+standard library; schema validation of emitted rows lives in `curate.formats.validation`.
+
+Alpaca's two prompt fields become one user turn, ``instruction + ALPACA_INPUT + input``
+(Stanford Alpaca's ``### Input:`` heading, which the trainer's alpaca template expects), and
+`from_messages` splits a user turn at that heading again, so alpaca rows round-trip exactly.
 """
 from __future__ import annotations
 
-import functools
-import json
-from importlib import resources
-
-import jsonschema
-
-from ..errors import StageError
-
 FORMATS = ("sharegpt", "messages", "alpaca")
-ROLE_TO_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
-FROM_TO_ROLE = {v: k for k, v in ROLE_TO_FROM.items()}
+ALPACA_INPUT = "\n\n### Input:\n"
+
+# Every speaker name accepted on reading (sharegpt's and OpenAI's, and "model" as some
+# sharegpt dumps write it), and the name each format writes.
+ROLE_ALIASES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
+                "assistant": "assistant", "model": "assistant"}
+SHAREGPT_SPEAKER = {"system": "system", "user": "human", "assistant": "gpt"}
+KEYS = {"sharegpt": "conversations", "messages": "messages", "alpaca": "instruction and output"}
 
 
-@functools.lru_cache(maxsize=None)
-def schema(fmt: str) -> dict:
-    """The JSON Schema of an emitted format."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    text = resources.files("curate.formats").joinpath("schemas", f"{fmt}.schema.json").read_text()
-    return json.loads(text)
-
-
-@functools.lru_cache(maxsize=None)
-def _validator(fmt: str):
-    return jsonschema.Draft202012Validator(schema(fmt))
-
-
-def validation_errors(row: dict, fmt: str) -> list[str]:
-    """Every schema violation of one row, as short sentences (empty when valid)."""
-    errors = sorted(_validator(fmt).iter_errors(row), key=lambda e: list(e.path))
-    return [f"{'/'.join(map(str, e.path)) or '<row>'}: {e.message}" for e in errors]
-
-
-def validate_rows(rows, fmt: str, where: str = "export", step: int = 1) -> None:
-    """Raise a StageError naming the first row that does not fit the format's schema
-    (``rows`` may be every ``step``-th row of a table: the index named is the table's)."""
-    for i, row in enumerate(rows):
-        errors = validation_errors(row, fmt)
-        if errors:
-            raise StageError(where, f"row {i * step} is not valid {fmt}: {errors[0]}", field=fmt)
+class ChatFormatError(ValueError):
+    """A row that is not a conversation of the format it was read as."""
 
 
 def detect_format(row: dict) -> str:
+    """The format of one row, told by its keys."""
     if "conversations" in row:
         return "sharegpt"
     if "messages" in row:
         return "messages"
     if "instruction" in row and "output" in row:
         return "alpaca"
-    raise ValueError(f"cannot tell the chat format of a row with keys {sorted(row)}")
+    raise ChatFormatError("expected key(s) conversations, messages or instruction/output "
+                          f"(format: auto), got keys {sorted(row)}")
 
 
-# -- conversions (all go through messages) -----------------------------------------------------
-def to_messages(row: dict) -> list[dict]:
-    """The row's conversation as OpenAI-style messages, whatever its format."""
-    fmt = detect_format(row)
-    if fmt == "messages":
-        return [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
-    if fmt == "sharegpt":
-        try:
-            return [{"role": FROM_TO_ROLE[t["from"]], "content": t["value"]}
-                    for t in row["conversations"]]
-        except KeyError as exc:
-            raise ValueError(f"unknown sharegpt speaker {exc.args[0]!r}; expected "
-                             "system, human or gpt") from None
-    prompt = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
-    messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
-    return messages + [{"role": "user", "content": prompt},
-                       {"role": "assistant", "content": row["output"]}]
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    raise ChatFormatError(f"message content must be text, got {type(content).__name__}")
+
+
+def _role(name) -> str:
+    if name not in ROLE_ALIASES:
+        raise ChatFormatError(f"unknown role {name!r}; expected one of {', '.join(ROLE_ALIASES)}")
+    return ROLE_ALIASES[name]
+
+
+def to_messages(row: dict, fmt: str = "auto") -> list[dict]:
+    """The row's conversation as OpenAI-style messages with the roles system, user and
+    assistant; ``fmt="auto"`` tells the format by the row's keys."""
+    if fmt not in ("auto", *FORMATS):
+        raise ChatFormatError(f"unknown format {fmt!r}; known: auto, {', '.join(FORMATS)}")
+    found = detect_format(row) if fmt == "auto" else fmt
+    key = {"sharegpt": "conversations", "messages": "messages"}.get(found)
+    if key is not None:
+        turns = row.get(key)
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise ChatFormatError(f"expected {key!r} to hold a list of turns (format: {found}), "
+                                  f"got keys {sorted(row)}")
+        names = ("from", "value") if found == "sharegpt" else ("role", "content")
+        return [{"role": _role(t.get(names[0])), "content": _text(t.get(names[1]))}
+                for t in turns]
+    if "instruction" not in row or "output" not in row:
+        raise ChatFormatError(f"expected key(s) {KEYS[found]} (format: {found}), "
+                              f"got keys {sorted(row)}")
+    prompt = _text(row["instruction"]) + (ALPACA_INPUT + _text(row["input"])
+                                           if row.get("input") else "")
+    system = [{"role": "system", "content": _text(row["system"])}] if row.get("system") else []
+    return system + [{"role": "user", "content": prompt},
+                     {"role": "assistant", "content": _text(row["output"])}]
 
 
 def from_messages(messages: list[dict], fmt: str) -> dict:
     """Build a row of format ``fmt`` from OpenAI-style messages."""
+    messages = [{"role": _role(m["role"]), "content": m["content"]} for m in messages]
     if fmt == "messages":
-        return {"messages": [dict(role=m["role"], content=m["content"]) for m in messages]}
+        return {"messages": messages}
     if fmt == "sharegpt":
-        return {"conversations": [{"from": ROLE_TO_FROM[m["role"]], "value": m["content"]}
+        return {"conversations": [{"from": SHAREGPT_SPEAKER[m["role"]], "value": m["content"]}
                                   for m in messages]}
     if fmt == "alpaca":
         system = [m["content"] for m in messages if m["role"] == "system"]
         turns = [m for m in messages if m["role"] != "system"]
         if len(turns) != 2 or [m["role"] for m in turns] != ["user", "assistant"]:
-            raise ValueError("alpaca holds exactly one user turn and one assistant turn; "
-                             f"this conversation has {len(turns)} turns")
-        row = {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"]}
+            raise ChatFormatError("alpaca holds exactly one user turn and one assistant turn; "
+                                  f"this conversation has {len(turns)} turns")
+        instruction, _, given = turns[0]["content"].partition(ALPACA_INPUT)
+        row = {"instruction": instruction, "input": given, "output": turns[1]["content"]}
         if system:
             row["system"] = "\n\n".join(system)
         return row
-    raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    raise ChatFormatError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
 def convert(row: dict, fmt: str) -> dict:

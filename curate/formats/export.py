@@ -19,7 +19,8 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import StageError
-from .chat import FORMATS, from_messages, validate_rows
+from .chat import FORMATS, from_messages
+from .validation import validate_rows
 from ..io import save_dataset_folder, write_jsonl
 from ..core.fingerprint import fingerprint_of
 from ..core.table import row_dicts, to_jsonable

@@ -64,6 +64,16 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def make_server(app):
+    """uvicorn's server for ``app``. ``log_config=None`` leaves the process's logging alone:
+    uvicorn's default configures logging with ``dictConfig``, which closes every handler
+    already installed (a notebook's own, or one that libraries such as absl add on import)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning",
+                                         access_log=False, lifespan="off"))
+
+
 def address(host: str, port: int, token: str | None) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
@@ -87,15 +97,12 @@ def main(argv=None) -> int:
         print(f"error: {args.run}: cannot read this run folder ({type(error).__name__}: "
               f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
         return 2
-    import uvicorn
-
     port = sock.getsockname()[1]
     print(f"reviewing {folder} at {address(args.host, port, token)}", flush=True)
     if token:
         print("every request needs this token (it is in the address above)", flush=True)
     print("Ctrl+C to stop", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           lifespan="off"))
+    server = make_server(app)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

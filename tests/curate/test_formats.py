@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from curate import SharegptExport, StageError
-from curate.formats.chat import validate_rows, convert, from_messages, schema, to_messages, validation_errors
+from curate.formats.chat import ALPACA_INPUT, convert, from_messages, to_messages
+from curate.formats.validation import schema, validate_rows, validation_errors
 
 MESSAGES = [{"role": "system", "content": "You write queries."},
             {"role": "user", "content": "NLQ: \"slow\""},
@@ -63,3 +64,21 @@ def test_validate_rows_names_the_bad_row():
     bad = {"conversations": [{"from": "human", "value": "hi"}]}
     with pytest.raises(StageError, match="row 1 is not valid sharegpt: conversations"):
         validate_rows([good, bad], "sharegpt")
+
+
+def test_alpaca_input_is_one_user_turn_and_splits_back_exactly():
+    row = {"instruction": "Write the query.", "input": "Columns: a, b", "output": "{}",
+           "system": "Be brief."}
+    messages = to_messages(row)
+    assert messages[1] == {"role": "user", "content": "Write the query." + ALPACA_INPUT + "Columns: a, b"}
+    assert from_messages(messages, "alpaca") == row
+    assert convert(convert(row, "sharegpt"), "alpaca") == row
+
+
+def test_every_reader_accepts_the_same_speaker_names():
+    row = {"conversations": [{"from": "user", "value": "q"}, {"from": "model", "value": "a"}]}
+    assert [m["role"] for m in to_messages(row)] == ["user", "assistant"]
+    with pytest.raises(ValueError, match="unknown role 'narrator'"):
+        to_messages({"messages": [{"role": "narrator", "content": "x"}]})
+    with pytest.raises(ValueError, match="got keys \\['text'\\]"):
+        to_messages({"text": "x"})

@@ -5,17 +5,14 @@ import contextlib
 import threading
 import time
 
-import uvicorn
-
-from curate.review.__main__ import listen
+from curate.review.__main__ import listen, make_server
 
 
 @contextlib.contextmanager
 def served(app, host: str = "127.0.0.1"):
     """Yield the base URL of ``app`` served by uvicorn until the block ends."""
     sock = listen(host, 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           lifespan="off"))
+    server = make_server(app)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

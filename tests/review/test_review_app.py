@@ -116,6 +116,30 @@ def test_another_host_gets_a_printed_token(judged_run, monkeypatch, capsys):
         assert fetch(url + "/?token=" + token.group(1))[0] == 200
 
 
+def test_serving_leaves_the_processes_logging_handlers_alone(judged_run):
+    """uvicorn's default log config closes every installed handler (a notebook's, absl's):
+    the app's server must not."""
+    import logging
+
+    class Recording(logging.Handler):
+        closed = False
+
+        def emit(self, record):
+            pass
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    handler = Recording()
+    logging.getLogger("a_notebook").addHandler(handler)
+    try:
+        cli.make_server(create_app(judged_run))
+        assert not handler.closed
+    finally:
+        logging.getLogger("a_notebook").removeHandler(handler)
+
+
 # -- the guard -----------------------------------------------------------------------------------
 def test_off_loopback_every_request_needs_the_token(judged_run):
     with served(create_app(judged_run, token="s3cret-token", loopback=False)) as url:

