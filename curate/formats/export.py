@@ -6,11 +6,17 @@ over row fields: a system text, a human template such as ``NLQ: "{nlq}"\\n\\nCol
 on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder. Rows are built by
 construction (every value a rendered string), so a seeded sample of them, not every row, is
 validated against the format's JSON Schema before anything is written.
+
+Writing renders column-wise: each template is split into its literal text and fields once,
+each field's column is rendered once, and the JSON lines are assembled from the encoded
+strings around one encoded skeleton of the format; what comes out is byte for byte what
+``json.dumps`` of `build`'s rows gives (a test holds the two paths equal).
 """
 from __future__ import annotations
 
 import functools
 import json
+import json.encoder
 import re
 import string
 from pathlib import Path
@@ -19,11 +25,12 @@ from typing import Callable
 import pandas as pd
 
 from ..errors import StageError
-from .chat import FORMATS, from_messages
+from .chat import ALPACA_INPUT, FORMATS, from_messages
 from .validation import validate_rows
-from ..io import save_dataset_folder, write_jsonl
+from ..io import save_dataset_folder
+from ..io.atomic import write_lines
 from ..core.fingerprint import fingerprint_of
-from ..core.table import row_dicts, to_jsonable
+from ..core.table import column_values, row_dicts
 
 VALIDATED_ROWS = 200  # rows checked against the format's schema (a spread sample)
 
@@ -52,6 +59,23 @@ def _keys(template: str) -> tuple[str, ...]:
     names = (re.split(r"[.\[]", name)[0] for _, name, _, _ in string.Formatter().parse(template)
              if name)
     return tuple(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=64)
+def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
+    """``((literal, field or None), ...)`` of a template whose fields are plain names (no
+    format spec, conversion, index or attribute); None for any other template."""
+    out = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
+        if name is not None and (spec or conversion or not name.isidentifier()):
+            return None
+        out.append((literal, name))
+    return tuple(out)
+
+
+_encode = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
+_DUMPS = json.JSONEncoder(ensure_ascii=False).encode
+_SLOT = "\x1f{}\x1f"  # a placeholder no template produces; JSON writes it as \u001f{}\u001f
 
 
 class ChatExport:
@@ -100,28 +124,88 @@ class ChatExport:
         out.append({"role": "assistant", "content": self._render(self.gpt, row, answer=True)})
         return out
 
-    def build(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[dict]:
-        """The rows of one format, validated against its schema."""
+    def _check_fields(self, df: pd.DataFrame) -> None:
         missing = [f for f in self.required_fields() if f not in df.columns]
         if missing:
             raise StageError(self.name, f"the template needs field {missing[0]!r}, which the "
                                         f"table lacks (fields: {', '.join(map(str, df.columns))})",
                              field=missing[0])
+
+    def build(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[dict]:
+        """The rows of one format, validated against its schema."""
+        self._check_fields(df)
         rows = [from_messages(self.messages(r), fmt) for r in row_dicts(df)]
         step = max(1, len(rows) // VALIDATED_ROWS)
         validate_rows(rows[::step], fmt, where=self.name, step=step)
         return rows
 
+    # -- column-wise rendering: what `write` uses ---------------------------------------------
+    def _texts(self, part: Template, df: pd.DataFrame, rows, answer: bool = False) -> list[str]:
+        """``part`` rendered for every row, a column at a time where it can be."""
+        if callable(part):
+            return [str(part(r)) for r in rows()]
+        if answer and "{" not in part:
+            return [v if type(v) is str else json.dumps(v, ensure_ascii=False)
+                    if isinstance(v, (dict, list)) else render_value(v)
+                    for v in column_values(df[part])]
+        pieces = _pieces(part)
+        if pieces is None:
+            return [self._render(part, r) for r in rows()]
+        out = None
+        for literal, name in pieces:
+            if literal:
+                out = [literal] * len(df) if out is None else [t + literal for t in out]
+            if name is not None:
+                values = [v if type(v) is str else render_value(v)
+                          for v in column_values(df[name])]
+                out = values if out is None else [a + b for a, b in zip(out, values)]
+        return out if out is not None else [""] * len(df)
+
+    def lines(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[str]:
+        """The JSON lines of one format (without newlines), validated on a spread sample."""
+        self._check_fields(df)
+        cache: list = []
+
+        def rows():
+            if not cache:
+                cache.append(row_dicts(df))
+            return cache[0]
+
+        parts = ([("system", self._texts(self.system, df, rows))] if self.system is not None
+                 else []) + [("user", self._texts(self.human, df, rows)),
+                             ("assistant", self._texts(self.gpt, df, rows, answer=True))]
+        skeleton = _DUMPS(from_messages([{"role": role, "content": _SLOT.format(i)}
+                                         for i, (role, _) in enumerate(parts)], fmt))
+        slots = [_encode(_SLOT.format(i)) for i in range(len(parts))]
+        order = sorted(range(len(parts)), key=lambda i: skeleton.index(slots[i]))
+        line = skeleton.replace("%", "%%")
+        for i in range(len(parts)):
+            line = line.replace(slots[i], "%s")
+        encoded = [list(map(_encode, parts[slot][1])) for slot in order]
+        out = [line % values for values in zip(*encoded)]
+        if fmt == "alpaca":  # a user turn holding "### Input:" splits into instruction and input
+            user = parts[-2][1]
+            for i in (i for i, text in enumerate(user) if ALPACA_INPUT in text):
+                out[i] = _DUMPS(from_messages([{"role": role, "content": texts[i]}
+                                               for role, texts in parts], fmt))
+        step = max(1, len(out) // VALIDATED_ROWS)
+        validate_rows([json.loads(line) for line in out[::step]], fmt, where=self.name,
+                      step=step)
+        return out
+
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
         """Write every requested format into ``folder``; returns {format: path}."""
         folder = Path(folder)
-        built = {fmt: self.build(df, fmt) for fmt in self.formats}
-        paths = {fmt: str(write_jsonl(folder / f"{fmt}.jsonl", rows, plain=True))
-                 for fmt, rows in built.items()}
+        built = {fmt: self.lines(df, fmt) for fmt in self.formats}
+        paths = {}
+        for fmt, lines in built.items():
+            path = folder / f"{fmt}.jsonl"
+            paths[fmt] = str(write_lines(path, lines))
         if self.datasets_folder:
             first = self.formats[0]
-            frame = pd.DataFrame({"conversations": [r.get("conversations") for r in built[first]]}) \
-                if first == "sharegpt" else pd.DataFrame(built[first])
+            rows = [json.loads(line) for line in built[first]]
+            frame = pd.DataFrame({"conversations": [r.get("conversations") for r in rows]}) \
+                if first == "sharegpt" else pd.DataFrame(rows)
             paths["datasets"] = str(save_dataset_folder(frame, folder / "dataset"))
         return paths
 

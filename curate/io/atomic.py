@@ -15,9 +15,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
-from ..core.table import to_jsonable
+from ..core.table import json_lines, to_jsonable
 from ..errors import OutputError
 
 
@@ -110,3 +110,18 @@ def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
                 fh.write(dumps(row if plain else to_jsonable(row)))
                 fh.write("\n")
     return Path(path)
+
+
+def write_lines(path, lines: Sequence[str]) -> Path:
+    """Write text lines (without their newlines), atomically; ``.gz`` as in `write_jsonl`."""
+    gz = str(path).endswith(".gz")
+    with atomic_path(path) as tmp:
+        with (_gzip_text(tmp) if gz else open(tmp, "w", encoding="utf-8")) as fh:
+            for start in range(0, len(lines), 65536):
+                fh.write("".join(line + "\n" for line in lines[start:start + 65536]))
+    return Path(path)
+
+
+def write_frame_jsonl(path, df) -> Path:
+    """Write every column of every row of a DataFrame as JSON lines (`table.json_lines`)."""
+    return write_lines(path, json_lines(df))

@@ -84,16 +84,26 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
         yield number, obj
 
 
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[list(b" \t\r\n\f\v")] = True
+
+
 def _content_lines(data: bytes) -> np.ndarray:
-    """1-based numbers of the lines that hold something other than whitespace."""
+    """1-based numbers of the lines that hold something other than whitespace.
+
+    Only a line whose first byte is whitespace (or which is empty) can be blank, so only
+    those few are looked at one by one; the rest is one pass over the line breaks."""
     if not data:
         return np.zeros(0, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(raw == 10)
     starts = np.concatenate([[0], breaks + 1])
     starts = starts[starts < len(raw)]
-    content = ~np.isin(raw, np.frombuffer(b" \t\r\n\f\v", dtype=np.uint8))
-    has = np.add.reduceat(content.astype(np.int64), starts) > 0
+    ends = np.append(breaks, len(raw))
+    maybe_blank = _WHITESPACE[raw[starts]]
+    has = ~maybe_blank
+    for i in np.flatnonzero(maybe_blank):
+        has[i] = bool(data[starts[i]:ends[i]].strip())
     return np.flatnonzero(has) + 1
 
 

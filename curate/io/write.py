@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..core.table import records
 from ..errors import InputError
-from .atomic import atomic_folder, atomic_path, write_jsonl
+from .atomic import atomic_folder, atomic_path, write_frame_jsonl
 from .columnar import write_frame
 from .read import TABLE_SUFFIXES, table_suffix
 
@@ -25,7 +25,7 @@ def write_table(df: pd.DataFrame, path) -> Path:
     if suffix == ".parquet" and compression is None:
         return write_frame(df, path)
     if suffix == ".jsonl" and compression is None:
-        return write_jsonl(path, records(df))
+        return write_frame_jsonl(path, df)
     rows = records(df)
     if suffix == ".json":
         data = (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8")

@@ -27,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.stage import StageResult, TooManyRowErrors
-from ..core.table import ORIGIN, records
+from ..core.table import ORIGIN
 from ..errors import CurateError, OutputError
-from ..io.atomic import output_errors, write_json, write_jsonl, write_text
+from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .checkpoint import CheckpointStore, chain_key
@@ -251,7 +251,7 @@ class _Run:
         except TooManyRowErrors as error:
             errored = _concat([r.errored for _, r in results] + [error.result.errored])
             self.written.clear()  # the errored rows are kept for the user to read
-            write_jsonl(self.out / "errored.jsonl", records(errored))
+            write_frame_jsonl(self.out / "errored.jsonl", errored)
             raise CurateError(f"{error}; every errored row is in "
                               f"{self.out / 'errored.jsonl'}") from None
         result.stats["reused"] = False
@@ -278,9 +278,9 @@ class _Run:
     def _write_outputs(self, run: RunResult) -> None:
         out, todo = self.out, set(self.output_keys) - self.reuse_outputs
         if "rejected.jsonl.gz" in todo:
-            self._wrote(write_jsonl(out / "rejected.jsonl.gz", records(run.rejected), plain=True))
+            self._wrote(write_frame_jsonl(out / "rejected.jsonl.gz", run.rejected))
         if "errored.jsonl" in todo:
-            self._wrote(write_jsonl(out / "errored.jsonl", records(run.errored), plain=True))
+            self._wrote(write_frame_jsonl(out / "errored.jsonl", run.errored))
         if "export" in todo and self.pipeline.export is not None:
             self.exported = self.pipeline.export.write(run.kept, out / "export")
             self._wrote(out / "export")

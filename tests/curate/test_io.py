@@ -182,3 +182,25 @@ def test_flat_and_nested_jsonl_read_the_same_values(tmp_path):
     stamps = tmp_path / "stamps.jsonl"
     stamps.write_text('{"t": "2024-01-01"}\n')
     assert read_table(stamps)["t"].tolist() == ["2024-01-01"]  # text stays text
+
+
+def test_json_lines_are_exactly_json_dumps_of_the_records():
+    """The column-wise JSONL writer gives json.dumps of each record, byte for byte."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from curate.core.table import json_lines, records
+
+    df = pd.DataFrame({
+        "text": ["a \"q\"", "é 中文 \u2028", None, "x\ny", "\\"],
+        "n": [1, 2, 3, 4, -5], "f": [0.1, np.nan, 1e300, -0.0, 2.5],
+        "nullable": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+        "flag": [True, False, True, None, False],
+        "obj": [{"a": [1, 2]}, [1, "b"], np.array([1.5, 2.0]), {"é": None}, 7],
+        "when": pd.to_datetime(["2026-01-01", None, "2026-02-03", "2026-03-04", "2026-04-05"]),
+        3: ["int", "column", "name", "is", "str"],
+    })
+    assert json_lines(df) == [json.dumps(r, ensure_ascii=False) for r in records(df)]
+    assert json_lines(df.iloc[:0]) == [] and json_lines(pd.DataFrame(index=range(2))) == ["{}"] * 2
