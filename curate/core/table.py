@@ -249,6 +249,15 @@ def hex_ids(hashes: np.ndarray) -> list[str]:
     return [text[i:i + 16] for i in range(0, len(text), 16)]
 
 
+def content_ids(hashes: np.ndarray, taken: set[str] | None = None) -> list[str]:
+    """Ids from row hashes: their hex form, made unique by `unique_ids` when hashes repeat
+    or meet an id already ``taken`` (distinct hashes are checked as integers, cheaply)."""
+    bases = hex_ids(hashes)
+    if not taken and len(np.unique(hashes)) == len(hashes):
+        return bases
+    return unique_ids(bases, taken)
+
+
 def unique_ids(bases: list[str], taken: set[str] | None = None) -> list[str]:
     """``bases`` with ``-1``, ``-2``... appended to repeats and to ids already ``taken``."""
     series = pd.Series(bases, dtype=object)
@@ -268,7 +277,7 @@ def unique_ids(bases: list[str], taken: set[str] | None = None) -> list[str]:
     return ids
 
 
-def assign_ids(df: pd.DataFrame, taken: set[str] | None = None) -> pd.DataFrame:
+def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
     """Give every row without an ``_id`` a content-hash id; ensure ``_parent`` exists.
 
     Rows that already carry an id keep it, so ids stay stable through a pipeline. Raises
@@ -282,11 +291,12 @@ def assign_ids(df: pd.DataFrame, taken: set[str] | None = None) -> pd.DataFrame:
     missing = df[ID].isna().to_numpy()
     if missing.any():
         given = set(df.loc[~missing, ID])
-        fresh = unique_ids(hex_ids(row_hashes(df.loc[missing])), given)
+        fresh = content_ids(row_hashes(df.loc[missing]), given)
         ids = df[ID].astype(object).to_numpy(copy=True)
         ids[missing] = fresh
         df[ID] = ids
-    if not df[ID].is_unique:
+    # fresh ids are unique and avoid the given ones by construction: only given ids can repeat
+    if not (df.loc[~missing, ID] if missing.any() else df[ID]).is_unique:
         duplicated = df[ID].duplicated(keep=False)
         raise ValueError(f"duplicate _id values: {df.loc[duplicated, ID].unique()[:3].tolist()}")
     df.index = pd.RangeIndex(len(df))
@@ -327,7 +337,7 @@ def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str
     out[PARENT] = list(parent_ids)
     out[SOURCE] = base[SOURCE].to_numpy() if SOURCE in base.columns else None
     salted = row_hashes(out) ^ row_hashes(out, [PARENT])
-    out[ID] = unique_ids(hex_ids(salted), taken)
+    out[ID] = content_ids(salted, taken)
     return out
 
 

@@ -48,9 +48,9 @@ def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, colu
     return all(canonical_json(a) == canonical_json(b) for a, b in zip(mine, theirs))
 
 
-def _encode(input_df: pd.DataFrame, part: pd.DataFrame):
-    """``(passed, created, mode)``: the two frames to store for one part."""
-    pos = positions(part[ID], input_df[ID])
+def _encode(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray):
+    """``(passed, created, mode)``: the two frames to store for one part, whose rows sit at
+    ``pos`` in the input (-1: created by the stage)."""
     inputs = [c for c in part.columns if c in input_df.columns]
     added = [c for c in part.columns if c not in input_df.columns]
     at = np.arange(len(part), dtype=np.int64)
@@ -96,9 +96,17 @@ class CheckpointStore:
             if folder.exists():
                 shutil.rmtree(folder)
         files, parts = {}, {}
+        frames = {part: getattr(result, part) for part in PARTS}
+        found = [part for part in PARTS if len(frames[part])]
+        # one look-up of every part's ids among the input's (one hash table of the input)
+        where = positions(pd.concat([frames[p][ID] for p in found], ignore_index=True),
+                          input_df[ID]) if found else np.zeros(0, dtype=np.int64)
+        cuts = np.cumsum([len(frames[p]) for p in found])[:-1]
+        pos_of = dict(zip(found, np.split(where, cuts)))
         for part in PARTS:
-            frame = getattr(result, part)
-            passed, created, mode = _encode(input_df, frame) if len(frame) else (None, None, "empty")
+            frame = frames[part]
+            passed, created, mode = _encode(input_df, frame, pos_of[part]) if len(frame) \
+                else (None, None, "empty")
             for suffix, stored in (("", passed), (".new", created)):
                 if stored is not None:
                     path = write_frame(stored, folder / f"{part}{suffix}.parquet")

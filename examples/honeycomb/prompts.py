@@ -8,6 +8,7 @@ Every builder takes a row ``{"nlq", "columns", "query"}`` and returns chat messa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -154,11 +155,45 @@ def reword_messages(row: Mapping, examples: Sequence[Mapping] = ()) -> list[dict
 
 
 def reworded_row(row: Mapping, reply: Mapping) -> dict:
-    """The new row of a rewording reply: its question; the rest is inherited."""
+    """The new row of a rewording reply: its question, and the question it rewords
+    (``seed_nlq``, which `is_a_rewording` reads); the rest is inherited."""
     nlq = " ".join(str(reply["nlq"]).split())
     if nlq.casefold().strip(" ?.!") == str(row["nlq"]).casefold().strip(" ?.!"):
         raise ValueError("the rewording repeats the question")
-    return {"nlq": nlq}
+    return {"nlq": nlq, "seed_nlq": row.get("seed_nlq") or row["nlq"]}
+
+
+_STOPWORDS = frozenset("the a an of for by in on to and or with from at is are was be this "
+                       "that what which how per vs".split())
+
+
+def rewording_problem(seed: str, reworded: str) -> tuple[str, str] | None:
+    """``(code, sentence)`` when ``reworded`` is not a rewording of ``seed``, else None.
+
+    A small model asked to reword often writes something else: a number, a timestamp, a
+    paragraph, or the question of a few-shot example, which would then be paired with the
+    seed's query. A rewording keeps at least half of the seed's content words (three letters
+    or more, not stopwords; found anywhere in the new text, so "ApplePay" keeps "pay") and
+    is not much longer than the seed.
+    """
+    if len(reworded) > 2 * len(seed) + 30:
+        return "rewording_too_long", (f"{len(reworded)} characters for a question of "
+                                      f"{len(seed)}: not a rewording")
+    words = [w for w in re.findall(r"[a-z0-9]+", seed.lower())
+             if len(w) >= 3 and w not in _STOPWORDS]
+    kept = sum(w in reworded.lower() for w in words)
+    if words and kept < len(words) / 2:
+        return "rewording_changes_topic", (f"keeps {kept} of the question's {len(words)} "
+                                           f"content words: not a rewording of {seed!r:.80}")
+    return None
+
+
+def is_a_rewording(row: Mapping):
+    """A filter predicate: True, or ``(False, code, sentence)`` for a row whose ``nlq`` is not
+    a rewording of its ``seed_nlq`` (rows without one, seeds and swaps of seeds, pass)."""
+    seed = row.get("seed_nlq")
+    problem = rewording_problem(seed, row["nlq"]) if isinstance(seed, str) and seed else None
+    return True if problem is None else (False, *problem)
 
 
 def _row_block(row: Mapping, with_columns: bool = True) -> str:

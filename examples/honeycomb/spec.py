@@ -1,6 +1,6 @@
-"""The Honeycomb curation spec: seeds -> LLM augment -> assertions -> complexity -> Rouge-L and
-embedding dedup of the question -> column swap -> key-pair dedup -> judge -> repair ->
-assertions -> sharegpt.
+"""The Honeycomb curation spec: seeds -> LLM augment -> rewording check -> assertions ->
+complexity -> Rouge-L and embedding dedup of the question -> column swap -> key-pair dedup ->
+judge -> repair -> assertions -> sharegpt.
 
     python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
     HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from assertions.honeycomb import check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
-                    ExactDedup, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
+                    ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
                     SharegptExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
@@ -68,6 +68,9 @@ augment = Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_
 
 stages = [
     augment,
+    # a small model asked to reword often writes something else (a number, a paragraph, a
+    # few-shot example's question, which would then carry the seed's query): drop those
+    Filter(prompts.is_a_rewording, name="is_a_rewording"),
     AssertionFilter(check),  # check(query, columns) reads the fields of those names
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),

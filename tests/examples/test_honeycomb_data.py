@@ -222,8 +222,26 @@ def test_every_real_query_fits_the_typed_reply_schemas_of_its_row():
 def test_a_rewording_keeps_the_query_and_refuses_a_repeat():
     row = {"nlq": "Slow requests?", "query": {"calculations": [{"op": "COUNT"}]}}
     assert prompts.reworded_row(row, {"nlq": "  which requests   are slow "}) == \
-        {"nlq": "which requests are slow"}
+        {"nlq": "which requests are slow", "seed_nlq": "Slow requests?"}
     with pytest.raises(ValueError, match="repeats the question"):
         prompts.reworded_row(row, {"nlq": "slow requests"})
     text = prompts.reword_messages(row)[1]["content"]
     assert '"Slow requests?"' in text and "Columns" not in text
+
+
+@pytest.mark.parametrize("reworded, code", [
+    ("How many pods running the latest tag, per namespace?", None),
+    ("pods on the latest tag in each namespace, how many", None),
+    ("2018-03-19T23:29:00.103Z", "rewording_changes_topic"),
+    ("concurrent requests in the frontend service", "rewording_changes_topic"),
+    ("A new low-latency pod service developed by a corporation. It runs the latest tag in "
+     "every namespace and many other things besides, all of them described at length here",
+     "rewording_too_long"),
+])
+def test_what_is_not_a_rewording_is_filtered_out(reworded, code):
+    seed = "how many pods are running the latest tag, per namespace"
+    problem = prompts.rewording_problem(seed, reworded)
+    assert (problem and problem[0]) == code
+    verdict = prompts.is_a_rewording({"nlq": reworded, "seed_nlq": seed})
+    assert verdict is True if code is None else verdict[:2] == (False, code)
+    assert prompts.is_a_rewording({"nlq": reworded, "seed_nlq": None}) is True  # a seed row
