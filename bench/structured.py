@@ -81,13 +81,14 @@ def score(task: str, rows: list[dict], schema_list, results) -> dict:
             "checker": checker_ok / n if task == "augment" else None}
 
 
-def run_one(backend, task: str, items, constrained: bool) -> tuple[list, float]:
+def run_one(backend, task: str, items, constrained: bool) -> tuple[list, float, int]:
+    """The replies, the wall seconds and every generated token (cut-off replies included)."""
     llm = LLM(backend=backend, cache=False)
     requests = [Request(m, schema=s if constrained else None, max_tokens=mt, temperature=t,
                         sample=i) for i, (m, s, mt, t) in enumerate(items)]
     start = time.perf_counter()
     results = llm.complete_many(requests)
-    return results, time.perf_counter() - start
+    return results, time.perf_counter() - start, llm.usage.completion_tokens
 
 
 def main() -> None:
@@ -109,8 +110,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             items = prompts_by_task[task]
             for constrained in (False, True):
-                results, seconds = run_one(backend, task, items, constrained)
-                tokens = sum(getattr(r, "completion_tokens", 0) or 0 for r in results)
+                results, seconds, tokens = run_one(backend, task, items, constrained)
                 figures = score(task, rows, [s for _, s, _, _ in items], results)
                 table.append((name, task, "constrained" if constrained else "plain",
                               figures, tokens / seconds, seconds, os.getloadavg()[0]))
