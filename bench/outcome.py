@@ -211,6 +211,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/outcome")
     parser.add_argument("--quick", action="store_true", help="a tiny random model and a loopback LLM")
+    parser.add_argument("--conditions", default="base," + ",".join(CONDITIONS),
+                        help="which to train and score (default: the untuned base and all "
+                             "three); the others are left as they are")
     for key in FULL:
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(FULL[key]), default=None)
     args = parser.parse_args(argv)
@@ -228,9 +231,14 @@ def main(argv=None) -> int:
         sets = build_sets(settings, out)
         results = {}
         base_cfg = train_config(settings, sets["seeds"]["train"], out / "train" / "base", model)
-        print(f"[{time.strftime('%H:%M:%S')}] scoring the untuned base", flush=True)
-        results["base"] = {"report": score_one(settings, "base", out, base_cfg, None)}
-        for condition in CONDITIONS:
+        chosen = args.conditions.split(",")
+        unknown = sorted(set(chosen) - {"base", *CONDITIONS})
+        if unknown:
+            parser.error(f"unknown conditions {unknown}; known: base, {', '.join(CONDITIONS)}")
+        if "base" in chosen:
+            print(f"[{time.strftime('%H:%M:%S')}] scoring the untuned base", flush=True)
+            results["base"] = {"report": score_one(settings, "base", out, base_cfg, None)}
+        for condition in (c for c in CONDITIONS if c in chosen):
             print(f"[{time.strftime('%H:%M:%S')}] training on {condition}", flush=True)
             trained = train_one(settings, condition, sets[condition]["train"], out, model)
             report = score_one(settings, condition, out, trained["cfg"], trained["adapter"])

@@ -12,6 +12,7 @@ default scale is small so that the run ends in a few minutes on two CPU cores. P
 critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATIONS`` and
 ``HONEYCOMB_SWAPS`` change the scale.
 """
+import json
 import os
 from pathlib import Path
 
@@ -37,6 +38,21 @@ judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
 def critique_prompt(row, examples):
     few_shot = prompts.critique_examples()[:SCALE["critique_examples"]]
     return prompts.critique_messages(row, few_shot, brief=not FULL)
+
+
+def _seed_key(row) -> tuple[str, str]:
+    return row["nlq"], json.dumps(row["query"], sort_keys=True)
+
+
+SEED_KEYS = frozenset(_seed_key(json.loads(line))
+                      for line in (DATA / "seeds.jsonl").read_text().splitlines() if line.strip())
+
+
+def is_generated(row) -> bool:
+    """Whether a row was made here (a rewording, a swap, an augmentation) rather than being
+    one of the seeds as written: the seeds are real, checked examples, which a judge (above
+    all a small one) must not send to repair."""
+    return _seed_key(row) not in SEED_KEYS
 
 
 def needs_repair(row):
@@ -80,11 +96,12 @@ stages = [
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
-    # The embedded demo model is a weak judge; there the judge is advisory (a row it cannot
-    # judge is kept, marked unjudged) and sees the question and the query only.
+    # The judge looks at the rows made here, never at the seeds (real, checked examples). The
+    # embedded demo model is a weak judge; there the judge is advisory (a row it cannot judge
+    # is kept, marked unjudged) and sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
-          on_failure="error" if FULL else "keep"),
+          on_failure="error" if FULL else "keep", when=is_generated),
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
            schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
            max_attempts=2 if FULL else 1),

@@ -245,3 +245,20 @@ def test_what_is_not_a_rewording_is_filtered_out(reworded, code):
     verdict = prompts.is_a_rewording({"nlq": reworded, "seed_nlq": seed})
     assert verdict is True if code is None else verdict[:2] == (False, code)
     assert prompts.is_a_rewording({"nlq": reworded, "seed_nlq": None}) is True  # a seed row
+
+
+def test_the_judge_of_the_spec_leaves_the_seeds_alone():
+    """A seed as written is never judged (nor, so, repaired); a swap or a rewording of it is."""
+    import json
+
+    from curate.pipeline.spec import load_spec
+    from examples.honeycomb.column_swap import swap_row
+
+    spec = load_spec(ROOT_DIR / "examples/honeycomb/spec.py")
+    judge = next(stage for stage in spec.stages if stage.name == "judge")
+    seeds = [json.loads(line) for line in
+             (ROOT_DIR / "examples/honeycomb/data/seeds.jsonl").read_text().splitlines()]
+    assert not any(judge.when(seed) for seed in seeds)
+    swapped = next(row for seed in seeds for row in swap_row(seed, n=1))
+    assert judge.when(swapped)
+    assert judge.when({**seeds[0], "nlq": seeds[0]["nlq"] + " please"})
