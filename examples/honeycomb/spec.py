@@ -26,7 +26,7 @@ from examples.honeycomb.column_swap import swap_row
 DATA = Path(__file__).parent / "data"
 FULL = os.environ.get("HONEYCOMB_SCALE", "demo") == "full"
 SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=None) if FULL else \
-    dict(seeds=int(os.environ.get("HONEYCOMB_DEMO_SEEDS", 40)), swaps=2, variations=2,
+    dict(seeds=int(os.environ.get("HONEYCOMB_DEMO_SEEDS", 50)), swaps=2, variations=2,
          few_shot=1, critique_examples=1)
 SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "variations")
               if os.environ.get(f"HONEYCOMB_{k.upper()}")})
