@@ -108,14 +108,15 @@ def records(df: pd.DataFrame) -> list[dict]:
     return row_dicts(df, list(df.columns), jsonable=True)
 
 
-_encode_str = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
+encode_json_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
+"""A str as JSON text, quotes included: what ``json.dumps(s, ensure_ascii=False)`` writes."""
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _json_value(value) -> str:
     kind = type(value)
     if kind is str:
-        return _encode_str(value)
+        return encode_json_string(value)
     if value is None:
         return "null"
     if kind is bool:
@@ -132,7 +133,7 @@ def _json_column(values: list) -> list[str]:
     columns (text, integers, booleans, finite floats), value by value otherwise."""
     kinds = set(map(type, values))
     if kinds == {str}:
-        return list(map(_encode_str, values))
+        return list(map(encode_json_string, values))
     if kinds == {type(None)}:
         return ["null"] * len(values)
     if kinds == {int}:
@@ -147,7 +148,8 @@ def json_lines(df: pd.DataFrame) -> list[str]:
     built a column at a time (each value encoded once, no dict per row)."""
     if not len(df.columns):
         return ["{}"] * len(df)
-    line = "{" + ", ".join(_encode_str(str(c)).replace("%", "%%") + ": %s" for c in df.columns) + "}"
+    keys = (encode_json_string(str(c)).replace("%", "%%") for c in df.columns)
+    line = "{" + ", ".join(key + ": %s" for key in keys) + "}"
     columns = [_json_column(column_values(df[c], jsonable=True)) for c in df.columns]
     return [line % values for values in zip(*columns)]
 

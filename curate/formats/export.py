@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import json.encoder
 import re
 import string
 from pathlib import Path
@@ -30,7 +29,7 @@ from .validation import validate_rows
 from ..io import save_dataset_folder
 from ..io.atomic import write_lines
 from ..core.fingerprint import fingerprint_of
-from ..core.table import column_values, row_dicts
+from ..core.table import column_values, encode_json_string, row_dicts
 
 VALIDATED_ROWS = 200  # rows checked against the format's schema (a spread sample)
 
@@ -73,7 +72,6 @@ def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
     return tuple(out)
 
 
-_encode = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
 _DUMPS = json.JSONEncoder(ensure_ascii=False).encode
 _SLOT = "\x1f{}\x1f"  # a placeholder no template produces; JSON writes it as \u001f{}\u001f
 
@@ -176,12 +174,12 @@ class ChatExport:
                              ("assistant", self._texts(self.gpt, df, rows, answer=True))]
         skeleton = _DUMPS(from_messages([{"role": role, "content": _SLOT.format(i)}
                                          for i, (role, _) in enumerate(parts)], fmt))
-        slots = [_encode(_SLOT.format(i)) for i in range(len(parts))]
+        slots = [encode_json_string(_SLOT.format(i)) for i in range(len(parts))]
         order = sorted(range(len(parts)), key=lambda i: skeleton.index(slots[i]))
         line = skeleton.replace("%", "%%")
         for i in range(len(parts)):
             line = line.replace(slots[i], "%s")
-        encoded = [list(map(_encode, parts[slot][1])) for slot in order]
+        encoded = [list(map(encode_json_string, parts[slot][1])) for slot in order]
         out = [line % values for values in zip(*encoded)]
         if fmt == "alpaca":  # a user turn holding "### Input:" splits into instruction and input
             user = parts[-2][1]
