@@ -163,8 +163,9 @@ class Stage:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
-    def run(self, df: pd.DataFrame) -> StageResult:
-        """Run the stage with the row-failure policy, check the invariant, fill in stats."""
+    def prepare_input(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The input as the stage works on it (ids, source locations), after the table-level
+        checks: not a DataFrame, duplicate ids or a missing field are one-line errors."""
         if not isinstance(df, pd.DataFrame):
             raise StageError(self.name, f"expected a pandas DataFrame, got {type(df).__name__}")
         try:
@@ -174,6 +175,11 @@ class Stage:
         if SOURCE not in df.columns:  # rows given in memory: point at their position
             df[SOURCE] = [f"<DataFrame>:{i}" for i in range(1, len(df) + 1)]
         self._check_columns(df)
+        return df
+
+    def run(self, df: pd.DataFrame) -> StageResult:
+        """Run the stage with the row-failure policy, check the invariant, fill in stats."""
+        df = self.prepare_input(df)
         bad, checked = self._row_checks(df)
         good = df[~bad].reset_index(drop=True) if bad.any() else df
         errors = RowErrors(good[ID])

@@ -48,6 +48,13 @@ def render_value(value) -> str:
     return "" if value is None else str(value)
 
 
+def answer_text(value) -> str:
+    """An answer field as the assistant's text: dicts and lists as JSON, the rest as in a
+    template."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) \
+        else render_value(value)
+
+
 def template_fields(template: str) -> list[str]:
     return list(_keys(template))
 
@@ -109,9 +116,7 @@ class ChatExport:
         if callable(part):
             return str(part(row))
         if answer and "{" not in part:
-            value = row[part]
-            return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) \
-                else render_value(value)
+            return answer_text(row[part])
         return part.format_map({k: render_value(row[k]) for k in _keys(part) if k in row})
 
     def messages(self, row: dict) -> list[dict]:
@@ -143,9 +148,7 @@ class ChatExport:
         if callable(part):
             return [str(part(r)) for r in rows()]
         if answer and "{" not in part:
-            return [v if type(v) is str else json.dumps(v, ensure_ascii=False)
-                    if isinstance(v, (dict, list)) else render_value(v)
-                    for v in column_values(df[part])]
+            return [v if type(v) is str else answer_text(v) for v in column_values(df[part])]
         pieces = _pieces(part)
         if pieces is None:
             return [self._render(part, r) for r in rows()]

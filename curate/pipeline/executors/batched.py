@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ...core.stage import Stage, StageResult
-from ...core.table import ID, PARENT, SOURCE, assign_ids
-from ...errors import CurateError, StageError
+from ...core.table import ID, PARENT
+from ...errors import CurateError
 
 PARTS = ("kept", "rejected", "errored")
 # Group ranks, in the order a stage lists them.
@@ -131,18 +131,9 @@ def _ids(table: pd.DataFrame) -> set:
 
 
 def prepare_input(stage: Stage, df: pd.DataFrame) -> pd.DataFrame:
-    """The stage's input as its ``run`` sees it (ids, source locations), with the table-level
-    checks done once here: a missing field is the same one-line error as in a local run."""
-    if not isinstance(df, pd.DataFrame):
-        raise StageError(stage.name, f"expected a pandas DataFrame, got {type(df).__name__}")
-    try:
-        df = assign_ids(df)
-    except ValueError as error:
-        raise StageError(stage.name, str(error)) from None
-    if SOURCE not in df.columns:
-        df[SOURCE] = [f"<DataFrame>:{i}" for i in range(1, len(df) + 1)]
-    stage._check_columns(df)
-    return df
+    """The stage's input as its ``run`` sees it, the table-level checks done once here: a
+    missing field is the same one-line error as in a local run."""
+    return stage.prepare_input(df)
 
 
 def split(df: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
