@@ -217,16 +217,21 @@ class Stage:
                errored: pd.DataFrame | None = None, **stats) -> StageResult:
         """Split ``df`` by a boolean mask ``keep``; rejected rows get codes and reasons.
 
-        ``reject_codes``/``reject_reasons`` are Series aligned with ``df`` (only the
-        rejected positions are read) or single strings.
+        ``reject_codes``/``reject_reasons`` are single strings, or Series on ``df``'s index:
+        all of it (only the rejected rows are read) or the rejected rows' labels only.
         """
         keep = pd.Series(keep, index=df.index).astype(bool)
         drop = ~keep
         if drop.any():
-            codes = reject_codes[drop] if isinstance(reject_codes, pd.Series) else reject_codes
-            reasons = (reject_reasons[drop] if isinstance(reject_reasons, pd.Series)
-                       else reject_reasons)
-            rejected = mark(df.loc[drop], self.name, codes, reasons)
+            labels = df.index[drop.to_numpy()]
+
+            def of_rejected(values):
+                if not isinstance(values, pd.Series):
+                    return values
+                return values if values.index.equals(labels) else values.loc[labels]
+
+            rejected = mark(df.loc[drop], self.name, of_rejected(reject_codes),
+                            of_rejected(reject_reasons))
         else:
             rejected = empty_like(df)
         errored = empty_like(df) if errored is None else errored

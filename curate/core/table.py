@@ -108,50 +108,12 @@ def records(df: pd.DataFrame) -> list[dict]:
     return row_dicts(df, list(df.columns), jsonable=True)
 
 
-encode_json_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
-"""A str as JSON text, quotes included: what ``json.dumps(s, ensure_ascii=False)`` writes."""
-_dumps = json.JSONEncoder(ensure_ascii=False).encode
-
-
-def _json_value(value) -> str:
-    kind = type(value)
-    if kind is str:
-        return encode_json_string(value)
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)
-    return _dumps(value)
-
-
-def _json_column(values: list) -> list[str]:
-    """One column's values as JSON text: a single pass through C for the common plain
-    columns (text, integers, booleans, finite floats), value by value otherwise."""
-    kinds = set(map(type, values))
-    if kinds == {str}:
-        return list(map(encode_json_string, values))
-    if kinds == {type(None)}:
-        return ["null"] * len(values)
-    if kinds == {int}:
-        return list(map(int.__repr__, values))
-    if kinds == {float} and all(map(math.isfinite, values)):
-        return list(map(float.__repr__, values))
-    return list(map(_json_value, values))
-
-
 def json_lines(df: pd.DataFrame) -> list[str]:
     """Every row as one line of JSON: exactly ``json.dumps(records(df)[i], ensure_ascii=False)``,
-    built a column at a time (each value encoded once, no dict per row)."""
-    if not len(df.columns):
-        return ["{}"] * len(df)
-    keys = (encode_json_string(str(c)).replace("%", "%%") for c in df.columns)
-    line = "{" + ", ".join(key + ": %s" for key in keys) + "}"
-    columns = [_json_column(column_values(df[c], jsonable=True)) for c in df.columns]
-    return [line % values for values in zip(*columns)]
+    built a column at a time (`json_text.json_line_array`)."""
+    from .json_text import json_line_array
+
+    return json_line_array(df).to_pylist()
 
 
 # -- membership and positions, vectorised ---------------------------------------------------------
@@ -251,11 +213,27 @@ def hex_ids(hashes: np.ndarray) -> list[str]:
     return [text[i:i + 16] for i in range(0, len(text), 16)]
 
 
+def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
+    """`hex_ids` as a text column built in one piece (no Python string per row)."""
+    import pyarrow as pa
+
+    data = hashes.astype(">u8").tobytes().hex().encode("ascii")
+    offsets = np.arange(0, 16 * len(hashes) + 1, 16, dtype=np.int64)
+    array = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets),
+                                             pa.py_buffer(data))
+    return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())), index=index,
+                     dtype="str").astype("str")
+
+
+def _distinct(hashes: np.ndarray) -> bool:
+    return pd.Index(hashes).is_unique
+
+
 def content_ids(hashes: np.ndarray, taken: set[str] | None = None) -> list[str]:
     """Ids from row hashes: their hex form, made unique by `unique_ids` when hashes repeat
     or meet an id already ``taken`` (distinct hashes are checked as integers, cheaply)."""
     bases = hex_ids(hashes)
-    if not taken and len(np.unique(hashes)) == len(hashes):
+    if not taken and _distinct(hashes):
         return bases
     return unique_ids(bases, taken)
 
@@ -292,11 +270,14 @@ def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
         df[PARENT] = pd.Series([None] * len(df), index=df.index, dtype=object)
     missing = df[ID].isna().to_numpy()
     if missing.any():
-        given = set(df.loc[~missing, ID])
-        fresh = content_ids(row_hashes(df.loc[missing]), given)
-        ids = df[ID].astype(object).to_numpy(copy=True)
-        ids[missing] = fresh
-        df[ID] = ids
+        hashes = row_hashes(df.loc[missing])
+        if missing.all() and _distinct(hashes):  # the usual source: one column, built whole
+            df[ID] = _hex_id_column(hashes, df.index)
+        else:
+            fresh = content_ids(hashes, set(df.loc[~missing, ID]))
+            ids = df[ID].astype(object).to_numpy(copy=True)
+            ids[missing] = fresh
+            df[ID] = ids
     # fresh ids are unique and avoid the given ones by construction: only given ids can repeat
     if not (df.loc[~missing, ID] if missing.any() else df[ID]).is_unique:
         duplicated = df[ID].duplicated(keep=False)
@@ -361,11 +342,20 @@ def mark(df: pd.DataFrame, stage: str, codes, reasons, field=None) -> pd.DataFra
     """``df`` with ``_stage``, ``_reason_code``, ``_reason`` (and ``_field``) set."""
     df = df.copy()
     df[STAGE] = stage
-    df[REASON_CODE] = codes if isinstance(codes, str) else list(codes)
-    df[REASON] = reasons if isinstance(reasons, str) else list(reasons)
+    df[REASON_CODE] = _positional(codes)
+    df[REASON] = _positional(reasons)
     if field is not None:
-        df[FIELD] = field if isinstance(field, str) else list(field)
+        df[FIELD] = _positional(field)
     return df
+
+
+def _positional(values):
+    """A string, or values taken in row order (a Series' own index is not aligned on)."""
+    if isinstance(values, str):
+        return values
+    if isinstance(values, pd.Series):
+        return values.array
+    return list(values)
 
 
 def empty_like(df: pd.DataFrame) -> pd.DataFrame:

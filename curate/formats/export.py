@@ -21,15 +21,20 @@ import string
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import StageError
 from .chat import ALPACA_INPUT, FORMATS, from_messages
 from .validation import validate_rows
 from ..io import save_dataset_folder
-from ..io.atomic import write_lines
+from ..io.atomic import write_text_array
 from ..core.fingerprint import fingerprint_of
-from ..core.table import column_values, encode_json_string, row_dicts
+from ..core.json_text import (TEXT, arrow_values, encode_json_string, join_texts,
+                              json_strings, text_array)
+from ..core.table import column_values, row_dicts
 
 VALIDATED_ROWS = 200  # rows checked against the format's schema (a spread sample)
 
@@ -81,6 +86,11 @@ def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False).encode
 _SLOT = "\x1f{}\x1f"  # a placeholder no template produces; JSON writes it as \u001f{}\u001f
+
+
+def _pick(values, at: np.ndarray) -> list[str]:
+    return values.take(at).to_pylist() if isinstance(values, pa.Array) else \
+        [values[k] for k in at]
 
 
 class ChatExport:
@@ -143,27 +153,45 @@ class ChatExport:
         return rows
 
     # -- column-wise rendering: what `write` uses ---------------------------------------------
-    def _texts(self, part: Template, df: pd.DataFrame, rows, answer: bool = False) -> list[str]:
-        """``part`` rendered for every row, a column at a time where it can be."""
+    @staticmethod
+    def _field_texts(series: pd.Series, answer: bool = False):
+        """A field's column as template text: an Arrow array for Arrow-backed text (missing
+        values as ""), else a list of str."""
+        if isinstance(series.dtype, pd.StringDtype):
+            values = arrow_values(series)
+            if values is not None:
+                return values.cast(TEXT).fill_null("")
+        render = answer_text if answer else render_value
+        return [v if type(v) is str else render(v) for v in column_values(series)]
+
+    def _texts(self, part: Template, df: pd.DataFrame, rows, answer: bool = False):
+        """``part`` rendered for every row, a column at a time where it can be (an Arrow
+        array when every field is Arrow-backed text, else a list of str)."""
         if callable(part):
             return [str(part(r)) for r in rows()]
         if answer and "{" not in part:
-            return [v if type(v) is str else answer_text(v) for v in column_values(df[part])]
+            return self._field_texts(df[part], answer=True)
         pieces = _pieces(part)
         if pieces is None:
             return [self._render(part, r) for r in rows()]
-        out = None
+        out = []
         for literal, name in pieces:
             if literal:
-                out = [literal] * len(df) if out is None else [t + literal for t in out]
+                out.append(literal)
             if name is not None:
-                values = [v if type(v) is str else render_value(v)
-                          for v in column_values(df[name])]
-                out = values if out is None else [a + b for a, b in zip(out, values)]
-        return out if out is not None else [""] * len(df)
+                out.append(self._field_texts(df[name]))
+        if all(isinstance(p, (str, pa.Array)) for p in out):
+            return join_texts(out, len(df))
+        texts = [""] * len(df)
+        for p in out:
+            values = [p] * len(df) if isinstance(p, str) else \
+                (p.to_pylist() if isinstance(p, pa.Array) else p)
+            texts = [a + b for a, b in zip(texts, values)]
+        return texts
 
-    def lines(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[str]:
-        """The JSON lines of one format (without newlines), validated on a spread sample."""
+    def line_array(self, df: pd.DataFrame, fmt: str = "sharegpt", end: str = "\n") -> pa.Array:
+        """The JSON lines of one format, each followed by ``end``, as an Arrow text array;
+        validated on a spread sample."""
         self._check_fields(df)
         cache: list = []
 
@@ -179,32 +207,43 @@ class ChatExport:
                                          for i, (role, _) in enumerate(parts)], fmt))
         slots = [encode_json_string(_SLOT.format(i)) for i in range(len(parts))]
         order = sorted(range(len(parts)), key=lambda i: skeleton.index(slots[i]))
-        line = skeleton.replace("%", "%%")
-        for i in range(len(parts)):
-            line = line.replace(slots[i], "%s")
-        encoded = [list(map(encode_json_string, parts[slot][1])) for slot in order]
-        out = [line % values for values in zip(*encoded)]
+        pieces, rest = [], skeleton
+        for slot in order:
+            literal, rest = rest.split(slots[slot], 1)
+            pieces += [literal, json_strings(parts[slot][1])]
+        out = join_texts(pieces + [rest + end], len(df))
         if fmt == "alpaca":  # a user turn holding "### Input:" splits into instruction and input
             user = parts[-2][1]
-            for i in (i for i, text in enumerate(user) if ALPACA_INPUT in text):
-                out[i] = _DUMPS(from_messages([{"role": role, "content": texts[i]}
-                                               for role, texts in parts], fmt))
+            has_input = (pc.match_substring(user, ALPACA_INPUT).to_numpy(zero_copy_only=False)
+                         if isinstance(user, pa.Array) else
+                         np.array([ALPACA_INPUT in text for text in user], dtype=bool))
+            at = np.flatnonzero(has_input)
+            if len(at):
+                texts = [(role, _pick(values, at)) for role, values in parts]
+                fixed = [_DUMPS(from_messages([{"role": role, "content": values[k]}
+                                               for role, values in texts], fmt)) + end
+                         for k in range(len(at))]
+                out = pc.replace_with_mask(out, pa.array(has_input), text_array(fixed))
         step = max(1, len(out) // VALIDATED_ROWS)
-        validate_rows([json.loads(line) for line in out[::step]], fmt, where=self.name,
-                      step=step)
+        sample = out.take(np.arange(0, len(out), step)).to_pylist()
+        validate_rows([json.loads(line) for line in sample], fmt, where=self.name, step=step)
         return out
+
+    def lines(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[str]:
+        """The JSON lines of one format (without newlines): `line_array` as a list."""
+        return self.line_array(df, fmt, end="").to_pylist()
 
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
         """Write every requested format into ``folder``; returns {format: path}."""
         folder = Path(folder)
-        built = {fmt: self.lines(df, fmt) for fmt in self.formats}
+        built = {fmt: self.line_array(df, fmt) for fmt in self.formats}
         paths = {}
         for fmt, lines in built.items():
             path = folder / f"{fmt}.jsonl"
-            paths[fmt] = str(write_lines(path, lines))
+            paths[fmt] = str(write_text_array(path, lines))
         if self.datasets_folder:
             first = self.formats[0]
-            rows = [json.loads(line) for line in built[first]]
+            rows = [json.loads(line) for line in built[first].to_pylist()]
             frame = pd.DataFrame({"conversations": [r.get("conversations") for r in rows]}) \
                 if first == "sharegpt" else pd.DataFrame(rows)
             paths["datasets"] = str(save_dataset_folder(frame, folder / "dataset"))

@@ -107,6 +107,16 @@ def _content_lines(data: bytes) -> np.ndarray:
     return np.flatnonzero(has) + 1
 
 
+def _row_lines(data: bytes, rows: int) -> np.ndarray:
+    """The line number of each of ``rows`` rows read from ``data``: 1..n when the file has
+    exactly as many lines as rows (no blank line: one count of line breaks), else the
+    numbers of the lines with content."""
+    count = data.count(b"\n") + (not data.endswith(b"\n"))
+    if count == rows:
+        return np.arange(1, rows + 1, dtype=np.int64)
+    return _content_lines(data)
+
+
 def _arrow_frame(data: bytes) -> pd.DataFrame | None:
     """The rows through pyarrow's JSON reader, or None when it cannot keep every value
     exactly as written (nested objects, mixed types, values it would reinterpret)."""
@@ -158,7 +168,7 @@ def read_jsonl(path) -> pd.DataFrame:
     path = Path(path)
     data = _read_bytes(path)
     frame = _arrow_frame(data) if data.strip() and _is_utf8(data) else None
-    lines = _content_lines(data) if frame is not None else None
+    lines = _row_lines(data, len(frame)) if frame is not None else None
     if frame is None or len(lines) != len(frame):
         numbered = list(iter_jsonl(path, data))
         frame = frame_from_records([obj for _, obj in numbered])
@@ -169,9 +179,20 @@ def read_jsonl(path) -> pd.DataFrame:
 def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
     if SOURCE in df.columns:
         return df
-    df[SOURCE] = pd.Series(numbers, index=df.index).map(f"{where}:{{}}".format).astype("str") \
-        if len(df) else pd.Series([], dtype="str")
+    df[SOURCE] = source_locations(where, numbers, df.index)
     return df
+
+
+def source_locations(where: str, numbers, index) -> pd.Series:
+    """``"<where>:<number>"`` for each line number, as one text column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.large_string()
+    numbers = pa.array(np.asarray(numbers, dtype=np.int64)).cast(text)
+    joined = pc.binary_join_element_wise(pa.scalar(f"{where}:", text), numbers,
+                                         pa.scalar("", text))
+    return pd.Series(pd.arrays.ArrowStringArray(joined), index=index).astype("str")
 
 
 # -- other formats ------------------------------------------------------------------------------

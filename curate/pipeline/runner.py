@@ -29,9 +29,11 @@ import pandas as pd
 from ..core.stage import StageResult, TooManyRowErrors
 from ..core.table import ORIGIN
 from ..errors import CurateError, OutputError
-from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text
+from ..core.json_text import json_line_array
+from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text, write_text_array
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
+from .background import BackgroundWork
 from .checkpoint import CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
@@ -42,7 +44,7 @@ VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidf
              "rouge-score", "sentence-transformers", "faiss-cpu", "torch", "transformers",
              "datasets")
 OUTPUTS = ("rejected.jsonl.gz", "errored.jsonl", "export", "report.html")
-OUTPUT_FORMAT = "2"
+OUTPUT_FORMAT = "3"
 SOURCE_COPY = "checkpoints/00_source.parquet"
 
 
@@ -192,12 +194,16 @@ class _Run:
         for name in OUTPUTS:
             if name not in self.reuse_outputs:
                 self._remove(self.out / name)
+        self.background = BackgroundWork()
         try:
             return self._execute()
         except BaseException:
+            self.background.close()
             for path in self.written:
                 self._remove(path)
             raise
+        finally:
+            self.background.close()
 
     def _execute(self) -> RunResult:
         stages = self.pipeline.stages
@@ -219,6 +225,7 @@ class _Run:
                 if "report.html" not in self.reuse_outputs:
                     html = render_report(self.pipeline, run, self._manifest(stats, rows))
                     self._wrote(write_text(self.out / "report.html", html))
+                self.background.wait()
         self.store.prune({self.store.folder(i, s.name).name
                           for i, s in enumerate(stages, start=1)})
         run.manifest = self._manifest(stats, rows)
@@ -230,6 +237,7 @@ class _Run:
     def _compute(self) -> dict:
         source = self._source_table()
         current, results = source, []
+        self.rejected_lines = []  # each stage's rejected rows as JSON lines, encoded aside
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
             for index, stage in enumerate(self.pipeline.stages, start=1):
                 entry = self.entries[index - 1]
@@ -238,6 +246,9 @@ class _Run:
                     result.stats["reused"] = True
                 else:
                     result = self._run_stage(index, stage, current, results)
+                if len(result.rejected) and "rejected.jsonl.gz" not in self.reuse_outputs:
+                    self.rejected_lines.append(
+                        self.background.submit(json_line_array, result.rejected, "\n"))
                 results.append((stage.name, result))
                 current = result.kept
                 overall.advance()
@@ -260,7 +271,8 @@ class _Run:
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: kept "
                    f"{len(result.kept)}, rejected {len(result.rejected)}, errored "
                    f"{len(result.errored)} ({result.stats['seconds']:.1f} s)")
-        self.store.save(index, stage.name, self.keys[index - 1], current, result)
+        self.background.submit(self.store.save, index, stage.name, self.keys[index - 1],
+                               current, result)
         return result
 
     def _load_all(self) -> dict:
@@ -278,12 +290,19 @@ class _Run:
     def _write_outputs(self, run: RunResult) -> None:
         out, todo = self.out, set(self.output_keys) - self.reuse_outputs
         if "rejected.jsonl.gz" in todo:
-            self._wrote(write_frame_jsonl(out / "rejected.jsonl.gz", run.rejected))
+            self._wrote(out / "rejected.jsonl.gz")
+            self.background.submit(self._write_rejected, out / "rejected.jsonl.gz")
         if "errored.jsonl" in todo:
-            self._wrote(write_frame_jsonl(out / "errored.jsonl", run.errored))
+            self._wrote(out / "errored.jsonl")
+            self.background.submit(write_frame_jsonl, out / "errored.jsonl", run.errored)
         if "export" in todo and self.pipeline.export is not None:
+            self._wrote(out / "export")  # first: a failed write leaves no folder behind
             self.exported = self.pipeline.export.write(run.kept, out / "export")
-            self._wrote(out / "export")
+
+    def _write_rejected(self, path: Path) -> None:
+        """Every stage's rejected rows, in stage order, each with the fields it held when
+        its stage rejected it."""
+        write_text_array(path, [lines.result() for lines in self.rejected_lines])
 
     def _wrote(self, path: Path) -> None:
         self.written.append(Path(path))
@@ -353,9 +372,12 @@ class _Run:
         except OSError:
             pass
         source = self.pipeline.load_source(self.limit)
+        self.background.submit(self._save_source, source, copy, stamp)
+        return source
+
+    def _save_source(self, source: pd.DataFrame, copy: Path, stamp: Path) -> None:
         write_frame(source, copy)
         write_text(stamp, self.source_key)
-        return source
 
     def _manifest(self, stats: list[dict], rows: dict) -> dict:
         outputs = {}

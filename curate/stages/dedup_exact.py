@@ -5,7 +5,9 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from ..core.json_text import TEXT, id_texts, join_texts, text_column
 from ..core.stage import Stage, StageResult
 from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
@@ -148,16 +150,15 @@ class ExactDedup(Stage):
         rejected = dup_key >= 0
         names = [self.key_name(k) for k in self.keys]
         counts = {n: int((dup_key == k).sum()) for k, n in enumerate(names)}
-        ids = df[ID]
-        dup_of = pd.Series(None, index=df.index, dtype=object)
+        # the rejected rows' codes, reasons and kept row's id, built in Arrow
         where = np.flatnonzero(rejected)
-        dup_ids = ids.iloc[match[where]].to_numpy(dtype=object)
-        dup_of.iloc[where] = dup_ids
-        labels = np.array(names, dtype=object)[dup_key[where]]
-        codes_s = pd.Series("", index=df.index, dtype=object)
-        reasons = pd.Series("", index=df.index, dtype=object)
-        codes_s.iloc[where] = "duplicate_" + labels
-        reasons.iloc[where] = "same " + labels + " as kept row " + dup_ids.astype(str)
+        kept_id = id_texts(df[ID]).take(pa.array(match[where]))
+        label = pa.array(names, type=TEXT).take(pa.array(dup_key[where]))
+        codes_s = text_column(join_texts(["duplicate_", label], len(where)), df.index[where])
+        reasons = text_column(join_texts(["same ", label, " as kept row ", kept_id],
+                                         len(where)), df.index[where])
+        dup_of = pd.Series(None, index=df.index, dtype=object)
+        dup_of.iloc[where] = df[ID].iloc[match[where]].to_numpy(dtype=object)
         return self.result(df.assign(_dup_of=dup_of), ~rejected, codes_s, reasons,
                            duplicates_by_key=counts)
 

@@ -103,6 +103,7 @@ def test_written_lines_are_exactly_the_json_of_the_built_rows(tmp_path, fmt):
         dict(system="Write a query.", human='NLQ: "{nlq}"\n\nColumns: {columns} n={n} s={score}',
              gpt="query"),
         dict(human="{nlq}", gpt="label"),
+        dict(human="Q: {nlq} ({label})", gpt="nlq", system="{label}"),
         dict(human="{{literal}} {nlq} {query[limit]}", gpt="{label}!", system="{n:>3}"),
         dict(human=lambda r: f"{r['nlq']}/{r['n']}", gpt=lambda r: str(r["score"])),
         dict(system="", human="", gpt="n"),

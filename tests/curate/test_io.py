@@ -201,6 +201,51 @@ def test_json_lines_are_exactly_json_dumps_of_the_records():
         "obj": [{"a": [1, 2]}, [1, "b"], np.array([1.5, 2.0]), {"é": None}, 7],
         "when": pd.to_datetime(["2026-01-01", None, "2026-02-03", "2026-03-04", "2026-04-05"]),
         3: ["int", "column", "name", "is", "str"],
+        "arrow_text": pd.Series(["plain", "tab\there", None, "ctrl \x01", "quote \""], dtype="str"),
+        "object_text": pd.Series(["a", "b \\", "c", "d", "e"], dtype=object),
+        "bools": [True, False, True, False, True],
+        "nullable_bool": pd.array([True, None, False, True, False], dtype="boolean"),
+        "small": np.array([1, 2, 3, 4, 255], dtype=np.uint8),
+        "nothing": [None] * 5,
     })
     assert json_lines(df) == [json.dumps(r, ensure_ascii=False) for r in records(df)]
+    assert len(df.select_dtypes("str").columns) == 3  # Arrow-backed text: the vectorised path
     assert json_lines(df.iloc[:0]) == [] and json_lines(pd.DataFrame(index=range(2))) == ["{}"] * 2
+
+
+def test_a_lone_surrogate_is_written_as_its_escape_and_reads_back(tmp_path):
+    """JSON may carry a lone surrogate; UTF-8 cannot: the writer escapes it, nothing lost."""
+    import json
+
+    import pandas as pd
+
+    from curate.io import write_frame_jsonl
+
+    df = pd.DataFrame({"text": pd.Series(["half \ud800 pair", "fine"], dtype=object)})
+    path = write_frame_jsonl(tmp_path / "rows.jsonl", df)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == '{"text": "half \\ud800 pair"}'
+    assert [json.loads(line)["text"] for line in lines] == ["half \ud800 pair", "fine"]
+
+
+def test_a_large_gzip_file_is_written_in_members_that_read_back_as_one(tmp_path):
+    """Text over one member's size is compressed in independent members, side by side;
+    gzip readers see one stream, and the same text gives the same bytes."""
+    import gzip
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from curate.io.atomic import GZIP_MEMBER, write_text_array
+
+    texts = pa.array([f'{{"i": {i}, "text": "{"word " * (i % 50)}"}}\n' for i in range(120_000)],
+                     type=pa.large_string())
+    size = sum(len(t.encode()) for t in texts.to_pylist())
+    assert size > 2 * GZIP_MEMBER
+    first = write_text_array(tmp_path / "a.jsonl.gz", [texts.slice(0, 10), texts.slice(10)])
+    again = write_text_array(tmp_path / "b.jsonl.gz", texts)
+    assert gzip.open(first, "rt").read() == "".join(texts.to_pylist())
+    assert first.read_bytes() == again.read_bytes()
+    assert len(pd.read_json(first, lines=True)) == 120_000
+    plain = write_text_array(tmp_path / "c.jsonl", texts)
+    assert plain.read_text() == "".join(texts.to_pylist())

@@ -67,6 +67,23 @@ def test_run_folder_contents_and_counts(tmp_path):
     assert len(exported) == len(run.kept) == manifest["export"]["sharegpt"]["rows"]
 
 
+def test_each_rejected_row_is_written_as_its_stage_rejected_it(tmp_path):
+    """rejected.jsonl.gz holds every stage's rejected rows in stage order, each with the
+    fields it held at that point (no empty fields from other stages' bookkeeping)."""
+    from curate import ExactDedup
+    from curate.core.table import records
+
+    rows = [{"q": f"question {i % 7}", "a": str(i)} for i in range(40)]
+    run = Pipeline(source=rows, stages=[Filter(lambda r: int(r["a"]) % 5 != 0, name="fives"),
+                                        ExactDedup("q")]).run(tmp_path, progress=False)
+    written = [json.loads(line) for line in gzip.open(tmp_path / "rejected.jsonl.gz", "rt")]
+    expected = [{k: v for k, v in row.items()}
+                for _, result in run.stages for row in records(result.rejected)]
+    assert written == expected and len(written) == run.manifest["rows"]["rejected"] == 33
+    assert [r["_stage"] for r in written] == ["fives"] * 8 + ["exact_dedup"] * 25
+    assert "_dup_of" not in written[0] and written[-1]["_dup_of"]
+
+
 def test_rerun_reuses_unchanged_stages(tmp_path):
     calls = Calls()
     first = make(calls).run(tmp_path, progress=False)

@@ -1,0 +1,40 @@
+"""Work the runner does beside its stages: the source copy, checkpoints, the rejected rows.
+
+These writes need nothing from the stages that come after them, and most of their time is
+spent in Arrow, Parquet and zlib, which release the GIL: on two cores or more they cost
+little wall time. The runner waits for all of them before it writes the manifest, so
+"manifest written last" still marks a complete run; `wait` raises the first error any of
+them met (a full disk, say), and `close` lets the ones under way finish before the runner
+removes what a failed run wrote.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+WORKERS = 2
+
+
+class BackgroundWork:
+    def __init__(self, workers: int = WORKERS):
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="curate-write")
+        self.futures: list[Future] = []
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        future = self.pool.submit(fn, *args, **kwargs)
+        self.futures.append(future)
+        return future
+
+    def wait(self) -> None:
+        """Wait for everything submitted; raise the first error, in submission order."""
+        futures, self.futures = self.futures, []
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        """Let the work under way finish (its errors are dropped: the run failed already)."""
+        for future in self.futures:
+            future.cancel()
+        self.pool.shutdown(wait=True)
+        self.futures = []
