@@ -12,7 +12,7 @@ lines. Two sides, measured in the same run on the same file:
   then the same command again on the unchanged spec (the resume cost).
 
 It also times ``ExactDedup(key).run(df)`` against ``df.drop_duplicates(key)`` on the same
-table and keys (a text key and a three-field key; the fastest of three calls each), and
+table and keys (a text key and a three-field key; the fastest of five calls each), and
 prints the run folder's size beside the source's and the peak memory of each side. The
 rerun is shown two ways: the whole command's wall time (Python's start and the imports,
 about 0.45 s, included) and the seconds the run itself records in its manifest. Figures
@@ -115,7 +115,7 @@ def runner_side(spec: Path, out: Path) -> tuple[float, int]:
                   "--no-progress"])
 
 
-DEDUP_REPEATS = 3
+DEDUP_REPEATS = 5
 
 
 def dedup_side(source: Path) -> dict:

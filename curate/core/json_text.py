@@ -92,7 +92,8 @@ def column_json(series: pd.Series) -> pa.Array:
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
             return string_json(values)
         if pa.types.is_boolean(kind):
-            return pc.if_else(values, pa.scalar("true", TEXT), pa.scalar("false", TEXT)).fill_null("null")
+            words = pc.if_else(values, pa.scalar("true", TEXT), pa.scalar("false", TEXT))
+            return words.fill_null("null")
         if pa.types.is_integer(kind):
             return values.cast(TEXT).fill_null("null")
         if pa.types.is_null(kind):
@@ -100,7 +101,7 @@ def column_json(series: pd.Series) -> pa.Array:
     from .table import column_values
 
     plain = column_values(series, jsonable=True)
-    if series.dtype == object and plain and all(type(v) is str for v in plain):
+    if series.dtype == object and plain and set(map(type, plain)) <= {str, type(None)}:
         try:
             return string_json(pa.array(plain, type=TEXT))
         except UnicodeError:  # a lone surrogate: Arrow holds UTF-8 only

@@ -24,6 +24,13 @@ class BackgroundWork:
         self.futures.append(future)
         return future
 
+    def check(self) -> None:
+        """Raise the first error of the work finished so far (a full disk stops the run at
+        the next stage, not after all of them)."""
+        for future in self.futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()
+
     def wait(self) -> None:
         """Wait for everything submitted; raise the first error, in submission order."""
         futures, self.futures = self.futures, []

@@ -255,6 +255,7 @@ class _Run:
         return {"source": source, "kept": current, "stages": results}
 
     def _run_stage(self, index, stage, current, results) -> StageResult:
+        self.background.check()
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
                    f"{len(current)} rows in")
         try:

@@ -326,3 +326,33 @@ def test_open_run_rebuilds_every_table_of_a_folder_without_its_spec(project, tmp
     memory = Pipeline(source=[{"q": "a"}, {"q": "bb"}], stages=[Filter(lambda r: len(r["q"]) > 1)])
     memory.run(tmp_path / "mem", progress=False)
     assert records(open_run(tmp_path / "mem").kept)[0]["q"] == "bb"
+
+
+def test_background_work_raises_its_first_error_and_close_swallows_the_rest():
+    """Writes beside the stages: a failure is raised by `check` once it happened, by `wait`
+    in submission order, and never lost or raised twice."""
+    import threading
+
+    from curate.pipeline.background import BackgroundWork
+
+    work, gate, done = BackgroundWork(), threading.Event(), []
+
+    def fail(message):
+        raise OSError(28, message)
+
+    work.submit(gate.wait, 5)
+    work.submit(fail, "first")
+    work.submit(fail, "second")
+    work.submit(done.append, "ran")
+    gate.set()
+    with pytest.raises(OSError, match="first"):
+        work.wait()
+    assert done == ["ran"] and work.futures == []
+    work.submit(fail, "later")
+    for _ in range(100):
+        if work.futures[0].done():
+            break
+        time.sleep(0.01)
+    with pytest.raises(OSError, match="later"):
+        work.check()
+    work.close()  # the failed run is being cleaned up: no second raise
