@@ -5,8 +5,6 @@ import functools
 import json
 from importlib import resources
 
-import jsonschema
-
 from ..errors import StageError
 from .chat import FORMATS
 
@@ -22,6 +20,9 @@ def schema(fmt: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _validator(fmt: str):
+    # imported on first use: a rerun that reuses the export validates nothing
+    import jsonschema
+
     return jsonschema.Draft202012Validator(schema(fmt))
 
 
