@@ -102,10 +102,7 @@ def column_json(series: pd.Series) -> pa.Array:
 
     plain = column_values(series, jsonable=True)
     if series.dtype == object and plain and set(map(type, plain)) <= {str, type(None)}:
-        try:
-            return string_json(pa.array(plain, type=TEXT))
-        except UnicodeError:  # a lone surrogate: Arrow holds UTF-8 only
-            pass
+        return json_strings(plain)
     return text_array(json_values(plain))
 
 
@@ -123,13 +120,13 @@ def text_array(texts: list[str]) -> pa.Array:
 
 
 def json_strings(texts) -> pa.Array:
-    """Texts (an Arrow array or a list of str) as JSON string texts."""
+    """Texts (an Arrow array, or a list of str and None) as JSON string texts."""
     if isinstance(texts, (pa.Array, pa.ChunkedArray)):
         return string_json(texts)
     try:
         return string_json(pa.array(texts, type=TEXT))
-    except UnicodeError:  # a lone surrogate: encoded here, escaped by text_array
-        return text_array(list(map(encode_json_string, texts)))
+    except UnicodeError:  # a lone surrogate: Arrow holds UTF-8 only; text_array escapes it
+        return text_array(json_values(list(texts)))
 
 
 def join_texts(pieces: list, rows: int) -> pa.Array:

@@ -217,12 +217,12 @@ def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
     """`hex_ids` as a text column built in one piece (no Python string per row)."""
     import pyarrow as pa
 
+    from .json_text import text_column
+
     data = hashes.astype(">u8").tobytes().hex().encode("ascii")
     offsets = np.arange(0, 16 * len(hashes) + 1, 16, dtype=np.int64)
-    array = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets),
-                                             pa.py_buffer(data))
-    return pd.Series(pd.arrays.ArrowStringArray(array.cast(pa.large_string())), index=index,
-                     dtype="str").astype("str")
+    return text_column(pa.LargeStringArray.from_buffers(
+        len(hashes), pa.py_buffer(offsets), pa.py_buffer(data)), index)
 
 
 def _distinct(hashes: np.ndarray) -> bool:

@@ -186,13 +186,11 @@ def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
 def source_locations(where: str, numbers, index) -> pd.Series:
     """``"<where>:<number>"`` for each line number, as one text column."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    text = pa.large_string()
-    numbers = pa.array(np.asarray(numbers, dtype=np.int64)).cast(text)
-    joined = pc.binary_join_element_wise(pa.scalar(f"{where}:", text), numbers,
-                                         pa.scalar("", text))
-    return pd.Series(pd.arrays.ArrowStringArray(joined), index=index).astype("str")
+    from ..core.json_text import join_texts, text_column
+
+    numbers = pa.array(np.asarray(numbers, dtype=np.int64))
+    return text_column(join_texts([f"{where}:", numbers], len(numbers)), index)
 
 
 # -- other formats ------------------------------------------------------------------------------

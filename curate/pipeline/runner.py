@@ -198,7 +198,7 @@ class _Run:
         try:
             return self._execute()
         except BaseException:
-            self.background.close()
+            self.background.close()  # first: no write under way recreates a removed file
             for path in self.written:
                 self._remove(path)
             raise
