@@ -262,3 +262,31 @@ def test_the_judge_of_the_spec_leaves_the_seeds_alone():
     swapped = next(row for seed in seeds for row in swap_row(seed, n=1))
     assert judge.when(swapped)
     assert judge.when({**seeds[0], "nlq": seeds[0]["nlq"] + " please"})
+
+
+_SPEC_FINGERPRINTS = """
+import json
+from curate.pipeline.spec import load_spec
+spec = load_spec("examples/honeycomb/spec.py")
+print(json.dumps({s.name: [s.fingerprint().digest, s.fingerprint().stable] for s in spec.stages}))
+"""
+
+
+def _spec_fingerprints(**env):
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _SPEC_FINGERPRINTS], cwd=ROOT_DIR, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_spec_fingerprints_alike_in_every_process_and_a_changed_global_shows():
+    """An unchanged Honeycomb spec gives every stage the same stable fingerprint in a new
+    process (so a rerun reuses it); a changed SCALE value changes only the stages that use it:
+    the column swap (its n) and the judge (its prompt reads SCALE)."""
+    first, again = _spec_fingerprints(), _spec_fingerprints()
+    assert first == again and all(stable for _, stable in first.values())
+    changed = _spec_fingerprints(HONEYCOMB_SWAPS="3")
+    assert {name for name in first if first[name] != changed[name]} == {"column_swap", "judge"}
