@@ -14,9 +14,10 @@ critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATION
 """
 import json
 import os
+import re
 from pathlib import Path
 
-from assertions.honeycomb import check, complexity
+from assertions.honeycomb import atoms, check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
                     ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
                     SharegptExport)
@@ -55,8 +56,44 @@ def is_generated(row) -> bool:
     return _seed_key(row) not in SEED_KEYS
 
 
-def needs_repair(row):
-    return row.get("outcome") == "bad"
+def needs_repair(row) -> bool:
+    """Repair what the checker fails; with a real model (``full``) also what its judge calls
+    bad. The embedded demo model is no judge a user would let overrule the checker: there it
+    only annotates."""
+    return bool(check(row["query"], row["columns"])) or FULL and row.get("outcome") == "bad"
+
+
+PLACEHOLDER = re.compile(r"<[^<>]*>|\byour[_ -]?\w+|\bexample\b|\bplaceholder\b|^(value|x+|\.\.\.|todo|tbd)$",
+                         re.IGNORECASE)
+
+
+def says_no_less(row, query):
+    """Accept a repaired query only if it sets at least as many atoms (calculations, filters,
+    breakdowns, ...) as the one it replaces and filters on no placeholder value ("your_value",
+    "<value>", "example") that neither the original nor the question holds."""
+    try:
+        before = atoms(row["query"])
+    except ValueError:  # an original that is not a query at all sets nothing
+        before = frozenset()
+    after = atoms(query)
+    known = {value for _, value in _filter_values(before)}
+    for column, value in _filter_values(after):
+        if isinstance(value, str) and value not in known and value.lower() not in row["nlq"].lower() \
+                and PLACEHOLDER.search(value.strip()):
+            return False, "repair_placeholder", f"the repaired query filters {column} on the placeholder {value!r}"
+    if len(after) < len(before):
+        lost = "; ".join(sorted(str(atom) for atom in before - after))
+        return False, "repair_says_less", (f"the repaired query sets {len(after)} parts where the original "
+                                           f"set {len(before)}; it drops {lost}")
+    return True
+
+
+def _filter_values(found):
+    """``(column, value)`` of every filter atom, one per value of an in/not-in list."""
+    for atom in found:
+        if atom[0] == "filter":
+            for value in atom[3] if isinstance(atom[3], tuple) else (atom[3],):
+                yield atom[1], value
 
 
 def repaired_query(row, reply):
@@ -97,14 +134,17 @@ stages = [
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
     # The judge looks at the rows made here, never at the seeds (real, checked examples). The
-    # embedded demo model is a weak judge; there the judge is advisory (a row it cannot judge
-    # is kept, marked unjudged) and sees the question and the query only.
+    # embedded demo model is no judge a user would trust: there its verdict is advisory only
+    # (every row is kept, a row it cannot judge marked unjudged, and a "bad" verdict sends
+    # nothing to repair) and it sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
           on_failure="error" if FULL else "keep", when=is_generated),
+    # Repair rewrites what the checker fails (and, with a real model, what its judge calls
+    # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
            schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
-           max_attempts=2 if FULL else 1),
+           accept=says_no_less, max_attempts=2 if FULL else 1),
     AssertionFilter(check, name="assertions_after_repair"),
 ]
 if SCALE["seeds"]:
