@@ -63,8 +63,8 @@ def load_rows(path, limit: int | None = None) -> list[dict]:
         except ParseError as error:
             raise CurateError(f"{path} row {number}: the gold query is not a query object ({error})") from None
         if not said:
-            raise CurateError(f"{path} row {number}: the gold query sets nothing (no calculation, filter "
-                              f"or breakdown); a held-out answer must say something")
+            raise CurateError(f"{path} row {number}: the gold query sets nothing (no calculation, filter, "
+                              f"breakdown or time); a held-out answer must say something")
     return rows
 
 

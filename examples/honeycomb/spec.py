@@ -11,6 +11,11 @@ default scale is small so that the run ends in a few minutes on two CPU cores. P
 ``HONEYCOMB_SCALE=full`` for every seed, more variations per seed and the full few-shot
 critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATIONS`` and
 ``HONEYCOMB_SWAPS`` change the scale.
+
+What the embedded model may do to a row: its judge only annotates, repair takes only what the
+checker fails, and its rewordings are dropped (``embedded_rewording``); a repair that says
+less than what it replaces is refused by any model. A real endpoint's judge may send rows to
+repair, and its rewordings go on.
 """
 import json
 import os
@@ -34,6 +39,9 @@ SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "v
 
 llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
+EMBEDDED = llm.backend is not None
+"""No endpoint is configured: the LLM stages run the embedded 135M demo model, whose verdicts
+and rewordings are no evidence a user would accept for changing a row (see the README)."""
 
 
 def critique_prompt(row, examples):
@@ -57,10 +65,20 @@ def is_generated(row) -> bool:
 
 
 def needs_repair(row) -> bool:
-    """Repair what the checker fails; with a real model (``full``) also what its judge calls
-    bad. The embedded demo model is no judge a user would let overrule the checker: there it
-    only annotates."""
-    return bool(check(row["query"], row["columns"])) or FULL and row.get("outcome") == "bad"
+    """Repair what the checker fails; with a real model also what its judge calls bad. The
+    embedded demo model is no judge a user would let overrule the checker: it only annotates."""
+    return bool(check(row["query"], row["columns"])) or not EMBEDDED and row.get("outcome") == "bad"
+
+
+def not_an_embedded_rewording(row):
+    """Keep a rewording only from a real model. Graded by hand on the demo run, the 135M
+    model's rewordings that pass the rewording check either copy the seed (which the
+    near-duplicate filters remove) or change its meaning; the seeds and their column swaps
+    are the demo's training rows."""
+    if not EMBEDDED or row.get("seed_nlq") is None:
+        return True
+    return False, "embedded_rewording", ("a rewording by the embedded demo model, which copies the seed "
+                                         "or changes its meaning; configure an endpoint to keep rewordings")
 
 
 PLACEHOLDER = re.compile(r"<[^<>]*>|\byour[_ -]?\w+|\bexample\b|\bplaceholder\b|^(value|x+|\.\.\.|todo|tbd)$",
@@ -124,6 +142,7 @@ stages = [
     # a small model asked to reword often writes something else (a number, a paragraph, a
     # few-shot example's question, which would then carry the seed's query): drop those
     Filter(prompts.is_a_rewording, name="is_a_rewording"),
+    Filter(not_an_embedded_rewording, name="embedded_rewordings"),
     AssertionFilter(check),  # check(query, columns) reads the fields of those names
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),
@@ -133,13 +152,14 @@ stages = [
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
-    # The judge looks at the rows made here, never at the seeds (real, checked examples). The
-    # embedded demo model is no judge a user would trust: there its verdict is advisory only
-    # (every row is kept, a row it cannot judge marked unjudged, and a "bad" verdict sends
-    # nothing to repair) and it sees the question and the query only.
+    # The judge looks at the rows made here, never at the seeds (real, checked examples). With
+    # a real model a "bad" verdict sends the row to repair, and a row it cannot judge is
+    # errored. The embedded demo model is no judge a user would trust: its verdict is advisory
+    # only (every row is kept, a row it cannot judge marked unjudged, and "bad" sends nothing
+    # to repair); at demo scale it sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
-          on_failure="error" if FULL else "keep", when=is_generated),
+          on_failure="keep" if EMBEDDED else "error", when=is_generated),
     # Repair rewrites what the checker fails (and, with a real model, what its judge calls
     # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,

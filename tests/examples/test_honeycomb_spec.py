@@ -20,10 +20,19 @@ VALID = {"calculations": [{"op": "P99", "column": "duration_ms"}], "breakdowns":
          "filters": [{"column": "service.name", "op": "=", "value": "cart"}]}
 
 
-def stage(name, scale=None, monkeypatch=None):
-    if scale:
-        monkeypatch.setenv("HONEYCOMB_SCALE", scale)
+def stage(name, endpoint=None, monkeypatch=None):
+    """A stage of the spec as loaded with no endpoint (the embedded model), or with one."""
+    if endpoint:
+        monkeypatch.setenv("OPENAI_BASE_URL", endpoint)
+        monkeypatch.setenv("OPENAI_API_KEY", "local")
+        monkeypatch.setenv("CURATE_LLM_MODEL", "a-real-model")
     return next(s for s in load_spec(ROOT / "examples/honeycomb/spec.py").stages if s.name == name)
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint(monkeypatch):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CURATE_LLM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_with_the_embedded_model_the_judge_only_annotates_and_repair_takes_checker_failures():
@@ -35,10 +44,21 @@ def test_with_the_embedded_model_the_judge_only_annotates_and_repair_takes_check
 
 
 def test_with_a_real_endpoint_the_judge_is_strict_and_may_send_rows_to_repair(monkeypatch):
-    judge, repair = stage("judge", "full", monkeypatch), stage("repair", "full", monkeypatch)
+    endpoint = "http://127.0.0.1:9/v1"  # never asked: building the spec sends nothing
+    judge, repair = stage("judge", endpoint, monkeypatch), stage("repair", endpoint, monkeypatch)
     assert judge.on_failure == "error"
     row = {"nlq": "p99 latency of cart by route", "columns": COLUMNS, "query": VALID}
     assert repair.when({**row, "outcome": "bad"}) and not repair.when({**row, "outcome": "good"})
+    rewording = {"nlq": "cart p99 latency per route", "seed_nlq": "p99 latency of cart by route"}
+    assert stage("embedded_rewordings", endpoint, monkeypatch).predicate(rewording) is True
+
+
+def test_rewordings_of_the_embedded_model_are_dropped_with_a_reason_and_seeds_pass():
+    keep = stage("embedded_rewordings").predicate
+    rewording = {"nlq": "cart p99 latency per route", "seed_nlq": "p99 latency of cart by route"}
+    verdict = keep(rewording)
+    assert verdict[:2] == (False, "embedded_rewording") and "configure an endpoint" in verdict[2]
+    assert keep({"nlq": "p99 latency of cart by route", "seed_nlq": None}) is True
 
 
 ROWS = pd.DataFrame({
