@@ -5,7 +5,8 @@ pickled, and values under secret-looking names are never described. It must chan
 the work a stage would do changes, and stay the same across processes when it does not:
 
 - plain values by value, containers to any depth (large ones by a digest of their items),
-  tables and arrays by a digest of their content, files named by a ``Path`` by their bytes;
+  tables, indexes and arrays by a digest of their content (values by position, the index
+  included), files named by a ``Path`` by their bytes;
 - a function by the *content* of its code (bytecode, constants and names, nested code
   objects by their own content, never a ``repr`` that holds a memory address), its closure
   cells, defaults and keyword defaults, and the globals it reads: plain values, functions
@@ -251,22 +252,33 @@ def _container(value, walk: _Walk):
 
 
 def _table(value) -> dict | None:
+    """Tables, their indexes and arrays by a digest of their content (values by position,
+    the index included); pandas and numpy scalars by value."""
     try:
         import numpy as np
         import pandas as pd
     except ImportError:  # pragma: no cover - both are dependencies
         return None
+    from .table import table_digest
+
     if isinstance(value, pd.DataFrame):
-        from .table import table_digest
         return {"dataframe": table_digest(value)}
     if isinstance(value, pd.Series):
-        from .table import table_digest
-        return {"series": table_digest(value.to_frame())}
-    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {"series": table_digest(value.to_frame(name="values")), "name": repr(value.name)}
+    if isinstance(value, pd.Index):
+        return {"index": table_digest(pd.DataFrame(index=value))}
+    if isinstance(value, pd.api.extensions.ExtensionArray) or \
+            (isinstance(value, np.ndarray) and value.dtype == object):
+        flat = value.ravel() if isinstance(value, np.ndarray) else value
+        return {"array": table_digest(pd.DataFrame({"values": pd.Series(flat, copy=False)})),
+                "shape": list(value.shape)}
+    if isinstance(value, np.ndarray):
         return {"ndarray": str(value.dtype), "shape": list(value.shape),
                 "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]}
     if isinstance(value, np.generic):
         return {"scalar": repr(value.item())}
+    if isinstance(value, (pd.Timestamp, pd.Timedelta, pd.Period, pd.Interval)):
+        return {"scalar": repr(value)}
     return None
 
 

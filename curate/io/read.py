@@ -177,9 +177,16 @@ def read_jsonl(path) -> pd.DataFrame:
 
 
 def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
-    if SOURCE in df.columns:
+    """Each row's ``_source``: the one it carries, else its own file and line."""
+    if SOURCE not in df.columns:
+        df[SOURCE] = source_locations(where, numbers, df.index)
         return df
-    df[SOURCE] = source_locations(where, numbers, df.index)
+    missing = df[SOURCE].isna().to_numpy()
+    if missing.any():
+        values = df[SOURCE].to_numpy(dtype=object, copy=True)
+        values[missing] = source_locations(where, np.asarray(numbers)[missing],
+                                           df.index[missing]).to_numpy(dtype=object)
+        df[SOURCE] = pd.Series(values, index=df.index, dtype=object)
     return df
 
 

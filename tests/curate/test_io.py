@@ -249,3 +249,13 @@ def test_a_large_gzip_file_is_written_in_members_that_read_back_as_one(tmp_path)
     assert len(pd.read_json(first, lines=True)) == 120_000
     plain = write_text_array(tmp_path / "c.jsonl", texts)
     assert plain.read_text() == "".join(texts.to_pylist())
+
+
+def test_rows_without_a_source_get_their_own_line_when_another_row_carries_one(tmp_path):
+    rows = [{"q": "a", "_source": "seeds.jsonl:7"}, {"q": "b"}, {"q": "c", "_source": None}]
+    assert read_table(rows)["_source"].tolist() == ["seeds.jsonl:7", "<list>:2", "<list>:3"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sources = read_table(path)["_source"].tolist()
+    assert sources[0] == "seeds.jsonl:7"
+    assert [s.rsplit("/", 1)[-1] for s in sources[1:]] == ["rows.jsonl:2", "rows.jsonl:3"]

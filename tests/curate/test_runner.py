@@ -356,3 +356,45 @@ def test_background_work_raises_its_first_error_and_close_swallows_the_rest():
     with pytest.raises(OSError, match="later"):
         work.check()
     work.close()  # the failed run is being cleaned up: no second raise
+
+
+LOOKUP_SPEC = """
+from pathlib import Path
+
+import pandas as pd
+from curate import Filter, Pipeline, SharegptExport
+
+LOOKUP = pd.read_csv(Path(__file__).parent / "labels.csv").set_index("id")
+
+pipeline = Pipeline(
+    source="items.jsonl",
+    stages=[Filter(lambda row: LOOKUP.loc[row["id"], "label"] == "good", name="labelled_good")],
+    export=SharegptExport(human="{q}", gpt="a"),
+)
+"""
+
+
+def test_a_changed_lookup_table_read_by_a_filter_recomputes_the_stage_and_the_export(tmp_path):
+    with open(tmp_path / "items.jsonl", "w") as fh:
+        for i in range(101, 107):
+            fh.write(json.dumps({"id": i, "q": f"question {i}", "a": f"answer {i}"}) + "\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{'good' if i < 104 else 'bad'}\n"
+                                             for i in range(101, 107)))
+    spec, out = tmp_path / "spec.py", tmp_path / "run"
+    spec.write_text(LOOKUP_SPEC)
+
+    def exported():
+        lines = (out / "export/sharegpt.jsonl").read_text().splitlines()
+        return [json.loads(line)["conversations"][0]["value"] for line in lines]
+
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert exported() == ["question 101", "question 102", "question 103"]
+    labels.write_text("id,label\n" + "".join(f"{i},{'good' if i >= 104 else 'bad'}\n"
+                                             for i in range(101, 107)))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert reused(out) == [False]
+    assert exported() == ["question 104", "question 105", "question 106"]
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert reused(out) == [True]  # unchanged again: reused

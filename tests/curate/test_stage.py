@@ -91,3 +91,14 @@ def test_fingerprint_changes_with_parameters_but_not_with_secrets():
     s2.api_key = "sk-two"
     assert s1.fingerprint() == s2.fingerprint()
     assert "sk-one" not in str(s1.params())
+
+
+def test_rows_without_an_id_get_the_id_of_their_own_content_when_others_carry_one():
+    """Ids of the rows that lack one are content hashes of *those* rows, whatever the
+    positions of the rows that carry an id (values used to be realigned by label)."""
+    df = pd.DataFrame({"x": [1, 2, 3, 4], "t": ["a", "b", "c", "d"],
+                       "_id": ["given-0", None, "given-2", None]})
+    alone = assign_ids(pd.DataFrame({"x": [2, 4], "t": ["b", "d"]}))
+    ids = assign_ids(df)["_id"].tolist()
+    assert ids == ["given-0", alone["_id"][0], "given-2", alone["_id"][1]]
+    assert len(set(ids)) == 4
