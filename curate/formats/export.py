@@ -233,6 +233,11 @@ class ChatExport:
         """The JSON lines of one format (without newlines): `line_array` as a list."""
         return self.line_array(df, fmt, end="").to_pylist()
 
+    def files(self) -> list[str]:
+        """The names `write` gives the files and folders it writes in its folder."""
+        return [f"{fmt}.jsonl" for fmt in self.formats] + \
+            (["dataset"] if self.datasets_folder else [])
+
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
         """Write every requested format into ``folder``; returns {format: path}."""
         folder = Path(folder)

@@ -88,6 +88,16 @@ class Pipeline:
             source.base = Path(self.base) if self.base is not None else None
         return source
 
+    def source_paths(self) -> list[Path]:
+        """The files and folders the source reads (none for a table given in memory)."""
+        source = self.resolved_source()
+        if isinstance(source, Path):
+            return [source]
+        if hasattr(source, "load") and hasattr(source, "sources"):  # a Mix
+            return [p for p in map(source._resolved, source.sources.values())
+                    if isinstance(p, Path)]
+        return []
+
     def source_key(self, limit: int | None = None) -> str:
         """A digest of what the source holds (a file's bytes; a table's content)."""
         source = self.resolved_source()

@@ -15,6 +15,7 @@ checkpoint without it, with another key, or with a file of another size is recom
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -66,8 +67,9 @@ def _encode(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray):
 class CheckpointStore:
     """Checkpoints under ``<run>/checkpoints/NN_<stage>/``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, owner=None):
         self.root = Path(run_dir) / "checkpoints"
+        self.owner = owner  # the folder's `RunFolder` record, when checkpoints are written
 
     def folder(self, index: int, name: str) -> Path:
         return self.root / f"{index:02d}_{name}"
@@ -92,6 +94,7 @@ class CheckpointStore:
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
              result: StageResult) -> None:
         folder = self.folder(index, name)
+        self.owner.add(folder)  # refuses a folder this library did not write
         with output_errors(folder):
             if folder.exists():
                 shutil.rmtree(folder)
@@ -142,8 +145,10 @@ class CheckpointStore:
         return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
 
     def prune(self, keep_names: set[str]) -> None:
-        """Remove checkpoint folders of stages no longer in the spec."""
+        """Remove the checkpoints of stages no longer in the spec: only folders a run of this
+        library wrote (another tool's folders here, a trainer's ``step_*``, stay)."""
         if self.root.exists():
             for folder in self.root.iterdir():
-                if folder.is_dir() and folder.name not in keep_names:
-                    shutil.rmtree(folder, ignore_errors=True)
+                if folder.is_dir() and folder.name not in keep_names and self.owner.owns(folder):
+                    with contextlib.suppress(OSError):
+                        self.owner.remove(folder, forget=True)

@@ -37,6 +37,7 @@ from .background import BackgroundWork
 from .checkpoint import CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
+from .ownership import RunFolder
 from .report import render_report
 from .summary import print_funnel
 
@@ -150,11 +151,12 @@ def _size(path: Path) -> int | None:
 class _Run:
     """One run of a pipeline into a folder (see the module docstring)."""
 
-    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path, executor):
+    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path, executor,
+                 folder: RunFolder):
         self.pipeline, self.out, self.limit = pipeline, out, limit
-        self.executor = executor
+        self.executor, self.folder = executor, folder
         self.progress, self.spec_path = progress, spec_path
-        self.store = CheckpointStore(out)
+        self.store = CheckpointStore(out, folder)
         self.started = datetime.now(timezone.utc)
         pipeline._loaded.clear()  # a source read in an earlier run may have changed
         self.t0 = time.perf_counter()
@@ -189,18 +191,24 @@ class _Run:
 
     # -- running ----------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        export = self.pipeline.export
+        self.folder.check(["manifest.json", "checkpoints", "cache",
+                           *(name for name in OUTPUTS if name != "export"),
+                           *(f"export/{name}" for name in (export.files() if export else ()))])
+        self.folder.remove_temporary()
         self.previous = self._take_manifest()
         self.plan()
         for name in OUTPUTS:
             if name not in self.reuse_outputs:
-                self._remove(self.out / name)
+                self.folder.remove(self.out / name)
         self.background = BackgroundWork()
         try:
             return self._execute()
         except BaseException:
             self.background.close()  # first: no write under way recreates a removed file
             for path in self.written:
-                self._remove(path)
+                with contextlib.suppress(OSError):
+                    self.folder.remove(path)
             raise
         finally:
             self.background.close()
@@ -224,11 +232,13 @@ class _Run:
                 self._write_outputs(run)
                 if "report.html" not in self.reuse_outputs:
                     html = render_report(self.pipeline, run, self._manifest(stats, rows))
-                    self._wrote(write_text(self.out / "report.html", html))
+                    self._wrote(self.out / "report.html")
+                    write_text(self.out / "report.html", html)
                 self.background.wait()
         self.store.prune({self.store.folder(i, s.name).name
                           for i, s in enumerate(stages, start=1)})
         run.manifest = self._manifest(stats, rows)
+        self.folder.add(self.out / "manifest.json")
         write_json(self.out / "manifest.json", run.manifest)  # last: marks a complete run
         if self.progress:
             print_funnel(run.manifest, self.out)
@@ -263,6 +273,7 @@ class _Run:
         except TooManyRowErrors as error:
             errored = _concat([r.errored for _, r in results] + [error.result.errored])
             self.written.clear()  # the errored rows are kept for the user to read
+            self.folder.add(self.out / "errored.jsonl")
             write_frame_jsonl(self.out / "errored.jsonl", errored)
             raise CurateError(f"{error}; every errored row is in "
                               f"{self.out / 'errored.jsonl'}") from None
@@ -297,7 +308,8 @@ class _Run:
             self._wrote(out / "errored.jsonl")
             self.background.submit(write_frame_jsonl, out / "errored.jsonl", run.errored)
         if "export" in todo and self.pipeline.export is not None:
-            self._wrote(out / "export")  # first: a failed write leaves no folder behind
+            # first: a failed write leaves no file of its own behind
+            self._wrote(out / "export", *(out / "export" / f for f in self.pipeline.export.files()))
             self.exported = self.pipeline.export.write(run.kept, out / "export")
 
     def _write_rejected(self, path: Path) -> None:
@@ -305,18 +317,11 @@ class _Run:
         its stage rejected it."""
         write_text_array(path, [lines.result() for lines in self.rejected_lines])
 
-    def _wrote(self, path: Path) -> None:
-        self.written.append(Path(path))
-
-    @staticmethod
-    def _remove(path: Path) -> None:
-        import shutil
-
-        with contextlib.suppress(OSError):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+    def _wrote(self, *paths: Path) -> None:
+        """Record paths about to be written (in the folder's record, and to remove them
+        again if the run fails)."""
+        self.folder.add(*(p for p in paths if p != self.out / "export"))
+        self.written.extend(paths)
 
     def _take_manifest(self) -> dict | None:
         """Read the previous manifest, then remove it: until this run ends, none is there."""
@@ -326,7 +331,7 @@ class _Run:
         except (OSError, ValueError):
             previous = None
         with output_errors(path):
-            path.unlink(missing_ok=True)
+            self.folder.remove(path)
         return previous
 
     # -- the manifest -----------------------------------------------------------------------
@@ -377,6 +382,7 @@ class _Run:
         return source
 
     def _save_source(self, source: pd.DataFrame, copy: Path, stamp: Path) -> None:
+        self.folder.add(copy, stamp)
         write_frame(source, copy)
         write_text(stamp, self.source_key)
 
@@ -415,9 +421,10 @@ def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,
     executor, made_here = make_executor(executor)
     try:
         prepare_folder(out)
+        folder = RunFolder.claim(out, pipeline.source_paths())
         executor.prepare(pipeline)
         with run_folder_lock(out):
-            return _Run(pipeline, out, limit, progress, spec_path, executor).execute()
+            return _Run(pipeline, out, limit, progress, spec_path, executor, folder).execute()
     finally:
         if made_here:
             executor.close()

@@ -398,3 +398,96 @@ def test_a_changed_lookup_table_read_by_a_filter_recomputes_the_stage_and_the_ex
     assert exported() == ["question 104", "question 105", "question 106"]
     assert cli(spec, out, "--no-progress").returncode == 0
     assert reused(out) == [True]  # unchanged again: reused
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_out_pointed_at_a_folder_this_library_did_not_make_is_refused_and_left_as_it_was(project):
+    mine = project / "mine"
+    (mine / "export").mkdir(parents=True)
+    (mine / "export/notes.txt").write_text("my notes")
+    (mine / "report.html").write_text("<p>my report</p>")
+    (mine / "errored.jsonl").write_text('{"mine": 1}\n')
+    before = _snapshot(mine)
+    proc = cli(write_spec(project), mine, "--no-progress")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {mine} holds files this library did not write (errored.jsonl, export, "
+        f"report.html); a run there could replace them: choose a new or empty folder for --out"]
+    assert _snapshot(mine) == before  # not even a lock file left
+
+
+def test_a_source_in_the_out_folders_export_is_refused_before_anything_is_removed(project):
+    out = project / "run"
+    (out / "export").mkdir(parents=True)
+    (project / "rows.jsonl").rename(out / "export/rows.jsonl")
+    spec = write_spec(project)
+    spec.write_text(spec.read_text().replace('source="rows.jsonl"', 'source="run/export/rows.jsonl"'))
+    before = _snapshot(out)
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 2 and "did not write (export)" in proc.stderr
+    assert _snapshot(out) == before
+
+
+def test_a_run_folder_keeps_what_the_user_put_in_it_and_never_overwrites_its_source(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "export/seeds.jsonl").write_text((project / "rows.jsonl").read_text())
+    spec = write_spec(project, suffix="!")  # the export is rewritten
+    spec.write_text(spec.read_text().replace('source="rows.jsonl"', 'source="run/export/seeds.jsonl"'))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "export/seeds.jsonl").read_text() == (project / "rows.jsonl").read_text()
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["seeds.jsonl", "sharegpt.jsonl"]
+    # the previous export as the source of a run into the same folder: refused, kept
+    spec.write_text(spec.read_text().replace("run/export/seeds.jsonl", "run/export/sharegpt.jsonl"))
+    exported = (out / "export/sharegpt.jsonl").read_bytes()
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: the source {out / 'export/sharegpt.jsonl'} lies where "
+                                   f"this run writes ({out / 'export/sharegpt.jsonl'}); move it "
+                                   f"out of the run folder or choose another --out")
+    assert (out / "export/sharegpt.jsonl").read_bytes() == exported
+
+
+def test_an_empty_folder_an_older_run_folder_and_a_killed_first_run_are_used(project):
+    spec = write_spec(project)
+    empty = project / "empty"
+    empty.mkdir()
+    assert cli(spec, empty, "--no-progress").returncode == 0
+    (empty / ".curate-run.json").unlink()  # as an older version left it: no record
+    proc = cli(spec, empty, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert all(reused(empty))
+    record = json.loads((empty / ".curate-run.json").read_text())
+    assert {"manifest.json", "report.html", "export/sharegpt.jsonl",
+            "checkpoints/01_long_enough"} <= set(record["wrote"])
+    killed = project / "killed"
+    killed.mkdir()
+    (killed / ".curate-run.json").write_text('{"wrote": []}')  # the first thing a run writes
+    (killed / ".lock").write_text("")
+    assert cli(spec, killed, "--no-progress").returncode == 0
+
+
+def test_prune_removes_only_checkpoints_this_library_wrote(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    trainer = out / "checkpoints/step_100"
+    trainer.mkdir()
+    (trainer / "adapter_model.safetensors").write_bytes(b"weights")
+    lookalike = out / "checkpoints/09_other"
+    lookalike.mkdir()
+    (lookalike / "stats.json").write_text("{}")
+    spec = project / "spec.py"  # one stage fewer: the last checkpoint is pruned
+    spec.write_text(spec.read_text().replace("            Sample(n=50, seed=0)],", "            ],"))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
+    assert names == ["01_long_enough", "02_tag", "03_cap", "04_exact_dedup", "05_limit",
+                     "09_other", "step_100"]
+    assert (trainer / "adapter_model.safetensors").read_bytes() == b"weights"
