@@ -89,6 +89,19 @@ class TooManyRowErrors(StageError):
         self.result = result
 
 
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name) -> str:
+    """A stage's name, which also names its checkpoint folder: text without a path
+    separator or a control character."""
+    if not isinstance(name, str) or not name.strip() or _UNSAFE_NAME.search(name):
+        raise StageError(str(name), "a stage name names its checkpoint folder: use text "
+                                    "without '/', '\\' or control characters (e.g. "
+                                    "name='dedup_nlq')")
+    return name
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
@@ -124,7 +137,7 @@ class Stage:
     max_errored = 0.5
 
     def __init__(self, name: str | None = None, *, max_errored: float | None = None):
-        self.name = name or _snake(type(self).__name__)
+        self.name = check_name(name or _snake(type(self).__name__))
         if max_errored is not None:
             if not isinstance(max_errored, (int, float)) or not 0 <= max_errored <= 1:
                 raise StageError(self.name, f"max_errored must be a share in [0, 1], got "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -27,6 +28,7 @@ from ..errors import InputError
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
 BOM = b"\xef\xbb\xbf"
+MAX_DEPTH = 100  # JSON nesting levels read (deeper crashes pyarrow's reader; json raises)
 
 
 def table_suffix(path: Path) -> tuple[str, str | None]:
@@ -41,6 +43,26 @@ def display_path(path: Path) -> str:
     """The path as a person would write it: relative to the working folder when inside it."""
     resolved = Path(path).resolve()
     return os.path.relpath(resolved) if resolved.is_relative_to(Path.cwd()) else str(resolved)
+
+
+def check_readable(path: Path) -> None:
+    """Refuse a path that is missing, or is neither a regular file nor a folder (a named
+    pipe or a device would be read forever)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(path.resolve(), "no such file or folder") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read the file: {error.strerror or error}") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a character device"
+            if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "not a file")
+    raise InputError(path, f"not a regular file ({kind}); give a table file or a saved "
+                           f"datasets folder")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -78,10 +100,77 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _decode_error(path, number, raw, exc) from None
+        except RecursionError:  # `check_depth` ran first: only a deep stack gets here
+            raise InputError(path, "JSON nested too deeply to read", line=number) from None
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object per line, got "
                                    f"{type(obj).__name__}", line=number)
         yield number, obj
+
+
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}\n")))
+_STEP = np.zeros(256, dtype=np.int8)
+_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
+
+
+def check_depth(path, data: bytes, lines: bool) -> None:
+    """Refuse JSON nested more than `MAX_DEPTH` levels before a parser recurses into it
+    (one line naming the line and column); ``lines``: each line is a value of its own.
+
+    Brackets counted a line at a time, strings included, bound each line's depth from
+    above (one pass in C keeps only the brackets and line breaks, a few vectorised passes
+    count them); only a line over the limit is scanned exactly."""
+    marks = np.frombuffer(data.translate(None, _NOT_BRACKETS), dtype=np.uint8)
+    if np.count_nonzero(marks != 10) <= MAX_DEPTH:
+        return
+    depth = np.cumsum(_STEP[marks], dtype=np.int32)
+    breaks = marks == 10
+    if lines and depth[breaks].any():  # a line left unbalanced (brackets in strings)
+        last = np.maximum.accumulate(np.where(breaks, np.arange(len(marks)), -1))
+        depth -= np.where(last >= 0, depth[np.maximum(last, 0)], 0)
+    over = np.flatnonzero(depth > MAX_DEPTH)
+    if not len(over):
+        return
+    suspects = np.unique(np.cumsum(breaks)[over]) if lines else [0]
+    starts = _line_starts(data, suspects) if lines else [0]
+    for start in starts:
+        end = data.find(b"\n", start) if lines else -1
+        deep = _too_deep(data[start:end if end >= 0 else len(data)])
+        if deep is not None:
+            where = start + deep
+            line = data.count(b"\n", 0, where) + 1
+            column = where - (data.rfind(b"\n", 0, where) + 1) + 1
+            raise InputError(path, f"JSON nested more than {MAX_DEPTH} levels deep (at "
+                                   f"column {column}); flatten the value or store it as text",
+                             line=line)
+
+
+def _line_starts(data: bytes, numbers) -> list[int]:
+    """The offsets at which the lines numbered ``numbers`` (0-based, sorted) start."""
+    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    return [0 if n == 0 else int(breaks[n - 1]) + 1 for n in numbers]
+
+
+def _too_deep(text: bytes) -> int | None:
+    """The offset at which ``text`` (JSON) passes `MAX_DEPTH` levels, strings skipped."""
+    depth, in_string, escaped = 0, False, False
+    for offset, byte in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 92:  # backslash
+                escaped = True
+            elif byte == 34:  # quote
+                in_string = False
+        elif byte == 34:
+            in_string = True
+        elif byte in (91, 123):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return offset
+        elif byte in (93, 125):
+            depth -= 1
+    return None
 
 
 _WHITESPACE = np.zeros(256, dtype=bool)
@@ -167,6 +256,10 @@ def _is_utf8(data: bytes) -> bool:
 def read_jsonl(path) -> pd.DataFrame:
     path = Path(path)
     data = _read_bytes(path)
+    if re.match(rb"\s*\[", data):
+        raise InputError(path, "this file holds one JSON array; name it .json or write one "
+                               "object per line", line=1)
+    check_depth(path, data, lines=True)
     frame = _arrow_frame(data) if data.strip() and _is_utf8(data) else None
     lines = _row_lines(data, len(frame)) if frame is not None else None
     if frame is None or len(lines) != len(frame):
@@ -239,10 +332,14 @@ def _parse_cell(path, line, col, value):
         return json.loads(value) if value != "" else None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"column {col!r} is not JSON: {exc.msg}", line=line) from None
+    except RecursionError:
+        raise InputError(path, f"column {col!r}: JSON nested too deeply to read",
+                         line=line) from None
 
 
 def _read_json_array(path: Path) -> pd.DataFrame:
     data = _read_bytes(path)
+    check_depth(path, data, lines=False)
     try:
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -280,8 +377,7 @@ def _read_datasets_folder(path: Path) -> pd.DataFrame:
 
 
 def _read_path(path: Path, json_columns) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path.resolve(), "no such file or folder")
+    check_readable(path)
     if path.is_dir():
         return _read_datasets_folder(path)
     suffix, _ = table_suffix(path)

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.stage import Stage
+from ..core.stage import Stage, check_name
 from ..core.table import assign_ids, table_digest
-from ..errors import InputError, StageError
+from ..errors import StageError
 from .report import ReportOptions
 from .runner import RunResult, run_pipeline
 
@@ -64,6 +64,7 @@ class Pipeline:
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, Stage):
                 raise StageError(f"stages[{i}]", f"expected a Stage, got {type(stage).__name__}")
+            check_name(stage.name)  # a name set after the stage was built
 
     def run(self, out, limit: int | None = None, progress: bool = True,
             spec_path: str | None = None, executor="local") -> RunResult:
@@ -100,10 +101,11 @@ class Pipeline:
 
     def source_key(self, limit: int | None = None) -> str:
         """A digest of what the source holds (a file's bytes; a table's content)."""
+        from ..io.read import check_readable
+
         source = self.resolved_source()
         if isinstance(source, Path):
-            if not source.exists():
-                raise InputError(source.resolve(), "no such file or folder")
+            check_readable(source)
             digest = f"file:{path_digest(source)}"
         elif hasattr(source, "load") and hasattr(source, "fingerprint"):
             fp = source.fingerprint()

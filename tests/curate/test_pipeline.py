@@ -298,3 +298,15 @@ def test_cli_too_many_errored_rows_stop_with_one_line_naming_the_lines(tmp_path)
     assert "rows.jsonl:2, " in line and "rows.jsonl:3" in line
     assert not (out / "manifest.json").exists()
     assert len((out / "errored.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_folder_given_as_the_spec_says_it_is_a_folder(tmp_path):
+    with pytest.raises(SpecError) as error:
+        load_spec(tmp_path)
+    assert str(error.value) == f"{tmp_path}: a folder, not a spec file; give the spec's .py file"
+    write_spec(tmp_path, "x = 1\n")
+    with pytest.raises(SpecError, match=r": a folder, not a spec file; give the spec's \.py "
+                                        r"file \(.*spec\.py\?\)$"):
+        load_spec(tmp_path)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.py")

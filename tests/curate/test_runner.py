@@ -491,3 +491,20 @@ def test_prune_removes_only_checkpoints_this_library_wrote(project):
     assert names == ["01_long_enough", "02_tag", "03_cap", "04_exact_dedup", "05_limit",
                      "09_other", "step_100"]
     assert (trainer / "adapter_model.safetensors").read_bytes() == b"weights"
+
+
+def test_a_run_removes_the_temporary_files_killed_writes_left_and_nothing_else(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    stale = [out / ".report.html.k2j4_x9a.tmp", out / "export/.sharegpt.jsonl.abcdefgh.tmp",
+             out / "checkpoints/.00_source.parquet.12345678.tmp",
+             out / "checkpoints/01_long_enough/.kept.parquet.zzzzzzzz.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (out / "export/.dataset.q1w2e3r4.tmp").mkdir()  # a folder being written
+    kept = [out / ".notes.tmp", out / "mine.tmp", out / "export/.my.file.tmp"]
+    for path in kept:
+        path.write_bytes(b"mine")
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    assert not [p for p in stale if p.exists()] and not (out / "export/.dataset.q1w2e3r4.tmp").exists()
+    assert all(p.read_bytes() == b"mine" for p in kept)
