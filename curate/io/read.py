@@ -210,6 +210,7 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
     """The rows through pyarrow's JSON reader, or None when it cannot keep every value
     exactly as written (nested objects, mixed types, values it would reinterpret)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     try:
@@ -222,7 +223,8 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
         if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             return None  # the text would come back as a timestamp: keep what was written
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            if not _scalar_type(kind.value_type):
+            if not _scalar_type(kind.value_type) or (pa.types.is_floating(kind.value_type)
+                                                     and _past_int64(pc.list_flatten(column))):
                 return None
             columns[name] = pd.Series(column.to_pylist(), dtype=object)
         elif pa.types.is_struct(kind) or pa.types.is_map(kind):
@@ -233,9 +235,20 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
             columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         elif column.null_count and pa.types.is_boolean(kind):
             columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        elif pa.types.is_floating(kind) and _past_int64(column):
+            return None  # an integer past int64 became a float (and so did the column's ints)
         else:
             columns[name] = column.to_pandas()
     return pd.DataFrame(columns, index=pd.RangeIndex(len(table)))
+
+
+def _past_int64(column) -> bool:
+    """Whether a float column holds a whole number outside int64's range: an integer the
+    reader could not keep (a float written that large is read exactly by ``json`` too)."""
+    import pyarrow.compute as pc
+
+    big = pc.greater_equal(pc.abs(column), 2.0 ** 63)
+    return bool(pc.any(pc.and_(big, pc.equal(pc.floor(column), column))).as_py())
 
 
 def _scalar_type(kind) -> bool:

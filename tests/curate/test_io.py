@@ -322,3 +322,12 @@ def test_a_json_array_in_a_jsonl_file_gets_a_hint(tmp_path):
             read_table(path)
         assert str(error.value) == (f"{path}:1: this file holds one JSON array; name it .json "
                                     f"or write one object per line")
+
+
+def test_integers_past_int64_are_read_exactly_in_scalar_and_list_columns(tmp_path):
+    big = 123456789012345678901234567890
+    path = tmp_path / "rows.jsonl"
+    path.write_text(f'{{"n": 1, "t": [1, {big}]}}\n{{"n": {big}, "t": [2.5]}}\n')
+    df = read_table(path)
+    assert df["n"].tolist() == [1, big] and [type(v) for v in df["n"]] == [int, int]
+    assert df["t"].tolist() == [[1, big], [2.5]] and type(df["t"][0][0]) is int

@@ -310,3 +310,28 @@ def test_a_folder_given_as_the_spec_says_it_is_a_folder(tmp_path):
         load_spec(tmp_path)
     with pytest.raises(SpecError, match="no such spec file"):
         load_spec(tmp_path / "missing.py")
+
+
+BIG = 123456789012345678901234567890
+
+
+def test_integers_beyond_int64_stay_exact_from_the_source_to_the_export(tmp_path):
+    """pyarrow's reader turns a column holding an integer past int64 into floats (``1`` ->
+    ``1.0``, the big one rounded): such a file is read by ``json``, which keeps every int."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text(f'{{"q": "small", "n": 1}}\n{{"q": "big", "n": {BIG}}}\n'
+                    f'{{"q": "gone", "n": -{BIG}}}\n')
+
+    def pipeline(human):
+        return Pipeline(source=data, stages=[Filter(lambda r: r["q"] != "gone", name="not_gone")],
+                        export=SharegptExport(human=human, gpt="n"))
+
+    out = tmp_path / "run"
+    for human in ("{q}", "Q: {q} ({n})"):  # the second run rebuilds the export from checkpoints
+        pipeline(human).run(out, progress=False)
+        rows = [json.loads(line)["conversations"]
+                for line in (out / "export/sharegpt.jsonl").read_text().splitlines()]
+        assert [turns[1]["value"] for turns in rows] == ["1", str(BIG)]
+    assert rows[1][0]["value"] == f"Q: big ({BIG})"
+    [rejected] = [json.loads(line) for line in gzip.open(out / "rejected.jsonl.gz", "rt")]
+    assert rejected["n"] == -BIG and type(rejected["n"]) is int
