@@ -368,8 +368,8 @@ class Stage:
         return {"stage": self.name, "type": type(self).__name__, "rows_in": len(df),
                 "rows_created": created, "kept": len(result.kept),
                 "rejected": len(result.rejected), "errored": len(result.errored),
-                "replaced": replaced, "reasons": _counts(result.rejected),
-                "errors": _counts(result.errored), "seconds": round(seconds, 3),
+                "replaced": replaced, "reasons": reason_counts(result.rejected),
+                "errors": reason_counts(result.errored), "seconds": round(seconds, 3),
                 "added_columns": {str(k): v for k, v in self.added_columns().items()}}
 
     def _check_error_share(self, df: pd.DataFrame, result: StageResult) -> None:
@@ -411,7 +411,8 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(nonempty, ignore_index=True)
 
 
-def _counts(df: pd.DataFrame) -> dict:
+def reason_counts(df: pd.DataFrame) -> dict:
+    """Rows by ``_reason_code``, most common first."""
     if not len(df) or REASON_CODE not in df.columns:
         return {}
     return {str(k): int(v) for k, v in df[REASON_CODE].value_counts().items()}

@@ -161,7 +161,8 @@ def _critiques(manifest, run, field, limit) -> list[dict]:
 
 def _reasons(manifest) -> list[dict]:
     counts = []
-    for s in manifest["stages"]:
+    export = manifest.get("export_errored") or {}
+    for s in [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]:
         for code, n in (s.get("reasons") or {}).items():
             counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "rejected"})
         for code, n in (s.get("errors") or {}).items():

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.stage import StageResult, TooManyRowErrors
+from ..core.stage import StageResult, TooManyRowErrors, reason_counts
 from ..core.table import ORIGIN
 from ..errors import CurateError, OutputError
 from ..core.json_text import json_line_array
@@ -85,7 +85,8 @@ class RunResult:
 
     @property
     def errored(self) -> pd.DataFrame:
-        return _concat([r.errored for _, r in self.stages])
+        """Every stage's errored rows, then the rows the export could not write."""
+        return _concat([r.errored for _, r in self.stages] + [self._get("export_errored")])
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -180,7 +181,8 @@ class _Run:
         export = self.pipeline.export
         export_fp = export.fingerprint().describe() if export is not None else "none"
         report_fp = self.pipeline.report.fingerprint().describe()
-        self.output_keys = {"rejected.jsonl.gz": final, "errored.jsonl": final,
+        self.output_keys = {"rejected.jsonl.gz": final,
+                            "errored.jsonl": chain_key(final, export_fp),
                             "export": chain_key(final, export_fp),
                             "report.html": chain_key(final, export_fp, report_fp)}
         old = self.previous.get("outputs", {}) if self.previous else {}
@@ -223,7 +225,7 @@ class _Run:
                 run = RunResult(self.out, _loader=self._load_all)
                 rows = self.previous["rows"]
             else:
-                tables = self._compute()
+                tables = self.tables = self._split_export(self._compute())
                 stats = [self._stats_of(i, r) for i, (_, r) in enumerate(tables["stages"])]
                 run = RunResult(self.out, _tables=tables)
                 rows = {"source": len(tables["source"]), "kept": len(tables["kept"]),
@@ -264,6 +266,15 @@ class _Run:
                 overall.advance()
         return {"source": source, "kept": current, "stages": results}
 
+    def _split_export(self, tables: dict) -> dict:
+        """The final rows the export can write as ``kept``; the others errored by it."""
+        export = self.pipeline.export
+        if export is None:
+            tables["export_errored"] = pd.DataFrame()
+        else:
+            tables["kept"], tables["export_errored"] = export.split(tables["kept"])
+        return tables
+
     def _run_stage(self, index, stage, current, results) -> StageResult:
         self.background.check()
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
@@ -296,7 +307,7 @@ class _Run:
             result.stats["reused"] = True
             results.append((stage.name, result))
             current = result.kept
-        return {"source": source, "kept": current, "stages": results}
+        return self._split_export({"source": source, "kept": current, "stages": results})
 
     # -- outputs ----------------------------------------------------------------------------
     def _write_outputs(self, run: RunResult) -> None:
@@ -409,8 +420,19 @@ class _Run:
             "reused": {"stages": sum(bool(s.get("reused")) for s in stats),
                        "of": len(stats), "outputs": sorted(self.reuse_outputs)},
             "stages": stats, "llm": _sum_llm(stats), "llm_computed": _sum_llm(stats, "llm_computed"),
-            "outputs": outputs, "export": export,
+            "outputs": outputs, "export": export, "export_errored": self._export_errored(),
         }
+
+    def _export_errored(self) -> dict:
+        """The rows the export errored: how many, and why."""
+        tables = getattr(self, "tables", None)
+        if self.pipeline.export is None:
+            return {}
+        if tables is None:  # everything reused: as the previous run found
+            return (self.previous or {}).get("export_errored", {})
+        errored = tables["export_errored"]
+        return {"stage": self.pipeline.export.name, "errored": len(errored),
+                "errors": reason_counts(errored)}
 
 
 def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,

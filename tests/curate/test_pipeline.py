@@ -335,3 +335,29 @@ def test_integers_beyond_int64_stay_exact_from_the_source_to_the_export(tmp_path
     assert rows[1][0]["value"] == f"Q: big ({BIG})"
     [rejected] = [json.loads(line) for line in gzip.open(out / "rejected.jsonl.gz", "rt")]
     assert rejected["n"] == -BIG and type(rejected["n"]) is int
+
+
+def test_rows_without_a_key_field_are_kept_by_exact_dedup_and_errored_by_the_export(tmp_path):
+    """Rows that lack the field used to be "duplicates" of each other, the kept one written
+    as an empty conversation; now none is a duplicate and the export errors each of them."""
+    from curate import ExactDedup
+    from curate.pipeline.folder import open_run
+
+    rows = [{"q": "one", "a": "A"}, {"q": "two"}, {"q": "three"}, {"q": "four", "a": "A"},
+            {"q": "five", "a": "  "}]
+    pipe = Pipeline(source=rows, stages=[ExactDedup("a")],
+                    export=SharegptExport(human="{q}", gpt="a"))
+    run = pipe.run(tmp_path / "run", progress=False)
+    lines = (tmp_path / "run/export/sharegpt.jsonl").read_text().splitlines()
+    assert [json.loads(line)["conversations"][0]["value"] for line in lines] == ["one"]
+    errored = [json.loads(line) for line in open(tmp_path / "run/errored.jsonl")]
+    assert [(r["q"], r["_stage"], r["_reason_code"]) for r in errored] == [
+        ("two", "export", "missing_field"), ("three", "export", "missing_field"),
+        ("five", "export", "empty_turn")]
+    assert errored[0]["_source"] == "<list>:2"
+    counts = run.manifest["rows"]
+    assert (counts["kept"], counts["rejected"], counts["errored"]) == (1, 1, 3)
+    assert run.manifest["export_errored"]["errors"] == {"missing_field": 2, "empty_turn": 1}
+    assert len(run.kept) == 1 and len(run.errored) == 3
+    again = open_run(tmp_path / "run")
+    assert again.kept["q"].tolist() == ["one"] and sorted(again.errored["q"]) == ["five", "three", "two"]

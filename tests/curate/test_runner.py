@@ -116,14 +116,15 @@ def test_a_changed_input_recomputes_exactly_that_stage_and_those_after(project, 
     assert reused(out) == expected
 
 
-def test_changing_only_the_export_rewrites_only_the_export_and_report(project):
+def test_changing_only_the_export_rewrites_only_the_export_its_errored_rows_and_report(project):
+    """The export errors rows it cannot write (an empty turn), so errored.jsonl follows it."""
     out = project / "run"
     assert cli(write_spec(project), out, "--no-progress").returncode == 0
     before = (out / "rejected.jsonl.gz").stat().st_mtime_ns
     proc = cli(write_spec(project, suffix=" (please)"), out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert all(reused(out))
-    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl"}
+    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz"}
     assert (out / "rejected.jsonl.gz").stat().st_mtime_ns == before
     first = json.loads((out / "export/sharegpt.jsonl").read_text().splitlines()[0])
     assert first["conversations"][0]["value"].endswith(" (please)")
