@@ -23,9 +23,12 @@ what a stage added, not the rows it passed through.
 from __future__ import annotations
 
 import re
+import sys
 import time
+import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -62,20 +65,24 @@ class StageResult:
 
 
 class RowErrors:
-    """Rows a stage could not process, by ``_id``: ``(code, reason, field)`` each; and the
-    ids of the table the stage was given (to tell a plain partition of it)."""
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``
+    each; and the ids of the table the stage was given (to tell a plain partition of it)."""
 
     def __init__(self, input_ids: pd.Series | None = None):
-        self.by_id: dict[str, tuple[str, str, str | None]] = {}
+        self.by_id: dict[str, tuple[str, str, str | None, str | None]] = {}
         self.input_ids = input_ids
 
-    def add(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        self.by_id.setdefault(row_id, (code, reason, field))
+    def add(self, row_id, code: str, reason: str, field: str | None = None,
+            trace: str | None = None) -> None:
+        self.by_id.setdefault(row_id, (code, reason, field, trace))
 
     def __len__(self) -> int:
         return len(self.by_id)
 
 
+TRACEBACK = "_traceback"
+TRACE_FRAMES = 3  # the last frames of a user function's traceback kept on its errored row
+_LIBRARY = str(Path(__file__).resolve().parents[1])  # this package: frames of it are left out
 _row_errors: ContextVar[RowErrors | None] = ContextVar("curate_row_errors", default=None)
 ROW_ERROR = object()  # what :meth:`Stage.call` returns for a row whose function raised
 
@@ -267,11 +274,13 @@ class Stage:
             return ROW_ERROR
 
     def row_error(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        """Error one row by id (it is taken out of kept and rejected when the stage ends)."""
+        """Error one row by id (it is taken out of kept and rejected when the stage ends).
+        Called while handling a user function's exception, the row keeps its last frames
+        (``_traceback``)."""
         errors = _row_errors.get()
         if errors is None:  # process() called directly, outside run()
             raise StageError(self.name, f"row {row_id}: {reason}", field=field)
-        errors.add(row_id, code, reason, field)
+        errors.add(row_id, code, reason, field, user_traceback(sys.exc_info()[1]))
 
     # -- the policy ------------------------------------------------------------------------
     def _check_columns(self, df: pd.DataFrame) -> None:
@@ -323,8 +332,10 @@ class Stage:
         result.rejected = result.rejected[~isin(result.rejected[ID], ids)].reset_index(drop=True)
         rows = df[isin(df[ID], ids)]
         info = [errors.by_id[i] for i in rows[ID]]
-        marked = mark(rows, self.name, [c for c, _, _ in info], [r for _, r, _ in info],
-                      [f for _, _, f in info])
+        marked = mark(rows, self.name, [c for c, _, _, _ in info], [r for _, r, _, _ in info],
+                      [f for _, _, f, _ in info])
+        if any(t is not None for *_, t in info):
+            marked[TRACEBACK] = pd.Series([t for *_, t in info], index=marked.index, dtype=object)
         already = result.errored[ID] if ID in result.errored.columns else []
         result.errored = _concat([result.errored, marked[~isin(marked[ID], already)]])
         return result
@@ -370,7 +381,8 @@ class Stage:
                 "rejected": len(result.rejected), "errored": len(result.errored),
                 "replaced": replaced, "reasons": reason_counts(result.rejected),
                 "errors": reason_counts(result.errored), "seconds": round(seconds, 3),
-                "added_columns": {str(k): v for k, v in self.added_columns().items()}}
+                "added_columns": {str(k): v for k, v in self.added_columns().items()},
+                **({"first_error": first_error(result.errored)} if len(result.errored) else {})}
 
     def _check_error_share(self, df: pd.DataFrame, result: StageResult) -> None:
         n, total = len(result.errored), len(df)
@@ -416,6 +428,44 @@ def reason_counts(df: pd.DataFrame) -> dict:
     if not len(df) or REASON_CODE not in df.columns:
         return {}
     return {str(k): int(v) for k, v in df[REASON_CODE].value_counts().items()}
+
+
+def user_traceback(error: BaseException | None) -> str | None:
+    """The last frames of ``error``'s traceback outside this library, and the error itself,
+    as Python prints them (None when there is no error)."""
+    if error is None:
+        return None
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [f for f in frames if not f.filename.startswith(_LIBRARY)] or frames
+    text = "".join(traceback.format_list(own[-TRACE_FRAMES:]) +
+                   traceback.format_exception_only(type(error), error))
+    return text if len(text) <= 4000 else text[:3999] + "…"
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def first_error(errored: pd.DataFrame) -> dict:
+    """What the manifest says of a stage's errored rows: the first one with a traceback (else
+    the first), its reason, where its function raised (file:line) and where the row is from."""
+    rows = errored
+    if TRACEBACK in errored.columns and errored[TRACEBACK].notna().any():
+        rows = errored[errored[TRACEBACK].notna()]
+    row = rows.iloc[0]
+    trace = row.get(TRACEBACK) if TRACEBACK in rows.columns else None
+    frames = _FRAME.findall(trace) if isinstance(trace, str) else []
+    at = f"{_short_path(frames[-1][0])}:{frames[-1][1]}" if frames else None
+    source = row.get(SOURCE) if SOURCE in rows.columns else None
+    return {"code": row[REASON_CODE], "reason": row[REASON], "at": at,
+            "source": source if isinstance(source, str) else None}
+
+
+def _short_path(path: str) -> str:
+    """A file as a person would write it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return path
 
 
 def one_line(error, limit: int = 200) -> str:

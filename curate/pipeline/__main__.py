@@ -8,6 +8,7 @@ import sys
 from ..errors import CurateError
 from .executors import NAMES, make_executor
 from .spec import load_spec
+from .summary import errored_lines
 
 EPILOG = """\
 The spec is a Python file that defines:
@@ -75,8 +76,11 @@ def main(argv=None) -> int:
             return 0
         executor, _ = make_executor(args.executor, **ray_options)
         pipeline = load_spec(args.spec)
-        pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
-                     spec_path=args.spec, executor=executor)
+        run = pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
+                           spec_path=args.spec, executor=executor)
+        if args.no_progress:  # no funnel, but errored rows are never only a count
+            for line in errored_lines(run.manifest, args.out):
+                print(line, file=sys.stderr)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

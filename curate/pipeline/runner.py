@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.stage import StageResult, TooManyRowErrors, reason_counts
+from ..core.stage import StageResult, TooManyRowErrors, first_error, reason_counts
 from ..core.table import ORIGIN
 from ..errors import CurateError, OutputError
 from ..core.json_text import json_line_array
@@ -432,7 +432,8 @@ class _Run:
             return (self.previous or {}).get("export_errored", {})
         errored = tables["export_errored"]
         return {"stage": self.pipeline.export.name, "errored": len(errored),
-                "errors": reason_counts(errored)}
+                "errors": reason_counts(errored),
+                **({"first_error": first_error(errored)} if len(errored) else {})}
 
 
 def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,

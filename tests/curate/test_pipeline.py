@@ -361,3 +361,50 @@ def test_rows_without_a_key_field_are_kept_by_exact_dedup_and_errored_by_the_exp
     assert len(run.kept) == 1 and len(run.errored) == 3
     again = open_run(tmp_path / "run")
     assert again.kept["q"].tolist() == ["one"] and sorted(again.errored["q"]) == ["five", "three", "two"]
+
+
+CHECKER_SPEC = """
+from curate import AssertionFilter, Pipeline, SharegptExport
+
+BROKEN = {3, 7, 11, 19, 23}
+
+
+def check(q, n):
+    if n in BROKEN:
+        raise LookupError(f"no entry for {n}")
+    return []
+
+
+pipeline = Pipeline(source="rows.jsonl", stages=[AssertionFilter(check, name="lookup_check")],
+                    export=SharegptExport(human="{q}", gpt="q"))
+"""
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_checker_that_raises_on_some_rows_is_shown_at_the_end_with_where_it_raised(tmp_path,
+                                                                                   progress):
+    """5 of 31 rows errored used to end at exit 0 with only a count: the run now ends with
+    the stage, the count, the first exception and its file:line, and keeps every errored
+    row with its traceback."""
+    with open(tmp_path / "rows.jsonl", "w") as fh:
+        for n in range(31):
+            fh.write(json.dumps({"q": f"question {n}", "n": n}) + "\n")
+    spec = write_spec(tmp_path, CHECKER_SPEC)
+    out = tmp_path / "run"
+    proc = cli(str(spec), "--out", str(out), *([] if progress else ["--no-progress"]),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [" ".join(line.split()) for line in proc.stderr.splitlines()]
+    assert ("errored: lookup_check: 5 of 31 rows; first: the checker raised LookupError: no "
+            "entry for 3 at spec.py:9 (row from rows.jsonl:4)") in lines
+    assert f"every errored row, with its reason and traceback, is in {out / 'errored.jsonl'}" in lines
+    if progress:  # the funnel's top reason shows the errors
+        assert any("lookup_check" in line and "errored: check_raised (5)" in line for line in lines)
+    errored = [json.loads(line) for line in open(out / "errored.jsonl")]
+    assert [e["n"] for e in errored] == [3, 7, 11, 19, 23]
+    trace = errored[0]["_traceback"]
+    assert f'File "{spec}", line 9, in check' in trace
+    assert trace.rstrip().endswith("LookupError: no entry for 3")
+    assert "curate/stages" not in trace  # the library's own frames are left out
+    report = (out / "report.html").read_text()
+    assert "errored: check_raised (5)" in report and "LookupError: no entry for 3" in report
