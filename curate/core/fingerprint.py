@@ -21,7 +21,8 @@ the work a stage would do changes, and stay the same across processes when it do
 A value that cannot be described stably (an object whose only description is a ``repr``
 with a memory address, an open file, a generator) makes the description *unstable*: the
 fingerprint then says what could not be described, and the runner recomputes the stage and
-says why instead of ever reusing a checkpoint on a guess.
+says why instead of ever reusing a checkpoint on a guess. An object the work does not depend
+on (a database connection, a logger, a client) can be left out with `fingerprint_ignore`.
 """
 from __future__ import annotations
 
@@ -44,6 +45,25 @@ SECRET_WORDS = ("api_key", "apikey", "secret", "token_", "password", "authorizat
 LARGE = 256  # containers with more items are described by a digest of their items
 MAX_FILE_BYTES = 256 * 2**20  # a Path naming a larger file is described by size and mtime
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
+
+
+_IGNORED: dict[int, object] = {}  # id -> the object (kept alive, so its id stays its own)
+
+
+def fingerprint_ignore(value):
+    """Leave ``value`` out of every fingerprint and return it:
+    ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``.
+
+    For a global a stage's function reads that is no input of the work (a connection, a
+    logger, a client): it is described by its type alone, so it neither changes a
+    fingerprint nor makes one unstable. What it reads is then not checked: when the data
+    behind it changes, change a value the stage does read (a version number) to rerun it.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        raise TypeError(f"fingerprint_ignore takes an object such as a connection, got "
+                        f"{type(value).__name__} {value!r:.40}: plain values are inputs")
+    _IGNORED[id(value)] = value
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +309,8 @@ def describe(value, walk: _Walk | None = None):
         return value
     if isinstance(value, bytes):
         return {"bytes": hashlib.sha256(value).hexdigest()[:16]}
+    if _IGNORED.get(id(value)) is value:
+        return {"ignored": type(value).__qualname__}
     if id(value) in walk.active:
         return "<cycle>"
     if id(value) in walk.memo:
@@ -355,6 +377,35 @@ def _object(value, walk: _Walk):
     if _ADDRESS.search(text):
         return walk.flag(f"{type(value).__qualname__} object has no stable description")
     return {"type": type(value).__qualname__, "repr": text}
+
+
+BRIEF = 200  # characters of JSON a description may take in the manifest before it is digested
+
+
+def brief(description):
+    """A description as the manifest shows it: as it is when short, else the names it
+    holds (function, type, path) and a digest of the whole, so that a change still shows."""
+    text = json.dumps(description, sort_keys=True, ensure_ascii=False)
+    if len(text) <= BRIEF:
+        return description
+    out = {}
+    if isinstance(description, dict):
+        out = {k: description[k] for k in ("fn", "builtin", "enum", "path", "ignored")
+               if isinstance(description.get(k), str)}
+        kind = description.get("type")
+        classes = kind.get("class") if isinstance(kind, dict) else None
+        if isinstance(kind, str):
+            out["type"] = kind
+        elif isinstance(classes, list) and classes and isinstance(classes[0], dict):
+            out["type"] = classes[0].get("class")
+        inner = description.get("partial") or description.get("method") or \
+            description.get("wraps")
+        if isinstance(inner, dict) and isinstance(inner.get("fn"), str):
+            out["fn"] = inner["fn"]
+    elif isinstance(description, list):
+        out["items"] = len(description)
+    out["sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return out
 
 
 def fingerprint_of(value) -> Fingerprint:

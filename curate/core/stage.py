@@ -25,15 +25,14 @@ from __future__ import annotations
 import re
 import sys
 import time
-import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from ..errors import StageError
-from .fingerprint import Fingerprint, describe, fingerprint_of
+from .fingerprint import Fingerprint, brief, describe, fingerprint_of
+from .tracebacks import TRACEBACK, first_error, user_traceback
 from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns, isin,
                     empty_like, mark, source_locations)
 
@@ -80,9 +79,6 @@ class RowErrors:
         return len(self.by_id)
 
 
-TRACEBACK = "_traceback"
-TRACE_FRAMES = 3  # the last frames of a user function's traceback kept on its errored row
-_LIBRARY = str(Path(__file__).resolve().parents[1])  # this package: frames of it are left out
 _row_errors: ContextVar[RowErrors | None] = ContextVar("curate_row_errors", default=None)
 ROW_ERROR = object()  # what :meth:`Stage.call` returns for a row whose function raised
 
@@ -229,8 +225,10 @@ class Stage:
         return fingerprint_of({"class": type(self), "params": params})
 
     def params(self) -> dict:
-        """Public parameters in a readable, JSON-able form (for the manifest)."""
-        return describe({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        """Public parameters in a readable, JSON-able form (for the manifest): short values as
+        they are; a function, an object or a long value by its name and a digest."""
+        described = describe({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        return {k: brief(v) for k, v in described.items()}
 
     # -- helpers for subclasses ------------------------------------------------------------
     def result(self, df: pd.DataFrame, keep, reject_codes=None, reject_reasons=None,
@@ -428,44 +426,6 @@ def reason_counts(df: pd.DataFrame) -> dict:
     if not len(df) or REASON_CODE not in df.columns:
         return {}
     return {str(k): int(v) for k, v in df[REASON_CODE].value_counts().items()}
-
-
-def user_traceback(error: BaseException | None) -> str | None:
-    """The last frames of ``error``'s traceback outside this library, and the error itself,
-    as Python prints them (None when there is no error)."""
-    if error is None:
-        return None
-    frames = traceback.extract_tb(error.__traceback__)
-    own = [f for f in frames if not f.filename.startswith(_LIBRARY)] or frames
-    text = "".join(traceback.format_list(own[-TRACE_FRAMES:]) +
-                   traceback.format_exception_only(type(error), error))
-    return text if len(text) <= 4000 else text[:3999] + "…"
-
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
-
-
-def first_error(errored: pd.DataFrame) -> dict:
-    """What the manifest says of a stage's errored rows: the first one with a traceback (else
-    the first), its reason, where its function raised (file:line) and where the row is from."""
-    rows = errored
-    if TRACEBACK in errored.columns and errored[TRACEBACK].notna().any():
-        rows = errored[errored[TRACEBACK].notna()]
-    row = rows.iloc[0]
-    trace = row.get(TRACEBACK) if TRACEBACK in rows.columns else None
-    frames = _FRAME.findall(trace) if isinstance(trace, str) else []
-    at = f"{_short_path(frames[-1][0])}:{frames[-1][1]}" if frames else None
-    source = row.get(SOURCE) if SOURCE in rows.columns else None
-    return {"code": row[REASON_CODE], "reason": row[REASON], "at": at,
-            "source": source if isinstance(source, str) else None}
-
-
-def _short_path(path: str) -> str:
-    """A file as a person would write it: relative to the working folder when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except (ValueError, OSError):
-        return path
 
 
 def one_line(error, limit: int = 200) -> str:

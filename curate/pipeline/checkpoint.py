@@ -30,6 +30,7 @@ from ..io.atomic import output_errors, write_json
 from ..io.columnar import read_frame, write_frame
 
 PARTS = ("kept", "rejected", "errored")
+STORED = ("key", "format", "parts", "files", "fingerprint", "input")  # not the stage's stats
 FORMAT = 2
 _CHECKED_ROWS = 200  # passed-through rows compared with the input before trusting the format
 
@@ -74,12 +75,19 @@ class CheckpointStore:
     def folder(self, index: int, name: str) -> Path:
         return self.root / f"{index:02d}_{name}"
 
+    def stored(self, index: int, name: str) -> dict | None:
+        """The saved stats of the checkpoint in the stage's folder, whatever its key."""
+        try:
+            stats = json.loads((self.folder(index, name) / "stats.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return stats if isinstance(stats, dict) else None
+
     def entry(self, index: int, name: str, key: str) -> dict | None:
         """The saved stats of a checkpoint that is complete and has this key, else None."""
         folder = self.folder(index, name)
-        try:
-            stats = json.loads((folder / "stats.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        stats = self.stored(index, name)
+        if stats is None:
             return None
         if stats.get("key") != key or stats.get("format") != FORMAT:
             return None
@@ -92,7 +100,9 @@ class CheckpointStore:
         return stats
 
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
-             result: StageResult) -> None:
+             result: StageResult, origin: dict | None = None) -> None:
+        """Save a stage's result; ``origin`` (its fingerprint and input key) is kept to say
+        why a later run recomputes it."""
         folder = self.folder(index, name)
         self.owner.add(folder)  # refuses a folder this library did not write
         with output_errors(folder):
@@ -116,7 +126,8 @@ class CheckpointStore:
                     files[path.name] = path.stat().st_size
             parts[part] = {"rows": len(frame), "columns": list(map(str, frame.columns)),
                            "mode": mode}
-        stats = {**result.stats, "key": key, "format": FORMAT, "parts": parts, "files": files}
+        stats = {**result.stats, **(origin or {}), "key": key, "format": FORMAT, "parts": parts,
+                 "files": files}
         write_json(folder / "stats.json", stats)
 
     def load(self, index: int, name: str, stats: dict, input_df: pd.DataFrame) -> StageResult:
@@ -141,7 +152,7 @@ class CheckpointStore:
             if len(pieces) > 1 or "_at" in frame.columns:
                 frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
             tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
-        clean = {k: v for k, v in stats.items() if k not in ("key", "format", "parts", "files")}
+        clean = {k: v for k, v in stats.items() if k not in STORED}
         return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
 
     def prune(self, keep_names: set[str]) -> None:

@@ -34,9 +34,10 @@ from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .background import BackgroundWork
-from .checkpoint import CheckpointStore, chain_key
+from .checkpoint import STORED, CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
+from .recompute import recompute_reason
 from .ownership import RunFolder
 from .report import render_report
 from .summary import print_funnel
@@ -167,16 +168,19 @@ class _Run:
     def plan(self) -> None:
         self.source_key = self.pipeline.source_key(self.limit)
         key = chain_key("source", self.source_key)
-        self.keys, self.fingerprints, self.entries = [], [], []
+        self.keys, self.fingerprints, self.entries, self.origins = [], [], [], []
         for index, stage in enumerate(self.pipeline.stages, start=1):
             fp = stage.fingerprint()
             self.fingerprints.append(fp)
+            self.origins.append({"fingerprint": fp.digest if fp.stable else "unstable",
+                                 "input": key})
             salt = fp.digest if fp.stable else f"unstable-{uuid.uuid4().hex}"
             key = chain_key(key, type(stage).__qualname__, salt)
             self.keys.append(key)
             self.entries.append(self.store.entry(index, stage.name, key))
         self.first_to_run = next((i for i, e in enumerate(self.entries) if e is None),
                                  len(self.entries))
+        self.reasons = [self._reason(i) for i in range(len(self.entries))]
         final = chain_key(key, OUTPUT_FORMAT)
         export = self.pipeline.export
         export_fp = export.fingerprint().describe() if export is not None else "none"
@@ -190,6 +194,18 @@ class _Run:
                               if old.get(name, {}).get("key") == k
                               and _size(self.out / name) == old[name].get("bytes")
                               and "unstable" not in k}
+
+    def _reason(self, i: int) -> str | None:
+        """Why stage ``i`` runs (None: it is reused)."""
+        if i < self.first_to_run:
+            return None
+        stages = self.pipeline.stages
+        before = (self.previous or {}).get("stages") or []
+        return recompute_reason(
+            stages[i], self.fingerprints[i], self.origins[i],
+            self.store.stored(i + 1, stages[i].name), before[i] if i < len(before) else None,
+            stages[i - 1].name if i else None, i - 1 >= self.first_to_run,
+            self.entries[i] is not None)
 
     # -- running ----------------------------------------------------------------------------
     def execute(self) -> RunResult:
@@ -277,8 +293,10 @@ class _Run:
 
     def _run_stage(self, index, stage, current, results) -> StageResult:
         self.background.check()
+        reason = self.reasons[index - 1]
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
-                   f"{len(current)} rows in")
+                   f"{len(current)} rows in ({'' if reason == 'no checkpoint' else 'recomputed: '}"
+                   f"{reason})")
         try:
             result = self.executor.run_stage(stage, current)
         except TooManyRowErrors as error:
@@ -295,7 +313,7 @@ class _Run:
                    f"{len(result.kept)}, rejected {len(result.rejected)}, errored "
                    f"{len(result.errored)} ({result.stats['seconds']:.1f} s)")
         self.background.submit(self.store.save, index, stage.name, self.keys[index - 1],
-                               current, result)
+                               current, result, self.origins[index - 1])
         return result
 
     def _load_all(self) -> dict:
@@ -354,11 +372,12 @@ class _Run:
             return self._as_reused(stats)
         stats["computed_seconds"] = stats.get("seconds")
         stats["llm_computed"] = stats.get("llm", {})
+        stats["recomputed"] = self.reasons[i]
         return stats
 
     def _reused_stats(self, i: int) -> dict:
         stats = {k: v for k, v in self.entries[i].items()
-                 if k not in ("key", "format", "parts", "files")}
+                 if k not in STORED}
         stats["fingerprint"] = self.fingerprints[i].describe()
         stats["params"] = self.pipeline.stages[i].params()
         return self._as_reused(stats)

@@ -7,6 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .recompute import short
+
 COLUMNS = ("stage", "in", "new", "kept", "rejected", "errored", "top reason", "seconds", "work")
 
 
@@ -45,7 +47,7 @@ def errored_lines(manifest: dict, out) -> list[str]:
 def funnel_rows(manifest: dict) -> list[list[str]]:
     rows = []
     for s in manifest["stages"]:
-        work = "reused" if s.get("reused") else "ran"
+        work = "reused" if s.get("reused") else short(s.get("recomputed"))
         seconds = s.get("computed_seconds") if s.get("reused") else s.get("seconds")
         rows.append([s["stage"], f"{s['rows_in']:,}", f"{s['rows_created']:,}", f"{s['kept']:,}",
                      f"{s['rejected']:,}", f"{s['errored']:,}", top_reason(s),
@@ -93,6 +95,12 @@ def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
             style = "bold red" if row[-1] != "ok" else None
             llm_table.add_row(*row, style=style)
         console.print(llm_table)
+    for s in manifest["stages"]:
+        if str(s.get("recomputed")).startswith("unstable"):
+            console.print(f"recomputed on every run: stage {s['stage']!r}: {s['recomputed']}; "
+                          f"leave a global it needs but does not depend on (a connection, a "
+                          f"client) out with curate.fingerprint_ignore(...)", soft_wrap=True,
+                          highlight=False)
     for line in errored_lines(manifest, out):
         console.print(line, style="bold red" if line.startswith("errored") else None,
                       soft_wrap=True, highlight=False)

@@ -269,3 +269,19 @@ def test_tables_of_every_index_and_dtype_digest_alike_in_another_process():
         frame("int")["str"], np.array([{"a": 1}, [2]], dtype=object), pd.Index(["a", "b"])])
     assert here.stable
     assert _digest_in_new_process(code) == here.digest
+
+
+def test_fingerprint_ignore_leaves_a_global_out_and_keeps_the_rest():
+    import sqlite3
+
+    from curate import fingerprint_ignore
+
+    db = sqlite3.connect(":memory:")
+    assert not fingerprint_of({"db": db}).stable
+    assert fingerprint_ignore(db) is db
+    assert fingerprint_of({"db": db}).stable
+    other = fingerprint_ignore(sqlite3.connect(":memory:"))
+    assert digest({"db": db, "n": 1}) == digest({"db": other, "n": 1})  # a connection is no input
+    assert digest({"db": db, "n": 1}) != digest({"db": db, "n": 2})
+    with pytest.raises(TypeError, match="fingerprint_ignore"):
+        fingerprint_ignore(3)

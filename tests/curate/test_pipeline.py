@@ -214,6 +214,34 @@ def test_cli_help_explains_the_spec():
     assert proc.returncode == 0 and "pipeline = Pipeline(" in proc.stdout and "--limit" in proc.stdout
 
 
+def test_cli_help_names_the_files_a_run_writes(tmp_path):
+    text = " ".join(cli("--help").stdout.split())
+    assert "kept.parquet" not in text and "rejected.jsonl " not in text
+    pipe = Pipeline(source=source(4), stages=[Filter(lambda r: r["a"] != "1", name="not_one")],
+                    export=SharegptExport(human="{q}", gpt="a"))
+    pipe.run(tmp_path / "run", progress=False)
+    for name in sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock"):
+        assert (name.rstrip("/") in text), name  # every file or folder of a run is named
+    assert "checkpoints/00_source.parquet" in text and "export/sharegpt.jsonl" in text
+
+
+def test_the_manifest_names_functions_and_objects_by_name_and_digest_once(tmp_path):
+    """Each stage's parameters used to hold the whole description of its functions (the
+    Honeycomb checker, its rules, their globals: 54 KB for each stage that used it)."""
+    from curate import AssertionFilter
+    from assertions.honeycomb import check
+
+    rows = [{"query": {"calculations": [{"op": "COUNT"}]}, "columns": ["a"]}]
+    run = Pipeline(source=rows, stages=[AssertionFilter(check, name="first"),
+                                        AssertionFilter(check, name="second")]).run(
+        tmp_path / "run", progress=False)
+    params = run.manifest["stages"][0]["params"]
+    assert params["check"]["fn"] == "assertions.honeycomb.check"
+    assert set(params["check"]) == {"fn", "sha256"} and params["name"] == "first"
+    assert run.manifest["stages"][1]["params"]["check"] == params["check"]
+    assert (tmp_path / "run/manifest.json").stat().st_size < 12_000
+
+
 @pytest.mark.parametrize("content,expected", [
     ('{"q": "a", "a": "1"}\n{"q": "b", "a": \n', "rows.jsonl:2: malformed JSON"),
     ("", "rows.jsonl: no rows to read: the input is empty"),

@@ -509,3 +509,65 @@ def test_a_run_removes_the_temporary_files_killed_writes_left_and_nothing_else(p
     assert cli(write_spec(project), out, "--no-progress").returncode == 0
     assert not [p for p in stale if p.exists()] and not (out / "export/.dataset.q1w2e3r4.tmp").exists()
     assert all(p.read_bytes() == b"mine" for p in kept)
+
+
+SQLITE_SPEC = """
+import sqlite3
+from pathlib import Path
+
+from curate import AssertionFilter, Pipeline{extra_import}
+
+DB = {wrap}sqlite3.connect(Path(__file__).parent / "known.db"){wrap_end}
+
+
+def known(q):
+    found = DB.execute("select 1 from known where q = ?", (q,)).fetchone()
+    return [] if found else [("unknown_q", f"{{q}} is not known")]
+
+
+pipeline = Pipeline(source="rows.jsonl", stages=[Filter(lambda row: True, name="first"),
+                                                 AssertionFilter(known, name="known"),
+                                                 Filter(lambda row: True, name="last")])
+"""
+
+
+def _sqlite_spec(project, ignore: bool) -> Path:
+    import sqlite3
+
+    db = sqlite3.connect(project / "known.db")
+    db.execute("create table if not exists known (q text)")
+    db.execute("insert into known values ('question 4')")
+    db.commit()
+    db.close()
+    spec = project / "spec.py"
+    spec.write_text(SQLITE_SPEC.format(
+        extra_import=", Filter" + (", fingerprint_ignore" if ignore else ""),
+        wrap="fingerprint_ignore(" if ignore else "", wrap_end=")" if ignore else ""))
+    return spec
+
+
+def test_the_terminal_says_why_each_stage_is_recomputed(project):
+    spec, out = _sqlite_spec(project, ignore=False), project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    proc = cli(spec, out)  # plain progress: stage lines and the funnel
+    assert proc.returncode == 0, proc.stderr
+    stages = manifest(out)["stages"]
+    assert [s["reused"] for s in stages] == [True, False, False]
+    assert stages[1]["recomputed"].startswith("unstable: Connection object has no stable description")
+    assert stages[2]["recomputed"] == "its input changed (stage 'known' ran)"
+    lines = [" ".join(line.split()) for line in proc.stderr.splitlines()]
+    assert any("stage 2/3 known: 120 rows in (recomputed: unstable: Connection object has no "
+               "stable description" in line for line in lines)
+    assert any("stage 3/3 last:" in line and "(recomputed: its input changed (stage 'known' ran))"
+               in line for line in lines)
+    spec.write_text(spec.read_text().replace('name="last"', 'name="last", max_errored=0.9'))
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert manifest(out)["stages"][2]["recomputed"] == "changed parameter: max_errored"
+
+
+def test_a_global_left_out_of_the_fingerprint_lets_its_reader_be_reused(project):
+    spec, out = _sqlite_spec(project, ignore=True), project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert reused(out) == [True, True, True]
+    assert manifest(out)["rows"]["kept"] == 1  # "question 4", the one row the table knows
