@@ -138,6 +138,8 @@ class Stage:
     kind = "row"
     requires: tuple[str, ...] = ()
     max_errored = 0.5
+    declares_columns = False  # set True in a class whose only added columns are
+    # `added_columns` (not inherited): the check before a run then looks past it
 
     def __init__(self, name: str | None = None, *, max_errored: float | None = None):
         self.name = check_name(name or _snake(type(self).__name__))
@@ -285,8 +287,8 @@ class Stage:
         known = ", ".join(domain_columns(df))
         for name in self.required_fields():
             if name not in df.columns:
-                raise StageError(self.name, f"the table has no field {name!r} (fields: {known})",
-                                 field=name)
+                raise StageError(self.name, f"the table has no field {name!r} (fields: {known})"
+                                            f"{did_you_mean(name, df.columns)}", field=name)
         for name in self.added_columns():
             if not str(name).startswith("_") and name in df.columns:
                 raise StageError(self.name, f"the input already has a column {name!r}, which "
@@ -393,6 +395,14 @@ class Stage:
         raise TooManyRowErrors(self.name, f"{n} of {total} rows errored ({n / total:.0%} > "
                                           f"max_errored {self.max_errored:.0%}); "
                                           f"{first[REASON].iloc[0]} at {places}", result)
+
+
+def did_you_mean(name: str, known) -> str:
+    """``"; did you mean 'nlq'?"`` for the closest of ``known``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _wrong_type(column: pd.Series, types) -> pd.Series:

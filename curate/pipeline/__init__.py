@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.stage import Stage, check_name
+from ..core.stage import Stage, check_name, did_you_mean
 from ..core.table import assign_ids, table_digest
 from ..errors import StageError
 from .report import ReportOptions
@@ -75,6 +75,32 @@ class Pipeline:
         """
         return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path,
                             executor=executor)
+
+    def check_fields(self, columns) -> None:
+        """Before anything runs: a field a stage requires, or the export's template reads,
+        that no row can have (neither in the source nor declared by a stage before it) is
+        a one-line error with the closest name. After a stage that may add columns it does
+        not declare (``Derive``, ``Augment``, a stage of your own), nothing is certain and
+        nothing more is checked."""
+        known = list(dict.fromkeys(map(str, columns)))
+
+        def shown():
+            return ", ".join(c for c in known if not c.startswith("_"))
+
+        for stage in self.stages:
+            for name in stage.required_fields():
+                if name not in known:
+                    raise StageError(stage.name, f"the table has no field {name!r} (fields: "
+                                                 f"{shown()}){did_you_mean(name, known)}",
+                                     field=name)
+            known += [str(c) for c in stage.added_columns() if str(c) not in known]
+            if not type(stage).__dict__.get("declares_columns", False):
+                return  # a subclass may add columns its class did not declare
+        for name in self.export.required_fields() if self.export is not None else ():
+            if name not in known:
+                raise StageError(self.export.name, f"the template needs field {name!r}, which "
+                                                   f"no row will have (fields: {shown()})"
+                                                   f"{did_you_mean(name, known)}", field=name)
 
     # -- the source ------------------------------------------------------------------------
     def resolved_source(self):

@@ -264,6 +264,7 @@ class _Run:
 
     def _compute(self) -> dict:
         source = self._source_table()
+        self.pipeline.check_fields(source.columns)  # before any stage runs
         current, results = source, []
         self.rejected_lines = []  # each stage's rejected rows as JSON lines, encoded aside
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:

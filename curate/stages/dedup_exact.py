@@ -60,6 +60,8 @@ class ExactDedup(Stage):
     stats ``duplicates_by_key``.
     """
 
+    declares_columns = True
+
     kind = "global"
 
     def __init__(self, keys=None, json_fields=(), unordered=(), normalize_text=False,

@@ -436,3 +436,31 @@ def test_a_checker_that_raises_on_some_rows_is_shown_at_the_end_with_where_it_ra
     assert "curate/stages" not in trace  # the library's own frames are left out
     report = (out / "report.html").read_text()
     assert "errored: check_raised (5)" in report and "LookupError: no entry for 3" in report
+
+
+def test_a_misspelt_field_is_refused_before_any_stage_runs_with_the_closest_name(tmp_path):
+    from curate import AssertionFilter, Derive, ExactDedup, StageError
+
+    rows = [dict(row, answer=row["a"]) for row in source(6)]
+    calls = Calls()
+    first = Filter(counting_filter(calls), name="even")
+    cases = [
+        (dict(stages=[first], export=SharegptExport(human="{q}", gpt="anwser")),
+         "stage 'export', field 'anwser': the template needs field 'anwser', which no row "
+         "will have (fields: q, a, answer); did you mean 'answer'?"),
+        (dict(stages=[first, ExactDedup("qq")], export=None),
+         "stage 'exact_dedup', field 'qq': the table has no field 'qq' (fields: q, a, "
+         "answer); did you mean 'q'?"),
+        (dict(stages=[first, AssertionFilter(lambda querry: [], name="check")], export=None),
+         "stage 'check', field 'querry': the table has no field 'querry' (fields: q, a, "
+         "answer)"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(StageError) as error:
+            Pipeline(source=rows, **settings).run(tmp_path / "run", progress=False)
+        assert str(error.value) == message
+    assert len(calls) == 0 and not (tmp_path / "run/checkpoints/01_even").exists()
+    # a field a stage may add without declaring it (Derive) is not refused
+    made = Pipeline(source=source(6), stages=[Derive(lambda r: [{"reply": r["a"]}], keep="new")],
+                    export=SharegptExport(human="{q}", gpt="reply"))
+    assert len(made.run(tmp_path / "derived", progress=False).kept) == 6
