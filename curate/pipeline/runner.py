@@ -9,7 +9,9 @@ writes a new manifest; nothing is recomputed or rewritten.
 
 The folder is locked while a run uses it. ``manifest.json`` is removed first and written
 last, so a folder without it holds no finished run; outputs this run meant to replace are
-removed before it starts, and outputs it wrote are removed again if it fails.
+removed before it starts, and outputs it wrote are removed again if it fails. Only what
+runs wrote is ever removed or replaced (:mod:`.ownership`), and each stage that runs again
+says why (:mod:`.recompute`).
 """
 from __future__ import annotations
 
