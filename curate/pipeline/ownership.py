@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -194,6 +195,17 @@ class RunFolder:
                 raise NotARunFolder(f"the source {source} lies where this run writes "
                                     f"({self.out / rel}); move it out of the run folder or "
                                     f"choose another --out")
+
+
+def prepare_folder(out: Path) -> None:
+    """Create the run folder, or say in one line why it cannot be one."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(out, "it is a file, not a folder; choose another --out")
+    with output_errors(out):
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
 
 
 def _delete(path: Path) -> None:

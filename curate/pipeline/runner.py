@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..core.stage import StageResult, TooManyRowErrors, first_error, reason_counts
 from ..core.table import ORIGIN
-from ..errors import CurateError, OutputError
+from ..errors import CurateError
 from ..core.json_text import json_line_array
 from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text, write_text_array
 from ..io.columnar import read_frame, write_frame
@@ -40,7 +40,7 @@ from .checkpoint import STORED, CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
 from .recompute import recompute_reason
-from .ownership import RunFolder
+from .ownership import RunFolder, prepare_folder
 from .report import render_report
 from .summary import print_funnel
 
@@ -105,6 +105,12 @@ def _origins(kept: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in origin.fillna("source").value_counts().items()}
 
 
+def _export_files(export) -> list[str]:
+    """The names an export writes in ``export/`` (none known for an export of your own)."""
+    files = getattr(export, "files", None)
+    return list(files()) if callable(files) else []
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
@@ -133,17 +139,6 @@ def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
             if isinstance(value, (int, float)):
                 total[name] = round(total.get(name, 0) + value, 6)
     return total
-
-
-def prepare_folder(out: Path) -> None:
-    """Create the run folder, or say in one line why it cannot be one."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "it is a file, not a folder; choose another --out")
-    with output_errors(out):
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
 
 
 def _size(path: Path) -> int | None:
@@ -214,7 +209,7 @@ class _Run:
         export = self.pipeline.export
         self.folder.check(["manifest.json", "checkpoints", "cache",
                            *(name for name in OUTPUTS if name != "export"),
-                           *(f"export/{name}" for name in (export.files() if export else ()))])
+                           *(f"export/{name}" for name in _export_files(export))])
         self.folder.remove_temporary()
         self.previous = self._take_manifest()
         self.plan()
@@ -288,7 +283,7 @@ class _Run:
     def _split_export(self, tables: dict) -> dict:
         """The final rows the export can write as ``kept``; the others errored by it."""
         export = self.pipeline.export
-        if export is None:
+        if export is None or not hasattr(export, "split"):  # an export of your own
             tables["export_errored"] = pd.DataFrame()
         else:
             tables["kept"], tables["export_errored"] = export.split(tables["kept"])
@@ -341,7 +336,8 @@ class _Run:
             self.background.submit(write_frame_jsonl, out / "errored.jsonl", run.errored)
         if "export" in todo and self.pipeline.export is not None:
             # first: a failed write leaves no file of its own behind
-            self._wrote(out / "export", *(out / "export" / f for f in self.pipeline.export.files()))
+            self._wrote(out / "export", *(out / "export" / f
+                                          for f in _export_files(self.pipeline.export)))
             self.exported = self.pipeline.export.write(run.kept, out / "export")
 
     def _write_rejected(self, path: Path) -> None:
