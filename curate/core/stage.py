@@ -334,8 +334,8 @@ class Stage:
         info = [errors.by_id[i] for i in rows[ID]]
         marked = mark(rows, self.name, [c for c, _, _, _ in info], [r for _, r, _, _ in info],
                       [f for _, _, f, _ in info])
-        if any(t is not None for *_, t in info):
-            marked[TRACEBACK] = pd.Series([t for *_, t in info], index=marked.index, dtype=object)
+        # always the column (None where no function raised): batches concatenate alike
+        marked[TRACEBACK] = pd.Series([t for *_, t in info], index=marked.index, dtype=object)
         already = result.errored[ID] if ID in result.errored.columns else []
         result.errored = _concat([result.errored, marked[~isin(marked[ID], already)]])
         return result
