@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         from .app import create_app
 
         app = create_app(folder, sample=args.sample, seed=args.seed, token=token,
-                         loopback=loopback)
+                         loopback=loopback, host=args.host)
         sock = listen(args.host, args.port)
     except CurateError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -240,8 +240,9 @@ async def no_icon(request: Request) -> Response:
 
 
 def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str | None = None,
-               loopback: bool = True) -> Starlette:
-    """The app for the run in ``folder`` (read now: a bad folder raises a CurateError)."""
+               loopback: bool = True, host: str = "127.0.0.1") -> Starlette:
+    """The app for the run in ``folder`` (read now: a bad folder raises a CurateError).
+    ``host`` is the address it listens on: its name is served beside the loopback ones."""
     review = Review(RunTable(folder), sample=sample, seed=seed)
     first_request = threading.Event()
     threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
@@ -251,7 +252,7 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
               Route("/few-shot", few_shot, methods=["POST"]),
               Route("/favicon.ico", no_icon)]
     app = Starlette(routes=routes,
-                    middleware=[Middleware(Guard, token=token, loopback=loopback)],
+                    middleware=[Middleware(Guard, token=token, loopback=loopback, host=host)],
                     exception_handlers={CurateError: run_folder_problem})
     app.state.review, app.state.first_request = review, first_request
     return app
