@@ -100,16 +100,26 @@ def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The POSTed form, or None when it lacks the page's form token (or is too big)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return None
+def _plain(status: int, line: str) -> Response:
+    return Response(line + "\n", status_code=status, media_type="text/plain")
+
+
+async def _form(request: Request) -> dict[str, str] | Response:
+    """The POSTed form, or the one-line answer refusing it: too large (read to its end but
+    kept only up to the limit) or lacking the page's form token."""
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= MAX_FORM_BYTES:
+            body += chunk
+    if size > MAX_FORM_BYTES:
+        return _plain(413, f"the form is larger than {MAX_FORM_BYTES // 1000} KB: shorten the "
+                           "critique or the corrected answer")
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"),
                                          keep_blank_values=True).items()}
     expected = request.scope["state"].get("form_token", "")
     if not secrets.compare_digest(form.get("form_token", ""), expected):
-        return None
+        return _plain(403, "forbidden: the form lacks this page's token; reload the page")
     return form
 
 
@@ -200,15 +210,18 @@ async def label_row(request: Request) -> Response:
 async def label_save(request: Request) -> Response:
     review: Review = request.app.state.review
     form = await _form(request)
+    if isinstance(form, Response):
+        return form
     judge = review.judge(request.query_params.get("judge"))
     row_id = request.path_params["row_id"]
-    if form is None:
-        return Response("forbidden: the form lacks this page's token; reload the page\n",
-                        status_code=403, media_type="text/plain")
+    if judge is None:
+        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    if row_id not in review.walk(judge).index:
+        return _plain(404, f"not found: row {row_id!r} is not one of the rows stage "
+                           f"{judge.stage!r} judged (the rows to label)")
+    if form.get(EXPERT_OUTCOME) not in LABELS:
+        return _plain(400, f"bad request: the outcome must be one of {', '.join(LABELS)}")
     position = review.table.position(row_id)
-    if judge is None or position is None or form.get(EXPERT_OUTCOME) not in LABELS:
-        return Response("bad request: unknown row or outcome\n", status_code=400,
-                        media_type="text/plain")
     review.store.save(judge, review.table.record(position), form[EXPERT_OUTCOME],
                       form.get(EXPERT_CRITIQUE, ""), form.get(EXPERT_ANSWER, ""))
     walk = review.walk(judge)
@@ -219,10 +232,11 @@ async def label_save(request: Request) -> Response:
 async def few_shot(request: Request) -> Response:
     review: Review = request.app.state.review
     form = await _form(request)
+    if isinstance(form, Response):
+        return form
     judge = review.judge(request.query_params.get("judge"))
-    if form is None or judge is None:
-        return Response("forbidden: the form lacks this page's token; reload the page\n",
-                        status_code=403, media_type="text/plain")
+    if judge is None:
+        return _plain(404, "not found: no stage of this run gives verdicts to label")
     exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
     row_id = form.get("row") or ""
     target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"
@@ -246,9 +260,9 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
     review = Review(RunTable(folder), sample=sample, seed=seed)
     first_request = threading.Event()
     threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
-    routes = [Route("/", browse), Route("/row/{row_id}", row), Route("/report", report),
-              Route("/label", label_start), Route("/label/{row_id}", label_row),
-              Route("/label/{row_id}", label_save, methods=["POST"]),
+    routes = [Route("/", browse), Route("/row/{row_id:path}", row), Route("/report", report),
+              Route("/label", label_start), Route("/label/{row_id:path}", label_row),
+              Route("/label/{row_id:path}", label_save, methods=["POST"]),
               Route("/few-shot", few_shot, methods=["POST"]),
               Route("/favicon.ico", no_icon)]
     app = Starlette(routes=routes,
