@@ -1,4 +1,5 @@
-"""Fixtures of the review app's tests: a judged run folder, the app served on loopback, and
+"""Fixtures of the review app's tests: a judged run folder (and one whose ids hold ``/``, ``?``,
+``%`` and formula characters), a run with a 20 MB field, the app served on loopback, and
 one headless Chromium (Debian's ``chromium`` and ``chromedriver``) for every browser test."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from review_sample import build
+from review_sample import build, build_long
 from review_served import served
 
 DRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -56,3 +57,18 @@ def app_url(judged_run):
 
     with served(create_app(judged_run)) as url:
         yield url
+
+
+# Ids a user may give their rows: paths, URLs, percent signs, spaces, formulas.
+ODD_IDS = ["docs/q.md#1", "/abs/path/q.jsonl:2", "a b?c=d&e#f", "100%/done", "ünï/cødé",
+           "=cmd|' /C calc'!A0", "-1", "@SUM(A1)", "+x", "'quoted"]
+
+
+@pytest.fixture(scope="module")
+def odd_ids_run(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("odd_ids"), ids=ODD_IDS)
+
+
+@pytest.fixture(scope="session")
+def long_run(tmp_path_factory) -> Path:
+    return build_long(tmp_path_factory.mktemp("long"))
