@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from review_sample import build, build_long
+from review_sample import ODD_IDS, build, build_long
 from review_served import served
 
 DRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -57,11 +57,6 @@ def app_url(judged_run):
 
     with served(create_app(judged_run)) as url:
         yield url
-
-
-# Ids a user may give their rows: paths, URLs, percent signs, spaces, formulas.
-ODD_IDS = ["docs/q.md#1", "/abs/path/q.jsonl:2", "a b?c=d&e#f", "100%/done", "ünï/cødé",
-           "=cmd|' /C calc'!A0", "-1", "@SUM(A1)", "+x", "'quoted"]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,10 @@ TOPICS = ["errors", "latency", "requests", "traces", "spans", "db calls", "cache
 GROUPS = ["service", "region", "endpoint", "host", "status code", "user", "route"]
 
 
+# Ids a user may give their rows: paths, URLs, percent signs, spaces, formulas.
+ODD_IDS = ["docs/q.md#1", "/abs/path/q.jsonl:2", "a b?c=d&e#f", "100%/done", "ünï/cødé",
+           "=cmd|' /C calc'!A0", "-1", "@SUM(A1)", "+x", "'quoted"]
+
 TEMPLATES = ["show {topic} by {group} over the last {hours} hours",
              "which {group} had the most {topic} in the past {hours}h?",
              "{topic} per {group}, {hours} hour window",

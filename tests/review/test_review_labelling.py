@@ -13,13 +13,12 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import ODD_IDS
 from curate.alignment import export_for_review, read_review
 from curate.review import __main__ as cli
 from curate.review import create_app
 from curate.review.labels import LabelStore, Walk, judges
 from curate.review.table import RunTable
-from review_sample import build
+from review_sample import ODD_IDS, build
 from review_served import fetch, form_token, served
 
 NOBODY = 65534

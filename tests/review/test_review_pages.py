@@ -7,10 +7,9 @@ import json
 import re
 from urllib.parse import quote
 
-from conftest import ODD_IDS
 from curate.review import create_app
 from curate.review.table import RunTable
-from review_sample import LONG_ID, long_text
+from review_sample import LONG_ID, ODD_IDS, long_text
 from review_served import fetch, served
 
 SMALL_PAGE = 200_000  # bytes: the start of every long value, the markup, the rest of the row
