@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..alignment import LABELS
-from ..errors import CurateError
+from ..errors import CurateError, OutputError
 from . import agreement
 from .guard import Guard, security_headers
 from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
@@ -204,7 +204,8 @@ async def label_row(request: Request) -> Response:
                       what="a judged row to label")
     exported = request.query_params.get("exported")
     return render(request, "label.html", judge=judge, item=item, panel=_panel(review, judge),
-                  exported=exported, skipped=request.query_params.get("skipped"))
+                  exported=exported, skipped=request.query_params.get("skipped"),
+                  unsaved=review.store.write_problem())
 
 
 async def label_save(request: Request) -> Response:
@@ -246,7 +247,8 @@ async def few_shot(request: Request) -> Response:
 
 async def run_folder_problem(request: Request, error: CurateError) -> Response:
     """A labels file that cannot be read or written (damaged, read-only, disk full)."""
-    return render(request, "missing.html", status=500, row_id=None, problem=str(error))
+    problem = f"nothing was saved: {error}" if isinstance(error, OutputError) else str(error)
+    return render(request, "missing.html", status=500, row_id=None, problem=problem)
 
 
 async def no_icon(request: Request) -> Response:

@@ -30,7 +30,7 @@ from ..alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_CRITIQUE, JUDGE_
                          LABELS, cell_text, from_sheet, to_sheet)
 from ..core.table import ID
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, output_errors
 from .table import RunTable
 
 REVIEW_FOLDER = "review"
@@ -116,6 +116,15 @@ class LabelStore:
         self.folder = Path(run_folder) / REVIEW_FOLDER
         self.path = self.folder / LABELS_FILE
 
+    def write_problem(self) -> str | None:
+        """Why no label can be saved here, or None: asked of the file system (with the
+        process's effective user), not tried, as the app writes nothing until a label."""
+        target = self.folder if self.folder.is_dir() else self.folder.parent
+        effective = os.access in os.supports_effective_ids
+        if os.access(target, os.W_OK | os.X_OK, effective_ids=effective):
+            return None
+        return f"labels cannot be saved: {target} is not writable"
+
     def read(self) -> tuple[list[str], list[dict]]:
         """The header and every label in the file (none when there is no file yet)."""
         if not self.path.exists():
@@ -147,8 +156,9 @@ class LabelStore:
                  EXPERT_ANSWER: expert_answer.strip(), JUDGE_STAGE: judge.stage,
                  JUDGE_FINGERPRINT: judge.fingerprint,
                  LABELLED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.folder.mkdir(exist_ok=True)
-        with _locked(self.folder):
+        with output_errors(self.path):
+            self.folder.mkdir(exist_ok=True)
+        with output_errors(self.path), _locked(self.folder):
             header, rows = self.read()
             key = (label[ID], judge.stage, judge.fingerprint)
             rows = [r for r in rows if (r.get(ID), r.get(JUDGE_STAGE),
