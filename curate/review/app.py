@@ -8,8 +8,9 @@ compiling. The whole run is read once at start (:class:`~.table.RunTable`); ever
 filters and pages that table on the server and ships only what it shows.
 
 Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
-and export text, ``/label`` the judge-alignment walk with the live agreement panel,
-``/report`` the run's static report. The app writes only the labels file and the few-shot
+and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
+text, ``/label`` the judge-alignment walk with the live agreement panel, ``/report`` the
+run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only the labels file and the few-shot
 export in ``<run>/review/`` (see :mod:`.labels` and :mod:`.agreement`).
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..errors import CurateError, OutputError
 from . import agreement
 from .guard import Guard, security_headers
 from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
-from .lineage import ExportLines, pretty, row_page
+from .lineage import ExportLines, pretty, row_page, shown
 from .table import Query, RunTable
 
 MAX_FORM_BYTES = 200_000
@@ -145,6 +146,24 @@ async def row(request: Request) -> Response:
     return render(request, "row.html", row=page)
 
 
+async def raw(request: Request) -> Response:
+    """A row's whole field (``?id=&field=``) or export line (``?id=&export=``), as text."""
+    review: Review = request.app.state.review
+    params = request.query_params
+    position = review.table.position(params.get("id", ""))
+    if position is None:
+        return _plain(404, f"not found: no row {params.get('id', '')!r} in this run")
+    if "export" in params:
+        text = review.exports.raw(params["export"], position)
+    else:
+        value = review.table.record(position).get(params.get("field", ""))
+        text = None if value is None else pretty(value)
+    if text is None:
+        return _plain(404, "not found: this row has no such field or export line")
+    return Response(text, media_type="text/plain",
+                    headers=security_headers(secrets.token_urlsafe(12)))
+
+
 async def report(request: Request) -> Response:
     path = request.app.state.review.table.folder / "report.html"
     if not path.is_file():
@@ -182,12 +201,12 @@ def _label_item(review: Review, judge: Judge, row_id: str) -> dict | None:
         return None
     record = review.table.record(position)
     labels = review.store.labels_for(judge)
-    shown = [(f, pretty(record.get(f))) for f in judge.fields]
-    others = [(f, pretty(record.get(f))) for f in review.table.fields
+    fields = [(f, shown(record, f)) for f in judge.fields]
+    others = [(f, shown(record, f)) for f in review.table.fields
               if f not in judge.fields and f not in (judge.critique, judge.verdict)
               and record.get(f) is not None]
-    return {"id": row_id, "fields": shown, "others": others,
-            "critique": record.get(judge.critique) if judge.critique else None,
+    return {"id": row_id, "fields": fields, "others": others,
+            "critique": shown(record, judge.critique, compact=True) if judge.critique else None,
             "verdict": record.get(judge.verdict), "label": labels.get(row_id),
             "at": walk.index[row_id] + 1, "total": len(walk),
             "done": sum(i in labels for i in walk.ids),
@@ -262,7 +281,8 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
     review = Review(RunTable(folder), sample=sample, seed=seed)
     first_request = threading.Event()
     threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
-    routes = [Route("/", browse), Route("/row/{row_id:path}", row), Route("/report", report),
+    routes = [Route("/", browse), Route("/row/{row_id:path}", row), Route("/raw", raw),
+              Route("/report", report),
               Route("/label", label_start), Route("/label/{row_id:path}", label_row),
               Route("/label/{row_id:path}", label_save, methods=["POST"]),
               Route("/few-shot", few_shot, methods=["POST"]),

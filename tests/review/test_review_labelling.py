@@ -16,6 +16,7 @@ import pytest
 from curate.alignment import export_for_review, read_review
 from curate.review import __main__ as cli
 from curate.review import create_app
+from curate.review.app import Review
 from curate.review.labels import LabelStore, Walk, judges
 from curate.review.table import RunTable
 from review_sample import ODD_IDS, build
@@ -135,7 +136,8 @@ def test_a_read_only_run_folder_is_said_at_start_and_on_the_first_label(
     row_id = Walk(RunTable(run), judges(RunTable(run))[0]).ids[0]
     with served(create_app(run)) as url:
         token = form_token(fetch(_label_url(url, row_id))[2])
-        monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+        monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: sockets[0].close())
+        monkeypatch.setattr(Review, "warm", lambda self, first_request: None)
         with cannot_write(run):
             assert cli.main([str(run), "--port", "0"]) == 0
             status, _, page = fetch(_label_url(url, row_id))
