@@ -7,8 +7,9 @@ as it is. Four more columns: ``expert_answer`` (a corrected answer, optional),
 ``judge_stage`` and ``judge_fingerprint`` (the judge stage and its fingerprint in the
 manifest when the label was made: a changed judge prompt starts a new labelling round) and
 ``labelled_at``. Cells that a spreadsheet would run as a formula (a leading = + - @ tab
-or CR) are written behind a ``'`` and read back without it (:func:`curate.alignment.to_sheet`),
-so a critique such as "-1 is wrong" opens as text and comes back as written.
+or CR) are written behind a ``'`` and read back without it
+(:func:`curate.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
+comes back as written.
 
 Every label is written when it is made: under an exclusive lock on the ``review`` folder,
 the file is read again, the label merged in and the whole file replaced atomically, so a
