@@ -110,10 +110,11 @@ def expected_window(nlq: str) -> dict:
 def test_time_windows_in_words_map_to_seconds_and_no_window_means_none():
     def rule(row):
         q = row["query"]
-        got = {k: q[k] for k in ("time_range", "start_time", "end_time") if k in q}
-        if "start_time" in got:
-            start = datetime.fromtimestamp(got["start_time"], tz=timezone.utc)
-            got = {"date": start.date()} if got["end_time"] > got["start_time"] else got
+        got = {"time_range": q["time_range"]} if "time_range" in q else {}
+        if "start_time" in q or "end_time" in q:
+            if not q.get("start_time", 0) < q.get("end_time", 0):
+                return False
+            got["date"] = datetime.fromtimestamp(q["start_time"], tz=timezone.utc).date()
         return got == expected_window(row["nlq"])
     assert _violations(rule) == []
     assert expected_window("p99 over the past 12 hours") == {"time_range": 43200}
@@ -198,9 +199,7 @@ def test_counted_pods_and_nodes_are_distinct_names_and_container_names_are_never
             return False
         for column, noun in (("k8s.pod.name", "pods"), ("k8s.node.name", "nodes")):
             asked = re.search(rf"\b(how many|number of)( distinct)? {noun}\b", row["nlq"], re.I)
-            if (column in distinct) != bool(asked or (column in distinct and noun in row["nlq"])):
-                return False
-            if column in distinct and noun not in row["nlq"].lower():
+            if asked and column not in distinct or column in distinct and noun not in row["nlq"]:
                 return False
         return True
     assert _violations(rule) == []
@@ -250,10 +249,6 @@ def test_swaps_are_about_two_per_row_valid_and_change_one_column_everywhere():
         text = json.dumps(row["query"])
         assert f'"{old}"' not in text and f'"{new}"' in text, row["nlq"]
     assert len({r["nlq"] for r in EVAL}) == len(EVAL)
-
-
-def test_the_swaps_are_made_again_identically():
-    assert make_data.held_out() == EVAL
 
 
 def test_a_swap_that_is_not_safe_stops_the_build(monkeypatch):
