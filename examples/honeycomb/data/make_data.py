@@ -89,12 +89,11 @@ def held_out() -> list[dict]:
     from examples.honeycomb.evaluate import row_key
 
     parents = interleave(_written("eval"), random.Random(f"{SEED}:eval-order"))
-    rows = [{**row, "swap": None, "group": row_key(row)} for row, _ in parents]
-    for k in range(max(len(swaps) for _, swaps in parents)):
-        for (row, swaps), parent in zip(parents, rows):
-            if k < len(swaps):
-                rows.append({**_swapped(row, *swaps[k]), "group": parent["group"]})
-    return rows
+    originals = [{**row, "swap": None, "group": row_key(row)} for row, _ in parents]
+    swapped = [{**_swapped(row, *swaps[k]), "group": original["group"]}
+               for k in range(max(len(swaps) for _, swaps in parents))
+               for (row, swaps), original in zip(parents, originals) if k < len(swaps)]
+    return originals + swapped
 
 
 def _swapped(row: dict, old: str, new: str) -> dict:
