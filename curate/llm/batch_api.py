@@ -27,12 +27,19 @@ class BatchCallError(Exception):
         self.reason, self.status = reason, status
 
 
-async def call_api(llm, what: str, make, usage=None, rng: random.Random | None = None):
-    """``await make()``, retried on what is worth retrying; :class:`BatchCallError` else."""
+async def call_api(llm, what: str, make, usage=None, rng: random.Random | None = None,
+                   before_retry=None):
+    """``await make()``, retried on what is worth retrying; :class:`BatchCallError` else.
+    ``before_retry()``, when given, is awaited before each retry: a result other than None
+    is returned instead of calling again (a create that may have gone through)."""
     rng, attempt = rng or random.Random(), 0
     while True:
         attempt += 1
         try:
+            if attempt > 1 and before_retry is not None:
+                found = await before_retry()
+                if found is not None:
+                    return found
             return await make()
         except asyncio.CancelledError:
             raise
@@ -51,6 +58,26 @@ async def call_api(llm, what: str, make, usage=None, rng: random.Random | None =
                 usage.add(retried=1)
             await asyncio.sleep(wait * rng.uniform(1.0, 1.1) if wait is not None else
                                 backoff_delay(attempt, llm.backoff, llm.max_backoff, rng))
+
+
+async def find_batch(llm, client, record_id: str, input_file_id: str | None, since: float,
+                     usage=None, rng: random.Random | None = None):
+    """The provider's batch made for the record entry ``record_id`` (its ``curate_batch``
+    metadata; from ``input_file_id`` where the provider keeps no metadata), or None. The
+    list is read page by page, newest first, down to the batches made before ``since``;
+    a page that cannot be read raises :class:`BatchCallError`."""
+    page = await call_api(llm, "list batches", lambda: client.batches.list(limit=100), usage,
+                          rng)
+    while True:
+        for batch in page.data:
+            tag = (getattr(batch, "metadata", None) or {}).get("curate_batch")
+            if tag == record_id or (tag is None and batch.input_file_id == input_file_id):
+                return batch
+            if (getattr(batch, "created_at", None) or since) < since:
+                return None
+        if not page.has_next_page():
+            return None
+        page = await call_api(llm, "list batches", page.get_next_page, usage, rng)
 
 
 class StillRunning(Exception):
