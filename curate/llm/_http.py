@@ -22,7 +22,8 @@ import openai
 
 from .accounting import Usage, cost_of
 from .dialects import body_fields, dialect_from_models, looks_like_refusal
-from .limits import MalformedReply, RateLimiter, backoff_delay, classify, estimate_tokens, one_line
+from .estimate import completion_bound, prompt_tokens
+from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line
 from .types import REQUEST_FAILED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
@@ -158,12 +159,13 @@ class Sender:
         if request.schema is not None and self.state.dialect is None:
             async with self._resolving:
                 await self.resolve_dialect()
-        budget = estimate_tokens(request.messages, request.max_tokens)
+        estimate = prompt_tokens(request, schema_counted=self._structured(request))
         reason, invalid_tries, attempt = "no try was made", 0, 0
         while attempt < llm.max_tries:
             attempt += 1
             structured = self._structured(request)
-            await self.limiter.acquire(budget)
+            charged = self.limiter.prompt_charge(estimate)
+            await self.limiter.acquire(charged + completion_bound(request))
             try:
                 completion, seconds, in_flight = await self._post(self._body(request, structured))
             except asyncio.CancelledError:
@@ -194,6 +196,7 @@ class Sender:
                 await asyncio.sleep(delay)
                 continue
             self.state.observe(in_flight, seconds, llm.concurrency, self._where())
+            self.limiter.settle(estimate, charged, completion.prompt_tokens)
             completion.attempts = attempt
             self.usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                            completion_tokens=completion.completion_tokens,

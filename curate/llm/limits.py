@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import threading
 import time
@@ -24,6 +25,13 @@ class RateLimiter:
     size. A 429 from the endpoint starts a cooldown that holds every new request until the
     time the server asked for. The state is guarded by a thread lock, so the limits hold
     for one client shared across threads (each with its own event loop).
+
+    Token counts are estimated before sending (characters / 4: see
+    :func:`curate.llm.estimate.prompt_tokens`), which is 3-4x too few for text of about one
+    character a token (CJK, dense code). So each reply's reported prompt tokens correct the
+    estimate: a prompt is charged its estimate times the ratio of reported to estimated
+    prompt tokens so far (:meth:`prompt_charge`), and the difference between what a reply's
+    prompt was charged and what it counted is charged or refunded (:meth:`settle`).
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
@@ -33,6 +41,7 @@ class RateLimiter:
         self._requests, self._tokens = self._request_cap, self._token_cap
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
+        self._estimated = self._reported = 0  # prompt tokens, for the running correction
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # a copy (another process) gets its own lock
@@ -74,6 +83,26 @@ class RateLimiter:
                 self._tokens -= tokens  # in full: a request over the bucket leaves a debt
             return 0.0
 
+    def prompt_charge(self, estimate: int) -> int:
+        """The tokens to charge a prompt estimated at ``estimate``, corrected by the ratio
+        of the prompt tokens replies reported to those estimated for them so far."""
+        with self._lock:
+            if not self._estimated or not self._reported:
+                return estimate
+            return math.ceil(estimate * self._reported / self._estimated)
+
+    def settle(self, estimate: int, charged: int, reported: int) -> None:
+        """Learn from a reply whose prompt was estimated at ``estimate``, charged
+        ``charged`` and counted ``reported`` by the endpoint (0: not reported)."""
+        if reported <= 0 or estimate <= 0:
+            return
+        with self._lock:
+            self._estimated += estimate
+            self._reported += reported
+            if self.tpm:
+                self._refill(time.monotonic())
+                self._tokens = min(self._token_cap, self._tokens - (reported - charged))
+
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
         if not self.rpm and not self.tpm and time.monotonic() >= self._cooldown_until:
@@ -83,12 +112,6 @@ class RateLimiter:
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
-
-
-def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
-    """A rough token count for the TPM budget: ~4 characters per token, plus the reply."""
-    chars = sum(len(m.get("content", "")) for m in messages)
-    return chars // 4 + 8 * len(messages) + (max_tokens or 256)
 
 
 def parse_retry_after(headers) -> float | None:
