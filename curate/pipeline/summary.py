@@ -35,7 +35,8 @@ LLM_COLUMNS = ("LLM stage", "requests", "parsed", "parse failed", "truncated",
 
 
 def llm_rows(manifest: dict) -> list[list[str]]:
-    """One row per LLM stage: what its requests gave, and a flag when it produced nothing."""
+    """One row per LLM stage: what its requests gave, and its health (``ok``, or a flag when
+    it produced nothing or many of its requests failed)."""
     rows = []
     for s in manifest["stages"]:
         replies = s.get("replies")
@@ -44,7 +45,8 @@ def llm_rows(manifest: dict) -> list[list[str]]:
         spent = s.get("llm_computed") or s.get("llm") or {}
         tokens = spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
         produced = s.get("produced", 0)
-        health = "produced nothing" if replies["requests"] and not produced else "ok"
+        health = s.get("health") or ("produced nothing" if replies["requests"] and not produced
+                                     else "ok")
         rows.append([s["stage"], f"{replies['requests']:,}", f"{replies['parsed']:,}",
                      f"{replies['parse_failed']:,}", f"{replies['truncated']:,}",
                      f"{replies['request_failed']:,}", f"{produced:,}", f"{tokens:,}",

@@ -38,6 +38,7 @@ from ...progress import task
 
 ON_FAILURE = ("error", "keep", "reject")
 SAMPLE_SIZE = 5
+FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
 
 
 class Meter:
@@ -291,21 +292,28 @@ class LLMStage(Stage):
 
     def health(self, requests: int, parsed: int, failures: list[tuple[str, Failure]],
                produced: int) -> dict:
-        """The stage's LLM health: replies by outcome, a failure sample, tokens, a warning
-        when it produced nothing."""
+        """The stage's LLM health: replies by outcome, a failure sample, tokens, a one-word
+        verdict (``health``) and a warning when it produced nothing or more than
+        :data:`FAILED_SHARE_WARNING` of its requests failed."""
         codes = Counter(f.code for _, f in failures)
         stats = {
             "replies": {"requests": requests, "parsed": parsed,
                         "parse_failed": codes[PARSE_FAILED], "truncated": codes[TRUNCATED],
                         "request_failed": codes[REQUEST_FAILED], "refused": codes[REFUSED]},
             "produced": produced, "failure_sample": failure_sample(failures),
-            "llm": self._usage.as_stats()}
+            "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
+        summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
-            summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
+            stats["health"] = "produced nothing"
             stats["warnings"] = [f"produced no {self.produces} from {requests} requests "
                                  f"({summary})"]
+        elif requests and len(failures) > FAILED_SHARE_WARNING * requests:
+            stats["health"] = f"{len(failures)} of {requests} failed"
+            stats["warnings"] = [f"{len(failures)} of {requests} requests gave no usable reply "
+                                 f"({summary}); the first: "
+                                 f"{one_line(failures[0][1].reason, 200)}"]
         return stats
 
 
