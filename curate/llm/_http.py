@@ -23,7 +23,7 @@ import openai
 from .accounting import Usage, cost_of
 from .dialects import body_fields, dialect_from_models, looks_like_refusal
 from .estimate import completion_bound, prompt_tokens
-from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line
+from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line, scrub
 from .types import REQUEST_FAILED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
@@ -172,7 +172,7 @@ class Sender:
                 raise
             except Exception as error:  # every failure is classified; none escapes a stage
                 self.usage.add(requests=1)
-                retry, wait, reason = classify(error)
+                retry, wait, reason = classify(error, llm.key_source)
                 reason = one_line(reason, secret=llm._secret.reveal())
                 status = getattr(error, "status_code", None)
                 if structured and looks_like_refusal(status, reason):
@@ -197,6 +197,7 @@ class Sender:
                 continue
             self.state.observe(in_flight, seconds, llm.concurrency, self._where())
             self.limiter.settle(estimate, charged, completion.prompt_tokens)
+            completion.text = scrub(completion.text, llm._secret.reveal())  # a reply that echoes it
             completion.attempts = attempt
             self.usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                            completion_tokens=completion.completion_tokens,

@@ -47,7 +47,7 @@ from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_
 from .batch_options import BatchOptions, batch_options  # noqa: F401 (imported from here)
 from .batch_state import BatchState, state_path_for
 from .dialects import looks_like_refusal
-from .limits import one_line
+from .limits import one_line, scrub
 from .types import REQUEST_FAILED, Failure
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -312,6 +312,7 @@ class BatchRun:
 
     def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
         completion = result.completion
+        completion.text = scrub(completion.text, self._secret())  # a reply that echoes it
         if first_time:  # a line collected before (a run killed while collecting) is paid
             self.cache.put(key, self.llm.model, completion.to_raw())
             price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,

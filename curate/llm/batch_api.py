@@ -44,7 +44,7 @@ async def call_api(llm, what: str, make, usage=None, rng: random.Random | None =
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every failure is classified; none escapes a stage
-            retry, wait, reason = classify(error)
+            retry, wait, reason = classify(error, llm.key_source)
             reason = one_line(f"{what}: {reason}", secret=llm._secret.reveal())
             status = getattr(error, "status_code", None)
             if wait is not None and wait > llm.max_retry_after:

@@ -55,8 +55,23 @@ class _Secret:
 
 
 def redact_url(url: str | None) -> str | None:
-    """The URL without any ``user:password@`` part."""
-    return re.sub(r"//[^/@]+@", "//", url) if url else url
+    """The URL without any ``user:password@`` part or query values (``?key=***``)."""
+    if not url:
+        return url
+    url = re.sub(r"//[^/@]+@", "//", url)
+    return re.sub(r"([?&][^=&#]*=)[^&#]*", r"\1***", url)
+
+
+def _checked_url(url: str | None, source: str) -> str | None:
+    """``url``, or a one-line error for a query string: the SDK appends its paths after
+    it (every request would go to ``...?key=.../chat/completions``), and it often holds a
+    key that would show wherever the URL does."""
+    if url and "?" in url:
+        raise CurateError(f"LLM: {source} {redact_url(url)} has a query string, which the "
+                          f"request paths would be appended after (every request would "
+                          f"fail); remove it, and pass a key as api_key= or OPENAI_API_KEY "
+                          f"(sent as a header)")
+    return url
 
 
 class LLM:
@@ -109,7 +124,11 @@ class LLM:
                               f"concurrency={concurrency}, max_tries={max_tries}")
         key = api_key or os.environ.get("OPENAI_API_KEY")
         self._secret = _Secret(key or "not-needed")
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL")
+        self.key_source = ("the api_key passed to LLM(...)" if api_key else
+                           "OPENAI_API_KEY" if key else "the key: none is set (api_key= or "
+                                                        "OPENAI_API_KEY)")
+        self.base_url = (_checked_url(base_url, "base_url")
+                         or _checked_url(os.environ.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL")
                          or (OPENAI_URL if key else None))
         self.backend, self._embedded_default = backend, False
         if backend is None and self.base_url is None:

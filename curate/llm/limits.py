@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
+import functools
+import html
 import json
 import math
 import random
+import re
 import threading
 import time
+from urllib.parse import quote, quote_plus
 
 import openai
 
@@ -143,11 +148,13 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
 
 
-def classify(error: BaseException) -> tuple[bool, float | None, str]:
+def classify(error: BaseException, key_source: str = "OPENAI_API_KEY"
+             ) -> tuple[bool, float | None, str]:
     """Whether an error is worth retrying, the server's requested wait, and a one-line reason.
 
     The reason never quotes the server's message for authentication errors (some echo part
-    of the key back); callers also scrub the key from every reason they store.
+    of the key back), and names ``key_source``, where the key came from; callers also
+    scrub the key from every reason they store (:func:`scrub`).
     """
     if isinstance(error, openai.APITimeoutError):
         return True, None, "request timed out"
@@ -159,7 +166,7 @@ def classify(error: BaseException) -> tuple[bool, float | None, str]:
         status = error.status_code
         if status in (401, 403):
             return False, None, (f"HTTP {status}: the endpoint refused the credentials; "
-                                 f"check OPENAI_API_KEY")
+                                 f"check {key_source}")
         wait = parse_retry_after(getattr(error.response, "headers", None))
         retry = status in RETRY_STATUS or status >= 500
         return retry, wait, f"HTTP {status}: {_message_of(error)}"
@@ -184,9 +191,39 @@ def _message_of(error: openai.APIStatusError) -> str:
     return str(getattr(error, "message", "")) or "error"
 
 
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` replaced by ``***`` in every form a server may echo it:
+    as it is, percent-encoded (either case), form-encoded, JSON- or HTML-escaped, and in
+    base64 (standard or URL-safe, at any offset of a longer encoded text such as a
+    ``Bearer`` header)."""
+    if not secret or not text:
+        return text
+    for form in _forms(secret):
+        if form in text:
+            text = text.replace(form, "***")
+    return text
+
+
+@functools.lru_cache(maxsize=16)
+def _forms(secret: str) -> tuple[str, ...]:
+    forms = {secret}
+    if len(secret) >= 8:  # a short "key" is no credential, and its encodings match by chance
+        for encoded in (quote(secret, safe=""), quote(secret)):
+            forms |= {encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)}
+        escaped = json.dumps(secret)[1:-1]
+        forms |= {quote_plus(secret), escaped, escaped.replace("/", "\\/"),
+                  html.escape(secret), secret.replace("/", "&#x2F;")}
+        data = secret.encode()
+        for offset in range(3):  # the characters that only the secret's bytes decide
+            encoded = base64.b64encode(b"\0" * offset + data).decode()
+            total = offset + len(data)
+            core = encoded[(0, 2, 3)[offset]:4 * (total // 3) + total % 3]
+            forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
 def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
-    """Collapse whitespace, remove ``secret`` and cut to ``limit`` characters."""
-    if secret:
-        text = text.replace(secret, "***")
+    """Collapse whitespace, remove ``secret`` (see :func:`scrub`), cut to ``limit`` characters."""
+    text = scrub(str(text), secret)
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
