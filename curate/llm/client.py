@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import hashlib
 import inspect
 import json
@@ -80,8 +82,9 @@ class LLM:
     Args:
         model: the model name sent to the endpoint (or env ``CURATE_LLM_MODEL``).
         base_url: the endpoint, e.g. ``http://localhost:8000/v1`` (or env ``OPENAI_BASE_URL``).
-            With neither a URL nor an API key, the embedded SmolLM2-135M-Instruct runs
-            in-process (for trying the pipeline only); with a key and no URL, OpenAI's.
+            With a key and no URL, OpenAI's. With neither, an ``LLM()`` that names no model
+            (and no ``CURATE_LLM_MODEL``) runs the embedded SmolLM2-135M-Instruct in-process
+            (for trying the pipeline only); a named model is refused in one line.
         api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
             reprs or error messages.
         backend: an in-process :class:`~curate.llm.embedded.Backend` to use instead of HTTP.
@@ -131,9 +134,15 @@ class LLM:
                          or _checked_url(os.environ.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL")
                          or (OPENAI_URL if key else None))
         self.backend, self._embedded_default = backend, False
+        self._unconnected: str | None = None  # why this client may plan but not send
         if backend is None and self.base_url is None:
-            self.backend, self._embedded_default = default_backend(), True
-            self._ignored_model = model
+            named = model or os.environ.get("CURATE_LLM_MODEL")
+            if named is None:
+                self.backend, self._embedded_default = default_backend(), True
+            elif _planning.get():
+                self._unconnected = _no_endpoint(model, named)
+            else:
+                raise CurateError(_no_endpoint(model, named))
         if self.backend is not None:
             self.model, self.base_url = self.backend.name, None
         else:
@@ -271,6 +280,8 @@ class LLM:
                 deliver(i, self._finish(Completion.from_raw(hits[key], cached=True), call))
             else:
                 groups.setdefault(key, []).append(i)
+        if groups and self._unconnected:
+            raise CurateError(self._unconnected)
         if groups:
             if self.backend is not None:
                 await self._run_backend(resolved, groups, cache, call, deliver)
@@ -316,8 +327,7 @@ class LLM:
         global _warned_embedded
         if self._embedded_default and not _warned_embedded:
             _warned_embedded = True
-            ignored = getattr(self, "_ignored_model", None)
-            log.warning(WARNING + (f" (model {ignored!r} is not used)" if ignored else ""))
+            log.warning(WARNING)
         items = list(groups.items())
         lock = threading.Lock()
 
@@ -342,6 +352,30 @@ class LLM:
             outputs = await asyncio.to_thread(self.backend.generate, batch[start:start + size])
             for j, completion in enumerate(outputs, start=start):
                 done(j, completion)
+
+
+_planning: contextvars.ContextVar[bool] = contextvars.ContextVar("curate_planning",
+                                                                default=False)
+
+
+@contextlib.contextmanager
+def planning():
+    """Clients made inside may name a model with no endpoint (an estimate sends nothing);
+    such a client refuses, in one line, the first request it would have to send."""
+    token = _planning.set(True)
+    try:
+        yield
+    finally:
+        _planning.reset(token)
+
+
+def _no_endpoint(model: str | None, named: str) -> str:
+    """Why a named model cannot run: naming one means wanting it, not the embedded model."""
+    what = f"LLM: the model {named!r}" if model else \
+        f"LLM: CURATE_LLM_MODEL names the model {named!r}, but it"
+    return (f"{what} has no endpoint: set OPENAI_BASE_URL (or base_url=) to the server that "
+            f"runs it, or OPENAI_API_KEY (or api_key=) for OpenAI's API; an LLM() that names "
+            f"no model runs the small embedded demo model")
 
 
 def _takes_on_done(backend) -> bool:

@@ -199,3 +199,16 @@ def test_tpm_holds_for_text_of_one_character_a_token(tmp_path):
     seconds = max(t for t, _ in sent) - min(t for t, _ in sent)
     # a token bucket lets through its 1,000-token bucket plus 1,000 tokens a second
     assert total <= 1000 + 1000 * seconds * 1.05 + 211, (total, seconds)
+
+
+def test_a_named_model_without_an_endpoint_is_refused_in_one_line(monkeypatch):
+    with pytest.raises(CurateError) as error:
+        LLM("gpt-4o-mini")
+    message = str(error.value)
+    assert "'gpt-4o-mini'" in message and "\n" not in message
+    assert "OPENAI_BASE_URL" in message and "OPENAI_API_KEY" in message
+    monkeypatch.setenv("CURATE_LLM_MODEL", "my-model")
+    with pytest.raises(CurateError, match="CURATE_LLM_MODEL names the model 'my-model'"):
+        LLM()
+    monkeypatch.delenv("CURATE_LLM_MODEL")
+    assert LLM(cache=False).backend is not None  # unnamed: the embedded demo model
