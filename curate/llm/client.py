@@ -216,6 +216,22 @@ class LLM:
             return f"backend:{engine() if callable(engine) else 'none'}"
         return self.structured
 
+    def structured_status(self) -> str:
+        """How replies to requests with a JSON Schema are held to it: ``constrained``
+        (while decoding, in-process), ``requested (<dialect>)`` (sent to the endpoint, which
+        enforces it or not) or ``unconstrained (<why>)``; every reply is validated anyway."""
+        if self.backend is not None:
+            engine = getattr(self.backend, "structured_engine", None)
+            if callable(engine) and engine() != "none":
+                return "constrained"
+            return ("unconstrained (xgrammar missing)" if callable(engine)
+                    else "unconstrained (the backend cannot constrain decoding)")
+        if self.endpoint.refused is not None:
+            return "unconstrained (the endpoint refused structured requests)"
+        if self.structured == "off":
+            return "unconstrained (structured='off')"
+        return f"requested ({self.endpoint.dialect or self.structured})"
+
     def open_cache(self) -> ResponseCache | None:
         """The cache this client writes to now (the default path is read at call time)."""
         if self.cache is None or self.cache is False:

@@ -31,7 +31,7 @@ def funnel_rows(manifest: dict) -> list[list[str]]:
 
 
 LLM_COLUMNS = ("LLM stage", "requests", "parsed", "parse failed", "truncated",
-               "request failed", "produced", "tokens", "cost $", "health")
+               "request failed", "produced", "tokens", "cost $", "structured", "health")
 
 
 def llm_rows(manifest: dict) -> list[list[str]]:
@@ -50,7 +50,7 @@ def llm_rows(manifest: dict) -> list[list[str]]:
         rows.append([s["stage"], f"{replies['requests']:,}", f"{replies['parsed']:,}",
                      f"{replies['parse_failed']:,}", f"{replies['truncated']:,}",
                      f"{replies['request_failed']:,}", f"{produced:,}", f"{tokens:,}",
-                     f"{spent.get('cost_usd', 0):.4f}", health])
+                     f"{spent.get('cost_usd', 0):.4f}", s.get("structured", "-"), health])
     return rows
 
 
@@ -67,7 +67,8 @@ def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
     if health:
         llm_table = Table(title="LLM stages")
         for col in LLM_COLUMNS:
-            llm_table.add_column(col, justify="left" if col in ("LLM stage", "health") else "right")
+            llm_table.add_column(col, justify="left" if col in ("LLM stage", "structured",
+                                                                "health") else "right")
         for row in health:
             style = "bold red" if row[-1] != "ok" else None
             llm_table.add_row(*row, style=style)

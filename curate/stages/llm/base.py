@@ -39,6 +39,7 @@ from ...progress import task
 ON_FAILURE = ("error", "keep", "reject")
 SAMPLE_SIZE = 5
 FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
+UNCONSTRAINED_FIX = "; install it as `make` does: pip install --no-deps xgrammar apache-tvm-ffi"
 
 
 class Meter:
@@ -304,16 +305,27 @@ class LLMStage(Stage):
             "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
+        warnings = []
+        status = getattr(self.llm, "structured_status", None)
+        if self.schema is not None and callable(status):
+            stats["structured"] = status()
+            if "missing" in stats["structured"] or "refused" in stats["structured"]:
+                warnings.append(f"replies were not held to the schema while decoding "
+                                f"({stats['structured']}), so more of them fail to parse"
+                                + (UNCONSTRAINED_FIX if "xgrammar" in stats["structured"]
+                                   else ""))
         summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
             stats["health"] = "produced nothing"
-            stats["warnings"] = [f"produced no {self.produces} from {requests} requests "
-                                 f"({summary})"]
+            warnings.insert(0, f"produced no {self.produces} from {requests} requests "
+                               f"({summary})")
         elif requests and len(failures) > FAILED_SHARE_WARNING * requests:
             stats["health"] = f"{len(failures)} of {requests} failed"
-            stats["warnings"] = [f"{len(failures)} of {requests} requests gave no usable reply "
-                                 f"({summary}); the first: "
-                                 f"{one_line(failures[0][1].reason, 200)}"]
+            warnings.insert(0, f"{len(failures)} of {requests} requests gave no usable reply "
+                               f"({summary}); the first: "
+                               f"{one_line(failures[0][1].reason, 200)}")
+        if warnings:
+            stats["warnings"] = warnings
         return stats
 
 
