@@ -197,7 +197,7 @@ class Sender:
                 continue
             self.state.observe(in_flight, seconds, llm.concurrency, self._where())
             self.limiter.settle(estimate, charged, completion.prompt_tokens)
-            completion.text = scrub(completion.text, llm._secret.reveal())  # a reply that echoes it
+            completion.text = scrub(completion.text, llm._secret.credential())  # echoed in a reply
             completion.attempts = attempt
             self.usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                            completion_tokens=completion.completion_tokens,

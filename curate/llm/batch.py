@@ -312,7 +312,7 @@ class BatchRun:
 
     def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
         completion = result.completion
-        completion.text = scrub(completion.text, self._secret())  # a reply that echoes it
+        completion.text = scrub(completion.text, self.llm._secret.credential())  # echoed
         if first_time:  # a line collected before (a run killed while collecting) is paid
             self.cache.put(key, self.llm.model, completion.to_raw())
             price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,

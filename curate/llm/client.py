@@ -34,6 +34,7 @@ from .types import REFUSED, TRUNCATED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
 OPENAI_URL = "https://api.openai.com/v1"
+PLACEHOLDER = "not-needed"  # sent as the key when none is set (local servers need none)
 _warned_embedded = False
 
 Result = Completion | Failure
@@ -49,6 +50,11 @@ class _Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def credential(self) -> str | None:
+        """The key when it is one (set, and long enough to be no common word): what is
+        scrubbed from replies, which a short placeholder such as "x" would garble."""
+        return self._value if len(self._value) >= 8 and self._value != PLACEHOLDER else None
 
     def __repr__(self) -> str:
         return "<secret>"
@@ -126,7 +132,7 @@ class LLM:
             raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
                               f"concurrency={concurrency}, max_tries={max_tries}")
         key = api_key or os.environ.get("OPENAI_API_KEY")
-        self._secret = _Secret(key or "not-needed")
+        self._secret = _Secret(key or PLACEHOLDER)
         self.key_source = ("the api_key passed to LLM(...)" if api_key else
                            "OPENAI_API_KEY" if key else "the key: none is set (api_key= or "
                                                         "OPENAI_API_KEY)")
