@@ -23,7 +23,8 @@ import openai
 from .accounting import Usage, cost_of
 from .dialects import body_fields, dialect_from_models, looks_like_refusal
 from .estimate import completion_bound, prompt_tokens
-from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line, scrub
+from .credentials import redact_url, scrub
+from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line
 from .types import REQUEST_FAILED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
@@ -132,7 +133,6 @@ class Sender:
                 and self.state.dialect not in (None, "off") and self.state.refused is None)
 
     def _where(self) -> str:
-        from .client import redact_url
         return redact_url(self.llm.base_url) or "?"
 
     async def _post(self, body: dict) -> tuple[Completion, float, int]:

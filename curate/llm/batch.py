@@ -46,8 +46,9 @@ from .batch_api import (BatchCallError, BatchesPending, BatchLost, StillRunning,
 from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
 from .batch_options import BatchOptions, batch_options  # noqa: F401 (imported from here)
 from .batch_state import BatchState, state_path_for
+from .credentials import redact_url, scrub
 from .dialects import looks_like_refusal
-from .limits import one_line, scrub
+from .limits import one_line
 from .types import REQUEST_FAILED, Failure
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -88,7 +89,6 @@ class BatchRun:
         self.requests, self.groups, self.cache = requests, groups, cache
         self.usage, self._deliver = usage, deliver
         self.state = BatchState(state_path_for(cache.path))
-        from .client import redact_url
         self.endpoint = redact_url(llm.base_url)
         self.rng = random.Random()
         self.answered: set[str] = set()

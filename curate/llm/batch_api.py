@@ -110,7 +110,7 @@ def batch_errors(batch) -> list:
 def cancel_batches(llm) -> list[str]:
     """Cancel the batches recorded in flight for this client's endpoint and model, and
     return their ids. A later run collects what they finished and submits the rest again."""
-    from .client import redact_url
+    from .credentials import redact_url
 
     cache = llm.open_cache() if llm.batch is not None else None
     if cache is None:

@@ -17,7 +17,6 @@ import inspect
 import json
 import logging
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,58 +27,16 @@ from .dialects import DIALECTS
 from .accounting import Usage
 from .batch import batch_options, run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
+from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
 from .embedded import WARNING, Backend, default_backend
 from .limits import RateLimiter
 from .types import REFUSED, TRUNCATED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
 OPENAI_URL = "https://api.openai.com/v1"
-PLACEHOLDER = "not-needed"  # sent as the key when none is set (local servers need none)
 _warned_embedded = False
 
 Result = Completion | Failure
-
-
-class _Secret:
-    """Holds the API key; its repr and str never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def credential(self) -> str | None:
-        """The key when it is one (set, and long enough to be no common word): what is
-        scrubbed from replies, which a short placeholder such as "x" would garble."""
-        return self._value if len(self._value) >= 8 and self._value != PLACEHOLDER else None
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-def redact_url(url: str | None) -> str | None:
-    """The URL without any ``user:password@`` part or query values (``?key=***``)."""
-    if not url:
-        return url
-    url = re.sub(r"//[^/@]+@", "//", url)
-    return re.sub(r"([?&][^=&#]*=)[^&#]*", r"\1***", url)
-
-
-def _checked_url(url: str | None, source: str) -> str | None:
-    """``url``, or a one-line error for a query string: the SDK appends its paths after
-    it (every request would go to ``...?key=.../chat/completions``), and it often holds a
-    key that would show wherever the URL does."""
-    if url and "?" in url:
-        raise CurateError(f"LLM: {source} {redact_url(url)} has a query string, which the "
-                          f"request paths would be appended after (every request would "
-                          f"fail); remove it, and pass a key as api_key= or OPENAI_API_KEY "
-                          f"(sent as a header)")
-    return url
 
 
 class LLM:
@@ -132,12 +89,12 @@ class LLM:
             raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
                               f"concurrency={concurrency}, max_tries={max_tries}")
         key = api_key or os.environ.get("OPENAI_API_KEY")
-        self._secret = _Secret(key or PLACEHOLDER)
+        self._secret = Secret(key or PLACEHOLDER)
         self.key_source = ("the api_key passed to LLM(...)" if api_key else
                            "OPENAI_API_KEY" if key else "the key: none is set (api_key= or "
                                                         "OPENAI_API_KEY)")
-        self.base_url = (_checked_url(base_url, "base_url")
-                         or _checked_url(os.environ.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL")
+        self.base_url = (checked_url(base_url, "base_url")
+                         or checked_url(os.environ.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL")
                          or (OPENAI_URL if key else None))
         self.backend, self._embedded_default = backend, False
         self._unconnected: str | None = None  # why this client may plan but not send

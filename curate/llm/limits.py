@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
-import functools
-import html
 import json
 import math
 import random
-import re
 import threading
 import time
-from urllib.parse import quote, quote_plus
 
 import openai
+
+from .credentials import scrub
 
 RETRY_STATUS = {408, 409, 429}
 
@@ -189,37 +186,6 @@ def _message_of(error: openai.APIStatusError) -> str:
         if message:
             return str(message)
     return str(getattr(error, "message", "")) or "error"
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` replaced by ``***`` in every form a server may echo it:
-    as it is, percent-encoded (either case), form-encoded, JSON- or HTML-escaped, and in
-    base64 (standard or URL-safe, at any offset of a longer encoded text such as a
-    ``Bearer`` header)."""
-    if not secret or not text:
-        return text
-    for form in _forms(secret):
-        if form in text:
-            text = text.replace(form, "***")
-    return text
-
-
-@functools.lru_cache(maxsize=16)
-def _forms(secret: str) -> tuple[str, ...]:
-    forms = {secret}
-    if len(secret) >= 8:  # a short "key" is no credential, and its encodings match by chance
-        for encoded in (quote(secret, safe=""), quote(secret)):
-            forms |= {encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded)}
-        escaped = json.dumps(secret)[1:-1]
-        forms |= {quote_plus(secret), escaped, escaped.replace("/", "\\/"),
-                  html.escape(secret), secret.replace("/", "&#x2F;")}
-        data = secret.encode()
-        for offset in range(3):  # the characters that only the secret's bytes decide
-            encoded = base64.b64encode(b"\0" * offset + data).decode()
-            total = offset + len(data)
-            core = encoded[(0, 2, 3)[offset]:4 * (total // 3) + total % 3]
-            forms |= {core, core.replace("+", "-").replace("/", "_")}
-    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
