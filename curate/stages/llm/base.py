@@ -293,9 +293,10 @@ class LLMStage(Stage):
 
     def health(self, requests: int, parsed: int, failures: list[tuple[str, Failure]],
                produced: int) -> dict:
-        """The stage's LLM health: replies by outcome, a failure sample, tokens, a one-word
-        verdict (``health``) and a warning when it produced nothing or more than
-        :data:`FAILED_SHARE_WARNING` of its requests failed."""
+        """The stage's LLM health: replies by outcome, a failure sample, tokens, a short
+        verdict (``health``), how replies were held to the schema (``structured``) and a
+        warning when it produced nothing, more than :data:`FAILED_SHARE_WARNING` of its
+        requests failed, or it decoded unconstrained for want of a package."""
         codes = Counter(f.code for _, f in failures)
         stats = {
             "replies": {"requests": requests, "parsed": parsed,
@@ -305,15 +306,7 @@ class LLMStage(Stage):
             "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
-        warnings = []
-        status = getattr(self.llm, "structured_status", None)
-        if self.schema is not None and callable(status):
-            stats["structured"] = status()
-            if "missing" in stats["structured"] or "refused" in stats["structured"]:
-                warnings.append(f"replies were not held to the schema while decoding "
-                                f"({stats['structured']}), so more of them fail to parse"
-                                + (UNCONSTRAINED_FIX if "xgrammar" in stats["structured"]
-                                   else ""))
+        warnings = self._structured_stats(stats)
         summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
             stats["health"] = "produced nothing"
@@ -327,6 +320,19 @@ class LLMStage(Stage):
         if warnings:
             stats["warnings"] = warnings
         return stats
+
+    def _structured_stats(self, stats: dict) -> list[str]:
+        """``stats["structured"]`` for a stage with a schema; a warning when decoding was
+        unconstrained though it need not be (a package missing, the endpoint refusing)."""
+        status = getattr(self.llm, "structured_status", None)
+        if self.schema is None or not callable(status):
+            return []
+        stats["structured"] = status()
+        if "missing" not in stats["structured"] and "refused" not in stats["structured"]:
+            return []
+        fix = UNCONSTRAINED_FIX if "xgrammar" in stats["structured"] else ""
+        return [f"replies were not held to the schema while decoding "
+                f"({stats['structured']}), so more of them fail to parse{fix}"]
 
 
 def outcome_health(outcomes: list, ids: list) -> tuple[int, list]:
