@@ -79,9 +79,12 @@ def main(argv=None) -> int:
     try:
         _set_prices(parser, args.price)
         if args.estimate:
+            from ..llm.client import planning
             from ..llm.estimate import estimate_pipeline
 
-            print(estimate_pipeline(load_spec(args.spec), limit=args.limit, out=args.out).render())
+            with planning():  # a model with no endpoint yet can be estimated
+                pipeline = load_spec(args.spec)
+            print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
             return 0
         executor, _ = make_executor(args.executor, **ray_options)
         pipeline = load_spec(args.spec)

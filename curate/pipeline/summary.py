@@ -56,11 +56,12 @@ def funnel_rows(manifest: dict) -> list[list[str]]:
 
 
 LLM_COLUMNS = ("LLM stage", "requests", "parsed", "parse failed", "truncated",
-               "request failed", "produced", "tokens", "cost $", "health")
+               "request failed", "produced", "tokens", "cost $", "structured", "health")
 
 
 def llm_rows(manifest: dict) -> list[list[str]]:
-    """One row per LLM stage: what its requests gave, and a flag when it produced nothing."""
+    """One row per LLM stage: what its requests gave, and its health (``ok``, or a flag when
+    it produced nothing or many of its requests failed)."""
     rows = []
     for s in manifest["stages"]:
         replies = s.get("replies")
@@ -69,11 +70,12 @@ def llm_rows(manifest: dict) -> list[list[str]]:
         spent = s.get("llm_computed") or s.get("llm") or {}
         tokens = spent.get("prompt_tokens", 0) + spent.get("completion_tokens", 0)
         produced = s.get("produced", 0)
-        health = "produced nothing" if replies["requests"] and not produced else "ok"
+        health = s.get("health") or ("produced nothing" if replies["requests"] and not produced
+                                     else "ok")
         rows.append([s["stage"], f"{replies['requests']:,}", f"{replies['parsed']:,}",
                      f"{replies['parse_failed']:,}", f"{replies['truncated']:,}",
                      f"{replies['request_failed']:,}", f"{produced:,}", f"{tokens:,}",
-                     f"{spent.get('cost_usd', 0):.4f}", health])
+                     f"{spent.get('cost_usd', 0):.4f}", s.get("structured", "-"), health])
     return rows
 
 
@@ -90,7 +92,8 @@ def print_funnel(manifest: dict, out, console: Console | None = None) -> None:
     if health:
         llm_table = Table(title="LLM stages")
         for col in LLM_COLUMNS:
-            llm_table.add_column(col, justify="left" if col in ("LLM stage", "health") else "right")
+            llm_table.add_column(col, justify="left" if col in ("LLM stage", "structured",
+                                                                "health") else "right")
         for row in health:
             style = "bold red" if row[-1] != "ok" else None
             llm_table.add_row(*row, style=style)
