@@ -380,13 +380,17 @@ def _object(value, walk: _Walk):
 
 
 BRIEF = 200  # characters of JSON a description may take in the manifest before it is digested
+BRIEF_PLAIN = 2000  # ... when it is a list or mapping of plain values (field names, labels)
 
 
 def brief(description):
     """A description as the manifest shows it: as it is when short, else the names it
     holds (function, type, path) and a digest of the whole, so that a change still shows."""
     text = json.dumps(description, sort_keys=True, ensure_ascii=False)
-    if len(text) <= BRIEF:
+    items = description.values() if isinstance(description, dict) else description
+    plain = isinstance(description, (list, dict)) and all(
+        v is None or isinstance(v, (bool, int, float, str)) for v in items)
+    if len(text) <= (BRIEF_PLAIN if plain else BRIEF):
         return description
     out = {}
     if isinstance(description, dict):
