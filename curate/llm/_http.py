@@ -22,7 +22,9 @@ import openai
 
 from .accounting import Usage, cost_of
 from .dialects import body_fields, dialect_from_models, looks_like_refusal
-from .limits import MalformedReply, RateLimiter, backoff_delay, classify, estimate_tokens, one_line
+from .estimate import completion_bound, prompt_tokens
+from .credentials import redact_url, scrub
+from .limits import MalformedReply, RateLimiter, backoff_delay, classify, one_line
 from .types import REQUEST_FAILED, Completion, Failure, Request
 
 log = logging.getLogger("curate.llm")
@@ -131,7 +133,6 @@ class Sender:
                 and self.state.dialect not in (None, "off") and self.state.refused is None)
 
     def _where(self) -> str:
-        from .client import redact_url
         return redact_url(self.llm.base_url) or "?"
 
     async def _post(self, body: dict) -> tuple[Completion, float, int]:
@@ -158,19 +159,20 @@ class Sender:
         if request.schema is not None and self.state.dialect is None:
             async with self._resolving:
                 await self.resolve_dialect()
-        budget = estimate_tokens(request.messages, request.max_tokens)
+        estimate = prompt_tokens(request, schema_counted=self._structured(request))
         reason, invalid_tries, attempt = "no try was made", 0, 0
         while attempt < llm.max_tries:
             attempt += 1
             structured = self._structured(request)
-            await self.limiter.acquire(budget)
+            charged = self.limiter.prompt_charge(estimate)
+            await self.limiter.acquire(charged + completion_bound(request))
             try:
                 completion, seconds, in_flight = await self._post(self._body(request, structured))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # every failure is classified; none escapes a stage
                 self.usage.add(requests=1)
-                retry, wait, reason = classify(error)
+                retry, wait, reason = classify(error, llm.key_source)
                 reason = one_line(reason, secret=llm._secret.reveal())
                 status = getattr(error, "status_code", None)
                 if structured and looks_like_refusal(status, reason):
@@ -194,6 +196,8 @@ class Sender:
                 await asyncio.sleep(delay)
                 continue
             self.state.observe(in_flight, seconds, llm.concurrency, self._where())
+            self.limiter.settle(estimate, charged, completion.prompt_tokens)
+            completion.text = scrub(completion.text, llm._secret.credential())  # echoed in a reply
             completion.attempts = attempt
             self.usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                            completion_tokens=completion.completion_tokens,

@@ -1,8 +1,9 @@
 """The record of provider batches in flight: a small JSON file next to the response cache.
 
 A batch costs money the moment it is created, so its ids are written down as soon as they
-exist: the input file's id right after the upload, the batch's id right after it is
-created, its status whenever it changes. A run that is killed and started again reads
+exist: the input file's id right after the upload, the intent to create the batch just
+before the call (``status: "creating"`` and ``create_until``, when that call's time is up),
+the batch's id right after it is created, its status whenever it changes. A run that is killed and started again reads
 them back and polls the same batches instead of paying for the work again. An entry is
 removed once its results are in the response cache (and its failed lines resubmitted or
 given up on).

@@ -212,7 +212,11 @@ class GrammarCache:
 
     @staticmethod
     def engine() -> str:
-        return "xgrammar" if importlib.util.find_spec("xgrammar") else "none"
+        try:
+            found = importlib.util.find_spec("xgrammar")
+        except ValueError:  # a module entry with no spec: its import is blocked
+            found = None
+        return "xgrammar" if found else "none"
 
     def vocab_size(self, model) -> int:
         return self._vocab or model.config.vocab_size

@@ -15,7 +15,8 @@ The method, printed with every estimate:
   (OpenAI's rule of thumb for English and its chat format's overhead), plus the JSON
   Schema's characters / 4 where OpenAI receives it as a structured-output request. No
   OpenAI tokenizer is available offline, so this is an approximation (code, JSON and
-  other languages take more tokens per character);
+  other languages take more tokens per character). The client's ``tpm`` limiter starts
+  from the same estimate and corrects it from the prompt tokens replies report;
 - **completion tokens**: each request's ``max_tokens`` (256 where none is set), the most a
   reply can take: the completion figures and costs are upper estimates;
 - **rows**: stages are not run (a ``Sample`` is: it draws rows without looking at

@@ -4,11 +4,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
 import threading
 import time
 
 import openai
+
+from .credentials import scrub
 
 RETRY_STATUS = {408, 409, 429}
 
@@ -24,6 +27,13 @@ class RateLimiter:
     size. A 429 from the endpoint starts a cooldown that holds every new request until the
     time the server asked for. The state is guarded by a thread lock, so the limits hold
     for one client shared across threads (each with its own event loop).
+
+    Token counts are estimated before sending (characters / 4: see
+    :func:`curate.llm.estimate.prompt_tokens`), which is 3-4x too few for text of about one
+    character a token (CJK, dense code). So each reply's reported prompt tokens correct the
+    estimate: a prompt is charged its estimate times the ratio of reported to estimated
+    prompt tokens so far (:meth:`prompt_charge`), and the difference between what a reply's
+    prompt was charged and what it counted is charged or refunded (:meth:`settle`).
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
@@ -33,6 +43,7 @@ class RateLimiter:
         self._requests, self._tokens = self._request_cap, self._token_cap
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
+        self._estimated = self._reported = 0  # prompt tokens, for the running correction
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # a copy (another process) gets its own lock
@@ -74,6 +85,26 @@ class RateLimiter:
                 self._tokens -= tokens  # in full: a request over the bucket leaves a debt
             return 0.0
 
+    def prompt_charge(self, estimate: int) -> int:
+        """The tokens to charge a prompt estimated at ``estimate``, corrected by the ratio
+        of the prompt tokens replies reported to those estimated for them so far."""
+        with self._lock:
+            if not self._estimated or not self._reported:
+                return estimate
+            return math.ceil(estimate * self._reported / self._estimated)
+
+    def settle(self, estimate: int, charged: int, reported: int) -> None:
+        """Learn from a reply whose prompt was estimated at ``estimate``, charged
+        ``charged`` and counted ``reported`` by the endpoint (0: not reported)."""
+        if reported <= 0 or estimate <= 0:
+            return
+        with self._lock:
+            self._estimated += estimate
+            self._reported += reported
+            if self.tpm:
+                self._refill(time.monotonic())
+                self._tokens = min(self._token_cap, self._tokens - (reported - charged))
+
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
         if not self.rpm and not self.tpm and time.monotonic() >= self._cooldown_until:
@@ -83,12 +114,6 @@ class RateLimiter:
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
-
-
-def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
-    """A rough token count for the TPM budget: ~4 characters per token, plus the reply."""
-    chars = sum(len(m.get("content", "")) for m in messages)
-    return chars // 4 + 8 * len(messages) + (max_tokens or 256)
 
 
 def parse_retry_after(headers) -> float | None:
@@ -120,11 +145,13 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
 
 
-def classify(error: BaseException) -> tuple[bool, float | None, str]:
+def classify(error: BaseException, key_source: str = "OPENAI_API_KEY"
+             ) -> tuple[bool, float | None, str]:
     """Whether an error is worth retrying, the server's requested wait, and a one-line reason.
 
     The reason never quotes the server's message for authentication errors (some echo part
-    of the key back); callers also scrub the key from every reason they store.
+    of the key back), and names ``key_source``, where the key came from; callers also
+    scrub the key from every reason they store (:func:`scrub`).
     """
     if isinstance(error, openai.APITimeoutError):
         return True, None, "request timed out"
@@ -136,7 +163,7 @@ def classify(error: BaseException) -> tuple[bool, float | None, str]:
         status = error.status_code
         if status in (401, 403):
             return False, None, (f"HTTP {status}: the endpoint refused the credentials; "
-                                 f"check OPENAI_API_KEY")
+                                 f"check {key_source}")
         wait = parse_retry_after(getattr(error.response, "headers", None))
         retry = status in RETRY_STATUS or status >= 500
         return retry, wait, f"HTTP {status}: {_message_of(error)}"
@@ -162,8 +189,7 @@ def _message_of(error: openai.APIStatusError) -> str:
 
 
 def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
-    """Collapse whitespace, remove ``secret`` and cut to ``limit`` characters."""
-    if secret:
-        text = text.replace(secret, "***")
+    """Collapse whitespace, remove ``secret`` (see :func:`scrub`), cut to ``limit`` characters."""
+    text = scrub(str(text), secret)
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

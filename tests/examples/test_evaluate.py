@@ -49,7 +49,7 @@ def test_evaluate_against_loopback_server_with_and_without_healing(tmp_path, cap
     # each broken answer shares no atom with its gold: rows 1 and 2 score 0, the others 1
     assert first["atom_f1"] == round(4 / 6, 4) == first["intervals"]["atom_f1"]["value"]
     assert first["parts"]["calculation"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "rows": 6}
-    assert first["parts"]["breakdown"]["rows"] == 3 and "having" not in first["parts"]
+    assert first["parts"]["breakdown"]["rows"] == 5 and "having" not in first["parts"]
     assert first["intervals"]["validity"]["low"] < 4 / 6 < first["intervals"]["validity"]["high"]
     assert (healed["valid"], healed["exact_match"], healed["mean_attempts"]) == (6, 6, round(8 / 6, 3))
     assert healed["atom_f1"] == 1.0 and healed["intervals"]["exact_match"] == {"value": 1.0, "low": 1.0, "high": 1.0}
@@ -58,7 +58,8 @@ def test_evaluate_against_loopback_server_with_and_without_healing(tmp_path, cap
     assert [p["attempts"] for p in predictions] == [2, 2, 1, 1, 1, 1]
     assert not predictions[0]["first_valid"] and predictions[0]["final_valid"]
     assert predictions[0]["first_atom_f1"] == 0.0 and predictions[0]["final_atom_f1"] == 1.0
-    assert predictions[0]["first_parts"] == {"calculation": 0.0, "filter": 0.0, "breakdown": 0.0, "time": 0.0}
+    assert predictions[0]["first_parts"] == {"calculation": 0.0, "filter": 0.0, "breakdown": 0.0, "order": 0.0}
+    assert predictions[1]["first_parts"] == {"calculation": 0.0, "breakdown": 0.0, "time": 0.0, "granularity": 0.0}
     out = capsys.readouterr().out
     assert "atom F1 [95% CI]" in out and "0.667 [" in out and "COUNT + time window by regex" in out
     assert json.loads(out.strip().splitlines()[-1]) == {
