@@ -78,9 +78,10 @@ def number(value: Any) -> Any:
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     match = _DECIMAL.fullmatch(value) if isinstance(value, str) else None
-    if match:
-        return int(value) if match.group(2) is None else number(float(value))
-    return value
+    try:
+        return value if not match else int(value) if match.group(2) is None else number(float(value))
+    except ValueError:  # more digits than int() converts: compared as written
+        return value
 
 
 def normalize(query: str | bytes | dict) -> dict:

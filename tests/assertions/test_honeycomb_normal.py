@@ -99,6 +99,7 @@ def test_what_sets_no_atom():
 def test_number_reads_plain_decimals_only():
     assert [number(v) for v in ("404", "-3", "0", "2.50", 7.0, True, "1e3", " 5", "007", "x")] == \
         [404, -3, 0, 2.5, 7, True, "1e3", " 5", "007", "x"]
+    assert number("9" * 5000) == "9" * 5000  # past what int() converts: compared as text
 
 
 def test_normalize_leaves_the_input_alone_and_is_idempotent():
