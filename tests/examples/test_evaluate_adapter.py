@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from curate import SharegptExport, read_table
-from examples.honeycomb import evaluate, prompts, scoring
+from examples.honeycomb import backends, evaluate, prompts, scoring
 from train.config import config_dict, load_config
 from train.loop import train
 
@@ -41,6 +41,6 @@ def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path, monkeypat
     def no_loading(*args):
         raise AssertionError("every row is saved: the model must not be loaded again")
 
-    monkeypatch.setattr(evaluate, "_load_model", no_loading)
+    monkeypatch.setattr(backends, "_load_model", no_loading)
     assert evaluate.main(argv) == 0
     assert json.loads((out / "evaluation.json").read_text()) == report
