@@ -20,6 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .table import column_values
+
 encode_json_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
 """A str as JSON text, quotes included: what ``json.dumps(s, ensure_ascii=False)`` writes."""
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
@@ -98,8 +100,6 @@ def column_json(series: pd.Series) -> pa.Array:
             return values.cast(TEXT).fill_null("null")
         if pa.types.is_null(kind):
             return pa.array(["null"] * len(values), type=TEXT)
-    from .table import column_values
-
     plain = column_values(series, jsonable=True)
     if series.dtype == object and plain and set(map(type, plain)) <= {str, type(None)}:
         return json_strings(plain)
