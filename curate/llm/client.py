@@ -28,7 +28,7 @@ from .accounting import Usage
 from .batch import batch_options, run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
-from .embedded import WARNING, Backend, default_backend
+from .backends import WARNING, Backend, default_backend
 from .limits import RateLimiter
 from .types import REFUSED, TRUNCATED, Completion, Failure, Request
 
@@ -50,7 +50,7 @@ class LLM:
             (for trying the pipeline only); a named model is refused in one line.
         api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
             reprs or error messages.
-        backend: an in-process :class:`~curate.llm.embedded.Backend` to use instead of HTTP.
+        backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
         concurrency: requests in flight at once.
         rpm, tpm: optional requests- and tokens-per-minute limits.
         timeout: seconds per request.

@@ -25,10 +25,10 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import CurateError
-from .types import Completion, Request
+from ...errors import CurateError
+from ..types import Completion, Request
+from .base import DEFAULT_MAX_TOKENS, seed_of
 
-DEFAULT_MAX_TOKENS = 256
 _loaded: dict[tuple, object] = {}
 _lock = threading.Lock()
 
@@ -99,12 +99,10 @@ class LlamaCppBackend:
                           model=self.name)
 
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
-        from .embedded import _seed_of
-
         model = self.load()
         out = []
         for i, request in enumerate(requests):
-            completion = self._one(model, request, _seed_of(request, self.name) % (2**31))
+            completion = self._one(model, request, seed_of(request, self.name) % (2**31))
             out.append(completion)
             if on_done is not None:
                 on_done(i, completion)
