@@ -39,17 +39,17 @@ import time
 from dataclasses import dataclass, field
 
 from ..progress import plain_line, task
-from ._http import Sender
 from .accounting import batch_price_of, cost_of
 from .batch_api import (BatchCallError, BatchesPending, BatchLost, StillRunning,
                         batch_errors, call_api, counts_of, find_batch)
 from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
 from .batch_options import BatchOptions, batch_options  # noqa: F401 (imported from here)
 from .batch_state import BatchState, state_path_for
-from .credentials import redact_url, scrub
+from .credentials import one_line, redact_url, scrub
 from .dialects import looks_like_refusal
-from .limits import one_line
+from .online import Sender
 from .types import REQUEST_FAILED, Failure
+from .wire import request_body, usable
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 CLOCK_SKEW = 600.0  # seconds a provider's batch times may differ from this machine's
@@ -95,7 +95,7 @@ class BatchRun:
         self.waiting: list[tuple[Job, str]] = []
 
     async def run(self) -> None:
-        self.sender = Sender(self.llm, self.llm._limiter, asyncio.Semaphore(1), self.usage)
+        self.sender = Sender(self.llm, self.usage)
         self.client = self.sender.client
         try:
             jobs = self._adopt()
@@ -159,7 +159,8 @@ class BatchRun:
         firsts = {k: self.requests[self.groups[k][0]] for k in keys}
         if any(r.schema is not None for r in firsts.values()):
             await self.sender.resolve_dialect()
-        lines = [(k, input_line(k, self.sender._body(r, self.sender._structured(r))))
+        lines = [(k, input_line(k, request_body(self.llm.model, r,
+                                                self.sender.state.dialect_for(r))))
                  for k, r in firsts.items()]
         chunks, too_large = split_lines(lines, self.options.max_requests, self.options.max_bytes)
         for key in too_large:
@@ -312,7 +313,7 @@ class BatchRun:
 
     def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
         completion = result.completion
-        completion.text = scrub(completion.text, self.llm._secret.credential())  # echoed
+        completion.text = scrub(completion.text, self.llm.secret.credential())  # echoed
         if first_time:  # a line collected before (a run killed while collecting) is paid
             self.cache.put(key, self.llm.model, completion.to_raw())
             price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,
@@ -324,7 +325,7 @@ class BatchRun:
                            completion_tokens=completion.completion_tokens, cost_usd=cost)
         if key in self.groups and key not in self.answered:
             completion.attempts = job.round
-            self._answer(key, self.llm._finish(completion, self.usage))
+            self._answer(key, usable(completion, self.usage))
 
     async def _retry(self, job: Job, failed: list[tuple[str, LineResult]]) -> None:
         """Failed lines worth it go into a new batch (within max_rounds); the rest fail."""
@@ -332,7 +333,7 @@ class BatchRun:
         for key, result in failed:
             request = self.requests[self.groups[key][0]]
             if looks_like_refusal(result.status, result.reason) and \
-                    self.sender._structured(request):
+                    self.sender.state.dialect_for(request) is not None:
                 self.llm.endpoint.refuse(result.reason, self.endpoint or "?")
                 result.retry = True
             if result.retry and job.round < self.options.max_rounds:
@@ -359,7 +360,7 @@ class BatchRun:
         if key in self.answered:
             return
         self.usage.add(failed=1)
-        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self._secret()),
+        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self.llm.secret.reveal()),
                                   attempts=attempts))
 
     def _give_up(self, job: Job, reason: str) -> None:
@@ -384,9 +385,6 @@ class BatchRun:
             "completed": job.counts.get("completed", 0), "failed": job.counts.get("failed", 0),
             "cost_usd": round(job.cost, 6), "resumed": job.resumed,
             "seconds": round(time.time() - job.submitted, 3)})
-
-    def _secret(self) -> str:
-        return self.llm._secret.reveal()
 
     async def _call(self, what: str, make, before_retry=None):
         return await call_api(self.llm, what, make, self.usage, self.rng, before_retry)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ...errors import CurateError
 from ..types import Completion, Request
+from ..wire import completion_of
 from .base import DEFAULT_MAX_TOKENS, seed_of
 
 _loaded: dict[tuple, object] = {}
@@ -90,13 +91,9 @@ class LlamaCppBackend:
             kwargs["stop"] = list(request.stop)
         if request.schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-        out = model.create_chat_completion(**kwargs)
-        choice, usage = out["choices"][0], out.get("usage") or {}
-        return Completion(text=choice["message"].get("content") or "",
-                          finish_reason=choice.get("finish_reason") or "stop",
-                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0),
-                          model=self.name)
+        completion = completion_of(model.create_chat_completion(**kwargs), self.name)
+        completion.model = self.name  # llama.cpp names the file
+        return completion
 
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
         model = self.load()
