@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import CurateError
-from .dialects import DIALECTS
 from .accounting import Usage
-from .batch import batch_options, run_batches
+from .backends import WARNING, Backend, default_backend
+from .batch.options import batch_options
+from .batch.run import run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
-from .backends import WARNING, Backend, default_backend
+from .dialects import DIALECTS
 from .limits import RateLimiter
 from .online import EndpointState, Sender
 from .types import Completion, Failure, Request

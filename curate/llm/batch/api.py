@@ -13,11 +13,11 @@ import asyncio
 import concurrent.futures
 import random
 
-from ..errors import CurateError
-from .batch_state import BatchState, state_path_for
-from .credentials import redact_url
-from .online import Sender
-from .wire import Tries
+from ...errors import CurateError
+from ..credentials import redact_url
+from ..online import Sender
+from ..wire import Tries
+from .state import BatchState, state_path_for
 
 
 class BatchCallError(Exception):

@@ -16,9 +16,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from .credentials import one_line
-from .types import Completion
-from .wire import RETRY_STATUS, MalformedReply, completion_of, error_message
+from ..credentials import one_line
+from ..types import Completion
+from ..wire import RETRY_STATUS, MalformedReply, completion_of, error_message
 
 CHAT_URL = "/v1/chat/completions"
 RETRY_CODES = re.compile(r"expired|cancel|server|rate_limit|timeout|overloaded|unavailable|"
