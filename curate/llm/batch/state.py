@@ -1,19 +1,12 @@
 """The record of provider batches in flight: ``batches.json`` next to the response cache.
 
-A batch costs money the moment it is created, so its ids are written down as soon as they
-exist: the input file's id right after the upload, the intent to create the batch just
-before the call (``status: "creating"`` and ``create_until``, when that call's time is
-up), the batch's id right after it is created, its status whenever it changes. A run that
-is killed and started again reads them back and polls the same batches instead of paying
-for the work again. An entry is removed once its results are in the response cache (and
-its failed lines resubmitted or given up on).
-
-The record holds no key, no prompt and no reply: endpoint (without credentials), model,
-ids, status, counts and timestamps. The cache keys of each batch's requests (also its
-lines' ``custom_id``) are written once, before the entry, to ``batches/<entry id>.keys``
-beside it, so the record stays small however large the batches. Every change rewrites the
-record atomically under a file lock, so processes sharing a cache folder do not lose each
-other's entries and a kill never leaves a half-written file.
+A batch costs money the moment it is created, so its ids are written as soon as they
+exist (the input file's after the upload, the intent to create before the call, the
+batch's after it, its status as it changes), and a rerun polls the same batches instead
+of paying again; an entry goes once its results are cached. No key, prompt or reply is
+written: each entry's cache keys go, before it, to ``batches/<entry id>.keys`` beside it.
+Every change is an atomic rewrite under a file lock, so processes sharing a cache folder
+keep each other's entries.
 """
 from __future__ import annotations
 
