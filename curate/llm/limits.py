@@ -35,20 +35,14 @@ def completion_bound(request: Request) -> int:
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits as two token buckets.
 
-    Each request takes one request and its estimated tokens before it is sent. The buckets
-    hold one second's worth (so a run never bursts a minute's budget at once) and refill
-    continuously at ``limit / 60`` per second. A request larger than the bucket waits for a
-    full bucket and is then charged in full: the bucket goes into debt and later requests
-    wait it out, so over time the tokens sent per minute stay at the limit for any request
-    size. A 429 from the endpoint starts a cooldown that holds every new request until the
-    time the server asked for. The state is guarded by a thread lock, so the limits hold
-    for one client shared across threads (each with its own event loop).
-
-    Token counts are estimated before sending (characters / 4: :func:`prompt_tokens`), which is 3-4x too few for text of about one
-    character a token (CJK, dense code). So each reply's reported prompt tokens correct the
-    estimate: a prompt is charged its estimate times the ratio of reported to estimated
-    prompt tokens so far (:meth:`prompt_charge`), and the difference between what a reply's
-    prompt was charged and what it counted is charged or refunded (:meth:`settle`).
+    The buckets hold one second's worth and refill at ``limit / 60`` per second; a request
+    larger than the bucket waits for a full one and is charged in full (a debt later
+    requests wait out), so the long-run rate holds for any request size. A 429 starts a
+    cooldown that holds every new request. Thread-safe: one client shared across threads
+    keeps its limits. A prompt is charged its estimate (:func:`prompt_tokens`) times the
+    ratio of reported to estimated prompt tokens so far (:meth:`prompt_charge`), and each
+    reply's difference is charged or refunded (:meth:`settle`), so the limit holds for
+    text of about one character a token (CJK, dense code) too.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
