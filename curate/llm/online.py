@@ -52,7 +52,7 @@ class EndpointState:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
-    def observe(self, in_flight: int, seconds: float, concurrency: int, where: str) -> None:
+    def observe(self, in_flight: int, seconds: float, where: str) -> None:
         """Record one request's latency; say once when requests queue on the server."""
         with self.lock:
             if self.parallel is not None:
@@ -175,7 +175,7 @@ class Sender:
                 self.usage.add(retried=1)
                 await asyncio.sleep(delay)
                 continue
-            self.state.observe(in_flight, seconds, llm.concurrency, self._where())
+            self.state.observe(in_flight, seconds, self._where())
             self.limiter.settle(estimate, charged, completion.prompt_tokens)
             completion.text = scrub(completion.text, llm.secret.credential())  # echoed in a reply
             completion.attempts = tries.count
