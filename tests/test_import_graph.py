@@ -125,6 +125,15 @@ def test_the_llm_package_has_no_import_circle():
     assert cycles(CURATE / "llm") == []
 
 
+def test_the_llm_wire_layer_imports_nothing_above_it():
+    """The key, request bodies, replies and retries sit under the client, batch mode and
+    the backends: they may import one another only."""
+    edges = graph(CURATE / "llm")
+    wire = {f"curate.llm.{name}" for name in ("types", "credentials", "dialects", "wire")}
+    assert {name: edges[name] - wire for name in wire} == {name: set() for name in wire}
+    assert "curate.llm.wire" in edges["curate.llm.online"] & edges["curate.llm.batch.run"]
+
+
 def test_import_circles_in_the_library_are_listed():
     found = cycles(CURATE)
     print(f"\nimport circles in curate/: {len(found)}")
