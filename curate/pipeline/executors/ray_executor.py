@@ -73,7 +73,7 @@ def split_rate_limits(llm, parts: int):
     client = copy.copy(llm)
     client.rpm = llm.rpm / parts if llm.rpm else llm.rpm
     client.tpm = llm.tpm / parts if llm.tpm else llm.tpm
-    client._limiter = RateLimiter(client.rpm, client.tpm)
+    client.limiter = RateLimiter(client.rpm, client.tpm)
     client.usage = Usage()
     return client
 
