@@ -40,7 +40,7 @@ from ...core.stage import Stage, StageResult, one_line
 from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
-from . import Executor
+from .base import Executor
 from .batched import BatchOutcome, combine, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
