@@ -139,8 +139,6 @@ DEDUP_REPEATS = 5
 def dedup_side(source: Path) -> dict:
     """ExactDedup vs drop_duplicates in one process, on the same table and keys, each the
     fastest of `DEDUP_REPEATS` calls."""
-    import pandas as pd
-
     from curate import ExactDedup, read_table
     from curate.core.table import assign_ids
 

@@ -39,7 +39,7 @@ import pandas as pd
 from ..errors import StageError
 from .fingerprint import Fingerprint, brief, describe, fingerprint_of
 from .tracebacks import TRACEBACK, first_error, user_traceback
-from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids,
+from .table import (ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids,
                     domain_columns, empty_like, isin, mark, positions, source_locations)
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
