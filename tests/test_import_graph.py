@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CURATE = ROOT / "curate"
 
@@ -123,6 +125,12 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports(tmp_path):
 
 def test_the_llm_package_has_no_import_circle():
     assert cycles(CURATE / "llm") == []
+
+
+@pytest.mark.parametrize("package", ["core", "io", "formats", "pipeline"])
+def test_the_table_io_and_runner_packages_have_no_import_circle(package):
+    """Among them: the JSON encoder above the table helpers, executors above their base."""
+    assert cycles(CURATE / package) == []
 
 
 def test_the_llm_wire_layer_imports_nothing_above_it():
