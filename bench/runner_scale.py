@@ -19,8 +19,14 @@ about 0.45 s, included) and the seconds the run itself records in its manifest. 
 are ratios against the pandas side measured in the same run; the load average is printed
 beside them.
 
+Arms compare versions of the code in one invocation: ``--arm NAME=DIR[,VAR=VALUE...]``
+(repeated) runs the runner side from the checkout ``DIR`` with those environment variables;
+with ``--rounds N`` every round measures pandas and then each arm, in turns (the first arm
+first in odd rounds, last in even ones), so contention from other work hits every arm alike.
+
     .venv/bin/python bench/runner_scale.py                    # 100k and 1M rows
     .venv/bin/python bench/runner_scale.py --sizes 10000 --rowwise
+    .venv/bin/python bench/runner_scale.py --arm now=. --arm other=../wt-other --rounds 3
 """
 from __future__ import annotations
 
@@ -86,11 +92,16 @@ def pandas_side(source: Path, out: Path, sample: int) -> float:
     return timed([sys.executable, "-c", code])
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (MiB) of one child process (``os.wait4`` reports its own)."""
+def timed(cmd: list[str], arm: tuple[Path, dict] | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (MiB) of one child process (``os.wait4`` reports its own),
+    run in the arm's checkout with its environment."""
+    where, env = arm or (ROOT, {})
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+        [str(where), *filter(None, [env.get("PYTHONPATH")])])}
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, cwd=where, stdout=subprocess.DEVNULL, stderr=err,
+                                text=True, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
@@ -110,9 +121,16 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def runner_side(spec: Path, out: Path) -> tuple[float, int]:
+def runner_side(spec: Path, out: Path, arm=None) -> tuple[float, int]:
     return timed([sys.executable, "-m", "curate.pipeline", str(spec), "--out", str(out),
-                  "--no-progress"])
+                  "--no-progress"], arm)
+
+
+def parse_arm(text: str) -> tuple[str, tuple[Path, dict]]:
+    """``NAME=DIR[,VAR=VALUE...]`` as ``(name, (checkout, environment))``."""
+    name, _, rest = text.partition("=")
+    folder, *assignments = rest.split(",")
+    return name, (Path(folder).resolve(), dict(a.split("=", 1) for a in assignments))
 
 
 DEDUP_REPEATS = 5
@@ -121,8 +139,6 @@ DEDUP_REPEATS = 5
 def dedup_side(source: Path) -> dict:
     """ExactDedup vs drop_duplicates in one process, on the same table and keys, each the
     fastest of `DEDUP_REPEATS` calls."""
-    import pandas as pd
-
     from curate import ExactDedup, read_table
     from curate.core.table import assign_ids
 
@@ -154,7 +170,12 @@ def main() -> None:
                         help="also run the spec with a row-wise predicate (a Python function "
                              "per row) instead of the batched one")
     parser.add_argument("--keep", help="keep the generated files in this folder")
+    parser.add_argument("--arm", action="append", default=[],
+                        help="NAME=DIR[,VAR=VALUE...]: run the runner side from this checkout "
+                             "(repeat to compare; default: this checkout)")
+    parser.add_argument("--rounds", type=int, default=1, help="measurements per arm and size")
     args = parser.parse_args()
+    arms = dict(map(parse_arm, args.arm)) or {"this": (ROOT, {})}
     work = Path(args.keep or tempfile.mkdtemp(prefix="runner_scale_"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  "
@@ -165,35 +186,47 @@ def main() -> None:
         if not source.exists():
             make_source(source, n)
         sample = n // 2
-        pd_s, pd_mem = pandas_side(source, work / f"pandas_{n}.jsonl", sample)
         variants = [("batched", BATCHED)] + ([("row-wise", ROWWISE)] if args.rowwise else [])
-        for label, filt in variants:
-            spec = work / f"spec_{label}.py"
-            spec.write_text(SPEC.format(filter=filt, source=str(source), sample=sample))
-            out = work / f"run_{n}_{label}"
-            shutil.rmtree(out, ignore_errors=True)
-            first, mem = runner_side(spec, out)
-            first_in_run = run_seconds(out)
-            again, _ = runner_side(spec, out)
-            again_in_run = run_seconds(out)
-            size = folder_bytes(out) - folder_bytes(out / "cache") if (out / "cache").exists() \
-                else folder_bytes(out)
-            rows.append((n, label, pd_s, first, again, again_in_run / first_in_run,
-                         size / source.stat().st_size, pd_mem, mem))
+        for turn in range(args.rounds):
+            pd_s, pd_mem = pandas_side(source, work / f"pandas_{n}.jsonl", sample)
+            for arm in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+                for label, filt in variants:
+                    spec = work / f"spec_{label}.py"
+                    spec.write_text(SPEC.format(filter=filt, source=str(source), sample=sample))
+                    out = work / f"run_{n}_{label}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    first, mem = runner_side(spec, out, arms[arm])
+                    first_in_run = run_seconds(out)
+                    again, _ = runner_side(spec, out, arms[arm])
+                    again_in_run = run_seconds(out)
+                    size = folder_bytes(out) - folder_bytes(out / "cache") \
+                        if (out / "cache").exists() else folder_bytes(out)
+                    rows.append((n, arm, label, pd_s, first, again, again_in_run / first_in_run,
+                                 size / source.stat().st_size, pd_mem, mem,
+                                 os.getloadavg()[0]))
         dedup = dedup_side(source)
         for key, (ours, base) in dedup.items():
             print(f"{n:>9,} rows  ExactDedup ({key}): {ours:.2f} s vs drop_duplicates "
                   f"{base:.2f} s = {ours / base:.1f}x")
     print()
-    print(f"{'rows':>9}  {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
+    print(f"{'rows':>9}  {'arm':<10} {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
           f"{'rerun s':>8} {'rerun/first':>11} {'in-run':>7} {'folder/src':>10} "
-          f"{'pandas MiB':>10} {'runner MiB':>10}")
-    for n, label, pd_s, first, again, in_run, size, pd_mem, mem in rows:
-        print(f"{n:>9,}  {label:<9} {pd_s:>9.2f} {first:>9.2f} {first / pd_s:>5.2f}x "
+          f"{'pandas MiB':>10} {'runner MiB':>10} {'load':>5}")
+    for n, arm, label, pd_s, first, again, in_run, size, pd_mem, mem, load in rows:
+        print(f"{n:>9,}  {arm:<10} {label:<9} {pd_s:>9.2f} {first:>9.2f} {first / pd_s:>5.2f}x "
               f"{again:>8.2f} {again / first:>10.1%} {in_run:>6.1%} {size:>9.2f}x "
-              f"{pd_mem:>10,} {mem:>10,}")
+              f"{pd_mem:>10,} {mem:>10,} {load:>5.2f}")
     print("rerun/first: wall time of the whole command, Python's start and imports included; "
-          "in-run: the\nseconds each run's manifest records (what the run itself spent).")
+          "in-run: the\nseconds each run's manifest records (what the run itself spent); load: "
+          "the 1-minute load average after the row.")
+    if args.rounds > 1:
+        import statistics
+
+        for key in dict.fromkeys((n, arm, label) for n, arm, label, *_ in rows):
+            ratios = [r[4] / r[3] for r in rows if r[:3] == key]
+            print(f"{key[0]:>9,}  {key[1]:<10} {key[2]:<9} median ratio over "
+                  f"{len(ratios)} rounds: {statistics.median(ratios):.2f}x "
+                  f"({min(ratios):.2f}x-{max(ratios):.2f}x)")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

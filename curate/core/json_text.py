@@ -1,13 +1,16 @@
-"""JSON text for whole columns at once, built in Arrow.
+"""JSON text for whole columns at once, built in Arrow: the library's one JSON-lines encoder.
 
 `column_json` gives, for every value of a column, exactly the text
 ``json.dumps(value, ensure_ascii=False)`` writes for it (missing values as ``null``), and
-`json_line_array` joins such columns into one JSON object per row. Text columns need no
-Python per value: a string is its text in quotes unless it holds a quote, a backslash or a
-control character, and only those strings are encoded one by one. Columns Arrow cannot
-hold exactly (floats, whose Arrow text differs from Python's ``repr``; nested or mixed
-values) are encoded value by value. The result is an Arrow ``large_string`` array, which
-`curate.io.atomic.write_text_array` writes straight from its buffer.
+`json_line_array` joins such columns into one JSON object per row. The run folder's rejected
+and errored rows, `write_table`'s ``.jsonl`` and the export's lines are all written this way
+(a per-row writer, on orjson or the standard library, is slower over a whole run: see the
+README's performance section). Text columns need no Python per value: a string is its text
+in quotes unless it holds a quote, a backslash or a control character, and only those
+strings are encoded one by one. Columns Arrow cannot hold exactly (floats, whose Arrow text
+differs from Python's ``repr``; nested or mixed values) are encoded value by value. The
+result is an Arrow ``large_string`` array, which `curate.io.atomic.write_text_array` writes
+straight from its buffer.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .table import column_values
 
 encode_json_string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring
 """A str as JSON text, quotes included: what ``json.dumps(s, ensure_ascii=False)`` writes."""
@@ -98,8 +103,6 @@ def column_json(series: pd.Series) -> pa.Array:
             return values.cast(TEXT).fill_null("null")
         if pa.types.is_null(kind):
             return pa.array(["null"] * len(values), type=TEXT)
-    from .table import column_values
-
     plain = column_values(series, jsonable=True)
     if series.dtype == object and plain and set(map(type, plain)) <= {str, type(None)}:
         return json_strings(plain)

@@ -14,7 +14,12 @@ implement :meth:`Stage.process`; the base class owns everything every stage must
   location, and the stage goes on; when the errored share passes ``max_errored`` the stage
   stops with one line naming the count and the first source locations;
 - the invariant: every input row ends kept, rejected or errored, or is replaced by a row
-  derived from it (its ``_parent``); a silently lost row is a bug and raises.
+  derived from it (its ``_parent``); a silently lost row is a bug and raises;
+- row order: each part (kept, rejected, errored) lists its rows in input order, the rows
+  the stage created right after their parent (their ``_parent``, followed back to an input
+  row), in the order the stage lists them. So a stage run on consecutive slices of a table gives,
+  concatenated slice by slice, what one run gives; a stage's ``process`` may list its rows
+  in any order. A stage whose order is its point opts out (``Sample(order="sampled")``).
 
 A stage never changes a row in place: to change a row it derives a new one
 (:func:`~curate.core.table.derive_rows`). The runner's checkpoints rely on this: they store
@@ -28,15 +33,17 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..errors import StageError
 from .fingerprint import Fingerprint, brief, describe, fingerprint_of
 from .tracebacks import TRACEBACK, first_error, user_traceback
-from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns, isin,
-                    empty_like, mark, source_locations)
+from .table import (ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids,
+                    domain_columns, empty_like, isin, mark, positions, source_locations)
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
+PARTS = ("kept", "rejected", "errored")
 TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true/false",
               list: "a list", dict: "an object", tuple: "a list"}
 
@@ -136,6 +143,7 @@ class Stage:
     """
 
     kind = "row"
+    input_order = True  # run() puts each part in the contract's row order (see above)
     requires: tuple[str, ...] = ()
     max_errored = 0.5
     declares_columns = False  # set True in a class whose only added columns are
@@ -217,6 +225,8 @@ class Stage:
             result.errored = _concat([checked, result.errored])
         if not partition:
             self._check_invariant(df, result)
+            if self.input_order:
+                in_input_order(df, result)
         result.stats = {**self._base_stats(df, result, seconds, partition), **result.stats}
         self._check_error_share(df, result)
         return result
@@ -421,6 +431,32 @@ def _wrong_type(column: pd.Series, types) -> pd.Series:
     if pd.api.types.is_float_dtype(column.dtype):
         return present & (float not in types)
     return present & False
+
+
+def in_input_order(df: pd.DataFrame, result: StageResult) -> None:
+    """Sort each part of ``result`` into the contract's row order (a stable sort, done only
+    where a part is out of order): by the input position of the row, or of its first
+    ancestor in the input, an input row before the rows made from it."""
+    parts = [getattr(result, name) for name in PARTS]
+    out = pd.concat([p[[ID]].assign(**{PARENT: p[PARENT] if PARENT in p.columns else None})
+                     for p in parts], ignore_index=True)
+    anchor = positions(out[ID], df[ID])
+    made = anchor < 0
+    parent = out[PARENT].to_numpy(dtype=object)
+    link = np.where(made, positions(parent, out[ID]), -1)  # a parent made in this stage
+    anchor = np.where(made, positions(parent, df[ID]), anchor)
+    for _ in range(64):  # follow parents made in this stage back, by pointer jumping
+        pending = (anchor < 0) & (link >= 0)
+        if not pending.any():
+            break
+        anchor[pending], link[pending] = anchor[link[pending]], link[link[pending]]
+    key = np.where(anchor < 0, len(df), anchor) * 2 + made
+    start = 0
+    for name, part in zip(PARTS, parts):
+        own, start = key[start:start + len(part)], start + len(part)
+        if len(own) > 1 and (own[1:] < own[:-1]).any():
+            setattr(result, name, part.iloc[np.argsort(own, kind="stable")]
+                    .reset_index(drop=True))
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

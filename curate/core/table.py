@@ -104,16 +104,9 @@ def row_dicts(df: pd.DataFrame, columns: Iterable[str] | None = None,
 
 
 def records(df: pd.DataFrame) -> list[dict]:
-    """Every column of every row as plain-JSON dicts (what the JSONL writers use)."""
+    """Every column of every row as plain-JSON dicts (the JSON lines hold what
+    ``json.dumps`` writes of each: :mod:`curate.core.json_text`)."""
     return row_dicts(df, list(df.columns), jsonable=True)
-
-
-def json_lines(df: pd.DataFrame) -> list[str]:
-    """Every row as one line of JSON: exactly ``json.dumps(records(df)[i], ensure_ascii=False)``,
-    built a column at a time (`json_text.json_line_array`)."""
-    from .json_text import json_line_array
-
-    return json_line_array(df).to_pylist()
 
 
 # -- membership and positions, vectorised ---------------------------------------------------------
@@ -229,12 +222,11 @@ def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
     """`hex_ids` as a text column built in one piece (no Python string per row)."""
     import pyarrow as pa
 
-    from .json_text import text_column
-
     data = hashes.astype(">u8").tobytes().hex().encode("ascii")
     offsets = np.arange(0, 16 * len(hashes) + 1, 16, dtype=np.int64)
-    return text_column(pa.LargeStringArray.from_buffers(
-        len(hashes), pa.py_buffer(offsets), pa.py_buffer(data)), index)
+    texts = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets),
+                                             pa.py_buffer(data))
+    return pd.Series(pd.arrays.ArrowStringArray(texts), index=index).astype("str")
 
 
 def _distinct(hashes: np.ndarray) -> bool:

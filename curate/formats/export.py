@@ -287,10 +287,6 @@ class ChatExport:
         validate_rows([json.loads(line) for line in sample], fmt, where=self.name, step=step)
         return out
 
-    def lines(self, df: pd.DataFrame, fmt: str = "sharegpt") -> list[str]:
-        """The JSON lines of one format (without newlines): `line_array` as a list."""
-        return self.line_array(df, fmt, end="").to_pylist()
-
     def files(self) -> list[str]:
         """The names `write` gives the files and folders it writes in its folder."""
         return [f"{fmt}.jsonl" for fmt in self.formats] + \

@@ -8,19 +8,17 @@ writing (no space left, permission denied, a read-only filesystem) becomes a
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 import json
 import os
 import shutil
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import pyarrow as pa
 
-from ..core.json_text import TEXT, json_line_array, text_buffer
+from ..core.json_text import TEXT, json_line_array, json_value, text_array, text_buffer
 from ..core.table import to_jsonable
 from ..errors import OutputError
 
@@ -93,41 +91,12 @@ def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
 
 
-def _gzip_binary(path: Path):
-    """A binary stream gzip-compressed into ``path`` (level 1: fast, about a fifth of the
-    size), with no timestamp in its header (the same rows give the same bytes)."""
-    raw = gzip.GzipFile(filename="", mode="wb", compresslevel=1, mtime=0,
-                        fileobj=open(path, "wb"))
-    raw.myfileobj = raw.fileobj  # closed with the stream
-    return raw
-
-
-def _gzip_text(path: Path):
-    return io.TextIOWrapper(_gzip_binary(path), encoding="utf-8")
-
-
-def write_jsonl(path, rows: Iterable[dict], plain: bool = False) -> Path:
-    """Write dicts as JSON lines, atomically; a ``.gz`` path is gzip-compressed (level 1:
-    fast, about a fifth of the size). ``plain=True``: the rows hold only JSON types already
-    (no numpy values or NaN to convert), which skips a pass over every value."""
-    dumps = json.JSONEncoder(ensure_ascii=False).encode
-    gz = str(path).endswith(".gz")
-    with atomic_path(path) as tmp:
-        with (_gzip_text(tmp) if gz else open(tmp, "w", encoding="utf-8")) as fh:
-            for row in rows:
-                fh.write(dumps(row if plain else to_jsonable(row)))
-                fh.write("\n")
-    return Path(path)
-
-
-def write_lines(path, lines: Sequence[str]) -> Path:
-    """Write text lines (without their newlines), atomically; ``.gz`` as in `write_jsonl`."""
-    gz = str(path).endswith(".gz")
-    with atomic_path(path) as tmp:
-        with (_gzip_text(tmp) if gz else open(tmp, "w", encoding="utf-8")) as fh:
-            for start in range(0, len(lines), 65536):
-                fh.write("".join(line + "\n" for line in lines[start:start + 65536]))
-    return Path(path)
+def write_jsonl(path, rows: Iterable[dict]) -> Path:
+    """Write dicts that are not a table (their keys may differ) as JSON lines, each
+    ``json.dumps`` of the dict's plain-JSON form, through `write_text_array`; a table goes
+    through `write_frame_jsonl`."""
+    return write_text_array(path, text_array([json_value(to_jsonable(row)) + "\n"
+                                              for row in rows]))
 
 
 GZIP_MEMBER = 1 << 23  # bytes of text per gzip member (8 MiB)
@@ -135,8 +104,9 @@ GZIP_MEMBER = 1 << 23  # bytes of text per gzip member (8 MiB)
 
 def gzip_members(data) -> Iterable[bytes]:
     """``data`` gzip-compressed as independent members of `GZIP_MEMBER` bytes each, two
-    compressed at a time (zlib releases the GIL); level 1 and no timestamp, as in
-    `write_jsonl`. A gzip reader reads consecutive members as one stream."""
+    compressed at a time (zlib releases the GIL); level 1 (fast, about a fifth of the size)
+    and no timestamp (the same text gives the same bytes). A gzip reader reads consecutive
+    members as one stream."""
     from concurrent.futures import ThreadPoolExecutor
 
     view = memoryview(data)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.json_text import json_line_array, text_buffer
 from ..core.table import records
 from ..errors import InputError
 from .atomic import atomic_folder, atomic_path, write_frame_jsonl
@@ -24,16 +25,16 @@ def write_table(df: pd.DataFrame, path) -> Path:
                                f"{', '.join(TABLE_SUFFIXES)}")
     if suffix == ".parquet" and compression is None:
         return write_frame(df, path)
-    if suffix == ".jsonl" and compression is None:
-        return write_frame_jsonl(path, df)
-    rows = records(df)
-    if suffix == ".json":
-        data = (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
-    elif suffix == ".jsonl":
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    if suffix == ".jsonl":
+        if compression in (None, ".gz"):
+            return write_frame_jsonl(path, df)
+        data = text_buffer(json_line_array(df, end="\n"))
+    elif suffix == ".json":
+        data = (json.dumps(records(df), ensure_ascii=False, indent=1) + "\n").encode("utf-8")
     else:
         flat = pd.DataFrame([{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict))
-                              else v for k, v in r.items()} for r in rows], columns=df.columns)
+                              else v for k, v in r.items()} for r in records(df)],
+                            columns=df.columns)
         data = flat.to_csv(index=False).encode("utf-8")
     with atomic_path(path) as tmp:
         _write_bytes(tmp, data, compression)

@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import CurateError
-from ._http import EndpointState, Sender
-from .dialects import DIALECTS
 from .accounting import Usage
-from .batch import batch_options, run_batches
+from .backends import WARNING, Backend, default_backend
+from .batch.options import batch_options
+from .batch.run import run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
-from .embedded import WARNING, Backend, default_backend
+from .dialects import DIALECTS
 from .limits import RateLimiter
-from .types import REFUSED, TRUNCATED, Completion, Failure, Request
+from .online import EndpointState, Sender
+from .types import Completion, Failure, Request
+from .wire import usable
 
 log = logging.getLogger("curate.llm")
 OPENAI_URL = "https://api.openai.com/v1"
@@ -50,7 +52,7 @@ class LLM:
             (for trying the pipeline only); a named model is refused in one line.
         api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
             reprs or error messages.
-        backend: an in-process :class:`~curate.llm.embedded.Backend` to use instead of HTTP.
+        backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
         concurrency: requests in flight at once.
         rpm, tpm: optional requests- and tokens-per-minute limits.
         timeout: seconds per request.
@@ -89,7 +91,7 @@ class LLM:
             raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
                               f"concurrency={concurrency}, max_tries={max_tries}")
         key = api_key or os.environ.get("OPENAI_API_KEY")
-        self._secret = Secret(key or PLACEHOLDER)
+        self.secret = Secret(key or PLACEHOLDER)
         self.key_source = ("the api_key passed to LLM(...)" if api_key else
                            "OPENAI_API_KEY" if key else "the key: none is set (api_key= or "
                                                         "OPENAI_API_KEY)")
@@ -122,7 +124,7 @@ class LLM:
         self.max_tokens, self.seed = max_tokens, seed
         self.cache, self.prices, self.extra_body = cache, dict(prices or {}), extra_body
         self.usage = Usage()
-        self._limiter = RateLimiter(rpm, tpm)
+        self.limiter = RateLimiter(rpm, tpm)
         self.structured = structured
         self.endpoint = EndpointState(structured if structured != "auto" else None)
         self.batch = batch_options(batch)
@@ -256,7 +258,7 @@ class LLM:
         for i, key in enumerate(keys):
             if key in hits:
                 call.add(cached=1)
-                deliver(i, self._finish(Completion.from_raw(hits[key], cached=True), call))
+                deliver(i, usable(Completion.from_raw(hits[key], cached=True), call))
             else:
                 groups.setdefault(key, []).append(i)
         if groups and self._unconnected:
@@ -272,28 +274,15 @@ class LLM:
         self.usage.add(**{k: after[k] - before[k] for k in after})
         return results  # type: ignore[return-value]
 
-    def _finish(self, completion: Completion, usage: Usage) -> Result:
-        """A completion cut off or refused is a failure, not data (its text is kept)."""
-        if completion.finish_reason == "length":
-            usage.add(truncated=1)
-            return Failure(TRUNCATED, f"the reply was cut off at {completion.completion_tokens} "
-                           f"tokens (finish_reason 'length'); raise max_tokens or ask for a "
-                           f"shorter answer", attempts=completion.attempts, text=completion.text)
-        if completion.finish_reason == "content_filter":
-            return Failure(REFUSED, "the endpoint withheld the reply (finish_reason "
-                           "'content_filter')", attempts=completion.attempts, text=completion.text)
-        return completion
-
     async def _run_http(self, requests, groups, cache, usage, deliver) -> None:
-        semaphore = asyncio.Semaphore(self.concurrency)
-        sender = Sender(self, self._limiter, semaphore, usage)
+        sender = Sender(self, usage, self.concurrency)
 
         async def one(key: str, indices: list[int]) -> None:
             result = await sender.send(requests[indices[0]])
             if isinstance(result, Completion) and cache is not None:
                 cache.put(key, self.model, result.to_raw())
             if isinstance(result, Completion):
-                result = self._finish(result, usage)
+                result = usable(result, usage)
             for i in indices:
                 deliver(i, result)
 
@@ -317,7 +306,7 @@ class LLM:
                       completion_tokens=completion.completion_tokens)
             if cache is not None:
                 cache.put(key, self.model, completion.to_raw())
-            result = self._finish(completion, usage)
+            result = usable(completion, usage)
             with lock:
                 for i in indices:
                     deliver(i, result)

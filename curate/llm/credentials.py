@@ -1,4 +1,5 @@
-"""The API key: held out of sight, scrubbed from what servers echo, kept out of URLs."""
+"""The API key: held out of sight, scrubbed from what servers echo and from every reason,
+kept out of URLs."""
 from __future__ import annotations
 
 import base64
@@ -66,6 +67,12 @@ def scrub(text: str, secret: str | None) -> str:
         if form in text:
             text = text.replace(form, "***")
     return text
+
+
+def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
+    """Collapse whitespace, remove ``secret`` (see :func:`scrub`), cut to ``limit`` characters."""
+    text = " ".join(scrub(str(text), secret).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @functools.lru_cache(maxsize=16)

@@ -49,6 +49,10 @@ class Sample(Stage):
             raise StageError(self.name, f"order must be one of {ORDERS}, got {order!r}")
         self.n, self.frac, self.seed, self.order = n, frac, seed, order
 
+    @property
+    def input_order(self) -> bool:  # "sampled" lists the kept rows as drawn
+        return self.order == "table"
+
     def process(self, df: pd.DataFrame):
         size = min(self.n, len(df)) if self.n is not None else round(self.frac * len(df))
         chosen = np.random.default_rng(self.seed).choice(len(df), size=size, replace=False)

@@ -11,20 +11,20 @@ def twice(row):
 def test_derive_adds_children_with_parent_and_copies_other_fields():
     df = pd.DataFrame({"q": ["a", "skip"], "label": [1, 2]})
     res = Derive(twice, name="punct").run(df)
-    assert list(res.kept["q"]) == ["a", "skip", "a!", "a?"]
+    assert list(res.kept["q"]) == ["a", "a!", "a?", "skip"]  # children right after their parent
     parent = res.kept.loc[0, "_id"]
-    assert list(res.kept["_parent"][2:]) == [parent, parent]
-    assert list(res.kept["label"][2:]) == [1, 1]
+    assert list(res.kept["_parent"][1:3]) == [parent, parent]
+    assert list(res.kept["label"][1:3]) == [1, 1]
     assert res.stats["rows_created"] == 2 and res.stats["derived"] == 2
 
 
 def test_derive_keep_new_replaces_only_rows_that_produced_children():
     res = Derive(twice, keep="new").run(pd.DataFrame({"q": ["a", "skip"]}))
-    assert list(res.kept["q"]) == ["skip", "a!", "a?"]
+    assert list(res.kept["q"]) == ["a!", "a?", "skip"]  # in their parent's place
     assert len(res.rejected) == 0 and res.stats["replaced"] == 1
     with pytest.warns(FutureWarning, match="keep_originals= is deprecated, use keep="):
         old = Derive(twice, keep_originals=False).run(pd.DataFrame({"q": ["a", "skip"]}))
-    assert list(old.kept["q"]) == ["skip", "a!", "a?"]
+    assert list(old.kept["q"]) == ["a!", "a?", "skip"]
 
 
 def test_a_raising_or_malformed_fn_errors_its_row_and_the_rest_go_on():

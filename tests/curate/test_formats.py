@@ -119,7 +119,7 @@ def test_written_lines_are_exactly_the_json_of_the_built_rows(tmp_path, fmt):
         else:
             frame = df
         expected = [json.dumps(row, ensure_ascii=False) for row in export.build(frame, fmt)]
-        assert export.lines(frame, fmt) == expected
+        assert export.line_array(frame, fmt, end="").to_pylist() == expected
         exportable = export.split(frame)[0]  # write refuses rows with an empty turn
         written = [json.dumps(row, ensure_ascii=False) for row in export.build(exportable, fmt)]
         path = export.write(exportable, tmp_path / fmt)[fmt]

@@ -190,13 +190,17 @@ def test_flat_and_nested_jsonl_read_the_same_values(tmp_path):
 
 
 def test_json_lines_are_exactly_json_dumps_of_the_records():
-    """The column-wise JSONL writer gives json.dumps of each record, byte for byte."""
+    """The column-wise JSONL encoder gives json.dumps of each record, byte for byte."""
     import json
 
     import numpy as np
     import pandas as pd
 
-    from curate.core.table import json_lines, records
+    from curate.core.json_text import json_line_array
+    from curate.core.table import records
+
+    def json_lines(frame):
+        return json_line_array(frame).to_pylist()
 
     df = pd.DataFrame({
         "text": ["a \"q\"", "é 中文 \u2028", None, "x\ny", "\\"],
@@ -231,6 +235,27 @@ def test_a_lone_surrogate_is_written_as_its_escape_and_reads_back(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == '{"text": "half \\ud800 pair"}'
     assert [json.loads(line)["text"] for line in lines] == ["half \ud800 pair", "fine"]
+
+
+def test_dicts_that_are_not_a_table_are_written_as_json_dumps_of_each(tmp_path):
+    """write_jsonl: keys may differ from row to row; numpy values and NaN become plain JSON;
+    a lone surrogate is escaped as in a table's lines; .gz is the same text compressed."""
+    import gzip
+    import json
+
+    import numpy as np
+
+    from curate.io import write_jsonl
+
+    rows = [{"q": "a", "n": np.int64(3)}, {"other": [np.float64(0.5), float("nan")]},
+            {"text": "half \ud800 pair"}]
+    plain = write_jsonl(tmp_path / "rows.jsonl", rows)
+    assert plain.read_text(encoding="utf-8").splitlines() == [
+        '{"q": "a", "n": 3}', '{"other": [0.5, null]}', '{"text": "half \\ud800 pair"}']
+    packed = write_jsonl(tmp_path / "rows.jsonl.gz", rows)
+    assert gzip.open(packed, "rb").read() == plain.read_bytes()
+    assert [json.loads(line) for line in plain.read_text().splitlines()][2]["text"] == \
+        "half \ud800 pair"
 
 
 def test_a_large_gzip_file_is_written_in_members_that_read_back_as_one(tmp_path):

@@ -26,6 +26,24 @@ class Replaces(Stage):
         return self.result(new, [True] * len(new))
 
 
+class Scrambles(Stage):
+    """Lists its rows in no particular order: made rows first (a child of every even row,
+    then a grandchild of each child), then the input rows reversed; odd rows rejected."""
+
+    requires = ("x",)
+
+    def field_types(self):
+        return {"x": int}
+
+    def process(self, df):
+        even = df[df["x"] % 2 == 0]
+        children = derive_rows(df, [{"x": 10 * x} for x in even["x"]], list(even["_id"]))
+        grandchildren = derive_rows(children, [{"x": x + 1} for x in children["x"]],
+                                    list(children["_id"]))
+        rows = pd.concat([children, grandchildren, df.iloc[::-1]], ignore_index=True)
+        return self.result(rows, (rows["x"] % 2 == 0) | rows["_parent"].notna(), "odd", "odd")
+
+
 def table(n=4):
     return pd.DataFrame({"x": range(n)})
 
@@ -55,6 +73,15 @@ def test_replaced_rows_are_accounted_for():
     res = Replaces().run(table(3))
     assert res.stats["replaced"] == 3 and res.stats["rows_created"] == 3
     assert list(res.kept["x"]) == [0, -1, -2]
+
+
+def test_each_part_is_in_input_order_with_made_rows_right_after_their_parent():
+    df = pd.DataFrame({"x": pd.Series([0, 1, "two", 2, 3, 4], dtype=object)})
+    res = Scrambles().run(df)
+    assert list(res.kept["x"]) == [0, 0, 1, 2, 20, 21, 4, 40, 41]  # made rows as listed
+    assert list(res.rejected["x"]) == [1, 3] and list(res.errored["x"]) == ["two"]
+    in_order = Doubles().run(table(3))
+    assert list(in_order.kept["x"]) == [0, 0, 1, 2, 2, 4]
 
 
 def test_missing_field_names_stage_and_field():

@@ -1,5 +1,6 @@
 """A row-wise stage run batch by batch and combined equals one run over the whole table:
-same rows in the same order with the same columns, same stats, same errored-share stop."""
+same rows in the same order with the same columns, same stats, same errored-share stop.
+Row order is the stage contract's, so the batches' parts are concatenated in batch order."""
 from __future__ import annotations
 
 import pandas as pd
@@ -8,8 +9,7 @@ from executor_kit import client, reply, row_stages, rows
 
 from curate import Filter, Judge, TooManyRowErrors
 from curate.core.table import ID
-from curate.pipeline.executors.batched import (combine, merge_part, merge_stats, prepare_input,
-                                               run_batch, split)
+from curate.pipeline.executors.batched import combine, merge_stats, run_batch, split
 from curate.testing import ScriptedServer
 
 PARTS = ("kept", "rejected", "errored")
@@ -22,7 +22,7 @@ def llm():
 
 
 def batched(stage, table, size):
-    df = prepare_input(stage, table)
+    df = stage.prepare_input(table)
     return combine(stage, df, [run_batch(stage, b) for b in split(df, size)], 0.0)
 
 
@@ -46,8 +46,8 @@ def test_every_row_stage_gives_the_same_result_in_batches(llm, index):
 
 
 def test_batches_may_arrive_in_any_order(llm):
-    stage = row_stages(llm)[6]  # a judge that keeps the rows it cannot judge, at the end
-    df = prepare_input(stage, rows(40))
+    stage = row_stages(llm)[6]  # a judge that keeps the rows it cannot judge
+    df = stage.prepare_input(rows(40))
     outcomes = [run_batch(stage, b) for b in split(df, 6)]
     result = combine(stage, df, outcomes[::-1], 0.0)
     assert result.kept[ID].tolist() == stage.run(df).kept[ID].tolist()
@@ -82,17 +82,6 @@ def test_a_batch_error_is_raised_as_the_same_one_line_error(llm):
     with pytest.raises(type(local.value)) as spread:
         batched(stage, rows(10).iloc[6:], 2)
     assert str(spread.value) == str(local.value) and "\n" not in str(spread.value)
-
-
-def test_a_stage_with_its_own_order_is_concatenated_in_input_order():
-    position = pd.Index(["a", "b", "c", "d"])
-    first = pd.DataFrame({ID: ["b", "a"], "_parent": [None, None]})
-    second = pd.DataFrame({ID: ["d", "c"], "_parent": [None, None]})
-    merged = merge_part(position, [first, second], [[1, 1], [1, 1]])
-    assert merged[ID].tolist() == ["b", "a", "d", "c"]
-    grouped = merge_part(position, [pd.DataFrame({ID: ["a", "b"]}), pd.DataFrame({ID: ["c", "d"]})],
-                         [[1, 3], [1, 3]])
-    assert grouped[ID].tolist() == ["a", "c", "b", "d"]
 
 
 def test_stats_merge_sums_numbers_and_merges_counts():

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from curate.llm.batch import BatchesPending, BatchOptions, BatchRun
-from curate.llm.batch_state import BatchState, state_path_for
+from curate.llm.batch import BatchesPending, BatchOptions
+from curate.llm.batch.run import BatchRun
+from curate.llm.batch.state import BatchState, state_path_for
 from curate.stages.llm.judge import Judge
 from curate.testing import Fault
 from curate.testing.batches import BatchServer
@@ -245,3 +246,34 @@ def test_the_batch_list_is_read_page_by_page(tmp_path):
         assert server.batches["batch_1"]["status"] == "completed"
         assert [b["batch_id"] for b in result.stats["batches"]] == ["batch_1"]
         assert sum(server.paid.values()) == ROWS + 130 and len(result.kept) > 0
+
+
+def test_processes_and_threads_sharing_a_record_keep_each_others_entries(tmp_path):
+    """Each change of the record is a locked read-modify-write: writers that share a cache
+    folder lose none of each other's entries."""
+    path = tmp_path / "batches.json"
+    script = textwrap.dedent("""
+        import sys, threading
+        from curate.llm.batch.state import BatchState
+
+        def add(name):
+            state = BatchState(sys.argv[1])
+            for i in range(10):
+                entry = state.add({"endpoint": "e", "model": "m"}, [f"{name}-{i}"])
+                state.update(entry["id"], status="uploaded")
+
+        threads = [threading.Thread(target=add, args=(f"{sys.argv[2]}.{t}",)) for t in range(2)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)], env=env)
+               for n in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    state = BatchState(path)
+    recorded = state.of("e", "m")
+    assert len(recorded) == 3 * 2 * 10
+    assert {e["status"] for e in recorded} == {"uploaded"}
+    assert sorted(k for e in recorded for k in e["keys"]) == sorted(
+        f"{n}.{t}-{i}" for n in range(3) for t in range(2) for i in range(10))
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # none half-written

@@ -9,7 +9,8 @@ from conftest import SECRET, make_llm
 
 from curate.errors import CurateError
 from curate.llm import LLM, REQUEST_FAILED, TRUNCATED, Completion, Failure, Request, Usage
-from curate.llm.limits import RateLimiter, parse_retry_after
+from curate.llm.limits import RateLimiter
+from curate.llm.wire import retry_after
 from curate.testing import Fault, Reply, ScriptedServer
 
 
@@ -114,10 +115,10 @@ def test_tokens_per_minute_limit_waits_for_budget():
 
 
 def test_retry_after_header_forms():
-    assert parse_retry_after({"retry-after": "2"}) == 2.0
-    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert parse_retry_after({}) is None
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after({}) is None
 
 
 def test_works_inside_a_running_event_loop(server, tmp_path):

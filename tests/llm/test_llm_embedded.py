@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from curate.llm import LLM, TRUNCATED, Completion, Request, TransformersBackend, Usage
-from curate.llm.embedded import WARNING
+from curate.llm.backends import WARNING
 
 
 @pytest.mark.slow
@@ -65,34 +65,35 @@ def test_a_schema_constrains_the_embedded_model_and_replies_arrive_as_they_finis
 
 def test_the_embedded_backend_is_chosen_by_what_is_installed_or_asked_for(monkeypatch):
     from curate.errors import CurateError
-    from curate.llm import embedded, llamacpp
+    from curate.llm import backends
+    from curate.llm.backends import llamacpp
 
     monkeypatch.setattr(llamacpp, "available", lambda: True)
     monkeypatch.delenv("CURATE_EMBEDDED_BACKEND", raising=False)
-    chosen = embedded.default_backend()
+    chosen = backends.default_backend()
     assert isinstance(chosen, llamacpp.LlamaCppBackend)
     assert chosen.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert chosen.structured_engine() == "llama.cpp-gbnf"
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "transformers")
-    assert isinstance(embedded.default_backend(), TransformersBackend)
+    assert isinstance(backends.default_backend(), TransformersBackend)
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "vllm")
     with pytest.raises(CurateError, match="CURATE_EMBEDDED_BACKEND must be auto"):
-        embedded.default_backend()
+        backends.default_backend()
     monkeypatch.setattr(llamacpp, "available", lambda: False)
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "auto")
-    assert isinstance(embedded.default_backend(), TransformersBackend)
+    assert isinstance(backends.default_backend(), TransformersBackend)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not __import__("curate.llm.llamacpp", fromlist=["x"]).available(),
+@pytest.mark.skipif(not __import__("curate.llm.backends.llamacpp", fromlist=["x"]).available(),
                     reason="llama-cpp-python (the [llamacpp] extra) is not installed")
 def test_llama_cpp_backend_generates_schema_valid_replies():
     import json
 
     import jsonschema
 
-    from curate.llm.llamacpp import LlamaCppBackend
-    from curate.llm.embedded import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends.llamacpp import LlamaCppBackend
 
     schema = {"type": "object", "required": ["colour"], "additionalProperties": False,
               "properties": {"colour": {"type": "string", "maxLength": 20}}}

@@ -119,7 +119,7 @@ def test_when_selects_rows_and_stale_verdicts_are_cleared(server, tmp_path):
     result = Repair(make_llm(server, tmp_path), field="query", check=check,
                     when=lambda row: row["outcome"] == "bad").run(judged)
     assert_accounted(judged, result)
-    untouched, fixed = result.kept.iloc[0], result.kept.iloc[1]
+    fixed, untouched = result.kept.iloc[0], result.kept.iloc[1]  # the repair in its row's place
     assert untouched[ID] == assign_ids(judged).iloc[1][ID] and untouched["outcome"] == "good"
     assert fixed["query"] == GOOD and fixed[PARENT] == assign_ids(judged).iloc[0][ID]
     assert fixed["critique"] is None and fixed["outcome"] is None

@@ -6,9 +6,10 @@ What runs where:
   an Augment with few-shot rows) runs as Ray Data ``map_batches`` over consecutive slices
   of its input. A deterministic stage runs as Ray tasks; an LLM stage as a pool of actors,
   each of which sets up its client once. Every slice goes through the stage's own ``run``;
-  the driver puts the slices' results together with
-  :func:`~curate.pipeline.executors.batched.combine`, which gives the order, stats and
-  ``max_errored`` decision of one run over the whole table;
+  the driver concatenates the slices' results with
+  :func:`~curate.pipeline.executors.batched.combine` (row order is part of the stage
+  contract), which gives the stats and ``max_errored`` decision of one run over the whole
+  table;
 - a global stage (dedups, Sample, Augment with ``k`` > 0) runs on the driver;
 - the runner (plan, checkpoints, outputs, manifest) stays on the driver, so a run folder is
   the same whichever executor wrote it, and either can resume it.
@@ -39,8 +40,8 @@ from ...core.stage import Stage, StageResult, one_line
 from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
-from . import Executor
-from .batched import BatchOutcome, combine, prepare_input, run_batch, split
+from .base import Executor
+from .batched import BatchOutcome, combine, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
 MAX_BATCH_ROWS = 50_000
@@ -72,7 +73,7 @@ def split_rate_limits(llm, parts: int):
     client = copy.copy(llm)
     client.rpm = llm.rpm / parts if llm.rpm else llm.rpm
     client.tpm = llm.tpm / parts if llm.tpm else llm.tpm
-    client._limiter = RateLimiter(client.rpm, client.tpm)
+    client.limiter = RateLimiter(client.rpm, client.tpm)
     client.usage = Usage()
     return client
 
@@ -246,7 +247,7 @@ class RayExecutor(Executor):
         if stage.kind != "row" or not len(df):
             return stage.run(df)
         self.start()
-        df = prepare_input(stage, df)
+        df = stage.prepare_input(df)
         start = time.perf_counter()
         outcomes, info = self._map(stage, df)
         result = combine(stage, df, outcomes, time.perf_counter() - start)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CurateError
+from ...errors import CurateError
 
 
 @dataclass(frozen=True)

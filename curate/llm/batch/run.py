@@ -1,35 +1,15 @@
-"""Batch mode: a client's requests sent through the provider's Batch API, resumably.
+"""One call's batches, from lines to replies: upload, create, poll, collect, resubmit.
 
-With ``LLM(..., batch=True)`` (or ``batch=BatchOptions(...)``) every request that is not in
-the response cache goes into a batch input file instead of its own HTTP call:
-
-1. the lines (``custom_id`` = the request's cache key, the same body an online request
-   sends, structured-output fields included) are split into files within the provider's
-   limits and each file is uploaded (``POST /files``, purpose ``batch``); its id is
-   recorded at once in the batch record (:mod:`curate.llm.batch_state`);
-2. the batch is created (``POST /batches``, completion window 24h) and its id recorded;
-3. it is polled with a growing interval until it ends; the terminal shows its state, the
-   lines completed and failed, and the time since it was submitted;
-4. the output and error files are downloaded and each line is mapped back by
-   ``custom_id``: a reply goes into the response cache and through the same checks as an
-   online reply (a cut-off or withheld reply is a failure), priced at batch prices;
-5. lines that failed for a reason worth retrying (expiry, cancellation, 429, 5xx, a line
-   the batch never answered) go into a new batch, up to ``max_rounds`` batches in all;
-   the others, and those out of rounds, come back as failures with the provider's reason.
-
-A batch that is running but cannot be followed now (``max_wait`` ran out, the provider
-cannot be reached) raises :class:`BatchesPending` once the other batches are done, rather
-than erroring rows whose replies are paid for and on their way.
-
-A run that is killed and started again finds its batches in the record and polls them
-(an input file uploaded but not yet made into a batch is made into one): no work in flight
-or done is submitted again. A create is recorded in the batch record before it is sent and
-tags the batch with the record entry's id (``metadata.curate_batch``); a rerun that finds
-that intent, or a retry of a create that timed out, reads the provider's list of batches
-(every page, newest first) for the tagged batch before creating one (a rerun keeps looking
-until the earlier call's timeout has passed, in case the provider is still making it), and
-creates none when the list cannot be read. Online or in batch, the replies are the same
-requests, so the response cache serves both.
+Each file of lines is uploaded (its id recorded at once), made into a batch, polled with a
+growing interval (the terminal shows its state and counts) until it ends; its output and
+error files are read back by ``custom_id``, each reply cached and judged as an online one
+(cut off or withheld is a failure) at batch prices; lines that failed for a reason worth
+it go into a new batch, up to ``max_rounds``. A batch that cannot be followed now raises
+:class:`BatchesPending` once the others are done. A rerun adopts the recorded batches
+that hold its requests. A create is recorded before it is sent and tags the batch with
+its entry's id (``metadata.curate_batch``): a rerun that finds that intent, or a retry of
+a create that got no answer, reads the provider's list for the tagged batch first (until
+the earlier call's timeout has passed), and creates none when the list cannot be read.
 """
 from __future__ import annotations
 
@@ -38,18 +18,17 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from ..progress import plain_line, task
-from ._http import Sender
-from .accounting import batch_price_of, cost_of
-from .batch_api import (BatchCallError, BatchesPending, BatchLost, StillRunning,
-                        batch_errors, call_api, counts_of, find_batch)
-from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
-from .batch_options import BatchOptions, batch_options  # noqa: F401 (imported from here)
-from .batch_state import BatchState, state_path_for
-from .credentials import redact_url, scrub
-from .dialects import looks_like_refusal
-from .limits import one_line
-from .types import REQUEST_FAILED, Failure
+from ...progress import plain_line, task
+from ..accounting import batch_price_of, cost_of
+from ..credentials import one_line, redact_url, scrub
+from ..dialects import looks_like_refusal
+from ..online import Sender
+from ..types import REQUEST_FAILED, Failure
+from ..wire import request_body, usable
+from .api import (BatchCallError, BatchesPending, BatchLost, StillRunning, batch_errors,
+                  call_api, counts_of, find_batch)
+from .lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
+from .state import BatchState, state_path_for
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 CLOCK_SKEW = 600.0  # seconds a provider's batch times may differ from this machine's
@@ -95,7 +74,7 @@ class BatchRun:
         self.waiting: list[tuple[Job, str]] = []
 
     async def run(self) -> None:
-        self.sender = Sender(self.llm, self.llm._limiter, asyncio.Semaphore(1), self.usage)
+        self.sender = Sender(self.llm, self.usage)
         self.client = self.sender.client
         try:
             jobs = self._adopt()
@@ -159,7 +138,8 @@ class BatchRun:
         firsts = {k: self.requests[self.groups[k][0]] for k in keys}
         if any(r.schema is not None for r in firsts.values()):
             await self.sender.resolve_dialect()
-        lines = [(k, input_line(k, self.sender._body(r, self.sender._structured(r))))
+        lines = [(k, input_line(k, request_body(self.llm.model, r,
+                                                self.sender.state.dialect_for(r))))
                  for k, r in firsts.items()]
         chunks, too_large = split_lines(lines, self.options.max_requests, self.options.max_bytes)
         for key in too_large:
@@ -312,7 +292,7 @@ class BatchRun:
 
     def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
         completion = result.completion
-        completion.text = scrub(completion.text, self.llm._secret.credential())  # echoed
+        completion.text = scrub(completion.text, self.llm.secret.credential())  # echoed
         if first_time:  # a line collected before (a run killed while collecting) is paid
             self.cache.put(key, self.llm.model, completion.to_raw())
             price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,
@@ -324,7 +304,7 @@ class BatchRun:
                            completion_tokens=completion.completion_tokens, cost_usd=cost)
         if key in self.groups and key not in self.answered:
             completion.attempts = job.round
-            self._answer(key, self.llm._finish(completion, self.usage))
+            self._answer(key, usable(completion, self.usage))
 
     async def _retry(self, job: Job, failed: list[tuple[str, LineResult]]) -> None:
         """Failed lines worth it go into a new batch (within max_rounds); the rest fail."""
@@ -332,7 +312,7 @@ class BatchRun:
         for key, result in failed:
             request = self.requests[self.groups[key][0]]
             if looks_like_refusal(result.status, result.reason) and \
-                    self.sender._structured(request):
+                    self.sender.state.dialect_for(request) is not None:
                 self.llm.endpoint.refuse(result.reason, self.endpoint or "?")
                 result.retry = True
             if result.retry and job.round < self.options.max_rounds:
@@ -359,7 +339,7 @@ class BatchRun:
         if key in self.answered:
             return
         self.usage.add(failed=1)
-        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self._secret()),
+        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self.llm.secret.reveal()),
                                   attempts=attempts))
 
     def _give_up(self, job: Job, reason: str) -> None:
@@ -384,9 +364,6 @@ class BatchRun:
             "completed": job.counts.get("completed", 0), "failed": job.counts.get("failed", 0),
             "cost_usd": round(job.cost, 6), "resumed": job.resumed,
             "seconds": round(time.time() - job.submitted, 3)})
-
-    def _secret(self) -> str:
-        return self.llm._secret.reveal()
 
     async def _call(self, what: str, make, before_retry=None):
         return await call_api(self.llm, what, make, self.usage, self.rng, before_retry)
