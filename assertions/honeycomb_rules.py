@@ -13,6 +13,8 @@ from typing import Any
 
 from assertions import honeycomb_spec as spec
 from assertions.core import Failure
+from assertions.honeycomb_normal import is_empty
+from assertions.honeycomb_normal import time_window
 
 TOP_LEVEL_KEYS = frozenset(spec.TOP_LEVEL_KEYS)
 CALC_OPS = frozenset(spec.CALC_OPS)
@@ -127,6 +129,17 @@ def check_top_level_keys(query: dict, columns: frozenset) -> list[Failure]:
         for key in query
         if key not in TOP_LEVEL_KEYS
     ]
+
+
+def check_not_empty(query: dict, columns: frozenset) -> list[Failure]:
+    """A query that sets nothing, or only defaults, answers no question (Honeycomb would count
+    every event of the last two hours)."""
+    if not is_empty(query):
+        return []
+    message = ("the query is empty: it sets no calculation, filter, breakdown or time; add what the "
+               "question asks for, e.g. \"calculations\": [{\"op\": \"COUNT\"}], and its filters, "
+               "breakdowns and time range")
+    return [Failure("query_empty", message)]
 
 
 def _op_failure(item: dict, op, known, listed, prefix: str, noun: str) -> Failure | None:
@@ -314,21 +327,20 @@ def check_times(query: dict, columns: frozenset) -> list[Failure]:
     return failures
 
 
-def time_window(query: dict) -> int | None:
-    """The query's window in seconds: time_range, else end - start, else the default; None when unknown."""
-    time_range, start, end = query.get("time_range"), query.get("start_time"), query.get("end_time")
-    if time_range is not None:
-        return time_range if is_int(time_range) and time_range > 0 else None
-    if start is None and end is None:
-        return spec.DEFAULT_TIME_RANGE
-    if is_int(start) and is_int(end) and end > start:
-        return end - start
-    return None  # one open end (relative to "now") or an invalid window: no bound to check
+def _window_seconds(query: dict) -> int | None:
+    """The query's window in seconds (`assertions.honeycomb_normal.time_window`: the default
+    7200, a time_range counted from start_time or back from end_time, or end - start); None
+    when its times are unreadable, conflicting or not a positive span."""
+    window = time_window(query)
+    if window is None:
+        return None
+    seconds = window[1] if window[0] == "relative" else window[2] - window[1]
+    return seconds if is_int(seconds) and seconds > 0 else None
 
 
 def check_granularity(query: dict, columns: frozenset) -> list[Failure]:
     failures = _positive_int(query, "granularity", "seconds")
-    granularity, window = query.get("granularity"), time_window(query)
+    granularity, window = query.get("granularity"), _window_seconds(query)
     if failures or granularity is None or window is None:
         return failures
     lowest = -(-window // spec.GRANULARITY_MIN_DIVISOR)  # ceiling division keeps integers exact
@@ -349,6 +361,7 @@ def check_limit(query: dict, columns: frozenset) -> list[Failure]:
 
 RULES = (
     check_top_level_keys,
+    check_not_empty,
     check_calculations,
     check_filters,
     check_filter_combination,

@@ -15,7 +15,7 @@ training sets at the same budget, the same fine-tune on each, scored on the held
 2. The same LoRA fine-tune of the same base on each (``train/``: same steps, seed, learning
    rate, sequence length, packing).
 3. The untuned base and each adapter scored on ``examples/honeycomb/data/eval.jsonl`` with
-   ``examples.honeycomb.evaluate``: validity, canonical exact match and the per-part F1,
+   ``examples.honeycomb.evaluate``: validity, canonical exact match and the atom F1,
    with and without self-healing.
 
 The default is sized for a CPU-only 2-core machine, about two hours when nothing else runs
@@ -135,11 +135,11 @@ def _logged_tokens(folder: Path) -> int | None:
 
 
 def score_one(settings: dict, label: str, out: Path, cfg, adapter: str | None) -> dict:
-    """Held-out validity, exact match and part F1, first answer and self-healed."""
-    from examples.honeycomb import evaluate
+    """Held-out validity, exact match and atom F1, first answer and self-healed."""
+    from examples.honeycomb import backends, evaluate
 
     rows = evaluate.load_rows(EVAL, limit=settings["eval_rows"])
-    generate_many = evaluate.model_generator(cfg, adapter, settings["max_tokens"])
+    generate_many = backends.model_generator(cfg, adapter, settings["max_tokens"])
     report = evaluate.evaluate(generate_many, rows, attempts=settings["attempts"])
     folder = out / "eval" / label
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,20 +181,20 @@ def table_rows(results: dict) -> list[dict]:
                      "validity": first["validity_rate"], "validity_healed": healed["validity_rate"],
                      "exact_match": first["exact_match_rate"],
                      "exact_match_healed": healed["exact_match_rate"],
-                     "part_f1": first["part_f1"], "part_f1_healed": healed["part_f1"],
+                     "atom_f1": first["atom_f1"], "atom_f1_healed": healed["atom_f1"],
                      "top_failing_rule": top})
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'condition':<10} {'rows':>5} {'made':>5} {'tokens':>8} {'min':>5} {'valid':>6} "
-            f"{'healed':>6} {'exact':>6} {'healed':>6} {'partF1':>6} {'healed':>6}  top failing rule")
+            f"{'healed':>6} {'exact':>6} {'healed':>6} {'atomF1':>6} {'healed':>6}  top failing rule")
     print(head)
     for r in rows:
         print(f"{r['condition']:<10} {r['rows']!s:>5} {r['made']!s:>5} {r['train_tokens']!s:>8} "
               f"{r['train_minutes']!s:>5} {r['validity']:>6.2f} {r['validity_healed']:>6.2f} "
-              f"{r['exact_match']:>6.2f} {r['exact_match_healed']:>6.2f} {r['part_f1']:>6.2f} "
-              f"{r['part_f1_healed']:>6.2f}  {r['top_failing_rule']}")
+              f"{r['exact_match']:>6.2f} {r['exact_match_healed']:>6.2f} {r['atom_f1']:>6.2f} "
+              f"{r['atom_f1_healed']:>6.2f}  {r['top_failing_rule']}")
 
 
 def plan(settings: dict) -> None:

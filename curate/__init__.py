@@ -37,6 +37,9 @@ _EXPORTS = {
     # the runner
     "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
     "open_run": "pipeline.folder",
+    # evaluation statistics
+    "Interval": "stats", "interval": "stats", "paired_difference": "stats",
+    "mcnemar_exact": "stats",
     # judge alignment
     "export_for_review": "alignment", "read_review": "alignment",
     "alignment_report": "alignment",

@@ -1,14 +1,21 @@
-"""Evaluate a model on the held-out Honeycomb set, with and without self-healing.
+"""Evaluate a model on the held-out Honeycomb set, with and without self-healing, or score
+answers made anywhere else.
 
     python -m examples.honeycomb.evaluate --backend embedded --out runs/eval
     python -m examples.honeycomb.evaluate --backend endpoint --model NAME [--base-url URL]
     python -m examples.honeycomb.evaluate --backend adapter --adapter runs/train/adapter \\
         [--train-config train/configs/honeycomb.yaml]
+    python -m examples.honeycomb.evaluate --predictions answers.jsonl
 
 Each row's prompt is the fine-tuning prompt. The first answer is scored as is; then failing
 answers are sent back with the checker's failures, up to ``--attempts`` calls in all
-(self-healing). Reported for both: the validity rate, the failures per rule, exact match with
-the gold query (canonical JSON) and the part F1 (partial credit, ``examples.honeycomb.scoring``).
+(self-healing). ``--predictions FILE`` instead scores one JSON line ``{"query": <object or
+text>}`` per held-out row, in order. Reported, each with its 95% interval (a cluster
+bootstrap over a row's ``group``), beside what degenerate answers score in the same run
+(``examples.honeycomb.baselines``): validity (the checker), atom F1 (the headline,
+``examples.honeycomb.scoring``) and exact match. The output ends with one JSON line:
+``{"validity", "atom_f1", "exact_match"}``, each ``{"value", "low", "high"}`` (for generated
+answers, the self-healed ones).
 
 Rows are generated ``--batch-size`` at a time; each is appended to ``--out``/predictions.jsonl
 as soon as its final answer is known. Rerun the same command after an interruption and only
@@ -24,15 +31,15 @@ import json
 import math
 import os
 import sys
-from collections import Counter
 from pathlib import Path
 
 from assertions import heal_many
-from assertions.honeycomb import canonical, check
+from assertions.honeycomb import atoms, check
 from assertions.parsing import ParseError
 from curate.errors import CurateError
 from curate.io import read_table, write_json, write_jsonl
-from examples.honeycomb import scoring
+from examples.honeycomb import baselines, metrics
+from examples.honeycomb.backends import NoReply, make_generator
 from examples.honeycomb.prompts import SYSTEM_PROMPT, USER_TEMPLATE, finetune_messages
 
 EVAL_PATH = Path(__file__).parent / "data" / "eval.jsonl"
@@ -52,9 +59,12 @@ def load_rows(path, limit: int | None = None) -> list[dict]:
         if not isinstance(row.get("columns"), (list, str)) or not row["columns"]:
             raise CurateError(f"{path} row {number}: needs columns (the list of column names)")
         try:
-            scoring.parts_of(row.get("query"))
+            said = atoms(row.get("query"))
         except ParseError as error:
             raise CurateError(f"{path} row {number}: the gold query is not a query object ({error})") from None
+        if not said:
+            raise CurateError(f"{path} row {number}: the gold query sets nothing (no calculation, filter, "
+                              f"breakdown or time); a held-out answer must say something")
     return rows
 
 
@@ -75,55 +85,23 @@ def row_key(row: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# -- scoring ------------------------------------------------------------------------------------
-def same_query(output: str, gold) -> bool:
-    """Exact match after canonicalisation (key order, list order where it does not matter)."""
-    try:
-        return canonical(output) == canonical(gold)
-    except ValueError:
-        return False
-
-
-def assess(text: str, row: dict) -> dict:
-    """One answer against its row: validity, failures, exact match and part scores."""
-    failures = check(text, row["columns"])
-    return {"valid": not failures, "rules": list(dict.fromkeys(f.rule for f in failures)),
-            "failures": [f.message for f in failures], "exact": same_query(text, row["query"]),
-            **scoring.score(text, row["query"])}
-
-
-def summarize(answers: list[dict]) -> dict:
-    """Validity, exact match, part F1 and failures per rule over one `assess` per row."""
-    n = len(answers)
-    valid, exact = sum(a["valid"] for a in answers), sum(a["exact"] for a in answers)
-    per_rule = Counter(rule for a in answers for rule in a["rules"])
-    parts = scoring.summarize(answers)
-    return {"rows": n, "valid": valid, "validity_rate": round(valid / n, 4),
-            "exact_match": exact, "exact_match_rate": round(exact / n, 4),
-            "part_f1": parts["part_f1"], "parts": parts["parts"],
-            "failures_per_rule": dict(per_rule.most_common())}
-
-
+# -- one line of predictions.jsonl ---------------------------------------------------------------
 def make_record(row: dict, key: str, settings: str, first_text: str, final_text: str, attempts: int,
                 no_reply: bool = False, first: dict | None = None, final: dict | None = None) -> dict:
     """The line of predictions.jsonl for a finished row (``first``/``final``: their `assess`).
 
     ``no_reply``: a request of the row got no answer; the line says so and is never reused."""
-    first, final = first or assess(first_text, row), final or assess(final_text, row)
+    first, final = first or metrics.assess(first_text, row), final or metrics.assess(final_text, row)
     record = {"key": key, "settings": settings, "nlq": row["nlq"], "gold": row["query"]}
     for name, text, result in (("first", first_text, first), ("final", final_text, final)):
         record.update({name: text, f"{name}_valid": result["valid"], f"{name}_exact": result["exact"],
-                       f"{name}_part_f1": round(result["part_f1"], 4),
-                       f"{name}_parts": {part: round(s["f1"], 4) for part, s in result["parts"].items()}})
+                       f"{name}_atom_f1": round(result["atom_f1"], 4),
+                       f"{name}_parts": {kind: round(s["f1"], 4) for kind, s in result["parts"].items()}})
     record.update({"attempts": attempts, "final_failures": final["failures"]})
     return {**record, "no_reply": True} if no_reply else record
 
 
 # -- generation ---------------------------------------------------------------------------------
-class NoReply(str):
-    """The empty answer that stands for a request the endpoint did not answer."""
-
-
 def evaluate(generate_many, rows: list[dict], attempts: int = 3, *, batch_size: int = 16,
              done: dict | None = None, save=None, settings: str = "") -> dict:
     """Self-heal every row not in ``done`` (``{key: record}``) and report on all ``rows``.
@@ -145,13 +123,14 @@ def evaluate(generate_many, rows: list[dict], attempts: int = 3, *, batch_size: 
     items = list(todo.items())
     for start in range(0, len(items), batch_size):
         _heal_group(generate_many, items[start:start + batch_size], attempts, finished)
-    saved = [done[key] for key in keys]
-    first = [assess(record["first"], row) for record, row in zip(saved, rows)]
-    final = [assess(record["final"], row) for record, row in zip(saved, rows)]
+    saved, groups = [done[key] for key in keys], metrics.groups_of(rows)
+    first = [metrics.assess(record["first"], row) for record, row in zip(saved, rows)]
+    final = [metrics.assess(record["final"], row) for record, row in zip(saved, rows)]
     records = [make_record(row, key, settings, r["first"], r["final"], r["attempts"], r.get("no_reply", False),
                            a, b) for row, key, r, a, b in zip(rows, keys, saved, first, final)]
-    healed = {**summarize(final), "mean_attempts": round(sum(r["attempts"] for r in records) / len(rows), 3)}
-    return {"single_attempt": summarize(first), f"self_healing_{attempts}": healed,
+    healed = {**metrics.summarize(final, groups),
+              "mean_attempts": round(sum(r["attempts"] for r in records) / len(rows), 3)}
+    return {"single_attempt": metrics.summarize(first, groups), f"self_healing_{attempts}": healed,
             "predictions": records, "unsaved": sum(r.get("no_reply", False) for r in records)}
 
 
@@ -221,127 +200,33 @@ def settings_of(args, label: str, weights: str = "") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _digest(*paths: Path) -> str:
-    """A hash of the files at ``paths`` (folders: every file inside), read in chunks."""
-    digest = hashlib.sha256()
-    for path in paths:
-        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-            digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-            with open(file, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-# -- backends: each gives generate_many(conversations) -> list[str] ----------------------------------
-def client_generator(llm, max_tokens: int):
-    from curate.llm import Request
-
-    def generate_many(conversations):
-        results = llm.complete_many([Request(c, temperature=0.0, max_tokens=max_tokens) for c in conversations])
-        # a reply cut off at max_tokens keeps its text; a request that failed has none
-        return [NoReply() if getattr(r, "text", None) is None else r.text for r in results]
-    return generate_many
-
-
-def adapter_generator(train_config: str, adapter: str, max_tokens: int, batch_size: int = 16):
-    """Greedy generation with a saved adapter (see :func:`model_generator`); the config is
-    read from ``train_config``. The model loads on the first call."""
-    def load():
-        from train.config import load_config
-        return _load_model(load_config(train_config), adapter, train_config)
-    return _generator(load, max_tokens, batch_size)
-
-
-def model_generator(cfg, adapter: str | None, max_tokens: int, batch_size: int = 16):
-    """Greedy generation with a training config's base model, and ``adapter`` on it when
-    given (None: the untuned base), stopping at the end of the turn."""
-    return _generator(lambda: _load_model(cfg, adapter, "the training config"), max_tokens,
-                      batch_size)
-
-
-def _generator(load, max_tokens: int, batch_size: int):
-    """Prompts of similar length are batched together; the model loads on the first call."""
-    loaded: list = []
-
-    def generate_many(conversations):
-        import torch
-
-        from train.templates import render_prompt
-
-        if not loaded:
-            loaded.extend(load())
-        cfg, tokenizer, model, stop = loaded
-        prompts = [render_prompt(c, tokenizer, cfg.template) for c in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        texts = [""] * len(prompts)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, use_cache=True,
-                                     eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
-            replies = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for i, text in zip(batch, replies):
-                texts[i] = text.strip()
-        return texts
-    return generate_many
-
-
-def _load_model(cfg, adapter: str | None, where: str) -> tuple:
-    from train.model import load_base, load_tokenizer, load_trained
-    from train.templates import eot_id
-
+# -- answers made elsewhere ------------------------------------------------------------------------
+def read_answers(path, rows: int) -> list:
+    """The ``query`` of each JSON line of ``path`` (blank lines skipped): one per held-out row."""
+    answers = []
     try:
-        tokenizer = load_tokenizer(cfg)
-        model = (load_trained(cfg, adapter) if adapter else load_base(cfg, quantize=False)).eval()
-        stop = eot_id(tokenizer, cfg.template, cfg.eot_token)
-    except Exception as error:  # config, template and weight errors come in many types
-        first_line = (str(error).splitlines() or [""])[0]
-        raise CurateError(f"cannot load {'the adapter ' + str(adapter) if adapter else 'the base model'} "
-                          f"with {where}: {type(error).__name__}: {first_line}") from None
-    tokenizer.padding_side = "left"
-    return cfg, tokenizer, model, stop
-
-
-def make_generator(args) -> tuple:
-    """``(generate_many, model label, weights digest)`` for ``--backend``."""
-    if args.backend == "adapter":
-        folder, config = Path(args.adapter or ""), Path(args.train_config)
-        if not args.adapter or not folder.is_dir():
-            raise CurateError(f"--backend adapter needs --adapter DIR, a saved adapter folder (got {args.adapter})")
-        if not config.is_file():
-            raise CurateError(f"--train-config {config}: no such file")
-        generate_many = adapter_generator(args.train_config, args.adapter, args.max_tokens, args.batch_size)
-        return generate_many, f"adapter {args.adapter}", _digest(folder, config)
-    from curate.llm import LLM, default_backend
-
-    if args.backend == "embedded":
-        llm = LLM(backend=default_backend(batch_size=args.batch_size), cache=args.cache)
-    elif not (args.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")):
-        raise CurateError("--backend endpoint needs --base-url URL (or OPENAI_BASE_URL, or OPENAI_API_KEY for OpenAI)")
-    else:
-        llm = LLM(args.model, base_url=args.base_url, concurrency=args.concurrency, cache=args.cache)
-    return client_generator(llm, args.max_tokens), llm.model, ""
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise CurateError(f"--predictions {path}: {error.strerror or error}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise CurateError(f"{path} line {number}: not JSON ({error}); write one line "
+                              f'{{"query": ...}} per held-out row') from None
+        if not isinstance(record, dict) or "query" not in record:
+            raise CurateError(f'{path} line {number}: expected an object with a "query" key '
+                              f"(the answer, as an object or text), got {line.strip()[:60]}")
+        answers.append(record["query"])
+    if len(answers) != rows:
+        raise CurateError(f"{path}: {len(answers)} answers for {rows} held-out rows; write one line "
+                          f'{{"query": ...}} per row of the held-out file, in its order')
+    return answers
 
 
 # -- command line -------------------------------------------------------------------------------
-def print_table(report: dict, label: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"held-out evaluation: {label}")
-    for col in ("mode", "rows", "valid", "exact match", "part F1", "attempts", "top failing rules"):
-        table.add_column(col)
-    for mode, s in report.items():
-        if not isinstance(s, dict) or "rows" not in s:
-            continue
-        rules = ", ".join(f"{k} {v}" for k, v in list(s["failures_per_rule"].items())[:3])
-        table.add_row(mode, str(s["rows"]), f"{s['validity_rate']:.1%}", f"{s['exact_match_rate']:.1%}",
-                      f"{s['part_f1']:.3f}", str(s.get("mean_attempts", 1)), rules)
-    Console().print(table)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m examples.honeycomb.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -351,7 +236,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--adapter", help="saved LoRA adapter folder (--backend adapter)")
     p.add_argument("--train-config", default="train/configs/honeycomb.yaml",
                    help="the training config the adapter was trained with")
-    p.add_argument("--data", default=str(EVAL_PATH), help="held-out rows (nlq, columns, query)")
+    p.add_argument("--data", default=str(EVAL_PATH), help="held-out rows (nlq, columns, query[, group])")
+    p.add_argument("--predictions", metavar="FILE",
+                   help="score these answers (one JSON line {\"query\": ...} per held-out row) instead "
+                        "of generating any")
+    p.add_argument("--seeds", default=str(baselines.SEEDS_PATH),
+                   help="the rows whose nearest question gives the nearest-seed baseline")
     p.add_argument("--limit", type=int, help="evaluate the first N rows only")
     p.add_argument("--attempts", type=int, default=3, help="model calls per row with self-healing")
     p.add_argument("--max-tokens", type=int, default=256)
@@ -373,6 +263,11 @@ def main(argv=None) -> int:
     path, rows, done = Path(args.out) / PREDICTIONS, [], {}
     try:
         rows = load_rows(args.data, args.limit)
+        seeds = load_rows(args.seeds)
+        if args.predictions:
+            answers = metrics.score_answers(read_answers(args.predictions, len(rows)), rows)
+            return _report({f"answers ({Path(args.predictions).name})": answers}, answers, rows, seeds,
+                           f"held-out evaluation of {args.predictions}")
         generate_many, label, weights = make_generator(args)
         settings = settings_of(args, label, weights)
         if not args.fresh:
@@ -383,7 +278,8 @@ def main(argv=None) -> int:
                               done=done, save=save, settings=settings)
         write_jsonl(path, report.pop("predictions"))
         unsaved = report.pop("unsaved")
-        report = {"backend": args.backend, "model": label, "data": args.data, **report}
+        report = {"backend": args.backend, "model": label, "data": args.data, **report,
+                  "baselines": metrics.baseline_summaries(rows, seeds)}
         write_json(Path(args.out) / REPORT, report)
     except (CurateError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -395,7 +291,17 @@ def main(argv=None) -> int:
     if unsaved:
         print(f"note: {unsaved} rows got no reply from the endpoint; they count as empty answers here "
               f"and are not saved, so running the same command again asks again", file=sys.stderr)
-    print_table(report, label)
+    first, healed = report["single_attempt"], report[f"self_healing_{args.attempts}"]
+    modes = {"first answer": first, f"self-healing, up to {args.attempts} calls": healed}
+    return _report(modes, healed, rows, seeds, f"held-out evaluation: {label}", report["baselines"])
+
+
+def _report(answers: dict, final: dict, rows: list[dict], seeds: list[dict], title: str,
+            degenerate: dict | None = None) -> int:
+    """The table of ``answers`` beside the baselines, then the headline JSON line of ``final``."""
+    degenerate = degenerate or metrics.baseline_summaries(rows, seeds)
+    metrics.print_table(title, {**answers, **degenerate})
+    print(json.dumps(metrics.headline(final)))
     return 0
 
 

@@ -11,12 +11,18 @@ default scale is small so that the run ends in a few minutes on two CPU cores. P
 ``HONEYCOMB_SCALE=full`` for every seed, more variations per seed and the full few-shot
 critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATIONS`` and
 ``HONEYCOMB_SWAPS`` change the scale.
+
+What the embedded model may do to a row: its judge only annotates, repair takes only what the
+checker fails, and its rewordings are dropped (``embedded_rewording``); a repair that says
+less than what it replaces is refused by any model. A real endpoint's judge may send rows to
+repair, and its rewordings go on.
 """
 import json
 import os
+import re
 from pathlib import Path
 
-from assertions.honeycomb import check, complexity
+from assertions.honeycomb import atoms, check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
                     ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
                     SharegptExport)
@@ -33,6 +39,9 @@ SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "v
 
 llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
+EMBEDDED = llm.backend is not None
+"""No endpoint is configured: the LLM stages run the embedded 135M demo model, whose verdicts
+and rewordings are no evidence a user would accept for changing a row (see the README)."""
 
 
 def critique_prompt(row, examples):
@@ -55,8 +64,54 @@ def is_generated(row) -> bool:
     return _seed_key(row) not in SEED_KEYS
 
 
-def needs_repair(row):
-    return row.get("outcome") == "bad"
+def needs_repair(row) -> bool:
+    """Repair what the checker fails; with a real model also what its judge calls bad. The
+    embedded demo model is no judge a user would let overrule the checker: it only annotates."""
+    return bool(check(row["query"], row["columns"])) or not EMBEDDED and row.get("outcome") == "bad"
+
+
+def not_an_embedded_rewording(row):
+    """Keep a rewording only from a real model. Graded by hand on the demo run, the 135M
+    model's rewordings that pass the rewording check either copy the seed (which the
+    near-duplicate filters remove) or change its meaning; the seeds and their column swaps
+    are the demo's training rows."""
+    if not EMBEDDED or row.get("seed_nlq") is None:
+        return True
+    return False, "embedded_rewording", ("a rewording by the embedded demo model, which copies the seed "
+                                         "or changes its meaning; configure an endpoint to keep rewordings")
+
+
+PLACEHOLDER = re.compile(r"<[^<>]*>|\byour[_ -]?\w+|\bexample\b|\bplaceholder\b|^(value|x+|\.\.\.|todo|tbd)$",
+                         re.IGNORECASE)
+
+
+def says_no_less(row, query):
+    """Accept a repaired query only if it sets at least as many atoms (calculations, filters,
+    breakdowns, ...) as the one it replaces and filters on no placeholder value ("your_value",
+    "<value>", "example") that neither the original nor the question holds."""
+    try:
+        before = atoms(row["query"])
+    except ValueError:  # an original that is not a query at all sets nothing
+        before = frozenset()
+    after = atoms(query)
+    known = {value for _, value in _filter_values(before)}
+    for column, value in _filter_values(after):
+        if isinstance(value, str) and value not in known and value.lower() not in row["nlq"].lower() \
+                and PLACEHOLDER.search(value.strip()):
+            return False, "repair_placeholder", f"the repaired query filters {column} on the placeholder {value!r}"
+    if len(after) < len(before):
+        lost = "; ".join(sorted(str(atom) for atom in before - after))
+        return False, "repair_says_less", (f"the repaired query sets {len(after)} parts where the original "
+                                           f"set {len(before)}; it drops {lost}")
+    return True
+
+
+def _filter_values(found):
+    """``(column, value)`` of every filter atom, one per value of an in/not-in list."""
+    for atom in found:
+        if atom[0] == "filter":
+            for value in atom[3] if isinstance(atom[3], tuple) else (atom[3],):
+                yield atom[1], value
 
 
 def repaired_query(row, reply):
@@ -87,6 +142,7 @@ stages = [
     # a small model asked to reword often writes something else (a number, a paragraph, a
     # few-shot example's question, which would then carry the seed's query): drop those
     Filter(prompts.is_a_rewording, name="is_a_rewording"),
+    Filter(not_an_embedded_rewording, name="embedded_rewordings"),
     AssertionFilter(check),  # check(query, columns) reads the fields of those names
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),
@@ -96,15 +152,19 @@ stages = [
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
-    # The judge looks at the rows made here, never at the seeds (real, checked examples). The
-    # embedded demo model is a weak judge; there the judge is advisory (a row it cannot judge
-    # is kept, marked unjudged) and sees the question and the query only.
+    # The judge looks at the rows made here, never at the seeds (real, checked examples). With
+    # a real model a "bad" verdict sends the row to repair, and a row it cannot judge is
+    # errored. The embedded demo model is no judge a user would trust: its verdict is advisory
+    # only (every row is kept, a row it cannot judge marked unjudged, and "bad" sends nothing
+    # to repair); at demo scale it sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
-          on_failure="error" if FULL else "keep", when=is_generated),
+          on_failure="keep" if EMBEDDED else "error", when=is_generated),
+    # Repair rewrites what the checker fails (and, with a real model, what its judge calls
+    # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
            schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
-           max_attempts=2 if FULL else 1),
+           accept=says_no_less, max_attempts=2 if FULL else 1),
     AssertionFilter(check, name="assertions_after_repair"),
 ]
 if SCALE["seeds"]:

@@ -61,7 +61,8 @@ def test_text_forms_give_the_same_canonical_json():
     as_repr = "{'time_range': 7200, 'filters': [{'column': 'name', 'op': '=', 'value': \"user's cart\"}]}"
     assert same(as_json, as_repr)
     assert honeycomb.canonical(as_json) == (
-        '{"filters":[{"column":"name","op":"=","value":"user\'s cart"}],"time_range":7200}'
+        '{"calculations":[{"op":"COUNT"}],"filters":[{"column":"name","op":"=","value":"user\'s cart"}],'
+        '"time_range":7200}'
     )
 
 

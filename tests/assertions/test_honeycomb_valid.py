@@ -17,7 +17,6 @@ SINGLE_VALUE_FILTER_OPS = [
 HAVING_OPS = ["=", "!=", ">", ">=", "<", "<="]
 
 VALID = {
-    "empty query": {},
     "count": {"calculations": [COUNT]},
     "concurrency": {"calculations": [{"op": "CONCURRENCY"}]},
     "count with null column": {"calculations": [{"op": "COUNT", "column": None}]},
@@ -31,7 +30,7 @@ VALID = {
     "filter in": {"filters": [{"column": "http.method", "op": "in", "value": ["GET", "POST"]}]},
     "filter not-in numbers": {"filters": [{"column": "http.status_code", "op": "not-in", "value": [200, 204]}]},
     "empty join_column": {"filters": [{"column": "error", "op": "=", "value": True, "join_column": ""}]},
-    "filter_combination AND": {"filter_combination": "AND"},
+    "filter_combination AND": {"filters": [{"column": "error", "op": "exists"}], "filter_combination": "AND"},
     "filter_combination OR": {
         "filters": [{"column": "error", "op": "exists"}, {"column": "http.status_code", "op": ">=", "value": 500}],
         "filter_combination": "OR",
@@ -53,7 +52,9 @@ VALID = {
     "granularity highest for 7200": {"time_range": 7200, "granularity": 720},
     "granularity with default window": {"granularity": 720},
     "granularity from start and end": {"start_time": 1700000000, "end_time": 1700003600, "granularity": 360},
-    "granularity with an open window": {"start_time": 1700000000, "granularity": 86400},
+    "granularity from start and the default range": {"start_time": 1700000000, "granularity": 720},
+    "only a time range: the events of the last five minutes": {"time_range": 300},
+    "only a limit": {"limit": 1000},
     "limit": {"limit": 1},
     "everything": {
         "calculations": [COUNT, HEATMAP, P99],
@@ -79,6 +80,32 @@ VALID = {
 def test_valid_queries_have_no_failures(query):
     assert honeycomb.check(query, COLUMNS) == []
     assert honeycomb.is_valid(query, COLUMNS)
+
+
+EMPTY = {
+    "nothing": {},
+    "empty lists and nulls": {"calculations": [], "filters": [], "breakdowns": None},
+    "only the default time range": {"time_range": 7200},
+    "only a filter_combination": {"filter_combination": "AND"},
+    "OR without filters": {"filter_combination": "OR", "havings": []},
+}
+
+
+@pytest.mark.parametrize("query", EMPTY.values(), ids=EMPTY.keys())
+def test_a_query_that_sets_nothing_is_rejected_with_what_to_add(query):
+    failures = honeycomb.check(query, COLUMNS)
+    assert [f.rule for f in failures] == ["query_empty"]
+    assert '"calculations": [{"op": "COUNT"}]' in failures[0].message
+    assert "add what the question asks for" in failures[0].message
+    assert honeycomb.atoms(query) == frozenset()
+
+
+def test_a_start_time_alone_runs_for_the_default_range():
+    """Honeycomb counts time_range (default 7200 s) forward from start_time, so granularity
+    is bounded by that window, not left open."""
+    assert rules({"start_time": 1700000000, "granularity": 86400}) == ["granularity_too_large"]
+    assert rules({"end_time": 1700000000, "time_range": 86400, "granularity": 86400}) == ["granularity_too_large"]
+    assert rules({"end_time": 1700000000, "time_range": 86400, "granularity": 3600}) == []
 
 
 @pytest.mark.parametrize("op", COLUMN_OPS)

@@ -22,7 +22,7 @@ def test_outcome_quick_builds_trains_and_scores_every_condition(tmp_path):
     for condition in ("seeds", "uncurated", "curated"):
         assert rows[condition]["rows"] == result["settings"]["rows"]
         assert rows[condition]["train_tokens"] > 0
-        assert 0 <= rows[condition]["part_f1"] <= 1
+        assert 0 <= rows[condition]["atom_f1"] <= 1
         folder = out / "data" / condition
         assert (folder / "manifest.json").exists() and (folder / "report.html").exists()
         train = (folder / "export" / "train.jsonl").read_text().splitlines()

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from curate.testing.server import Fault, ScriptedServer, last_user_message
-from examples.honeycomb import evaluate
+from examples.honeycomb import backends, evaluate, scoring
 
 ROWS = evaluate.load_rows(evaluate.EVAL_PATH, limit=6)
 BROKEN = json.dumps({"calculations": [{"op": "P99"}], "breakdowns": ["not_a_column"]})
@@ -46,26 +46,30 @@ def test_evaluate_against_loopback_server_with_and_without_healing(tmp_path, cap
     first, healed = report["single_attempt"], report["self_healing_3"]
     assert (first["valid"], first["exact_match"]) == (4, 4)
     assert first["failures_per_rule"]["calc_column_missing"] == 2
-    # each broken answer gets 5 of 9 parts: rows 1 and 2 miss calculations and breakdowns,
-    # row 1 its filter and order, row 2 its 24-hour time range and hourly granularity
-    assert first["part_f1"] == round((4 + 2 * 5 / 9) / 6, 4) == 0.8519
-    assert first["parts"]["calculations"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667}
-    assert first["parts"]["havings"]["f1"] == 1.0
+    # each broken answer shares no atom with its gold: rows 1 and 2 score 0, the others 1
+    assert first["atom_f1"] == round(4 / 6, 4) == first["intervals"]["atom_f1"]["value"]
+    assert first["parts"]["calculation"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667, "rows": 6}
+    assert first["parts"]["breakdown"]["rows"] == 5 and "having" not in first["parts"]
+    assert first["intervals"]["validity"]["low"] < 4 / 6 < first["intervals"]["validity"]["high"]
     assert (healed["valid"], healed["exact_match"], healed["mean_attempts"]) == (6, 6, round(8 / 6, 3))
-    assert healed["part_f1"] == 1.0
+    assert healed["atom_f1"] == 1.0 and healed["intervals"]["exact_match"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert report["baselines"]["{} (the empty query)"]["atom_f1"] == 0.0
     predictions = read_lines(tmp_path / "predictions.jsonl")
     assert [p["attempts"] for p in predictions] == [2, 2, 1, 1, 1, 1]
     assert not predictions[0]["first_valid"] and predictions[0]["final_valid"]
-    assert predictions[0]["first_part_f1"] == 0.5556 and predictions[0]["final_part_f1"] == 1.0
-    assert predictions[1]["first_parts"]["time_range"] == 0.0 and predictions[0]["first_parts"]["limit"] == 1.0
-    table = capsys.readouterr().out
-    assert "part F1" in table and "0.852" in table
+    assert predictions[0]["first_atom_f1"] == 0.0 and predictions[0]["final_atom_f1"] == 1.0
+    assert predictions[0]["first_parts"] == {"calculation": 0.0, "filter": 0.0, "breakdown": 0.0, "order": 0.0}
+    assert predictions[1]["first_parts"] == {"calculation": 0.0, "breakdown": 0.0, "time": 0.0, "granularity": 0.0}
+    out = capsys.readouterr().out
+    assert "atom F1 [95% CI]" in out and "0.667 [" in out and "COUNT + time window by regex" in out
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        name: healed["intervals"][name] for name in ("validity", "atom_f1", "exact_match")}
 
 
 def test_an_interrupted_evaluation_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
     with ScriptedServer(reply_for) as server:
         assert run(server, tmp_path / "clean") == 0
-    real = evaluate.client_generator
+    real = backends.client_generator
 
     def stop_on_second_round(llm, max_tokens):
         generate_many, calls = real(llm, max_tokens), []
@@ -78,7 +82,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tmp_path, monkeypatc
         return interrupted
 
     out = tmp_path / "resumed"
-    monkeypatch.setattr(evaluate, "client_generator", stop_on_second_round)
+    monkeypatch.setattr(backends, "client_generator", stop_on_second_round)
     with ScriptedServer(reply_for) as server:  # groups of 3: rows 1-2 fail round 1, row 3 is done
         assert run(server, out, "--batch-size", "3") == 130
         assert server.received == 3
@@ -87,7 +91,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tmp_path, monkeypatc
     assert [p["nlq"] for p in saved] == [ROWS[2]["nlq"]]
     with open(out / "predictions.jsonl", "a") as fh:
         fh.write('{"key": "cut short by a ki')  # a kill in the middle of a line
-    monkeypatch.setattr(evaluate, "client_generator", real)
+    monkeypatch.setattr(backends, "client_generator", real)
     with ScriptedServer(reply_for) as server:
         assert run(server, out, "--batch-size", "3") == 0
         asked = [nlq_of(body) for body in server.bodies]
@@ -125,13 +129,16 @@ def test_rows_without_a_reply_are_scored_but_not_saved(tmp_path, capsys):
     (["--backend", "endpoint", "--model", "m"], "error: --backend endpoint needs --base-url URL"),
     (["--data", "{missing}"], "no such file"),
     (["--data", "{bad}"], "row 2: the gold query is not a query object"),
+    (["--data", "{empty}"], "row 2: the gold query sets nothing"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, capsys, argv, message):
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[1], "query": "COUNT by route"}) + "\n")
-    argv = [a.format(missing=tmp_path / "none.jsonl", bad=bad) for a in argv]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[1], "query": {"time_range": 7200}}) + "\n")
+    argv = [a.format(missing=tmp_path / "none.jsonl", bad=bad, empty=empty) for a in argv]
     assert evaluate.main([*argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -146,12 +153,12 @@ def test_counts_below_their_minimum_are_usage_errors(capsys):
     assert "--attempts must be at least 1, got 0" in err and "--limit must be at least 0, got -1" in err
 
 
-def test_same_query_ignores_key_and_list_order():
+def test_exact_match_ignores_key_and_list_order():
     gold = {"calculations": [{"op": "COUNT"}, {"op": "P99", "column": "duration_ms"}], "breakdowns": ["a", "b"]}
     text = '{"breakdowns": ["b", "a"], "calculations": [{"column": "duration_ms", "op": "P99"}, {"op": "COUNT"}]}'
-    assert evaluate.same_query(text, gold)
-    assert not evaluate.same_query('{"calculations": [{"op": "COUNT"}]}', gold)
-    assert not evaluate.same_query("not json", gold)
+    assert scoring.score(text, gold)["exact"]
+    assert not scoring.score('{"calculations": [{"op": "COUNT"}]}', gold)["exact"]
+    assert not scoring.score("not json", gold)["exact"]
 
 
 def test_rows_keep_their_key_when_read_from_csv(tmp_path):

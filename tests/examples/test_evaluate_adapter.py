@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from curate import SharegptExport, read_table
-from examples.honeycomb import evaluate, prompts, scoring
+from examples.honeycomb import backends, evaluate, prompts, scoring
 from train.config import config_dict, load_config
 from train.loop import train
 
@@ -34,13 +34,13 @@ def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path, monkeypat
     for p in predictions:
         assert isinstance(p["first"], str)
         assert p["attempts"] == (1 if p["first_valid"] else 2)
-        assert 0.0 <= p["final_part_f1"] <= 1.0 and set(p["final_parts"]) == set(scoring.PARTS)
-    first_f1 = sum(p["first_part_f1"] for p in predictions) / 2
-    assert report["single_attempt"]["part_f1"] == pytest.approx(first_f1, abs=1e-4)
+        assert 0.0 <= p["final_atom_f1"] <= 1.0 and set(p["final_parts"]) <= set(scoring.KINDS)
+    first_f1 = sum(p["first_atom_f1"] for p in predictions) / 2
+    assert report["single_attempt"]["atom_f1"] == pytest.approx(first_f1, abs=1e-4)
 
     def no_loading(*args):
         raise AssertionError("every row is saved: the model must not be loaded again")
 
-    monkeypatch.setattr(evaluate, "_load_model", no_loading)
+    monkeypatch.setattr(backends, "_load_model", no_loading)
     assert evaluate.main(argv) == 0
     assert json.loads((out / "evaluation.json").read_text()) == report

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 import pandas as pd
+import pytest
 from conftest import assert_accounted, make_llm
 
 from curate.stages.llm.repair import Repair, describe_failure, strip_fence
@@ -124,3 +125,59 @@ def test_when_selects_rows_and_stale_verdicts_are_cleared(server, tmp_path):
     assert fixed["critique"] is None and fixed["outcome"] is None
     assert fixed["_repair_feedback"] == "MAX needs a column."
     assert server.received == 1 and result.stats["not_selected"] == 1
+
+
+FULL = '{"calculations":[{"op":"MAX","column":"duration_ms"},{"op":"COUNT"}]}'
+
+
+def says_no_less(row, value):
+    """The repaired query keeps at least as many calculations as the one it replaces."""
+    before, after = json.loads(row["query"])["calculations"], json.loads(value)["calculations"]
+    if any(c.get("column") == "boom" for c in after):
+        raise RuntimeError("cannot compare")
+    if len(after) < len(before):
+        return False, "repair_says_less", f"{len(after)} calculations where there were {len(before)}"
+    return True
+
+
+def test_accept_refuses_a_repair_that_says_less_and_keeps_one_that_does_not(server, tmp_path):
+    rows = pd.DataFrame({"nlq": ["slowest and how many", "just the slowest", "broken compare"],
+                         "query": ['{"calculations":[{"op":"MAX"},{"op":"COUNT"}]}', BAD, BAD],
+                         "critique": ["MAX needs a column."] * 3})
+    replies = {"slowest and how many": GOOD, "just the slowest": FULL,
+               "broken compare": '{"calculations":[{"op":"MAX","column":"boom"}]}'}
+    seen = []
+
+    def accept(row, value):
+        seen.append((row["nlq"], row["query"], value))
+        return says_no_less(row, value)
+
+    server.reply = lambda body: next(v for k, v in replies.items() if k in body["messages"][0]["content"])
+    result = Repair(make_llm(server, tmp_path), field="query", check=check, accept=accept,
+                    max_attempts=3).run(rows)
+    assert_accounted(rows, result)
+    assert server.received == 3  # a refusal is final: no follow-up request
+    assert result.kept["query"].tolist() == [FULL]
+    refused = result.rejected.iloc[0]
+    assert (refused["nlq"], refused[REASON_CODE]) == ("slowest and how many", "repair_says_less")
+    assert refused[REASON] == "1 calculations where there were 2"
+    assert result.errored[REASON_CODE].tolist() == ["accept_raised"]
+    assert "RuntimeError: cannot compare" in result.errored[REASON].iloc[0]
+    assert ("slowest and how many", rows["query"][0], GOOD) in seen  # accept sees the old row
+    assert (result.stats["repaired"], result.stats["repair_refused"], result.stats["repair_failed"]) == (1, 1, 0)
+
+
+def test_accept_is_asked_only_about_values_that_pass_the_checker(server, tmp_path):
+    asked = []
+    server.reply = _repairs  # the first reply fails the checker, the second passes
+    rows = REJECTED.head(1)
+    result = Repair(make_llm(server, tmp_path), field="query", check=check, max_attempts=3,
+                    accept=lambda row, value: asked.append(value) or False).run(rows)
+    assert asked == [GOOD] and server.received == 2
+    assert result.rejected[REASON_CODE].tolist() == ["repair_refused"]
+    assert result.rejected[REASON].tolist() == ["accept refused the repaired query"]
+
+
+def test_accept_must_be_a_function(server, tmp_path):
+    with pytest.raises(Exception, match="accept must be a function"):
+        Repair(make_llm(server, tmp_path), field="query", accept="says_no_less")

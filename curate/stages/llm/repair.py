@@ -12,7 +12,9 @@ A repaired row is a new row (``_parent`` = the original ``_id``) holding the new
 ``_repair_attempts`` and the feedback in ``_repair_feedback``; the original counts as
 replaced. A row still failing after ``max_attempts`` is rejected (``repair_failed``) with
 the last failures as the reason; a row whose request failed follows ``on_failure``. With
-``when``, only the chosen rows are repaired and the others pass through kept.
+``when``, only the chosen rows are repaired and the others pass through kept. With
+``accept``, a value that passes the checker must also pass ``accept(row, value)`` (e.g. "says
+no less than the value it replaces"); a refused one rejects the row with accept's reason.
 """
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ from ...core.table import ID, REASON, derive_rows, row_dicts
 from ...errors import StageError
 from ...llm.structured import error_line, extract_json
 from ...llm.types import Failure
+from ..filters import verdict_of
 from .base import LLMStage, metered
 from .judge import render_fields
 
 FAILED = "repair_failed"
+REFUSED = "repair_refused"
 FOLLOWUP = ("The {field} still fails these checks:\n{failures}\nReply with only the "
             "corrected {field}.")
 CLEARED = ("critique", "outcome", "_failures", "_judge_failure")
@@ -77,6 +81,10 @@ class Repair(LLMStage):
             "bad" after a ``Judge(keep="all")``); the other rows pass through kept, untouched.
         clear: columns emptied on a repaired row because they described the old value (the
             judge's verdict, the failures); the feedback used is kept in ``_repair_feedback``.
+        accept: optional ``accept(row, value) -> True | (False, code, reason)``, asked about
+            a value that passed ``check`` (``row`` holds the old value): a refusal rejects
+            the row with that code (default ``repair_refused``) and reason, and is not
+            retried; a function that raises errors the row (``accept_raised``).
         on_failure: for a row whose request failed: ``"error"`` (default), ``"keep"``
             (kept unrepaired) or ``"reject"``.
     """
@@ -86,13 +94,16 @@ class Repair(LLMStage):
 
     def __init__(self, llm, prompt=None, *, field: str, check=None, check_fields=None,
                  parse=None, max_attempts: int = 3, feedback=None, fields=None,
-                 followup: str = FOLLOWUP, clear=CLEARED, **kwargs):
+                 followup: str = FOLLOWUP, clear=CLEARED, accept=None, **kwargs):
         super().__init__(llm, prompt, parse=parse, **kwargs)
         if max_attempts < 1:
             raise StageError(self.name, f"max_attempts must be >= 1, got {max_attempts}")
         if check is not None and not callable(check):
             raise StageError(self.name, "check must be a checker function (see assertions.calling)")
-        self.field, self.check, self.check_fields = field, check, check_fields
+        if accept is not None and not callable(accept):
+            raise StageError(self.name, f"accept must be a function (row, value) -> True | "
+                                        f"(False, code, reason), got {accept!r}")
+        self.field, self.check, self.check_fields, self.accept = field, check, check_fields, accept
         self.max_attempts, self.feedback, self.fields = int(max_attempts), feedback, fields
         self.followup, self.clear = followup, tuple(clear)
         self.before = f"_{field}_before_repair"
@@ -160,6 +171,16 @@ class Repair(LLMStage):
             return ROW_ERROR, []
         return value, [describe_failure(f) for f in found]
 
+    def _refusal(self, row: dict, row_id, value) -> tuple[str, str] | None:
+        """``(code, reason)`` when ``accept`` refuses a checked value; ROW_ERROR if it raised."""
+        if self.accept is None:
+            return None
+        verdict = self.call(lambda old: self.accept(old, value), row, row_id, "accept")
+        if verdict is ROW_ERROR:
+            return ROW_ERROR
+        keep, code, reason = verdict_of(verdict, REFUSED)
+        return None if keep else (code, reason or f"accept refused the repaired {self.field}")
+
     # -- the stage -----------------------------------------------------------------------------
     def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
         ids = df[ID].tolist()
@@ -173,12 +194,15 @@ class Repair(LLMStage):
         messages = {p: self.messages_for(rows[p], ids[p], feedback=feedback[p]) for p in chosen}
         chosen = [p for p in chosen if messages[p] is not None]
         requests = {p: self.request(messages[p], row=rows[p]) for p in chosen}
-        done, last, failures = self._attempts(rows, ids, requests)
+        done, last, failures, stopped = self._attempts(rows, ids, requests)
         done = {p: (*done[p], feedback[p]) for p in done}
-        return self._result(df, rows, chosen, done, last, failures, len(requests))
+        return self._result(df, rows, done, last, failures, stopped, len(requests))
 
     def _attempts(self, rows, ids, requests):
-        repaired, last, failures = {}, {}, {}
+        """``(repaired, last failures, request failures, stopped)``; ``stopped`` holds the
+        rows that take no more attempts: refused by accept ``(code, reason)``, or errored
+        because a function raised (ROW_ERROR)."""
+        repaired, last, failures, stopped = {}, {}, {}, {}
         pending = list(requests)
         with metered(self.name, len(pending), self._usage) as meter:
             for attempt in range(1, self.max_attempts + 1):
@@ -192,9 +216,14 @@ class Repair(LLMStage):
                         continue
                     value, problems = self._judge_reply(rows[p], ids[p], reply.text)
                     if value is ROW_ERROR:
+                        stopped[p] = ROW_ERROR
                         continue
                     if not problems:
-                        repaired[p] = (value, attempt)
+                        refusal = self._refusal(rows[p], ids[p], value)
+                        if refusal is None:
+                            repaired[p] = (value, attempt)
+                        else:
+                            stopped[p] = refusal
                         continue
                     last[p] = problems
                     message = self.followup.format(field=self.field, failures="\n".join(
@@ -203,7 +232,7 @@ class Repair(LLMStage):
                     still.append(p)
                 pending = still if attempt < self.max_attempts else []
                 meter.grow(len(pending))
-        return repaired, last, failures
+        return repaired, last, failures, stopped
 
     def _new_rows(self, df, rows, done) -> pd.DataFrame:
         order = sorted(done)
@@ -220,15 +249,18 @@ class Repair(LLMStage):
             new[column] = pd.Series([r[column] for r in records], dtype=object)
         return new
 
-    def _result(self, df, rows, chosen, done, last, failures, n_requests) -> StageResult:
+    def _result(self, df, rows, done, last, failures, stopped, n_requests) -> StageResult:
         """Repaired rows replaced by new ones, the rest rejected (or as on_failure says)."""
-        base = [p for p in range(len(rows)) if p not in done and p not in failures]
+        refused = {p: verdict for p, verdict in stopped.items() if verdict is not ROW_ERROR}
+        base = [p for p in range(len(rows)) if p not in done and p not in failures
+                and stopped.get(p) is not ROW_ERROR]  # errored rows are routed by the base class
         keep = [False] * len(base)
-        reasons = [f"still failing after {self.max_attempts} attempt"
-                   f"{'s' if self.max_attempts > 1 else ''}: {'; '.join(last.get(p, []))}"
-                   for p in base]
+        still = (f"still failing after {self.max_attempts} attempt"
+                 f"{'s' if self.max_attempts > 1 else ''}: ")
+        codes = [refused[p][0] if p in refused else FAILED for p in base]
+        reasons = [refused[p][1] if p in refused else still + "; ".join(last.get(p, [])) for p in base]
         kept_failed, rejected_failed, errored = self.failed_rows(df, failures)
-        result = self.result(df.iloc[base], keep, FAILED,
+        result = self.result(df.iloc[base], keep, pd.Series(codes, index=df.index[base], dtype=object),
                              pd.Series(reasons, index=df.index[base], dtype=object),
                              errored=errored)
         result.kept = pd.concat([result.kept, kept_failed, self._new_rows(df, rows, done)],
@@ -238,6 +270,7 @@ class Repair(LLMStage):
         failed = [(df[ID].iloc[p], f) for p, f in failures.items()]
         result.stats.update(self.health(n_requests, n_requests - len(failures), failed, len(done)))
         result.stats.update({
-            "repaired": len(done), "repair_failed": len(base), "request_failed": len(failures),
+            "repaired": len(done), "repair_failed": len(base) - len(refused),
+            "repair_refused": len(refused), "request_failed": len(failures),
             "attempts": {str(k): v for k, v in sorted(Counter(d[1] for d in done.values()).items())}})
         return result
