@@ -7,7 +7,7 @@ import re
 import pandas as pd
 from conftest import assert_accounted, make_llm
 
-from curate.stages.llm.augment import Augment, Generate
+from curate.stages.llm.augment import Augment
 from curate.core.table import ID, PARENT, REASON_CODE, assign_ids
 from curate.testing import Fault, last_user_message
 
@@ -75,13 +75,13 @@ def test_bootstrap_new_instructions_from_sampled_seeds(server, tmp_path):
         return json.dumps({"instruction": f"new task inspired by {first}"})
 
     server.reply = reply
-    stage = Generate(make_llm(server, tmp_path), prompt, k=3, inherit=False, seed=1)
+    stage = Augment(make_llm(server, tmp_path), prompt, k=3, inherit=False, seed=1, name="generate")
     result = stage.run(INSTRUCTIONS)
     assert_accounted(INSTRUCTIONS, result)
     assert all(len(ex) == 3 and row not in ex for row, ex in seen)
     first_examples = dict(seen)
     seen.clear()
-    Generate(make_llm(server, tmp_path), prompt, k=3, inherit=False, seed=1).run(INSTRUCTIONS)
+    Augment(make_llm(server, tmp_path), prompt, k=3, inherit=False, seed=1).run(INSTRUCTIONS)
     assert dict(seen) == first_examples  # seeded: the same few-shot rows every run
     new = result.kept[result.kept[PARENT].notna()]
     assert sorted(new["instruction"]) == [f"new task inspired by {i}" for i in range(6)]

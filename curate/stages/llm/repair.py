@@ -12,30 +12,27 @@ A repaired row is a new row (``_parent`` = the original ``_id``) holding the new
 ``_repair_attempts`` and the feedback in ``_repair_feedback``; the original counts as
 replaced. A row still failing after ``max_attempts`` is rejected (``repair_failed``) with
 the last failures as the reason; a row whose request failed follows ``on_failure``. With
-``when``, only the chosen rows are repaired and the others pass through kept. With
 ``accept``, a value that passes the checker must also pass ``accept(row, value)`` (e.g. "says
 no less than the value it replaces"); a refused one rejects the row with accept's reason.
 """
 from __future__ import annotations
 
 import re
-from collections import Counter
-
-import pandas as pd
+from functools import partial
 
 from assertions.calling import CheckerCallError, as_failures, call_checker
 
-from ...core.stage import ROW_ERROR, StageResult
-from ...core.table import ID, REASON, derive_rows, row_dicts
+from ...core.stage import ROW_ERROR
+from ...core.table import ID, REASON, row_dicts
 from ...errors import StageError
-from ...llm.structured import error_line, extract_json
-from ...llm.types import Failure
+from ...llm.structured import Parsed, complete_parsed, extract_json
+from ...llm.types import PARSE_FAILED, Failure
 from ..filters import verdict_of
-from .base import LLMStage, metered
-from .judge import render_fields
+from .base import LLMStage, Made
+from .prompts import repair_messages
+from .support import metered
 
-FAILED = "repair_failed"
-REFUSED = "repair_refused"
+FAILED, REFUSED = "repair_failed", "repair_refused"
 FOLLOWUP = ("The {field} still fails these checks:\n{failures}\nReply with only the "
             "corrected {field}.")
 CLEARED = ("critique", "outcome", "_failures", "_judge_failure")
@@ -43,16 +40,14 @@ _FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
 def describe_failure(item) -> str:
-    """A failure from a checker as one line: ``rule: message`` (objects with ``rule`` and
-    ``message``, dicts with those keys, pairs), a string as it is."""
+    """A checker's failure as one line: ``rule: message``; a string as it is."""
     return item if isinstance(item, str) else str(as_failures([item])[0])
 
 
 def strip_fence(text: str) -> str:
     """A reply without surrounding whitespace and a single enclosing ``` fence."""
-    text = text.strip()
-    match = _FENCED.match(text)
-    return match.group(1).strip() if match else text
+    match = _FENCED.match(text.strip())
+    return match.group(1).strip() if match else text.strip()
 
 
 class Repair(LLMStage):
@@ -91,6 +86,8 @@ class Repair(LLMStage):
 
     context_names = ("feedback",)
     produces = "repaired rows"
+    counts = {"repaired": 0, "repair_failed": 0, "repair_refused": 0, "request_failed": 0,
+              "attempts": {}}
 
     def __init__(self, llm, prompt=None, *, field: str, check=None, check_fields=None,
                  parse=None, max_attempts: int = 3, feedback=None, fields=None,
@@ -108,6 +105,10 @@ class Repair(LLMStage):
         self.followup, self.clear = followup, tuple(clear)
         self.before = f"_{field}_before_repair"
 
+    @property
+    def max_rounds(self) -> int:
+        return self.max_attempts
+
     def required_fields(self) -> tuple[str, ...]:
         return (self.field,)
 
@@ -115,21 +116,23 @@ class Repair(LLMStage):
         return {self.before: "annotation", "_repair_attempts": "annotation",
                 "_repair_feedback": "annotation"}
 
-    # -- feedback and prompt -------------------------------------------------------------
-    def _feedback_columns(self, df: pd.DataFrame) -> list[str]:
+    # -- the request ---------------------------------------------------------------------
+    def _feedback_columns(self, columns) -> list[str]:
         if self.feedback is not None and not callable(self.feedback):
             return [self.feedback] if isinstance(self.feedback, str) else list(self.feedback)
-        for column in ("critique", "_failures", REASON):
-            if column in df.columns:
-                return [column]
-        return []
+        return next(([c] for c in ("critique", "_failures", REASON) if c in columns), [])
+
+    def contexts(self, df, rows) -> list[dict]:
+        """Each row's feedback, from its feedback columns (bookkeeping ones included)."""
+        names = self._feedback_columns(df.columns)
+        extra = row_dicts(df, [c for c in names if c in df.columns])
+        return [{"feedback": self.feedback_text({**r, **e}, names)} for r, e in zip(rows, extra)]
 
     def feedback_text(self, row: dict, columns: list[str]) -> str:
         if callable(self.feedback):
             return str(self.feedback(row))
         parts = []
-        for column in columns:
-            value = row.get(column)
+        for value in (row.get(c) for c in columns):
             if isinstance(value, (list, tuple)):
                 parts.extend(describe_failure(v) for v in value)
             elif value is not None and value == value and str(value).strip():
@@ -137,140 +140,94 @@ class Repair(LLMStage):
         return "\n".join(parts) or "(no feedback recorded)"
 
     def default_messages(self, row: dict, feedback: str = "") -> list[dict]:
-        hidden = {"critique", "outcome", *self._hidden}
+        hidden = {"critique", "outcome", *self._feedback_columns(())}
         shown = self.fields or [k for k in row if k not in hidden]
-        return [{"role": "user", "content": (
-            f"This example has a problem in its {self.field}.\n\n"
-            f"{render_fields({k: row[k] for k in shown if k in row})}\n\n"
-            f"Problems:\n{feedback}\n\nReply with only the corrected {self.field}.")}]
+        return repair_messages(self.field, {k: row[k] for k in shown if k in row}, feedback)
 
-    # -- one reply -----------------------------------------------------------------------
-    def _read(self, row: dict, text: str):
+    def value_from(self, row: dict, value):
         if self.parse is not None or self.schema is not None:
-            return self.parse_reply(row, text)
-        if isinstance(row.get(self.field), str) or row.get(self.field) is None:
-            return strip_fence(text)
-        return extract_json(text)
+            return super().value_from(row, value)
+        old = row.get(self.field)
+        return strip_fence(value) if isinstance(old, str) or old is None else extract_json(value)
 
-    def _judge_reply(self, row: dict, row_id, text: str) -> tuple[object, list[str]]:
-        """The new value and the checker's failures on it (a parse error is a failure)."""
-        try:
-            value = self._read(row, text)
-        except Exception as error:  # an unusable reply is one more failed attempt
-            return None, [f"unusable reply: {error_line(error)}"]
+    # -- the rounds: reply, check, follow up with the failures ------------------------------
+    def rounds(self, requests, owners, df, rows, contexts) -> list:
+        """Per row: ``Parsed`` of what became of it (repaired, still failing, refused; None
+        when a function raised) or the :class:`Failure` of a request."""
+        ids, out, last = df[ID].tolist(), [None] * len(requests), {}
+        pending = list(range(len(requests)))
+        with metered(self.name, len(requests), self._usage) as meter:
+            for attempt in range(1, self.max_attempts + 1):
+                replies = complete_parsed(self.llm, [requests[i] for i in pending],
+                                          [partial(self.read_reply, rows[owners[i]]) for i in pending],
+                                          usage=self._usage, meter=meter, retry=False)
+                still = []
+                for i, reply in zip(pending, replies):
+                    p = owners[i]
+                    if isinstance(reply, Failure) and reply.code != PARSE_FAILED:
+                        out[i] = reply
+                        continue
+                    done = {"feedback": contexts[p]["feedback"], "attempts": attempt}
+                    problems = [f"unusable reply: {reply.reason}"] if isinstance(reply, Failure) \
+                        else self._problems(rows[p], ids[p], reply.value)
+                    if problems is ROW_ERROR:
+                        out[i] = Parsed(None, None)
+                    elif not problems:
+                        out[i] = Parsed({**done, **self._accepted(rows[p], ids[p], reply.value)}, None)
+                    else:
+                        last[i] = problems
+                        text = reply.text if isinstance(reply, Failure) else reply.completion.text
+                        requests[i] = requests[i].followed_by(text, self.followup.format(
+                            field=self.field, failures="\n".join(f"- {x}" for x in problems)))
+                        still.append(i)
+                pending = still if attempt < self.max_attempts else []
+                meter.grow(len(pending))
+        return [o if o is not None else Parsed({"problems": last[i]}, None)
+                for i, o in enumerate(out)]
+
+    def _problems(self, row: dict, row_id, value):
+        """The checker's failures on the new value (ROW_ERROR: it raised; the row errors)."""
         if self.check is None:
-            return value, []
-        candidate = {**row, self.field: value}
+            return []
         try:
-            found = call_checker(self.check, candidate, self.check_fields)
+            found = call_checker(self.check, {**row, self.field: value}, self.check_fields)
         except CheckerCallError as error:
             raise StageError(self.name, str(error), field=error.field) from None
         except Exception as error:
             self.row_error(row_id, "check_raised", f"the checker raised "
                            f"{type(error).__name__}: {error}")
-            return ROW_ERROR, []
-        return value, [describe_failure(f) for f in found]
+            return ROW_ERROR
+        return [describe_failure(f) for f in found]
 
-    def _refusal(self, row: dict, row_id, value) -> tuple[str, str] | None:
-        """``(code, reason)`` when ``accept`` refuses a checked value; ROW_ERROR if it raised."""
+    def _accepted(self, row: dict, row_id, value) -> dict:
+        """``{"value": value}``, or why ``accept`` refused it (``{}``: it raised)."""
         if self.accept is None:
-            return None
+            return {"value": value}
         verdict = self.call(lambda old: self.accept(old, value), row, row_id, "accept")
         if verdict is ROW_ERROR:
-            return ROW_ERROR
+            return {"errored": True}
         keep, code, reason = verdict_of(verdict, REFUSED)
-        return None if keep else (code, reason or f"accept refused the repaired {self.field}")
+        return {"value": value} if keep else \
+            {"refused": (code, reason or f"accept refused the repaired {self.field}")}
 
-    # -- the stage -----------------------------------------------------------------------------
-    def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
-        ids = df[ID].tolist()
-        columns = self._feedback_columns(df)
-        self._hidden = set(columns)
-        extra = row_dicts(df, [c for c in columns if c not in rows[0]]) if columns and rows \
-            else [{} for _ in rows]
-        full = [{**r, **e} for r, e in zip(rows, extra)]
-        chosen = list(range(len(rows)))
-        feedback = {p: self.feedback_text(full[p], columns) for p in chosen}
-        messages = {p: self.messages_for(rows[p], ids[p], feedback=feedback[p]) for p in chosen}
-        chosen = [p for p in chosen if messages[p] is not None]
-        requests = {p: self.request(messages[p], row=rows[p]) for p in chosen}
-        done, last, failures, stopped = self._attempts(rows, ids, requests)
-        done = {p: (*done[p], feedback[p]) for p in done}
-        return self._result(df, rows, done, last, failures, stopped, len(requests))
+    # -- what became of a row ----------------------------------------------------------------
+    def rows_from(self, row: dict, got: dict | None) -> Made | None:
+        if got is None or got.get("errored"):
+            return None  # a function raised: the row is errored
+        if "value" in got:
+            new = {**{c: None for c in self.clear if c in row}, self.field: got["value"],
+                   self.before: row[self.field], "_repair_attempts": got["attempts"],
+                   "_repair_feedback": got["feedback"]}
+            return Made("replaced", new=[new], stats={
+                "repaired": 1, "attempts": {str(got["attempts"]): 1}})
+        if "refused" in got:
+            return Made("rejected", code=got["refused"][0], reason=got["refused"][1],
+                        produced=0, stats={"repair_refused": 1})
+        plural = "s" if self.max_attempts > 1 else ""
+        return Made("rejected", code=FAILED, produced=0, stats={"repair_failed": 1}, reason=(
+            f"still failing after {self.max_attempts} attempt{plural}: " + "; ".join(got["problems"])))
 
-    def _attempts(self, rows, ids, requests):
-        """``(repaired, last failures, request failures, stopped)``; ``stopped`` holds the
-        rows that take no more attempts: refused by accept ``(code, reason)``, or errored
-        because a function raised (ROW_ERROR)."""
-        repaired, last, failures, stopped = {}, {}, {}, {}
-        pending = list(requests)
-        with metered(self.name, len(pending), self._usage) as meter:
-            for attempt in range(1, self.max_attempts + 1):
-                replies = self.llm.complete_many([requests[p] for p in pending],
-                                                 usage=self._usage,
-                                                 on_result=lambda i, r: meter.advance())
-                still = []
-                for p, reply in zip(pending, replies):
-                    if isinstance(reply, Failure):
-                        failures[p] = reply
-                        continue
-                    value, problems = self._judge_reply(rows[p], ids[p], reply.text)
-                    if value is ROW_ERROR:
-                        stopped[p] = ROW_ERROR
-                        continue
-                    if not problems:
-                        refusal = self._refusal(rows[p], ids[p], value)
-                        if refusal is None:
-                            repaired[p] = (value, attempt)
-                        else:
-                            stopped[p] = refusal
-                        continue
-                    last[p] = problems
-                    message = self.followup.format(field=self.field, failures="\n".join(
-                        f"- {x}" for x in problems))
-                    requests[p] = requests[p].followed_by(reply.text, message)
-                    still.append(p)
-                pending = still if attempt < self.max_attempts else []
-                meter.grow(len(pending))
-        return repaired, last, failures, stopped
-
-    def _new_rows(self, df, rows, done) -> pd.DataFrame:
-        order = sorted(done)
-        records = [{**{c: None for c in self.clear if c in df.columns and not c.startswith("_")},
-                    self.field: done[p][0], self.before: rows[p][self.field],
-                    "_repair_attempts": done[p][1], "_repair_feedback": done[p][2]}
-                   for p in order]
-        if not order:
-            return df.iloc[0:0]
-        new = derive_rows(df, [{k: v for k, v in r.items() if not k.startswith("_")}
-                               for r in records], [df[ID].iloc[p] for p in order],
-                          taken=set(df[ID]))
-        for column in (self.before, "_repair_attempts", "_repair_feedback"):
-            new[column] = pd.Series([r[column] for r in records], dtype=object)
-        return new
-
-    def _result(self, df, rows, done, last, failures, stopped, n_requests) -> StageResult:
-        """Repaired rows replaced by new ones, the rest rejected (or as on_failure says)."""
-        refused = {p: verdict for p, verdict in stopped.items() if verdict is not ROW_ERROR}
-        base = [p for p in range(len(rows)) if p not in done and p not in failures
-                and stopped.get(p) is not ROW_ERROR]  # errored rows are routed by the base class
-        keep = [False] * len(base)
-        still = (f"still failing after {self.max_attempts} attempt"
-                 f"{'s' if self.max_attempts > 1 else ''}: ")
-        codes = [refused[p][0] if p in refused else FAILED for p in base]
-        reasons = [refused[p][1] if p in refused else still + "; ".join(last.get(p, [])) for p in base]
-        kept_failed, rejected_failed, errored = self.failed_rows(df, failures)
-        result = self.result(df.iloc[base], keep, pd.Series(codes, index=df.index[base], dtype=object),
-                             pd.Series(reasons, index=df.index[base], dtype=object),
-                             errored=errored)
-        result.kept = pd.concat([result.kept, kept_failed, self._new_rows(df, rows, done)],
-                                ignore_index=True)
-        if len(rejected_failed):
-            result.rejected = pd.concat([result.rejected, rejected_failed], ignore_index=True)
-        failed = [(df[ID].iloc[p], f) for p, f in failures.items()]
-        result.stats.update(self.health(n_requests, n_requests - len(failures), failed, len(done)))
-        result.stats.update({
-            "repaired": len(done), "repair_failed": len(base) - len(refused),
-            "repair_refused": len(refused), "request_failed": len(failures),
-            "attempts": {str(k): v for k, v in sorted(Counter(d[1] for d in done.values()).items())}})
-        return result
+    def failed(self, row: dict, failure: Failure) -> Made:
+        made = super().failed(row, failure)
+        made.stats = {"request_failed": 1}
+        return made
