@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from conftest import assert_accounted, make_llm
 
-from curate.stages.llm.repair import Repair, describe_failure, strip_fence
+from curate.stages.llm.prompts import describe_failure, strip_fence
+from curate.stages.llm.repair import Repair
 from curate.core.table import ID, PARENT, REASON, REASON_CODE, assign_ids
 from curate.testing import Fault
 

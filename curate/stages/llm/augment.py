@@ -31,8 +31,7 @@ KEEPS = ("all", "new")
 class Augment(LLMStage):
     """Make new rows with an LLM: ``prompt`` builds the request, ``parse`` reads the reply.
 
-    Args:
-        llm: the :class:`curate.llm.LLM` client.
+    Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         prompt: ``prompt(row, examples) -> str | messages``; ``row`` is the row's fields,
             ``examples`` the ``k`` few-shot rows (a prompt may leave it out: ``prompt(row)``).
         parse: ``parse(row, reply) -> dict | list[dict]``: the new rows' fields. ``reply``
@@ -45,10 +44,7 @@ class Augment(LLMStage):
             each row by its new rows (a row that got none is rejected as ``augment_no_rows``).
         inherit: fields a new row does not set are copied from its parent (``True``), left
             empty (``False``), or copied only for the listed field names.
-        temperature, max_tokens: sampling for these requests (default: the client's).
-        on_failure: for a row none of whose requests gave a usable reply: ``"keep"``,
-            ``"error"`` or ``"reject"`` (default: ``"keep"`` with ``keep="all"``, where the
-            row stays anyway, ``"error"`` with ``keep="new"``).
+        on_failure: default ``"keep"`` with ``keep="all"``, ``"error"`` with ``keep="new"``.
         seed: seeds the few-shot sampling.
     """
 

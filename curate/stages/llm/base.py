@@ -27,17 +27,17 @@ from functools import partial
 import pandas as pd
 
 from ...core.stage import ROW_ERROR, RowErrors, Stage, StageResult, _row_errors, one_line
-from ...core.table import ID, domain_record, empty_like, mark, row_dicts
+from ...core.table import ID, empty_like, mark, row_dicts
 from ...errors import StageError
 from ...llm.accounting import Usage
 from ...llm.dialects import drop_added_nulls
 from ...llm.structured import Parsed, check_schema_valid, complete_parsed, extract_json, validate
 from ...llm.types import PARSE_FAILED, REFUSED, REQUEST_FAILED, TRUNCATED, Failure, Request, as_messages
-from .support import PlannedRow, Unknown, UserFunction, add_counts, failure_sample, metered
+from .support import (PlannedRow, Unknown, UserFunction, add_counts, column, failure_sample,
+                      metered, structured_warnings)
 
 ON_FAILURE = ("error", "keep", "reject")
 FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
-UNCONSTRAINED_FIX = "; install it as `make` does: pip install --no-deps xgrammar apache-tvm-ffi"
 
 
 @dataclass
@@ -98,7 +98,7 @@ class LLMStage(Stage):
     produces = "rows processed"  # what the stage makes, for its health line
     n = 1
     sampled = False
-    corrective_retry = True
+    max_rounds = 2  # the requests one planned request may become: one corrective retry
     counts: dict = {}
 
     def __init__(self, llm, prompt=None, *, parse=None, schema: dict | None = None,
@@ -158,11 +158,6 @@ class LLMStage(Stage):
     def unanswered(self, row: dict, failure: Failure) -> Made:
         """A row kept without a usable reply (``on_failure="keep"``)."""
         return Made(produced=0)
-
-    @property
-    def max_rounds(self) -> int:
-        """The most requests one planned request can become (corrective retries, follow-ups)."""
-        return 2 if self.corrective_retry else 1
 
     # -- requests ----------------------------------------------------------------------------
     def messages_for(self, row: dict, row_id=None, **context) -> list[dict] | None:
@@ -224,12 +219,18 @@ class LLMStage(Stage):
             value = validate(drop_added_nulls(self.shape(extract_json(text)), schema), schema)
         return self.value_from(row, value)
 
+    def complete(self, requests: list[Request], meter, retry: bool, rows: list[dict]) -> list:
+        """A :class:`Parsed` value or a :class:`Failure` per request (``rows``: each one's
+        row, for :meth:`read_reply`), with a corrective retry if ``retry``."""
+        parsers = [partial(self.read_reply, row) for row in rows]
+        return complete_parsed(self.llm, requests, parsers, usage=self._usage, meter=meter,
+                               retry=retry)
+
     def rounds(self, requests, owners, df, rows, contexts) -> list:
-        """A :class:`Parsed` value or a :class:`Failure` per request: one corrective retry."""
-        parsers = [partial(self.read_reply, rows[o]) for o in owners]
+        """A :class:`Parsed` value or a :class:`Failure` per request: one corrective retry
+        when ``max_rounds`` allows it."""
         with metered(self.name, len(requests), self._usage) as meter:
-            return complete_parsed(self.llm, requests, parsers, usage=self._usage, meter=meter,
-                                   retry=self.corrective_retry)
+            return self.complete(requests, meter, self.max_rounds > 1, [rows[o] for o in owners])
 
     # -- the loop ----------------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
@@ -368,7 +369,7 @@ class LLMStage(Stage):
             "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
-        warnings = self._structured_stats(stats)
+        warnings = structured_warnings(self.llm, self.schema, stats)
         summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
             stats["health"] = "produced nothing"
@@ -382,28 +383,3 @@ class LLMStage(Stage):
         if warnings:
             stats["warnings"] = warnings
         return stats
-
-    def _structured_stats(self, stats: dict) -> list[str]:
-        """``stats["structured"]`` for a stage with a schema; a warning when decoding was
-        unconstrained though it need not be (a package missing, the endpoint refusing)."""
-        status = getattr(self.llm, "structured_status", None)
-        if self.schema is None or not callable(status):
-            return []
-        stats["structured"] = status()
-        if "missing" not in stats["structured"] and "refused" not in stats["structured"]:
-            return []
-        fix = UNCONSTRAINED_FIX if "xgrammar" in stats["structured"] else ""
-        return [f"replies were not held to the schema while decoding "
-                f"({stats['structured']}), so more of them fail to parse{fix}"]
-
-
-def column(values: list) -> pd.Series:
-    """A column the stage writes: floats as floats, anything else as Python objects."""
-    floats = bool(values) and all(isinstance(v, float) for v in values)
-    return pd.Series(values, dtype=float if floats else object)
-
-
-def shown_fields(row: dict, fields: list[str] | None) -> dict:
-    """The fields a prompt shows: the named ones, else every domain field."""
-    fields_of = domain_record(row)
-    return {f: fields_of[f] for f in fields if f in fields_of} if fields else fields_of

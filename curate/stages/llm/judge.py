@@ -11,10 +11,9 @@ from typing import Mapping
 
 from ...core.table import canonical_json
 from ...errors import StageError
-from .base import LLMStage, Made, shown_fields
-from .prompts import INSTRUCTIONS, JUDGE_SCHEMA, judge_messages, render_fields
-
-__all__ = ["JUDGE_SCHEMA", "Judge", "judge_messages", "render_fields"]
+from .base import LLMStage, Made
+from .support import shown_fields
+from .prompts import INSTRUCTIONS, JUDGE_SCHEMA, judge_messages
 
 BAD = "judge_bad"
 
@@ -22,8 +21,7 @@ BAD = "judge_bad"
 class Judge(LLMStage):
     """LLM-as-judge: adds the verdict's fields (``critique``, ``outcome``) as columns.
 
-    Args:
-        llm: the :class:`curate.llm.LLM` client.
+    Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         fields: the row fields the judge sees, e.g. ``["nlq", "columns", "query"]``.
         instructions: what makes an example good (the system prompt of the default prompt).
         examples: few-shot examples: dicts with the ``fields`` plus the verdict
@@ -37,11 +35,8 @@ class Judge(LLMStage):
         outputs: ``{verdict key: column}`` to write a verdict key under another column name
             (``outputs={"critique": "judge_critique"}``); the stage refuses to overwrite a
             column the input already has.
-        temperature, max_tokens: sampling for the judge (default temperature 0).
-        on_failure: ``"error"`` (default): a row whose verdict cannot be had (request failed,
-            reply cut off or unparseable after the retry) is errored with the reason;
-            ``"keep"``: an advisory judge: the row is kept with an empty verdict and the
-            failure in ``_judge_failure`` (counted as ``unjudged``); ``"reject"``.
+        temperature: 0 by default. on_failure ``"keep"`` makes an advisory judge: a row
+            with no verdict is kept, the failure in ``_judge_failure`` (``unjudged``).
 
     Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``.
     """

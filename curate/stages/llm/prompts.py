@@ -1,10 +1,14 @@
-"""The default prompts of the LLM stages: the judge's conversation (instructions, few-shot
-turns, the row) and the repair request, with the fields shown as ``name: value`` lines."""
+"""The default prompts of the LLM stages and the text they are made of: the judge's
+conversation (instructions, few-shot turns, the row), the repair request with its feedback,
+fields as ``name: value`` lines, checker failures as ``rule: message`` lines."""
 from __future__ import annotations
 
 import json
+import re
 
-from ...core.table import to_jsonable
+from assertions.calling import as_failures
+
+from ...core.table import REASON, row_dicts, to_jsonable
 
 JUDGE_SCHEMA = {
     "type": "object",
@@ -15,6 +19,9 @@ INSTRUCTIONS = (
     "You review training examples for correctness and usefulness. Read the example, write a "
     "short critique that names every concrete problem (or says why it is correct), then "
     "give the outcome: \"good\" if the example is correct and useful, otherwise \"bad\".")
+FOLLOWUP = ("The {field} still fails these checks:\n{failures}\nReply with only the "
+            "corrected {field}.")
+_FENCED = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 FORMAT = ("Reply with only a JSON object: {\"critique\": \"...\", \"outcome\": \"good\" or "
           "\"bad\"}.")
 
@@ -43,3 +50,44 @@ def repair_messages(field: str, fields: dict, feedback: str) -> list[dict]:
     return [{"role": "user", "content": (
         f"This example has a problem in its {field}.\n\n{render_fields(fields)}\n\n"
         f"Problems:\n{feedback}\n\nReply with only the corrected {field}.")}]
+
+
+def describe_failure(item) -> str:
+    """A checker's failure as one line: ``rule: message``; a string as it is."""
+    return item if isinstance(item, str) else str(as_failures([item])[0])
+
+
+def feedback_columns(feedback, columns) -> list[str]:
+    """The columns holding a row's feedback: those named, else the first of ``critique``,
+    ``_failures`` and ``_reason`` that ``columns`` holds."""
+    if feedback is not None and not callable(feedback):
+        return [feedback] if isinstance(feedback, str) else list(feedback)
+    return next(([c] for c in ("critique", "_failures", REASON) if c in columns), [])
+
+
+def feedbacks(df, rows: list[dict], feedback) -> list[str]:
+    """Each row's feedback as text: ``feedback(row)`` when it is a function (the row with
+    its feedback columns), else the feedback columns' values."""
+    names = feedback_columns(feedback, df.columns)
+    extra = row_dicts(df, [c for c in names if c in df.columns])
+    full = [{**row, **more} for row, more in zip(rows, extra)]
+    if callable(feedback):
+        return [str(feedback(row)) for row in full]
+    return [feedback_text(row.get(c) for c in names) for row in full]
+
+
+def feedback_text(values) -> str:
+    """Feedback from a row's feedback columns' values: lists of failures one per line."""
+    parts = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            parts.extend(describe_failure(v) for v in value)
+        elif value is not None and value == value and str(value).strip():
+            parts.append(str(value).strip())
+    return "\n".join(parts) or "(no feedback recorded)"
+
+
+def strip_fence(text: str) -> str:
+    """A reply without surrounding whitespace and a single enclosing ``` fence."""
+    match = _FENCED.match(text.strip())
+    return match.group(1).strip() if match else text.strip()

@@ -1,5 +1,6 @@
 """What the LLM loop (:mod:`.base`) leans on: user functions called with the context they
-ask for, the progress meter, the failure sample of the health report, and the row a
+ask for, the progress meter, the failure sample and structured-output status of the health
+report, the columns a stage writes, a checker's failures on a candidate row, and the row a
 ``when`` reads while an estimate plans (columns no reply has written yet)."""
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ import inspect
 import time
 from typing import Callable
 
+import pandas as pd
+
+from assertions.calling import CheckerCallError, call_checker
+
+from ...core.stage import ROW_ERROR, one_line
+from ...core.table import domain_record
 from ...errors import StageError
 from ...llm.accounting import Usage
 from ...llm.types import Failure
 from ...progress import task
+from .prompts import describe_failure
 
 SAMPLE_SIZE = 5
+UNCONSTRAINED_FIX = "; install it as `make` does: pip install --no-deps xgrammar apache-tvm-ffi"
 
 
 class Meter:
@@ -140,3 +149,44 @@ class PlannedRow(dict):
     def __contains__(self, key):
         self._check(key)
         return super().__contains__(key)
+
+
+def checker_failures(stage, candidate: dict, row_id) -> list[str] | object:
+    """``stage.check``'s failures on a candidate row as ``rule: message`` lines (none
+    without a checker); ROW_ERROR when it raised (the row is errored). A field the checker
+    needs and the table lacks is a spec mistake: a :class:`StageError`."""
+    try:
+        found = call_checker(stage.check, candidate, stage.check_fields) if stage.check else []
+    except CheckerCallError as error:
+        raise StageError(stage.name, str(error), field=error.field) from None
+    except Exception as error:
+        stage.row_error(row_id, "check_raised", f"the checker raised "
+                                                f"{type(error).__name__}: {one_line(error)}")
+        return ROW_ERROR
+    return [describe_failure(f) for f in found]
+
+
+def structured_warnings(llm, schema, stats: dict) -> list[str]:
+    """``stats["structured"]`` for a stage with a schema; a warning when decoding was
+    unconstrained though it need not be (a package missing, the endpoint refusing)."""
+    status = getattr(llm, "structured_status", None)
+    if schema is None or not callable(status):
+        return []
+    stats["structured"] = status()
+    if "missing" not in stats["structured"] and "refused" not in stats["structured"]:
+        return []
+    fix = UNCONSTRAINED_FIX if "xgrammar" in stats["structured"] else ""
+    return [f"replies were not held to the schema while decoding "
+            f"({stats['structured']}), so more of them fail to parse{fix}"]
+
+
+def column(values: list) -> pd.Series:
+    """A column the stage writes: floats as floats, anything else as Python objects."""
+    floats = bool(values) and all(isinstance(v, float) for v in values)
+    return pd.Series(values, dtype=float if floats else object)
+
+
+def shown_fields(row: dict, fields: list[str] | None) -> dict:
+    """The fields a prompt shows: the named ones, else every domain field."""
+    fields_of = domain_record(row)
+    return {f: fields_of[f] for f in fields if f in fields_of} if fields else fields_of

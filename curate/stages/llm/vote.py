@@ -22,8 +22,7 @@ __all__ = ["AnswerAfter", "JsonAnswer", "Vote", "canonical", "tally"]
 class Vote(LLMStage):
     """Self-consistency vote over ``n`` samples per row.
 
-    Args:
-        llm: the :class:`curate.llm.LLM` client.
+    Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         prompt: ``prompt(row) -> str | messages`` (e.g. a few-shot chain-of-thought prompt).
         n: samples per row; temperature: their sampling temperature.
         extract: ``extract(text) -> answer | None`` (default: the number after "The answer
@@ -37,14 +36,12 @@ class Vote(LLMStage):
         rationales: also store every reply that reached the majority answer.
         outputs: ``{name: column}`` for the columns written: ``votes``, ``agreement``,
             ``answer``, ``rationale``, ``rationales`` (default: the same names).
-        on_failure: for a row all of whose samples failed: ``"error"`` (default), ``"keep"``
-            or ``"reject"``.
     """
 
     declares_columns = True
     produces = "answers"
     sampled = True
-    corrective_retry = False  # an unreadable sample is no vote
+    max_rounds = 1  # no corrective retry: an unreadable sample is no vote
 
     def __init__(self, llm, prompt, *, n: int = 5, temperature: float = 0.7, extract=None,
                  canonicalize=None, min_agreement: float = 0.5, tie: str = "reject",
