@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from ...core.stage import ROW_ERROR, RowErrors, Stage, StageResult, _row_errors, one_line
@@ -48,7 +49,7 @@ class Made:
         to: where the row goes: ``"kept"``, ``"rejected"`` (with ``code`` and ``reason``),
             ``"errored"`` (likewise) or ``"replaced"`` (by its ``new`` rows).
         columns: written on the row (kept or rejected); a column other rows of the stage
-            get and this one does not is left empty.
+            get and this one does not is left missing (NaN), as concatenated tables leave it.
         new: the fields of new rows derived from it (placed right after it; a field they
             leave out is copied from the row; ``_``-prefixed keys become bookkeeping columns).
         produced: what the row counts towards the stage's health (verdicts, new rows, ...).
@@ -290,8 +291,8 @@ class LLMStage(Stage):
         for part in ("kept", "rejected", "errored"):
             at = [p for p in sorted(made) if made[p].to == part]
             table = df.iloc[at].reset_index(drop=True)
-            for name in names if part != "errored" else ():
-                was = table[name].tolist() if name in table.columns else [None] * len(at)
+            for name in names if part != "errored" else ():  # unset: as a concat leaves it
+                was = table[name].tolist() if name in table.columns else [np.nan] * len(at)
                 table[name] = column([made[p].columns.get(name, old) for p, old in zip(at, was)])
             if part != "kept":
                 table = mark(table, self.name, [made[p].code for p in at],
