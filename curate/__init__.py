@@ -29,8 +29,8 @@ _EXPORTS = {
     "MinHashDedup": "stages.dedup_minhash",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     # LLM stages and the client
-    "LLMStage": "stages.llm.base", "Augment": "stages.llm.augment",
-    "Generate": "stages.llm.augment", "Judge": "stages.llm.judge",
+    "LLMStage": "stages.llm.base", "Made": "stages.llm.base", "Augment": "stages.llm.augment",
+    "Judge": "stages.llm.judge",
     "Repair": "stages.llm.repair", "Vote": "stages.llm.vote",
     "AnswerAfter": "stages.llm.vote", "JsonAnswer": "stages.llm.vote",
     "LLM": "llm.client", "Request": "llm.types",

@@ -142,9 +142,11 @@ def test_the_llm_wire_layer_imports_nothing_above_it():
     assert "curate.llm.wire" in edges["curate.llm.online"] & edges["curate.llm.batch.run"]
 
 
-def test_import_circles_in_the_library_are_listed():
+def test_the_library_has_no_import_circle():
+    """The whole of curate/: the client package never reaches up into the stages (the
+    estimate lives with the runner and asks stages what they would send)."""
     found = cycles(CURATE)
     print(f"\nimport circles in curate/: {len(found)}")
     for group in found:
         print("  " + " <-> ".join(group))
-    assert all(len(group) > 1 for group in found)
+    assert found == []

@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         _set_prices(parser, args.price)
         if args.estimate:
             from ..llm.client import planning
-            from ..llm.estimate import estimate_pipeline
+            from .estimate import estimate_pipeline
 
             with planning():  # a model with no endpoint yet can be estimated
                 pipeline = load_spec(args.spec)

@@ -86,9 +86,11 @@ OWNERS = {"openai": "openai", "vllm": "vllm", "llamacpp": "llamacpp", "ollama": 
 FaultFn = Callable[[dict, int], "Fault | None"]
 
 
-def last_user_message(body: dict) -> str:
-    """The content of the last user message of a request body (handy in reply functions)."""
-    for message in reversed(body.get("messages", [])):
+def last_user_message(body) -> str:
+    """The content of the last user message of a request body, or of a
+    :class:`~curate.llm.types.Request` (handy in reply functions)."""
+    messages = body.get("messages", []) if isinstance(body, dict) else body.messages
+    for message in reversed(messages):
         if message.get("role") == "user":
             return str(message.get("content", ""))
     return ""

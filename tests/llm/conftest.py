@@ -6,7 +6,7 @@ import pytest
 
 from curate.llm import LLM
 from curate.core.table import ID, PARENT, REASON, REASON_CODE, assign_ids
-from curate.testing import ScriptedServer
+from curate.testing import ScriptedModel, ScriptedServer
 
 SECRET = "sk-SENTINEL-5f3a9c0d7e21b8"
 
@@ -31,6 +31,18 @@ def make_llm(server, tmp_path, **overrides) -> LLM:
     model = overrides.pop("model", "scripted")
     options.update(overrides)
     return LLM(model, **options)
+
+
+def scripted(reply=None, *replies, **options):
+    """``(llm, model)``: a client on an in-process :class:`ScriptedModel` that answers with
+    ``replies`` in turn, then ``reply(request)``: for the logic of a stage."""
+    model = ScriptedModel(*replies, reply=reply)
+    return model.client(**options), model
+
+
+def messages_of(sent) -> list[dict]:
+    """The messages of a request the scripted model saw, or of a request body a server got."""
+    return sent["messages"] if isinstance(sent, dict) else sent.messages
 
 
 def assert_accounted(df_in: pd.DataFrame, result) -> None:

@@ -10,7 +10,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from curate.llm.estimate import estimate_pipeline
+from curate.pipeline.estimate import estimate_pipeline
 from curate.pipeline.__main__ import main
 from curate.pipeline.spec import load_spec
 from curate.stages.llm.judge import Judge
@@ -185,17 +185,83 @@ def test_a_when_that_reads_an_earlier_llm_column_chooses_every_row(tmp_path):
         assert server.http_requests == 0
 
 
-def test_a_sample_is_applied_and_other_stages_keep_their_input(tmp_path):
+def test_stages_without_an_llm_run_on_the_planned_rows(tmp_path):
     from curate import Filter, Pipeline, Sample
 
     with BatchServer(reply) as server:
         llm = make_llm(server, tmp_path)
-        rows = [{"nlq": f"question {i}", "query": "q"} for i in range(10)]
+        rows = [{"nlq": f"question {i}", "query": "q"} for i in range(40)]
+        sample = Sample(n=20, seed=1)
+        ending_in_1 = sum(r["nlq"].endswith("1") for r in sample.run(pd.DataFrame(rows)).kept
+                          .to_dict("records"))
         pipeline = Pipeline(source=rows, stages=[
-            Sample(n=4, seed=1), Filter(lambda row: row["nlq"].endswith("1")),
+            sample, Filter(lambda row: row["nlq"].endswith("1")),
             Judge(llm, fields=["nlq", "query"])])
         [judged] = estimate_pipeline(pipeline).stages
-        assert (judged.rows, judged.requests) == (4, 4) and server.http_requests == 0
+        assert 0 < ending_in_1 < 20 and server.http_requests == 0
+        assert (judged.rows, judged.requests) == (ending_in_1, ending_in_1)
+
+
+WHEN_SPEC = textwrap.dedent('''
+    import os
+    from curate import LLM, Augment, Derive, Filter, Judge, Pipeline, Repair, Vote
+
+    llm = LLM("scripted", base_url=os.environ["ESTIMATE_URL"], api_key="x", max_tokens=64)
+    TEAMS = ["api", "web", "batch", "mobile"]
+    rows = [{"nlq": f"how many {TEAMS[i % 4]} requests failed in hour {i}?",
+             "query": f"COUNT WHERE team = {TEAMS[i % 4]} AND hour = {i}",
+             "team": TEAMS[i % 4], "n": i} for i in range(48)]
+
+    def per_minute(row):
+        return [{"nlq": row["nlq"] + " per minute", "grain": "minute"}] if row["n"] % 2 else []
+
+    pipeline = Pipeline(source=rows, name="when-test", stages=[
+        Filter(lambda row: row["n"] % 6 != 5, name="drop_some"),
+        Augment(llm, lambda row: "Reword: " + row["nlq"], when=lambda row: row["team"] != "mobile"),
+        Derive(per_minute, name="per_minute"),
+        Judge(llm, fields=["nlq", "query"], when=lambda row: row.get("grain") != "minute"),
+        Repair(llm, field="query", check=lambda query: [] if "LIMIT" in query else ["no LIMIT"],
+               when=lambda row: row["team"] in ("batch", "web"), max_attempts=2),
+        Vote(llm, lambda row: "Answer: " + row["nlq"], n=3, when=lambda row: row["n"] < 24),
+    ])
+''')
+
+
+def when_reply(body: dict) -> str:
+    """Rewordings, verdicts (a few bad ones), repairs that pass on the second try, answers."""
+    text = last_user_message(body)
+    if text.startswith("Reword: "):
+        return json.dumps({"nlq": "in other words: " + text[len("Reword: "):]})
+    if text.startswith("Answer: "):
+        return "The answer is 3"
+    if "critique" in body["messages"][0]["content"]:
+        bad = "hour 7?" in text or "hour 30?" in text
+        return json.dumps({"critique": "checked", "outcome": "bad" if bad else "good"})
+    return "COUNT LIMIT 10" if "still fails" in text else "COUNT"
+
+
+def test_the_estimate_is_within_a_quarter_of_what_a_run_with_when_filters_sends(
+        tmp_path, monkeypatch):
+    """Filters, derived rows and `when` choices shape each LLM stage's rows as in the run:
+    per stage, the requests estimated are within 25% of those the run sends first."""
+    from curate.testing import ScriptedServer
+
+    with ScriptedServer(when_reply) as server:
+        monkeypatch.setenv("ESTIMATE_URL", server.base_url)
+        path = tmp_path / "spec.py"
+        path.write_text(WHEN_SPEC)
+        pipeline = load_spec(path)
+        estimate = {s.stage: s.requests for s in estimate_pipeline(pipeline).stages}
+        assert server.received == 0
+        run = pipeline.run(tmp_path / "run", progress=False)
+    sent = {s["stage"]: s["replies"]["requests"] for s in run.manifest["stages"]
+            if "replies" in s}
+    assert set(estimate) == set(sent) == {"augment", "judge", "repair", "vote"}
+    for name, requests in sent.items():
+        assert requests > 0 and abs(estimate[name] - requests) <= 0.25 * requests, \
+            (name, estimate[name], requests)
+    print("\nrequests per stage, estimated vs sent:", {n: (estimate[n], sent[n]) for n in sent})
+    assert estimate["augment"] == sent["augment"] == 32  # 40 rows left, 32 not mobile
 
 
 def test_prices_can_be_set_for_the_estimate_and_bad_ones_are_one_line(spec, capsys):

@@ -1,11 +1,14 @@
-"""Judge: verdict columns, keep rule, exact fields, few-shot turns, unparseable -> errored."""
+"""Judge: verdict columns, keep rule, exact fields, few-shot turns, unparseable -> errored.
+
+The stage's logic runs on the in-process scripted model; one test goes end to end through
+the HTTP client and a loopback server."""
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 import pytest
-from conftest import assert_accounted, make_llm
+from conftest import assert_accounted, make_llm, messages_of, scripted
 
 from curate.errors import StageError
 from curate.stages.llm.judge import Judge
@@ -27,13 +30,13 @@ EXAMPLES = [{"nlq": "avg latency", "columns": ["duration_ms"],
              "critique": "AVG over duration_ms answers the question.", "outcome": "good"}]
 
 
-def user_text(body) -> str:
+def user_text(sent) -> str:
     """Every user turn (the row stays visible on a corrective retry)."""
-    return "\n".join(m["content"] for m in body["messages"] if m["role"] == "user")
+    return "\n".join(m["content"] for m in messages_of(sent) if m["role"] == "user")
 
 
-def _verdicts(body):
-    text = user_text(body)
+def _verdicts(sent):
+    text = user_text(sent)
     if "weird one" in text:
         return "I refuse to judge this."
     if '"op":"MAX"}' in text:
@@ -42,7 +45,7 @@ def _verdicts(body):
     return json.dumps({"critique": "The query answers the question.", "outcome": "good"})
 
 
-def test_verdicts_become_columns_and_bad_rows_are_rejected(server, tmp_path):
+def test_verdicts_become_columns_and_bad_rows_are_rejected_end_to_end(server, tmp_path):
     server.reply = _verdicts
     judge = Judge(make_llm(server, tmp_path), fields=["nlq", "columns", "query"],
                   examples=EXAMPLES)
@@ -63,10 +66,10 @@ def test_verdicts_become_columns_and_bad_rows_are_rejected(server, tmp_path):
                                         "prompt_tokens", "completion_tokens", "cost_usd"}
 
 
-def test_the_judge_sees_exactly_the_named_fields_and_the_examples(server, tmp_path):
-    server.reply = _verdicts
-    Judge(make_llm(server, tmp_path), fields=["nlq", "query"], examples=EXAMPLES).run(ROWS.head(1))
-    messages = server.bodies[0]["messages"]
+def test_the_judge_sees_exactly_the_named_fields_and_the_examples():
+    llm, model = scripted(_verdicts)
+    Judge(llm, fields=["nlq", "query"], examples=EXAMPLES).run(ROWS.head(1))
+    messages = model.history[0].messages
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"] == (
         'nlq: avg latency\nquery: {"calculations":[{"op":"AVG","column":"duration_ms"}]}')
@@ -77,16 +80,15 @@ def test_the_judge_sees_exactly_the_named_fields_and_the_examples(server, tmp_pa
     assert "must not see" not in sent and "columns" not in sent
 
 
-def test_annotate_only_keeps_every_judged_row(server, tmp_path):
-    server.reply = _verdicts
-    result = Judge(make_llm(server, tmp_path), fields=["nlq", "query"], keep="all").run(ROWS)
+def test_annotate_only_keeps_every_judged_row():
+    result = Judge(scripted(_verdicts)[0], fields=["nlq", "query"], keep="all").run(ROWS)
     assert len(result.kept) == 3 and len(result.rejected) == 0 and len(result.errored) == 1
     assert result.kept["outcome"].tolist() == ["good", "good", "bad"]
 
 
-def test_an_advisory_judge_keeps_rows_it_could_not_judge(server, tmp_path):
-    server.reply = _verdicts
-    result = Judge(make_llm(server, tmp_path), fields=["nlq", "query"], on_failure="keep").run(ROWS)
+def test_an_advisory_judge_keeps_rows_it_could_not_judge():
+    llm, _ = scripted(_verdicts)
+    result = Judge(llm, fields=["nlq", "query"], on_failure="keep").run(ROWS)
     assert_accounted(ROWS, result)
     assert len(result.errored) == 0 and result.stats["unjudged"] == 1
     weird = result.kept.set_index("nlq").loc["weird one"]
@@ -94,48 +96,47 @@ def test_an_advisory_judge_keeps_rows_it_could_not_judge(server, tmp_path):
     assert weird["critique"] is None  # no invented critique text
     assert result.rejected["nlq"].tolist() == ["count of users"]
     with pytest.raises(StageError, match="on_failure"):
-        Judge(make_llm(server, tmp_path), fields=["nlq"], on_failure="drop")
+        Judge(llm, fields=["nlq"], on_failure="drop")
 
 
-def test_a_user_schema_and_keep_rule(server, tmp_path):
-    server.reply = lambda body: json.dumps({"score": 2 if "users" in last_user_message(body)
-                                            else 5, "why": "graded"})
+def test_a_user_schema_and_keep_rule():
+    llm, _ = scripted(lambda request: json.dumps({
+        "score": 2 if "users" in last_user_message(request) else 5, "why": "graded"}))
     schema = {"type": "object", "required": ["score", "why"],
               "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
                              "why": {"type": "string"}}}
-    result = Judge(make_llm(server, tmp_path), fields=["nlq"], schema=schema,
-                   keep=lambda v: v["score"] >= 3).run(ROWS)
+    result = Judge(llm, fields=["nlq"], schema=schema, keep=lambda v: v["score"] >= 3).run(ROWS)
     assert result.kept["score"].tolist() == [5, 5, 5]
     assert result.rejected["nlq"].tolist() == ["count of users"]
     assert result.rejected[REASON].iloc[0] == 'judged bad: {"score":2,"why":"graded"}'
 
 
-def test_a_custom_prompt_receives_only_the_fields(server, tmp_path):
+def test_a_custom_prompt_receives_only_the_fields():
     received = []
 
     def prompt(fields, examples):
         received.append(fields)
         return f"Judge this: {fields['nlq']}"
 
-    server.reply = lambda body: '{"critique": "ok", "outcome": "good"}'
-    Judge(make_llm(server, tmp_path), fields=["nlq"], prompt=prompt).run(ROWS.head(2))
+    llm, _ = scripted(lambda request: '{"critique": "ok", "outcome": "good"}')
+    Judge(llm, fields=["nlq"], prompt=prompt).run(ROWS.head(2))
     assert received == [{"nlq": "slowest requests"}, {"nlq": "errors by service"}]
 
 
-def test_missing_fields_and_bad_examples_are_clear_errors(server, tmp_path):
-    llm = make_llm(server, tmp_path)
+def test_missing_fields_and_bad_examples_are_clear_errors():
+    llm, model = scripted()
     with pytest.raises(StageError, match="few-shot example 0 lacks"):
         Judge(llm, fields=["nlq", "sql"], examples=EXAMPLES)
     with pytest.raises(StageError, match="no field 'sql'"):
         Judge(llm, fields=["sql"]).run(ROWS)
+    assert model.history == []
 
 
-def test_the_progress_bar_shows_live_llm_figures(server, tmp_path):
+def test_the_progress_bar_shows_live_llm_figures():
     from curate.progress import run_progress
 
-    server.reply = _verdicts
     with run_progress(enabled=False) as progress:
-        Judge(make_llm(server, tmp_path), fields=["nlq"]).run(ROWS.head(2))
+        Judge(scripted(_verdicts)[0], fields=["nlq"]).run(ROWS.head(2))
     bar = progress.tasks[0]
     assert bar.description == "judge" and bar.completed == 2
     assert bar.fields["info"].startswith("tok ")

@@ -1,16 +1,17 @@
 """What every LLM stage shares through LLMStage: one prompt signature, one failure policy
-(on_failure), row errors for raising user functions, outputs that never overwrite, health."""
+(on_failure), row errors for raising user functions, outputs that never overwrite, health
+(on the scripted model; the run's report and funnel end to end through a loopback server)."""
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 import pytest
-from conftest import assert_accounted, make_llm
+from conftest import assert_accounted, make_llm, scripted
 
 from curate import Augment, Judge, Pipeline, Repair, ReportOptions, Vote
 from curate.errors import StageError
-from curate.testing import Fault
+from curate.testing import Fault, Reply, ScriptedModel
 
 ROWS = pd.DataFrame({"q": ["alpha", "boom", "gamma", "delta"]})
 
@@ -32,49 +33,52 @@ def stages(llm):
     }
 
 
-def reply(body):
-    text = body["messages"][-1]["content"]
+def reply(request):
+    text = request.messages[-1]["content"]
     if "gamma" in text:
-        return Fault.status(400, message="bad request")
+        return Reply("cut o", finish_reason="length")
     return json.dumps({"q": "new " + text, "critique": "fine", "outcome": "good"}) + \
         " The answer is 7."
 
 
 @pytest.mark.parametrize("name", ["augment", "judge", "repair", "vote"])
-def test_a_raising_prompt_errors_its_row_and_the_others_go_on(server, tmp_path, name):
-    server.reply = reply
-    stage = stages(make_llm(server, tmp_path, max_tries=1))[name]
+def test_a_raising_prompt_errors_its_row_and_the_others_go_on(name):
+    llm, model = scripted(reply)
+    stage = stages(llm)[name]
     result = stage.run(ROWS)
     assert_accounted(ROWS, result)
     errored = result.errored.set_index("q")
     assert errored.loc["boom", "_reason_code"] == "prompt_raised"
     assert "ValueError: no prompt for boom" in errored.loc["boom", "_reason"]
     assert errored.loc["boom", "_source"] == "<DataFrame>:2"
-    assert not any("boom" in json.dumps(b) for b in server.bodies)
+    assert not any("boom" in json.dumps(r.messages) for r in model.history)
 
 
-@pytest.mark.parametrize("name", ["judge", "repair", "vote"])
+@pytest.mark.parametrize("name", ["augment", "judge", "repair", "vote"])
 @pytest.mark.parametrize("policy", ["error", "keep", "reject"])
-def test_on_failure_is_one_vocabulary(server, tmp_path, name, policy):
-    """The row whose request failed ('gamma') is errored, kept as it was, or rejected."""
-    server.reply = reply
-    llm = make_llm(server, tmp_path, max_tries=1)
+def test_on_failure_is_one_vocabulary(name, policy):
+    """The row that got no usable reply ('gamma', cut off) is errored, kept as it was, or
+    rejected, with the failure's code; the other rows are untouched by it."""
+    llm, _ = scripted(reply)
     stage = type(stages(llm)[name])
-    kwargs = {"judge": dict(fields=["q"]), "repair": dict(field="q"),
-              "vote": dict(n=2, tie="first")}[name]
+    kwargs = {"augment": dict(keep="new"), "judge": dict(fields=["q"]),
+              "repair": dict(field="q"), "vote": dict(n=2, tie="first")}[name]
     prompt = None if name == "judge" else (lambda row: f"row: {row['q']}")
     built = stage(llm, prompt, on_failure=policy, **kwargs) if prompt else \
         stage(llm, on_failure=policy, **kwargs)
     result = built.run(ROWS.drop(index=1))
     where = {"error": result.errored, "keep": result.kept, "reject": result.rejected}[policy]
     assert "gamma" in set(where["q"])
+    others = [p for p in ("errored", "kept", "rejected") if p != {"error": "errored", "keep": "kept",
+                                                                "reject": "rejected"}[policy]]
+    assert all("gamma" not in set(getattr(result, p)["q"]) for p in others)
     if policy != "keep":
-        assert where.set_index("q").loc["gamma", "_reason_code"] == "llm_request_failed"
-    assert result.stats["replies"]["request_failed"] >= 1
+        assert where.set_index("q").loc["gamma", "_reason_code"] == "llm_truncated"
+    assert result.stats["replies"]["truncated"] >= 1
 
 
-def test_a_prompt_asking_for_what_the_stage_does_not_offer_fails_when_built(server, tmp_path):
-    llm = make_llm(server, tmp_path)
+def test_a_prompt_asking_for_what_the_stage_does_not_offer_fails_when_built():
+    llm, _ = scripted()
     with pytest.raises(StageError, match=r"asks for 'feedback', which this stage does not "
                                          r"provide \(it provides: examples\); write it as "
                                          r"prompt\(row, examples\)"):
@@ -83,18 +87,17 @@ def test_a_prompt_asking_for_what_the_stage_does_not_offer_fails_when_built(serv
         Judge(llm, fields=["q"], on_failure="drop")
 
 
-def test_outputs_are_renamed_and_never_overwrite_an_input_column(server, tmp_path):
-    server.reply = lambda body: '{"critique": "ok", "outcome": "good"}'
-    llm = make_llm(server, tmp_path)
+def test_outputs_are_renamed_and_never_overwrite_an_input_column():
+    llm, _ = scripted(lambda request: '{"critique": "ok", "outcome": "good"}')
     judged = Judge(llm, fields=["q"], outputs={"critique": "why"}).run(ROWS)
     assert judged.kept["why"].tolist() == ["ok"] * 4 and "critique" not in judged.kept
     with pytest.raises(StageError, match="the input already has a column 'outcome'"):
         Judge(llm, fields=["q"]).run(ROWS.assign(outcome="mine"))
 
 
-def test_a_stage_that_produced_nothing_says_so(server, tmp_path):
-    server.reply = lambda body: "no json here"
-    result = Augment(make_llm(server, tmp_path), lambda row: "vary " + row["q"]).run(ROWS)
+def test_a_stage_that_produced_nothing_says_so():
+    llm, _ = scripted(lambda request: "no json here")
+    result = Augment(llm, lambda row: "vary " + row["q"]).run(ROWS)
     assert result.stats["produced"] == 0
     assert result.stats["warnings"] == ["produced no new rows from 4 requests "
                                         "(llm_parse_failed: 4)"]
@@ -117,14 +120,14 @@ def test_the_report_shows_the_cost_card_of_an_llm_run(server, tmp_path):
     assert "looks right" in html  # the critiques section reads the Judge's declared columns
 
 
-def test_the_funnel_and_report_flag_an_llm_stage_that_produced_nothing(server, tmp_path, capsys):
+def test_the_funnel_and_report_flag_an_llm_stage_that_produced_nothing(tmp_path):
     from rich.console import Console
 
     from curate.pipeline.summary import print_funnel
 
-    server.reply = lambda body: "not json"
-    pipe = Pipeline(source=ROWS, stages=[Augment(make_llm(server, tmp_path),
-                                                 lambda row: "vary " + row["q"], name="aug")])
+    llm, _ = scripted(lambda request: "not json")
+    pipe = Pipeline(source=ROWS, stages=[Augment(llm, lambda row: "vary " + row["q"],
+                                                 name="aug")])
     run = pipe.run(tmp_path / "run", progress=False)
     console = Console(record=True, width=160)
     print_funnel(run.manifest, tmp_path / "run", console=console)
@@ -164,10 +167,10 @@ def test_the_funnel_and_report_flag_an_llm_stage_whose_requests_mostly_failed(se
     assert 'class="llm-row flagged"' in html and "8 of 11 requests gave no usable reply" in html
 
 
-def test_when_chooses_the_rows_any_llm_stage_works_on(server, tmp_path):
-    server.reply = lambda body: '{"critique": "ok", "outcome": "bad"}'
-    judge = Judge(make_llm(server, tmp_path), fields=["q"], when=lambda row: row["q"] < "c")
+def test_when_chooses_the_rows_any_llm_stage_works_on():
+    llm, model = scripted(lambda request: '{"critique": "ok", "outcome": "bad"}')
+    judge = Judge(llm, fields=["q"], when=lambda row: row["q"] < "c")
     result = judge.run(ROWS)
-    assert server.received == 2 and result.stats["not_selected"] == 2
+    assert len(model.history) == 2 and result.stats["not_selected"] == 2
     assert sorted(result.rejected["q"]) == ["alpha", "boom"]
     assert sorted(result.kept["q"]) == ["delta", "gamma"] and result.kept["outcome"].isna().all()

@@ -1,15 +1,16 @@
-"""Vote: extraction, canonical answers, majority, minimum agreement and ties."""
+"""Vote: extraction, canonical answers, majority, minimum agreement and ties (the vote on
+the scripted model; failing samples end to end through a loopback server)."""
 from __future__ import annotations
 
 import random
 
 import pandas as pd
 import pytest
-from conftest import assert_accounted, make_llm
+from conftest import assert_accounted, make_llm, scripted
 
 from curate.stages.llm.vote import AnswerAfter, JsonAnswer, Vote, canonical, tally
 from curate.core.table import REASON, REASON_CODE
-from curate.testing import Fault, last_user_message
+from curate.testing import Fault, Reply, last_user_message
 
 
 def test_extractors_and_canonical_forms():
@@ -49,12 +50,13 @@ ANSWERS = {  # question -> answers by sample index (the client sends seed + samp
 }
 
 
-def _sampled(body):
-    answers = ANSWERS[last_user_message(body)]
-    return Fault.status(500) if answers is None else answers[body["seed"]]
+def _sampled(sent):
+    answers = ANSWERS[last_user_message(sent)]
+    seed = sent["seed"] if isinstance(sent, dict) else sent.seed
+    return Fault.status(500) if answers is None else answers[seed]
 
 
-def test_vote_keeps_the_majority_and_says_why_others_go(server, tmp_path):
+def test_vote_keeps_the_majority_and_says_why_others_go_end_to_end(server, tmp_path):
     server.reply = _sampled
     rows = pd.DataFrame({"question": list(ANSWERS)})
     stage = Vote(make_llm(server, tmp_path, seed=0, max_tries=1), lambda row: row["question"],
@@ -75,14 +77,47 @@ def test_vote_keeps_the_majority_and_says_why_others_go(server, tmp_path):
     assert result.stats["samples"] == 20 and result.stats["failed_samples"] == 5
 
 
-def test_tie_policy_first_keeps_a_tied_row(server, tmp_path):
-    server.reply = _sampled
+def test_tie_policy_first_keeps_a_tied_row():
     rows = pd.DataFrame({"question": ["q-split"]})
-    result = Vote(make_llm(server, tmp_path, seed=0), lambda row: row["question"], n=5,
+    result = Vote(scripted(_sampled, seed=0)[0], lambda row: row["question"], n=5,
                   tie="first", min_agreement=0.4).run(rows)
     assert result.kept["answer"].tolist() == ["1"] and result.kept["agreement"].tolist() == [0.4]
 
 
-def test_bad_parameters_are_refused(server, tmp_path):
+def test_bad_parameters_are_refused():
     with pytest.raises(Exception, match="tie must be one of"):
-        Vote(make_llm(server, tmp_path), lambda row: "x", tie="coin")
+        Vote(scripted()[0], lambda row: "x", tie="coin")
+
+
+def test_samples_that_cannot_be_read_are_no_votes_and_never_retried():
+    """A cut-off sample and one whose extract raises count as no vote; the others decide.
+    A vote has no corrective retry: each of the n samples is sent once."""
+    texts = ["The answer is 3.", Reply("The answer is", finish_reason="length"),
+             "The answer is 3.", "RAISE", "The answer is 4."]
+
+    def extract(text):
+        if text == "RAISE":
+            raise ValueError("unreadable")
+        return AnswerAfter()(text)
+
+    llm, model = scripted(lambda request: texts[request.seed], seed=0)
+    result = Vote(llm, lambda row: row["question"], n=5, extract=extract,
+                  min_agreement=0.4).run(pd.DataFrame({"question": ["q"]}))
+    assert result.kept["votes"].tolist() == [{"3": 2, "4": 1}]
+    assert result.kept["agreement"].tolist() == [0.4] and len(model.history) == 5
+    assert result.stats["replies"]["truncated"] == 1 and result.stats["replies"]["parse_failed"] == 1
+    assert (result.stats["samples"], result.stats["failed_samples"]) == (5, 2)
+
+
+def test_outputs_rename_the_columns_and_a_random_tie_is_seeded_by_the_row():
+    rows = pd.DataFrame({"question": ["q-split", "q-clear"]})
+    picks = set()
+    for seed in range(12):
+        stage = Vote(scripted(_sampled, seed=0)[0], lambda row: row["question"], n=4,
+                     tie="random", min_agreement=0.25, seed=seed, outputs={"answer": "final"})
+        result = stage.run(rows)
+        again = stage.run(rows)
+        assert result.kept["final"].tolist() == again.kept["final"].tolist()
+        picks.add(result.kept["final"].iloc[0])
+        assert "answer" not in result.kept.columns
+    assert picks == {"1", "2"}

@@ -1,4 +1,4 @@
-"""Augment / Generate: new rows from existing ones with an LLM.
+"""Augment: new rows from existing ones with an LLM.
 
 Two styles fit the same stage:
 
@@ -10,9 +10,8 @@ Two styles fit the same stage:
 
 Every new row gets a fresh ``_id``, ``_parent`` = the row it came from, and its parent's
 ``_source``. Input rows are kept by default. A request that fails, or whose reply cannot be
-parsed even after one corrective retry, makes no new rows; what happens to its row follows
-``on_failure`` (default ``"keep"``: with ``keep="all"`` the row stays and the failure is
-counted in the stats).
+parsed even after one corrective retry, makes no new rows; a row none of whose requests gave
+a usable reply follows ``on_failure`` (default ``"keep"`` with ``keep="all"``).
 """
 from __future__ import annotations
 
@@ -20,13 +19,10 @@ import random
 
 import pandas as pd
 
-from ...core.stage import StageResult
 from ...core.table import ID, derive_rows, domain_record
 from ...errors import StageError
 from ...llm.structured import ParseError, extract_json
-from ...llm.types import Failure
-from ..filters import renamed
-from .base import LLMStage, outcome_health
+from .base import LLMStage, Made
 
 NO_ROWS = "augment_no_rows"
 KEEPS = ("all", "new")
@@ -35,8 +31,7 @@ KEEPS = ("all", "new")
 class Augment(LLMStage):
     """Make new rows with an LLM: ``prompt`` builds the request, ``parse`` reads the reply.
 
-    Args:
-        llm: the :class:`curate.llm.LLM` client.
+    Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         prompt: ``prompt(row, examples) -> str | messages``; ``row`` is the row's fields,
             ``examples`` the ``k`` few-shot rows (a prompt may leave it out: ``prompt(row)``).
         parse: ``parse(row, reply) -> dict | list[dict]``: the new rows' fields. ``reply``
@@ -46,27 +41,19 @@ class Augment(LLMStage):
         k: few-shot rows per prompt, sampled (seeded) from the table, never the row itself.
         n: samples per row (requests differing only by sample index).
         keep: ``"all"`` (default) keeps the input rows and the new ones; ``"new"`` replaces
-            each row by its new rows (a row that got none is rejected as ``augment_no_rows``,
-            or handled by ``on_failure`` when its requests failed).
+            each row by its new rows (a row that got none is rejected as ``augment_no_rows``).
         inherit: fields a new row does not set are copied from its parent (``True``), left
             empty (``False``), or copied only for the listed field names.
-        temperature, max_tokens: sampling for these requests (default: the client's).
-        on_failure: for a row none of whose requests gave a usable reply: ``"keep"``,
-            ``"error"`` or ``"reject"`` (default: ``"keep"`` with ``keep="all"``, where the
-            row stays anyway, ``"error"`` with ``keep="new"``).
+        on_failure: default ``"keep"`` with ``keep="all"``, ``"error"`` with ``keep="new"``.
         seed: seeds the few-shot sampling.
     """
 
     context_names = ("examples",)
-    default_on_failure = "keep"
     produces = "new rows"
+    sampled = True
 
     def __init__(self, llm, prompt, parse=None, *, schema: dict | None = None, k: int = 0,
-                 n: int = 1, keep: str = "all", inherit=True, keep_originals: bool | None = None,
-                 **kwargs):
-        if keep_originals is not None:
-            renamed(kwargs.get("name") or "augment", "keep_originals", "keep")
-            keep = "all" if keep_originals else "new"
+                 n: int = 1, keep: str = "all", inherit=True, **kwargs):
         if kwargs.get("on_failure") is None:  # a failed row stays when originals stay
             kwargs["on_failure"] = "keep" if keep == "all" else "error"
         super().__init__(llm, prompt, parse=parse, schema=schema, **kwargs)
@@ -84,84 +71,49 @@ class Augment(LLMStage):
         from the whole table, so the stage needs the whole table (``"global"``)."""
         return "row" if self.k == 0 else "global"
 
-    def added_columns(self) -> dict[str, str]:
-        return {}
+    def contexts(self, df, rows) -> list[dict]:
+        """``k`` other rows for each row: seeded by the row id, whatever the table's order."""
+        ids = df[ID].tolist()
+        return [{"examples": self._examples(rows, ids, p)} for p in range(len(rows))]
 
-    # -- building requests ---------------------------------------------------------------
-    def examples_for(self, rows: list[dict], ids: list, position: int) -> list[dict]:
-        """``k`` other rows for the row at ``position``: seeded by the row id, order-free."""
+    def _examples(self, rows: list[dict], ids: list, position: int) -> list[dict]:
         if self.k == 0:
             return []
         rng = random.Random(f"{self.seed}:{ids[position]}")
         picks = rng.sample(range(len(rows)), min(self.k + 1, len(rows)))
         return [domain_record(rows[i]) for i in picks if i != position][: self.k]
 
-    # -- reading replies -------------------------------------------------------------------
-    def parse_reply(self, row: dict, text: str) -> list[dict]:
-        if self.schema is None and self.parse is None:
-            value = extract_json(text)
-        else:
-            value = super().parse_reply(row, text)
+    def value_from(self, row: dict, value) -> list[dict]:
+        """The new rows' fields: an object or a list of objects (``_`` keys dropped)."""
+        if self.parse is None and self.schema is None:
+            value = extract_json(value)
+        value = super().value_from(row, value)
         records = [value] if isinstance(value, dict) else value
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise ParseError(f"expected an object or a list of objects, got "
                              f"{type(value).__name__}")
         return [{k: v for k, v in r.items() if not str(k).startswith("_")} for r in records]
 
-    def _fill(self, record: dict, columns: list[str]) -> dict:
+    def rows_from(self, row: dict, samples: list) -> Made:
+        new = [self._filled(r, row) for records in samples if records for r in records]
+        if self.keep == "all":
+            return Made(new=new, produced=len(new))
+        if new:
+            return Made("replaced", new=new, produced=len(new))
+        return Made("rejected", code=NO_ROWS, reason="the model returned no new rows for "
+                                                     "this row", produced=0)
+
+    def _filled(self, record: dict, parent: dict) -> dict:
         if self.inherit is True:
             return record
         copy = set(self.inherit) if isinstance(self.inherit, (list, tuple, set)) else set()
-        return {**{c: None for c in columns if c not in copy}, **record}
+        return {**{c: None for c in parent if c not in copy}, **record}
 
-    # -- the stage -----------------------------------------------------------------------------
-    def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
-        ids = df[ID].tolist()
-        requests, owners = [], []
-        for pos, row in enumerate(rows):
-            messages = self.messages_for(row, ids[pos], examples=self.examples_for(rows, ids, pos))
-            if messages is None:
-                continue
-            for sample in range(self.n):
-                requests.append(self.request(messages, sample, row))
-                owners.append(pos)
-        parsers = [lambda text, row=rows[o]: self.parse_reply(row, text) for o in owners]
-        outcomes = self.run_requests(requests, parsers)
-        columns = [c for c in df.columns if not str(c).startswith("_")]
-        records, parents, made, first_failure = [], [], [0] * len(rows), {}
-        for owner, outcome in zip(owners, outcomes):
-            if isinstance(outcome, Failure):
-                first_failure.setdefault(owner, outcome)
-                continue
-            for record in outcome.value:
-                records.append(self._fill(record, columns))
-                parents.append(ids[owner])
-                made[owner] += 1
-        new = derive_rows(df, records, parents, taken=set(ids)) if records else df.iloc[0:0]
-        result = self._originals(df, made, first_failure)
-        result.kept = pd.concat([result.kept, new], ignore_index=True) if len(new) else result.kept
-        parsed, failed = outcome_health(outcomes, [ids[o] for o in owners])
-        result.stats.update(self.health(len(requests), parsed, failed, len(new)))
-        return result
-
-    def _originals(self, df: pd.DataFrame, made: list[int], failed: dict[int, Failure]):
-        """The input rows: kept (``keep="all"``), or replaced by their new rows; a row that
-        got none is handled by ``on_failure`` when its requests failed, else rejected."""
-        if self.keep == "all":
-            return self.result(df, [True] * len(df))
-        failures = {p: f for p, f in failed.items() if made[p] == 0}
-        keep_failed, rejected_failed, errored = self.failed_rows(df, failures)
-        empty = [p for p in range(len(df)) if made[p] == 0 and p not in failures]
-        rest = df.iloc[empty]
-        result = self.result(rest, [False] * len(rest), NO_ROWS,
-                             "the model returned no new rows for this row", errored=errored)
-        result.kept = keep_failed.reset_index(drop=True)
-        result.rejected = pd.concat([result.rejected, rejected_failed], ignore_index=True) \
-            if len(rejected_failed) else result.rejected
-        return result
-
-
-class Generate(Augment):
-    """:class:`Augment` under the name self-instruct uses for bootstrapping new instructions
-    from sampled seed rows (Wang et al., 2023); same arguments."""
-
+    def planned_output(self, df: pd.DataFrame, unknown_columns=()) -> pd.DataFrame:
+        """For an estimate: ``n`` new rows per chosen row, each a copy of its parent (what
+        the model will write is not known), besides it or (``keep="new"``) instead of it."""
+        chosen = df[ID].iloc[self.planned_rows(df, unknown_columns)]
+        parents = [i for i in chosen for _ in range(self.n)]
+        copies = derive_rows(df, [{} for _ in parents], parents, taken=set(df[ID]))
+        kept = df if self.keep == "all" else df[~df[ID].isin(chosen)]
+        return pd.concat([kept, copies], ignore_index=True)

@@ -1,131 +1,68 @@
-"""The loop every LLM stage shares: rows -> requests -> replies -> parsed values -> rows.
+"""The loop every LLM stage shares: rows -> requests -> replies -> values -> rows.
 
-A stage built on :class:`LLMStage` supplies only its prompt and how a parsed reply becomes
-columns or rows; this class owns the rest, the same way for every stage:
+A stage supplies its messages (a prompt function, or its own default) and
+:meth:`LLMStage.rows_from`: what a parsed reply makes of its row (a :class:`Made`:
+annotated columns, new rows, a rejection with a reason). This class owns the rest, the
+same way for every stage (curator's prompt + parse shape):
 
-- **prompt functions** are called as ``prompt(row, **context)``: ``row`` is the row's fields
-  (a dict), and the function names the context it wants among what the stage offers
-  (``examples`` for few-shot rows, ``feedback`` for a repair, ...). An unknown parameter is
-  an error when the stage is built, not on the thousandth row;
-- **parsing**: with a JSON Schema the reply's JSON is extracted and validated (and the schema
-  is sent to the endpoint as a structured-output request); an optional ``parse(row, reply)``
-  turns it into the stage's value; a reply that fails gets one corrective retry;
-- **failures** (no reply, a cut-off reply, an unparseable one) follow one policy,
-  ``on_failure``: ``"error"`` errors the row with the failure's code, ``"keep"`` keeps it as
-  it was (unjudged, unaugmented), ``"reject"`` rejects it with the code;
-- **health**: requests, parsed replies, parse failures, truncations and request failures,
-  a sample of failing replies and the tokens spent go into the stage's stats, and a stage
-  that produced nothing says so in its warnings.
+- **selection**: ``when(row)`` picks the rows the stage works on; the others pass through;
+- **requests**: ``prompt(row, **context)`` names the context it wants among what the stage
+  offers (``examples``, ``feedback``); an unknown name is an error when the stage is built,
+  a prompt that raises errors its row (``prompt_raised``); ``n`` samples per row; the reply
+  schema (a dict, or a function of the row) is sent as a structured-output request;
+- **replies**: read as JSON validated against the schema (else as text), then ``parse``;
+  a reply that fails gets one corrective retry (:func:`~curate.llm.structured.complete_parsed`);
+- **failures**: a row that got no usable reply (request failed, cut off, unparseable)
+  follows ``on_failure``: ``"error"``, ``"keep"`` (as it was) or ``"reject"``;
+- **health**: replies by outcome, a failure sample, tokens and a verdict in the stats;
+- **planning** (``--estimate``): :meth:`~LLMStage.planned_requests`,
+  :meth:`~LLMStage.planned_output` and :attr:`~LLMStage.max_rounds`, with no client at all.
 """
 from __future__ import annotations
 
-import contextlib
-import inspect
-import time
 from collections import Counter
-from typing import Callable
+from dataclasses import dataclass, field
+from functools import partial
 
+import numpy as np
 import pandas as pd
 
-from ...core.stage import ROW_ERROR, Stage, one_line
-from ...core.table import ID, domain_record, empty_like, mark, row_dicts
+from ...core.stage import ROW_ERROR, RowErrors, Stage, StageResult, _row_errors, one_line
+from ...core.table import ID, empty_like, mark, row_dicts
 from ...errors import StageError
 from ...llm.accounting import Usage
 from ...llm.dialects import drop_added_nulls
 from ...llm.structured import Parsed, check_schema_valid, complete_parsed, extract_json, validate
 from ...llm.types import PARSE_FAILED, REFUSED, REQUEST_FAILED, TRUNCATED, Failure, Request, as_messages
-from ...progress import task
+from .support import (PlannedRow, Unknown, UserFunction, add_counts, column, failure_sample,
+                      metered, structured_warnings)
 
 ON_FAILURE = ("error", "keep", "reject")
-SAMPLE_SIZE = 5
 FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
-UNCONSTRAINED_FIX = "; install it as `make` does: pip install --no-deps xgrammar apache-tvm-ffi"
 
 
-class Meter:
-    """Advances a stage's progress bar and shows the live token/cost/cache line."""
+@dataclass
+class Made:
+    """What a stage makes of one row from its reply (:meth:`LLMStage.rows_from`).
 
-    def __init__(self, bar, usage: Usage, total: int):
-        self.bar, self.usage, self.total = bar, usage, total
-        self._shown = 0.0
+    Args:
+        to: where the row goes: ``"kept"``, ``"rejected"`` (with ``code`` and ``reason``),
+            ``"errored"`` (likewise) or ``"replaced"`` (by its ``new`` rows).
+        columns: written on the row (kept or rejected); a column other rows of the stage
+            get and this one does not is left missing (NaN), as concatenated tables leave it.
+        new: the fields of new rows derived from it (placed right after it; a field they
+            leave out is copied from the row; ``_``-prefixed keys become bookkeeping columns).
+        produced: what the row counts towards the stage's health (verdicts, new rows, ...).
+        stats: counts added into the stage's stats (numbers add up, dicts of counts merge).
+    """
 
-    def advance(self, n: int = 1) -> None:
-        self.bar.advance(n)
-        now = time.monotonic()
-        if now - self._shown > 0.1:
-            self._shown = now
-            self.bar.info(self.usage.summary())
-
-    def grow(self, n: int) -> None:
-        self.total += n
-        self.bar.total(self.total)
-
-    def close(self) -> None:
-        self.bar.info(self.usage.summary())
-
-
-@contextlib.contextmanager
-def metered(description: str, total: int, usage: Usage):
-    """``with metered(name, n, usage) as meter:`` a bar that shows ``usage`` as it grows."""
-    with task(description, total) as bar:
-        meter = Meter(bar, usage, total)
-        try:
-            yield meter
-        finally:
-            meter.close()
-
-
-def _parameters(fn) -> tuple[list[str], list[str], bool] | None:
-    """(names after the first, the required ones among them, takes **kwargs); None if
-    the signature cannot be read."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-        params = params[1:]
-    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    required = [p.name for p in params if p.default is p.empty
-                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return names, required, any(p.kind is p.VAR_KEYWORD for p in params)
-
-
-class UserFunction:
-    """A user's ``fn(row, **context)``, called with the context names it asks for."""
-
-    def __init__(self, stage: str, what: str, fn: Callable, offered: tuple[str, ...]):
-        if not callable(fn):
-            raise StageError(stage, f"{what} must be a function, got {fn!r}")
-        self.stage, self.what, self.fn, self.offered = stage, what, fn, offered
-        info = _parameters(fn)
-        self._all = info is None or info[2]
-        self._names = [] if info is None else [n for n in info[0] if n in offered]
-        unknown = [] if info is None else [n for n in info[1] if n not in offered]
-        if unknown:
-            hint = f"{what}(row, {', '.join(offered)})" if offered else f"{what}(row)"
-            raise StageError(stage, f"the {what} function asks for {unknown[0]!r}, which this "
-                                    f"stage does not provide (it provides: "
-                                    f"{', '.join(offered) or 'nothing beyond the row'}); "
-                                    f"write it as {hint}")
-
-    def __call__(self, row, **context):
-        chosen = context if self._all else {k: context[k] for k in self._names if k in context}
-        return self.fn(row, **chosen)
-
-    def fingerprint(self):
-        from ...core.fingerprint import fingerprint_of
-        return fingerprint_of(self.fn)
-
-
-def failure_sample(items: list[tuple[str, Failure]], limit: int = SAMPLE_SIZE) -> list[dict]:
-    """The first few failures as plain dicts (row id, code, reason, start of the reply)."""
-    out = []
-    for row_id, failure in items[:limit]:
-        entry = {"_id": row_id, "code": failure.code, "reason": failure.reason}
-        if failure.text:
-            entry["reply"] = failure.text[:300]
-        out.append(entry)
-    return out
+    to: str = "kept"
+    columns: dict = field(default_factory=dict)
+    new: list = field(default_factory=list)
+    code: str | None = None
+    reason: str | None = None
+    produced: int = 1
+    stats: dict = field(default_factory=dict)
 
 
 class LLMStage(Stage):
@@ -148,11 +85,22 @@ class LLMStage(Stage):
             model's sampling seed belongs to the client.
         when: optional ``when(row) -> bool`` choosing the rows the stage works on; the
             others pass through kept, untouched (``not_selected`` in the stats).
+
+    A subclass sets ``context_names`` (what its prompts may ask for), ``n`` (requests per
+    row), ``sampled`` (``rows_from`` gets the list of the ``n`` values, ``None`` for a
+    failed one, instead of one value) and ``counts`` (its own stats, at zero), and
+    implements :meth:`rows_from`; it may override :meth:`default_messages`,
+    :meth:`contexts`, :meth:`shown`, :meth:`shape`, :meth:`value_from`, :meth:`unanswered`
+    and, for a loop of its own over the same machinery, :meth:`rounds`.
     """
 
     context_names: tuple[str, ...] = ()
     default_on_failure = "error"
     produces = "rows processed"  # what the stage makes, for its health line
+    n = 1
+    sampled = False
+    max_rounds = 2  # the requests one planned request may become: one corrective retry
+    counts: dict = {}
 
     def __init__(self, llm, prompt=None, *, parse=None, schema: dict | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,
@@ -183,10 +131,36 @@ class LLMStage(Stage):
         self.parse = parse
         self._usage = Usage()
 
-    # -- what subclasses may override ------------------------------------------------------
+    # -- what a stage supplies -------------------------------------------------------------
+    def rows_from(self, row: dict, value) -> Made | None:  # pragma: no cover - abstract
+        """What the parsed ``value`` (with ``sampled``: the list of the row's values) makes
+        of ``row``; None when the stage errored the row itself (:meth:`row_error`)."""
+        raise NotImplementedError
+
     def default_messages(self, row: dict, **context) -> list[dict]:
         raise StageError(self.name, "this stage needs a prompt function")
 
+    def contexts(self, df: pd.DataFrame, rows: list[dict]) -> list[dict]:
+        """The context offered to the prompt of each row (``examples``, ``feedback``)."""
+        return [{} for _ in rows]
+
+    def shown(self, row: dict) -> dict:
+        """The fields of a row its prompt sees."""
+        return row
+
+    def shape(self, value):
+        """A reply's JSON as read, before it is validated against the schema."""
+        return value
+
+    def value_from(self, row: dict, value):
+        """The stage's value of a reply: ``parse(row, value)``, or the value as it is."""
+        return self.parse(row, value) if self.parse is not None else value
+
+    def unanswered(self, row: dict, failure: Failure) -> Made:
+        """A row kept without a usable reply (``on_failure="keep"``)."""
+        return Made(produced=0)
+
+    # -- requests ----------------------------------------------------------------------------
     def messages_for(self, row: dict, row_id=None, **context) -> list[dict] | None:
         """The conversation sent for one row (handy to inspect a prompt).
 
@@ -221,32 +195,46 @@ class LLMStage(Stage):
                                         f"{error}") from None
         return schema
 
-    def parse_reply(self, row: dict, text: str):
-        """A reply's value: its JSON validated against the schema, then ``parse``."""
-        value = text
-        schema = self.schema_for(row)
-        if schema is not None:
-            value = validate(drop_added_nulls(extract_json(text), schema), schema)
-        if self.parse is not None:
-            return self.parse(row, value)
-        return value
-
-    # -- the shared loop -------------------------------------------------------------------
     def request(self, messages, sample: int = 0, row: dict | None = None) -> Request:
         """One request for ``messages``, with the reply schema of ``row``."""
         return Request(messages, temperature=self.temperature, max_tokens=self.max_tokens,
                        sample=sample, schema=self.schema_for(row))
 
-    def complete(self, requests: list[Request], parsers, meter=None, retry: bool = True):
-        """Parsed values or failures, one per request (one corrective retry each)."""
+    def requests(self, df: pd.DataFrame, rows: list[dict]):
+        """The first round: ``(requests, the position of each one's row, contexts)``."""
+        contexts = self.contexts(df, rows)
+        requests, owners = [], []
+        for p, (row, row_id) in enumerate(zip(rows, df[ID])):
+            messages = self.messages_for(self.shown(row), row_id, **contexts[p])
+            if messages is not None:
+                requests += [self.request(messages, s, row) for s in range(self.n)]
+                owners += [p] * self.n
+        return requests, owners, contexts
+
+    # -- replies -------------------------------------------------------------------------------
+    def read_reply(self, row: dict, text: str):
+        """A reply's value: with a schema its JSON, validated; then :meth:`value_from`."""
+        schema = self.schema_for(row)
+        value = text
+        if schema is not None:
+            value = validate(drop_added_nulls(self.shape(extract_json(text)), schema), schema)
+        return self.value_from(row, value)
+
+    def complete(self, requests: list[Request], meter, retry: bool, rows: list[dict]) -> list:
+        """A :class:`Parsed` value or a :class:`Failure` per request (``rows``: each one's
+        row, for :meth:`read_reply`), with a corrective retry if ``retry``."""
+        parsers = [partial(self.read_reply, row) for row in rows]
         return complete_parsed(self.llm, requests, parsers, usage=self._usage, meter=meter,
                                retry=retry)
 
-    def run_requests(self, requests: list[Request], parsers) -> list:
+    def rounds(self, requests, owners, df, rows, contexts) -> list:
+        """A :class:`Parsed` value or a :class:`Failure` per request: one corrective retry
+        when ``max_rounds`` allows it."""
         with metered(self.name, len(requests), self._usage) as meter:
-            return self.complete(requests, parsers, meter)
+            return self.complete(requests, meter, self.max_rounds > 1, [rows[o] for o in owners])
 
-    def process(self, df: pd.DataFrame):
+    # -- the loop ----------------------------------------------------------------------------
+    def process(self, df: pd.DataFrame) -> StageResult:
         self._usage = Usage()
         rows = row_dicts(df)
         if self.when is None:
@@ -260,37 +248,113 @@ class LLMStage(Stage):
         result.stats["not_selected"] = len(passed)
         return result
 
-    def planned_requests(self, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
-        """The requests this stage's first round would send for ``df``, built without
-        sending anything (see :mod:`curate.llm.estimate`). A ``when`` that reads one of
-        ``unknown_columns`` (written by an earlier LLM stage) counts the row as chosen."""
-        from ...llm.estimate import dry_run
-
-        return dry_run(self, df, unknown_columns)
-
     def _picked(self, row: dict, row_id) -> bool:
         picked = self.call(self.when, row, row_id, "when")
         return picked is not ROW_ERROR and bool(picked)
 
-    def process_rows(self, df: pd.DataFrame, rows: list[dict]):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
+        requests, owners, contexts = self.requests(df, rows)
+        outcomes = self.rounds(requests, owners, df, rows, contexts)
+        ids = df[ID].tolist()
+        mine: dict[int, list] = {}
+        for owner, outcome in zip(owners, outcomes):
+            mine.setdefault(owner, []).append(outcome)
+        made, stats = {}, add_counts({}, self.counts)
+        for p, got in mine.items():
+            values = [o.value if isinstance(o, Parsed) else None for o in got]
+            if all(isinstance(o, Failure) for o in got):
+                made[p] = self.failed(rows[p], got[0])
+            else:
+                made[p] = self.rows_from(rows[p], values if self.sampled else values[0])
+            if made[p] is None:
+                del made[p]
+            else:
+                add_counts(stats, made[p].stats)
+        result = self.assemble(df, made)
+        failures = [(ids[o], f) for o, f in zip(owners, outcomes) if isinstance(f, Failure)]
+        parsed = sum(isinstance(o, Parsed) for o in outcomes)
+        produced = sum(m.produced for m in made.values())
+        result.stats.update({**self.health(len(requests), parsed, failures, produced), **stats})
+        return result
 
-    # -- failures and health -----------------------------------------------------------------
-    def failed_rows(self, df: pd.DataFrame, failures: dict[int, Failure]):
-        """``(kept, rejected, errored)`` tables of the rows at ``failures``' positions."""
-        if not failures:
-            return df.iloc[0:0], empty_like(df), empty_like(df)
-        positions = sorted(failures)
-        rows = df.iloc[positions]
-        codes = [failures[p].code for p in positions]
-        reasons = [failures[p].reason for p in positions]
+    def failed(self, row: dict, failure: Failure) -> Made:
+        """A row that got no usable reply, as ``on_failure`` says."""
         if self.on_failure == "keep":
-            return rows, empty_like(df), empty_like(df)
-        marked = mark(rows, self.name, codes, reasons)
-        if self.on_failure == "reject":
-            return df.iloc[0:0], marked, empty_like(df)
-        return df.iloc[0:0], empty_like(df), marked
+            return self.unanswered(row, failure)
+        return Made("errored" if self.on_failure == "error" else "rejected", code=failure.code,
+                    reason=failure.reason, produced=0)
 
+    def assemble(self, df: pd.DataFrame, made: dict[int, Made]) -> StageResult:
+        """The stage's result from what each row made (rows in ``made``'s positions)."""
+        names = list(dict.fromkeys(k for m in made.values() for k in m.columns))
+        parts = {}
+        for part in ("kept", "rejected", "errored"):
+            at = [p for p in sorted(made) if made[p].to == part]
+            table = df.iloc[at].reset_index(drop=True)
+            for name in names if part != "errored" else ():  # unset: as a concat leaves it
+                was = table[name].tolist() if name in table.columns else [np.nan] * len(at)
+                table[name] = column([made[p].columns.get(name, old) for p, old in zip(at, was)])
+            if part != "kept":
+                table = mark(table, self.name, [made[p].code for p in at],
+                             [made[p].reason for p in at]) if at else empty_like(table)
+            parts[part] = table
+        new = self.new_rows(df, made)
+        if len(new):
+            parts["kept"] = pd.concat([parts["kept"], new], ignore_index=True)
+        return StageResult(parts["kept"], parts["rejected"], parts["errored"])
+
+    def new_rows(self, df: pd.DataFrame, made: dict[int, Made]) -> pd.DataFrame:
+        """The rows derived from the rows in ``made`` (``_parent``, a fresh ``_id``)."""
+        from ...core.table import derive_rows
+
+        records, parents = [], []
+        for p in sorted(made):
+            records += made[p].new
+            parents += [df[ID].iloc[p]] * len(made[p].new)
+        new = derive_rows(df, records, parents, taken=set(df[ID])) if records else df.iloc[0:0]
+        for name in dict.fromkeys(k for r in records for k in r if str(k).startswith("_")):
+            new[name] = column([r.get(name) for r in records])
+        return new
+
+    # -- planning (an estimate: nothing is sent) ---------------------------------------------
+    def planned_requests(self, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
+        """The requests this stage's first round would send for ``df``, built by its own
+        request building with no client (see :meth:`planned_rows`); a prompt that raises
+        sends nothing for its row."""
+        df = self.prepare_input(df)
+        df = df[~self._row_checks(df)[0]].reset_index(drop=True)  # rows the run errors
+        token = _row_errors.set(RowErrors(df[ID]))
+        try:
+            picked = self.planned_rows(df, unknown_columns)
+            return self.requests(df.iloc[picked].reset_index(drop=True),
+                                 row_dicts(df.iloc[picked]))[0]
+        finally:
+            _row_errors.reset(token)
+
+    def planned_rows(self, df: pd.DataFrame, unknown_columns=()) -> list[int]:
+        """The positions of the rows ``when`` would choose; a ``when`` that reads one of
+        ``unknown_columns`` (written by an earlier LLM stage) chooses the row, one that
+        raises does not (the run errors the row)."""
+        if self.when is None:
+            return list(range(len(df)))
+        unknown = set(unknown_columns)
+        return [p for p, row in enumerate(row_dicts(df)) if self._planned(row, unknown)]
+
+    def _planned(self, row: dict, unknown: set) -> bool:
+        try:
+            return bool(self.when(PlannedRow(row, unknown)))
+        except Unknown:
+            return True
+        except Exception:
+            return False
+
+    def planned_output(self, df: pd.DataFrame, unknown_columns=()) -> pd.DataFrame:
+        """The rows this stage would pass on, as an estimate assumes them: every row kept,
+        the data columns it writes empty (no reply is known)."""
+        added = [c for c in self.added_columns() if not str(c).startswith("_")]
+        return df.assign(**{c: None for c in added if c not in df.columns})
+
+    # -- health ----------------------------------------------------------------------------------
     def health(self, requests: int, parsed: int, failures: list[tuple[str, Failure]],
                produced: int) -> dict:
         """The stage's LLM health: replies by outcome, a failure sample, tokens, a short
@@ -306,7 +370,7 @@ class LLMStage(Stage):
             "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
-        warnings = self._structured_stats(stats)
+        warnings = structured_warnings(self.llm, self.schema, stats)
         summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
             stats["health"] = "produced nothing"
@@ -320,32 +384,3 @@ class LLMStage(Stage):
         if warnings:
             stats["warnings"] = warnings
         return stats
-
-    def _structured_stats(self, stats: dict) -> list[str]:
-        """``stats["structured"]`` for a stage with a schema; a warning when decoding was
-        unconstrained though it need not be (a package missing, the endpoint refusing)."""
-        status = getattr(self.llm, "structured_status", None)
-        if self.schema is None or not callable(status):
-            return []
-        stats["structured"] = status()
-        if "missing" not in stats["structured"] and "refused" not in stats["structured"]:
-            return []
-        fix = UNCONSTRAINED_FIX if "xgrammar" in stats["structured"] else ""
-        return [f"replies were not held to the schema while decoding "
-                f"({stats['structured']}), so more of them fail to parse{fix}"]
-
-
-def outcome_health(outcomes: list, ids: list) -> tuple[int, list]:
-    """``(parsed, [(row id, failure), ...])`` of one :func:`complete_parsed` batch."""
-    parsed = sum(isinstance(o, Parsed) for o in outcomes)
-    return parsed, [(i, o) for i, o in zip(ids, outcomes) if isinstance(o, Failure)]
-
-
-def shown_fields(row: dict, fields: list[str] | None) -> dict:
-    """The fields a prompt shows: the named ones, else every domain field."""
-    fields_of = domain_record(row)
-    return {f: fields_of[f] for f in fields if f in fields_of} if fields else fields_of
-
-
-def row_ids(df: pd.DataFrame) -> list:
-    return df[ID].tolist()

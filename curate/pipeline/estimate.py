@@ -3,8 +3,11 @@
 ``python -m curate.pipeline spec.py --estimate`` (or :func:`estimate_pipeline`) prints, per
 LLM stage: the rows it would see, its requests (and how many the response cache already
 answers), estimated prompt and completion tokens, and the cost online and in batch mode,
-with the most that retries could add. Nothing reaches an endpoint: each stage builds its
-requests in a *dry run* (:func:`dry_run`) where the client answers none of them.
+with the most that retries could add. Nothing reaches an endpoint. The estimate asks each
+stage: an LLM stage builds its first round's requests with its own code and no client
+(``planned_requests``), says what it would pass on without a reply (``planned_output``) and
+how many requests one can become (``max_rounds``); every other stage runs for real (they are
+cheap), so filters, dedup and derived rows shape what the next LLM stage sees as in a run.
 
 The method, printed with every estimate:
 
@@ -13,19 +16,17 @@ The method, printed with every estimate:
   requests once: a table with duplicate rows costs less than estimated);
 - **prompt tokens**: characters / 4 of each message plus 4 per message and 3 per reply
   (OpenAI's rule of thumb for English and its chat format's overhead), plus the JSON
-  Schema's characters / 4 where OpenAI receives it as a structured-output request. No
-  OpenAI tokenizer is available offline, so this is an approximation (code, JSON and
-  other languages take more tokens per character). The client's ``tpm`` limiter starts
-  from the same estimate and corrects it from the prompt tokens replies report;
+  Schema's characters / 4 where OpenAI receives it as a structured-output request
+  (:func:`~curate.llm.limits.prompt_tokens`, which the client's ``tpm`` limiter starts from);
 - **completion tokens**: each request's ``max_tokens`` (256 where none is set), the most a
   reply can take: the completion figures and costs are upper estimates;
-- **rows**: stages are not run (a ``Sample`` is: it draws rows without looking at
-  replies), so each is assumed to keep its input; an ``Augment`` adds one row per request
-  (a copy of its parent: ``keep="new"`` replaces each row by its copies); a ``when`` that
-  reads a column an earlier LLM stage writes counts every row as chosen;
-- **at most**: a corrective retry can double a parsing stage's requests, a ``Repair`` can
-  take ``max_attempts`` rounds (each resending the conversation so far); ``Vote`` has no
-  retry round.
+- **rows**: what a reply decides is not known, so an LLM stage passes on every row it gets
+  (a Judge rejects none) with the columns it writes empty, and an Augment adds a copy of its
+  parent per request; a ``when`` that reads a column an earlier LLM stage writes chooses
+  the row;
+- **at most**: each request times its stage's ``max_rounds``: a corrective retry doubles a
+  parsing stage's requests, a ``Repair`` can take ``max_attempts`` rounds (each resending the
+  conversation so far), ``Vote`` has no retry round.
 """
 from __future__ import annotations
 
@@ -34,99 +35,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from .accounting import batch_price_of, cost_of, price_of
-from .limits import DEFAULT_COMPLETION, completion_bound, prompt_tokens
-from .types import REQUEST_FAILED, Failure, Request
+from ..errors import CurateError
+from ..llm.accounting import batch_price_of, cost_of, price_of
+from ..llm.limits import DEFAULT_COMPLETION, completion_bound, prompt_tokens
 
 FOLLOWUP_TOKENS = 60      # the correction or feedback message of a retry round
 METHOD = ("prompt tokens = characters/4 + 4 per message + 3 per reply (+ the schema's "
           "characters/4 where OpenAI receives it); completion tokens = max_tokens, the bound "
           f"({DEFAULT_COMPLETION} where unset); no OpenAI tokenizer is available offline")
-ASSUMED = ("stages other than Sample are not run: each keeps its input; Augment adds one "
-           "copy of its parent per request; a `when` that reads an earlier LLM stage's "
-           "column chooses every row; 'at most' adds corrective retries (x2) and Repair's "
-           "max_attempts rounds")
+ASSUMED = ("stages without an LLM run on the planned rows; an LLM stage passes on every row "
+           "it gets, its columns empty, and an Augment a copy of the parent per request; a "
+           "`when` that reads an earlier LLM stage's column chooses the row; 'at most' is "
+           "each stage's max_rounds: corrective retries (x2), Repair's max_attempts")
 
 
-# -- the dry run --------------------------------------------------------------------------
-class _Recorder:
-    """Stands in for the client in a dry run: records every request, answers none."""
-
-    def __init__(self, llm):
-        self._llm, self.requests = llm, []
-
-    def __getattr__(self, name):
-        return getattr(self._llm, name)
-
-    def complete_many(self, requests, *, usage=None, on_result=None):
-        out = []
-        for index, request in enumerate(requests):
-            self.requests.append(request if isinstance(request, Request) else Request(request))
-            failure = Failure(REQUEST_FAILED, "dry run: nothing is sent")
-            if on_result is not None:
-                on_result(index, failure)
-            out.append(failure)
-        return out
-
-
-class _Unknown(BaseException):
-    """A ``when`` function read a column no stage has written yet."""
-
-
-class _ProbeRow(dict):
-    def __init__(self, row: dict, unknown: set):
-        super().__init__(row)
-        self._unknown = unknown
-
-    def _check(self, key):
-        if key in self._unknown:
-            raise _Unknown()
-
-    def __getitem__(self, key):
-        self._check(key)
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        self._check(key)
-        return super().get(key, default)
-
-    def __contains__(self, key):
-        self._check(key)
-        return super().__contains__(key)
-
-
-class _ChosenWhenUnknown:
-    def __init__(self, when, unknown: set):
-        self.when, self.unknown = when, unknown
-
-    def __call__(self, row):
-        try:
-            return self.when(_ProbeRow(row, self.unknown))
-        except _Unknown:
-            return True
-
-
-def dry_run(stage, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
-    """The requests ``stage`` (an LLM stage) would send first for ``df``; none is sent."""
-    from ..core.stage import TooManyRowErrors
-    from ..progress import run_progress
-
-    recorder = _Recorder(stage.llm)
-    saved_llm, saved_when = stage.llm, stage.when
-    stage.llm = recorder
-    if saved_when is not None and unknown_columns:
-        stage.when = _ChosenWhenUnknown(saved_when, set(unknown_columns))
-    try:
-        with run_progress(enabled=False):
-            stage.run(df)
-    except TooManyRowErrors:
-        pass  # every row errors in a dry run (no replies); the requests are what counts
-    finally:
-        stage.llm, stage.when = saved_llm, saved_when
-    return recorder.requests
-
-
-# -- tokens and cost ----------------------------------------------------------------------
 def _schema_counted(llm) -> bool:
     """Whether the endpoint counts a structured-output schema as prompt (OpenAI does)."""
     host_is_openai = "api.openai.com" in (llm.base_url or "")
@@ -136,7 +58,7 @@ def _schema_counted(llm) -> bool:
 
 def _cached_keys(llm, keys: list[str]) -> set[str]:
     """The keys already in the client's response cache (a missing file is not created)."""
-    from .cache import ResponseCache, default_cache_path, open_cache
+    from ..llm.cache import ResponseCache, default_cache_path, open_cache
 
     cache = llm.cache
     if cache is None or cache is False:
@@ -169,15 +91,6 @@ class StageEstimate:
     priced: bool
 
 
-def _rounds(stage) -> int:
-    from ..stages.llm.repair import Repair
-    from ..stages.llm.vote import Vote
-
-    if isinstance(stage, Repair):
-        return stage.max_attempts
-    return 1 if isinstance(stage, Vote) else 2
-
-
 def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate:
     """The estimate of one LLM stage on ``df`` (sends nothing)."""
     llm = stage.llm
@@ -188,7 +101,7 @@ def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate
     counted = _schema_counted(llm)
     prompt = sum(prompt_tokens(r, counted) for r in todo)
     completion = sum(completion_bound(r) for r in todo)
-    rounds = _rounds(stage)
+    rounds = stage.max_rounds
     growth = sum((completion_bound(r) + FOLLOWUP_TOKENS) for r in todo)
     max_prompt = rounds * prompt + growth * rounds * (rounds - 1) // 2
     options = llm.batch
@@ -211,18 +124,6 @@ def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate
                          llm.backend is not None or online_price is not None)
 
 
-def next_input(stage, df: pd.DataFrame) -> pd.DataFrame:
-    """What the estimate assumes the stage passes on (see the module docstring)."""
-    from ..core.table import ID
-    from ..stages.llm.augment import Augment
-
-    if not isinstance(stage, Augment):
-        return df
-    copies = [df.assign(**{ID: df[ID].astype(str) + f"~estimate{s}"}) for s in range(stage.n)]
-    parts = ([df] if stage.keep == "all" else []) + copies
-    return pd.concat(parts, ignore_index=True) if parts else df
-
-
 @dataclass
 class PipelineEstimate:
     """Every LLM stage's estimate, and what the figures assume."""
@@ -230,6 +131,7 @@ class PipelineEstimate:
     name: str
     source_rows: int
     stages: list[StageEstimate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def total(self, name: str):
         return sum(getattr(s, name) for s in self.stages)
@@ -251,7 +153,7 @@ class PipelineEstimate:
         for row in cells:
             lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                                    for i, (c, w) in enumerate(zip(row, widths))))
-        lines += ["", f"how: {METHOD}.", f"assumed: {ASSUMED}."]
+        lines += ["", f"how: {METHOD}.", f"assumed: {ASSUMED}.", *self.notes]
         unpriced = sorted({s.model for s in self.stages if not s.priced})
         if unpriced:
             lines.append(f"no price for {', '.join(unpriced)}: its cost shows as 0 (set one "
@@ -274,7 +176,7 @@ def _cell(value) -> str:
 def estimate_pipeline(pipeline, limit: int | None = None, out=None) -> PipelineEstimate:
     """Estimate every LLM stage of ``pipeline`` on its source (sends nothing). With
     ``out``, a run folder, the requests its response cache holds count as cached."""
-    from .cache import use_default_cache_path
+    from ..llm.cache import use_default_cache_path
 
     if out is None:
         return _estimate(pipeline, limit)
@@ -283,20 +185,31 @@ def estimate_pipeline(pipeline, limit: int | None = None, out=None) -> PipelineE
 
 
 def _estimate(pipeline, limit: int | None) -> PipelineEstimate:
-    from ..progress import run_progress
-    from ..stages.llm.base import LLMStage
-    from ..stages.sampling import Sample
-
     current = pipeline.load_source(limit)
     estimate = PipelineEstimate(pipeline.name, len(current))
-    unknown: set[str] = set()
+    unknown: set[str] = set()  # columns only replies write
     for stage in pipeline.stages:
-        if isinstance(stage, Sample):
-            with run_progress(enabled=False):
-                current = stage.run(current).kept
-        if not isinstance(stage, LLMStage):
-            continue
-        estimate.stages.append(estimate_stage(stage, current, unknown))
-        unknown |= set(stage.added_columns())
-        current = next_input(stage, current)
+        if callable(getattr(stage, "planned_requests", None)):
+            estimate.stages.append(estimate_stage(stage, current, unknown))
+            current = stage.planned_output(stage.prepare_input(current), unknown)
+            unknown |= {str(c) for c in stage.added_columns()}
+        else:
+            current = _ran(stage, current, estimate.notes)
     return estimate
+
+
+def _ran(stage, df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The rows a stage without an LLM keeps, run for real on the planned rows; its input
+    when it cannot run on them (a column only a reply would fill), with a note."""
+    from ..core.stage import TooManyRowErrors
+    from ..progress import run_progress
+
+    try:
+        with run_progress(enabled=False):
+            return stage.run(df).kept
+    except TooManyRowErrors as error:
+        return error.result.kept
+    except CurateError as error:
+        notes.append(f"{stage.name} could not run on the planned rows ({error}); its input "
+                     f"was passed on")
+        return df
