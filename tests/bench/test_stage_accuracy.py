@@ -1,0 +1,61 @@
+"""The stage-accuracy table: the spec's own stages, real runs, counts that match the labels."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from stage_accuracy import CLEAN, LABEL, faulted_table, format_accuracy, spec_stages, stage_accuracy  # noqa: E402
+
+from examples.honeycomb.faults import CHECKER_DETECTABLE, WRONG_BUT_VALID  # noqa: E402
+
+
+def test_the_stages_are_the_spec_s_own_deterministic_ones_in_its_order():
+    from curate import Judge, LLMStage
+    from curate.pipeline.spec import load_spec
+
+    spec = [s.name for s in load_spec(ROOT / "examples/honeycomb/spec.py").stages]
+    names = [s.name for s in spec_stages()]
+    assert names == ["is_a_rewording", "assertions", "complexity_filter", "rouge_dedup", "embedding_dedup",
+                     "key_pair_dedup"]
+    assert [n for n in spec if n in names] == names  # the spec's order; the repeated assertions left out
+    assert "assertions_after_repair" in spec
+    assert not [s for s in spec_stages() if isinstance(s, LLMStage)]
+    assert [type(s) for s in spec_stages(judge=True)][-1] is Judge
+
+
+def test_the_checker_removes_every_checker_detectable_fault_and_nothing_else():
+    table = faulted_table(seed=1)
+    stages = [s for s in spec_stages() if s.name in ("assertions", "complexity_filter", "key_pair_dedup")]
+    records = {r["stage"]: r for r in stage_accuracy(table, stages)}
+    assert list(records) == ["assertions", "complexity_filter", "key_pair_dedup", "all, in spec order"]
+    checker = records["assertions"]["by_kind"]
+    counts = table[LABEL].fillna(CLEAN).value_counts()
+    for kind, part in checker.items():
+        assert part["n"] == counts[kind]
+        expected = part["n"] if kind in CHECKER_DETECTABLE else 0
+        assert part["removed"] == expected, kind
+    assert records["assertions"]["precision"]["share"] == 1.0
+    assert checker[CLEAN]["share"] == 0 and checker[CLEAN]["high"] < 0.02  # Wilson: 0 of 374
+    assert all(records["all, in spec order"]["by_kind"][k]["removed"] == 0 for k in WRONG_BUT_VALID)
+    text = format_accuracy(list(records.values()), table)
+    assert "assertions" in text and "100% [" in text and f"precision {1 - counts[CLEAN] / len(table):.0%}" in text
+
+
+@pytest.mark.slow
+def test_the_command_line_prints_the_table_and_writes_the_records(tmp_path):
+    out = tmp_path / "accuracy.json"
+    proc = subprocess.run([sys.executable, "bench/stage_accuracy.py", "--rates", "dropped_filter=0.1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = json.loads(out.read_text())
+    assert [r["stage"] for r in records][-1] == "all, in spec order"
+    assert records[-1]["by_kind"]["dropped_filter"]["n"] == 29  # 0.1 of the 286 swaps
+    assert "load average" in proc.stdout and "embedding_dedup" in proc.stdout
+    bad = subprocess.run([sys.executable, "bench/stage_accuracy.py", "--rates", "typo=0.1"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "unknown fault kind(s) typo" in bad.stderr and "Traceback" not in bad.stderr
