@@ -39,16 +39,17 @@ def tokenized(conversations, tokenizer, template: str = "auto", eot_token: str |
 
 
 @torch.no_grad()
-def example_losses(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> list[float]:
-    """Mean NLL per learned token of each tokenized example, in the order given.
+def token_losses(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> list[list[float]]:
+    """The NLL of every learned token of each tokenized example, in the order given.
 
-    Examples are batched by length (little padding); padding is masked by position.
+    Examples are batched by length (little padding); padding is masked by position. The model
+    runs in eval mode (no dropout) and is given back in the mode it was in.
     """
     from train.loop import learned_logits  # the trainer's own loss positions
 
     device = next(model.parameters()).device
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
-    losses = [float("nan")] * len(examples)
+    out: list[list[float]] = [[] for _ in examples]
     training = model.training
     model.eval()
     try:
@@ -56,13 +57,17 @@ def example_losses(model, examples: list[dict], pad_id: int, batch_size: int = 8
             chunk = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collate([examples[i] for i in chunk], pad_id).items()}
             logits, targets, learned = learned_logits(model, batch)
-            nll = F.cross_entropy(logits.float(), targets, reduction="none")
-            sums = torch.zeros(len(chunk), device=device).index_add_(0, learned.nonzero()[:, 0], nll)
-            for i, total, count in zip(chunk, sums.tolist(), learned.sum(1).tolist()):
-                losses[i] = total / count if count else float("nan")
+            nll = F.cross_entropy(logits.float(), targets, reduction="none").tolist()
+            at = 0
+            for i, count in zip(chunk, learned.sum(1).tolist()):  # row-major: each row's tokens in a run
+                out[i], at = nll[at:at + count], at + count
     finally:
         model.train(training)
-    return losses
+    return out
+
+
+def mean_loss(tokens: list[float]) -> float:
+    return sum(tokens) / len(tokens) if tokens else float("nan")
 
 
 def answer_losses(model, tokenizer, conversations, template: str = "auto", eot_token: str | None = None,
@@ -79,4 +84,4 @@ def answer_losses(model, tokenizer, conversations, template: str = "auto", eot_t
     """
     examples = tokenized(conversations, tokenizer, template, eot_token)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eot_id(tokenizer, template, eot_token)
-    return example_losses(model, examples, pad, batch_size)
+    return [mean_loss(t) for t in token_losses(model, examples, pad, batch_size)]

@@ -1,6 +1,6 @@
 """Out-of-fold answer losses: train briefly on k-1 folds, score the answers of the k-th.
 
-    losses = out_of_fold_losses(conversations, cfg, folds=5)
+    tokens = out_of_fold_token_losses(conversations, cfg, folds=5)   # per row: each answer token's NLL
 
 Each row is scored by a model that never saw it, trained on the rest of the table, so a row
 whose answer breaks the pattern the other rows teach gets a high loss: the signal of Dataset
@@ -14,7 +14,7 @@ import math
 import random
 from typing import Callable
 
-from train.answer_loss import example_losses, tokenized
+from train.answer_loss import token_losses, tokenized
 
 
 def fold_of(n: int, folds: int, seed: int) -> list[int]:
@@ -52,10 +52,11 @@ def fit(cfg, tokenizer, examples: list[dict]):
     return accelerator.unwrap_model(model)
 
 
-def out_of_fold_losses(conversations, cfg, folds: int = 5, batch_size: int = 8,
-                       on_fold: Callable[[int], None] | None = None) -> list[float]:
-    """Each conversation's answer loss (`train.answer_loss`) under a model fine-tuned on the
-    other folds.
+def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int = 8,
+                             on_fold: Callable[[int], None] | None = None) -> list[list[float]]:
+    """The NLL of each answer token of each conversation (`train.answer_loss.token_losses`)
+    under a model fine-tuned on the other folds; ``train.answer_loss.mean_loss`` of a row's
+    list is its answer loss.
 
     Args:
         conversations: message lists or chat rows (any format the trainer reads).
@@ -75,7 +76,7 @@ def out_of_fold_losses(conversations, cfg, folds: int = 5, batch_size: int = 8,
     tokenizer = load_tokenizer(cfg)
     scored = tokenized(conversations, tokenizer, cfg.template, cfg.eot_token)
     assigned = fold_of(len(conversations), folds, cfg.seed)
-    losses = [float("nan")] * len(conversations)
+    losses: list[list[float]] = [[] for _ in conversations]
     for fold in range(folds):
         held = [i for i, f in enumerate(assigned) if f == fold]
         rows = [{"messages": _as_messages(conversations[i])} for i, f in enumerate(assigned) if f != fold]
@@ -83,9 +84,9 @@ def out_of_fold_losses(conversations, cfg, folds: int = 5, batch_size: int = 8,
         if not examples:
             raise ValueError(f"fold {fold + 1}: no training rows fit max_seq_len {cfg.max_seq_len}")
         model = fit(cfg, tokenizer, examples)
-        for i, loss in zip(held, example_losses(model, [scored[i] for i in held], tokenizer.pad_token_id,
+        for i, tokens in zip(held, token_losses(model, [scored[i] for i in held], tokenizer.pad_token_id,
                                                 batch_size)):
-            losses[i] = loss
+            losses[i] = tokens
         del model
         if on_fold is not None:
             on_fold(fold + 1)

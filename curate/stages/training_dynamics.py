@@ -20,7 +20,8 @@ from ..core.table import ID, row_dicts
 from ..errors import StageError
 from ..progress import task
 
-LOSS, RANK, Z = "_answer_loss", "_answer_loss_rank", "_answer_loss_z"
+LOSS, PEAK, RANK, Z = "_answer_loss", "_answer_loss_max", "_answer_loss_rank", "_answer_loss_z"
+SCORES = {"mean": LOSS, "max": PEAK}
 CODE = "unlikely_answer"
 OWN_KEYS = ("model", "gguf_file", "epochs", "max_steps", "lr", "lora_r", "lora_alpha",
             "micro_batch_size", "seed", "data")
@@ -37,10 +38,11 @@ class SuspectFilter(Stage):
     is the signal of Dataset Cartography (Swayamdipta et al., 2020) and confident learning
     (Northcutt et al., 2021), taken on the answer's likelihood.
 
-    Every row gets ``_answer_loss`` (nats per token), ``_answer_loss_rank`` (1 = the least
-    likely answer) and ``_answer_loss_z`` (standard scores over the table), which the review
-    app sorts by. Rejected rows carry ``unlikely_answer`` and a reason naming the loss and its
-    rank.
+    Every row gets ``_answer_loss`` (the mean over its answer tokens, nats per token),
+    ``_answer_loss_max`` (its least likely token's NLL), and for the score the rule reads
+    ``_answer_loss_rank`` (1 = the least likely answer) and ``_answer_loss_z`` (standard scores
+    over the table): measures the review app sorts by. Rejected rows carry ``unlikely_answer``
+    and a reason naming the score and its rank.
 
     Cost: ``folds`` short fine-tunes plus one scoring pass over the table; with the default
     SmolLM2-135M on two CPU cores, minutes per hundred rows (see bench/suspects.py).
@@ -57,7 +59,9 @@ class SuspectFilter(Stage):
         epochs, max_steps: training length per fold (``max_steps`` wins when set).
         lr, lora_r, lora_alpha, batch_size, seed: the fine-tune's settings; ``seed`` also
             deals the folds.
-        share: the share of the rows (those ``when`` picks) to reject, highest loss first.
+        score: ``"mean"`` (the answer loss) or ``"max"`` (the least likely token: one wrong
+            part of a long answer stands out more) ranks the rows.
+        share: the share of the rows (those ``when`` picks) to reject, highest score first.
         min_z: reject only rows whose loss is at least this many standard deviations above
             the table's mean (with ``share``: both must hold; alone: every such row).
         when: ``when(row) -> bool``: the rows that may be rejected (say, LLM-made ones);
@@ -71,7 +75,7 @@ class SuspectFilter(Stage):
     def __init__(self, export, *, model: str | Path | None = None, gguf_file: str | None = "auto",
                  folds: int = 5, epochs: float = 1.0, max_steps: int | None = None, lr: float = 1e-3,
                  lora_r: int = 16, lora_alpha: int = 32, batch_size: int = 4, seed: int = 0,
-                 share: float | None = 0.1, min_z: float | None = None, when: Callable | None = None,
+                 score: str = "mean", share: float | None = 0.1, min_z: float | None = None, when: Callable | None = None,
                  train_options: dict | None = None, name: str | None = None, **kwargs):
         super().__init__(name or "suspect_filter", **kwargs)
         if not (hasattr(export, "messages") or callable(export)):
@@ -83,9 +87,12 @@ class SuspectFilter(Stage):
             raise StageError(self.name, "give share, min_z or both: the rule that rejects rows")
         if share is not None and not 0 < share <= 1:
             raise StageError(self.name, f"share must be in (0, 1], got {share!r}")
+        if score not in SCORES:
+            raise StageError(self.name, f"score must be one of {', '.join(SCORES)}, got {score!r}")
         if not isinstance(folds, int) or folds < 2:
             raise StageError(self.name, f"folds must be an integer >= 2, got {folds!r}")
         self.export, self.when, self.folds, self.share, self.min_z = export, when, folds, share, min_z
+        self.score = score
         self.epochs, self.max_steps, self.lr, self.seed = epochs, max_steps, lr, seed
         self.lora_r, self.lora_alpha, self.batch_size = lora_r, lora_alpha, batch_size
         self.train_options = dict(train_options or {})
@@ -131,7 +138,7 @@ class SuspectFilter(Stage):
         return tuple(fields)
 
     def added_columns(self) -> dict[str, str]:
-        return {LOSS: "measure", RANK: "measure", Z: "measure"}
+        return {LOSS: "measure", PEAK: "measure", RANK: "measure", Z: "measure"}
 
     def _messages(self, row: dict) -> list[dict]:
         return self.export.messages(row) if hasattr(self.export, "messages") else self.export(row)
@@ -149,31 +156,34 @@ class SuspectFilter(Stage):
         if len(scored) < 2 * self.folds:
             raise StageError(self.name, f"{len(scored)} rows to score: {self.folds} folds need at least "
                                         f"{2 * self.folds}; lower folds or score a larger table")
-        losses = self._losses(conversations)
-        loss = pd.Series(np.nan, index=df.index)
-        loss.iloc[scored] = losses
-        z = (loss - loss.mean()) / (loss.std(ddof=0) or 1.0)
-        rank = loss.rank(ascending=False, method="first")
-        rejected = self._rule(loss.iloc[scored][chosen], z)
+        tokens = self._token_losses(conversations)
+        measures = {LOSS: pd.Series(np.nan, index=df.index), PEAK: pd.Series(np.nan, index=df.index)}
+        measures[LOSS].iloc[scored] = [sum(t) / len(t) for t in tokens]
+        measures[PEAK].iloc[scored] = [max(t) for t in tokens]
+        value = measures[SCORES[self.score]]
+        z = (value - value.mean()) / (value.std(ddof=0) or 1.0)
+        rank = value.rank(ascending=False, method="first")
+        rejected = self._rule(value.iloc[scored][chosen], z)
+        what = "answer loss {:.3f} nats/token" if self.score == "mean" else "least likely answer token {:.3f} nats"
         reasons = pd.Series(
-            [f"answer loss {loss[i]:.3f} nats/token, rank {int(rank[i])} of {len(scored)} (z {z[i]:+.2f}): "
+            [f"{what.format(value[i])}, rank {int(rank[i])} of {len(scored)} (z {z[i]:+.2f}): "
              f"among the answers least likely under models trained on the other rows" for i in rejected],
             index=rejected, dtype=object)
-        table = df.assign(**{LOSS: loss, RANK: rank.astype("Int64"), Z: z})
+        table = df.assign(**measures, **{RANK: rank.astype("Int64"), Z: z})
         return self.result(table, ~df.index.isin(rejected), CODE, reasons, rows_scored=len(scored),
-                           folds=self.folds, mean_loss=round(float(loss.mean()), 4),
-                           rejected_from_loss=round(float(loss[rejected].min()), 4) if len(rejected) else None)
+                           folds=self.folds, score=self.score, mean_score=round(float(value.mean()), 4),
+                           rejected_from=round(float(value[rejected].min()), 4) if len(rejected) else None)
 
-    def _losses(self, conversations: list) -> list[float]:
-        from train.folds import out_of_fold_losses
+    def _token_losses(self, conversations: list) -> list[list[float]]:
+        from train.folds import out_of_fold_token_losses
         from ..llm.embedded import _offline_and_quiet
 
         with task(self.name, total=self.folds) as bar, _offline_and_quiet():
-            return out_of_fold_losses(conversations, self.config(), self.folds, batch_size=max(8, self.batch_size),
-                                      on_fold=lambda _fold: bar.advance())
+            return out_of_fold_token_losses(conversations, self.config(), self.folds,
+                                            batch_size=max(8, self.batch_size), on_fold=lambda _fold: bar.advance())
 
     def _rule(self, candidates: pd.Series, z: pd.Series) -> pd.Index:
-        """The index labels to reject, among ``candidates`` (losses of the rows ``when`` picks)."""
+        """The index labels to reject, among ``candidates`` (scores of the rows ``when`` picks)."""
         ordered = candidates.sort_values(ascending=False, kind="stable")
         if self.share is not None:
             ordered = ordered.iloc[: math.floor(self.share * len(candidates) + 0.5)]

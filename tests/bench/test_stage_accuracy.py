@@ -59,3 +59,18 @@ def test_the_command_line_prints_the_table_and_writes_the_records(tmp_path):
     bad = subprocess.run([sys.executable, "bench/stage_accuracy.py", "--rates", "typo=0.1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "unknown fault kind(s) typo" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_recall_at_a_clean_share_sets_the_threshold_on_the_clean_rows_only():
+    import pandas as pd
+    from suspects import recall_at
+
+    labels = pd.Series([None] * 10 + ["dropped_filter"] * 4 + ["changed_breakdown"] * 2)
+    scores = pd.Series([float(i) for i in range(10)] + [20.0, 30.0, 8.5, 0.5] + [9.5, 1.0])
+    r = recall_at(scores, labels, clean_share=0.1)
+    assert r["threshold"] == 8.0  # one clean row of ten (the 9.0) may lie above
+    assert r["clean"][0] == 0.1 and r["dropped_filter"][0] == 0.75 and r["changed_breakdown"][0] == 0.5
+    assert r["all faults"][0] == 4 / 6 and r["all faults"][1] < 4 / 6 < r["all faults"][2]
+    assert 0.5 < r["auc"] < 1
+    none = recall_at(scores, labels, clean_share=0.0)
+    assert none["threshold"] == 9.0 and none["clean"][0] == 0 and none["dropped_filter"][0] == 0.5

@@ -69,8 +69,9 @@ def test_the_planted_answers_rank_highest_and_are_rejected_in_a_pipeline(pipelin
     assert kept["_answer_loss_z"].mean() < 0 < rejected["_answer_loss_z"].min()
     stats = next(s for s in pipeline_run.manifest["stages"] if s["stage"] == "suspect_filter")
     assert stats["rows_scored"] == 35 and stats["rejected"] == 3 and stats["folds"] == 3
-    assert stats["added_columns"] == {"_answer_loss": "measure", "_answer_loss_rank": "measure",
-                                      "_answer_loss_z": "measure"}
+    assert stats["added_columns"] == {"_answer_loss": "measure", "_answer_loss_max": "measure",
+                                      "_answer_loss_rank": "measure", "_answer_loss_z": "measure"}
+    assert (kept["_answer_loss_max"] >= kept["_answer_loss"]).all()
 
 
 def test_a_notebook_call_keeps_what_the_pipeline_kept_with_the_same_losses_to_the_last_bit(tiny_model, pipeline_run):
@@ -79,10 +80,12 @@ def test_a_notebook_call_keeps_what_the_pipeline_kept_with_the_same_losses_to_th
         pipeline_run.kept.sort_values("_id")[["_id", "_answer_loss", "_answer_loss_rank"]].to_dict("records")
 
 
-def test_when_limits_the_rows_that_may_go_and_min_z_sets_the_bar(tiny_model):
-    result = stage(tiny_model, when=lambda row: row["made_by"] == "llm", share=None, min_z=2.0).run(table())
+def test_when_limits_the_rows_that_may_go_and_min_z_sets_the_bar_on_the_chosen_score(tiny_model):
+    result = stage(tiny_model, when=lambda row: row["made_by"] == "llm", score="max", share=None,
+                   min_z=2.0).run(table())
     rejected, kept = result.rejected, result.kept
     assert list(rejected["word"] + ">" + rejected["answer"]) == ["fig>plum"]  # the one planted llm row
+    assert rejected["_reason"].iloc[0].startswith(f"least likely answer token {rejected['_answer_loss_max'].iloc[0]:.3f}")
     assert (rejected["_answer_loss_z"] >= 2.0).all()
     assert (kept.loc[kept["made_by"] == "llm", "_answer_loss_z"] < 2.0).all()
     # the planted rows `when` leaves out stay, their high loss written for the review app
@@ -94,8 +97,8 @@ def test_the_fingerprint_covers_every_setting_and_the_model_bytes(tiny_model, tm
     base = stage(tiny_model).fingerprint().digest
     assert stage(tiny_model).fingerprint().digest == base
     changes = dict(folds=4, epochs=2, max_steps=5, lr=2e-2, lora_r=4, lora_alpha=8, batch_size=4, seed=3,
-                   share=0.2, min_z=1.0, when=lambda row: True, train_options={"method": "full", "max_seq_len": 32,
-                                                                                "precision": "no"})
+                   score="max", share=0.2, min_z=1.0, when=lambda row: True,
+                   train_options={"method": "full", "max_seq_len": 32, "precision": "no"})
     for key, value in changes.items():
         assert stage(tiny_model, **{key: value}).fingerprint().digest != base, key
     other_export = ChatExport(system="You answer .", human="Repeat : {word}", gpt="answer")
@@ -115,6 +118,8 @@ def test_settings_that_cannot_work_stop_the_stage_in_one_line(tiny_model):
         stage(tiny_model, folds=1)
     with pytest.raises(StageError, match=r"share must be in \(0, 1\]"):
         stage(tiny_model, share=1.5)
+    with pytest.raises(StageError, match="score must be one of mean, max, got 'sum'"):
+        stage(tiny_model, score="sum")
     with pytest.raises(StageError, match="give share, min_z or both"):
         stage(tiny_model, share=None)
     with pytest.raises(StageError, match="set lr with the stage's own parameters"):

@@ -8,9 +8,9 @@ import torch
 from train_testkit import WORDS, repeat_rows, word_tokenizer
 
 from curate.formats.chat import convert
-from train.answer_loss import answer_losses
+from train.answer_loss import answer_losses, mean_loss
 from train.data import tokenize_conversation
-from train.folds import fold_of, out_of_fold_losses
+from train.folds import fold_of, out_of_fold_token_losses
 from train.loop import train
 from train.model import load_trained
 
@@ -79,14 +79,16 @@ def test_folds_are_seeded_and_balanced():
     assert fold_of(10, 3, seed=0) == folds != fold_of(10, 3, seed=1)
 
 
-def test_out_of_fold_losses_score_every_row_with_a_model_that_never_saw_it(tiny_cfg):
+def test_out_of_fold_token_losses_score_every_row_with_a_model_that_never_saw_it(tiny_cfg):
     # each word appears once: a model that never saw the row cannot know its answer, one that did can
     rows = [conversation(word, word) for word in WORDS]
     cfg = tiny_cfg(method="full", max_steps=40, micro_batch_size=4)
     seen = []
-    held_out = out_of_fold_losses(rows, cfg, folds=2, on_fold=seen.append)
-    assert seen == [1, 2] and all(math.isfinite(x) for x in held_out)
+    tokens = out_of_fold_token_losses(rows, cfg, folds=2, on_fold=seen.append)
+    assert seen == [1, 2] and [len(t) for t in tokens] == [2] * len(rows)  # the word and <|im_end|>
+    held_out = [mean_loss(t) for t in tokens]
+    assert all(math.isfinite(x) for x in held_out)
     trained = answer_losses(train(cfg)["model"], word_tokenizer(), rows)  # the same rows, seen in training
     assert sum(held_out) / len(held_out) > 2 * sum(trained) / len(trained)
     with pytest.raises(ValueError, match="needs folds >= 2 and at least one row per fold; got 9 folds for 8"):
-        out_of_fold_losses(rows, cfg, folds=9)
+        out_of_fold_token_losses(rows, cfg, folds=9)
