@@ -50,7 +50,8 @@ def recall_at(scores: pd.Series, labels: pd.Series, clean_share: float = 0.1) ->
     allowed = int(np.floor(clean_share * len(clean)))  # clean rows that may lie above
     threshold = clean[allowed] if allowed < len(clean) else -np.inf
     above = scores > threshold
-    out = {"threshold": float(threshold), "clean": wilson(int(above[kinds == CLEAN].sum()), int((kinds == CLEAN).sum()))}
+    out = {"threshold": float(threshold),
+           "clean": wilson(int(above[kinds == CLEAN].sum()), int((kinds == CLEAN).sum()))}
     for kind in [*sorted(set(kinds) - {CLEAN}), "all faults"]:
         rows = kinds != CLEAN if kind == "all faults" else kinds == kind
         out[kind] = wilson(int(above[rows].sum()), int(rows.sum()))
@@ -101,8 +102,14 @@ def main(argv=None) -> int:
                              f"{DEFAULT_RATES['dropped_filter']})")
     parser.add_argument("--clean-share", type=float, default=0.1, help="the clean rows it may remove")
     parser.add_argument("--template", choices=("question", "export"), default="question")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (on a loaded machine 1 is several times faster than 2)")
     parser.add_argument("--json", help="also write the scores and the settings to this file")
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rates = {k: DEFAULT_RATES[k] if args.rate is None else args.rate for k in WRONG_BUT_VALID}
     table = faulted_table(rates, seed=args.seed)
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k != 'json'})}; rates {rates}")

@@ -62,7 +62,7 @@ class SuspectFilter(Stage):
         score: ``"mean"`` (the answer loss) or ``"max"`` (the least likely token: one wrong
             part of a long answer stands out more) ranks the rows.
         share: the share of the rows (those ``when`` picks) to reject, highest score first.
-        min_z: reject only rows whose loss is at least this many standard deviations above
+        min_z: reject only rows whose score is at least this many standard deviations above
             the table's mean (with ``share``: both must hold; alone: every such row).
         when: ``when(row) -> bool``: the rows that may be rejected (say, LLM-made ones);
             every row still trains and is scored.
@@ -75,8 +75,9 @@ class SuspectFilter(Stage):
     def __init__(self, export, *, model: str | Path | None = None, gguf_file: str | None = "auto",
                  folds: int = 5, epochs: float = 1.0, max_steps: int | None = None, lr: float = 1e-3,
                  lora_r: int = 16, lora_alpha: int = 32, batch_size: int = 4, seed: int = 0,
-                 score: str = "mean", share: float | None = 0.1, min_z: float | None = None, when: Callable | None = None,
-                 train_options: dict | None = None, name: str | None = None, **kwargs):
+                 score: str = "mean", share: float | None = 0.1, min_z: float | None = None,
+                 when: Callable | None = None, train_options: dict | None = None, name: str | None = None,
+                 **kwargs):
         super().__init__(name or "suspect_filter", **kwargs)
         if not (hasattr(export, "messages") or callable(export)):
             raise StageError(self.name, f"export must be a ChatExport or a function of the row giving "

@@ -74,3 +74,30 @@ def test_recall_at_a_clean_share_sets_the_threshold_on_the_clean_rows_only():
     assert 0.5 < r["auc"] < 1
     none = recall_at(scores, labels, clean_share=0.0)
     assert none["threshold"] == 9.0 and none["clean"][0] == 0 and none["dropped_filter"][0] == 0.5
+
+
+def test_the_judge_counts_the_rows_it_calls_bad_against_a_loopback_endpoint(tmp_path, monkeypatch):
+    from curate.testing import ScriptedServer, last_user_message
+    from stage_accuracy import removed_ids
+
+    def reply(body):  # a judge that calls every query with a time range bad
+        return json.dumps({"critique": "checked", "outcome": "bad" if "time_range" in last_user_message(body)
+                           else "good"})
+
+    with ScriptedServer(reply) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "local")
+        monkeypatch.setenv("CURATE_LLM_MODEL", "scripted")
+        monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path))
+        judge = spec_stages(judge=True)[-1]
+        table = faulted_table({"changed_time_window": 0.1}, seed=2)
+        result = judge.run(table)
+        records = stage_accuracy(table, [judge], chain=False)
+    judged = next(c for c, role in judge.added_columns().items() if role == "verdict")
+    bad = set(result.kept.loc[result.kept[judged] == "bad", "_id"])
+    assert bad and removed_ids(judge, result) == bad  # an advisory judge: it keeps rows, and marks them
+    gone = table[table["_id"].isin(bad)]
+    assert all("time_range" in json.dumps(q) for q in gone["query"])
+    by_kind = records[0]["by_kind"]
+    assert records[0]["removed"] == len(bad) and by_kind["changed_time_window"]["removed"] == 29
+    assert by_kind[CLEAN]["removed"] == len(bad) - 29

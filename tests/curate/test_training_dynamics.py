@@ -74,6 +74,13 @@ def test_the_planted_answers_rank_highest_and_are_rejected_in_a_pipeline(pipelin
     assert (kept["_answer_loss_max"] >= kept["_answer_loss"]).all()
 
 
+def test_a_rerun_with_the_same_settings_reuses_the_stage_without_training(tiny_model, pipeline_run):
+    again = Pipeline(name="suspects", source=table(), stages=[stage(tiny_model)], export=EXPORT).run(
+        pipeline_run.out, progress=False)
+    assert [s["reused"] for s in again.manifest["stages"]] == [True]
+    assert sorted(again.rejected["_id"]) == sorted(pipeline_run.rejected["_id"])
+
+
 def test_a_notebook_call_keeps_what_the_pipeline_kept_with_the_same_losses_to_the_last_bit(tiny_model, pipeline_run):
     kept = stage(tiny_model)(table())  # a fresh stage, the same seed: the same folds and training
     assert kept.sort_values("_id")[["_id", "_answer_loss", "_answer_loss_rank"]].to_dict("records") == \
@@ -85,7 +92,8 @@ def test_when_limits_the_rows_that_may_go_and_min_z_sets_the_bar_on_the_chosen_s
                    min_z=2.0).run(table())
     rejected, kept = result.rejected, result.kept
     assert list(rejected["word"] + ">" + rejected["answer"]) == ["fig>plum"]  # the one planted llm row
-    assert rejected["_reason"].iloc[0].startswith(f"least likely answer token {rejected['_answer_loss_max'].iloc[0]:.3f}")
+    peak = rejected["_answer_loss_max"].iloc[0]
+    assert rejected["_reason"].iloc[0].startswith(f"least likely answer token {peak:.3f} nats, rank ")
     assert (rejected["_answer_loss_z"] >= 2.0).all()
     assert (kept.loc[kept["made_by"] == "llm", "_answer_loss_z"] < 2.0).all()
     # the planted rows `when` leaves out stay, their high loss written for the review app
