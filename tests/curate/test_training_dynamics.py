@@ -74,6 +74,17 @@ def test_the_planted_answers_rank_highest_and_are_rejected_in_a_pipeline(pipelin
     assert (kept["_answer_loss_max"] >= kept["_answer_loss"]).all()
 
 
+def test_the_review_app_sorts_every_row_by_its_answer_loss(pipeline_run):
+    from curate.review.table import Query, RunTable
+
+    table = RunTable(pipeline_run.out)
+    assert {"_answer_loss", "_answer_loss_max", "_answer_loss_rank", "_answer_loss_z"} <= set(table.measures)
+    page = table.page(Query(sort="_answer_loss", order="desc"), size=3)
+    assert page.total == 35 and page.measure == "_answer_loss"
+    assert [row["status"] for row in page.rows] == ["rejected"] * 3  # the planted rows first
+    assert [row["measure"] for row in page.rows] == sorted((row["measure"] for row in page.rows), reverse=True)
+
+
 def test_a_rerun_with_the_same_settings_reuses_the_stage_without_training(tiny_model, pipeline_run):
     again = Pipeline(name="suspects", source=table(), stages=[stage(tiny_model)], export=EXPORT).run(
         pipeline_run.out, progress=False)
