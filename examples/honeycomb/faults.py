@@ -132,18 +132,13 @@ def dropped_filter(query: dict, row: Mapping, rng: random.Random):
 
 def _follow_calculation(query: dict, old: dict, new: dict) -> None:
     """Orders and havings that named ``old`` name ``new`` instead."""
-    for item in query.get("orders") or []:
-        if item.get("op") == old.get("op") and item.get("column") == old.get("column"):
-            item["op"] = new["op"]
-            item.pop("column", None)
-            if new.get("column"):
-                item["column"] = new["column"]
-    for item in query.get("havings") or []:
-        if item.get("calculate_op") == old.get("op") and item.get("column") == old.get("column"):
-            item["calculate_op"] = new["op"]
-            item.pop("column", None)
-            if new.get("column"):
-                item["column"] = new["column"]
+    for part, op_key in (("orders", "op"), ("havings", "calculate_op")):
+        for item in query.get(part) or []:
+            if item.get(op_key) == old.get("op") and item.get("column") == old.get("column"):
+                item[op_key] = new["op"]
+                item.pop("column", None)
+                if new.get("column"):
+                    item["column"] = new["column"]
 
 
 def changed_calculation(query: dict, row: Mapping, rng: random.Random):
