@@ -153,7 +153,7 @@ def _quick_model(out: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-    from curate.llm.embedded import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
 
     folder = out / "tiny-model"
     if not (folder / "config.json").exists():

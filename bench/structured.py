@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from assertions.honeycomb import check  # noqa: E402
 from curate.llm import LLM, Request, TransformersBackend  # noqa: E402
-from curate.llm import llamacpp  # noqa: E402
-from curate.llm.embedded import SMOLLM2_FILE, smollm2_path  # noqa: E402
+from curate.llm.backends import SMOLLM2_FILE, llamacpp, smollm2_path  # noqa: E402
 from curate.llm.structured import extract_json, validate  # noqa: E402
 from examples.honeycomb import prompts, reply_schemas  # noqa: E402
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "SpecError": "errors", "StageError": "errors",
     # the table and the stage contract
     "Stage": "core.stage", "StageResult": "core.stage", "TooManyRowErrors": "core.stage",
+    "fingerprint_ignore": "core.fingerprint",
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
     "ChatExport": "formats.export", "SharegptExport": "formats.export",

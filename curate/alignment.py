@@ -28,9 +28,29 @@ from .core.table import ID, to_jsonable
 JUDGE_CRITIQUE, JUDGE_OUTCOME = "judge_critique", "judge_outcome"
 EXPERT_CRITIQUE, EXPERT_OUTCOME = "expert_critique", "expert_outcome"
 LABELS = ("good", "bad")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value) -> str:
+def to_sheet(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs as a formula (OWASP's CSV injection
+    advice): a ``'`` before a leading = + - @ tab or CR, and before a leading ``'`` that
+    precedes one of those or another ``'``, so that :func:`from_sheet` gives ``text`` back
+    exactly."""
+    if text.startswith(FORMULA_STARTS) or (text[:1] == "'"
+                                           and text[1:2] in (*FORMULA_STARTS, "'")):
+        return "'" + text
+    return text
+
+
+def from_sheet(cell: str) -> str:
+    """The text :func:`to_sheet` wrote: one leading ``'`` dropped where it added one."""
+    if cell[:1] == "'" and cell[1:2] in (*FORMULA_STARTS, "'"):
+        return cell[1:]
+    return cell
+
+
+def cell_text(value) -> str:
+    """A value in a review sheet: strings as they are, the rest as JSON (missing: empty)."""
     value = to_jsonable(value)
     if value is None:
         return ""
@@ -51,15 +71,16 @@ def export_for_review(df: pd.DataFrame, path, fields, *, critique: str = "critiq
         writer = csv.writer(f)
         writer.writerow(header)
         for row in df.to_dict("records"):
-            writer.writerow([_cell(row[ID]), *(_cell(row[c]) for c in fields),
-                             _cell(row[critique]), _cell(row[outcome]), "", ""])
+            cells = [row[ID], *(row[c] for c in fields), row[critique], row[outcome]]
+            writer.writerow([to_sheet(cell_text(v)) for v in cells] + ["", ""])
     return path
 
 
 def read_review(path, *, labels=LABELS) -> pd.DataFrame:
     """Read a filled-in review sheet. Outcomes are checked against ``labels`` (case and
     spaces ignored; empty = not reviewed yet); a bad value raises an error naming the file
-    and line."""
+    and line. Cells are read as :func:`to_sheet` wrote them: ``'-1 is wrong`` is
+    ``-1 is wrong``."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such review file")
@@ -72,6 +93,7 @@ def read_review(path, *, labels=LABELS) -> pd.DataFrame:
                                    f"by export_for_review", line=1)
         rows = []
         for row in reader:
+            row = {k: from_sheet(v) if isinstance(v, str) else v for k, v in row.items()}
             for column in (JUDGE_OUTCOME, EXPERT_OUTCOME):
                 value = (row.get(column) or "").strip().lower()
                 if value and value not in labels:

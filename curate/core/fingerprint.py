@@ -5,7 +5,8 @@ pickled, and values under secret-looking names are never described. It must chan
 the work a stage would do changes, and stay the same across processes when it does not:
 
 - plain values by value, containers to any depth (large ones by a digest of their items),
-  tables and arrays by a digest of their content, files named by a ``Path`` by their bytes;
+  tables, indexes and arrays by a digest of their content (values by position, the index
+  included), files named by a ``Path`` by their bytes;
 - a function by the *content* of its code (bytecode, constants and names, nested code
   objects by their own content, never a ``repr`` that holds a memory address), its closure
   cells, defaults and keyword defaults, and the globals it reads: plain values, functions
@@ -20,7 +21,8 @@ the work a stage would do changes, and stay the same across processes when it do
 A value that cannot be described stably (an object whose only description is a ``repr``
 with a memory address, an open file, a generator) makes the description *unstable*: the
 fingerprint then says what could not be described, and the runner recomputes the stage and
-says why instead of ever reusing a checkpoint on a guess.
+says why instead of ever reusing a checkpoint on a guess. An object the work does not depend
+on (a database connection, a logger, a client) can be left out with `fingerprint_ignore`.
 """
 from __future__ import annotations
 
@@ -43,6 +45,25 @@ SECRET_WORDS = ("api_key", "apikey", "secret", "token_", "password", "authorizat
 LARGE = 256  # containers with more items are described by a digest of their items
 MAX_FILE_BYTES = 256 * 2**20  # a Path naming a larger file is described by size and mtime
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
+
+
+_IGNORED: dict[int, object] = {}  # id -> the object (kept alive, so its id stays its own)
+
+
+def fingerprint_ignore(value):
+    """Leave ``value`` out of every fingerprint and return it:
+    ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``.
+
+    For a global a stage's function reads that is no input of the work (a connection, a
+    logger, a client): it is described by its type alone, so it neither changes a
+    fingerprint nor makes one unstable. What it reads is then not checked: when the data
+    behind it changes, change a value the stage does read (a version number) to rerun it.
+    """
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        raise TypeError(f"fingerprint_ignore takes an object such as a connection, got "
+                        f"{type(value).__name__} {value!r:.40}: plain values are inputs")
+    _IGNORED[id(value)] = value
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,22 +272,33 @@ def _container(value, walk: _Walk):
 
 
 def _table(value) -> dict | None:
+    """Tables, their indexes and arrays by a digest of their content (values by position,
+    the index included); pandas and numpy scalars by value."""
     try:
         import numpy as np
         import pandas as pd
     except ImportError:  # pragma: no cover - both are dependencies
         return None
+    from .table import table_digest
+
     if isinstance(value, pd.DataFrame):
-        from .table import table_digest
         return {"dataframe": table_digest(value)}
     if isinstance(value, pd.Series):
-        from .table import table_digest
-        return {"series": table_digest(value.to_frame())}
-    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {"series": table_digest(value.to_frame(name="values")), "name": repr(value.name)}
+    if isinstance(value, pd.Index):
+        return {"index": table_digest(pd.DataFrame(index=value))}
+    if isinstance(value, pd.api.extensions.ExtensionArray) or \
+            (isinstance(value, np.ndarray) and value.dtype == object):
+        flat = value.ravel() if isinstance(value, np.ndarray) else value
+        return {"array": table_digest(pd.DataFrame({"values": pd.Series(flat, copy=False)})),
+                "shape": list(value.shape)}
+    if isinstance(value, np.ndarray):
         return {"ndarray": str(value.dtype), "shape": list(value.shape),
                 "sha256": hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()[:16]}
     if isinstance(value, np.generic):
         return {"scalar": repr(value.item())}
+    if isinstance(value, (pd.Timestamp, pd.Timedelta, pd.Period, pd.Interval)):
+        return {"scalar": repr(value)}
     return None
 
 
@@ -277,6 +309,8 @@ def describe(value, walk: _Walk | None = None):
         return value
     if isinstance(value, bytes):
         return {"bytes": hashlib.sha256(value).hexdigest()[:16]}
+    if _IGNORED.get(id(value)) is value:
+        return {"ignored": type(value).__qualname__}
     if id(value) in walk.active:
         return "<cycle>"
     if id(value) in walk.memo:
@@ -343,6 +377,39 @@ def _object(value, walk: _Walk):
     if _ADDRESS.search(text):
         return walk.flag(f"{type(value).__qualname__} object has no stable description")
     return {"type": type(value).__qualname__, "repr": text}
+
+
+BRIEF = 200  # characters of JSON a description may take in the manifest before it is digested
+BRIEF_PLAIN = 2000  # ... when it is a list or mapping of plain values (field names, labels)
+
+
+def brief(description):
+    """A description as the manifest shows it: as it is when short, else the names it
+    holds (function, type, path) and a digest of the whole, so that a change still shows."""
+    text = json.dumps(description, sort_keys=True, ensure_ascii=False)
+    items = description.values() if isinstance(description, dict) else description
+    plain = isinstance(description, (list, dict)) and all(
+        v is None or isinstance(v, (bool, int, float, str)) for v in items)
+    if len(text) <= (BRIEF_PLAIN if plain else BRIEF):
+        return description
+    out = {}
+    if isinstance(description, dict):
+        out = {k: description[k] for k in ("fn", "builtin", "enum", "path", "ignored")
+               if isinstance(description.get(k), str)}
+        kind = description.get("type")
+        classes = kind.get("class") if isinstance(kind, dict) else None
+        if isinstance(kind, str):
+            out["type"] = kind
+        elif isinstance(classes, list) and classes and isinstance(classes[0], dict):
+            out["type"] = classes[0].get("class")
+        inner = description.get("partial") or description.get("method") or \
+            description.get("wraps")
+        if isinstance(inner, dict) and isinstance(inner.get("fn"), str):
+            out["fn"] = inner["fn"]
+    elif isinstance(description, list):
+        out["items"] = len(description)
+    out["sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return out
 
 
 def fingerprint_of(value) -> Fingerprint:

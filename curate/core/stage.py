@@ -23,6 +23,7 @@ what a stage added, not the rows it passed through.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import StageError
-from .fingerprint import Fingerprint, describe, fingerprint_of
+from .fingerprint import Fingerprint, brief, describe, fingerprint_of
+from .tracebacks import TRACEBACK, first_error, user_traceback
 from .table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids, domain_columns, isin,
                     empty_like, mark, source_locations)
 
@@ -62,15 +64,16 @@ class StageResult:
 
 
 class RowErrors:
-    """Rows a stage could not process, by ``_id``: ``(code, reason, field)`` each; and the
-    ids of the table the stage was given (to tell a plain partition of it)."""
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``
+    each; and the ids of the table the stage was given (to tell a plain partition of it)."""
 
     def __init__(self, input_ids: pd.Series | None = None):
-        self.by_id: dict[str, tuple[str, str, str | None]] = {}
+        self.by_id: dict[str, tuple[str, str, str | None, str | None]] = {}
         self.input_ids = input_ids
 
-    def add(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        self.by_id.setdefault(row_id, (code, reason, field))
+    def add(self, row_id, code: str, reason: str, field: str | None = None,
+            trace: str | None = None) -> None:
+        self.by_id.setdefault(row_id, (code, reason, field, trace))
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -87,6 +90,19 @@ class TooManyRowErrors(StageError):
     def __init__(self, stage: str, message: str, result: StageResult):
         super().__init__(stage, message)
         self.result = result
+
+
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_name(name) -> str:
+    """A stage's name, which also names its checkpoint folder: text without a path
+    separator or a control character."""
+    if not isinstance(name, str) or not name.strip() or _UNSAFE_NAME.search(name):
+        raise StageError(str(name), "a stage name names its checkpoint folder: use text "
+                                    "without '/', '\\' or control characters (e.g. "
+                                    "name='dedup_nlq')")
+    return name
 
 
 def _snake(name: str) -> str:
@@ -122,9 +138,11 @@ class Stage:
     kind = "row"
     requires: tuple[str, ...] = ()
     max_errored = 0.5
+    declares_columns = False  # set True in a class whose only added columns are
+    # `added_columns` (not inherited): the check before a run then looks past it
 
     def __init__(self, name: str | None = None, *, max_errored: float | None = None):
-        self.name = name or _snake(type(self).__name__)
+        self.name = check_name(name or _snake(type(self).__name__))
         if max_errored is not None:
             if not isinstance(max_errored, (int, float)) or not 0 <= max_errored <= 1:
                 raise StageError(self.name, f"max_errored must be a share in [0, 1], got "
@@ -209,8 +227,10 @@ class Stage:
         return fingerprint_of({"class": type(self), "params": params})
 
     def params(self) -> dict:
-        """Public parameters in a readable, JSON-able form (for the manifest)."""
-        return describe({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        """Public parameters in a readable, JSON-able form (for the manifest): short values as
+        they are; a function, an object or a long value by its name and a digest."""
+        described = describe({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        return {k: brief(v) for k, v in described.items()}
 
     # -- helpers for subclasses ------------------------------------------------------------
     def result(self, df: pd.DataFrame, keep, reject_codes=None, reject_reasons=None,
@@ -254,19 +274,21 @@ class Stage:
             return ROW_ERROR
 
     def row_error(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        """Error one row by id (it is taken out of kept and rejected when the stage ends)."""
+        """Error one row by id (it is taken out of kept and rejected when the stage ends).
+        Called while handling a user function's exception, the row keeps its last frames
+        (``_traceback``)."""
         errors = _row_errors.get()
         if errors is None:  # process() called directly, outside run()
             raise StageError(self.name, f"row {row_id}: {reason}", field=field)
-        errors.add(row_id, code, reason, field)
+        errors.add(row_id, code, reason, field, user_traceback(sys.exc_info()[1]))
 
     # -- the policy ------------------------------------------------------------------------
     def _check_columns(self, df: pd.DataFrame) -> None:
         known = ", ".join(domain_columns(df))
         for name in self.required_fields():
             if name not in df.columns:
-                raise StageError(self.name, f"the table has no field {name!r} (fields: {known})",
-                                 field=name)
+                raise StageError(self.name, f"the table has no field {name!r} (fields: {known})"
+                                            f"{did_you_mean(name, df.columns)}", field=name)
         for name in self.added_columns():
             if not str(name).startswith("_") and name in df.columns:
                 raise StageError(self.name, f"the input already has a column {name!r}, which "
@@ -310,8 +332,10 @@ class Stage:
         result.rejected = result.rejected[~isin(result.rejected[ID], ids)].reset_index(drop=True)
         rows = df[isin(df[ID], ids)]
         info = [errors.by_id[i] for i in rows[ID]]
-        marked = mark(rows, self.name, [c for c, _, _ in info], [r for _, r, _ in info],
-                      [f for _, _, f in info])
+        marked = mark(rows, self.name, [c for c, _, _, _ in info], [r for _, r, _, _ in info],
+                      [f for _, _, f, _ in info])
+        # always the column (None where no function raised): batches concatenate alike
+        marked[TRACEBACK] = pd.Series([t for *_, t in info], index=marked.index, dtype=object)
         already = result.errored[ID] if ID in result.errored.columns else []
         result.errored = _concat([result.errored, marked[~isin(marked[ID], already)]])
         return result
@@ -355,9 +379,10 @@ class Stage:
         return {"stage": self.name, "type": type(self).__name__, "rows_in": len(df),
                 "rows_created": created, "kept": len(result.kept),
                 "rejected": len(result.rejected), "errored": len(result.errored),
-                "replaced": replaced, "reasons": _counts(result.rejected),
-                "errors": _counts(result.errored), "seconds": round(seconds, 3),
-                "added_columns": {str(k): v for k, v in self.added_columns().items()}}
+                "replaced": replaced, "reasons": reason_counts(result.rejected),
+                "errors": reason_counts(result.errored), "seconds": round(seconds, 3),
+                "added_columns": {str(k): v for k, v in self.added_columns().items()},
+                **({"first_error": first_error(result.errored)} if len(result.errored) else {})}
 
     def _check_error_share(self, df: pd.DataFrame, result: StageResult) -> None:
         n, total = len(result.errored), len(df)
@@ -370,6 +395,14 @@ class Stage:
         raise TooManyRowErrors(self.name, f"{n} of {total} rows errored ({n / total:.0%} > "
                                           f"max_errored {self.max_errored:.0%}); "
                                           f"{first[REASON].iloc[0]} at {places}", result)
+
+
+def did_you_mean(name: str, known) -> str:
+    """``"; did you mean 'nlq'?"`` for the closest of ``known``, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _wrong_type(column: pd.Series, types) -> pd.Series:
@@ -398,7 +431,8 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(nonempty, ignore_index=True)
 
 
-def _counts(df: pd.DataFrame) -> dict:
+def reason_counts(df: pd.DataFrame) -> dict:
+    """Rows by ``_reason_code``, most common first."""
     if not len(df) or REASON_CODE not in df.columns:
         return {}
     return {str(k): int(v) for k, v in df[REASON_CODE].value_counts().items()}

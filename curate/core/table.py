@@ -180,30 +180,42 @@ def _is_nested(series: pd.Series) -> bool:
     return bool(len(sample)) and not sample.map(type).isin((str,)).all()
 
 
-def _hashable(series: pd.Series) -> pd.Series:
-    """A column in a form ``hash_pandas_object`` takes: nested cells as canonical JSON."""
+def _cell_json(value) -> str | None:
+    """A nested cell as canonical JSON; a value JSON cannot hold by its type and repr."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError):
+        return f"{type(value).__qualname__}:{value!r}"
+
+
+def _hashable(series: pd.Series):
+    """A column's values, by position, in a form ``hash_pandas_object`` takes: nested cells
+    as canonical JSON, categories as their values."""
     if _is_nested(series):
-        return series.map(lambda v: None if v is None or (isinstance(v, float) and v != v)
-                          else canonical_json(v))
+        return series.map(_cell_json).to_numpy()
     if isinstance(series.dtype, pd.CategoricalDtype):
-        return series.astype(object)
-    return series
+        return series.astype(object).to_numpy()
+    return series.to_numpy() if series.dtype == object else series.array
 
 
-def row_hashes(df: pd.DataFrame, columns: Iterable[str] | None = None) -> np.ndarray:
+def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
     """A stable 64-bit hash per row of the given columns (default: the domain fields).
 
     Vectorised (pandas' siphash with a fixed key), so equal content gives equal hashes in
-    every process; the column names are part of the hash.
+    every process; the column names are part of the hash. Values are taken by position:
+    the frame's index, whatever its kind, never realigns them.
     """
-    names = sorted(map(str, domain_columns(df) if columns is None else columns))
+    labels = sorted(domain_columns(df) if columns is None else columns, key=str)
+    names = [str(label) for label in labels]
     if not len(df):
         return np.zeros(0, dtype=np.uint64)
     salt = np.uint64(int(hashlib.sha256("\x1f".join(names).encode()).hexdigest()[:16], 16))
     if not names:
         return np.full(len(df), salt, dtype=np.uint64)
-    frame = pd.DataFrame({n: _hashable(df[n]).to_numpy() if df[n].dtype == object
-                          else _hashable(df[n]) for n in names}, index=pd.RangeIndex(len(df)))
+    frame = pd.DataFrame({i: _hashable(df[label]) for i, label in enumerate(labels)},
+                         index=pd.RangeIndex(len(df)))
     return pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ salt
 
 
@@ -287,10 +299,23 @@ def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_digest(df: pd.DataFrame) -> str:
-    """A digest of a table's content: column names, dtypes and every row's hash."""
-    h = hashlib.sha256(json.dumps([[str(c), str(df[c].dtype)] for c in df.columns]).encode())
+    """A digest of a table's content: column names and dtypes, every row's hash, and the
+    index (its labels by position) unless it is the default ``0..n-1``."""
+    frame = df if df.columns.is_unique else df.set_axis(range(df.shape[1]), axis=1)
+    index = df.index
+    default = isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 \
+        and not any(index.names)
+    header = [[str(c), str(t)] for c, t in zip(df.columns, df.dtypes)]
+    if not default:
+        header.append(["index", [str(n) for n in index.names],
+                       [str(index.get_level_values(i).dtype) for i in range(index.nlevels)]])
+    h = hashlib.sha256(json.dumps(header).encode())
     if len(df):
-        h.update(row_hashes(df, list(df.columns)).tobytes())
+        h.update(row_hashes(frame, list(frame.columns)).tobytes())
+        if not default:
+            levels = pd.DataFrame({i: index.get_level_values(i).array
+                                   for i in range(index.nlevels)}, index=pd.RangeIndex(len(df)))
+            h.update(row_hashes(levels, list(levels.columns)).tobytes())
     return h.hexdigest()[:20]
 
 

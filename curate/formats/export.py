@@ -34,7 +34,7 @@ from ..io.atomic import write_text_array
 from ..core.fingerprint import fingerprint_of
 from ..core.json_text import (TEXT, arrow_values, encode_json_string, join_texts,
                               json_strings, text_array)
-from ..core.table import column_values, row_dicts
+from ..core.table import REASON, column_values, mark, row_dicts, source_locations
 
 VALIDATED_ROWS = 200  # rows checked against the format's schema (a spread sample)
 
@@ -86,6 +86,17 @@ def _pieces(template: str) -> tuple[tuple[str, str | None], ...] | None:
 
 _DUMPS = json.JSONEncoder(ensure_ascii=False).encode
 _SLOT = "\x1f{}\x1f"  # a placeholder no template produces; JSON writes it as \u001f{}\u001f
+
+
+def _blank_text(series: pd.Series) -> np.ndarray:
+    """Cells that are text holding nothing but whitespace (other values never render
+    empty, and missing ones are `split`'s ``missing_field``)."""
+    values = arrow_values(series) if isinstance(series.dtype, pd.StringDtype) else None
+    if values is not None:
+        trimmed = pc.utf8_length(pc.utf8_trim_whitespace(values.cast(TEXT)))
+        return pc.fill_null(pc.equal(trimmed, 0), False).to_numpy(zero_copy_only=False)
+    return np.fromiter((type(v) is str and not v.strip() for v in series.tolist()),
+                       dtype=bool, count=len(series))
 
 
 def _pick(values, at: np.ndarray) -> list[str]:
@@ -151,6 +162,53 @@ class ChatExport:
         step = max(1, len(rows) // VALIDATED_ROWS)
         validate_rows(rows[::step], fmt, where=self.name, step=step)
         return rows
+
+    # -- rows that cannot make a conversation ---------------------------------------------------
+    def split(self, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(exportable, errored)``: a row whose template field is missing, or whose turn
+        would be empty (only whitespace), is errored (``missing_field``, ``empty_turn``)
+        with the export's name as its stage; an export never writes an empty turn."""
+        self._check_fields(df)
+        n = len(df)
+        codes, reasons = np.full(n, None, dtype=object), np.full(n, None, dtype=object)
+        fields = np.full(n, None, dtype=object)
+
+        def flag(mask, code, reason, field):
+            mask = np.asarray(mask, dtype=bool) & (codes == None)  # noqa: E711
+            codes[mask], reasons[mask], fields[mask] = code, reason, field
+
+        for name in self.required_fields():
+            flag(df[name].isna().to_numpy(), "missing_field", f"field {name!r} is missing "
+                 f"(empty or null): the conversation would lack it", name)
+        for role, part in self._turns():
+            reads = [part] if role == "assistant" and isinstance(part, str) and "{" not in part \
+                else (template_fields(part) if isinstance(part, str) else [])
+            flag(self._blank(part, df, role == "assistant"), "empty_turn",
+                 f"the {role} turn would be empty", reads[0] if reads else None)
+        bad = codes != None  # noqa: E711
+        if not bad.any():
+            return df, df.iloc[0:0]
+        errored = mark(df[bad], self.name, codes[bad], reasons[bad], fields[bad])
+        return df[~bad].reset_index(drop=True), errored.reset_index(drop=True)
+
+    def _turns(self) -> list[tuple[str, Template]]:
+        system = [("system", self.system)] if self.system is not None else []
+        return system + [("user", self.human), ("assistant", self.gpt)]
+
+    def _blank(self, part: Template, df: pd.DataFrame, answer: bool) -> np.ndarray:
+        """Rows whose rendered ``part`` holds nothing but whitespace."""
+        if callable(part) or (_pieces(part) is None and not (answer and "{" not in part)):
+            return np.array([not self._render(part, r, answer).strip() for r in row_dicts(df)],
+                            dtype=bool)
+        if answer and "{" not in part:
+            return _blank_text(df[part])
+        blank = np.ones(len(df), dtype=bool)
+        for literal, name in _pieces(part):
+            if literal.strip():
+                return np.zeros(len(df), dtype=bool)
+            if name is not None:
+                blank &= _blank_text(df[name])
+        return blank
 
     # -- column-wise rendering: what `write` uses ---------------------------------------------
     @staticmethod
@@ -233,9 +291,22 @@ class ChatExport:
         """The JSON lines of one format (without newlines): `line_array` as a list."""
         return self.line_array(df, fmt, end="").to_pylist()
 
+    def files(self) -> list[str]:
+        """The names `write` gives the files and folders it writes in its folder."""
+        return [f"{fmt}.jsonl" for fmt in self.formats] + \
+            (["dataset"] if self.datasets_folder else [])
+
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
-        """Write every requested format into ``folder``; returns {format: path}."""
+        """Write every requested format into ``folder``; returns {format: path}. Rows that
+        `split` errors are refused (set them aside with `split` first)."""
         folder = Path(folder)
+        _, errored = self.split(df)
+        if len(errored):
+            first = errored.iloc[0]
+            raise StageError(self.name, f"{len(errored)} of {len(df)} rows would make an empty "
+                                        f"or incomplete conversation ({first[REASON]} at "
+                                        f"{', '.join(source_locations(errored))}); set them "
+                                        f"aside with .split(df) first")
         built = {fmt: self.line_array(df, fmt) for fmt in self.formats}
         paths = {}
         for fmt, lines in built.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from ..core.table import ID, LINEAGE, SOURCE, frame_from_records, is_bookkeeping
 from ..errors import InputError
+from .json_depth import check_depth
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
@@ -41,6 +43,26 @@ def display_path(path: Path) -> str:
     """The path as a person would write it: relative to the working folder when inside it."""
     resolved = Path(path).resolve()
     return os.path.relpath(resolved) if resolved.is_relative_to(Path.cwd()) else str(resolved)
+
+
+def check_readable(path: Path) -> None:
+    """Refuse a path that is missing, or is neither a regular file nor a folder (a named
+    pipe or a device would be read forever)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(path.resolve(), "no such file or folder") from None
+    except OSError as error:
+        raise InputError(path, f"cannot read the file: {error.strerror or error}") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a character device"
+            if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "a socket"
+            if stat.S_ISSOCK(mode) else "not a file")
+    raise InputError(path, f"not a regular file ({kind}); give a table file or a saved "
+                           f"datasets folder")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -78,6 +100,8 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise _decode_error(path, number, raw, exc) from None
+        except RecursionError:  # `check_depth` ran first: only a deep stack gets here
+            raise InputError(path, "JSON nested too deeply to read", line=number) from None
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object per line, got "
                                    f"{type(obj).__name__}", line=number)
@@ -121,6 +145,7 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
     """The rows through pyarrow's JSON reader, or None when it cannot keep every value
     exactly as written (nested objects, mixed types, values it would reinterpret)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     try:
@@ -133,7 +158,8 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
         if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
             return None  # the text would come back as a timestamp: keep what was written
         if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-            if not _scalar_type(kind.value_type):
+            if not _scalar_type(kind.value_type) or (pa.types.is_floating(kind.value_type)
+                                                     and _past_int64(pc.list_flatten(column))):
                 return None
             columns[name] = pd.Series(column.to_pylist(), dtype=object)
         elif pa.types.is_struct(kind) or pa.types.is_map(kind):
@@ -144,9 +170,20 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
             columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
         elif column.null_count and pa.types.is_boolean(kind):
             columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        elif pa.types.is_floating(kind) and _past_int64(column):
+            return None  # an integer past int64 became a float (and so did the column's ints)
         else:
             columns[name] = column.to_pandas()
     return pd.DataFrame(columns, index=pd.RangeIndex(len(table)))
+
+
+def _past_int64(column) -> bool:
+    """Whether a float column holds a whole number outside int64's range: an integer the
+    reader could not keep (a float written that large is read exactly by ``json`` too)."""
+    import pyarrow.compute as pc
+
+    big = pc.greater_equal(pc.abs(column), 2.0 ** 63)
+    return bool(pc.any(pc.and_(big, pc.equal(pc.floor(column), column))).as_py())
 
 
 def _scalar_type(kind) -> bool:
@@ -167,6 +204,10 @@ def _is_utf8(data: bytes) -> bool:
 def read_jsonl(path) -> pd.DataFrame:
     path = Path(path)
     data = _read_bytes(path)
+    if re.match(rb"\s*\[", data):
+        raise InputError(path, "this file holds one JSON array; name it .json or write one "
+                               "object per line", line=1)
+    check_depth(path, data, lines=True)
     frame = _arrow_frame(data) if data.strip() and _is_utf8(data) else None
     lines = _row_lines(data, len(frame)) if frame is not None else None
     if frame is None or len(lines) != len(frame):
@@ -177,9 +218,16 @@ def read_jsonl(path) -> pd.DataFrame:
 
 
 def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
-    if SOURCE in df.columns:
+    """Each row's ``_source``: the one it carries, else its own file and line."""
+    if SOURCE not in df.columns:
+        df[SOURCE] = source_locations(where, numbers, df.index)
         return df
-    df[SOURCE] = source_locations(where, numbers, df.index)
+    missing = df[SOURCE].isna().to_numpy()
+    if missing.any():
+        values = df[SOURCE].to_numpy(dtype=object, copy=True)
+        values[missing] = source_locations(where, np.asarray(numbers)[missing],
+                                           df.index[missing]).to_numpy(dtype=object)
+        df[SOURCE] = pd.Series(values, index=df.index, dtype=object)
     return df
 
 
@@ -232,10 +280,14 @@ def _parse_cell(path, line, col, value):
         return json.loads(value) if value != "" else None
     except json.JSONDecodeError as exc:
         raise InputError(path, f"column {col!r} is not JSON: {exc.msg}", line=line) from None
+    except RecursionError:
+        raise InputError(path, f"column {col!r}: JSON nested too deeply to read",
+                         line=line) from None
 
 
 def _read_json_array(path: Path) -> pd.DataFrame:
     data = _read_bytes(path)
+    check_depth(path, data, lines=False)
     try:
         value = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -273,8 +325,7 @@ def _read_datasets_folder(path: Path) -> pd.DataFrame:
 
 
 def _read_path(path: Path, json_columns) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(path.resolve(), "no such file or folder")
+    check_readable(path)
     if path.is_dir():
         return _read_datasets_folder(path)
     suffix, _ = table_suffix(path)

@@ -21,7 +21,7 @@ _EXPORTS = {
     "Usage": "accounting", "PRICES": "accounting", "set_price": "accounting",
     "ResponseCache": "cache", "cache_key": "cache", "default_cache_path": "cache",
     "use_default_cache_path": "cache",
-    "Backend": "embedded", "TransformersBackend": "embedded", "default_backend": "embedded",
+    "Backend": "backends", "TransformersBackend": "backends", "default_backend": "backends",
     "ParseError": "structured", "extract_json": "structured", "parse_json": "structured",
     "validate": "structured", "complete_parsed": "structured",
 }

@@ -110,9 +110,6 @@ class ResponseCache:
                 found.update((key, json.loads(response)) for key, response in rows)
         return found
 
-    def get(self, key: str) -> dict | None:
-        return self.get_many([key]).get(key)
-
     def put(self, key: str, model: str, response: dict) -> None:
         """Store one response and commit at once (a later kill cannot lose it)."""
         text = json.dumps(response, ensure_ascii=False)

@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import hashlib
 import inspect
 import json
 import logging
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
 from ..errors import CurateError
-from ._http import EndpointState, Sender
-from .dialects import DIALECTS
 from .accounting import Usage
-from .batch import batch_options, run_batches
+from .backends import WARNING, Backend, default_backend
+from .batch.options import batch_options
+from .batch.run import run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
-from .embedded import WARNING, Backend, default_backend
+from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
+from .dialects import DIALECTS
 from .limits import RateLimiter
-from .types import REFUSED, TRUNCATED, Completion, Failure, Request
+from .online import EndpointState, Sender
+from .types import Completion, Failure, Request
+from .wire import usable
 
 log = logging.getLogger("curate.llm")
 OPENAI_URL = "https://api.openai.com/v1"
@@ -37,39 +41,18 @@ _warned_embedded = False
 Result = Completion | Failure
 
 
-class _Secret:
-    """Holds the API key; its repr and str never show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-def redact_url(url: str | None) -> str | None:
-    """The URL without any ``user:password@`` part."""
-    return re.sub(r"//[^/@]+@", "//", url) if url else url
-
-
 class LLM:
     """A chat-completions client with limits, retries, a cache and accounting.
 
     Args:
         model: the model name sent to the endpoint (or env ``CURATE_LLM_MODEL``).
         base_url: the endpoint, e.g. ``http://localhost:8000/v1`` (or env ``OPENAI_BASE_URL``).
-            With neither a URL nor an API key, the embedded SmolLM2-135M-Instruct runs
-            in-process (for trying the pipeline only); with a key and no URL, OpenAI's.
+            With a key and no URL, OpenAI's. With neither, an ``LLM()`` that names no model
+            (and no ``CURATE_LLM_MODEL``) runs the embedded SmolLM2-135M-Instruct in-process
+            (for trying the pipeline only); a named model is refused in one line.
         api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
             reprs or error messages.
-        backend: an in-process :class:`~curate.llm.embedded.Backend` to use instead of HTTP.
+        backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
         concurrency: requests in flight at once.
         rpm, tpm: optional requests- and tokens-per-minute limits.
         timeout: seconds per request.
@@ -108,13 +91,23 @@ class LLM:
             raise CurateError(f"LLM: concurrency and max_tries must be >= 1, got "
                               f"concurrency={concurrency}, max_tries={max_tries}")
         key = api_key or os.environ.get("OPENAI_API_KEY")
-        self._secret = _Secret(key or "not-needed")
-        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL")
+        self.secret = Secret(key or PLACEHOLDER)
+        self.key_source = ("the api_key passed to LLM(...)" if api_key else
+                           "OPENAI_API_KEY" if key else "the key: none is set (api_key= or "
+                                                        "OPENAI_API_KEY)")
+        self.base_url = (checked_url(base_url, "base_url")
+                         or checked_url(os.environ.get("OPENAI_BASE_URL"), "OPENAI_BASE_URL")
                          or (OPENAI_URL if key else None))
         self.backend, self._embedded_default = backend, False
+        self._unconnected: str | None = None  # why this client may plan but not send
         if backend is None and self.base_url is None:
-            self.backend, self._embedded_default = default_backend(), True
-            self._ignored_model = model
+            named = model or os.environ.get("CURATE_LLM_MODEL")
+            if named is None:
+                self.backend, self._embedded_default = default_backend(), True
+            elif _planning.get():
+                self._unconnected = _no_endpoint(model, named)
+            else:
+                raise CurateError(_no_endpoint(model, named))
         if self.backend is not None:
             self.model, self.base_url = self.backend.name, None
         else:
@@ -131,7 +124,7 @@ class LLM:
         self.max_tokens, self.seed = max_tokens, seed
         self.cache, self.prices, self.extra_body = cache, dict(prices or {}), extra_body
         self.usage = Usage()
-        self._limiter = RateLimiter(rpm, tpm)
+        self.limiter = RateLimiter(rpm, tpm)
         self.structured = structured
         self.endpoint = EndpointState(structured if structured != "auto" else None)
         self.batch = batch_options(batch)
@@ -187,6 +180,22 @@ class LLM:
             engine = getattr(self.backend, "structured_engine", None)
             return f"backend:{engine() if callable(engine) else 'none'}"
         return self.structured
+
+    def structured_status(self) -> str:
+        """How replies to requests with a JSON Schema are held to it: ``constrained``
+        (while decoding, in-process), ``requested (<dialect>)`` (sent to the endpoint, which
+        enforces it or not) or ``unconstrained (<why>)``; every reply is validated anyway."""
+        if self.backend is not None:
+            engine = getattr(self.backend, "structured_engine", None)
+            if callable(engine) and engine() != "none":
+                return "constrained"
+            return ("unconstrained (xgrammar missing)" if callable(engine)
+                    else "unconstrained (the backend cannot constrain decoding)")
+        if self.endpoint.refused is not None:
+            return "unconstrained (the endpoint refused structured requests)"
+        if self.structured == "off":
+            return "unconstrained (structured='off')"
+        return f"requested ({self.endpoint.dialect or self.structured})"
 
     def open_cache(self) -> ResponseCache | None:
         """The cache this client writes to now (the default path is read at call time)."""
@@ -249,9 +258,11 @@ class LLM:
         for i, key in enumerate(keys):
             if key in hits:
                 call.add(cached=1)
-                deliver(i, self._finish(Completion.from_raw(hits[key], cached=True), call))
+                deliver(i, usable(Completion.from_raw(hits[key], cached=True), call))
             else:
                 groups.setdefault(key, []).append(i)
+        if groups and self._unconnected:
+            raise CurateError(self._unconnected)
         if groups:
             if self.backend is not None:
                 await self._run_backend(resolved, groups, cache, call, deliver)
@@ -263,28 +274,15 @@ class LLM:
         self.usage.add(**{k: after[k] - before[k] for k in after})
         return results  # type: ignore[return-value]
 
-    def _finish(self, completion: Completion, usage: Usage) -> Result:
-        """A completion cut off or refused is a failure, not data (its text is kept)."""
-        if completion.finish_reason == "length":
-            usage.add(truncated=1)
-            return Failure(TRUNCATED, f"the reply was cut off at {completion.completion_tokens} "
-                           f"tokens (finish_reason 'length'); raise max_tokens or ask for a "
-                           f"shorter answer", attempts=completion.attempts, text=completion.text)
-        if completion.finish_reason == "content_filter":
-            return Failure(REFUSED, "the endpoint withheld the reply (finish_reason "
-                           "'content_filter')", attempts=completion.attempts, text=completion.text)
-        return completion
-
     async def _run_http(self, requests, groups, cache, usage, deliver) -> None:
-        semaphore = asyncio.Semaphore(self.concurrency)
-        sender = Sender(self, self._limiter, semaphore, usage)
+        sender = Sender(self, usage, self.concurrency)
 
         async def one(key: str, indices: list[int]) -> None:
             result = await sender.send(requests[indices[0]])
             if isinstance(result, Completion) and cache is not None:
                 cache.put(key, self.model, result.to_raw())
             if isinstance(result, Completion):
-                result = self._finish(result, usage)
+                result = usable(result, usage)
             for i in indices:
                 deliver(i, result)
 
@@ -297,8 +295,7 @@ class LLM:
         global _warned_embedded
         if self._embedded_default and not _warned_embedded:
             _warned_embedded = True
-            ignored = getattr(self, "_ignored_model", None)
-            log.warning(WARNING + (f" (model {ignored!r} is not used)" if ignored else ""))
+            log.warning(WARNING)
         items = list(groups.items())
         lock = threading.Lock()
 
@@ -309,7 +306,7 @@ class LLM:
                       completion_tokens=completion.completion_tokens)
             if cache is not None:
                 cache.put(key, self.model, completion.to_raw())
-            result = self._finish(completion, usage)
+            result = usable(completion, usage)
             with lock:
                 for i in indices:
                     deliver(i, result)
@@ -323,6 +320,30 @@ class LLM:
             outputs = await asyncio.to_thread(self.backend.generate, batch[start:start + size])
             for j, completion in enumerate(outputs, start=start):
                 done(j, completion)
+
+
+_planning: contextvars.ContextVar[bool] = contextvars.ContextVar("curate_planning",
+                                                                default=False)
+
+
+@contextlib.contextmanager
+def planning():
+    """Clients made inside may name a model with no endpoint (an estimate sends nothing);
+    such a client refuses, in one line, the first request it would have to send."""
+    token = _planning.set(True)
+    try:
+        yield
+    finally:
+        _planning.reset(token)
+
+
+def _no_endpoint(model: str | None, named: str) -> str:
+    """Why a named model cannot run: naming one means wanting it, not the embedded model."""
+    what = f"LLM: the model {named!r}" if model else \
+        f"LLM: CURATE_LLM_MODEL names the model {named!r}, but it"
+    return (f"{what} has no endpoint: set OPENAI_BASE_URL (or base_url=) to the server that "
+            f"runs it, or OPENAI_API_KEY (or api_key=) for OpenAI's API; an LLM() that names "
+            f"no model runs the small embedded demo model")
 
 
 def _takes_on_done(backend) -> bool:

@@ -1,30 +1,13 @@
 """Structured output: how each kind of endpoint is asked to follow a JSON Schema.
 
-A request that carries a schema is sent as a structured-output request in the endpoint's
-dialect, so the server constrains decoding and the reply parses:
-
-| dialect    | what is sent                                                              |
-|------------|---------------------------------------------------------------------------|
-| ``openai`` | ``response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict": true}}``, the schema adapted to strict mode |
-| ``vllm``   | ``response_format`` ``json_schema`` with the schema as it is (vLLM's guided decoding accepts all of JSON Schema it can compile) |
-| ``llamacpp`` | ``response_format: {"type": "json_object", "schema": ...}`` (llama.cpp's server and llama-cpp-python) |
-| ``ollama`` | ``format: <schema>``                                                      |
-| ``off``    | nothing: plain prompting                                                  |
-
-``auto`` infers the dialect: OpenAI's own host is ``openai``; otherwise the client asks the
-server's ``/models`` once and reads ``owned_by`` (``vllm``, ``llamacpp``, Ollama's
-``library``); a server that says nothing recognisable gets ``openai``'s form, the most
-widely understood. A server that refuses the structured request falls back to plain
-prompting once, says so once, and the client remembers. Every reply is still parsed and
-validated against the original schema, with one corrective retry.
-
-OpenAI's strict mode requires every property to be required and ``additionalProperties:
-false`` on every object, and accepts a subset of keywords. :func:`strict_schema` adapts a
-schema: optional properties become required-but-nullable, unsupported keywords are dropped
-(the client's own validation still applies them), ``oneOf`` becomes ``anyOf``; a schema
-with a free-form object (no ``properties``) cannot be strict and is sent with
-``strict: false``. :func:`drop_added_nulls` removes the nulls strict mode made the model
-write for properties the original schema left optional.
+:func:`body_fields` gives the request fields of each dialect (``openai``, ``vllm``,
+``llamacpp``, ``ollama``; ``off`` sends none; the table is in ``curate/llm/README.md``);
+``auto`` is resolved by :func:`dialect_from_models` from the server's ``/models``.
+OpenAI's strict mode wants every property required and ``additionalProperties: false``,
+and a subset of keywords: :func:`strict_schema` adapts a schema (optional properties
+become required-but-nullable, unsupported keywords are dropped, the client's validation
+still applies them; a free-form object makes it ``strict: false``), and
+:func:`drop_added_nulls` removes the nulls strict mode made the model write.
 """
 from __future__ import annotations
 

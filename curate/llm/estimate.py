@@ -15,7 +15,8 @@ The method, printed with every estimate:
   (OpenAI's rule of thumb for English and its chat format's overhead), plus the JSON
   Schema's characters / 4 where OpenAI receives it as a structured-output request. No
   OpenAI tokenizer is available offline, so this is an approximation (code, JSON and
-  other languages take more tokens per character);
+  other languages take more tokens per character). The client's ``tpm`` limiter starts
+  from the same estimate and corrects it from the prompt tokens replies report;
 - **completion tokens**: each request's ``max_tokens`` (256 where none is set), the most a
   reply can take: the completion figures and costs are upper estimates;
 - **rows**: stages are not run (a ``Sample`` is: it draws rows without looking at
@@ -28,20 +29,15 @@ The method, printed with every estimate:
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .accounting import batch_price_of, cost_of, price_of
+from .limits import DEFAULT_COMPLETION, completion_bound, prompt_tokens
 from .types import REQUEST_FAILED, Failure, Request
 
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
-TOKENS_PER_REPLY = 3
-DEFAULT_COMPLETION = 256  # the bound assumed for a request without max_tokens
 FOLLOWUP_TOKENS = 60      # the correction or feedback message of a retry round
 METHOD = ("prompt tokens = characters/4 + 4 per message + 3 per reply (+ the schema's "
           "characters/4 where OpenAI receives it); completion tokens = max_tokens, the bound "
@@ -131,19 +127,6 @@ def dry_run(stage, df: pd.DataFrame, unknown_columns=()) -> list[Request]:
 
 
 # -- tokens and cost ----------------------------------------------------------------------
-def prompt_tokens(request: Request, schema_counted: bool = False) -> int:
-    """The estimated prompt tokens of a request (see the module docstring)."""
-    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-    tokens = math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
-    if schema_counted and request.schema is not None:
-        tokens += math.ceil(len(json.dumps(request.schema)) / CHARS_PER_TOKEN)
-    return tokens + TOKENS_PER_REPLY
-
-
-def completion_bound(request: Request) -> int:
-    return int(request.max_tokens) if request.max_tokens else DEFAULT_COMPLETION
-
-
 def _schema_counted(llm) -> bool:
     """Whether the endpoint counts a structured-output schema as prompt (OpenAI does)."""
     host_is_openai = "api.openai.com" in (llm.base_url or "")

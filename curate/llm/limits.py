@@ -1,29 +1,48 @@
-"""Rate limits, backoff and the classification of errors into retry-or-give-up."""
+"""Rate limits: requests and tokens per minute, and the tokens a request is charged."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import random
+import math
 import threading
 import time
 
-import openai
+from .types import Request
 
-RETRY_STATUS = {408, 409, 429}
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+DEFAULT_COMPLETION = 256  # the bound assumed for a request without max_tokens
+
+
+def prompt_tokens(request: Request, schema_counted: bool = False) -> int:
+    """The estimated prompt tokens of a request: characters / 4 of each message, plus 4 per
+    message and 3 for the reply (OpenAI's chat overhead), plus the schema's characters / 4
+    where the endpoint counts it (``schema_counted``). No OpenAI tokenizer is available
+    offline: this is the rule of thumb, and the limiter corrects it from what replies report."""
+    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+    tokens = math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+    if schema_counted and request.schema is not None:
+        tokens += math.ceil(len(json.dumps(request.schema)) / CHARS_PER_TOKEN)
+    return tokens + TOKENS_PER_REPLY
+
+
+def completion_bound(request: Request) -> int:
+    """The most completion tokens a request can take (``max_tokens``, else 256)."""
+    return int(request.max_tokens) if request.max_tokens else DEFAULT_COMPLETION
 
 
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits as two token buckets.
 
-    Each request takes one request and its estimated tokens before it is sent. The buckets
-    hold one second's worth (so a run never bursts a minute's budget at once) and refill
-    continuously at ``limit / 60`` per second. A request larger than the bucket waits for a
-    full bucket and is then charged in full: the bucket goes into debt and later requests
-    wait it out, so over time the tokens sent per minute stay at the limit for any request
-    size. A 429 from the endpoint starts a cooldown that holds every new request until the
-    time the server asked for. The state is guarded by a thread lock, so the limits hold
-    for one client shared across threads (each with its own event loop).
+    The buckets hold one second's worth and refill at ``limit / 60`` per second; a request
+    larger than the bucket waits for a full one and is charged in full (a debt later
+    requests wait out), so the long-run rate holds for any request size. A 429 starts a
+    cooldown that holds every new request. Thread-safe: one client shared across threads
+    keeps its limits. A prompt is charged its estimate (:func:`prompt_tokens`) times the
+    ratio of reported to estimated prompt tokens so far (:meth:`prompt_charge`), and each
+    reply's difference is charged or refunded (:meth:`settle`), so the limit holds for
+    text of about one character a token (CJK, dense code) too.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
@@ -33,6 +52,7 @@ class RateLimiter:
         self._requests, self._tokens = self._request_cap, self._token_cap
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
+        self._estimated = self._reported = 0  # prompt tokens, for the running correction
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # a copy (another process) gets its own lock
@@ -74,6 +94,26 @@ class RateLimiter:
                 self._tokens -= tokens  # in full: a request over the bucket leaves a debt
             return 0.0
 
+    def prompt_charge(self, estimate: int) -> int:
+        """The tokens to charge a prompt estimated at ``estimate``, corrected by the ratio
+        of the prompt tokens replies reported to those estimated for them so far."""
+        with self._lock:
+            if not self._estimated or not self._reported:
+                return estimate
+            return math.ceil(estimate * self._reported / self._estimated)
+
+    def settle(self, estimate: int, charged: int, reported: int) -> None:
+        """Learn from a reply whose prompt was estimated at ``estimate``, charged
+        ``charged`` and counted ``reported`` by the endpoint (0: not reported)."""
+        if reported <= 0 or estimate <= 0:
+            return
+        with self._lock:
+            self._estimated += estimate
+            self._reported += reported
+            if self.tpm:
+                self._refill(time.monotonic())
+                self._tokens = min(self._token_cap, self._tokens - (reported - charged))
+
     async def acquire(self, tokens: int = 0) -> None:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
         if not self.rpm and not self.tpm and time.monotonic() >= self._cooldown_until:
@@ -83,87 +123,3 @@ class RateLimiter:
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
-
-
-def estimate_tokens(messages: list[dict], max_tokens: int | None) -> int:
-    """A rough token count for the TPM budget: ~4 characters per token, plus the reply."""
-    chars = sum(len(m.get("content", "")) for m in messages)
-    return chars // 4 + 8 * len(messages) + (max_tokens or 256)
-
-
-def parse_retry_after(headers) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    value = headers.get("retry-after-ms")
-    if value:
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, capped, times U(0.5, 1)."""
-    return min(cap, base * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.0)
-
-
-def classify(error: BaseException) -> tuple[bool, float | None, str]:
-    """Whether an error is worth retrying, the server's requested wait, and a one-line reason.
-
-    The reason never quotes the server's message for authentication errors (some echo part
-    of the key back); callers also scrub the key from every reason they store.
-    """
-    if isinstance(error, openai.APITimeoutError):
-        return True, None, "request timed out"
-    if isinstance(error, openai.APIConnectionError):
-        cause = error.__cause__ or error.__context__
-        detail = f" ({type(cause).__name__})" if cause is not None else ""
-        return True, None, f"connection error{detail}"
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        if status in (401, 403):
-            return False, None, (f"HTTP {status}: the endpoint refused the credentials; "
-                                 f"check OPENAI_API_KEY")
-        wait = parse_retry_after(getattr(error.response, "headers", None))
-        retry = status in RETRY_STATUS or status >= 500
-        return retry, wait, f"HTTP {status}: {_message_of(error)}"
-    if isinstance(error, (json.JSONDecodeError, openai.APIResponseValidationError)):
-        return True, None, "the endpoint sent a malformed response body"
-    if isinstance(error, MalformedReply):
-        return True, None, str(error)
-    return False, None, f"{type(error).__name__}: {error}"
-
-
-class MalformedReply(Exception):
-    """A 200 response without a usable choice (no choices, no message)."""
-
-
-def _message_of(error: openai.APIStatusError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else None
-        if message:
-            return str(message)
-    return str(getattr(error, "message", "")) or "error"
-
-
-def one_line(text: str, limit: int = 300, secret: str | None = None) -> str:
-    """Collapse whitespace, remove ``secret`` and cut to ``limit`` characters."""
-    if secret:
-        text = text.replace(secret, "***")
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from ..errors import CurateError
-from .limits import one_line
+from .credentials import one_line
 from .types import PARSE_FAILED, Completion, Failure, Request
 
 JSON_CORRECTION = ("Your reply could not be used: {error}. Reply again with only the "

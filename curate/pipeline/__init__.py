@@ -12,9 +12,9 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.stage import Stage
+from ..core.stage import Stage, check_name, did_you_mean
 from ..core.table import assign_ids, table_digest
-from ..errors import InputError, StageError
+from ..errors import StageError
 from .report import ReportOptions
 from .runner import RunResult, run_pipeline
 
@@ -64,6 +64,7 @@ class Pipeline:
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, Stage):
                 raise StageError(f"stages[{i}]", f"expected a Stage, got {type(stage).__name__}")
+            check_name(stage.name)  # a name set after the stage was built
 
     def run(self, out, limit: int | None = None, progress: bool = True,
             spec_path: str | None = None, executor="local") -> RunResult:
@@ -74,6 +75,32 @@ class Pipeline:
         """
         return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path,
                             executor=executor)
+
+    def check_fields(self, columns) -> None:
+        """Before anything runs: a field a stage requires, or the export's template reads,
+        that no row can have (neither in the source nor declared by a stage before it) is
+        a one-line error with the closest name. After a stage that may add columns it does
+        not declare (``Derive``, ``Augment``, a stage of your own), nothing is certain and
+        nothing more is checked."""
+        known = list(dict.fromkeys(map(str, columns)))
+
+        def shown():
+            return ", ".join(c for c in known if not c.startswith("_"))
+
+        for stage in self.stages:
+            for name in stage.required_fields():
+                if name not in known:
+                    raise StageError(stage.name, f"the table has no field {name!r} (fields: "
+                                                 f"{shown()}){did_you_mean(name, known)}",
+                                     field=name)
+            known += [str(c) for c in stage.added_columns() if str(c) not in known]
+            if not type(stage).__dict__.get("declares_columns", False):
+                return  # a subclass may add columns its class did not declare
+        for name in self.export.required_fields() if self.export is not None else ():
+            if name not in known:
+                raise StageError(self.export.name, f"the template needs field {name!r}, which "
+                                                   f"no row will have (fields: {shown()})"
+                                                   f"{did_you_mean(name, known)}", field=name)
 
     # -- the source ------------------------------------------------------------------------
     def resolved_source(self):
@@ -88,12 +115,23 @@ class Pipeline:
             source.base = Path(self.base) if self.base is not None else None
         return source
 
-    def source_key(self, limit: int | None = None) -> str:
-        """A digest of what the source holds (a file's bytes; a table's content)."""
+    def source_paths(self) -> list[Path]:
+        """The files and folders the source reads (none for a table given in memory)."""
         source = self.resolved_source()
         if isinstance(source, Path):
-            if not source.exists():
-                raise InputError(source.resolve(), "no such file or folder")
+            return [source]
+        if hasattr(source, "load") and hasattr(source, "sources"):  # a Mix
+            return [p for p in map(source._resolved, source.sources.values())
+                    if isinstance(p, Path)]
+        return []
+
+    def source_key(self, limit: int | None = None) -> str:
+        """A digest of what the source holds (a file's bytes; a table's content)."""
+        from ..io.read import check_readable
+
+        source = self.resolved_source()
+        if isinstance(source, Path):
+            check_readable(source)
             digest = f"file:{path_digest(source)}"
         elif hasattr(source, "load") and hasattr(source, "fingerprint"):
             fp = source.fingerprint()

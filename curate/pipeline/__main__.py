@@ -8,6 +8,7 @@ import sys
 from ..errors import CurateError
 from .executors import NAMES, make_executor
 from .spec import load_spec
+from .summary import errored_lines
 
 EPILOG = """\
 The spec is a Python file that defines:
@@ -17,12 +18,21 @@ The spec is a Python file that defines:
 A relative source path is taken from the spec file's own folder, not from the folder
 you run the command in.
 
-The run folder gets a checkpoint per stage (reused on rerun when the stage's input and
-parameters are unchanged; an unchanged rerun recomputes and rewrites nothing),
-rejected.jsonl and errored.jsonl (every dropped row with its stage, reason and source
-line), kept.parquet (the final table), export/ (sharegpt JSONL and other formats),
-report.html and manifest.json (written last: a folder without it holds no finished run).
-The folder is locked while a run uses it.
+The run folder (new or empty; a folder holding files this library did not write is
+refused) gets:
+  export/sharegpt.jsonl     the training file (and any other formats the export names)
+  rejected.jsonl.gz         every rejected row with its stage, reason and source line
+  errored.jsonl             every errored row, with its reason and traceback
+  report.html               funnel, reasons, distributions, examples
+  manifest.json             counts, timings, versions, what was reused (written last:
+                            a folder without it holds no finished run)
+  checkpoints/              checkpoints/00_source.parquet (a copy of the source) and one
+                            folder per stage; a rerun reuses a stage whose input and
+                            parameters are unchanged and says why it runs one again
+  cache/                    the LLM response cache
+  .curate-run.json          what runs wrote here: a run removes or replaces nothing else
+Open the final table with curate.open_run(DIR).kept. The folder is locked while a run
+uses it.
 
 --estimate sends nothing: it prints each LLM stage's requests, estimated tokens and cost
 online and in batch mode (with --out, requests already in that run folder's cache are
@@ -69,14 +79,20 @@ def main(argv=None) -> int:
     try:
         _set_prices(parser, args.price)
         if args.estimate:
+            from ..llm.client import planning
             from ..llm.estimate import estimate_pipeline
 
-            print(estimate_pipeline(load_spec(args.spec), limit=args.limit, out=args.out).render())
+            with planning():  # a model with no endpoint yet can be estimated
+                pipeline = load_spec(args.spec)
+            print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
             return 0
         executor, _ = make_executor(args.executor, **ray_options)
         pipeline = load_spec(args.spec)
-        pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
-                     spec_path=args.spec, executor=executor)
+        run = pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
+                           spec_path=args.spec, executor=executor)
+        if args.no_progress:  # no funnel, but errored rows are never only a count
+            for line in errored_lines(run.manifest, args.out):
+                print(line, file=sys.stderr)
     except CurateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ checkpoint without it, with another key, or with a file of another size is recom
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -29,6 +30,7 @@ from ..io.atomic import output_errors, write_json
 from ..io.columnar import read_frame, write_frame
 
 PARTS = ("kept", "rejected", "errored")
+STORED = ("key", "format", "parts", "files", "fingerprint", "input")  # not the stage's stats
 FORMAT = 2
 _CHECKED_ROWS = 200  # passed-through rows compared with the input before trusting the format
 
@@ -66,18 +68,26 @@ def _encode(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray):
 class CheckpointStore:
     """Checkpoints under ``<run>/checkpoints/NN_<stage>/``."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, owner=None):
         self.root = Path(run_dir) / "checkpoints"
+        self.owner = owner  # the folder's `RunFolder` record, when checkpoints are written
 
     def folder(self, index: int, name: str) -> Path:
         return self.root / f"{index:02d}_{name}"
 
+    def stored(self, index: int, name: str) -> dict | None:
+        """The saved stats of the checkpoint in the stage's folder, whatever its key."""
+        try:
+            stats = json.loads((self.folder(index, name) / "stats.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return stats if isinstance(stats, dict) else None
+
     def entry(self, index: int, name: str, key: str) -> dict | None:
         """The saved stats of a checkpoint that is complete and has this key, else None."""
         folder = self.folder(index, name)
-        try:
-            stats = json.loads((folder / "stats.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        stats = self.stored(index, name)
+        if stats is None:
             return None
         if stats.get("key") != key or stats.get("format") != FORMAT:
             return None
@@ -90,8 +100,11 @@ class CheckpointStore:
         return stats
 
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
-             result: StageResult) -> None:
+             result: StageResult, origin: dict | None = None) -> None:
+        """Save a stage's result; ``origin`` (its fingerprint and input key) is kept to say
+        why a later run recomputes it."""
         folder = self.folder(index, name)
+        self.owner.add(folder)  # refuses a folder this library did not write
         with output_errors(folder):
             if folder.exists():
                 shutil.rmtree(folder)
@@ -113,7 +126,8 @@ class CheckpointStore:
                     files[path.name] = path.stat().st_size
             parts[part] = {"rows": len(frame), "columns": list(map(str, frame.columns)),
                            "mode": mode}
-        stats = {**result.stats, "key": key, "format": FORMAT, "parts": parts, "files": files}
+        stats = {**result.stats, **(origin or {}), "key": key, "format": FORMAT, "parts": parts,
+                 "files": files}
         write_json(folder / "stats.json", stats)
 
     def load(self, index: int, name: str, stats: dict, input_df: pd.DataFrame) -> StageResult:
@@ -138,12 +152,14 @@ class CheckpointStore:
             if len(pieces) > 1 or "_at" in frame.columns:
                 frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
             tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
-        clean = {k: v for k, v in stats.items() if k not in ("key", "format", "parts", "files")}
+        clean = {k: v for k, v in stats.items() if k not in STORED}
         return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
 
     def prune(self, keep_names: set[str]) -> None:
-        """Remove checkpoint folders of stages no longer in the spec."""
+        """Remove the checkpoints of stages no longer in the spec: only folders a run of this
+        library wrote (another tool's folders here, a trainer's ``step_*``, stay)."""
         if self.root.exists():
             for folder in self.root.iterdir():
-                if folder.is_dir() and folder.name not in keep_names:
-                    shutil.rmtree(folder, ignore_errors=True)
+                if folder.is_dir() and folder.name not in keep_names and self.owner.owns(folder):
+                    with contextlib.suppress(OSError):
+                        self.owner.remove(folder, forget=True)

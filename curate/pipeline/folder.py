@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..core.table import assign_ids
+import pandas as pd
+
+from ..core.table import ID, STAGE, assign_ids, frame_from_records, isin
 from ..errors import InputError
 from ..io.columnar import read_frame
 from .checkpoint import CheckpointStore
@@ -63,4 +65,16 @@ def _tables(out: Path, manifest: dict) -> dict:
         result.stats.update(reused=stats.get("reused", False))
         results.append((stats["stage"], result))
         current = result.kept
-    return {"source": source, "kept": current, "stages": results}
+    errored = _export_errored(out, manifest)
+    if len(errored):  # the export wrote the final rows but these
+        current = current[~isin(current[ID], errored[ID])].reset_index(drop=True)
+    return {"source": source, "kept": current, "stages": results, "export_errored": errored}
+
+
+def _export_errored(out: Path, manifest: dict) -> pd.DataFrame:
+    """The rows the export errored, from ``errored.jsonl`` (they come after the stages')."""
+    info = manifest.get("export_errored") or {}
+    if not info.get("errored"):
+        return pd.DataFrame()
+    rows = [json.loads(line) for line in (out / "errored.jsonl").read_text().splitlines()]
+    return frame_from_records([r for r in rows if r.get(STAGE) == info["stage"]])

@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..core.fingerprint import Fingerprint, fingerprint_of
 from ..core.table import ID, ORIGIN, REASON, REASON_CODE, isin, row_dicts
+from .summary import top_reason
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
 SEED = 0
@@ -161,7 +162,8 @@ def _critiques(manifest, run, field, limit) -> list[dict]:
 
 def _reasons(manifest) -> list[dict]:
     counts = []
-    for s in manifest["stages"]:
+    export = manifest.get("export_errored") or {}
+    for s in [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]:
         for code, n in (s.get("reasons") or {}).items():
             counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "rejected"})
         for code, n in (s.get("errors") or {}).items():
@@ -174,16 +176,16 @@ def render_report(pipeline, run, manifest: dict) -> str:
     env = jinja2.Environment(loader=jinja2.PackageLoader("curate", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]))
     errored = [{"stage": r.get("_stage"), "code": r.get("_reason_code"), "reason": r.get("_reason"),
-                "source": r.get("_source")}
+                "source": r.get("_source"), "traceback": r.get("_traceback")}
                for r in row_dicts(_sample(run.errored, opts.examples), list(run.errored.columns))] \
         if len(run.errored) else []
-    funnel = [{k: s.get(k) for k in ("stage", "rows_in", "rows_created", "kept", "rejected",
-                                     "errored", "seconds", "reused", "computed_seconds")}
-              for s in manifest["stages"]]
+    funnel = [{**{k: s.get(k) for k in ("stage", "rows_in", "rows_created", "kept", "rejected",
+                                        "errored", "seconds", "reused", "computed_seconds")},
+               "top_reason": top_reason(s)} for s in manifest["stages"]]
     warnings = [{"stage": s["stage"], "text": w} for s in manifest["stages"]
                 for w in s.get("warnings", [])]
     reasons = _reasons(manifest)
-    from .summary import LLM_COLUMNS, llm_rows
+    from .summary import LLM_COLUMNS, errored_lines, llm_rows
     samples = {s["stage"]: s.get("failure_sample", []) for s in manifest["stages"]}
     return env.get_template("report.html").render(
         llm_columns=LLM_COLUMNS, llm_rows=llm_rows(manifest), failure_samples=samples,
@@ -196,4 +198,5 @@ def render_report(pipeline, run, manifest: dict) -> str:
         near_dups=_near_duplicates(manifest, run, opts.text_field, opts.examples),
         critiques=_critiques(manifest, run, opts.text_field, opts.examples), errored=errored,
         stage_examples=_stage_examples(run, opts.text_field, min(STAGE_EXAMPLES, opts.examples)),
-        run_folder=str(run.out), escape=html.escape)
+        run_folder=str(run.out), escape=html.escape,
+        errored_summary=errored_lines(manifest, run.out))

@@ -9,7 +9,9 @@ writes a new manifest; nothing is recomputed or rewritten.
 
 The folder is locked while a run uses it. ``manifest.json`` is removed first and written
 last, so a folder without it holds no finished run; outputs this run meant to replace are
-removed before it starts, and outputs it wrote are removed again if it fails.
+removed before it starts, and outputs it wrote are removed again if it fails. Only what
+runs wrote is ever removed or replaced (:mod:`.ownership`), and each stage that runs again
+says why (:mod:`.recompute`).
 """
 from __future__ import annotations
 
@@ -26,17 +28,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.stage import StageResult, TooManyRowErrors
+from ..core.stage import StageResult, TooManyRowErrors, first_error, reason_counts
 from ..core.table import ORIGIN
-from ..errors import CurateError, OutputError
+from ..errors import CurateError
 from ..core.json_text import json_line_array
 from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text, write_text_array
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .background import BackgroundWork
-from .checkpoint import CheckpointStore, chain_key
+from .checkpoint import STORED, CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
+from .recompute import recompute_reason
+from .ownership import RunFolder, prepare_folder
 from .report import render_report
 from .summary import print_funnel
 
@@ -84,7 +88,8 @@ class RunResult:
 
     @property
     def errored(self) -> pd.DataFrame:
-        return _concat([r.errored for _, r in self.stages])
+        """Every stage's errored rows, then the rows the export could not write."""
+        return _concat([r.errored for _, r in self.stages] + [self._get("export_errored")])
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -98,6 +103,12 @@ def _origins(kept: pd.DataFrame) -> dict[str, int]:
         return {}
     origin = kept[ORIGIN] if ORIGIN in kept.columns else pd.Series("source", index=kept.index)
     return {str(k): int(v) for k, v in origin.fillna("source").value_counts().items()}
+
+
+def _export_files(export) -> list[str]:
+    """The names an export writes in ``export/`` (none known for an export of your own)."""
+    files = getattr(export, "files", None)
+    return list(files()) if callable(files) else []
 
 
 def package_versions() -> dict[str, str]:
@@ -130,17 +141,6 @@ def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
     return total
 
 
-def prepare_folder(out: Path) -> None:
-    """Create the run folder, or say in one line why it cannot be one."""
-    if out.exists() and not out.is_dir():
-        raise OutputError(out, "it is a file, not a folder; choose another --out")
-    with output_errors(out):
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{uuid.uuid4().hex[:8]}"
-        probe.write_bytes(b"")
-        probe.unlink()
-
-
 def _size(path: Path) -> int | None:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
@@ -150,11 +150,12 @@ def _size(path: Path) -> int | None:
 class _Run:
     """One run of a pipeline into a folder (see the module docstring)."""
 
-    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path, executor):
+    def __init__(self, pipeline, out: Path, limit, progress: bool, spec_path, executor,
+                 folder: RunFolder):
         self.pipeline, self.out, self.limit = pipeline, out, limit
-        self.executor = executor
+        self.executor, self.folder = executor, folder
         self.progress, self.spec_path = progress, spec_path
-        self.store = CheckpointStore(out)
+        self.store = CheckpointStore(out, folder)
         self.started = datetime.now(timezone.utc)
         pipeline._loaded.clear()  # a source read in an earlier run may have changed
         self.t0 = time.perf_counter()
@@ -164,21 +165,25 @@ class _Run:
     def plan(self) -> None:
         self.source_key = self.pipeline.source_key(self.limit)
         key = chain_key("source", self.source_key)
-        self.keys, self.fingerprints, self.entries = [], [], []
+        self.keys, self.fingerprints, self.entries, self.origins = [], [], [], []
         for index, stage in enumerate(self.pipeline.stages, start=1):
             fp = stage.fingerprint()
             self.fingerprints.append(fp)
+            self.origins.append({"fingerprint": fp.digest if fp.stable else "unstable",
+                                 "input": key})
             salt = fp.digest if fp.stable else f"unstable-{uuid.uuid4().hex}"
             key = chain_key(key, type(stage).__qualname__, salt)
             self.keys.append(key)
             self.entries.append(self.store.entry(index, stage.name, key))
         self.first_to_run = next((i for i, e in enumerate(self.entries) if e is None),
                                  len(self.entries))
+        self.reasons = [self._reason(i) for i in range(len(self.entries))]
         final = chain_key(key, OUTPUT_FORMAT)
         export = self.pipeline.export
         export_fp = export.fingerprint().describe() if export is not None else "none"
         report_fp = self.pipeline.report.fingerprint().describe()
-        self.output_keys = {"rejected.jsonl.gz": final, "errored.jsonl": final,
+        self.output_keys = {"rejected.jsonl.gz": final,
+                            "errored.jsonl": chain_key(final, export_fp),
                             "export": chain_key(final, export_fp),
                             "report.html": chain_key(final, export_fp, report_fp)}
         old = self.previous.get("outputs", {}) if self.previous else {}
@@ -187,20 +192,38 @@ class _Run:
                               and _size(self.out / name) == old[name].get("bytes")
                               and "unstable" not in k}
 
+    def _reason(self, i: int) -> str | None:
+        """Why stage ``i`` runs (None: it is reused)."""
+        if i < self.first_to_run:
+            return None
+        stages = self.pipeline.stages
+        before = (self.previous or {}).get("stages") or []
+        return recompute_reason(
+            stages[i], self.fingerprints[i], self.origins[i],
+            self.store.stored(i + 1, stages[i].name), before[i] if i < len(before) else None,
+            stages[i - 1].name if i else None, i - 1 >= self.first_to_run,
+            self.entries[i] is not None)
+
     # -- running ----------------------------------------------------------------------------
     def execute(self) -> RunResult:
+        export = self.pipeline.export
+        self.folder.check(["manifest.json", "checkpoints", "cache",
+                           *(name for name in OUTPUTS if name != "export"),
+                           *(f"export/{name}" for name in _export_files(export))])
+        self.folder.remove_temporary()
         self.previous = self._take_manifest()
         self.plan()
         for name in OUTPUTS:
             if name not in self.reuse_outputs:
-                self._remove(self.out / name)
+                self.folder.remove(self.out / name)
         self.background = BackgroundWork()
         try:
             return self._execute()
         except BaseException:
             self.background.close()  # first: no write under way recreates a removed file
             for path in self.written:
-                self._remove(path)
+                with contextlib.suppress(OSError):
+                    self.folder.remove(path)
             raise
         finally:
             self.background.close()
@@ -215,7 +238,7 @@ class _Run:
                 run = RunResult(self.out, _loader=self._load_all)
                 rows = self.previous["rows"]
             else:
-                tables = self._compute()
+                tables = self.tables = self._split_export(self._compute())
                 stats = [self._stats_of(i, r) for i, (_, r) in enumerate(tables["stages"])]
                 run = RunResult(self.out, _tables=tables)
                 rows = {"source": len(tables["source"]), "kept": len(tables["kept"]),
@@ -224,11 +247,13 @@ class _Run:
                 self._write_outputs(run)
                 if "report.html" not in self.reuse_outputs:
                     html = render_report(self.pipeline, run, self._manifest(stats, rows))
-                    self._wrote(write_text(self.out / "report.html", html))
+                    self._wrote(self.out / "report.html")
+                    write_text(self.out / "report.html", html)
                 self.background.wait()
         self.store.prune({self.store.folder(i, s.name).name
                           for i, s in enumerate(stages, start=1)})
         run.manifest = self._manifest(stats, rows)
+        self.folder.add(self.out / "manifest.json")
         write_json(self.out / "manifest.json", run.manifest)  # last: marks a complete run
         if self.progress:
             print_funnel(run.manifest, self.out)
@@ -236,6 +261,7 @@ class _Run:
 
     def _compute(self) -> dict:
         source = self._source_table()
+        self.pipeline.check_fields(source.columns)  # before any stage runs
         current, results = source, []
         self.rejected_lines = []  # each stage's rejected rows as JSON lines, encoded aside
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
@@ -254,15 +280,27 @@ class _Run:
                 overall.advance()
         return {"source": source, "kept": current, "stages": results}
 
+    def _split_export(self, tables: dict) -> dict:
+        """The final rows the export can write as ``kept``; the others errored by it."""
+        export = self.pipeline.export
+        if export is None or not hasattr(export, "split"):  # an export of your own
+            tables["export_errored"] = pd.DataFrame()
+        else:
+            tables["kept"], tables["export_errored"] = export.split(tables["kept"])
+        return tables
+
     def _run_stage(self, index, stage, current, results) -> StageResult:
         self.background.check()
+        reason = self.reasons[index - 1]
         plain_line(f"stage {index}/{len(self.pipeline.stages)} {stage.name}: "
-                   f"{len(current)} rows in")
+                   f"{len(current)} rows in ({'' if reason == 'no checkpoint' else 'recomputed: '}"
+                   f"{reason})")
         try:
             result = self.executor.run_stage(stage, current)
         except TooManyRowErrors as error:
             errored = _concat([r.errored for _, r in results] + [error.result.errored])
             self.written.clear()  # the errored rows are kept for the user to read
+            self.folder.add(self.out / "errored.jsonl")
             write_frame_jsonl(self.out / "errored.jsonl", errored)
             raise CurateError(f"{error}; every errored row is in "
                               f"{self.out / 'errored.jsonl'}") from None
@@ -273,7 +311,7 @@ class _Run:
                    f"{len(result.kept)}, rejected {len(result.rejected)}, errored "
                    f"{len(result.errored)} ({result.stats['seconds']:.1f} s)")
         self.background.submit(self.store.save, index, stage.name, self.keys[index - 1],
-                               current, result)
+                               current, result, self.origins[index - 1])
         return result
 
     def _load_all(self) -> dict:
@@ -285,7 +323,7 @@ class _Run:
             result.stats["reused"] = True
             results.append((stage.name, result))
             current = result.kept
-        return {"source": source, "kept": current, "stages": results}
+        return self._split_export({"source": source, "kept": current, "stages": results})
 
     # -- outputs ----------------------------------------------------------------------------
     def _write_outputs(self, run: RunResult) -> None:
@@ -297,7 +335,9 @@ class _Run:
             self._wrote(out / "errored.jsonl")
             self.background.submit(write_frame_jsonl, out / "errored.jsonl", run.errored)
         if "export" in todo and self.pipeline.export is not None:
-            self._wrote(out / "export")  # first: a failed write leaves no folder behind
+            # first: a failed write leaves no file of its own behind
+            self._wrote(out / "export", *(out / "export" / f
+                                          for f in _export_files(self.pipeline.export)))
             self.exported = self.pipeline.export.write(run.kept, out / "export")
 
     def _write_rejected(self, path: Path) -> None:
@@ -305,18 +345,11 @@ class _Run:
         its stage rejected it."""
         write_text_array(path, [lines.result() for lines in self.rejected_lines])
 
-    def _wrote(self, path: Path) -> None:
-        self.written.append(Path(path))
-
-    @staticmethod
-    def _remove(path: Path) -> None:
-        import shutil
-
-        with contextlib.suppress(OSError):
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+    def _wrote(self, *paths: Path) -> None:
+        """Record paths about to be written (in the folder's record, and to remove them
+        again if the run fails)."""
+        self.folder.add(*(p for p in paths if p != self.out / "export"))
+        self.written.extend(paths)
 
     def _take_manifest(self) -> dict | None:
         """Read the previous manifest, then remove it: until this run ends, none is there."""
@@ -326,7 +359,7 @@ class _Run:
         except (OSError, ValueError):
             previous = None
         with output_errors(path):
-            path.unlink(missing_ok=True)
+            self.folder.remove(path)
         return previous
 
     # -- the manifest -----------------------------------------------------------------------
@@ -338,11 +371,12 @@ class _Run:
             return self._as_reused(stats)
         stats["computed_seconds"] = stats.get("seconds")
         stats["llm_computed"] = stats.get("llm", {})
+        stats["recomputed"] = self.reasons[i]
         return stats
 
     def _reused_stats(self, i: int) -> dict:
         stats = {k: v for k, v in self.entries[i].items()
-                 if k not in ("key", "format", "parts", "files")}
+                 if k not in STORED}
         stats["fingerprint"] = self.fingerprints[i].describe()
         stats["params"] = self.pipeline.stages[i].params()
         return self._as_reused(stats)
@@ -377,6 +411,7 @@ class _Run:
         return source
 
     def _save_source(self, source: pd.DataFrame, copy: Path, stamp: Path) -> None:
+        self.folder.add(copy, stamp)
         write_frame(source, copy)
         write_text(stamp, self.source_key)
 
@@ -403,8 +438,20 @@ class _Run:
             "reused": {"stages": sum(bool(s.get("reused")) for s in stats),
                        "of": len(stats), "outputs": sorted(self.reuse_outputs)},
             "stages": stats, "llm": _sum_llm(stats), "llm_computed": _sum_llm(stats, "llm_computed"),
-            "outputs": outputs, "export": export,
+            "outputs": outputs, "export": export, "export_errored": self._export_errored(),
         }
+
+    def _export_errored(self) -> dict:
+        """The rows the export errored: how many, and why."""
+        tables = getattr(self, "tables", None)
+        if self.pipeline.export is None:
+            return {}
+        if tables is None:  # everything reused: as the previous run found
+            return (self.previous or {}).get("export_errored", {})
+        errored = tables["export_errored"]
+        return {"stage": self.pipeline.export.name, "errored": len(errored),
+                "errors": reason_counts(errored),
+                **({"first_error": first_error(errored)} if len(errored) else {})}
 
 
 def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,
@@ -415,9 +462,10 @@ def run_pipeline(pipeline, out, limit=None, progress=True, spec_path=None,
     executor, made_here = make_executor(executor)
     try:
         prepare_folder(out)
+        folder = RunFolder.claim(out, pipeline.source_paths())
         executor.prepare(pipeline)
         with run_folder_lock(out):
-            return _Run(pipeline, out, limit, progress, spec_path, executor).execute()
+            return _Run(pipeline, out, limit, progress, spec_path, executor, folder).execute()
     finally:
         if made_here:
             executor.close()

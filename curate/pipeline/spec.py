@@ -23,6 +23,10 @@ def load_spec(path) -> object:
     from . import Pipeline
 
     path = Path(path)
+    if path.is_dir():
+        specs = sorted(path.glob("*.py"))
+        hint = f" ({specs[0]}?)" if len(specs) == 1 else ""
+        raise SpecError(path, f"a folder, not a spec file; give the spec's .py file{hint}")
     if not path.is_file():
         raise SpecError(path, "no such spec file")
     sys.path.insert(0, str(path.parent.resolve()))

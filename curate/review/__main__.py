@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         from .app import create_app
 
         app = create_app(folder, sample=args.sample, seed=args.seed, token=token,
-                         loopback=loopback)
+                         loopback=loopback, host=args.host)
         sock = listen(args.host, args.port)
     except CurateError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -101,6 +101,9 @@ def main(argv=None) -> int:
     print(f"reviewing {folder} at {address(args.host, port, token)}", flush=True)
     if token:
         print("every request needs this token (it is in the address above)", flush=True)
+    unsaved = app.state.review.store.write_problem()
+    if unsaved and app.state.review.judges:
+        print(f"{unsaved}: browsing works, labelling does not", flush=True)
     print("Ctrl+C to stop", flush=True)
     server = make_server(app)
     try:

@@ -8,9 +8,11 @@ compiling. The whole run is read once at start (:class:`~.table.RunTable`); ever
 filters and pages that table on the server and ships only what it shows.
 
 Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
-and export text, ``/label`` the judge-alignment walk with the live agreement panel,
-``/report`` the run's static report. The app writes only the labels file and the few-shot
-export in ``<run>/review/`` (see :mod:`.labels` and :mod:`.agreement`).
+and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
+text, ``/label`` the judge-alignment walk with the live agreement panel, ``/report`` the
+run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
+the labels file and the few-shot export in ``<run>/review/`` (see :mod:`.labels` and
+:mod:`.agreement`).
 """
 from __future__ import annotations
 
@@ -27,11 +29,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..alignment import LABELS
-from ..errors import CurateError
+from ..errors import CurateError, OutputError
 from . import agreement
 from .guard import Guard, security_headers
 from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
-from .lineage import ExportLines, pretty, row_page
+from .lineage import ExportLines, pretty, row_page, shown
 from .table import Query, RunTable
 
 MAX_FORM_BYTES = 200_000
@@ -100,16 +102,26 @@ def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The POSTed form, or None when it lacks the page's form token (or is too big)."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return None
+def _plain(status: int, line: str) -> Response:
+    return Response(line + "\n", status_code=status, media_type="text/plain")
+
+
+async def _form(request: Request) -> dict[str, str] | Response:
+    """The POSTed form, or the one-line answer refusing it: too large (read to its end but
+    kept only up to the limit) or lacking the page's form token."""
+    body, size = bytearray(), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= MAX_FORM_BYTES:
+            body += chunk
+    if size > MAX_FORM_BYTES:
+        return _plain(413, f"the form is larger than {MAX_FORM_BYTES // 1000} KB: shorten the "
+                           "critique or the corrected answer")
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"),
                                          keep_blank_values=True).items()}
     expected = request.scope["state"].get("form_token", "")
     if not secrets.compare_digest(form.get("form_token", ""), expected):
-        return None
+        return _plain(403, "forbidden: the form lacks this page's token; reload the page")
     return form
 
 
@@ -133,6 +145,24 @@ async def row(request: Request) -> Response:
     if page is None:
         return render(request, "missing.html", status=404, row_id=row_id)
     return render(request, "row.html", row=page)
+
+
+async def raw(request: Request) -> Response:
+    """A row's whole field (``?id=&field=``) or export line (``?id=&export=``), as text."""
+    review: Review = request.app.state.review
+    params = request.query_params
+    position = review.table.position(params.get("id", ""))
+    if position is None:
+        return _plain(404, f"not found: no row {params.get('id', '')!r} in this run")
+    if "export" in params:
+        text = review.exports.raw(params["export"], position)
+    else:
+        value = review.table.record(position).get(params.get("field", ""))
+        text = None if value is None else pretty(value)
+    if text is None:
+        return _plain(404, "not found: this row has no such field or export line")
+    return Response(text, media_type="text/plain",
+                    headers=security_headers(secrets.token_urlsafe(12)))
 
 
 async def report(request: Request) -> Response:
@@ -172,12 +202,12 @@ def _label_item(review: Review, judge: Judge, row_id: str) -> dict | None:
         return None
     record = review.table.record(position)
     labels = review.store.labels_for(judge)
-    shown = [(f, pretty(record.get(f))) for f in judge.fields]
-    others = [(f, pretty(record.get(f))) for f in review.table.fields
+    fields = [(f, shown(record, f)) for f in judge.fields]
+    others = [(f, shown(record, f)) for f in review.table.fields
               if f not in judge.fields and f not in (judge.critique, judge.verdict)
               and record.get(f) is not None]
-    return {"id": row_id, "fields": shown, "others": others,
-            "critique": record.get(judge.critique) if judge.critique else None,
+    return {"id": row_id, "fields": fields, "others": others,
+            "critique": shown(record, judge.critique, compact=True) if judge.critique else None,
             "verdict": record.get(judge.verdict), "label": labels.get(row_id),
             "at": walk.index[row_id] + 1, "total": len(walk),
             "done": sum(i in labels for i in walk.ids),
@@ -194,21 +224,25 @@ async def label_row(request: Request) -> Response:
                       what="a judged row to label")
     exported = request.query_params.get("exported")
     return render(request, "label.html", judge=judge, item=item, panel=_panel(review, judge),
-                  exported=exported, skipped=request.query_params.get("skipped"))
+                  exported=exported, skipped=request.query_params.get("skipped"),
+                  unsaved=review.store.write_problem())
 
 
 async def label_save(request: Request) -> Response:
     review: Review = request.app.state.review
     form = await _form(request)
+    if isinstance(form, Response):
+        return form
     judge = review.judge(request.query_params.get("judge"))
     row_id = request.path_params["row_id"]
-    if form is None:
-        return Response("forbidden: the form lacks this page's token; reload the page\n",
-                        status_code=403, media_type="text/plain")
+    if judge is None:
+        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    if row_id not in review.walk(judge).index:
+        return _plain(404, f"not found: row {row_id!r} is not one of the rows stage "
+                           f"{judge.stage!r} judged (the rows to label)")
+    if form.get(EXPERT_OUTCOME) not in LABELS:
+        return _plain(400, f"bad request: the outcome must be one of {', '.join(LABELS)}")
     position = review.table.position(row_id)
-    if judge is None or position is None or form.get(EXPERT_OUTCOME) not in LABELS:
-        return Response("bad request: unknown row or outcome\n", status_code=400,
-                        media_type="text/plain")
     review.store.save(judge, review.table.record(position), form[EXPERT_OUTCOME],
                       form.get(EXPERT_CRITIQUE, ""), form.get(EXPERT_ANSWER, ""))
     walk = review.walk(judge)
@@ -219,10 +253,11 @@ async def label_save(request: Request) -> Response:
 async def few_shot(request: Request) -> Response:
     review: Review = request.app.state.review
     form = await _form(request)
+    if isinstance(form, Response):
+        return form
     judge = review.judge(request.query_params.get("judge"))
-    if form is None or judge is None:
-        return Response("forbidden: the form lacks this page's token; reload the page\n",
-                        status_code=403, media_type="text/plain")
+    if judge is None:
+        return _plain(404, "not found: no stage of this run gives verdicts to label")
     exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
     row_id = form.get("row") or ""
     target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"
@@ -232,7 +267,8 @@ async def few_shot(request: Request) -> Response:
 
 async def run_folder_problem(request: Request, error: CurateError) -> Response:
     """A labels file that cannot be read or written (damaged, read-only, disk full)."""
-    return render(request, "missing.html", status=500, row_id=None, problem=str(error))
+    problem = f"nothing was saved: {error}" if isinstance(error, OutputError) else str(error)
+    return render(request, "missing.html", status=500, row_id=None, problem=problem)
 
 
 async def no_icon(request: Request) -> Response:
@@ -240,18 +276,20 @@ async def no_icon(request: Request) -> Response:
 
 
 def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str | None = None,
-               loopback: bool = True) -> Starlette:
-    """The app for the run in ``folder`` (read now: a bad folder raises a CurateError)."""
+               loopback: bool = True, host: str = "127.0.0.1") -> Starlette:
+    """The app for the run in ``folder`` (read now: a bad folder raises a CurateError).
+    ``host`` is the address it listens on: its name is served beside the loopback ones."""
     review = Review(RunTable(folder), sample=sample, seed=seed)
     first_request = threading.Event()
     threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
-    routes = [Route("/", browse), Route("/row/{row_id}", row), Route("/report", report),
-              Route("/label", label_start), Route("/label/{row_id}", label_row),
-              Route("/label/{row_id}", label_save, methods=["POST"]),
+    routes = [Route("/", browse), Route("/row/{row_id:path}", row), Route("/raw", raw),
+              Route("/report", report),
+              Route("/label", label_start), Route("/label/{row_id:path}", label_row),
+              Route("/label/{row_id:path}", label_save, methods=["POST"]),
               Route("/few-shot", few_shot, methods=["POST"]),
               Route("/favicon.ico", no_icon)]
     app = Starlette(routes=routes,
-                    middleware=[Middleware(Guard, token=token, loopback=loopback)],
+                    middleware=[Middleware(Guard, token=token, loopback=loopback, host=host)],
                     exception_handlers={CurateError: run_folder_problem})
     app.state.review, app.state.first_request = review, first_request
     return app

@@ -1,7 +1,9 @@
 """What stands between the review app and a request it should not serve.
 
-- Host check: on a loopback address only ``Host`` headers naming loopback are served, so a
-  web page cannot reach the app through DNS rebinding.
+- Host check: on a loopback address only ``Host`` headers naming loopback exactly are
+  served (``localhost``, ``[::1]``, a whole IPv4 literal in 127.0.0.0/8, or the configured
+  host; no port or the served port), so a web page cannot reach the app through DNS
+  rebinding (``127.0.0.1.evil.example`` is a name the attacker's DNS answers).
 - Access token: when the app listens on another address, every request must carry the
   token the app printed (``?token=`` once, then an HttpOnly cookie, or an
   ``X-Review-Token`` header); anything else is refused with 403.
@@ -15,27 +17,36 @@ is a second wall should a value ever slip through.
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+LOOPBACK_NAMES = {"localhost", "::1", "[::1]"}
 COOKIE = "curate_review_token"
 HEADER = b"x-review-token"
+HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[^\[\]:\s]+)(?::(\d{1,5}))?")
 
 
 def is_loopback(host: str) -> bool:
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether ``host`` (no port) is loopback: ``localhost``, ``::1`` or a whole IPv4
+    literal in 127.0.0.0/8 (``127.0.0.1.evil.example`` is not)."""
+    host = host.lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _headers(scope) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope.get("headers", [])}
 
 
-def _host_name(host_header: str) -> str:
-    if host_header.startswith("["):
-        return host_header.split("]")[0] + "]"
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def security_headers(nonce: str) -> dict[str, str]:
@@ -50,9 +61,22 @@ def security_headers(nonce: str) -> dict[str, str]:
 class Guard:
     """ASGI middleware applying the rules in the module docstring."""
 
-    def __init__(self, app, *, token: str | None, loopback: bool):
+    def __init__(self, app, *, token: str | None, loopback: bool, host: str = "127.0.0.1"):
         self.app, self.token, self.loopback = app, token, loopback
+        self.host = _bracketed(host.lower())
         self.form_token = secrets.token_urlsafe(16)
+
+    def served_host(self, scope, header: str) -> bool:
+        """Whether a ``Host`` header names this app: a loopback name or the configured host,
+        with no port or the port the app listens on."""
+        match = HOST_HEADER.fullmatch(header.lower())
+        if match is None:
+            return False
+        name, port = match.groups()
+        served = (scope.get("server") or (None, None))[1]
+        if port is not None and served is not None and int(port) != served:
+            return False
+        return is_loopback(name) or name == self.host
 
     def _token_of(self, scope, headers) -> tuple[str | None, bool]:
         """The token the request carries, and whether it came in the URL."""
@@ -67,8 +91,8 @@ class Guard:
     def refusal(self, scope) -> tuple[str | None, bool]:
         """Why the request is refused (None: served), and whether to set the cookie."""
         headers = _headers(scope)
-        host = _host_name(headers.get(b"host", b"").decode("latin-1"))
-        if self.loopback and not is_loopback(host):
+        host = headers.get(b"host", b"").decode("latin-1")
+        if self.loopback and not self.served_host(scope, host):
             return "this review app answers on its loopback address only", False
         if self.token is None:
             return None, False

@@ -6,7 +6,10 @@ Labels live in ``<run>/review/labels.csv``, in the review-sheet format of
 as it is. Four more columns: ``expert_answer`` (a corrected answer, optional),
 ``judge_stage`` and ``judge_fingerprint`` (the judge stage and its fingerprint in the
 manifest when the label was made: a changed judge prompt starts a new labelling round) and
-``labelled_at``.
+``labelled_at``. Cells that a spreadsheet would run as a formula (a leading = + - @ tab
+or CR) are written behind a ``'`` and read back without it
+(:func:`curate.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
+comes back as written.
 
 Every label is written when it is made: under an exclusive lock on the ``review`` folder,
 the file is read again, the label merged in and the whole file replaced atomically, so a
@@ -17,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from ..alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_CRITIQUE, JUDGE_OUTCOME,
-                         LABELS)
-from ..core.table import ID, to_jsonable
+                         LABELS, cell_text, from_sheet, to_sheet)
+from ..core.table import ID
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, output_errors
 from .table import RunTable
 
 REVIEW_FOLDER = "review"
@@ -38,15 +40,6 @@ EXPERT_ANSWER = "expert_answer"
 JUDGE_STAGE, JUDGE_FINGERPRINT, LABELLED_AT = "judge_stage", "judge_fingerprint", "labelled_at"
 TRAILING = (JUDGE_CRITIQUE, JUDGE_OUTCOME, EXPERT_CRITIQUE, EXPERT_OUTCOME, EXPERT_ANSWER,
             JUDGE_STAGE, JUDGE_FINGERPRINT, LABELLED_AT)
-
-
-def cell(value) -> str:
-    """A value in a review sheet: strings as they are, the rest as JSON (what
-    ``export_for_review`` writes)."""
-    value = to_jsonable(value)
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @dataclass
@@ -124,6 +117,15 @@ class LabelStore:
         self.folder = Path(run_folder) / REVIEW_FOLDER
         self.path = self.folder / LABELS_FILE
 
+    def write_problem(self) -> str | None:
+        """Why no label can be saved here, or None: asked of the file system (with the
+        process's effective user), not tried, as the app writes nothing until a label."""
+        target = self.folder if self.folder.is_dir() else self.folder.parent
+        effective = os.access in os.supports_effective_ids
+        if os.access(target, os.W_OK | os.X_OK, effective_ids=effective):
+            return None
+        return f"labels cannot be saved: {target} is not writable"
+
     def read(self) -> tuple[list[str], list[dict]]:
         """The header and every label in the file (none when there is no file yet)."""
         if not self.path.exists():
@@ -134,7 +136,8 @@ class LabelStore:
             if ID not in header or EXPERT_OUTCOME not in header:
                 raise InputError(self.path, "not a labels file (no _id / expert_outcome column)",
                                  line=1)
-            return header, [dict(row) for row in reader]
+            return header, [{k: from_sheet(v) if isinstance(v, str) else v
+                             for k, v in row.items()} for row in reader]
 
     def labels_for(self, judge: Judge) -> dict[str, dict]:
         """This round's labels (this judge stage and fingerprint) by row id."""
@@ -147,15 +150,16 @@ class LabelStore:
         """Add or replace the label of one row in this round, on disk, at once."""
         if expert_outcome not in LABELS:
             raise ValueError(f"expert_outcome must be one of {', '.join(LABELS)}")
-        label = {ID: record[ID], **{f: cell(record.get(f)) for f in judge.fields},
-                 JUDGE_CRITIQUE: cell(record.get(judge.critique)) if judge.critique else "",
-                 JUDGE_OUTCOME: cell(record.get(judge.verdict)),
+        label = {ID: record[ID], **{f: cell_text(record.get(f)) for f in judge.fields},
+                 JUDGE_CRITIQUE: cell_text(record.get(judge.critique)) if judge.critique else "",
+                 JUDGE_OUTCOME: cell_text(record.get(judge.verdict)),
                  EXPERT_CRITIQUE: expert_critique.strip(), EXPERT_OUTCOME: expert_outcome,
                  EXPERT_ANSWER: expert_answer.strip(), JUDGE_STAGE: judge.stage,
                  JUDGE_FINGERPRINT: judge.fingerprint,
                  LABELLED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        self.folder.mkdir(exist_ok=True)
-        with _locked(self.folder):
+        with output_errors(self.path):
+            self.folder.mkdir(exist_ok=True)
+        with output_errors(self.path), _locked(self.folder):
             header, rows = self.read()
             key = (label[ID], judge.stage, judge.fingerprint)
             rows = [r for r in rows if (r.get(ID), r.get(JUDGE_STAGE),
@@ -169,4 +173,4 @@ class LabelStore:
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows({c: row.get(c) or "" for c in columns} for row in rows)
+            writer.writerows({c: to_sheet(row.get(c) or "") for c in columns} for row in rows)

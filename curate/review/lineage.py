@@ -10,6 +10,9 @@ version; ancestors are followed through ``_parent``.
 The export text comes from the run's export files: ``export/<format>.jsonl`` holds one line
 per kept row, in the order of the final table, so a kept row's line is found by position
 (line offsets are indexed once, on first use, without reading the file into memory).
+
+Every value comes as a :class:`~.shown.Shown`: a long one shows its start and a link to
+the whole of it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..core.table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE,
                           is_bookkeeping)
+from .shown import Shown, raw_link
 from .table import STATUS, STEP, RunTable, value_text
 
 HIDDEN = (STATUS, STEP)
@@ -32,14 +36,19 @@ def pretty(value) -> str:
     return value_text(value, indent=2)
 
 
-def row_fields(table: RunTable, record: dict, compact: bool = False) -> list[tuple[str, str]]:
-    shown = value_text if compact else pretty
-    return [(name, shown(record.get(name))) for name in table.fields
+def shown(record: dict, name: str, compact: bool = False) -> Shown:
+    """The row's field ``name`` for a page (cut when long, with a link to all of it)."""
+    text = (value_text if compact else pretty)(record.get(name))
+    return Shown(text, raw_link(record.get(ID), field=name))
+
+
+def row_fields(table: RunTable, record: dict, compact: bool = False) -> list[tuple[str, Shown]]:
+    return [(name, shown(record, name, compact)) for name in table.fields
             if record.get(name) is not None]
 
 
-def bookkeeping(record: dict) -> list[tuple[str, str]]:
-    return [(k, pretty(v)) for k, v in record.items()
+def bookkeeping(record: dict) -> list[tuple[str, Shown]]:
+    return [(k, shown(record, k)) for k, v in record.items()
             if is_bookkeeping(k) and k not in HIDDEN and v is not None]
 
 
@@ -59,7 +68,7 @@ def _decision(record: dict, step: int, left: int, table: RunTable) -> dict:
     if record[STATUS] == "replaced":
         return {"outcome": "replaced", "children": table.children(record[ID])}
     return {"outcome": record[STATUS], "code": record.get(REASON_CODE),
-            "reason": record.get(REASON), "field": record.get(FIELD)}
+            "reason": shown(record, REASON, compact=True), "field": record.get(FIELD)}
 
 
 def _added_values(table: RunTable, stats: dict, record: dict) -> tuple[list, dict | None]:
@@ -70,7 +79,8 @@ def _added_values(table: RunTable, stats: dict, record: dict) -> tuple[list, dic
         value = record.get(column)
         if value is None or role == "duplicate_of":
             continue
-        values.append({"column": column, "role": role, "text": value_text(value)})
+        values.append({"column": column, "role": role,
+                       "text": shown(record, column, compact=True)})
     dup = next((c for c, r in roles.items() if r == "duplicate_of"), None)
     if dup and record.get(dup):
         score_column = next((c for c, r in roles.items() if r == "similarity"), None)
@@ -82,7 +92,7 @@ def near_duplicate(table: RunTable, record: dict, other_id: str, score) -> dict:
     """This row and the row it was found to repeat, field by field, side by side."""
     position = table.position(other_id)
     other = table.record(position) if position is not None else {}
-    fields = [(name, pretty(record.get(name)), pretty(other.get(name)))
+    fields = [(name, shown(record, name), shown(other, name))
               for name in table.fields if record.get(name) is not None
               or other.get(name) is not None]
     return {"id": other_id, "found": position is not None, "score": score, "fields": fields}
@@ -168,19 +178,24 @@ class ExportLines:
             data = fh.read(int(starts[position + 1] - starts[position]))
         return data.decode("utf-8").rstrip("\n")
 
-    def for_row(self, position: int) -> list[dict]:
+    def raw(self, fmt: str, position: int) -> str | None:
+        """The ``fmt`` export line of the kept row at ``position`` (None: there is none)."""
+        if fmt not in self.files or position >= self.kept:
+            return None
+        return self.line(fmt, position)
+
+    def for_row(self, position: int, row_id: str) -> list[dict]:
         """Each export format's text for the kept row at ``position`` (none for other rows)."""
-        if position >= self.kept:
-            return []
-        shown = []
+        found = []
         for fmt in self.files:
-            count = len(self._line_starts(fmt)) - 1
-            text = self.line(fmt, position)
+            text = self.raw(fmt, position)
             if text is None:
                 continue
-            shown.append({"format": fmt, "raw": text, "turns": turns(text),
-                          "mismatch": count != self.kept})
-        return shown
+            link = raw_link(row_id, export=fmt)
+            found.append({"format": fmt, "raw": Shown(text, link),
+                          "turns": [(who, Shown(said, link)) for who, said in turns(text)],
+                          "mismatch": len(self._line_starts(fmt)) - 1 != self.kept})
+        return found
 
 
 def turns(line: str) -> list[tuple[str, str]]:
@@ -205,5 +220,5 @@ def row_page(table: RunTable, exports: ExportLines, row_id: str) -> dict | None:
     return {"id": row_id, "record": record, "status": record[STATUS],
             "fields": row_fields(table, record), "bookkeeping": bookkeeping(record),
             "lineage": lineage(table, row_id), "children": table.children(row_id),
-            "export": exports.for_row(position), "kept_position": position
+            "export": exports.for_row(position, row_id), "kept_position": position
             if position < table.kept_count else None}

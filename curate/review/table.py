@@ -350,7 +350,7 @@ def _terms(q: str) -> list[str]:
 
 
 def _preview(value) -> str:
-    text = " ".join(value_text(value).split())
+    text = " ".join(value_text(value)[: PREVIEW_CHARS * 8].split())
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 

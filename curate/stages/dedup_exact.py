@@ -39,7 +39,10 @@ class ExactDedup(Stage):
     with sorted keys; strings of the fields in ``json_fields`` that parse as a JSON object or
     array likewise (so ``'{"a":1,"b":2}'`` equals ``{"b": 2, "a": 1}``); lists in ``unordered``
     fields as multisets; text in ``normalize_text`` fields stripped, with whitespace runs
-    collapsed and casefolded. Missing values (None/NaN) compare equal to each other.
+    collapsed and casefolded. A missing value (None/NaN) matches nothing: a row whose key
+    lacks a field is no duplicate by that key (it is kept unless another key repeats), since
+    two rows that both lack a field are not thereby the same; a stage or the export that
+    needs the field errors the row.
 
     Canonical keys are computed once per column (vectorised for text and numbers), then
     grouped with pandas; with one key the pass is ``duplicated`` itself.
@@ -56,6 +59,8 @@ class ExactDedup(Stage):
     ``duplicate_<key>`` with the key's fields joined by ``+`` (``duplicate_nlq+columns``);
     stats ``duplicates_by_key``.
     """
+
+    declares_columns = True
 
     kind = "global"
 
@@ -130,18 +135,27 @@ class ExactDedup(Stage):
             value = sorted(value, key=canonical_json)
         return "j:" + canonical_json(value)
 
-    def _codes(self, canon: dict[str, pd.Series], key: tuple[str, ...]) -> np.ndarray:
-        """One integer per row, equal exactly when the rows' key values are equal."""
+    def _codes(self, canon: dict[str, pd.Series], key: tuple[str, ...],
+               missing: dict[str, np.ndarray]) -> np.ndarray:
+        """One integer per row, equal exactly when the rows' key values are equal; a row
+        with a missing key field gets a code of its own."""
         if len(key) == 1:
-            return pd.factorize(canon[key[0]], use_na_sentinel=False)[0]
-        frame = pd.DataFrame({f: canon[f] for f in key})
-        return frame.groupby(list(key), sort=False, dropna=False).ngroup().to_numpy()
+            codes = pd.factorize(canon[key[0]], use_na_sentinel=False)[0]
+        else:
+            frame = pd.DataFrame({f: canon[f] for f in key})
+            codes = frame.groupby(list(key), sort=False, dropna=False).ngroup().to_numpy()
+        gaps = np.logical_or.reduce([missing[f] for f in key])
+        if gaps.any():
+            codes = codes.astype(np.int64, copy=True)
+            codes[gaps] = codes.max() + 1 + np.arange(int(gaps.sum()))
+        return codes
 
     # -- the pass ---------------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
         canon = {f: self._canonical_cells(f, df[f]).reset_index(drop=True)
                  for f in self.required_fields()}
-        codes = [self._codes(canon, key) for key in self.keys]
+        missing = {f: df[f].isna().to_numpy() for f in self.required_fields()}
+        codes = [self._codes(canon, key, missing) for key in self.keys]
         if len(codes) == 1:
             match = _first_positions(codes[0])[codes[0]]
             dup_key = np.where(match != np.arange(len(df)), 0, -1)

@@ -331,6 +331,8 @@ class MinHashDedup(Stage):
     ``empty_texts``, ``near_duplicates``.
     """
 
+    declares_columns = True
+
     SHINGLES = ("word", "char")
     kind = "global"
 

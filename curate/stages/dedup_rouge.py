@@ -129,6 +129,8 @@ class RougeDedup(Stage):
     rows; rejection code ``near_duplicate_rouge``.
     """
 
+    declares_columns = True
+
     kind = "global"
     EMPTY_WARNING = 0.5  # warn when more than this share of texts tokenise to nothing
 

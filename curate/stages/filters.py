@@ -71,6 +71,8 @@ class Filter(Stage):
             pandas code: ``lambda df: df["text"].str.len() > 40``).
     """
 
+    declares_columns = True
+
     def __init__(self, predicate: Callable, name: str | None = None,
                  requires: Sequence[str] = (), batched: bool = False, **kwargs):
         if not callable(predicate):
@@ -136,6 +138,8 @@ class ComplexityFilter(Stage):
     A measure that raises, or returns something that is not a number, errors the row.
     """
 
+    declares_columns = True
+
     def __init__(self, measure: Callable | str, field: str | None = None, min_value=None,
                  max_value=None, outputs: Mapping[str, str] | None = None,
                  name: str | None = None, column: str | None = None, **kwargs):
@@ -195,6 +199,8 @@ class AssertionFilter(Stage):
         fields: ``{parameter: field}`` for parameters named differently from their field
             (or a list of fields in the order of the checker's parameters).
     """
+
+    declares_columns = True
 
     def __init__(self, check: Callable | str, fields: Sequence[str] | Mapping[str, str] | None = None,
                  name: str | None = None, **kwargs):

@@ -28,6 +28,8 @@ class Sample(Stage):
             in the order they were drawn.
     """
 
+    declares_columns = True
+
     kind = "global"
 
     def __init__(self, n: int | None = None, frac: float | None = None, seed: int = 0,

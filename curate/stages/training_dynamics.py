@@ -105,7 +105,7 @@ class SuspectFilter(Stage):
 
     def _model(self, model, gguf_file) -> tuple[Path, str | None]:
         if model is None:
-            from ..llm.embedded import SMOLLM2_FILE, smollm2_path
+            from ..llm.backends import SMOLLM2_FILE, smollm2_path
 
             return smollm2_path(), SMOLLM2_FILE if gguf_file == "auto" else gguf_file
         folder = Path(model).expanduser()
@@ -177,9 +177,9 @@ class SuspectFilter(Stage):
 
     def _token_losses(self, conversations: list) -> list[list[float]]:
         from train.folds import out_of_fold_token_losses
-        from ..llm.embedded import _offline_and_quiet
+        from ..llm.backends.embedded import local_load
 
-        with task(self.name, total=self.folds) as bar, _offline_and_quiet():
+        with task(self.name, total=self.folds) as bar, local_load():
             return out_of_fold_token_losses(conversations, self.config(), self.folds,
                                             batch_size=max(8, self.batch_size), on_fold=lambda _fold: bar.advance())
 

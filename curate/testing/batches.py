@@ -7,7 +7,8 @@
         assert server.lines_processed == 40
 
 It serves ``POST /v1/files`` (multipart, purpose ``batch``), ``GET /v1/files/{id}`` and
-``/content``, ``POST /v1/batches``, ``GET /v1/batches`` (the list), ``GET /v1/batches/{id}``
+``/content``, ``POST /v1/batches``, ``GET /v1/batches`` (the list, in pages of ``limit``
+from ``after``, newest first), ``GET /v1/batches/{id}``
 and ``POST /v1/batches/{id}/cancel``, next to the online chat-completions endpoint. A batch
 is worked on in a thread: ``validating``, then ``in_progress`` (for ``in_progress_seconds``
 before the first line: a slow batch), then ``finalizing`` and ``completed``. Every line is
@@ -34,7 +35,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from .server import Fault, ScriptedServer
 
@@ -207,11 +208,18 @@ class BatchServer(ScriptedServer):
         return 200, answer
 
     def _op_list(self, handler, raw, _):
+        """Newest first, ``limit`` (default 20, at most 100) a page, from ``after`` an id."""
+        query = parse_qs(urlsplit(handler.path).query)
+        limit = min(100, max(1, int(query.get("limit", ["20"])[0])))
         with self._lock:
             data = json.loads(json.dumps(list(reversed(self.batches.values()))))
-        return 200, {"object": "list", "data": data, "has_more": False,
-                     "first_id": data[0]["id"] if data else None,
-                     "last_id": data[-1]["id"] if data else None}
+        ids = [batch["id"] for batch in data]
+        after = query.get("after", [None])[0]
+        start = ids.index(after) + 1 if after in ids else 0
+        page = data[start:start + limit]
+        return 200, {"object": "list", "data": page, "has_more": start + limit < len(data),
+                     "first_id": page[0]["id"] if page else None,
+                     "last_id": page[-1]["id"] if page else None}
 
     def _op_retrieve(self, handler, raw, batch_id):
         with self._lock:

@@ -10,9 +10,10 @@ submitted. Stop it in any way (Ctrl-C, a kill, a closed laptop) and run the same
 again: it polls the batches recorded in runs/batch/cache/batches.json and pays for nothing
 twice. ``BATCH_MAX_WAIT=0`` submits and stops at once; run again later to collect.
 
-Run it from the repository root (it reuses ``examples.honeycomb``'s prompts). With no
-endpoint configured the embedded model answers in-process instead (batch mode needs an
-HTTP endpoint with a Batch API, and says so). ``BATCH_SEEDS=N`` judges the first N seeds.
+Run it from the repository root (it reuses ``examples.honeycomb``'s prompts). With no key
+or endpoint configured, ``--estimate`` still works; a run stops in one line saying what to
+set (the spec names a model, so the embedded demo model never stands in for it).
+``BATCH_SEEDS=N`` judges the first N seeds.
 """
 import os
 from pathlib import Path

@@ -47,6 +47,8 @@ CHECKER_DETECTABLE = ("truncated_json", "unknown_column", "unknown_key")
 WRONG_BUT_VALID = ("dropped_filter", "changed_calculation", "changed_breakdown",
                    "changed_time_window")
 NEAR_DUPLICATE = "near_duplicate"
+RULES = {"truncated_json": "query_not_json", "unknown_column": "_column_unknown",
+         "unknown_key": "_key_unknown"}  # the checker's rule names (their ends) for each kind
 KINDS = CHECKER_DETECTABLE + WRONG_BUT_VALID + (NEAR_DUPLICATE,)
 DEFAULT_RATES = {"truncated_json": 0.03, "unknown_column": 0.03, "unknown_key": 0.03,
                  "dropped_filter": 0.05, "changed_calculation": 0.05, "changed_breakdown": 0.05,
@@ -66,8 +68,9 @@ SUFFIXES = ("", " please", " now", " for me", " thanks")
 
 # -- one fault on one query ---------------------------------------------------------------------
 def _column_refs(query: dict) -> list[tuple[str, int]]:
-    """``(part, index)`` of every column reference of a query."""
-    refs = [(part, i) for part in ("calculations", "filters", "orders", "havings")
+    """``(part, index)`` of every column a query reads (not the orders and havings, which
+    name a calculation)."""
+    refs = [(part, i) for part in ("calculations", "filters")
             for i, item in enumerate(query.get(part) or []) if item.get("column")]
     return refs + [("breakdowns", i) for i in range(len(query.get("breakdowns") or []))]
 
@@ -202,10 +205,11 @@ FAULTS: dict[str, Callable] = {
 
 def is_of_kind(kind: str, original, faulted, columns) -> bool:
     """Whether ``faulted`` really is a fault of ``kind``: the checker fails a checker-detectable
-    one; it passes a wrong-but-valid one, which differs from ``original`` in canonical form."""
+    one by a rule of that kind (`RULES`); it passes a wrong-but-valid one, which differs from
+    ``original`` in canonical form."""
     failures = check(faulted, columns)
     if kind in CHECKER_DETECTABLE:
-        return bool(failures)
+        return any(f.rule.endswith(RULES[kind]) for f in failures)
     return not failures and canonical(faulted) != canonical(original)
 
 

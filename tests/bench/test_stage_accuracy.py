@@ -9,9 +9,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage_accuracy import CLEAN, LABEL, faulted_table, format_accuracy, spec_stages, stage_accuracy  # noqa: E402
+from stage_accuracy import (CLEAN, LABEL, SEEDS, faulted_table, format_accuracy, spec_stages,  # noqa: E402
+                            stage_accuracy)
 
+from examples.honeycomb.column_swap import column_swaps  # noqa: E402
 from examples.honeycomb.faults import CHECKER_DETECTABLE, WRONG_BUT_VALID  # noqa: E402
+
+
+def swaps() -> int:
+    """How many rows the faults go into: the seeds' column swaps, 2 each at most."""
+    return len(column_swaps([json.loads(line) for line in SEEDS.read_text().splitlines() if line.strip()], n=2))
 
 
 def test_the_stages_are_the_spec_s_own_deterministic_ones_in_its_order():
@@ -40,7 +47,7 @@ def test_the_checker_removes_every_checker_detectable_fault_and_nothing_else():
         expected = part["n"] if kind in CHECKER_DETECTABLE else 0
         assert part["removed"] == expected, kind
     assert records["assertions"]["precision"]["share"] == 1.0
-    assert checker[CLEAN]["share"] == 0 and checker[CLEAN]["high"] < 0.02  # Wilson: 0 of 374
+    assert checker[CLEAN]["share"] == 0 and checker[CLEAN]["high"] < 0.02  # Wilson: 0 of ~370
     assert all(records["all, in spec order"]["by_kind"][k]["removed"] == 0 for k in WRONG_BUT_VALID)
     text = format_accuracy(list(records.values()), table)
     assert "assertions" in text and "100% [" in text and f"precision {1 - counts[CLEAN] / len(table):.0%}" in text
@@ -54,7 +61,7 @@ def test_the_command_line_prints_the_table_and_writes_the_records(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     records = json.loads(out.read_text())
     assert [r["stage"] for r in records][-1] == "all, in spec order"
-    assert records[-1]["by_kind"]["dropped_filter"]["n"] == 29  # 0.1 of the 286 swaps
+    assert records[-1]["by_kind"]["dropped_filter"]["n"] == round(0.1 * swaps())
     assert "load average" in proc.stdout and "embedding_dedup" in proc.stdout
     bad = subprocess.run([sys.executable, "bench/stage_accuracy.py", "--rates", "typo=0.1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
@@ -99,5 +106,6 @@ def test_the_judge_counts_the_rows_it_calls_bad_against_a_loopback_endpoint(tmp_
     gone = table[table["_id"].isin(bad)]
     assert all("time_range" in json.dumps(q) for q in gone["query"])
     by_kind = records[0]["by_kind"]
-    assert records[0]["removed"] == len(bad) and by_kind["changed_time_window"]["removed"] == 29
-    assert by_kind[CLEAN]["removed"] == len(bad) - 29
+    faulted = round(0.1 * swaps())  # every one of them has a time range now
+    assert records[0]["removed"] == len(bad) and by_kind["changed_time_window"]["removed"] == faulted
+    assert by_kind[CLEAN]["removed"] == len(bad) - faulted

@@ -139,3 +139,30 @@ def test_empty_table_and_invariant():
     out = res.kept["_id"].tolist() + res.rejected["_id"].tolist()
     assert sorted(out) == sorted(assign_ids(df)["_id"])
     assert len(res.rejected) > 0 and set(res.rejected["_dup_of"]) <= set(res.kept["_id"])
+
+
+@pytest.mark.slow
+def test_a_huge_row_is_cut_before_tokenising_and_normal_rows_embed_alike(monkeypatch):
+    model = load_model()
+    long_row = " ".join(f"{TEXTS[i % len(TEXTS)]} (part {i})" for i in range(1500))  # ~70k chars
+    rows = TEXTS[:6] + [long_row]
+    direct = model.encode(rows, normalize_embeddings=True)  # the model's own reading
+
+    handed = []
+    preprocess = model.preprocess
+
+    def spy(inputs, *args, **kwargs):  # what encode() gives the tokenizer
+        handed.extend(len(text) for text in inputs)
+        return preprocess(inputs, *args, **kwargs)
+
+    monkeypatch.setattr(model, "preprocess", spy)
+    stage = EmbeddingDedup("nlq", batch_size=8)
+    np.testing.assert_allclose(stage.embed(pd.DataFrame({"nlq": rows})), direct, atol=1e-5)
+    assert max(handed) < len(long_row)  # the long row was cut, its vector unchanged
+
+    handed.clear()
+    huge = "error rate by host " * (20 * 2**20 // 19)  # one 20 MB row
+    res = stage.run(pd.DataFrame({"nlq": TEXTS[:3] + [huge]}))
+    assert len(res.kept) == 4 and len(huge) > 20_000_000
+    limit = model.max_seq_length * 32
+    assert sorted(handed)[-1] == limit and sum(handed) < 2 * limit

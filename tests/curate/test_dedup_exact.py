@@ -85,13 +85,6 @@ def test_normalize_text_strips_collapses_and_casefolds():
     assert kept["nlq"].tolist() == ["Count errors", "count errors!"]
 
 
-def test_missing_values_compare_equal():
-    df = pd.DataFrame({"nlq": ["a", None, np.nan, "a"]})
-    res = ExactDedup("nlq").run(df)
-    assert res.rejected["_reason_code"].tolist() == ["duplicate_nlq", "duplicate_nlq"]
-    assert len(res.kept) == 2
-
-
 def test_invariant_rows_in_equal_kept_plus_rejected():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"nlq": rng.integers(0, 20, 300).astype(str),
@@ -113,3 +106,19 @@ def test_bad_parameters_name_the_problem():
         ExactDedup([()])
     with pytest.raises(StageError, match="field 'query'"):
         ExactDedup(["nlq", "query"]).run(pd.DataFrame({"nlq": ["a"]}))
+
+
+def test_a_missing_key_value_matches_nothing_so_rows_without_the_field_are_kept():
+    """A missing value is no evidence of a repeat: rows that lack a key field are not
+    duplicates of each other (and the export errors them if it needs the field)."""
+    df = pd.DataFrame({"_id": ["a1", "none1", "none2", "a2", "nan1", "nan2"],
+                       "nlq": ["a", None, None, "a", None, None],
+                       "query": ["Q", "Q", "Q", "Q2", float("nan"), float("nan")]})
+    res = ExactDedup("nlq").run(df)
+    assert res.kept["_id"].tolist() == ["a1", "none1", "none2", "nan1", "nan2"]
+    assert res.rejected["_id"].tolist() == ["a2"]
+    pairs = ExactDedup([("nlq", "query"), ("query",)]).run(df)
+    # (nlq, query) never matches where nlq is missing; query alone still does
+    assert pairs.kept["_id"].tolist() == ["a1", "a2", "nan1", "nan2"]
+    assert dict(zip(pairs.rejected["_id"], pairs.rejected["_reason_code"])) == {
+        "none1": "duplicate_query", "none2": "duplicate_query"}

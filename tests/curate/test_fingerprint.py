@@ -153,3 +153,135 @@ def test_stable_across_processes_with_nested_code_objects():
         target = {"fn": prompt, "data": {"k": [1, 2, (3, 4)]}}
     """
     assert _digest_in_new_process(code) == _digest_in_new_process(code)
+
+
+# -- tables and arrays: every index kind and dtype ------------------------------------------
+INDEXES = {
+    "range": lambda: pd.RangeIndex(4),
+    "int": lambda: pd.Index([10, 20, 30, 40]),
+    "str": lambda: pd.Index(["a", "b", "c", "d"]),
+    "multi": lambda: pd.MultiIndex.from_tuples([("x", 1), ("x", 2), ("y", 1), ("y", 2)],
+                                               names=["k", "n"]),
+    "datetime": lambda: pd.DatetimeIndex(pd.date_range("2024-01-01", periods=4)),
+    "categorical": lambda: pd.CategoricalIndex(["p", "q", "p", "r"]),
+    "duplicated": lambda: pd.Index([7, 7, 8, 8]),
+}
+COLUMNS = {  # name: (dtype or None, values, another value for the row at position 2)
+    "int": ("int64", [1, 2, 3, 4], 30),
+    "float": ("float64", [0.5, 1.5, float("nan"), 2.5], 9.5),
+    "object_str": (object, ["a", "b", None, "d"], "c"),
+    "str": ("str", ["a", "b", "c", "d"], "C"),
+    "arrow_str": ("string[pyarrow]", ["a", "b", "c", "d"], "z"),
+    "bool": ("bool", [True, False, True, False], False),
+    "nullable_int": ("Int64", [1, None, 3, 4], None),
+    "nullable_bool": ("boolean", [True, None, False, True], True),
+    "datetime": ("datetime64[ns]", pd.to_datetime(["2024-01-01", "2024-01-02",
+                                                   "2024-01-03", "2024-01-04"]).tolist(),
+                 pd.Timestamp("2025-01-03")),
+    "datetime_tz": ("datetime64[ns, UTC]", pd.to_datetime(["2024-01-01"] * 4, utc=True).tolist(),
+                    pd.Timestamp("2024-01-02", tz="UTC")),
+    "categorical": ("category", ["x", "y", "x", "z"], "y"),
+    "nested": (object, [{"a": 1}, [1, 2], {"b": [1]}, None], {"b": [2]}),
+}
+
+
+def frame(index: str, change: str | None = None, label=None) -> pd.DataFrame:
+    data = {}
+    for name, (dtype, values, other) in COLUMNS.items():
+        values = list(values)
+        if name == change:
+            values[2] = other
+        data[name] = pd.Series(values, dtype=dtype if dtype != "category" else
+                               pd.CategoricalDtype(["x", "y", "z"]))
+    df = pd.DataFrame(data)
+    idx = INDEXES[index]()
+    if label is not None:
+        idx = idx.delete(2).insert(2, label)
+    df.index = idx
+    return df
+
+
+@pytest.mark.parametrize("index", list(INDEXES))
+def test_a_change_of_any_cell_changes_a_tables_digest_for_every_index_and_dtype(index):
+    base = frame(index)
+    digests = {"base": digest(base)}
+    assert digest(frame(index)) == digests["base"]  # equal content: equal digest
+    for column in COLUMNS:
+        digests[column] = digest(frame(index, change=column))
+        series = frame(index, change=column)[column]
+        digests[f"series:{column}"] = digest(series)
+        assert digest(series) != digest(base[column]), column
+    other_label = {"range": 99, "int": 99, "str": "z", "multi": ("z", 9),
+                   "datetime": pd.Timestamp("2030-01-01"), "categorical": "q",
+                   "duplicated": 9}[index]
+    digests["label"] = digest(frame(index, label=other_label))
+    assert len(set(digests.values())) == len(digests), digests  # every change shows
+    assert digest(base.index) != digest(frame(index, label=other_label).index)
+
+
+def test_two_tables_with_the_same_non_default_index_and_different_data_differ():
+    """The lookup-table case: columns used to be aligned on a range index by label, so every
+    value of a frame indexed by ``id`` read as missing and two such frames digested alike."""
+    a = pd.DataFrame({"id": [101, 102, 103], "label": ["good", "bad", "good"],
+                      "score": [1.0, 2.0, 3.0]}).set_index("id")
+    b = pd.DataFrame({"id": [101, 102, 103], "label": ["bad", "bad", "bad"],
+                      "score": [7.0, 8.0, 9.0]}).set_index("id")
+    assert digest(a) != digest(b)
+    assert digest(a["label"]) != digest(b["label"])
+
+
+@pytest.mark.parametrize("make,change", [
+    (lambda: np.arange(6).reshape(2, 3), lambda a: a.__setitem__((1, 2), 60)),
+    (lambda: np.array([0.5, 1.5, np.nan]), lambda a: a.__setitem__(2, 3.0)),
+    (lambda: np.array(["ab", "cd"]), lambda a: a.__setitem__(0, "zz")),
+    (lambda: np.array([True, False]), lambda a: a.__setitem__(1, True)),
+    (lambda: np.array(["2024-01-01", "2024-01-02"], dtype="datetime64[ns]"),
+     lambda a: a.__setitem__(0, np.datetime64("2020-01-01"))),
+    (lambda: np.array([{"a": i} for i in range(3000)], dtype=object),  # repr elides the middle
+     lambda a: a.__setitem__(1500, {"a": -1})),
+    (lambda: pd.array([1, None, 3], dtype="Int64"), lambda a: a.__setitem__(1, 2)),
+    (lambda: pd.Categorical(["x", "y", "x"]), lambda a: a.__setitem__(0, "y")),
+    (lambda: pd.Index([1, 2, 3]), None),
+])
+def test_a_change_of_any_element_changes_an_arrays_digest(make, change):
+    base = make()
+    before = digest(base)
+    if change is None:  # an Index is immutable: compare with another one
+        assert digest(pd.Index([1, 2, 4])) != before
+        return
+    changed = base.copy()
+    change(changed)
+    assert digest(changed) != before
+    assert digest(make()) == before
+
+
+def test_tables_of_every_index_and_dtype_digest_alike_in_another_process():
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np, pandas as pd
+        from test_fingerprint import frame, INDEXES
+        from curate.core.fingerprint import fingerprint_of
+        target = [frame(i) for i in INDEXES] + [frame("int")["str"],
+                  np.array([{{"a": 1}}, [2]], dtype=object), pd.Index(["a", "b"])]
+    """
+    here = fingerprint_of([frame(i) for i in INDEXES] + [
+        frame("int")["str"], np.array([{"a": 1}, [2]], dtype=object), pd.Index(["a", "b"])])
+    assert here.stable
+    assert _digest_in_new_process(code) == here.digest
+
+
+def test_fingerprint_ignore_leaves_a_global_out_and_keeps_the_rest():
+    import sqlite3
+
+    from curate import fingerprint_ignore
+
+    db = sqlite3.connect(":memory:")
+    assert not fingerprint_of({"db": db}).stable
+    assert fingerprint_ignore(db) is db
+    assert fingerprint_of({"db": db}).stable
+    other = fingerprint_ignore(sqlite3.connect(":memory:"))
+    assert digest({"db": db, "n": 1}) == digest({"db": other, "n": 1})  # a connection is no input
+    assert digest({"db": db, "n": 1}) != digest({"db": db, "n": 2})
+    with pytest.raises(TypeError, match="fingerprint_ignore"):
+        fingerprint_ignore(3)

@@ -120,5 +120,31 @@ def test_written_lines_are_exactly_the_json_of_the_built_rows(tmp_path, fmt):
             frame = df
         expected = [json.dumps(row, ensure_ascii=False) for row in export.build(frame, fmt)]
         assert export.lines(frame, fmt) == expected
-        path = export.write(frame, tmp_path / fmt)[fmt]
-        assert open(path, encoding="utf-8").read() == "".join(line + "\n" for line in expected)
+        exportable = export.split(frame)[0]  # write refuses rows with an empty turn
+        written = [json.dumps(row, ensure_ascii=False) for row in export.build(exportable, fmt)]
+        path = export.write(exportable, tmp_path / fmt)[fmt]
+        assert open(path, encoding="utf-8").read() == "".join(line + "\n" for line in written)
+
+
+def test_rows_that_would_make_an_empty_or_incomplete_turn_are_errored_never_written(tmp_path):
+    df = pd.DataFrame({"_id": ["ok", "no_q", "blank_a", "spaces", "no_a"],
+                       "_source": [f"rows.jsonl:{i}" for i in range(1, 6)],
+                       "q": ["question", None, "question", "  \n", "question"],
+                       "a": ["answer", "answer", "", "answer", None]})
+    export = SharegptExport(human="{q}", gpt="a")
+    kept, errored = export.split(df)
+    assert kept["_id"].tolist() == ["ok"]
+    assert errored["_id"].tolist() == ["no_q", "blank_a", "spaces", "no_a"]
+    assert errored["_stage"].unique().tolist() == ["export"]
+    assert errored["_reason_code"].tolist() == ["missing_field", "empty_turn", "empty_turn",
+                                                "missing_field"]
+    assert errored["_reason"].tolist()[:2] == [
+        "field 'q' is missing (empty or null): the conversation would lack it",
+        "the assistant turn would be empty"]
+    assert errored["_field"].tolist() == ["q", "a", "q", "a"]
+    with pytest.raises(StageError, match=r"^stage 'export': 4 of 5 rows would make an empty or "
+                                         r"incomplete conversation \(field 'q' is missing"):
+        export.write(df, tmp_path)
+    assert not list(tmp_path.iterdir())
+    literal = SharegptExport(human="Question: {q}", gpt=lambda row: row["a"] or "")
+    assert literal.split(df.assign(q=""))[1]["_id"].tolist() == ["blank_a", "no_a"]

@@ -1,10 +1,15 @@
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from curate import InputError, read_table, write_table
 from curate.io import atomic_path, save_dataset_folder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ROWS = [{"nlq": "slow requests", "columns": ["duration_ms", "name"], "query": {"calculations": [{"op": "COUNT"}]}},
         {"nlq": "errors by service", "columns": ["error", "service.name"], "query": {"limit": 5}}]
@@ -249,3 +254,80 @@ def test_a_large_gzip_file_is_written_in_members_that_read_back_as_one(tmp_path)
     assert len(pd.read_json(first, lines=True)) == 120_000
     plain = write_text_array(tmp_path / "c.jsonl", texts)
     assert plain.read_text() == "".join(texts.to_pylist())
+
+
+def test_rows_without_a_source_get_their_own_line_when_another_row_carries_one(tmp_path):
+    rows = [{"q": "a", "_source": "seeds.jsonl:7"}, {"q": "b"}, {"q": "c", "_source": None}]
+    assert read_table(rows)["_source"].tolist() == ["seeds.jsonl:7", "<list>:2", "<list>:3"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sources = read_table(path)["_source"].tolist()
+    assert sources[0] == "seeds.jsonl:7"
+    assert [s.rsplit("/", 1)[-1] for s in sources[1:]] == ["rows.jsonl:2", "rows.jsonl:3"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 30_000])
+@pytest.mark.parametrize("name", ["deep.jsonl", "deep.json"])
+def test_json_nested_too_deep_is_one_line_naming_the_line_and_never_crashes(tmp_path, depth, name):
+    """pyarrow's JSON reader crashes the process (SIGSEGV) on very deep nesting and ``json``
+    raises RecursionError: the depth is checked before either parses."""
+    deep = '{"a": ' + "[" * depth + "]" * depth + "}"
+    rows = '{"q": "fine"}\n' + deep + "\n" if name.endswith(".jsonl") else f'[{{"q": "fine"}},\n{deep}]'
+    (tmp_path / name).write_text(rows)
+    code = ("from curate import read_table, InputError\n"
+            f"try:\n    read_table({str(tmp_path / name)!r})\n"
+            "except InputError as error:\n    print(error)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == (f"{tmp_path / name}:2: JSON nested more than 100 levels deep "
+                                   f"(at column {106 if name.endswith('l') else 105}); "
+                                   f"flatten the value or store it as text")
+
+
+def test_nesting_within_the_limit_and_brackets_inside_strings_are_read(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    text = "[" * 2000  # brackets in a string are no nesting
+    nested = {"a": [[[[{"b": [1]}]]]]}
+    path.write_text(json.dumps({"t": text, "n": nested}) + "\n" + json.dumps({"t": "x", "n": {}}) + "\n")
+    df = read_table(path)
+    assert df["t"][0] == text and df["n"][0] == nested
+
+
+def test_a_fifo_or_a_device_as_source_is_refused_at_once(tmp_path):
+    """Both used to be read forever; a child process with a deadline keeps a hang a failure."""
+    import os
+
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    code = ("from curate import InputError, Pipeline, read_table\n"
+            f"for source in ({str(fifo)!r}, '/dev/zero'):\n"
+            "    for read in (read_table, lambda s: Pipeline(source=s, stages=[]).source_key()):\n"
+            "        try:\n            read(source)\n"
+            "        except InputError as error:\n            print(error)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pipe = f"{fifo}: not a regular file (a named pipe); give a table file or a saved datasets folder"
+    device = "/dev/zero: not a regular file (a character device); give a table file or a saved " \
+             "datasets folder"
+    assert proc.stdout.splitlines() == [pipe, pipe, device, device]
+
+
+def test_a_json_array_in_a_jsonl_file_gets_a_hint(tmp_path):
+    for text in ('[{"q": "a"}, {"q": "b"}]\n', '[\n  {"q": "a"},\n  {"q": "b"}\n]\n'):
+        path = tmp_path / "rows.jsonl"
+        path.write_text(text)
+        with pytest.raises(InputError) as error:
+            read_table(path)
+        assert str(error.value) == (f"{path}:1: this file holds one JSON array; name it .json "
+                                    f"or write one object per line")
+
+
+def test_integers_past_int64_are_read_exactly_in_scalar_and_list_columns(tmp_path):
+    big = 123456789012345678901234567890
+    path = tmp_path / "rows.jsonl"
+    path.write_text(f'{{"n": 1, "t": [1, {big}]}}\n{{"n": {big}, "t": [2.5]}}\n')
+    df = read_table(path)
+    assert df["n"].tolist() == [1, big] and [type(v) for v in df["n"]] == [int, int]
+    assert df["t"].tolist() == [[1, big], [2.5]] and type(df["t"][0][0]) is int

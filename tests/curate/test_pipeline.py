@@ -214,6 +214,34 @@ def test_cli_help_explains_the_spec():
     assert proc.returncode == 0 and "pipeline = Pipeline(" in proc.stdout and "--limit" in proc.stdout
 
 
+def test_cli_help_names_the_files_a_run_writes(tmp_path):
+    text = " ".join(cli("--help").stdout.split())
+    assert "kept.parquet" not in text and "rejected.jsonl " not in text
+    pipe = Pipeline(source=source(4), stages=[Filter(lambda r: r["a"] != "1", name="not_one")],
+                    export=SharegptExport(human="{q}", gpt="a"))
+    pipe.run(tmp_path / "run", progress=False)
+    for name in sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock"):
+        assert (name.rstrip("/") in text), name  # every file or folder of a run is named
+    assert "checkpoints/00_source.parquet" in text and "export/sharegpt.jsonl" in text
+
+
+def test_the_manifest_names_functions_and_objects_by_name_and_digest_once(tmp_path):
+    """Each stage's parameters used to hold the whole description of its functions (the
+    Honeycomb checker, its rules, their globals: 54 KB for each stage that used it)."""
+    from curate import AssertionFilter
+    from assertions.honeycomb import check
+
+    rows = [{"query": {"calculations": [{"op": "COUNT"}]}, "columns": ["a"]}]
+    run = Pipeline(source=rows, stages=[AssertionFilter(check, name="first"),
+                                        AssertionFilter(check, name="second")]).run(
+        tmp_path / "run", progress=False)
+    params = run.manifest["stages"][0]["params"]
+    assert params["check"]["fn"] == "assertions.honeycomb.check"
+    assert set(params["check"]) == {"fn", "sha256"} and params["name"] == "first"
+    assert run.manifest["stages"][1]["params"]["check"] == params["check"]
+    assert (tmp_path / "run/manifest.json").stat().st_size < 12_000
+
+
 @pytest.mark.parametrize("content,expected", [
     ('{"q": "a", "a": "1"}\n{"q": "b", "a": \n', "rows.jsonl:2: malformed JSON"),
     ("", "rows.jsonl: no rows to read: the input is empty"),
@@ -298,3 +326,141 @@ def test_cli_too_many_errored_rows_stop_with_one_line_naming_the_lines(tmp_path)
     assert "rows.jsonl:2, " in line and "rows.jsonl:3" in line
     assert not (out / "manifest.json").exists()
     assert len((out / "errored.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_folder_given_as_the_spec_says_it_is_a_folder(tmp_path):
+    with pytest.raises(SpecError) as error:
+        load_spec(tmp_path)
+    assert str(error.value) == f"{tmp_path}: a folder, not a spec file; give the spec's .py file"
+    write_spec(tmp_path, "x = 1\n")
+    with pytest.raises(SpecError, match=r": a folder, not a spec file; give the spec's \.py "
+                                        r"file \(.*spec\.py\?\)$"):
+        load_spec(tmp_path)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.py")
+
+
+BIG = 123456789012345678901234567890
+
+
+def test_integers_beyond_int64_stay_exact_from_the_source_to_the_export(tmp_path):
+    """pyarrow's reader turns a column holding an integer past int64 into floats (``1`` ->
+    ``1.0``, the big one rounded): such a file is read by ``json``, which keeps every int."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text(f'{{"q": "small", "n": 1}}\n{{"q": "big", "n": {BIG}}}\n'
+                    f'{{"q": "gone", "n": -{BIG}}}\n')
+
+    def pipeline(human):
+        return Pipeline(source=data, stages=[Filter(lambda r: r["q"] != "gone", name="not_gone")],
+                        export=SharegptExport(human=human, gpt="n"))
+
+    out = tmp_path / "run"
+    for human in ("{q}", "Q: {q} ({n})"):  # the second run rebuilds the export from checkpoints
+        pipeline(human).run(out, progress=False)
+        rows = [json.loads(line)["conversations"]
+                for line in (out / "export/sharegpt.jsonl").read_text().splitlines()]
+        assert [turns[1]["value"] for turns in rows] == ["1", str(BIG)]
+    assert rows[1][0]["value"] == f"Q: big ({BIG})"
+    [rejected] = [json.loads(line) for line in gzip.open(out / "rejected.jsonl.gz", "rt")]
+    assert rejected["n"] == -BIG and type(rejected["n"]) is int
+
+
+def test_rows_without_a_key_field_are_kept_by_exact_dedup_and_errored_by_the_export(tmp_path):
+    """Rows that lack the field used to be "duplicates" of each other, the kept one written
+    as an empty conversation; now none is a duplicate and the export errors each of them."""
+    from curate import ExactDedup
+    from curate.pipeline.folder import open_run
+
+    rows = [{"q": "one", "a": "A"}, {"q": "two"}, {"q": "three"}, {"q": "four", "a": "A"},
+            {"q": "five", "a": "  "}]
+    pipe = Pipeline(source=rows, stages=[ExactDedup("a")],
+                    export=SharegptExport(human="{q}", gpt="a"))
+    run = pipe.run(tmp_path / "run", progress=False)
+    lines = (tmp_path / "run/export/sharegpt.jsonl").read_text().splitlines()
+    assert [json.loads(line)["conversations"][0]["value"] for line in lines] == ["one"]
+    errored = [json.loads(line) for line in open(tmp_path / "run/errored.jsonl")]
+    assert [(r["q"], r["_stage"], r["_reason_code"]) for r in errored] == [
+        ("two", "export", "missing_field"), ("three", "export", "missing_field"),
+        ("five", "export", "empty_turn")]
+    assert errored[0]["_source"] == "<list>:2"
+    counts = run.manifest["rows"]
+    assert (counts["kept"], counts["rejected"], counts["errored"]) == (1, 1, 3)
+    assert run.manifest["export_errored"]["errors"] == {"missing_field": 2, "empty_turn": 1}
+    assert len(run.kept) == 1 and len(run.errored) == 3
+    again = open_run(tmp_path / "run")
+    assert again.kept["q"].tolist() == ["one"] and sorted(again.errored["q"]) == ["five", "three", "two"]
+
+
+CHECKER_SPEC = """
+from curate import AssertionFilter, Pipeline, SharegptExport
+
+BROKEN = {3, 7, 11, 19, 23}
+
+
+def check(q, n):
+    if n in BROKEN:
+        raise LookupError(f"no entry for {n}")
+    return []
+
+
+pipeline = Pipeline(source="rows.jsonl", stages=[AssertionFilter(check, name="lookup_check")],
+                    export=SharegptExport(human="{q}", gpt="q"))
+"""
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_checker_that_raises_on_some_rows_is_shown_at_the_end_with_where_it_raised(tmp_path,
+                                                                                   progress):
+    """5 of 31 rows errored used to end at exit 0 with only a count: the run now ends with
+    the stage, the count, the first exception and its file:line, and keeps every errored
+    row with its traceback."""
+    with open(tmp_path / "rows.jsonl", "w") as fh:
+        for n in range(31):
+            fh.write(json.dumps({"q": f"question {n}", "n": n}) + "\n")
+    spec = write_spec(tmp_path, CHECKER_SPEC)
+    out = tmp_path / "run"
+    proc = cli(str(spec), "--out", str(out), *([] if progress else ["--no-progress"]),
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [" ".join(line.split()) for line in proc.stderr.splitlines()]
+    assert ("errored: lookup_check: 5 of 31 rows; first: the checker raised LookupError: no "
+            "entry for 3 at spec.py:9 (row from rows.jsonl:4)") in lines
+    assert f"every errored row, with its reason and traceback, is in {out / 'errored.jsonl'}" in lines
+    if progress:  # the funnel's top reason shows the errors
+        assert any("lookup_check" in line and "errored: check_raised (5)" in line for line in lines)
+    errored = [json.loads(line) for line in open(out / "errored.jsonl")]
+    assert [e["n"] for e in errored] == [3, 7, 11, 19, 23]
+    trace = errored[0]["_traceback"]
+    assert f'File "{spec}", line 9, in check' in trace
+    assert trace.rstrip().endswith("LookupError: no entry for 3")
+    assert "curate/stages" not in trace  # the library's own frames are left out
+    report = (out / "report.html").read_text()
+    assert "errored: check_raised (5)" in report and "LookupError: no entry for 3" in report
+
+
+def test_a_misspelt_field_is_refused_before_any_stage_runs_with_the_closest_name(tmp_path):
+    from curate import AssertionFilter, Derive, ExactDedup, StageError
+
+    rows = [dict(row, answer=row["a"]) for row in source(6)]
+    calls = Calls()
+    first = Filter(counting_filter(calls), name="even")
+    cases = [
+        (dict(stages=[first], export=SharegptExport(human="{q}", gpt="anwser")),
+         "stage 'export', field 'anwser': the template needs field 'anwser', which no row "
+         "will have (fields: q, a, answer); did you mean 'answer'?"),
+        (dict(stages=[first, ExactDedup("qq")], export=None),
+         "stage 'exact_dedup', field 'qq': the table has no field 'qq' (fields: q, a, "
+         "answer); did you mean 'q'?"),
+        (dict(stages=[first, AssertionFilter(lambda querry: [], name="check")], export=None),
+         "stage 'check', field 'querry': the table has no field 'querry' (fields: q, a, "
+         "answer)"),
+    ]
+    for settings, message in cases:
+        with pytest.raises(StageError) as error:
+            Pipeline(source=rows, **settings).run(tmp_path / "run", progress=False)
+        assert str(error.value) == message
+    assert len(calls) == 0 and not (tmp_path / "run/checkpoints/01_even").exists()
+    # a field a stage may add without declaring it (Derive) is not refused
+    made = Pipeline(source=source(6), stages=[Derive(lambda r: [{"reply": r["a"]}], keep="new")],
+                    export=SharegptExport(human="{q}", gpt="reply"))
+    assert len(made.run(tmp_path / "derived", progress=False).kept) == 6

@@ -116,14 +116,15 @@ def test_a_changed_input_recomputes_exactly_that_stage_and_those_after(project, 
     assert reused(out) == expected
 
 
-def test_changing_only_the_export_rewrites_only_the_export_and_report(project):
+def test_changing_only_the_export_rewrites_only_the_export_its_errored_rows_and_report(project):
+    """The export errors rows it cannot write (an empty turn), so errored.jsonl follows it."""
     out = project / "run"
     assert cli(write_spec(project), out, "--no-progress").returncode == 0
     before = (out / "rejected.jsonl.gz").stat().st_mtime_ns
     proc = cli(write_spec(project, suffix=" (please)"), out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert all(reused(out))
-    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz", "errored.jsonl"}
+    assert set(manifest(out)["reused"]["outputs"]) == {"rejected.jsonl.gz"}
     assert (out / "rejected.jsonl.gz").stat().st_mtime_ns == before
     first = json.loads((out / "export/sharegpt.jsonl").read_text().splitlines()[0])
     assert first["conversations"][0]["value"].endswith(" (please)")
@@ -356,3 +357,217 @@ def test_background_work_raises_its_first_error_and_close_swallows_the_rest():
     with pytest.raises(OSError, match="later"):
         work.check()
     work.close()  # the failed run is being cleaned up: no second raise
+
+
+LOOKUP_SPEC = """
+from pathlib import Path
+
+import pandas as pd
+from curate import Filter, Pipeline, SharegptExport
+
+LOOKUP = pd.read_csv(Path(__file__).parent / "labels.csv").set_index("id")
+
+pipeline = Pipeline(
+    source="items.jsonl",
+    stages=[Filter(lambda row: LOOKUP.loc[row["id"], "label"] == "good", name="labelled_good")],
+    export=SharegptExport(human="{q}", gpt="a"),
+)
+"""
+
+
+def test_a_changed_lookup_table_read_by_a_filter_recomputes_the_stage_and_the_export(tmp_path):
+    with open(tmp_path / "items.jsonl", "w") as fh:
+        for i in range(101, 107):
+            fh.write(json.dumps({"id": i, "q": f"question {i}", "a": f"answer {i}"}) + "\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},{'good' if i < 104 else 'bad'}\n"
+                                             for i in range(101, 107)))
+    spec, out = tmp_path / "spec.py", tmp_path / "run"
+    spec.write_text(LOOKUP_SPEC)
+
+    def exported():
+        lines = (out / "export/sharegpt.jsonl").read_text().splitlines()
+        return [json.loads(line)["conversations"][0]["value"] for line in lines]
+
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert exported() == ["question 101", "question 102", "question 103"]
+    labels.write_text("id,label\n" + "".join(f"{i},{'good' if i >= 104 else 'bad'}\n"
+                                             for i in range(101, 107)))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert reused(out) == [False]
+    assert exported() == ["question 104", "question 105", "question 106"]
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert reused(out) == [True]  # unchanged again: reused
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_out_pointed_at_a_folder_this_library_did_not_make_is_refused_and_left_as_it_was(project):
+    mine = project / "mine"
+    (mine / "export").mkdir(parents=True)
+    (mine / "export/notes.txt").write_text("my notes")
+    (mine / "report.html").write_text("<p>my report</p>")
+    (mine / "errored.jsonl").write_text('{"mine": 1}\n')
+    before = _snapshot(mine)
+    proc = cli(write_spec(project), mine, "--no-progress")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {mine} holds files this library did not write (errored.jsonl, export, "
+        f"report.html); a run there could replace them: choose a new or empty folder for --out"]
+    assert _snapshot(mine) == before  # not even a lock file left
+
+
+def test_a_source_in_the_out_folders_export_is_refused_before_anything_is_removed(project):
+    out = project / "run"
+    (out / "export").mkdir(parents=True)
+    (project / "rows.jsonl").rename(out / "export/rows.jsonl")
+    spec = write_spec(project)
+    spec.write_text(spec.read_text().replace('source="rows.jsonl"', 'source="run/export/rows.jsonl"'))
+    before = _snapshot(out)
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 2 and "did not write (export)" in proc.stderr
+    assert _snapshot(out) == before
+
+
+def test_a_run_folder_keeps_what_the_user_put_in_it_and_never_overwrites_its_source(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "export/seeds.jsonl").write_text((project / "rows.jsonl").read_text())
+    spec = write_spec(project, suffix="!")  # the export is rewritten
+    spec.write_text(spec.read_text().replace('source="rows.jsonl"', 'source="run/export/seeds.jsonl"'))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "export/seeds.jsonl").read_text() == (project / "rows.jsonl").read_text()
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["seeds.jsonl", "sharegpt.jsonl"]
+    # the previous export as the source of a run into the same folder: refused, kept
+    spec.write_text(spec.read_text().replace("run/export/seeds.jsonl", "run/export/sharegpt.jsonl"))
+    exported = (out / "export/sharegpt.jsonl").read_bytes()
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: the source {out / 'export/sharegpt.jsonl'} lies where "
+                                   f"this run writes ({out / 'export/sharegpt.jsonl'}); move it "
+                                   f"out of the run folder or choose another --out")
+    assert (out / "export/sharegpt.jsonl").read_bytes() == exported
+
+
+def test_an_empty_folder_an_older_run_folder_and_a_killed_first_run_are_used(project):
+    spec = write_spec(project)
+    empty = project / "empty"
+    empty.mkdir()
+    assert cli(spec, empty, "--no-progress").returncode == 0
+    (empty / ".curate-run.json").unlink()  # as an older version left it: no record
+    proc = cli(spec, empty, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert all(reused(empty))
+    record = json.loads((empty / ".curate-run.json").read_text())
+    assert {"manifest.json", "report.html", "export/sharegpt.jsonl",
+            "checkpoints/01_long_enough"} <= set(record["wrote"])
+    killed = project / "killed"
+    killed.mkdir()
+    (killed / ".curate-run.json").write_text('{"wrote": []}')  # the first thing a run writes
+    (killed / ".lock").write_text("")
+    assert cli(spec, killed, "--no-progress").returncode == 0
+
+
+def test_prune_removes_only_checkpoints_this_library_wrote(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    trainer = out / "checkpoints/step_100"
+    trainer.mkdir()
+    (trainer / "adapter_model.safetensors").write_bytes(b"weights")
+    lookalike = out / "checkpoints/09_other"
+    lookalike.mkdir()
+    (lookalike / "stats.json").write_text("{}")
+    spec = project / "spec.py"  # one stage fewer: the last checkpoint is pruned
+    spec.write_text(spec.read_text().replace("            Sample(n=50, seed=0)],", "            ],"))
+    proc = cli(spec, out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (out / "checkpoints").iterdir() if p.is_dir())
+    assert names == ["01_long_enough", "02_tag", "03_cap", "04_exact_dedup", "05_limit",
+                     "09_other", "step_100"]
+    assert (trainer / "adapter_model.safetensors").read_bytes() == b"weights"
+
+
+def test_a_run_removes_the_temporary_files_killed_writes_left_and_nothing_else(project):
+    out = project / "run"
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    stale = [out / ".report.html.k2j4_x9a.tmp", out / "export/.sharegpt.jsonl.abcdefgh.tmp",
+             out / "checkpoints/.00_source.parquet.12345678.tmp",
+             out / "checkpoints/01_long_enough/.kept.parquet.zzzzzzzz.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (out / "export/.dataset.q1w2e3r4.tmp").mkdir()  # a folder being written
+    kept = [out / ".notes.tmp", out / "mine.tmp", out / "export/.my.file.tmp"]
+    for path in kept:
+        path.write_bytes(b"mine")
+    assert cli(write_spec(project), out, "--no-progress").returncode == 0
+    assert not [p for p in stale if p.exists()] and not (out / "export/.dataset.q1w2e3r4.tmp").exists()
+    assert all(p.read_bytes() == b"mine" for p in kept)
+
+
+SQLITE_SPEC = """
+import sqlite3
+from pathlib import Path
+
+from curate import AssertionFilter, Pipeline{extra_import}
+
+DB = {wrap}sqlite3.connect(Path(__file__).parent / "known.db"){wrap_end}
+
+
+def known(q):
+    found = DB.execute("select 1 from known where q = ?", (q,)).fetchone()
+    return [] if found else [("unknown_q", f"{{q}} is not known")]
+
+
+pipeline = Pipeline(source="rows.jsonl", stages=[Filter(lambda row: True, name="first"),
+                                                 AssertionFilter(known, name="known"),
+                                                 Filter(lambda row: True, name="last")])
+"""
+
+
+def _sqlite_spec(project, ignore: bool) -> Path:
+    import sqlite3
+
+    db = sqlite3.connect(project / "known.db")
+    db.execute("create table if not exists known (q text)")
+    db.execute("insert into known values ('question 4')")
+    db.commit()
+    db.close()
+    spec = project / "spec.py"
+    spec.write_text(SQLITE_SPEC.format(
+        extra_import=", Filter" + (", fingerprint_ignore" if ignore else ""),
+        wrap="fingerprint_ignore(" if ignore else "", wrap_end=")" if ignore else ""))
+    return spec
+
+
+def test_the_terminal_says_why_each_stage_is_recomputed(project):
+    spec, out = _sqlite_spec(project, ignore=False), project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    proc = cli(spec, out)  # plain progress: stage lines and the funnel
+    assert proc.returncode == 0, proc.stderr
+    stages = manifest(out)["stages"]
+    assert [s["reused"] for s in stages] == [True, False, False]
+    assert stages[1]["recomputed"].startswith("unstable: Connection object has no stable description")
+    assert stages[2]["recomputed"] == "its input changed (stage 'known' ran)"
+    lines = [" ".join(line.split()) for line in proc.stderr.splitlines()]
+    assert any("stage 2/3 known: 120 rows in (recomputed: unstable: Connection object has no "
+               "stable description" in line for line in lines)
+    assert any("stage 3/3 last:" in line and "(recomputed: its input changed (stage 'known' ran))"
+               in line for line in lines)
+    spec.write_text(spec.read_text().replace('name="last"', 'name="last", max_errored=0.9'))
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert manifest(out)["stages"][2]["recomputed"] == "changed parameter: max_errored"
+
+
+def test_a_global_left_out_of_the_fingerprint_lets_its_reader_be_reused(project):
+    spec, out = _sqlite_spec(project, ignore=True), project / "run"
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert cli(spec, out, "--no-progress").returncode == 0
+    assert reused(out) == [True, True, True]
+    assert manifest(out)["rows"]["kept"] == 1  # "question 4", the one row the table knows

@@ -91,3 +91,32 @@ def test_fingerprint_changes_with_parameters_but_not_with_secrets():
     s2.api_key = "sk-two"
     assert s1.fingerprint() == s2.fingerprint()
     assert "sk-one" not in str(s1.params())
+
+
+def test_rows_without_an_id_get_the_id_of_their_own_content_when_others_carry_one():
+    """Ids of the rows that lack one are content hashes of *those* rows, whatever the
+    positions of the rows that carry an id (values used to be realigned by label)."""
+    df = pd.DataFrame({"x": [1, 2, 3, 4], "t": ["a", "b", "c", "d"],
+                       "_id": ["given-0", None, "given-2", None]})
+    alone = assign_ids(pd.DataFrame({"x": [2, 4], "t": ["b", "d"]}))
+    ids = assign_ids(df)["_id"].tolist()
+    assert ids == ["given-0", alone["_id"][0], "given-2", alone["_id"][1]]
+    assert len(set(ids)) == 4
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../outside", "back\\slash", "tab\there"])
+def test_a_stage_name_that_cannot_be_a_folder_name_is_refused_when_the_stage_is_built(name):
+    with pytest.raises(StageError) as error:
+        Filter(lambda row: True, name=name)
+    assert str(error.value).startswith(f"stage {name!r}: ")
+    assert "name" in str(error.value) and len(str(error.value).splitlines()) == 1
+
+
+def test_a_stage_renamed_after_it_was_built_is_checked_by_the_pipeline(tmp_path):
+    from curate import Pipeline
+
+    stage = Filter(lambda row: True, name="ok")
+    stage.name = "../x"
+    with pytest.raises(StageError, match=r"^stage '\.\./x': "):
+        Pipeline(source=[{"q": 1}], stages=[stage])
+    assert not (tmp_path.parent / "x").exists()

@@ -46,8 +46,8 @@ def test_evaluate_against_loopback_server_with_and_without_healing(tmp_path, cap
     first, healed = report["single_attempt"], report["self_healing_3"]
     assert (first["valid"], first["exact_match"]) == (4, 4)
     assert first["failures_per_rule"]["calc_column_missing"] == 2
-    # each broken answer gets 5 of 9 parts: rows 1 and 2 miss calculations, filters and
-    # breakdowns, and row 1 its 24-hour time range, row 2 its order
+    # each broken answer gets 5 of 9 parts: rows 1 and 2 miss calculations and breakdowns,
+    # row 1 its filter and order, row 2 its 24-hour time range and hourly granularity
     assert first["part_f1"] == round((4 + 2 * 5 / 9) / 6, 4) == 0.8519
     assert first["parts"]["calculations"] == {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667}
     assert first["parts"]["havings"]["f1"] == 1.0
@@ -57,7 +57,7 @@ def test_evaluate_against_loopback_server_with_and_without_healing(tmp_path, cap
     assert [p["attempts"] for p in predictions] == [2, 2, 1, 1, 1, 1]
     assert not predictions[0]["first_valid"] and predictions[0]["final_valid"]
     assert predictions[0]["first_part_f1"] == 0.5556 and predictions[0]["final_part_f1"] == 1.0
-    assert predictions[0]["first_parts"]["time_range"] == 0.0 and predictions[0]["first_parts"]["limit"] == 1.0
+    assert predictions[1]["first_parts"]["time_range"] == 0.0 and predictions[0]["first_parts"]["limit"] == 1.0
     table = capsys.readouterr().out
     assert "part F1" in table and "0.852" in table
 

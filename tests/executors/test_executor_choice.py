@@ -88,8 +88,8 @@ def test_split_rate_limits_gives_each_actor_its_share():
         llm = client(server, rpm=600, tpm=90_000)
         share = split_rate_limits(llm, 4)
         assert (share.rpm, share.tpm) == (150, 22_500)
-        assert (share._limiter.rpm, share._limiter.tpm) == (150, 22_500)
-        assert (llm.rpm, llm.tpm, llm._limiter.rpm) == (600, 90_000, 600)
+        assert (share.limiter.rpm, share.limiter.tpm) == (150, 22_500)
+        assert (llm.rpm, llm.tpm, llm.limiter.rpm) == (600, 90_000, 600)
         unlimited = split_rate_limits(client(server), 4)
         assert (unlimited.rpm, unlimited.tpm) == (None, None)
 

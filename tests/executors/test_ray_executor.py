@@ -184,3 +184,45 @@ def test_a_stage_that_crashes_on_a_worker_fails_in_one_line(ray_executor):
         ray_executor.run_stage(Broken(), pd.DataFrame({"n": range(20)}))
     assert str(error.value) == ("stage 'broken' failed on a Ray worker: RuntimeError: broken on "
                                 "purpose (the local executor shows the traceback)")
+
+
+CRASH_SPEC = """
+import os
+import pandas as pd
+from curate import LLM, Filter, Judge, Pipeline
+
+def fatal(row):
+    if row["n"] == 7:
+        os._exit(3)  # a worker killed under the stage: a segfault, the OOM killer
+    return True
+
+STAGES = {{
+    "filter": Filter(fatal, name="fatal_filter"),
+    "llm": Judge(LLM("scripted", base_url="http://127.0.0.1:9/v1", api_key="x"),
+                 fields=["n"], prompt=lambda row: fatal(row) and "judge {{n}}".format(**row),
+                 name="fatal_judge"),
+}}
+pipeline = Pipeline(source=pd.DataFrame({{"n": list(range(40))}}), stages=[STAGES[{kind!r}]])
+"""
+
+
+@pytest.mark.parametrize("kind,stage", [("filter", "fatal_filter"), ("llm", "fatal_judge")])
+def test_a_worker_that_dies_ends_the_run_in_one_line(ray_executor, tmp_path, kind, stage):
+    """A worker process that dies on a row (a task, or an LLM stage's actor) is retried a
+    bounded number of times, then the run stops with one line naming the stage (exit 2)."""
+    import ray
+
+    path = tmp_path / "spec.py"
+    path.write_text(textwrap.dedent(CRASH_SPEC.format(kind=kind)))
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run([sys.executable, "-m", "curate.pipeline", str(path), "--out",
+                           str(tmp_path / "run"), "--no-progress", "--executor", "ray",
+                           "--ray-address", address], capture_output=True, text=True,
+                          cwd=ROOT, timeout=240)
+    assert done.returncode == 2, done.stderr[-2000:]
+    # Ray's own C++ notices may precede it; the run's news is one line, with no traceback
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and done.stderr.rstrip().endswith(errors[0]), done.stderr[-2000:]
+    assert errors[0].startswith(f"error: stage {stage!r}: a Ray worker died"), errors
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()

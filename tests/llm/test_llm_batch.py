@@ -11,9 +11,8 @@ import pytest
 from curate.errors import CurateError
 from curate.llm import LLM, Request
 from curate.llm.accounting import batch_price_of, cost_of
-from curate.llm.batch import BatchesPending, BatchOptions
-from curate.llm.batch_api import cancel_batches
-from curate.llm.batch_state import state_path_for
+from curate.llm.batch import BatchesPending, BatchOptions, cancel_batches
+from curate.llm.batch.state import state_path_for
 from curate.llm.types import REQUEST_FAILED, TRUNCATED
 from curate.progress import run_progress
 from curate.stages.llm.augment import Augment

@@ -63,3 +63,14 @@ def test_a_run_that_stops_waiting_says_so_in_one_line_and_the_rerun_collects(
         assert judge["stage"] == "judge" and judge["batches"][0]["batch_id"] == "batch_1"
         assert judge["batches"][0]["resumed"] is True
         assert server.paid and max(server.paid.values()) == 1
+
+
+def test_with_no_endpoint_the_example_estimates_but_will_not_run(tmp_path, capsys):
+    """The spec names gpt-4o-mini: with no key or URL it is estimated (nothing is sent),
+    and a run stops in one line saying what to set, instead of running another model."""
+    assert main([str(SPEC), "--estimate"]) == 0
+    assert "gpt-4o-mini" in capsys.readouterr().out
+    assert main([str(SPEC), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "'gpt-4o-mini'" in line
+    assert "OPENAI_API_KEY" in line and "OPENAI_BASE_URL" in line

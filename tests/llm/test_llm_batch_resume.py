@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from curate.llm.batch import BatchesPending, BatchOptions, BatchRun
-from curate.llm.batch_state import BatchState, state_path_for
+from curate.llm.batch import BatchesPending, BatchOptions
+from curate.llm.batch.run import BatchRun
+from curate.llm.batch.state import BatchState, state_path_for
 from curate.stages.llm.judge import Judge
+from curate.testing import Fault
 from curate.testing.batches import BatchServer
 
-from conftest import assert_accounted, make_llm
+from conftest import SECRET, assert_accounted, make_llm
 from test_llm_batch import FAST, questions, verdict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,3 +178,102 @@ def test_sigkill_while_polling_then_rerun_polls_the_same_batch(tmp_path):
         again = _start(server, tmp_path, "again.json")
         assert again.wait(timeout=60) == 0 and sum(server.api_calls.values()) == calls
     assert not (tmp_path / "killed.json").exists()
+
+
+# -- a kill while the batch is being created --------------------------------------------------
+def _kill_while_creating(server, tmp_path) -> dict:
+    """Run the script until its ``POST /batches`` has reached the provider, which is slow to
+    make the batch, and SIGKILL it there: the batch's id never comes back."""
+    server.inject_api("create", Fault.slow(1.5))
+    killed = _start(server, tmp_path, "killed.json")
+    _wait_for(lambda: server.api_calls["create"] >= 1)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=30) == -signal.SIGKILL
+    [entry] = entries(tmp_path)
+    assert entry["batch_id"] is None and len(server.batches) == 0  # not made yet
+    assert entry["status"] == "creating"  # the intent was recorded before the call
+    return entry
+
+
+def test_a_rerun_before_the_provider_made_the_batch_finds_it_and_creates_none(tmp_path):
+    with BatchServer(verdict) as server:
+        entry = _kill_while_creating(server, tmp_path)
+        result = judge(make_llm(server, tmp_path, batch=FAST), questions(ROWS))
+        assert server.api_calls["create"] == 1 and list(server.batches) == ["batch_1"]
+        assert server.batches["batch_1"]["metadata"] == {"curate_batch": entry["id"]}
+        assert [(b["batch_id"], b["resumed"]) for b in result.stats["batches"]] == \
+            [("batch_1", True)]
+        assert server.lines_processed == ROWS and set(server.paid.values()) == {1}
+        assert len(result.kept) + len(result.rejected) == ROWS and entries(tmp_path) == []
+
+
+def test_a_rerun_that_cannot_list_the_batches_refuses_to_create_again(tmp_path):
+    with BatchServer(verdict) as server:
+        _kill_while_creating(server, tmp_path)
+        server.inject_api("list", *[Fault.status(500)] * 3)
+        with pytest.raises(BatchesPending) as pending:
+            judge(make_llm(server, tmp_path, batch=FAST), questions(ROWS))
+        message = str(pending.value)
+        assert "\n" not in message and "list batches: HTTP 500" in message, message
+        assert "nothing was created again" in message and "run again" in message, message
+        assert server.api_calls["create"] == 1 and server.api_calls["list"] == 3
+        assert SECRET not in message
+
+        result = judge(make_llm(server, tmp_path, batch=FAST), questions(ROWS))  # it answers
+        assert server.api_calls["create"] == 1 and len(server.batches) == 1
+        assert server.lines_processed == ROWS and set(server.paid.values()) == {1}
+        assert len(result.kept) + len(result.rejected) == ROWS
+
+
+def test_the_batch_list_is_read_page_by_page(tmp_path):
+    import openai
+
+    with BatchServer(verdict) as server:
+        _kill_while_creating(server, tmp_path)
+        _wait_for(lambda: "batch_1" in server.batches)
+        other = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+        line = {"custom_id": "other", "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "scripted", "messages": [{"role": "user",
+                                                            "content": "question 1"}]}}
+        file = other.files.create(file=("other.jsonl", json.dumps(line).encode()),
+                                  purpose="batch")
+        for _ in range(130):  # another tool's batches, newer than this run's
+            other.batches.create(input_file_id=file.id, endpoint="/v1/chat/completions",
+                                 completion_window="24h")
+        calls = server.api_calls["list"]
+        result = judge(make_llm(server, tmp_path, batch=FAST), questions(ROWS))
+        assert server.api_calls["create"] == 131 and server.api_calls["list"] - calls == 2
+        assert server.batches["batch_1"]["status"] == "completed"
+        assert [b["batch_id"] for b in result.stats["batches"]] == ["batch_1"]
+        assert sum(server.paid.values()) == ROWS + 130 and len(result.kept) > 0
+
+
+def test_processes_and_threads_sharing_a_record_keep_each_others_entries(tmp_path):
+    """Each change of the record is a locked read-modify-write: writers that share a cache
+    folder lose none of each other's entries."""
+    path = tmp_path / "batches.json"
+    script = textwrap.dedent("""
+        import sys, threading
+        from curate.llm.batch.state import BatchState
+
+        def add(name):
+            state = BatchState(sys.argv[1])
+            for i in range(10):
+                entry = state.add({"endpoint": "e", "model": "m"}, [f"{name}-{i}"])
+                state.update(entry["id"], status="uploaded")
+
+        threads = [threading.Thread(target=add, args=(f"{sys.argv[2]}.{t}",)) for t in range(2)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(path), str(n)], env=env)
+               for n in range(3)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    state = BatchState(path)
+    recorded = state.of("e", "m")
+    assert len(recorded) == 3 * 2 * 10
+    assert {e["status"] for e in recorded} == {"uploaded"}
+    assert sorted(k for e in recorded for k in e["keys"]) == sorted(
+        f"{n}.{t}-{i}" for n in range(3) for t in range(2) for i in range(10))
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]  # none half-written

@@ -9,7 +9,8 @@ from conftest import SECRET, make_llm
 
 from curate.errors import CurateError
 from curate.llm import LLM, REQUEST_FAILED, TRUNCATED, Completion, Failure, Request, Usage
-from curate.llm.limits import RateLimiter, parse_retry_after
+from curate.llm.limits import RateLimiter
+from curate.llm.wire import retry_after
 from curate.testing import Fault, Reply, ScriptedServer
 
 
@@ -114,10 +115,10 @@ def test_tokens_per_minute_limit_waits_for_budget():
 
 
 def test_retry_after_header_forms():
-    assert parse_retry_after({"retry-after": "2"}) == 2.0
-    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert parse_retry_after({}) is None
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
+    assert retry_after({}) is None
 
 
 def test_works_inside_a_running_event_loop(server, tmp_path):
@@ -175,3 +176,40 @@ def test_models_endpoint_and_a_picklable_client(server, tmp_path):
     llm.complete("warm the limiter and the usage counters")
     copy = pickle.loads(pickle.dumps(llm))  # a stage can be shipped to a worker process
     assert copy.complete("again").text == "again" and copy.usage.requests == 2
+
+
+def test_tpm_holds_for_text_of_one_character_a_token(tmp_path):
+    """CJK text is about one token a character, not four: the estimate is corrected from the
+    prompt tokens the endpoint reports, so the tokens it counts stay within the limit.
+    tpm=60,000 is 1,000 tokens a second with a bucket of 1,000; 24 requests of 200
+    characters and a 10-token reply budget count 211 tokens each at the server."""
+    sent = []  # (arrival, tokens the server counts for the request)
+
+    def count(body, reply):
+        prompt = sum(len(m["content"]) for m in body["messages"])
+        sent.append((time.monotonic(), prompt + body["max_tokens"]))
+        return prompt, len(reply)
+
+    text = "数据集的质量决定了模型的上限" * 15  # 210 characters
+    with ScriptedServer(lambda b: "好", usage=count) as server:
+        llm = make_llm(server, tmp_path, tpm=60_000, cache=False)
+        results = llm.complete_many([Request(f"{i:02d}{text[:198]}", max_tokens=10)
+                                     for i in range(24)])
+    assert all(r.ok for r in results) and results[0].prompt_tokens == 200
+    total = sum(tokens for _, tokens in sent)
+    seconds = max(t for t, _ in sent) - min(t for t, _ in sent)
+    # a token bucket lets through its 1,000-token bucket plus 1,000 tokens a second
+    assert total <= 1000 + 1000 * seconds * 1.05 + 211, (total, seconds)
+
+
+def test_a_named_model_without_an_endpoint_is_refused_in_one_line(monkeypatch):
+    with pytest.raises(CurateError) as error:
+        LLM("gpt-4o-mini")
+    message = str(error.value)
+    assert "'gpt-4o-mini'" in message and "\n" not in message
+    assert "OPENAI_BASE_URL" in message and "OPENAI_API_KEY" in message
+    monkeypatch.setenv("CURATE_LLM_MODEL", "my-model")
+    with pytest.raises(CurateError, match="CURATE_LLM_MODEL names the model 'my-model'"):
+        LLM()
+    monkeypatch.delenv("CURATE_LLM_MODEL")
+    assert LLM(cache=False).backend is not None  # unnamed: the embedded demo model

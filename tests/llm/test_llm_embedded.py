@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from curate.llm import LLM, TRUNCATED, Completion, Request, TransformersBackend, Usage
-from curate.llm.embedded import WARNING
+from curate.llm.backends import WARNING
 
 
 @pytest.mark.slow
@@ -65,34 +65,35 @@ def test_a_schema_constrains_the_embedded_model_and_replies_arrive_as_they_finis
 
 def test_the_embedded_backend_is_chosen_by_what_is_installed_or_asked_for(monkeypatch):
     from curate.errors import CurateError
-    from curate.llm import embedded, llamacpp
+    from curate.llm import backends
+    from curate.llm.backends import llamacpp
 
     monkeypatch.setattr(llamacpp, "available", lambda: True)
     monkeypatch.delenv("CURATE_EMBEDDED_BACKEND", raising=False)
-    chosen = embedded.default_backend()
+    chosen = backends.default_backend()
     assert isinstance(chosen, llamacpp.LlamaCppBackend)
     assert chosen.model_path.endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert chosen.structured_engine() == "llama.cpp-gbnf"
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "transformers")
-    assert isinstance(embedded.default_backend(), TransformersBackend)
+    assert isinstance(backends.default_backend(), TransformersBackend)
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "vllm")
     with pytest.raises(CurateError, match="CURATE_EMBEDDED_BACKEND must be auto"):
-        embedded.default_backend()
+        backends.default_backend()
     monkeypatch.setattr(llamacpp, "available", lambda: False)
     monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "auto")
-    assert isinstance(embedded.default_backend(), TransformersBackend)
+    assert isinstance(backends.default_backend(), TransformersBackend)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not __import__("curate.llm.llamacpp", fromlist=["x"]).available(),
+@pytest.mark.skipif(not __import__("curate.llm.backends.llamacpp", fromlist=["x"]).available(),
                     reason="llama-cpp-python (the [llamacpp] extra) is not installed")
 def test_llama_cpp_backend_generates_schema_valid_replies():
     import json
 
     import jsonschema
 
-    from curate.llm.llamacpp import LlamaCppBackend
-    from curate.llm.embedded import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends.llamacpp import LlamaCppBackend
 
     schema = {"type": "object", "required": ["colour"], "additionalProperties": False,
               "properties": {"colour": {"type": "string", "maxLength": 20}}}
@@ -104,3 +105,63 @@ def test_llama_cpp_backend_generates_schema_valid_replies():
     assert seen == [0, 1]
     for completion in out:
         jsonschema.validate(json.loads(completion.text), schema)
+
+
+@pytest.mark.slow
+def test_a_run_without_xgrammar_says_in_its_summary_and_manifest_that_it_was_unconstrained(
+        tmp_path, monkeypatch):
+    """As after a hand install that left xgrammar out: the run goes on, and the manifest and
+    the terminal summary say, per LLM stage, that replies were not held to their schema."""
+    import sys
+
+    import pandas as pd
+    from rich.console import Console
+
+    from curate import Judge, Pipeline
+    from curate.pipeline.summary import print_funnel
+
+    monkeypatch.setenv("CURATE_EMBEDDED_BACKEND", "transformers")
+    rows = pd.DataFrame({"q": ["2+2 is 4", "the sky is green"]})
+
+    def run(folder):
+        llm = LLM(max_tokens=24, seed=0, cache=tmp_path / f"{folder}.sqlite")
+        pipe = Pipeline(source=rows, stages=[Judge(llm, fields=["q"], on_failure="keep")])
+        done = pipe.run(tmp_path / folder, progress=False)
+        console = Console(record=True, width=220)
+        print_funnel(done.manifest, tmp_path / folder, console=console)
+        return done.manifest["stages"][0], console.export_text()
+
+    stage, text = run("with")
+    assert stage["structured"] == "constrained" and "unconstrained" not in text
+
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # not installed
+    stage, text = run("without")
+    assert stage["structured"] == "unconstrained (xgrammar missing)"
+    assert "unconstrained (xgrammar missing)" in text
+    assert any("xgrammar" in w and "pip install" in w for w in stage["warnings"])
+
+
+def test_the_documented_hand_install_is_the_one_make_runs():
+    """README's "Installing by hand" for a CPU gives what `make` installs, xgrammar (the
+    offline model's constrained decoding) included; the GPU extra brings xgrammar too."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def installs(text: str) -> list[list[str]]:
+        """The arguments of each `pip install` (a pip upgrade and --quiet left out)."""
+        commands = []
+        for line in text.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("#")[0])
+            if "pip" in words and "install" in words and "--upgrade" not in words:
+                commands.append(sorted(w for w in words[words.index("install") + 1:]
+                                       if w != "--quiet"))
+        return commands
+
+    make = installs((root / "Makefile").read_text().split("$(STAMP):")[1].split("touch")[0])
+    readme = (root / "README.md").read_text().split("### Installing by hand")[1]
+    cpu_block = readme.split("```sh")[1].split("```")[0]
+    assert installs(cpu_block) == make and any("xgrammar" in args for args in make)
+    assert re.search(r'^gpu = \[.*"xgrammar', (root / "pyproject.toml").read_text(), re.M)

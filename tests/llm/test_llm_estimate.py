@@ -70,13 +70,13 @@ def bpe_count():
     pytest.importorskip("gguf")
     from transformers import AutoTokenizer
 
-    from curate.llm.embedded import (SMOLLM2_FILE, _gguf_load_shortcuts, _offline_and_quiet,
-                                     smollm2_path)
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends.embedded import local_load
     try:
         folder = smollm2_path()
     except Exception as error:
         pytest.skip(str(error))
-    with _offline_and_quiet(), _gguf_load_shortcuts():
+    with local_load():
         tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=SMOLLM2_FILE,
                                                   local_files_only=True)
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -136,6 +136,34 @@ def test_the_funnel_and_report_flag_an_llm_stage_that_produced_nothing(server, t
     assert 'class="llm-row flagged"' in html and "failing replies" in html and "not json" in html
 
 
+def test_the_funnel_and_report_flag_an_llm_stage_whose_requests_mostly_failed(server, tmp_path):
+    from rich.console import Console
+
+    from curate.pipeline.summary import print_funnel
+
+    def reply(body):
+        n = int(body["messages"][-1]["content"].split("number ")[1].split()[0].strip('"'))
+        return Fault.status(500, message="overloaded") if n < 8 else \
+            '{"critique": "fine", "outcome": "good"}'
+
+    server.reply = reply
+    rows = pd.DataFrame({"q": [f"number {i}" for i in range(11)]})
+    pipe = Pipeline(source=rows, stages=[Judge(make_llm(server, tmp_path), fields=["q"],
+                                               on_failure="keep", name="judge")])
+    run = pipe.run(tmp_path / "run", progress=False)
+    [stage] = run.manifest["stages"]
+    assert stage["replies"]["request_failed"] == 8 and stage["produced"] == 3
+    assert stage["warnings"][0].startswith("8 of 11 requests gave no usable reply "
+                                           "(llm_request_failed: 8)")
+    console = Console(record=True, width=200)
+    print_funnel(run.manifest, tmp_path / "run", console=console)
+    line = next(l for l in console.export_text().splitlines() if l.strip().startswith("│ judge")
+                and "failed" in l)
+    assert line.split("│")[-2].strip() == "8 of 11 failed"
+    html = (tmp_path / "run/report.html").read_text()
+    assert 'class="llm-row flagged"' in html and "8 of 11 requests gave no usable reply" in html
+
+
 def test_when_chooses_the_rows_any_llm_stage_works_on(server, tmp_path):
     server.reply = lambda body: '{"critique": "ok", "outcome": "bad"}'
     judge = Judge(make_llm(server, tmp_path), fields=["q"], when=lambda row: row["q"] < "c")

@@ -13,7 +13,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "CURATE_LLM_MODEL"):
         monkeypatch.delenv(name, raising=False)  # always the offline model in tests
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=1800, kernel_name="python3",

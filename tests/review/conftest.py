@@ -1,4 +1,5 @@
-"""Fixtures of the review app's tests: a judged run folder, the app served on loopback, and
+"""Fixtures of the review app's tests: a judged run folder (and one whose ids hold ``/``, ``?``,
+``%`` and formula characters), a run with a 20 MB field, the app served on loopback, and
 one headless Chromium (Debian's ``chromium`` and ``chromedriver``) for every browser test."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from review_sample import build
+from review_sample import ODD_IDS, build, build_long
 from review_served import served
 
 DRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -56,3 +57,13 @@ def app_url(judged_run):
 
     with served(create_app(judged_run)) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def odd_ids_run(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("odd_ids"), ids=ODD_IDS)
+
+
+@pytest.fixture(scope="session")
+def long_run(tmp_path_factory) -> Path:
+    return build_long(tmp_path_factory.mktemp("long"))

@@ -25,6 +25,10 @@ TOPICS = ["errors", "latency", "requests", "traces", "spans", "db calls", "cache
 GROUPS = ["service", "region", "endpoint", "host", "status code", "user", "route"]
 
 
+# Ids a user may give their rows: paths, URLs, percent signs, spaces, formulas.
+ODD_IDS = ["docs/q.md#1", "/abs/path/q.jsonl:2", "a b?c=d&e#f", "100%/done", "ünï/cødé",
+           "=cmd|' /C calc'!A0", "-1", "@SUM(A1)", "+x", "'quoted"]
+
 TEMPLATES = ["show {topic} by {group} over the last {hours} hours",
              "which {group} had the most {topic} in the past {hours}h?",
              "{topic} per {group}, {hours} hour window",
@@ -98,12 +102,15 @@ def pipeline(source: Path, llm: LLM, instructions: str = JUDGE_PROMPT) -> Pipeli
                               system="Write a Honeycomb query."))
 
 
-def build(folder: Path, *, instructions: str = JUDGE_PROMPT, server=None) -> Path:
-    """Run the sample pipeline into ``folder / "run"`` and return that run folder."""
+def build(folder: Path, *, instructions: str = JUDGE_PROMPT, server=None,
+          ids: list[str] = ()) -> Path:
+    """Run the sample pipeline into ``folder / "run"`` and return that run folder; ``ids``
+    are given to the first rows of the source as their ``_id``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / "seeds.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    rows = [{"_id": i, **r} for i, r in zip(ids, _rows())] + _rows()[len(ids):]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
     own = server is None
     server = server or ScriptedServer(reply).__enter__()
     try:
@@ -113,4 +120,30 @@ def build(folder: Path, *, instructions: str = JUDGE_PROMPT, server=None) -> Pat
     finally:
         if own:
             server.__exit__(None, None, None)
+    return folder / "run"
+
+
+LONG_CHARS = 20_000_000
+LONG_ID = "docs/long.md#1"
+
+
+def long_text() -> str:
+    """20 MB of text with markup to escape (a page that showed it all would be ~60 MB)."""
+    return ("a<b> & c " * (LONG_CHARS // 9 + 1))[:LONG_CHARS]
+
+
+def build_long(folder: Path) -> Path:
+    """A run whose source holds one 20 MB field, a row derived from it (so the long value is
+    in a lineage too) and a short row; the export holds the long text."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "long.jsonl"
+    rows = [{"_id": LONG_ID, "text": long_text(), "answer": "long"},
+            {"_id": "/short/row:2", "text": "a short row", "answer": "short"}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    Pipeline(name="long-rows", source=source,
+             stages=[Derive(lambda row: [{"answer": row["answer"] + " again"}]
+                            if row["answer"] == "long" else [], name="again")],
+             export=SharegptExport(human="{text}", gpt="answer")).run(folder / "run",
+                                                                       progress=False)
     return folder / "run"

@@ -5,10 +5,7 @@ import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
 
@@ -18,32 +15,9 @@ from curate.review import create_app
 from curate.review.labels import LabelStore, Walk, judges
 from curate.review.table import Query, RunTable
 from review_sample import SCRIPT_NLQ
-from review_served import served
+from review_served import fetch, form_token, served
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def fetch(url: str, form: dict | None = None, headers: dict | None = None):
-    """(status, headers, body) of one request; redirects are not followed."""
-    data = urlencode(form).encode() if form is not None else None
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with OPENER.open(request, timeout=10) as response:
-            return response.status, response.headers, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
-
-
-def form_token(page: str) -> str:
-    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
 
 
 # -- the command line ---------------------------------------------------------------------------

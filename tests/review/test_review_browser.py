@@ -5,6 +5,7 @@ One browser serves every test here (see conftest.py); each test opens the pages 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import pytest
 from selenium.common.exceptions import (NoAlertPresentException, NoSuchElementException,
@@ -17,7 +18,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from curate.alignment import alignment_report, read_review
 from curate.pipeline.folder import open_run
-from review_sample import IMG_NLQ, JUDGE_PROMPT, SCRIPT_NLQ, build
+from review_sample import IMG_NLQ, JUDGE_PROMPT, LONG_ID, SCRIPT_NLQ, build, long_text
 from review_served import served
 
 WAIT = 10
@@ -198,3 +199,22 @@ def test_agreement_by_round_when_the_judge_prompt_changes(browser, tmp_path):
             ["100.0%", "0.0%"]
         assert "current" in lines[1].get_attribute("class")
         assert lines[-1].find_elements(By.TAG_NAME, "td")[0].text.startswith("current judge")
+
+
+def test_a_20_mb_field_shows_its_start_and_opens_whole(browser, long_run):
+    from curate.review import create_app
+
+    text = long_text()
+    with served(create_app(long_run)) as url:
+        browser.get(url + "/row/" + quote(LONG_ID, safe=""))
+        page_size = browser.execute_script("return document.documentElement.outerHTML.length")
+        field = browser.find_element(By.CSS_SELECTOR, 'pre.field[data-name="text"]')
+        more = field.find_element(By.CSS_SELECTOR, "a.more")
+        shown = field.get_attribute("textContent")
+        assert page_size < 200_000 and shown == text[:len(shown) - len(more.text)] + more.text
+        assert more.text == "… (20.0 MB more)" and len(shown) > 10_000
+        more.click()
+        WebDriverWait(browser, WAIT).until(EC.url_contains("/raw?"))
+        whole = browser.execute_script(
+            "var t = document.body.textContent; return [t.length, t.slice(0, 40), t.slice(-40)]")
+        assert whole == [len(text), text[:40], text[-40:]]

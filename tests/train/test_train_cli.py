@@ -92,3 +92,13 @@ def test_inspect_from_the_command_line(tmp_path, tiny_model_dir, capsys):
     assert main(["inspect", str(path), "--rows", "1", "--set", "max_seq_len=10"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "0 of 3 rows kept; 3 exceed max_seq_len 10 (overlong: drop): 0 prompt-truncated, 3 dropped" in out
+
+
+def test_the_inspector_says_what_happened_to_every_row_of_the_file(tiny_cfg):
+    """With held-out rows it used to count the training rows only ("6 of 6 rows kept" for
+    an 8-row file)."""
+    console = Console(record=True, width=200)
+    inspect_rows(tiny_cfg(val_fraction=0.25), rows=1, console=console, tokenizer=word_tokenizer())
+    text = " ".join(console.export_text().split())
+    assert ("8 rows: 2 held out for evaluation (val_fraction 0.25), 6 to train on: 6 of 6 rows "
+            "kept") in text

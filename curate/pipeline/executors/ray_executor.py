@@ -30,6 +30,7 @@ import pickle
 import socket
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +44,9 @@ from .batched import BatchOutcome, combine, prepare_input, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
 MAX_BATCH_ROWS = 50_000
+# A worker process that dies (a crash in native code, os._exit, the out-of-memory killer) is
+# retried this many times, then the stage fails; Ray Data's default retries forever.
+WORKER_RETRIES = 2
 
 
 def require_ray():
@@ -68,7 +72,7 @@ def split_rate_limits(llm, parts: int):
     client = copy.copy(llm)
     client.rpm = llm.rpm / parts if llm.rpm else llm.rpm
     client.tpm = llm.tpm / parts if llm.tpm else llm.tpm
-    client._limiter = RateLimiter(client.rpm, client.tpm)
+    client.limiter = RateLimiter(client.rpm, client.tpm)
     client.usage = Usage()
     return client
 
@@ -230,11 +234,12 @@ class RayExecutor(Executor):
         self._log_levels.clear()
 
     def _quiet_logs(self) -> None:
-        """Ray Data's execution plans and notices stay in Ray's own log files."""
+        """Ray Data's execution plans, notices and tracebacks stay in Ray's own log files:
+        every error it raises reaches the user as this executor's one line."""
         for name in ("ray.data",):
             logger = logging.getLogger(name)
             self._log_levels.setdefault(name, logger.level)
-            logger.setLevel(logging.ERROR)
+            logger.setLevel(logging.CRITICAL)
 
     # -- one stage ------------------------------------------------------------------------------
     def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:
@@ -266,17 +271,19 @@ class RayExecutor(Executor):
         options = dict(batch_size=None, batch_format="pandas")
         if llm:
             actors = min(workers, len(chunks))
-            mapped = dataset.map_batches(
-                LLMBatchActor, fn_constructor_kwargs={
-                    "stage_ref": [stage_ref], "actors": actors,
-                    "cache_path": str(_cache_path())},
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=min(1.0, cpus / actors) / 2, **options)
+            options.update(fn_constructor_kwargs={"stage_ref": [stage_ref], "actors": actors,
+                                                  "cache_path": str(_cache_path())},
+                           compute=ray.data.ActorPoolStrategy(size=actors),
+                           num_cpus=min(1.0, cpus / actors) / 2,
+                           max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
             info["actors"] = actors
         else:
-            mapped = dataset.map_batches(run_batch_task, fn_kwargs={"stage_ref": [stage_ref]},
-                                         num_cpus=1, **options)
+            options.update(fn_kwargs={"stage_ref": [stage_ref]}, num_cpus=1,
+                           max_retries=WORKER_RETRIES)
             info["cpus"] = cpus
+        with warnings.catch_warnings():  # the retry bounds have no named parameter yet
+            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+            mapped = dataset.map_batches(LLMBatchActor if llm else run_batch_task, **options)
         outcomes = self._collect(stage, mapped, len(df))
         limits = [o.info.get("rate_limits_per_actor") for o in outcomes]
         if any(limits):
@@ -292,7 +299,15 @@ class RayExecutor(Executor):
                     for payload in batch["payload"]:
                         outcomes.append(pickle.loads(payload))
                         bar.advance(outcomes[-1].rows)
-        except ray.exceptions.RayError as error:  # a worker or actor lost, memory...
+        except Exception as error:  # a worker or actor lost, memory...
+            if _worker_died(error):
+                raise CurateError(
+                    f"stage {stage.name!r}: a Ray worker died while running it, "
+                    f"{WORKER_RETRIES + 1} times (a crash in native code, os._exit or the "
+                    f"out-of-memory killer); run with --executor local to see the row, or "
+                    f"look in Ray's worker logs") from None
+            if not isinstance(error, ray.exceptions.RayError):
+                raise
             raise CurateError(f"stage {stage.name!r} failed on Ray: {type(error).__name__}: "
                               f"{one_line(error)}") from error
         return outcomes
@@ -303,6 +318,21 @@ class RayExecutor(Executor):
         concurrency = getattr(getattr(stage, "llm", None), "concurrency", 0) or 0
         least = 4 * concurrency if concurrency else 1_000
         return min(MAX_BATCH_ROWS, max(least, math.ceil(rows / (4 * workers))))
+
+
+def _worker_died(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it wraps) is Ray's news of a worker or actor lost."""
+    ray = require_ray()
+    lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
+            ray.exceptions.ActorUnavailableError, ray.exceptions.OutOfMemoryError,
+            ray.exceptions.NodeDiedError)
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, lost):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _check_reachable(address: str) -> None:

@@ -38,6 +38,8 @@ from ...progress import task
 
 ON_FAILURE = ("error", "keep", "reject")
 SAMPLE_SIZE = 5
+FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
+UNCONSTRAINED_FIX = "; install it as `make` does: pip install --no-deps xgrammar apache-tvm-ffi"
 
 
 class Meter:
@@ -291,22 +293,46 @@ class LLMStage(Stage):
 
     def health(self, requests: int, parsed: int, failures: list[tuple[str, Failure]],
                produced: int) -> dict:
-        """The stage's LLM health: replies by outcome, a failure sample, tokens, a warning
-        when it produced nothing."""
+        """The stage's LLM health: replies by outcome, a failure sample, tokens, a short
+        verdict (``health``), how replies were held to the schema (``structured``) and a
+        warning when it produced nothing, more than :data:`FAILED_SHARE_WARNING` of its
+        requests failed, or it decoded unconstrained for want of a package."""
         codes = Counter(f.code for _, f in failures)
         stats = {
             "replies": {"requests": requests, "parsed": parsed,
                         "parse_failed": codes[PARSE_FAILED], "truncated": codes[TRUNCATED],
                         "request_failed": codes[REQUEST_FAILED], "refused": codes[REFUSED]},
             "produced": produced, "failure_sample": failure_sample(failures),
-            "llm": self._usage.as_stats()}
+            "llm": self._usage.as_stats(), "health": "ok"}
         if self._usage.batches:
             stats["batches"] = list(self._usage.batches)
+        warnings = self._structured_stats(stats)
+        summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
         if requests and not produced:
-            summary = ", ".join(f"{c}: {n}" for c, n in codes.most_common()) or "no failures"
-            stats["warnings"] = [f"produced no {self.produces} from {requests} requests "
-                                 f"({summary})"]
+            stats["health"] = "produced nothing"
+            warnings.insert(0, f"produced no {self.produces} from {requests} requests "
+                               f"({summary})")
+        elif requests and len(failures) > FAILED_SHARE_WARNING * requests:
+            stats["health"] = f"{len(failures)} of {requests} failed"
+            warnings.insert(0, f"{len(failures)} of {requests} requests gave no usable reply "
+                               f"({summary}); the first: "
+                               f"{one_line(failures[0][1].reason, 200)}")
+        if warnings:
+            stats["warnings"] = warnings
         return stats
+
+    def _structured_stats(self, stats: dict) -> list[str]:
+        """``stats["structured"]`` for a stage with a schema; a warning when decoding was
+        unconstrained though it need not be (a package missing, the endpoint refusing)."""
+        status = getattr(self.llm, "structured_status", None)
+        if self.schema is None or not callable(status):
+            return []
+        stats["structured"] = status()
+        if "missing" not in stats["structured"] and "refused" not in stats["structured"]:
+            return []
+        fix = UNCONSTRAINED_FIX if "xgrammar" in stats["structured"] else ""
+        return [f"replies were not held to the schema while decoding "
+                f"({stats['structured']}), so more of them fail to parse{fix}"]
 
 
 def outcome_health(outcomes: list, ids: list) -> tuple[int, list]:

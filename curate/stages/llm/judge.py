@@ -84,6 +84,7 @@ class Judge(LLMStage):
     Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``.
     """
 
+    declares_columns = True
     context_names = ("examples",)
     produces = "verdicts"
 

@@ -116,6 +116,7 @@ class Vote(LLMStage):
             or ``"reject"``.
     """
 
+    declares_columns = True
     produces = "answers"
 
     def __init__(self, llm, prompt, *, n: int = 5, temperature: float = 0.7, extract=None,

@@ -3,9 +3,17 @@
 The (question, query) pairs are written by hand in ``questions/<schema>.py``; this script gives
 each row a column list the way a retrieval step would: the columns the query uses, some columns
 of the same namespaces (``http.*`` next to ``http.route``), and other columns of the schema,
-15 to 60 in all, in a seeded random order. It checks that every query column exists and that no
-held-out question is a near duplicate of a seed question, that every query passes
-``assertions.honeycomb.check``, then writes the two files.
+15 to 60 in all, in a seeded random order.
+
+The held-out file holds the hand-written rows first, their schemas interleaved in a seeded order
+so that any prefix is balanced, then the column swaps each held-out row lists (made by
+``column_swap.plan_swap``, a categorical value drawn by a seeded generator), in the same order.
+Every held-out row carries ``group``: the ``row_key`` of the hand-written row it comes from, to
+cluster confidence intervals by parent; ``swap`` is ``[old, new]`` for a swap, null otherwise.
+
+Before writing, it checks that every query column exists, that every query passes
+``assertions.honeycomb.check``, and that no held-out question is a near duplicate of a seed
+question or of a column swap of a seed (the training data holds both).
 
     python -m examples.honeycomb.data.make_data
 """
@@ -16,6 +24,7 @@ import json
 import random
 from pathlib import Path
 
+from examples.honeycomb.column_swap import plan_swap, swap_row
 from examples.honeycomb.data.dsl import query_columns
 from examples.honeycomb.data.questions import k8s, payments, webshop
 from examples.honeycomb.schemas import Schema, load_schema
@@ -23,8 +32,9 @@ from examples.honeycomb.schemas import Schema, load_schema
 DATA_DIR = Path(__file__).parent
 SOURCES = {"webshop": webshop, "k8s": k8s, "payments": payments}
 MIN_COLUMNS, MAX_COLUMNS = 15, 60
-NEAR_DUP = 90  # rapidfuzz token ratio at or above which two questions count as the same
+NEAR_DUP = 90  # rapidfuzz token ratio above which two questions count as the same
 SEED = 20240612
+TRAINING_SWAP_SEED = 0  # the seed the curation spec's column swap uses
 
 
 def _namespace(column: str) -> str:
@@ -47,30 +57,77 @@ def column_list(query: dict, schema: Schema, rng: random.Random) -> list[str]:
     return picked
 
 
+def _written(split: str) -> dict[str, list[tuple[dict, list]]]:
+    """Schema -> (row, swaps listed for it) in the order of its question bank."""
+    out = {}
+    for name, module in SOURCES.items():
+        schema, rows = load_schema(name), []
+        for i, (nlq, query, *swaps) in enumerate(module.SEEDS if split == "seeds" else module.EVAL):
+            rng = random.Random(f"{SEED}:{split}:{name}:{i}")
+            row = {"nlq": nlq, "columns": column_list(query, schema, rng), "query": query,
+                   "schema": name}
+            rows.append((row, swaps[0] if swaps else []))
+        out[name] = rows
+    return out
+
+
+def interleave(groups: dict[str, list], rng: random.Random) -> list:
+    """Each list shuffled, then merged so that every prefix holds them in proportion."""
+    queues = {name: rng.sample(items, len(items)) for name, items in groups.items()}
+    tiebreak = {name: i for i, name in enumerate(rng.sample(sorted(groups), len(groups)))}
+    taken, out = dict.fromkeys(queues, 0), []
+    while len(out) < sum(map(len, queues.values())):
+        name = min((n for n in queues if taken[n] < len(queues[n])),
+                   key=lambda n: ((taken[n] + 0.5) / len(queues[n]), tiebreak[n]))
+        out.append(queues[name][taken[name]])
+        taken[name] += 1
+    return out
+
+
+def held_out() -> list[dict]:
+    """The held-out rows, then their column swaps, each with its ``group`` and ``swap``."""
+    from examples.honeycomb.evaluate import row_key
+
+    parents = interleave(_written("eval"), random.Random(f"{SEED}:eval-order"))
+    originals = [{**row, "swap": None, "group": row_key(row)} for row, _ in parents]
+    swapped = [{**_swapped(row, *swaps[k]), "group": original["group"]}
+               for k in range(max(len(swaps) for _, swaps in parents))
+               for (row, swaps), original in zip(parents, originals) if k < len(swaps)]
+    return originals + swapped
+
+
+def _swapped(row: dict, old: str, new: str) -> dict:
+    rng = random.Random(f"{SEED}:swap:{row['nlq']}:{old}:{new}")
+    out = plan_swap(row, load_schema(row["schema"]), old, new, rng)
+    if out is None:
+        raise ValueError(f"held-out row {row['nlq']!r}: the swap {old} -> {new} is not safe")
+    return out
+
+
 def build(split: str) -> list[dict]:
     """Rows of one split (``"seeds"`` or ``"eval"``) over every schema."""
-    rows = []
-    for name, module in SOURCES.items():
-        schema = load_schema(name)
-        pairs = module.SEEDS if split == "seeds" else module.EVAL
-        for i, (nlq, query) in enumerate(pairs):
-            rng = random.Random(f"{SEED}:{split}:{name}:{i}")
-            rows.append({"nlq": nlq, "columns": column_list(query, schema, rng),
-                         "query": query, "schema": name})
-    return rows
+    if split == "eval":
+        return held_out()
+    return [row for rows in _written(split).values() for row, _ in rows]
 
 
-def near_duplicates(eval_rows: list[dict], seed_rows: list[dict]) -> list[tuple[str, str, float]]:
-    """(eval question, seed question, score) for every pair at or above ``NEAR_DUP``."""
+def training_swaps(seed_rows: list[dict]) -> list[dict]:
+    """Every column swap of the seeds that the curation spec can make, at any number per row."""
+    return [s for row in seed_rows for s in swap_row(row, n=10**6, seed=TRAINING_SWAP_SEED)]
+
+
+def near_duplicates(rows: list[dict], reference: list[dict]) -> list[tuple[str, str, float]]:
+    """(question, reference question, score) for every pair above ``NEAR_DUP``."""
     from rapidfuzz import fuzz, process, utils
 
-    seeds = [r["nlq"] for r in seed_rows]
+    known = [r["nlq"] for r in reference]
     found = []
-    for row in eval_rows:
-        for seed, score, _ in process.extract(row["nlq"], seeds, scorer=fuzz.token_ratio,
-                                              processor=utils.default_process,
-                                              score_cutoff=NEAR_DUP, limit=None):
-            found.append((row["nlq"], seed, score))
+    for row in rows:
+        for other, score, _ in process.extract(row["nlq"], known, scorer=fuzz.token_ratio,
+                                               processor=utils.default_process,
+                                               score_cutoff=NEAR_DUP, limit=None):
+            if score > NEAR_DUP:
+                found.append((row["nlq"], other, score))
     return found
 
 
@@ -86,18 +143,19 @@ def _write(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    seeds, held_out = build("seeds"), build("eval")
-    bad = invalid(seeds + held_out)
+    seeds, evaluation = build("seeds"), build("eval")
+    bad = invalid(seeds + evaluation)
     if bad:
         raise SystemExit("invalid queries:\n" + "\n".join(f"  {q!r}: {f}" for q, f in bad))
-    dups = near_duplicates(held_out, seeds)
+    dups = near_duplicates(evaluation, seeds + training_swaps(seeds))
     if dups:
-        raise SystemExit("held-out questions too close to seeds:\n" +
+        raise SystemExit("held-out questions too close to seeds or their swaps:\n" +
                          "\n".join(f"  {e!r} ~ {s!r} ({v:.0f})" for e, s, v in dups))
-    for split, rows in (("seeds", seeds), ("eval", held_out)):
+    for split, rows in (("seeds", seeds), ("eval", evaluation)):
         _write(rows, DATA_DIR / f"{split}.jsonl")
         counts = {n: sum(r["schema"] == n for r in rows) for n in SOURCES}
-        print(f"{split}.jsonl: {len(rows)} rows {counts}")
+        swaps = sum(bool(r.get("swap")) for r in rows)
+        print(f"{split}.jsonl: {len(rows)} rows {counts}" + (f", {swaps} swaps" if swaps else ""))
 
 
 if __name__ == "__main__":

@@ -1,23 +1,8 @@
-"""An optional, faster embedded backend on llama-cpp-python.
+"""An optional, faster embedded backend on llama-cpp-python (the ``[llamacpp]`` extra).
 
-``pip install curate-workbench[llamacpp]`` (it compiles llama.cpp, several minutes; never
-needed by the demo or the tests) and the default embedded model runs through llama.cpp
-instead of transformers: the GGUF file is used as it is (4-bit weights, no de-quantising),
-prompts and replies are evaluated by llama.cpp's CPU kernels, and a request's JSON Schema
-becomes a GBNF grammar (llama.cpp's own converter), so constrained replies match their
-schema. It is picked automatically when ``llama_cpp`` can be imported; set
-``CURATE_EMBEDDED_BACKEND=transformers`` to keep the transformers backend.
-
-Building it: ``pip`` compiles llama.cpp for the machine it runs on. On a virtual machine
-whose processor reports AMX but whose hypervisor does not save AMX state, llama.cpp's AMX
-kernels crash the process on the first batched prompt; build without them:
-``CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON"
-pip install --no-cache-dir llama-cpp-python``.
-
-Threads: ``n_threads`` (or ``CURATE_LLAMACPP_THREADS``) defaults to llama.cpp's choice
-(the physical cores). On a small machine shared with other work, fewer threads than cores
-can be much faster (a thread that waits for a busy core stalls every step of the others):
-try ``1`` on a shared 2-core machine.
+The GGUF file is used as it is (4-bit weights, no de-quantising) and a request's JSON
+Schema becomes a GBNF grammar (llama.cpp's own converter). Building it on a virtual
+machine, and choosing threads: see "The embedded model" in ``curate/llm/README.md``.
 """
 from __future__ import annotations
 
@@ -25,10 +10,11 @@ import os
 import threading
 from pathlib import Path
 
-from ..errors import CurateError
-from .types import Completion, Request
+from ...errors import CurateError
+from ..types import Completion, Request
+from ..wire import completion_of
+from .base import DEFAULT_MAX_TOKENS, seed_of
 
-DEFAULT_MAX_TOKENS = 256
 _loaded: dict[tuple, object] = {}
 _lock = threading.Lock()
 
@@ -90,21 +76,15 @@ class LlamaCppBackend:
             kwargs["stop"] = list(request.stop)
         if request.schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-        out = model.create_chat_completion(**kwargs)
-        choice, usage = out["choices"][0], out.get("usage") or {}
-        return Completion(text=choice["message"].get("content") or "",
-                          finish_reason=choice.get("finish_reason") or "stop",
-                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                          completion_tokens=int(usage.get("completion_tokens") or 0),
-                          model=self.name)
+        completion = completion_of(model.create_chat_completion(**kwargs), self.name)
+        completion.model = self.name  # llama.cpp names the file
+        return completion
 
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
-        from .embedded import _seed_of
-
         model = self.load()
         out = []
         for i, request in enumerate(requests):
-            completion = self._one(model, request, _seed_of(request, self.name) % (2**31))
+            completion = self._one(model, request, seed_of(request, self.name) % (2**31))
             out.append(completion)
             if on_done is not None:
                 on_done(i, completion)

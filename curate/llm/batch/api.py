@@ -13,10 +13,11 @@ import asyncio
 import concurrent.futures
 import random
 
-from ..errors import CurateError
-from ._http import Sender
-from .batch_state import BatchState, state_path_for
-from .limits import backoff_delay, classify, one_line
+from ...errors import CurateError
+from ..credentials import redact_url
+from ..online import Sender
+from ..wire import Tries
+from .state import BatchState, state_path_for
 
 
 class BatchCallError(Exception):
@@ -27,30 +28,50 @@ class BatchCallError(Exception):
         self.reason, self.status = reason, status
 
 
-async def call_api(llm, what: str, make, usage=None, rng: random.Random | None = None):
-    """``await make()``, retried on what is worth retrying; :class:`BatchCallError` else."""
-    rng, attempt = rng or random.Random(), 0
+async def call_api(llm, what: str, make, usage=None, rng: random.Random | None = None,
+                   before_retry=None):
+    """``await make()``, retried on what is worth retrying; :class:`BatchCallError` else.
+    ``before_retry()``, when given, is awaited before each retry: a result other than None
+    is returned instead of calling again (a create that may have gone through)."""
+    tries = Tries(llm, rng or random.Random(), what)
     while True:
-        attempt += 1
+        tries.count += 1
         try:
+            if tries.count > 1 and before_retry is not None:
+                found = await before_retry()
+                if found is not None:
+                    return found
             return await make()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every failure is classified; none escapes a stage
-            retry, wait, reason = classify(error)
-            reason = one_line(f"{what}: {reason}", secret=llm._secret.reveal())
-            status = getattr(error, "status_code", None)
-            if wait is not None and wait > llm.max_retry_after:
-                raise BatchCallError(f"{reason}; the endpoint asked to wait {wait:.0f}s, more "
-                                     f"than max_retry_after={llm.max_retry_after:g}s",
-                                     status) from None
-            if not retry or attempt >= llm.max_tries:
-                tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
-                raise BatchCallError(f"{reason} (gave up after {tries})", status) from None
+            tries.failed(error)
+            delay = tries.delay()
+            if delay is None:
+                raise BatchCallError(tries.gave_up(), tries.status) from None
             if usage is not None:
                 usage.add(retried=1)
-            await asyncio.sleep(wait * rng.uniform(1.0, 1.1) if wait is not None else
-                                backoff_delay(attempt, llm.backoff, llm.max_backoff, rng))
+            await asyncio.sleep(delay)
+
+
+async def find_batch(llm, client, record_id: str, input_file_id: str | None, since: float,
+                     usage=None, rng: random.Random | None = None):
+    """The provider's batch made for the record entry ``record_id`` (its ``curate_batch``
+    metadata; from ``input_file_id`` where the provider keeps no metadata), or None. The
+    list is read page by page, newest first, down to the batches made before ``since``;
+    a page that cannot be read raises :class:`BatchCallError`."""
+    page = await call_api(llm, "list batches", lambda: client.batches.list(limit=100), usage,
+                          rng)
+    while True:
+        for batch in page.data:
+            tag = (getattr(batch, "metadata", None) or {}).get("curate_batch")
+            if tag == record_id or (tag is None and batch.input_file_id == input_file_id):
+                return batch
+            if (getattr(batch, "created_at", None) or since) < since:
+                return None
+        if not page.has_next_page():
+            return None
+        page = await call_api(llm, "list batches", page.get_next_page, usage, rng)
 
 
 class StillRunning(Exception):
@@ -83,8 +104,6 @@ def batch_errors(batch) -> list:
 def cancel_batches(llm) -> list[str]:
     """Cancel the batches recorded in flight for this client's endpoint and model, and
     return their ids. A later run collects what they finished and submits the rest again."""
-    from .client import redact_url
-
     cache = llm.open_cache() if llm.batch is not None else None
     if cache is None:
         return []
@@ -94,7 +113,7 @@ def cancel_batches(llm) -> list[str]:
            and e.get("batch_id")}
 
     async def cancel() -> list[str]:
-        sender = Sender(llm, llm._limiter, asyncio.Semaphore(1), None)
+        sender = Sender(llm, None)
         try:
             for local_id, batch_id in ids.items():
                 batch = await call_api(llm, f"cancel batch {batch_id}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .types import Completion, Request
+from ..types import Completion, Request
 
 
 def _prompt_ids(tokenizer, request: Request) -> list[int]:

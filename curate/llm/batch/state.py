@@ -1,43 +1,29 @@
-"""The record of provider batches in flight: a small JSON file next to the response cache.
+"""The record of provider batches in flight: ``batches.json`` next to the response cache.
 
-A batch costs money the moment it is created, so its ids are written down as soon as they
-exist: the input file's id right after the upload, the batch's id right after it is
-created, its status whenever it changes. A run that is killed and started again reads
-them back and polls the same batches instead of paying for the work again. An entry is
-removed once its results are in the response cache (and its failed lines resubmitted or
-given up on).
-
-The file is ``batches.json`` in the response cache's folder (under a pipeline run:
-``<run>/cache/batches.json``). It holds no key, no prompt and no reply: endpoint (without
-credentials), model, ids, status, counts and timestamps. The cache keys of each batch's
-requests (which are also its lines' ``custom_id``) are written once, before the entry, to
-``batches/<entry id>.keys`` beside it, so the record itself stays small however large the
-batches. Every change rewrites the record atomically (temporary file, fsync, rename) under
-a file lock, so processes sharing a cache folder do not lose each other's entries and a
-kill never leaves a half-written file.
+A batch costs money the moment it is created, so its ids are written as soon as they
+exist (the input file's after the upload, the intent to create before the call, the
+batch's after it, its status as it changes), and a rerun polls the same batches instead
+of paying again; an entry goes once its results are cached. No key, prompt or reply is
+written: each entry's cache keys go, before it, to ``batches/<entry id>.keys`` beside it.
+Every change is an atomic rewrite under a file lock, so processes sharing a cache folder
+keep each other's entries.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from ..errors import CurateError
+from filelock import FileLock
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not a POSIX system: threads are still serialised
-    fcntl = None
+from ...errors import CurateError
+from ...io.atomic import output_errors, write_text
 
 STATE_FILE = "batches.json"
 KEYS_FOLDER = "batches"
 FORMAT = 1
-_thread_lock = threading.Lock()
 
 
 def state_path_for(cache_path) -> Path:
@@ -56,16 +42,10 @@ class BatchState:
 
     @contextlib.contextmanager
     def _locked(self):
-        try:
+        with output_errors(self.path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
-        except OSError as error:
-            raise CurateError(f"cannot write the batch record {self.path}: "
-                              f"{error.strerror or error}") from None
-        with _thread_lock, handle:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+            with FileLock(self.path.with_name(self.path.name + ".lock")):
+                yield
 
     def _read(self) -> dict:
         try:
@@ -80,7 +60,7 @@ class BatchState:
         return data
 
     def _write(self, data: dict) -> None:
-        _write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True))
+        write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
 
     def _keys_path(self, local_id: str) -> Path:
         return self.path.parent / KEYS_FOLDER / f"{local_id}.keys"
@@ -111,7 +91,7 @@ class BatchState:
         entry = {"id": uuid.uuid4().hex[:12], "created": time.time(), **entry,
                  "requests": len(keys)}
         entry["updated"] = time.time()
-        _write_atomically(self._keys_path(entry["id"]), "\n".join(keys) + "\n")
+        write_text(self._keys_path(entry["id"]), "\n".join(keys) + "\n")
         with self._locked():
             data = self._read()
             data["batches"][entry["id"]] = entry
@@ -132,22 +112,3 @@ class BatchState:
                 self._write(data)
         with contextlib.suppress(OSError):
             self._keys_path(local_id).unlink()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, rename it into place."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise CurateError(f"cannot write the batch record {path}: "
-                          f"{error.strerror or error}") from None

@@ -1,4 +1,4 @@
-"""Sending one request to an OpenAI-compatible endpoint, with bounded, polite retries.
+"""Sending requests to an OpenAI-compatible endpoint, one HTTP call each, with bounded retries.
 
 Besides retries, the sender keeps what it learns about the endpoint in an
 :class:`EndpointState` shared by every call of one client: the structured-output dialect
@@ -11,6 +11,7 @@ once than the server runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -21,18 +22,17 @@ import time
 import openai
 
 from .accounting import Usage, cost_of
-from .dialects import body_fields, dialect_from_models, looks_like_refusal
-from .limits import MalformedReply, RateLimiter, backoff_delay, classify, estimate_tokens, one_line
+from .credentials import redact_url, scrub
+from .dialects import dialect_from_models, looks_like_refusal
+from .limits import completion_bound, prompt_tokens
 from .types import REQUEST_FAILED, Completion, Failure, Request
+from .wire import Tries, completion_of, request_body
 
 log = logging.getLogger("curate.llm")
 QUEUE_SAMPLES = 6       # requests sent with QUEUE_IN_FLIGHT or more in flight before judging
 QUEUE_IN_FLIGHT = 3
 QUEUE_RATIO = 2.5       # their median latency over the fastest single request's
 QUEUE_MIN_SECONDS = 0.5  # and at least this long: sub-second jitter is no queue
-INVALID_5XX_TRIES = 2   # a 5xx saying the request itself is invalid: one retry at most
-_INVALID = ("invalid", "validation", "unprocessable", "not supported", "unsupported",
-            "must be", "is required", "bad request")
 
 
 class EndpointState:
@@ -52,7 +52,7 @@ class EndpointState:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
-    def observe(self, in_flight: int, seconds: float, concurrency: int, where: str) -> None:
+    def observe(self, in_flight: int, seconds: float, where: str) -> None:
         """Record one request's latency; say once when requests queue on the server."""
         with self.lock:
             if self.parallel is not None:
@@ -76,6 +76,13 @@ class EndpointState:
             "or set LLM(concurrency=%d).", where, self.parallel, statistics.median(busy),
             round(crowd), fastest, self.parallel, self.parallel)
 
+    def dialect_for(self, request: Request) -> str | None:
+        """The dialect to ask for ``request``'s schema in, or None: it goes as a plain prompt."""
+        if request.schema is None or request.response_format is not None or \
+                self.refused is not None or self.dialect in (None, "off"):
+            return None
+        return self.dialect
+
     def refuse(self, reason: str, where: str) -> None:
         with self.lock:
             first = self.refused is None
@@ -90,14 +97,15 @@ class Sender:
     """Sends requests through one ``AsyncOpenAI`` client (SDK retries off: ours are bounded,
     jittered, honour ``Retry-After`` and share a cooldown across requests)."""
 
-    def __init__(self, llm, limiter: RateLimiter, semaphore: asyncio.Semaphore, usage: Usage):
-        self.llm, self.limiter, self.semaphore, self.usage = llm, limiter, semaphore, usage
+    def __init__(self, llm, usage: Usage | None, concurrency: int = 1):
+        self.llm, self.limiter, self.usage = llm, llm.limiter, usage
+        self.semaphore = asyncio.Semaphore(concurrency)
         self.state: EndpointState = llm.endpoint
         self.rng = random.Random()
         self.in_flight = 0
         self.gate: asyncio.Semaphore | None = None
         self._resolving = asyncio.Lock()
-        self.client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=llm._secret.reveal(),
+        self.client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=llm.secret.reveal(),
                                          max_retries=0, timeout=llm.timeout)
 
     async def close(self) -> None:
@@ -113,31 +121,13 @@ class Sender:
             self.state.dialect = dialect_from_models(listing, self.llm.base_url)
         return self.state.dialect
 
-    def _body(self, request: Request, structured: bool = True) -> dict:
-        body = {"model": self.llm.model, "messages": request.messages}
-        for name in ("temperature", "top_p", "max_tokens", "seed", "response_format"):
-            value = getattr(request, name)
-            if value is not None:
-                body[name] = value
-        if request.stop:
-            body["stop"] = list(request.stop)
-        if structured and self._structured(request):
-            body.update(body_fields(self.state.dialect, request.schema))
-        body.update(request.extra or {})
-        return body
-
-    def _structured(self, request: Request) -> bool:
-        return (request.schema is not None and request.response_format is None
-                and self.state.dialect not in (None, "off") and self.state.refused is None)
-
     def _where(self) -> str:
-        from .client import redact_url
         return redact_url(self.llm.base_url) or "?"
 
     async def _post(self, body: dict) -> tuple[Completion, float, int]:
         if self.state.parallel is not None and self.gate is None:
             self.gate = asyncio.Semaphore(self.state.parallel)
-        gate = self.gate or _NO_GATE
+        gate = self.gate or contextlib.nullcontext()
         async with self.semaphore, gate:
             self.in_flight += 1
             in_flight, start = self.in_flight, time.perf_counter()
@@ -149,7 +139,7 @@ class Sender:
                 text = await self.client.post("/chat/completions", cast_to=str, body=body)
             finally:
                 self.in_flight -= 1
-        return _completion_of(json.loads(text), self.llm.model), \
+        return completion_of(json.loads(text), self.llm.model), \
             time.perf_counter() - start, in_flight
 
     async def send(self, request: Request) -> Completion | Failure:
@@ -158,81 +148,41 @@ class Sender:
         if request.schema is not None and self.state.dialect is None:
             async with self._resolving:
                 await self.resolve_dialect()
-        budget = estimate_tokens(request.messages, request.max_tokens)
-        reason, invalid_tries, attempt = "no try was made", 0, 0
-        while attempt < llm.max_tries:
-            attempt += 1
-            structured = self._structured(request)
-            await self.limiter.acquire(budget)
+        estimate = prompt_tokens(request, self.state.dialect_for(request) is not None)
+        tries = Tries(llm, self.rng)
+        while tries.count < llm.max_tries:
+            tries.count += 1
+            dialect = self.state.dialect_for(request)
+            charged = self.limiter.prompt_charge(estimate)
+            await self.limiter.acquire(charged + completion_bound(request))
             try:
-                completion, seconds, in_flight = await self._post(self._body(request, structured))
+                completion, seconds, in_flight = await self._post(
+                    request_body(llm.model, request, dialect))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # every failure is classified; none escapes a stage
                 self.usage.add(requests=1)
-                retry, wait, reason = classify(error)
-                reason = one_line(reason, secret=llm._secret.reveal())
-                status = getattr(error, "status_code", None)
-                if structured and looks_like_refusal(status, reason):
-                    self.state.refuse(reason, self._where())
-                    attempt -= 1  # the plain request is the same try
+                tries.failed(error)
+                if dialect is not None and looks_like_refusal(tries.status, tries.reason):
+                    self.state.refuse(tries.reason, self._where())
+                    tries.count -= 1  # the plain request is the same try
                     continue
-                if status is not None and status >= 500 and _says_invalid(reason):
-                    invalid_tries += 1
-                    retry = retry and invalid_tries < INVALID_5XX_TRIES
-                if not retry or attempt == llm.max_tries:
+                delay = tries.delay()
+                if delay is None:
                     break
-                if wait is not None and wait > llm.max_retry_after:
-                    reason = (f"{reason}; the endpoint asked to wait {wait:.0f}s, more than "
-                              f"max_retry_after={llm.max_retry_after:g}s")
-                    break
-                delay = (wait * self.rng.uniform(1.0, 1.1) if wait is not None
-                         else backoff_delay(attempt, llm.backoff, llm.max_backoff, self.rng))
-                if status == 429:
+                if tries.status == 429:
                     self.limiter.cooldown(delay)  # everyone waits, not only this request
                 self.usage.add(retried=1)
                 await asyncio.sleep(delay)
                 continue
-            self.state.observe(in_flight, seconds, llm.concurrency, self._where())
-            completion.attempts = attempt
+            self.state.observe(in_flight, seconds, self._where())
+            self.limiter.settle(estimate, charged, completion.prompt_tokens)
+            completion.text = scrub(completion.text, llm.secret.credential())  # echoed in a reply
+            completion.attempts = tries.count
             self.usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                            completion_tokens=completion.completion_tokens,
                            cost_usd=cost_of(llm.model, completion.prompt_tokens,
                                             completion.completion_tokens, llm.prices))
             return completion
         self.usage.add(failed=1)
-        tries = f"{attempt} tr{'y' if attempt == 1 else 'ies'}"
-        return Failure(REQUEST_FAILED, f"{reason} (gave up after {tries})", attempts=attempt)
-
-
-def _says_invalid(reason: str) -> bool:
-    low = reason.lower()
-    return any(word in low for word in _INVALID)
-
-
-class _NoGate:
-    async def __aenter__(self):
-        return self
-
-    async def __aexit__(self, *exc):
-        return False
-
-
-_NO_GATE = _NoGate()
-
-
-def _completion_of(response, model: str) -> Completion:
-    """The first choice of a chat-completion body (a dict parsed from JSON)."""
-    choices = response.get("choices") if isinstance(response, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        raise MalformedReply("the endpoint answered without any choice")
-    choice = choices[0]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        raise MalformedReply("the endpoint answered a choice without a message")
-    usage = response.get("usage") or {}
-    return Completion(text=message.get("content") or "",
-                      finish_reason=choice.get("finish_reason") or "stop",
-                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                      completion_tokens=int(usage.get("completion_tokens") or 0),
-                      model=response.get("model") or model)
+        return Failure(REQUEST_FAILED, tries.gave_up(), attempts=tries.count)

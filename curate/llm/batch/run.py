@@ -1,31 +1,15 @@
-"""Batch mode: a client's requests sent through the provider's Batch API, resumably.
+"""One call's batches, from lines to replies: upload, create, poll, collect, resubmit.
 
-With ``LLM(..., batch=True)`` (or ``batch=BatchOptions(...)``) every request that is not in
-the response cache goes into a batch input file instead of its own HTTP call:
-
-1. the lines (``custom_id`` = the request's cache key, the same body an online request
-   sends, structured-output fields included) are split into files within the provider's
-   limits and each file is uploaded (``POST /files``, purpose ``batch``); its id is
-   recorded at once in the batch record (:mod:`curate.llm.batch_state`);
-2. the batch is created (``POST /batches``, completion window 24h) and its id recorded;
-3. it is polled with a growing interval until it ends; the terminal shows its state, the
-   lines completed and failed, and the time since it was submitted;
-4. the output and error files are downloaded and each line is mapped back by
-   ``custom_id``: a reply goes into the response cache and through the same checks as an
-   online reply (a cut-off or withheld reply is a failure), priced at batch prices;
-5. lines that failed for a reason worth retrying (expiry, cancellation, 429, 5xx, a line
-   the batch never answered) go into a new batch, up to ``max_rounds`` batches in all;
-   the others, and those out of rounds, come back as failures with the provider's reason.
-
-A batch that is running but cannot be followed now (``max_wait`` ran out, the provider
-cannot be reached) raises :class:`BatchesPending` once the other batches are done, rather
-than erroring rows whose replies are paid for and on their way.
-
-A run that is killed and started again finds its batches in the record and polls them
-(an input file uploaded but not yet made into a batch is made into one, after checking
-the provider's list of batches for one already created from it): no work in flight or
-done is submitted again. Online or in batch, the replies are the same requests, so the
-response cache serves both.
+Each file of lines is uploaded (its id recorded at once), made into a batch, polled with a
+growing interval (the terminal shows its state and counts) until it ends; its output and
+error files are read back by ``custom_id``, each reply cached and judged as an online one
+(cut off or withheld is a failure) at batch prices; lines that failed for a reason worth
+it go into a new batch, up to ``max_rounds``. A batch that cannot be followed now raises
+:class:`BatchesPending` once the others are done. A rerun adopts the recorded batches
+that hold its requests. A create is recorded before it is sent and tags the batch with
+its entry's id (``metadata.curate_batch``): a rerun that finds that intent, or a retry of
+a create that got no answer, reads the provider's list for the tagged batch first (until
+the earlier call's timeout has passed), and creates none when the list cannot be read.
 """
 from __future__ import annotations
 
@@ -34,70 +18,22 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from ..errors import CurateError
-from ..progress import plain_line, task
-from ._http import Sender
-from .accounting import batch_price_of, cost_of
-from .batch_api import (BatchCallError, BatchesPending, BatchLost, StillRunning,
-                        batch_errors, call_api, counts_of)
-from .batch_lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
-from .batch_state import BatchState, state_path_for
-from .dialects import looks_like_refusal
-from .limits import one_line
-from .types import REQUEST_FAILED, Failure
+from ...progress import plain_line, task
+from ..accounting import batch_price_of, cost_of
+from ..credentials import one_line, redact_url, scrub
+from ..dialects import looks_like_refusal
+from ..online import Sender
+from ..types import REQUEST_FAILED, Failure
+from ..wire import request_body, usable
+from .api import (BatchCallError, BatchesPending, BatchLost, StillRunning, batch_errors,
+                  call_api, counts_of, find_batch)
+from .lines import CHAT_URL, LineResult, input_line, missing_result, read_results, split_lines
+from .state import BatchState, state_path_for
 
 TERMINAL = ("completed", "failed", "expired", "cancelled")
+CLOCK_SKEW = 600.0  # seconds a provider's batch times may differ from this machine's
+UNANSWERED = (None, 502, 504)  # no answer from the provider itself: a create may have been made
 FILE_TIMEOUT = 600.0  # seconds for uploading or downloading one batch file
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How a client uses the provider's Batch API (``LLM(batch=BatchOptions(...))``).
-
-    Args:
-        poll_every: seconds before the first status check; the interval then grows by half
-            each time, up to ``max_poll_every``.
-        max_requests, max_bytes: the provider's limits per batch (OpenAI: 50,000 requests,
-            200 MB per input file); larger stages are split into several batches.
-        max_rounds: batches one request may go through (the first included) when its line
-            fails for a reason worth retrying.
-        max_wait: stop polling after this many seconds (``None``: until the batch ends)
-            and raise :class:`BatchesPending` (one line); the batch stays recorded and the
-            same call run again collects it. ``0`` submits and stops at once.
-        completion_window: the provider's window (OpenAI accepts ``"24h"``).
-        discount: batch price as a share of the online price (default
-            :data:`curate.llm.accounting.BATCH_DISCOUNT`, 0.5).
-        prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` batch prices,
-            instead of the discounted online price.
-    """
-
-    poll_every: float = 10.0
-    max_poll_every: float = 300.0
-    max_requests: int = 50_000
-    max_bytes: int = 200_000_000
-    max_rounds: int = 3
-    max_wait: float | None = None
-    completion_window: str = "24h"
-    discount: float | None = None
-    prices: dict | None = None
-
-    def __post_init__(self):
-        if self.poll_every <= 0 or self.max_poll_every < self.poll_every:
-            raise CurateError(f"BatchOptions: need 0 < poll_every <= max_poll_every, got "
-                              f"{self.poll_every} and {self.max_poll_every}")
-        if self.max_requests < 1 or self.max_bytes < 1 or self.max_rounds < 1:
-            raise CurateError("BatchOptions: max_requests, max_bytes and max_rounds must be >= 1")
-
-
-def batch_options(value) -> BatchOptions | None:
-    """What ``LLM(batch=...)`` accepts: ``True``, ``False``/``None`` or :class:`BatchOptions`."""
-    if value is True:
-        return BatchOptions()
-    if value is None or value is False:
-        return None
-    if isinstance(value, BatchOptions):
-        return value
-    raise CurateError(f"LLM: batch must be True, False or a BatchOptions, got {value!r}")
 
 
 @dataclass
@@ -112,6 +48,7 @@ class Job:
     input_file_id: str | None = None
     batch_id: str | None = None
     status: str = "new"
+    create_until: float = 0.0  # a create sent before may still be made until then
     resumed: bool = False
     submitted: float = field(default_factory=time.time)
     counts: dict = field(default_factory=dict)
@@ -131,14 +68,13 @@ class BatchRun:
         self.requests, self.groups, self.cache = requests, groups, cache
         self.usage, self._deliver = usage, deliver
         self.state = BatchState(state_path_for(cache.path))
-        from .client import redact_url
         self.endpoint = redact_url(llm.base_url)
         self.rng = random.Random()
         self.answered: set[str] = set()
         self.waiting: list[tuple[Job, str]] = []
 
     async def run(self) -> None:
-        self.sender = Sender(self.llm, self.llm._limiter, asyncio.Semaphore(1), self.usage)
+        self.sender = Sender(self.llm, self.usage)
         self.client = self.sender.client
         try:
             jobs = self._adopt()
@@ -151,10 +87,20 @@ class BatchRun:
             raise BatchesPending(self._waiting_message())
 
     def _waiting_message(self) -> str:
-        batches = ", ".join(f"{job.batch_id} ({job.status})" for job, _ in self.waiting)
-        requests = sum(len(job.mine) for job, _ in self.waiting)
-        return (f"{requests} request(s) are still in batch(es) {batches}: "
-                f"{self.waiting[0][1]}; they are recorded in {self.state.path}, so running "
+        running = [(job, why) for job, why in self.waiting if job.batch_id]
+        unsure = [(job, why) for job, why in self.waiting if not job.batch_id]
+        parts = []
+        if running:
+            batches = ", ".join(f"{job.batch_id} ({job.status})" for job, _ in running)
+            parts.append(f"{sum(len(job.mine) for job, _ in running)} request(s) are still "
+                         f"in batch(es) {batches}: {running[0][1]}")
+        if unsure:
+            files = ", ".join(str(job.input_file_id) for job, _ in unsure)
+            parts.append(f"{sum(len(job.mine) for job, _ in unsure)} request(s) are in batch "
+                         f"input(s) {files}, which may already be batches, and the provider "
+                         f"cannot say ({unsure[0][1]}); nothing was created again: run again "
+                         f"when it answers")
+        return (f"{'; '.join(parts)}; they are recorded in {self.state.path}, so running "
                 f"again collects them without submitting anything twice")
 
     # -- building batches -----------------------------------------------------------------
@@ -167,7 +113,7 @@ class BatchRun:
             jobs.append(Job(list(entry["keys"]), mine, int(entry.get("round", 1)),
                             id=entry["id"], input_file_id=entry.get("input_file_id"),
                             batch_id=entry.get("batch_id"), status=entry.get("status", "?"),
-                            resumed=True, submitted=entry.get("created", time.time())))
+                            create_until=entry.get("create_until", 0.0), resumed=True, submitted=entry.get("created", time.time())))
         if jobs:
             plain_line(f"resuming {len(jobs)} recorded batch(es) from {self.state.path}",
                        always=True)
@@ -192,7 +138,8 @@ class BatchRun:
         firsts = {k: self.requests[self.groups[k][0]] for k in keys}
         if any(r.schema is not None for r in firsts.values()):
             await self.sender.resolve_dialect()
-        lines = [(k, input_line(k, self.sender._body(r, self.sender._structured(r))))
+        lines = [(k, input_line(k, request_body(self.llm.model, r,
+                                                self.sender.state.dialect_for(r))))
                  for k, r in firsts.items()]
         chunks, too_large = split_lines(lines, self.options.max_requests, self.options.max_bytes)
         for key in too_large:
@@ -215,7 +162,7 @@ class BatchRun:
             return await self._retry(job, [(k, LineResult(reason=str(lost), retry=True))
                                            for k in job.mine])
         except BatchCallError as error:
-            if job.batch_id is None:  # nothing is running: these requests fail now
+            if job.batch_id is None and job.status != "creating":  # nothing can be running
                 return self._give_up(job, error.reason)
             return self._wait_later(job, error.reason)
         except StillRunning:
@@ -238,23 +185,49 @@ class BatchRun:
                    f"(round {job.round})")
 
     async def _create(self, job: Job) -> None:
-        batch = await self._created_from(job.input_file_id) if job.resumed else None
+        """Make the batch, unless a create sent before (by a killed run, or a try that
+        timed out) made it already: the provider's list is read first, and when it cannot
+        be read nothing is created (BatchCallError)."""
+        batch = await self._made_before(job) if job.status == "creating" else None
         if batch is None:
-            batch = await self._call("create the batch", lambda: self.client.batches.create(
-                input_file_id=job.input_file_id, endpoint=CHAT_URL,
-                completion_window=self.options.completion_window,
-                metadata={"curate_batch": job.id}))
+            try:
+                batch = await self._call("create the batch", lambda: self._send_create(job),
+                                         before_retry=lambda: self._find(job))
+            except BatchCallError as error:
+                if error.status not in UNANSWERED:  # the provider said no: nothing was made
+                    job.status = "uploaded"
+                    self.state.update(job.id, status="uploaded")
+                raise
         job.batch_id, job.status = batch.id, batch.status
         self.state.update(job.id, batch_id=batch.id, status=batch.status)
 
-    async def _created_from(self, input_file_id: str):
-        """A batch the provider already made from this file (a run killed just after it
-        asked for one), or None."""
-        try:
-            page = await self.client.batches.list(limit=100)
-        except Exception:  # no listing: create it (the usual case: it was never created)
-            return None
-        return next((b for b in page.data if b.input_file_id == input_file_id), None)
+    async def _send_create(self, job: Job):
+        """The create call, its intent recorded first: a run killed while it is in flight
+        leaves a record that makes the next run look for the batch before making one."""
+        job.status, job.create_until = "creating", time.time() + self.llm.timeout
+        self.state.update(job.id, status="creating", create_until=job.create_until)
+        return await self.client.batches.create(
+            input_file_id=job.input_file_id, endpoint=CHAT_URL,
+            completion_window=self.options.completion_window, metadata={"curate_batch": job.id})
+
+    async def _made_before(self, job: Job):
+        """The batch a create sent by an earlier run made, or None; looked for again until
+        that call's time is up (the provider may make it after this run starts)."""
+        if time.time() < job.create_until:
+            plain_line(f"batch input {job.input_file_id}: the last run stopped while creating "
+                       f"its batch; looking for it for up to "
+                       f"{job.create_until - time.time():.0f} s", always=True)
+        wait = self.options.poll_every
+        while True:
+            batch = await self._find(job)
+            if batch is not None or time.time() >= job.create_until:
+                return batch
+            await asyncio.sleep(min(wait, max(0.0, job.create_until - time.time())))
+            wait = min(wait * 1.5, self.options.max_poll_every)
+
+    async def _find(self, job: Job):
+        return await find_batch(self.llm, self.client, job.id, job.input_file_id,
+                                job.submitted - CLOCK_SKEW, self.usage, self.rng)
 
     async def _poll(self, job: Job):
         interval, began, shown, first = self.options.poll_every, time.monotonic(), 0, True
@@ -319,6 +292,7 @@ class BatchRun:
 
     def _completed(self, job: Job, key: str, result: LineResult, first_time: bool) -> None:
         completion = result.completion
+        completion.text = scrub(completion.text, self.llm.secret.credential())  # echoed
         if first_time:  # a line collected before (a run killed while collecting) is paid
             self.cache.put(key, self.llm.model, completion.to_raw())
             price = batch_price_of(self.llm.model, self.llm.prices, self.options.prices,
@@ -330,7 +304,7 @@ class BatchRun:
                            completion_tokens=completion.completion_tokens, cost_usd=cost)
         if key in self.groups and key not in self.answered:
             completion.attempts = job.round
-            self._answer(key, self.llm._finish(completion, self.usage))
+            self._answer(key, usable(completion, self.usage))
 
     async def _retry(self, job: Job, failed: list[tuple[str, LineResult]]) -> None:
         """Failed lines worth it go into a new batch (within max_rounds); the rest fail."""
@@ -338,7 +312,7 @@ class BatchRun:
         for key, result in failed:
             request = self.requests[self.groups[key][0]]
             if looks_like_refusal(result.status, result.reason) and \
-                    self.sender._structured(request):
+                    self.sender.state.dialect_for(request) is not None:
                 self.llm.endpoint.refuse(result.reason, self.endpoint or "?")
                 result.retry = True
             if result.retry and job.round < self.options.max_rounds:
@@ -365,7 +339,7 @@ class BatchRun:
         if key in self.answered:
             return
         self.usage.add(failed=1)
-        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self._secret()),
+        self._answer(key, Failure(REQUEST_FAILED, one_line(reason, secret=self.llm.secret.reveal()),
                                   attempts=attempts))
 
     def _give_up(self, job: Job, reason: str) -> None:
@@ -391,8 +365,5 @@ class BatchRun:
             "cost_usd": round(job.cost, 6), "resumed": job.resumed,
             "seconds": round(time.time() - job.submitted, 3)})
 
-    def _secret(self) -> str:
-        return self.llm._secret.reveal()
-
-    async def _call(self, what: str, make):
-        return await call_api(self.llm, what, make, self.usage, self.rng)
+    async def _call(self, what: str, make, before_retry=None):
+        return await call_api(self.llm, what, make, self.usage, self.rng, before_retry)

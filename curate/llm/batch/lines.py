@@ -16,9 +16,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from ._http import _completion_of
-from .limits import RETRY_STATUS, MalformedReply, one_line
-from .types import Completion
+from ..credentials import one_line
+from ..types import Completion
+from ..wire import RETRY_STATUS, MalformedReply, completion_of, error_message
 
 CHAT_URL = "/v1/chat/completions"
 RETRY_CODES = re.compile(r"expired|cancel|server|rate_limit|timeout|overloaded|unavailable|"
@@ -63,14 +63,6 @@ class LineResult:
     status: int | None = None
 
 
-def _error_message(body) -> str:
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(body or "error")
-
-
 def read_line(record: dict, model: str) -> LineResult:
     """One result line (from the output or the error file) as a :class:`LineResult`."""
     response = record.get("response") if isinstance(record.get("response"), dict) else None
@@ -78,14 +70,14 @@ def read_line(record: dict, model: str) -> LineResult:
     status = response.get("status_code") if response else None
     if status == 200 and not error:
         try:
-            return LineResult(_completion_of(response.get("body"), model), status=200)
+            return LineResult(completion_of(response.get("body"), model), status=200)
         except MalformedReply as bad:
             return LineResult(reason=str(bad), retry=True, status=200)
     if response is not None and status is not None:
-        code = int(status)
-        retry = code in RETRY_STATUS or code >= 500
-        return LineResult(reason=f"HTTP {code}: {one_line(_error_message(response.get('body')))}",
-                          retry=retry, status=code)
+        code, body = int(status), response.get("body")
+        message = one_line(error_message(body, str(body or "error")))
+        return LineResult(reason=f"HTTP {code}: {message}",
+                          retry=code in RETRY_STATUS or code >= 500, status=code)
     if error is not None:
         code = str(error.get("code") or "error")
         message = one_line(str(error.get("message") or code))
