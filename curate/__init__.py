@@ -28,6 +28,7 @@ _EXPORTS = {
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
     "MinHashDedup": "stages.dedup_minhash",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
+    "SuspectFilter": "stages.training_dynamics",
     # LLM stages and the client
     "LLMStage": "stages.llm.base", "Made": "stages.llm.base", "Augment": "stages.llm.augment",
     "Judge": "stages.llm.judge",

@@ -62,12 +62,14 @@ def _causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def loss_sum(model, batch: dict) -> torch.Tensor:
-    """Summed cross-entropy over the learned tokens of a batch (labels are shifted here).
+def learned_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits, targets, learned)``: the logits at every position whose next token is learned
+    (one row each, in row-major order), those tokens, and the mask of them over
+    ``labels[:, 1:]`` (labels are shifted here).
 
-    The model computes logits only at positions whose next token is learned: with a large
-    vocabulary, the logits of prompt tokens (which are never scored) would otherwise take
-    most of a step's activation memory and a good share of its compute.
+    The model computes logits only at those positions: with a large vocabulary, the logits of
+    prompt tokens (which are never scored) would otherwise take most of a step's activation
+    memory and a good share of its compute.
     """
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
     targets = batch["labels"][:, 1:]
@@ -75,10 +77,15 @@ def loss_sum(model, batch: dict) -> torch.Tensor:
     if _forward_keeps_logits(type(_causal_lm(model))):
         keep = F.pad(learned, (0, 1))  # position i predicts token i + 1; the last one predicts nothing
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets[learned], reduction="sum")
+        return logits.reshape(-1, logits.shape[-1]), targets[learned], learned
     logits = model(**inputs, use_cache=False).logits
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    return logits[:, :-1][learned], targets[learned], learned
+
+
+def loss_sum(model, batch: dict) -> torch.Tensor:
+    """Summed cross-entropy over the learned tokens of a batch."""
+    logits, targets, _ = learned_logits(model, batch)
+    return F.cross_entropy(logits.float(), targets, reduction="sum")
 
 
 def learned_tokens(batch: dict) -> torch.Tensor:
@@ -124,7 +131,8 @@ def estimate_loss(accelerator, model, examples: list[dict], cfg, pad_id: int) ->
     return (total[0] / total[1].clamp(min=1)).item()
 
 
-def _prepare(accelerator, model, cfg, total_steps: int):
+def prepare_optimizer(accelerator, model, cfg, total_steps: int):
+    """AdamW over the trainable parameters and the warmup-cosine schedule, prepared by accelerate."""
     warmup = max(1, round(cfg.warmup_ratio * total_steps))
     if accelerator.distributed_type == DistributedType.FSDP:
         model = accelerator.prepare(model)  # FSDP wraps the model before the optimizer sees its parameters
@@ -307,7 +315,7 @@ def start(cfg) -> Run:
         check_isolation(model if cfg.method == "qlora" else model.to(accelerator.device), len(tokenizer))
     per_step = cfg.micro_batch_size * cfg.grad_accum * accelerator.num_processes
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(train_ex) / per_step))
-    model, optimizer, scheduler = _prepare(accelerator, model, cfg, total_steps)
+    model, optimizer, scheduler = prepare_optimizer(accelerator, model, cfg, total_steps)
     ckpt.register_adapter_hooks(accelerator)
     if cfg.trackers:
         accelerator.init_trackers("train", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)

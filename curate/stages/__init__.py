@@ -11,6 +11,7 @@ _EXPORTS = {
     "ExactDedup": "dedup_exact", "RougeDedup": "dedup_rouge", "EmbeddingDedup": "dedup_embedding",
     "MinHashDedup": "dedup_minhash",
     "Sample": "sampling", "Mix": "sampling", "Derive": "derive",
+    "SuspectFilter": "training_dynamics",
     "LLMStage": "llm.base", "Made": "llm.base", "Augment": "llm.augment",
     "Judge": "llm.judge", "Repair": "llm.repair", "Vote": "llm.vote",
 }

@@ -10,7 +10,7 @@ from curate import Filter
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["Filter", "ComplexityFilter", "AssertionFilter", "ExactDedup", "RougeDedup",
-          "EmbeddingDedup", "Sample", "Derive", "Augment", "Judge", "Repair", "Vote"]
+          "EmbeddingDedup", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
 
 
 def test_every_public_name_is_importable_from_curate_and_curate_stages():
@@ -25,7 +25,7 @@ def test_every_public_name_is_importable_from_curate_and_curate_stages():
 
 
 def test_import_curate_pulls_in_neither_torch_nor_openai():
-    code = ("import sys, curate; from curate import Filter, Pipeline, RougeDedup, read_table; "
+    code = ("import sys, curate; from curate import Filter, Pipeline, RougeDedup, SuspectFilter, read_table; "
             "print(sorted(m for m in ('torch', 'openai', 'transformers', 'sentence_transformers') "
             "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,0 +1,134 @@
+"""Benchmark: how many wrong-but-valid rows the suspect filter finds at a fixed cost in clean rows.
+
+The table is the Honeycomb seeds and their column swaps with the wrong-but-valid faults of
+``examples/honeycomb/faults.py`` (a dropped filter, a changed calculation, a changed or extra
+breakdown, a changed time window) injected into the swaps: the rows a suspect filter sees in a
+spec, after the checker and the dedups have removed the other kinds (``bench/stage_accuracy.py``
+measures those). `SuspectFilter` runs on it once (``Stage.run``: k folds, a LoRA fine-tune of
+SmolLM2-135M-Instruct on each, every row scored out of fold) and each row's out-of-fold scores
+are read back: the mean NLL of its answer (``_answer_loss``) and its least likely token
+(``_answer_loss_max``). For each score the threshold is set so that at most ``--clean-share``
+of the clean rows lie above it, and the table gives the share of each fault kind above it
+(recall, 95% Wilson interval) and the ROC AUC of faulted against clean rows. A random ranking
+finds each kind at the clean share (0.10 by default) and has an AUC of 0.5.
+
+The default is sized for two CPU cores: the prompt is the question alone, without the system
+text and the column list (``--template question``; ``export`` uses the spec's whole prompt, about
+3x the tokens), 2 folds, one epoch each. Settings, time and load average are printed.
+
+    .venv/bin/python bench/suspects.py
+    .venv/bin/python bench/suspects.py --folds 3 --epochs 2 --template export
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stage_accuracy import CLEAN, LABEL, faulted_table, wilson  # noqa: E402
+
+SCORES = {"mean NLL": "_answer_loss", "max token NLL": "_answer_loss_max"}
+
+
+def recall_at(scores: pd.Series, labels: pd.Series, clean_share: float = 0.1) -> dict:
+    """Recall of every fault kind (and of all faults) when rows scoring above a threshold are
+    removed, the threshold being the lowest that removes at most ``clean_share`` of the clean
+    rows; with the AUC of faulted against clean rows (scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+
+    kinds = labels.fillna(CLEAN)
+    clean = np.sort(scores[kinds == CLEAN].to_numpy())[::-1]
+    allowed = int(np.floor(clean_share * len(clean)))  # clean rows that may lie above
+    threshold = clean[allowed] if allowed < len(clean) else -np.inf
+    above = scores > threshold
+    out = {"threshold": float(threshold),
+           "clean": wilson(int(above[kinds == CLEAN].sum()), int((kinds == CLEAN).sum()))}
+    for kind in [*sorted(set(kinds) - {CLEAN}), "all faults"]:
+        rows = kinds != CLEAN if kind == "all faults" else kinds == kind
+        out[kind] = wilson(int(above[rows].sum()), int(rows.sum()))
+    out["auc"] = float(roc_auc_score(kinds != CLEAN, scores))
+    return out
+
+
+def suspect_stage(args):
+    from curate import ChatExport, SuspectFilter
+    from curate.pipeline.spec import load_spec
+
+    export = load_spec(ROOT / "examples/honeycomb/spec.py").export
+    if args.template == "question":
+        export = ChatExport(human='NLQ: "{nlq}"', gpt=export.gpt)
+    return SuspectFilter(export, folds=args.folds, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r,
+                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share)
+
+
+def report(table: pd.DataFrame, scored: pd.DataFrame, clean_share: float) -> list[str]:
+    labels = scored[LABEL]
+    lines = []
+    kinds = sorted(set(labels.dropna()))
+    head = f"{'score':<15}{'AUC':>6}  {'clean removed':<16}{'all faults':<18}" + "".join(f"{k:>21}" for k in kinds)
+    lines.append(head)
+    for name, column in SCORES.items():
+        r = recall_at(scored[column], labels, clean_share)
+        cell = lambda v: f"{v[0]:.0%} [{v[1]:.0%},{v[2]:.0%}]"  # noqa: E731
+        lines.append(f"{name:<15}{r['auc']:>6.2f}  {cell(r['clean']):<16}{cell(r['all faults']):<18}" +
+                     "".join(f"{cell(r[k]):>21}" for k in kinds))
+    lines.append(f"a random ranking: AUC 0.50, recall {clean_share:.0%} of every kind at {clean_share:.0%} "
+                 f"of the clean rows removed; rows: {len(scored)} ({int(labels.notna().sum())} faulted: "
+                 + ", ".join(f"{k} {int((labels == k).sum())}" for k in kinds) + ")")
+    return lines
+
+
+def main(argv=None) -> int:
+    from examples.honeycomb.faults import DEFAULT_RATES, WRONG_BUT_VALID
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the faults, the folds and the training")
+    parser.add_argument("--rate", type=float, default=None,
+                        help=f"share of the swaps given each wrong-but-valid fault (default "
+                             f"{DEFAULT_RATES['dropped_filter']})")
+    parser.add_argument("--clean-share", type=float, default=0.1, help="the clean rows it may remove")
+    parser.add_argument("--template", choices=("question", "export"), default="question")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (on a loaded machine 1 is several times faster than 2)")
+    parser.add_argument("--json", help="also write the scores and the settings to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rates = {k: DEFAULT_RATES[k] if args.rate is None else args.rate for k in WRONG_BUT_VALID}
+    table = faulted_table(rates, seed=args.seed)
+    print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k != 'json'})}; rates {rates}")
+    print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; cpus: {os.cpu_count()}", flush=True)
+    stage = suspect_stage(args)
+    start = time.time()
+    result = stage.run(table)
+    minutes = (time.time() - start) / 60
+    scored = pd.concat([result.kept, result.rejected], ignore_index=True)
+    lines = report(table, scored, args.clean_share)
+    print("\n".join(lines))
+    print(f"{minutes:.1f} min for {args.folds} folds of {args.epochs:g} epoch(s) on {len(table)} rows; "
+          f"load average now: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    if args.json:
+        keep = ["_id", LABEL, "nlq", *SCORES.values(), "_answer_loss_rank"]
+        Path(args.json).write_text(json.dumps({"settings": vars(args), "minutes": minutes, "report": lines,
+                                               "rows": scored[keep].to_dict("records")}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
