@@ -5,16 +5,23 @@
 Measures, in one run against the same scripted server:
   1. a plain sequential ``openai`` loop (what a notebook usually does), timed on a subset
      and extrapolated;
-  2. ``LLM.complete_many`` with bounded concurrency, against the ideal concurrency / latency;
+  2. ``LLM.complete_many`` with a fixed concurrency (``adaptive=False``), then self-tuning
+     (the default: AIMD under the same ceiling), against the ideal concurrency / latency;
   3. the same requests again, answered from the response cache (median of 3 runs);
   4. a ``Judge`` stage over as many rows, first through the endpoint, then from the cache
      (whole-stage rows/s: prompts, cache, parsing, DataFrame bookkeeping).
-Goals: the concurrent client reaches 0.9 of the ideal; cached runs exceed 5,000 rows/s.
+  5. a server of fixed capacity (``--slots``, the rest queue, as a busy vLLM does) with a
+     ceiling of 4x that: self-tuning against fixed, as a share of the server's best
+     (slots / latency), with the median latency and the retries (timeouts) beside;
+  6. the same server refusing with 429 instead of queueing.
+Goals: the concurrent client reaches 0.9 of the ideal; the self-tuning one 0.9 of a
+fixed-capacity server's best with no timeout; cached runs exceed 5,000 rows/s.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -23,16 +30,35 @@ from pathlib import Path
 import openai
 import pandas as pd
 
-from curate.llm import LLM, Request
+from curate.llm import LLM, Request, Usage
 from curate.stages.llm.judge import Judge
 from curate.testing import ScriptedServer
 
 VERDICT = json.dumps({"critique": "The query answers the question.", "outcome": "good"})
 
 
-def _client(server: ScriptedServer, cache: Path, concurrency: int) -> LLM:
-    return LLM("bench", base_url=server.base_url, api_key="bench", cache=cache,
-               concurrency=concurrency, timeout=30)
+def _client(server: ScriptedServer, cache: Path | None, concurrency: int,
+            adaptive: bool = False, **options) -> LLM:
+    return LLM("bench", base_url=server.base_url, api_key="bench", cache=cache or False,
+               concurrency=concurrency, adaptive=adaptive, **{"timeout": 30, **options})
+
+
+def capacity_runs(args, table: list, status: int | None) -> None:
+    """Self-tuning vs fixed against a server of ``args.slots`` slots that queues the rest
+    (``status`` None) or refuses them with that status."""
+    best, n = args.slots / args.latency, args.requests // 4
+    what = "queues" if status is None else f"answers {status}"
+    with ScriptedServer(lambda body: VERDICT, latency=args.latency, slots=args.slots,
+                        busy_status=status) as server:
+        for adaptive in (True, False):
+            llm = _client(server, None, 4 * args.slots, adaptive, timeout=args.timeout,
+                          max_tries=10, backoff=0.05)
+            usage = Usage()
+            seconds = timed(lambda: llm.complete_many(
+                [Request(f"cap {adaptive} {i}") for i in range(n)], usage=usage))
+            name = f"{args.slots} slots, {what}: {'self-tuning' if adaptive else 'fixed'}"
+            table.append((name, n, seconds, n / seconds / best,
+                          f"{usage.retried} retried, limit {llm.endpoint.concurrency.allowed()}"))
 
 
 def sequential(server: ScriptedServer, n: int) -> float:
@@ -62,6 +88,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--sequential", type=int, default=25, help="requests timed sequentially")
+    parser.add_argument("--slots", type=int, default=8, help="the fixed-capacity server's")
+    parser.add_argument("--timeout", type=float, default=1.0,
+                        help="the client's timeout against the fixed-capacity server")
     args = parser.parse_args()
     n, ideal = args.requests, args.concurrency / args.latency
     requests = [Request(f"question {i}") for i in range(n)]
@@ -77,6 +106,9 @@ def main() -> None:
         llm = _client(server, Path(tmp) / "a.sqlite", args.concurrency)
         seconds = timed(lambda: llm.complete_many(requests))
         table.append(("LLM.complete_many", n, seconds, n / seconds / ideal))
+        tuned = _client(server, None, args.concurrency, adaptive=True)
+        seconds = timed(lambda: tuned.complete_many([Request(f"t{i}") for i in range(n)]))
+        table.append(("  self-tuning (adaptive=True)", n, seconds, n / seconds / ideal))
         sent = server.received
         seconds = timed(lambda: _client(server, Path(tmp) / "a.sqlite",
                                         args.concurrency).complete_many(requests), repeat=3)
@@ -90,17 +122,22 @@ def main() -> None:
         table.append(("Judge stage", n, seconds, n / seconds / ideal))
         seconds = timed(lambda: judge.run(rows), repeat=3)
         table.append(("  again, from the cache (median of 3)", n, seconds, None))
+    capacity_runs(args, table, None)
+    capacity_runs(args, table, 429)
     _print(table, args, ideal)
 
 
 def _print(table, args, ideal: float) -> None:
     print(f"loopback endpoint: latency {args.latency * 1000:.0f} ms, concurrency "
-          f"{args.concurrency}, ideal {ideal:.0f} req/s\n")
-    print(f"{'run':<40}{'rows':>7}{'seconds':>10}{'rows/s':>10}{'of ideal':>10}")
-    for name, n, seconds, share in table:
+          f"{args.concurrency}, ideal {ideal:.0f} req/s; a server of {args.slots} slots: best "
+          f"{args.slots / args.latency:.0f} req/s, the ceiling {4 * args.slots}, timeout "
+          f"{args.timeout:g} s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(f"{'run':<44}{'rows':>7}{'seconds':>10}{'rows/s':>10}{'of ideal':>10}  note")
+    for name, n, seconds, share, *note in table:
         share_text = f"{share:.2f}" if share is not None else "-"
-        print(f"{name:<40}{n:>7}{seconds:>10.2f}{n / seconds:>10.0f}{share_text:>10}")
-    by_name = {name: n / seconds for name, n, seconds, _ in table}
+        print(f"{name:<44}{n:>7}{seconds:>10.2f}{n / seconds:>10.0f}{share_text:>10}  "
+              f"{note[0] if note else ''}")
+    by_name = {name: n / seconds for name, n, seconds, *_ in table}
     speedup = by_name["LLM.complete_many"] / by_name["sequential openai loop (extrapolated)"]
     print(f"\nconcurrent client vs sequential loop: {speedup:.0f}x")
 

@@ -29,7 +29,7 @@ from .batch.run import run_batches
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
 from .dialects import DIALECTS
-from .limits import RateLimiter
+from .limits import Concurrency, RateLimiter
 from .online import EndpointState, Sender
 from .types import Completion, Failure, Request
 from .wire import usable
@@ -53,7 +53,11 @@ class LLM:
         api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
             reprs or error messages.
         backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
-        concurrency: requests in flight at once.
+        concurrency: the most requests in flight at once (the ceiling).
+        adaptive: find the best number in flight under ``concurrency`` (the default): start
+            at 4, raise it while throughput grows and latency holds, lower it on 429s,
+            503s, timeouts and queueing (see :class:`~curate.llm.limits.Concurrency`);
+            ``False`` keeps ``concurrency`` in flight throughout.
         rpm, tpm: optional requests- and tokens-per-minute limits.
         timeout: seconds per request.
         max_tries: tries per request (429, 5xx, timeouts and connection errors are retried
@@ -77,7 +81,7 @@ class LLM:
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None,
                  api_key: str | None = None, backend: Backend | None = None,
-                 concurrency: int = 16, rpm: float | None = None, tpm: float | None = None,
+                 concurrency: int = 16, adaptive: bool = True, rpm: float | None = None, tpm: float | None = None,
                  timeout: float = 60.0, max_tries: int = 5, backoff: float = 0.5,
                  max_backoff: float = 30.0, max_retry_after: float = 120.0,
                  temperature: float | None = None, top_p: float | None = None,
@@ -126,7 +130,8 @@ class LLM:
         self.usage = Usage()
         self.limiter = RateLimiter(rpm, tpm)
         self.structured = structured
-        self.endpoint = EndpointState(structured if structured != "auto" else None)
+        self.endpoint = EndpointState(structured if structured != "auto" else None,
+                                      Concurrency(self.concurrency, adaptive))
         self.batch = batch_options(batch)
         if self.batch is not None and (cache is None or cache is False):
             raise CurateError("LLM: batch mode needs the response cache (batch results are "
@@ -275,7 +280,7 @@ class LLM:
         return results  # type: ignore[return-value]
 
     async def _run_http(self, requests, groups, cache, usage, deliver) -> None:
-        sender = Sender(self, usage, self.concurrency)
+        sender = Sender(self, usage)
 
         async def one(key: str, indices: list[int]) -> None:
             result = await sender.send(requests[indices[0]])

@@ -1,9 +1,11 @@
-"""Rate limits: requests and tokens per minute, and the tokens a request is charged."""
+"""Rate limits: requests and tokens per minute, the tokens a request is charged, and how many
+requests to keep in flight (:class:`Concurrency`)."""
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+import statistics
 import threading
 import time
 
@@ -123,3 +125,102 @@ class RateLimiter:
             if wait <= 0:
                 return
             await asyncio.sleep(wait)
+
+
+START = 4              # requests in flight before anything is known about the endpoint
+HOLD_RATIO = 1.5       # a window's median latency over the baseline's that stops doubling
+QUEUE_RATIO = 2.0      # ... and that means requests queue on the server
+QUEUE_MIN_SECONDS = 0.05  # a rise smaller than this is the client's own jitter, not a queue
+GROWTH = 1.1           # throughput this much over the last window's still earns a raise
+OVERLOAD_STATUS = {429, 503}
+
+
+class Concurrency:
+    """How many requests to keep in flight: AIMD within the user's ceiling.
+
+    It starts at ``min(ceiling, 4)`` and, window by window (a window is as many replies as
+    the limit, about one round trip), doubles while latency holds (slow start), then adds
+    one a window while latency holds (median within ``HOLD_RATIO`` of the fastest window's)
+    or throughput still beats by ``GROWTH`` the best seen with fewer in flight. It halves on
+    a 429, a 503 or a timeout (once for the requests sent since the last cut), and on
+    queueing (a window's median latency over ``QUEUE_RATIO`` times the baseline while
+    throughput no longer grows, as a self-hosted vLLM or a single-slot llama.cpp server
+    answers instead of a 429) it drops to the parallelism that implies: requests in flight /
+    latency ratio (Little's law). Latency that grows along with throughput (a busy client
+    machine, a batching server) is no queue. As in TCP congestion control (Jacobson 1988) and
+    Netflix's concurrency-limits. ``adaptive=False`` holds it at the ceiling.
+    Thread-safe: one client shared across threads shares its limit.
+    """
+
+    def __init__(self, ceiling: int, adaptive: bool = True):
+        self.ceiling, self.adaptive = int(ceiling), adaptive
+        self.limit = float(min(self.ceiling, START) if adaptive else self.ceiling)
+        self.slow_start = True
+        self.baseline: float | None = None  # the lowest window median latency seen
+        self.cuts = 0  # a request sent before the latest cut says nothing about the new limit
+        self.queued: tuple | None = None  # (in flight, seconds, baseline, limit) when first seen
+        self._window: list[tuple[float, int]] = []
+        self._since: float | None = None
+        self._rates: dict[int, float] = {}  # the best window throughput at each limit
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def allowed(self) -> int:
+        return max(1, int(self.limit))
+
+    def overloaded(self, ticket: int) -> None:
+        """A 429, a 503 or a timeout for a request sent at ``ticket``: halve, once per cut."""
+        with self._lock:
+            if self.adaptive and ticket == self.cuts:
+                self._cut(self.limit / 2)
+
+    def replied(self, ticket: int, seconds: float, in_flight: int) -> bool:
+        """Record one reply's latency and the requests in flight when it was sent; at the
+        end of a window, adjust. True the first time the endpoint is seen to queue."""
+        with self._lock:
+            if not self.adaptive or ticket != self.cuts:
+                return False
+            if self._since is None:
+                self._since = time.monotonic() - seconds
+            self._window.append((seconds, in_flight))
+            if len(self._window) < max(3, self.allowed()):
+                return False
+            return self._judge()
+
+    def _judge(self) -> bool:
+        now = time.monotonic()
+        latency = statistics.median(s for s, _ in self._window)
+        crowd = statistics.median(n for _, n in self._window)
+        rate = len(self._window) / max(now - self._since, 1e-6)
+        self._window, self._since = [], now
+        self.baseline = latency if self.baseline is None else min(self.baseline, latency)
+        ratio = latency / max(self.baseline, 1e-6)
+        level = self.allowed()
+        below = [r for n, r in self._rates.items() if n < level]
+        grew = bool(below) and rate >= max(below) * GROWTH  # than with fewer in flight
+        self._rates[level] = max(rate, self._rates.get(level, 0.0))
+        if ratio > QUEUE_RATIO and latency - self.baseline > QUEUE_MIN_SECONDS and not grew:
+            first = self.queued is None
+            if first:
+                self.queued = (crowd, latency, self.baseline, max(1, round(crowd / ratio)))
+            self._cut(crowd / ratio)
+            return first
+        if ratio > HOLD_RATIO:
+            self.slow_start = False
+            if not grew:
+                return False
+        step = self.limit if self.slow_start else 1
+        self.limit = min(float(self.ceiling), self.limit + step)
+        return False
+
+    def _cut(self, limit: float) -> None:
+        self.limit = max(1.0, min(self.limit, limit))
+        self.slow_start = False
+        self.cuts += 1
+        self._window, self._since = [], time.monotonic()

@@ -3,19 +3,18 @@
 Besides retries, the sender keeps what it learns about the endpoint in an
 :class:`EndpointState` shared by every call of one client: the structured-output dialect
 (inferred once from ``/models`` when the client says ``auto``), whether the server refused
-structured requests (then plain prompts are sent, and the client said so once), and whether
-requests queue on the server (latency that grows with the number in flight: a single-slot
-llama.cpp or Ollama server), in which case the client says so once and sends no more at
-once than the server runs.
+structured requests (then plain prompts are sent, and the client said so once), and how many
+requests to keep in flight (:class:`~.limits.Concurrency`: AIMD on latency, throughput, 429s
+and timeouts, within the client's ``concurrency``). When requests queue on the server
+(latency that grows with the number in flight: a single-slot llama.cpp or Ollama server, a
+busy vLLM) the client says so once.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
-import statistics
 import threading
 import time
 
@@ -24,25 +23,20 @@ import openai
 from .accounting import Usage, cost_of
 from .credentials import redact_url, scrub
 from .dialects import dialect_from_models, looks_like_refusal
-from .limits import completion_bound, prompt_tokens
+from .limits import OVERLOAD_STATUS, Concurrency, completion_bound, prompt_tokens
 from .types import REQUEST_FAILED, Completion, Failure, Request
 from .wire import Tries, completion_of, request_body
 
 log = logging.getLogger("curate.llm")
-QUEUE_SAMPLES = 6       # requests sent with QUEUE_IN_FLIGHT or more in flight before judging
-QUEUE_IN_FLIGHT = 3
-QUEUE_RATIO = 2.5       # their median latency over the fastest single request's
-QUEUE_MIN_SECONDS = 0.5  # and at least this long: sub-second jitter is no queue
 
 
 class EndpointState:
     """What one client has learned about its endpoint (shared across calls and threads)."""
 
-    def __init__(self, dialect: str | None):
+    def __init__(self, dialect: str | None, concurrency: Concurrency):
         self.dialect = dialect
         self.refused: str | None = None
-        self.parallel: int | None = None
-        self.samples: list[tuple[int, float]] = []
+        self.concurrency = concurrency
         self.lock = threading.Lock()
 
     def __getstate__(self) -> dict:  # picklable: a copy starts with a fresh lock
@@ -52,29 +46,18 @@ class EndpointState:
         self.__dict__.update(state)
         self.lock = threading.Lock()
 
-    def observe(self, in_flight: int, seconds: float, where: str) -> None:
-        """Record one request's latency; say once when requests queue on the server."""
-        with self.lock:
-            if self.parallel is not None:
-                return
-            self.samples.append((in_flight, seconds))
-            busy = [s for n, s in self.samples if n >= QUEUE_IN_FLIGHT]
-            if len(busy) < QUEUE_SAMPLES:
-                return
-            fastest = min(s for _, s in self.samples)
-            ratio = statistics.median(busy) / max(fastest, 1e-6)
-            if ratio < QUEUE_RATIO or statistics.median(busy) < QUEUE_MIN_SECONDS:
-                self.samples.clear()  # judged parallel; keep watching with fresh samples
-                return
-            crowd = statistics.median(n for n, _ in self.samples if n >= QUEUE_IN_FLIGHT)
-            self.parallel = max(1, round(crowd / ratio))
+    def observe(self, ticket: int, seconds: float, in_flight: int, where: str) -> None:
+        """Record one reply's latency; say once when requests queue on the server."""
+        if not self.concurrency.replied(ticket, seconds, in_flight):
+            return
+        crowd, latency, baseline, parallel = self.concurrency.queued
         log.warning(
             "curate: the endpoint %s seems to run about %d request(s) at a time: latency "
-            "grows with the number in flight (median %.2fs with %d in flight vs %.2fs alone), "
-            "so queued requests can time out. Sending at most %d at once from now on. Give "
-            "the server more slots (llama.cpp: --parallel N; Ollama: OLLAMA_NUM_PARALLEL=N) "
-            "or set LLM(concurrency=%d).", where, self.parallel, statistics.median(busy),
-            round(crowd), fastest, self.parallel, self.parallel)
+            "grows with the number in flight (median %.2fs with %d in flight vs %.2fs with "
+            "fewer), so queued requests can time out. Sending fewer at once (the client "
+            "adjusts; concurrency=%d is its ceiling). Give the server more slots (llama.cpp: "
+            "--parallel N; Ollama: OLLAMA_NUM_PARALLEL=N).", where, parallel, latency,
+            round(crowd), baseline, self.concurrency.ceiling)
 
     def dialect_for(self, request: Request) -> str | None:
         """The dialect to ask for ``request``'s schema in, or None: it goes as a plain prompt."""
@@ -97,13 +80,13 @@ class Sender:
     """Sends requests through one ``AsyncOpenAI`` client (SDK retries off: ours are bounded,
     jittered, honour ``Retry-After`` and share a cooldown across requests)."""
 
-    def __init__(self, llm, usage: Usage | None, concurrency: int = 1):
+    def __init__(self, llm, usage: Usage | None):
         self.llm, self.limiter, self.usage = llm, llm.limiter, usage
-        self.semaphore = asyncio.Semaphore(concurrency)
         self.state: EndpointState = llm.endpoint
+        self.tuner: Concurrency = llm.endpoint.concurrency
         self.rng = random.Random()
         self.in_flight = 0
-        self.gate: asyncio.Semaphore | None = None
+        self._free = asyncio.Condition()
         self._resolving = asyncio.Lock()
         self.client = openai.AsyncOpenAI(base_url=llm.base_url, api_key=llm.secret.reveal(),
                                          max_retries=0, timeout=llm.timeout)
@@ -124,23 +107,28 @@ class Sender:
     def _where(self) -> str:
         return redact_url(self.llm.base_url) or "?"
 
-    async def _post(self, body: dict) -> tuple[Completion, float, int]:
-        if self.state.parallel is not None and self.gate is None:
-            self.gate = asyncio.Semaphore(self.state.parallel)
-        gate = self.gate or contextlib.nullcontext()
-        async with self.semaphore, gate:
+    async def _post(self, body: dict) -> Completion:
+        async with self._free:  # a slot under the current limit
+            await self._free.wait_for(lambda: self.in_flight < self.tuner.allowed())
             self.in_flight += 1
-            in_flight, start = self.in_flight, time.perf_counter()
-            try:
-                # The SDK's generic POST: same auth, headers, timeouts and error types as
-                # chat.completions.create, without its per-call parameter transformation and
-                # response models, which cost more CPU than the rest of a request at high
-                # concurrency. The timeout counts from here, not while queued above.
-                text = await self.client.post("/chat/completions", cast_to=str, body=body)
-            finally:
+        in_flight, ticket, start = self.in_flight, self.tuner.cuts, time.perf_counter()
+        try:
+            # The SDK's generic POST: same auth, headers, timeouts and error types as
+            # chat.completions.create, without its per-call parameter transformation and
+            # response models, which cost more CPU than the rest of a request at high
+            # concurrency. The timeout counts from here, not while queued above.
+            text = await self.client.post("/chat/completions", cast_to=str, body=body)
+        except Exception as error:
+            if isinstance(error, openai.APITimeoutError) or \
+                    getattr(error, "status_code", None) in OVERLOAD_STATUS:
+                self.tuner.overloaded(ticket)
+            raise
+        finally:
+            async with self._free:
                 self.in_flight -= 1
-        return completion_of(json.loads(text), self.llm.model), \
-            time.perf_counter() - start, in_flight
+                self._free.notify(max(1, self.tuner.allowed() - self.in_flight))
+        self.state.observe(ticket, time.perf_counter() - start, in_flight, self._where())
+        return completion_of(json.loads(text), self.llm.model)
 
     async def send(self, request: Request) -> Completion | Failure:
         """Try up to ``max_tries`` times; return the completion or a one-line failure."""
@@ -156,8 +144,7 @@ class Sender:
             charged = self.limiter.prompt_charge(estimate)
             await self.limiter.acquire(charged + completion_bound(request))
             try:
-                completion, seconds, in_flight = await self._post(
-                    request_body(llm.model, request, dialect))
+                completion = await self._post(request_body(llm.model, request, dialect))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # every failure is classified; none escapes a stage
@@ -175,7 +162,6 @@ class Sender:
                 self.usage.add(retried=1)
                 await asyncio.sleep(delay)
                 continue
-            self.state.observe(in_flight, seconds, self._where())
             self.limiter.settle(estimate, charged, completion.prompt_tokens)
             completion.text = scrub(completion.text, llm.secret.credential())  # echoed in a reply
             completion.attempts = tries.count

@@ -13,7 +13,9 @@ timeout, dropped connections, malformed bodies and ``finish_reason: "length"``.
 
 The server runs in a background thread (one thread per connection), so it serves many
 concurrent requests with the exact latency you set; ``slots=1`` makes it answer one request
-at a time, like a single-slot llama.cpp or Ollama server.
+at a time, like a single-slot llama.cpp or Ollama server (``slots=N``: a server of fixed
+capacity, where the rest queue), and ``slots=N, busy_status=429`` refuses a request that
+finds every slot taken, like a provider's concurrency limit.
 
 Structured output: without ``dialect`` the server ignores structured-output fields, as many
 OpenAI-compatible servers do. With ``dialect`` set (``"openai"``, ``"vllm"``, ``"llamacpp"``,
@@ -184,6 +186,9 @@ class ScriptedServer:
             (``index`` counts requests from 0) before the injected queue.
         usage: ``usage(body, reply_text) -> (prompt_tokens, completion_tokens)``, how the
             server counts tokens (default: words of the messages and of the reply).
+        slots: requests answered at once (the rest wait for a slot); default: no limit.
+        busy_status: with ``slots``, answer a request that finds every slot taken with this
+            HTTP status at once (e.g. 429) instead of queueing it; ``refused`` counts them.
 
     Attributes: ``base_url`` (for the client), ``received`` (requests that reached the
     handler), ``answered`` (200 responses with a completion), ``bodies`` (every request
@@ -193,12 +198,14 @@ class ScriptedServer:
     def __init__(self, reply: ReplyFn | None = None, *, latency: float = 0.0,
                  model: str = "scripted", fault: FaultFn | None = None,
                  dialect: str | None = None, refuse_structured: int | None = None,
-                 slots: int | None = None, usage: Callable[[dict, str], tuple] | None = None):
+                 slots: int | None = None, busy_status: int | None = None,
+                 usage: Callable[[dict, str], tuple] | None = None):
         self.reply, self.latency, self.model, self.fault = reply or _echo, latency, model, fault
         self.usage = usage
         self.http_requests = 0
         self.dialect, self.refuse_structured = dialect, refuse_structured
         self._slots = threading.Semaphore(slots) if slots else None
+        self.busy_status, self.refused = busy_status, 0
         self.constrained = 0  # constrained requests answered
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
@@ -287,7 +294,17 @@ class ScriptedServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self._slots is not None:
+            if self._slots is not None and self.busy_status is not None:
+                if not self._slots.acquire(blocking=False):
+                    with self._lock:
+                        self.refused += 1
+                    self._apply(handler, Fault.status(self.busy_status), headers)
+                    return
+                try:
+                    self._answer(handler, body, headers)
+                finally:
+                    self._slots.release()
+            elif self._slots is not None:
                 with self._slots:
                     self._answer(handler, body, headers)
             else:

@@ -116,28 +116,6 @@ def test_a_5xx_saying_the_request_is_invalid_is_retried_once_only(tmp_path):
         assert busy.received == 4  # an ordinary 5xx keeps its retries
 
 
-def test_a_server_that_runs_one_request_at_a_time_is_detected_and_said_once(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="curate.llm"), \
-            ScriptedServer(lambda b: "ok", latency=0.15, slots=1) as server:
-        llm = make_llm(server, tmp_path, concurrency=8, timeout=10, cache=False)
-        first = llm.complete_many([Request(f"q{i}") for i in range(12)])
-        server.reset_counts()
-        second = llm.complete_many([Request(f"r{i}") for i in range(6)])
-    assert all(r.ok for r in first + second)
-    notes = [r.message for r in caplog.records if "seems to run about" in r.message]
-    assert len(notes) == 1 and "--parallel N" in notes[0] and "OLLAMA_NUM_PARALLEL" in notes[0]
-    assert llm.endpoint.parallel in (1, 2) and server.max_in_flight <= llm.endpoint.parallel
-
-
-def test_a_parallel_server_is_not_flagged(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="curate.llm"), \
-            ScriptedServer(lambda b: "ok", latency=0.6) as server:
-        llm = make_llm(server, tmp_path, concurrency=8, timeout=10, cache=False)
-        llm.complete_many([Request(f"q{i}") for i in range(24)])
-    assert llm.endpoint.parallel is None
-    assert not [r for r in caplog.records if "seems to run about" in r.message]
-
-
 def test_the_timeout_counts_from_sending_not_from_queueing_in_the_client(tmp_path):
     with ScriptedServer(lambda b: "ok", latency=0.3) as server:
         llm = make_llm(server, tmp_path, concurrency=1, timeout=0.6, max_tries=1, cache=False)
