@@ -38,8 +38,10 @@ import sys
 import sysconfig
 import types
 from contextvars import ContextVar
-from importlib import metadata
 from pathlib import Path, PurePath
+
+from .class_source import class_source
+from .versions import installed_version
 
 SECRET_WORDS = ("api_key", "apikey", "secret", "token_", "password", "authorization")
 LARGE = 256  # containers with more items are described by a digest of their items
@@ -136,6 +138,8 @@ def is_library_module(module: types.ModuleType | None) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _distributions() -> dict:
+    from importlib import metadata
+
     return metadata.packages_distributions()
 
 
@@ -143,10 +147,9 @@ def _distributions() -> dict:
 def _package_version(module_name: str) -> str | None:
     top = module_name.split(".")[0]
     for dist in _distributions().get(top, []):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
+        version = installed_version(dist)
+        if version is not None:
+            return version
     return None
 
 
@@ -228,10 +231,7 @@ def _class(cls: type, walk: _Walk):
             sources.append({"class": f"{klass.__module__}.{klass.__qualname__}",
                             "version": _package_version(klass.__module__)})
             continue
-        try:
-            text = inspect.getsource(klass)
-        except (OSError, TypeError):
-            text = None
+        text = class_source(klass)
         if text is None:
             methods = {k: describe(v, walk) for k, v in sorted(vars(klass).items())
                        if inspect.isfunction(v)}
@@ -274,6 +274,9 @@ def _container(value, walk: _Walk):
 def _table(value) -> dict | None:
     """Tables, their indexes and arrays by a digest of their content (values by position,
     the index included); pandas and numpy scalars by value."""
+    if not any(c.__module__.partition(".")[0] in ("pandas", "numpy")
+               for c in type(value).__mro__):
+        return None  # and pandas is not imported to find out (see curate.pipeline.startup)
     try:
         import numpy as np
         import pandas as pd

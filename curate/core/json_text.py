@@ -29,7 +29,7 @@ encode_json_string = json.encoder.c_encode_basestring or json.encoder.py_encode_
 """A str as JSON text, quotes included: what ``json.dumps(s, ensure_ascii=False)`` writes."""
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps(..., ensure_ascii=False) escapes
-TEXT = pa.large_string()
+TEXT = "large_string"  # pyarrow's name for pa.large_string(), usable before pyarrow loads
 
 
 def json_value(value) -> str:

@@ -51,11 +51,16 @@ def domain_record(row: Mapping) -> dict:
 
 
 # -- plain values ------------------------------------------------------------------------------
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def to_jsonable(value):
     """Turn a cell into plain JSON types (numpy scalars and arrays, NaN -> None)."""
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if type(value) in _PLAIN:  # first: a manifest of plain values never needs numpy
+        return None if type(value) is float and math.isnan(value) else value
+    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray):
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()

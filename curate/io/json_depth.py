@@ -3,6 +3,8 @@ crashes the process (SIGSEGV) on a few thousand levels, and ``json`` raises Recu
 near a thousand."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import InputError
@@ -11,8 +13,15 @@ MAX_DEPTH = 100  # levels of nesting read; deeper JSON is an input error naming 
 
 
 _NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}\n")))
-_STEP = np.zeros(256, dtype=np.int8)
-_STEP[list(b"[{")], _STEP[list(b"]}")] = 1, -1
+
+
+@functools.cache
+def _steps() -> np.ndarray:
+    """+1 for an opening bracket, -1 for a closing one (built on first use: importing
+    this module, as an unchanged rerun does, needs no numpy)."""
+    step = np.zeros(256, dtype=np.int8)
+    step[list(b"[{")], step[list(b"]}")] = 1, -1
+    return step
 
 
 def check_depth(path, data: bytes, lines: bool) -> None:
@@ -25,7 +34,7 @@ def check_depth(path, data: bytes, lines: bool) -> None:
     marks = np.frombuffer(data.translate(None, _NOT_BRACKETS), dtype=np.uint8)
     if np.count_nonzero(marks != 10) <= MAX_DEPTH:
         return
-    depth = np.cumsum(_STEP[marks], dtype=np.int32)
+    depth = np.cumsum(_steps()[marks], dtype=np.int32)
     breaks = marks == 10
     if lines and depth[breaks].any():  # a line left unbalanced (brackets in strings)
         last = np.maximum.accumulate(np.where(breaks, np.arange(len(marks)), -1))

@@ -13,6 +13,7 @@ every value as written.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -108,8 +109,13 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
         yield number, obj
 
 
-_WHITESPACE = np.zeros(256, dtype=bool)
-_WHITESPACE[list(b" \t\r\n\f\v")] = True
+@functools.cache
+def _whitespace() -> np.ndarray:
+    """Which bytes are ASCII whitespace (built on first use: an unchanged rerun imports this
+    module and needs no numpy)."""
+    table = np.zeros(256, dtype=bool)
+    table[list(b" \t\r\n\f\v")] = True
+    return table
 
 
 def _content_lines(data: bytes) -> np.ndarray:
@@ -124,7 +130,7 @@ def _content_lines(data: bytes) -> np.ndarray:
     starts = np.concatenate([[0], breaks + 1])
     starts = starts[starts < len(raw)]
     ends = np.append(breaks, len(raw))
-    maybe_blank = _WHITESPACE[raw[starts]]
+    maybe_blank = _whitespace()[raw[starts]]
     has = ~maybe_blank
     for i in np.flatnonzero(maybe_blank):
         has[i] = bool(data[starts[i]:ends[i]].strip())

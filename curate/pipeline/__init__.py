@@ -8,17 +8,35 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import pandas as pd
-
-from ..core.stage import Stage, check_name, did_you_mean
-from ..core.table import assign_ids, table_digest
 from ..errors import StageError
-from .report import ReportOptions
-from .runner import RunResult, run_pipeline
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .report import ReportOptions
+    from .runner import RunResult
 
 __all__ = ["Pipeline", "ReportOptions", "RunResult"]
+
+
+def __getattr__(name: str):
+    """``ReportOptions`` and ``RunResult``, imported when asked for: the command line's
+    ``--help`` and an unchanged rerun need neither pandas nor the report."""
+    if name == "ReportOptions":
+        from .report import ReportOptions
+        return ReportOptions
+    if name == "RunResult":
+        from .runner import RunResult
+        return RunResult
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _report_options():
+    from .report import ReportOptions
+
+    return ReportOptions()
 
 
 def path_digest(path: Path) -> str:
@@ -54,12 +72,14 @@ class Pipeline:
     stages: Sequence[Stage]
     export: object | None = None
     name: str = "pipeline"
-    report: ReportOptions = field(default_factory=ReportOptions)
+    report: ReportOptions = field(default_factory=_report_options)
     json_columns: Sequence[str] = ()
     base: Path | None = None
     _loaded: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        from ..core.stage import Stage, check_name
+
         self.stages = list(self.stages)
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, Stage):
@@ -73,6 +93,8 @@ class Pipeline:
         ``executor``: ``"local"`` (this process), ``"ray"`` (row-wise stages on Ray Data,
         same results), or an executor object such as ``RayExecutor(address="auto")``.
         """
+        from .runner import run_pipeline
+
         return run_pipeline(self, out, limit=limit, progress=progress, spec_path=spec_path,
                             executor=executor)
 
@@ -82,6 +104,8 @@ class Pipeline:
         a one-line error with the closest name. After a stage that may add columns it does
         not declare (``Derive``, ``Augment``, a stage of your own), nothing is certain and
         nothing more is checked."""
+        from ..core.stage import did_you_mean
+
         known = list(dict.fromkeys(map(str, columns)))
 
         def shown():
@@ -127,6 +151,7 @@ class Pipeline:
 
     def source_key(self, limit: int | None = None) -> str:
         """A digest of what the source holds (a file's bytes; a table's content)."""
+        from ..core.table import table_digest
         from ..io.read import check_readable
 
         source = self.resolved_source()
@@ -144,6 +169,7 @@ class Pipeline:
         """The source rows (the first ``limit``), each with its ``_id`` and ``_source``."""
         if limit in self._loaded:
             return self._loaded[limit]
+        from ..core.table import assign_ids
         from ..io import read_table
 
         source = self.resolved_source()

@@ -6,9 +6,7 @@ import argparse
 import sys
 
 from ..errors import CurateError
-from .executors import NAMES, make_executor
-from .spec import load_spec
-from .summary import errored_lines
+from .startup import defer_imports
 
 EPILOG = """\
 The spec is a Python file that defines:
@@ -46,6 +44,11 @@ a running cluster with --ray-address (auto, or HOST:PORT of the head node).
 
 
 def main(argv=None) -> int:
+    defer_imports()  # imported when used: --help and an unchanged rerun need no table
+    from .executors import NAMES, make_executor
+    from .spec import load_spec
+    from .summary import errored_lines
+
     parser = argparse.ArgumentParser(
         prog="python -m curate.pipeline", description="Run a curation pipeline spec.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -23,13 +23,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.stage import StageResult, TooManyRowErrors, first_error, reason_counts
 from ..core.table import ORIGIN
+from ..core.versions import installed_version
 from ..errors import CurateError
 from ..core.json_text import json_line_array
 from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text, write_text_array
@@ -114,8 +114,9 @@ def _export_files(export) -> list[str]:
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
+        version = installed_version(name)
+        if version is not None:
+            versions[name] = version
     return versions
 
 
