@@ -27,6 +27,7 @@ from ..progress import task
 from ..core.fingerprint import Fingerprint
 from ..core.stage import Stage, StageResult
 from ..core.table import ID
+from ..core.threads import model_thread_limit
 from .near_duplicates import DUP_OF, mark_near_duplicates
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -203,7 +204,8 @@ class EmbeddingDedup(Stage):
         block_size: rows per search block.
         name: stage name (default ``embedding_dedup``).
 
-    A text is cut to 32 characters per token of the model's window (``max_seq_length``;
+    Encoding runs torch on the cores free when it starts, or ``CURATE_THREADS`` threads
+    (:mod:`curate.core.threads`). A text is cut to 32 characters per token of the model's window (``max_seq_length``;
     8,192 characters for all-MiniLM-L6-v2) before tokenising: the model never reads further.
 
     Output: ``_dup_of`` (the kept row with the highest cosine) and ``_cosine`` on rejected
@@ -281,7 +283,7 @@ class EmbeddingDedup(Stage):
         order = np.argsort([-len(t) for t in texts], kind="stable")
         step = self.batch_size * max(1, 4096 // self.batch_size)
         parts = []
-        with task(f"{self.name}: embed", total=len(texts)) as bar:
+        with task(f"{self.name}: embed", total=len(texts)) as bar, model_thread_limit():
             for start in range(0, len(texts), step):
                 chunk = [texts[i] for i in order[start:start + step]]
                 parts.append(model.encode(chunk, batch_size=self.batch_size,

@@ -165,3 +165,15 @@ def test_the_documented_hand_install_is_the_one_make_runs():
     cpu_block = readme.split("```sh")[1].split("```")[0]
     assert installs(cpu_block) == make and any("xgrammar" in args for args in make)
     assert re.search(r'^gpu = \[.*"xgrammar', (root / "pyproject.toml").read_text(), re.M)
+
+
+@pytest.mark.slow
+def test_the_embedded_model_generates_on_the_chosen_threads(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CURATE_THREADS", "1")
+    backend = LLM(cache=False).backend
+    before, seen = torch.get_num_threads(), []
+    backend.generate([Request("Say hi.", temperature=0, max_tokens=4)],
+                     on_done=lambda i, c: seen.append(torch.get_num_threads()))
+    assert seen == [1] and torch.get_num_threads() == before

@@ -12,6 +12,7 @@ import os
 import threading
 from pathlib import Path
 
+from ...core.threads import model_thread_limit
 from ...errors import CurateError
 from ..types import Completion, Request
 from .base import DEFAULT_MAX_TOKENS, seed_of
@@ -117,7 +118,8 @@ class TransformersBackend:
     reproducible and the sample index gives distinct samples. A request with a JSON Schema
     decodes under it (grammar-constrained decoding with xgrammar, compact JSON), so the
     reply matches the schema unless it is cut off by max_tokens. Each reply is handed back
-    (and cached by the client) as soon as it is finished.
+    (and cached by the client) as soon as it is finished. torch runs on the cores free when
+    a call starts, or ``CURATE_THREADS`` (:mod:`curate.core.threads`).
     """
 
     def __init__(self, path, gguf_file: str | None = None, *, batch_size: int = 16,
@@ -140,6 +142,10 @@ class TransformersBackend:
         return _load(self.path, self.gguf_file)
 
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
+        with model_thread_limit():
+            return self._generate(requests, on_done)
+
+    def _generate(self, requests: list[Request], on_done=None) -> list[Completion]:
         from .decode import generate_batch
 
         model, tokenizer = self.load()

@@ -10,6 +10,7 @@ import os
 import threading
 from pathlib import Path
 
+from ...core.threads import model_threads
 from ...errors import CurateError
 from ..types import Completion, Request
 from ..wire import completion_of
@@ -32,7 +33,8 @@ class LlamaCppBackend:
     Args:
         model_path: the GGUF file.
         n_ctx: context length in tokens.
-        n_threads: CPU threads (default: ``CURATE_LLAMACPP_THREADS``, else llama.cpp's).
+        n_threads: CPU threads (default: ``CURATE_LLAMACPP_THREADS``, else ``CURATE_THREADS``,
+            else the cores free when the backend is made: :mod:`curate.core.threads`).
         name: the model name in cache keys (default: the file name without ``.gguf``).
     """
 
@@ -40,7 +42,7 @@ class LlamaCppBackend:
                  name: str | None = None):
         self.model_path, self.n_ctx = str(model_path), int(n_ctx)
         threads = n_threads or os.environ.get("CURATE_LLAMACPP_THREADS")
-        self.n_threads = int(threads) if threads else None
+        self.n_threads = int(threads) if threads else model_threads()
         self.name = name or Path(self.model_path).name.removesuffix(".gguf")
         self.batch_size = 1
 

@@ -1,0 +1,98 @@
+"""Benchmark: the in-process models on a busy machine: torch's default threads vs the
+threads chosen from the cores free (``curate.core.threads``), and peak memory.
+
+    .venv/bin/python bench/model_threads.py [--seeds 12] [--busy 1] [--rounds 2]
+
+The work is the Honeycomb spec's rewording stage (``llm_reword``: ``Augment`` on the
+embedded SmolLM2-135M-Instruct, 2 rewordings per seed) on the first ``--seeds`` seeds,
+each run in a fresh process with an empty response cache. ``--busy`` other processes spin
+a core each for the whole benchmark (the other job of a shared machine). Arms, in turns:
+``default`` pins ``CURATE_THREADS`` to torch's own default (one thread per core, as before
+the choice existed), ``chosen`` leaves the choice to the library. Printed per run: seconds
+(the model load excluded), the threads used, the peak RSS of the process and the 1-minute
+load average; then each arm's best and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import json, os, resource, sys, time
+import pandas as pd
+import torch
+from curate.pipeline.spec import load_spec
+from curate.core.table import assign_ids
+from curate.core.threads import model_threads
+
+pipeline = load_spec("examples/honeycomb/spec.py")
+reword = next(s for s in pipeline.stages if s.name == "llm_reword")
+rows = assign_ids(pd.read_json("examples/honeycomb/data/seeds.jsonl", lines=True).head({seeds}))
+reword.llm.backend.load()
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+start = time.perf_counter()
+result = reword.run(rows)
+print(json.dumps({{"seconds": time.perf_counter() - start, "threads": model_threads(),
+                   "torch_default": torch.get_num_threads(), "rows": len(result.kept),
+                   "loaded_mib": loaded,
+                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def child(seeds: int, env: dict) -> dict:
+    with tempfile.TemporaryDirectory() as cache:
+        done = subprocess.run([sys.executable, "-c", CHILD.format(seeds=seeds)], cwd=ROOT,
+                              capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+                                   "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                                   "CURATE_CACHE_DIR": cache, **env})
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": os.getloadavg()[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    default = str(torch.get_num_threads())
+    arms = {"default": {"CURATE_THREADS": default}, "chosen": {}}
+    print(f"cpus {os.cpu_count()}, torch's default threads {default}, {args.busy} busy "
+          f"process(es); load average before: {os.getloadavg()[0]:.2f}")
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(args.busy)]
+    runs = {name: [] for name in arms}
+    try:
+        time.sleep(5 if args.busy else 0)  # let the spinners show in the runnable count
+        for turn in range(args.rounds):
+            for name in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+                run = child(args.seeds, arms[name])
+                runs[name].append(run)
+                print(f"  {name:<8} {run['seconds']:7.1f} s  threads {run['threads']}  "
+                      f"rows {run['rows']}  peak {run['peak_mib']:.0f} MiB (after loading "
+                      f"{run['loaded_mib']:.0f})  load {run['load']:.2f}", flush=True)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    best = {name: min(r["seconds"] for r in found) for name, found in runs.items()}
+    print(f"\nbest: default {best['default']:.1f} s, chosen {best['chosen']:.1f} s: "
+          f"chosen/default {best['chosen'] / best['default']:.2f}; load average after "
+          f"{os.getloadavg()[0]:.2f}; own peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
