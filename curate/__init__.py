@@ -20,7 +20,7 @@ _EXPORTS = {
     "fingerprint_ignore": "core.fingerprint",
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
-    "ChatExport": "formats.export", "SharegptExport": "formats.export",
+    "ChatExport": "formats.export",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",

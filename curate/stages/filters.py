@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from typing import Callable, Mapping, Sequence
 
@@ -29,12 +28,6 @@ def load_callable(ref, stage: str, what: str = "function") -> Callable:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower() or "filter"
-
-
-def renamed(stage: str, old: str, new: str) -> None:
-    """Warn once, in one line, that a parameter has a new name."""
-    warnings.warn(f"stage {stage!r}: {old}= is deprecated, use {new}=", FutureWarning,
-                  stacklevel=3)
 
 
 def verdict_of(value, default_code: str) -> tuple[bool, str, str | None]:
@@ -142,15 +135,12 @@ class ComplexityFilter(Stage):
 
     def __init__(self, measure: Callable | str, field: str | None = None, min_value=None,
                  max_value=None, outputs: Mapping[str, str] | None = None,
-                 name: str | None = None, column: str | None = None, **kwargs):
+                 name: str | None = None, **kwargs):
         super().__init__(name or "complexity_filter", **kwargs)
         if min_value is None and max_value is None:
             raise StageError(self.name, "give min_value, max_value or both")
         if min_value is not None and max_value is not None and min_value > max_value:
             raise StageError(self.name, f"min_value {min_value} > max_value {max_value}")
-        if column is not None:
-            renamed(self.name, "column", "outputs={'complexity': ...}")
-            outputs = {"complexity": column}
         self.measure = load_callable(measure, self.name, "measure")
         self.field, self.min_value, self.max_value = field, min_value, max_value
         self.column = dict(outputs or {}).get("complexity", "_complexity")

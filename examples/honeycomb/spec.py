@@ -25,7 +25,7 @@ from pathlib import Path
 from assertions.honeycomb import atoms, check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
                     ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
-                    SharegptExport)
+                    ChatExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -175,7 +175,7 @@ pipeline = Pipeline(
     name="honeycomb",
     source=DATA / "seeds.jsonl",
     stages=stages,
-    export=SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
+    export=ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
                           formats=("sharegpt", "messages")),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),
                          measure_label="query complexity (parts)", text_field="nlq"),
