@@ -177,7 +177,7 @@ class AssertionFilter(Stage):
 
     The checker is called by the project's one convention (:mod:`assertions.calling`): its
     parameter names are the row fields it reads (``check(query, columns)`` gets the row's
-    ``query`` and ``columns``); ``fields`` maps parameters whose field is named differently.
+    ``query`` and ``columns``); ``check_fields`` maps parameters whose field is named differently.
 
     Rejected rows carry ``_reason_code`` ``assertion_<first rule>``, a reason listing every
     failure (``rule: message``), and ``_failures`` (a list of ``{rule, message}``) that a
@@ -186,31 +186,33 @@ class AssertionFilter(Stage):
 
     Args:
         check: a checker function or ``"module:function"`` (``"assertions.honeycomb:check"``).
-        fields: ``{parameter: field}`` for parameters named differently from their field
-            (or a list of fields in the order of the checker's parameters).
+        check_fields: the fields the checker reads: ``{parameter: field}`` for parameters
+            named differently from their field (or a list of fields in the order of the
+            checker's parameters); the same word on :class:`~curate.Repair`.
     """
 
     declares_columns = True
 
-    def __init__(self, check: Callable | str, fields: Sequence[str] | Mapping[str, str] | None = None,
+    def __init__(self, check: Callable | str,
+                 check_fields: Sequence[str] | Mapping[str, str] | None = None,
                  name: str | None = None, **kwargs):
         super().__init__(name or "assertions", **kwargs)
         self.check = load_callable(check, self.name, "checker")
-        self.fields = dict(fields) if isinstance(fields, Mapping) else \
-            (list(fields) if fields is not None else None)
-        if not checker_fields(self.check, self.fields):
+        self.check_fields = dict(check_fields) if isinstance(check_fields, Mapping) else \
+            (list(check_fields) if check_fields is not None else None)
+        if not checker_fields(self.check, self.check_fields):
             raise StageError(self.name, "the checker takes no named parameters: name the row "
-                                        "fields it reads with fields={...}")
+                                        "fields it reads with check_fields={...}")
 
     def required_fields(self):
-        return tuple(dict.fromkeys(checker_fields(self.check, self.fields).values()))
+        return tuple(dict.fromkeys(checker_fields(self.check, self.check_fields).values()))
 
     def added_columns(self) -> dict[str, str]:
         return {"_failures": "failures"}
 
     def _failures(self, row: dict, row_id) -> list | object:
         try:
-            return call_checker(self.check, row, self.fields)
+            return call_checker(self.check, row, self.check_fields)
         except CheckerCallError as error:
             self.row_error(row_id, "missing_field", str(error), error.field)
         except Exception as error:  # a crashing checker must not lose the row
