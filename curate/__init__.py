@@ -42,8 +42,8 @@ _EXPORTS = {
     "Interval": "stats", "interval": "stats", "paired_difference": "stats",
     "mcnemar_exact": "stats",
     # judge alignment
-    "export_for_review": "alignment", "read_review": "alignment",
-    "alignment_report": "alignment",
+    "export_for_review": "review.alignment", "read_review": "review.alignment",
+    "alignment_report": "review.alignment",
 }
 __all__ = sorted(_EXPORTS)
 

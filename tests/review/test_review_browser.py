@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from curate.alignment import alignment_report, read_review
+from curate.review.alignment import alignment_report, read_review
 from curate.pipeline.folder import open_run
 from review_sample import IMG_NLQ, JUDGE_PROMPT, LONG_ID, SCRIPT_NLQ, build, long_text
 from review_served import served
