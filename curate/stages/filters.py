@@ -235,8 +235,6 @@ class AssertionFilter(Stage):
                                     or None)
                 bar.advance()
         df = df.assign(_failures=pd.Series(failures_col, index=df.index, dtype=object))
-        res = self.result(df, keep, pd.Series(codes, index=df.index),
-                          pd.Series(reasons, index=df.index),
-                          rule_failures=dict(per_rule.most_common()))
-        res.kept = res.kept.drop(columns=["_failures"])
-        return res
+        return self.result(df, keep, pd.Series(codes, index=df.index),
+                           pd.Series(reasons, index=df.index),
+                           rule_failures=dict(per_rule.most_common()))

@@ -464,3 +464,25 @@ def test_a_misspelt_field_is_refused_before_any_stage_runs_with_the_closest_name
     made = Pipeline(source=source(6), stages=[Derive(lambda r: [{"reply": r["a"]}], keep="new")],
                     export=ChatExport(human="{q}", gpt="reply"))
     assert len(made.run(tmp_path / "derived", progress=False).kept) == 6
+
+
+def test_a_two_field_table_leaves_with_its_fields_and_the_bookkeeping_kept_rows_need(tmp_path):
+    """Why a row was rejected (its near-duplicate, score, checker failures) is written on the
+    rejected rows only; kept rows carry their id, parent, source and what was measured."""
+    from curate import AssertionFilter, ExactDedup, RougeDedup
+
+    def no_x(q):
+        return [("has_x", "contains x")] if "x" in q else []
+
+    rows = pd.DataFrame({"q": ["count errors by host", "count errors by host", "count the errors by host",
+                               "p99 latency by service", "x marks it"], "a": ["1", "2", "3", "4", "5"]})
+    stages = [ExactDedup("q"), RougeDedup("q", threshold=0.7), AssertionFilter(no_x),
+              ComplexityFilter(lambda t: len(t.split()), field="q", min_value=1)]
+    run = Pipeline(source=rows, stages=stages, export=ChatExport(human="{q}", gpt="a")).run(
+        tmp_path, progress=False)
+    assert run.kept["q"].tolist() == ["count errors by host", "p99 latency by service"]
+    assert set(run.kept.columns) == {"q", "a", "_id", "_parent", "_source", "_complexity"}
+    rejected = {r["_stage"]: r for r in (json.loads(line) for line in gzip.open(tmp_path / "rejected.jsonl.gz", "rt"))}
+    assert rejected["exact_dedup"]["_dup_of"] == rejected["rouge_dedup"]["_dup_of"] == run.kept["_id"][0]
+    assert rejected["rouge_dedup"]["_rouge_l"] > 0.7
+    assert rejected["assertions"]["_failures"] == [{"rule": "has_x", "message": "contains x"}]
