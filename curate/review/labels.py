@@ -11,21 +11,20 @@ or CR) are written behind a ``'`` and read back without it
 (:func:`curate.review.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
 comes back as written.
 
-Every label is written when it is made: under an exclusive lock on the ``review`` folder,
+Every label is written when it is made: under an exclusive lock (``review/.labels.csv.lock``),
 the file is read again, the label merged in and the whole file replaced atomically, so a
 refresh, a crash, a second tab or a second app on the same run loses nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from .alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_CRITIQUE, JUDGE_OUTCOME,
                          LABELS, cell_text, from_sheet, to_sheet)
@@ -100,16 +99,6 @@ class Walk:
         return None
 
 
-@contextlib.contextmanager
-def _locked(folder: Path):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 class LabelStore:
     """Reads and writes ``<run>/review/labels.csv`` (see the module docstring)."""
 
@@ -159,7 +148,7 @@ class LabelStore:
                  LABELLED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with output_errors(self.path):
             self.folder.mkdir(exist_ok=True)
-        with output_errors(self.path), _locked(self.folder):
+        with output_errors(self.path), FileLock(self.folder / f".{LABELS_FILE}.lock"):
             header, rows = self.read()
             key = (label[ID], judge.stage, judge.fingerprint)
             rows = [r for r in rows if (r.get(ID), r.get(JUDGE_STAGE),

@@ -151,7 +151,7 @@ def _snapshot(folder: Path) -> dict:
             for p in folder.rglob("*") if p.is_file()}
 
 
-def test_the_app_writes_only_its_two_files(tmp_path):
+def test_the_app_writes_only_its_two_files_and_their_lock(tmp_path):
     from review_sample import build
 
     run = build(tmp_path)
@@ -167,7 +167,8 @@ def test_the_app_writes_only_its_two_files(tmp_path):
         assert fetch(url + "/few-shot?judge=judge", form={"form_token": form_token(page)})[0] == 303
     after = _snapshot(tmp_path)
     changed = {k for k in after if before.get(k) != after[k]}
-    assert changed == {"run/review/labels.csv", "run/review/critique_examples.jsonl"}
+    assert changed == {"run/review/labels.csv", "run/review/critique_examples.jsonl",
+                       "run/review/.labels.csv.lock"}
 
 
 # -- the labels file -------------------------------------------------------------------------------
