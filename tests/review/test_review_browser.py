@@ -201,6 +201,7 @@ def test_agreement_by_round_when_the_judge_prompt_changes(browser, tmp_path):
         assert lines[-1].find_elements(By.TAG_NAME, "td")[0].text.startswith("current judge")
 
 
+@pytest.mark.slow
 def test_a_20_mb_field_shows_its_start_and_opens_whole(browser, long_run):
     from curate.review import create_app
 
