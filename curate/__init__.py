@@ -20,7 +20,7 @@ _EXPORTS = {
     "fingerprint_ignore": "core.fingerprint",
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
-    "ChatExport": "formats.export", "SharegptExport": "formats.export",
+    "ChatExport": "formats.export",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
@@ -42,8 +42,8 @@ _EXPORTS = {
     "Interval": "stats", "interval": "stats", "paired_difference": "stats",
     "mcnemar_exact": "stats",
     # judge alignment
-    "export_for_review": "alignment", "read_review": "alignment",
-    "alignment_report": "alignment",
+    "export_for_review": "review.alignment", "read_review": "review.alignment",
+    "alignment_report": "review.alignment",
 }
 __all__ = sorted(_EXPORTS)
 

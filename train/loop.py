@@ -182,7 +182,7 @@ def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list
                               "set val_fraction above 0 or val_data")
         load_checker(cfg.assertion_eval.checker)  # fail now, not after the first hour of training
         for conv in val_rows[: cfg.assertion_eval.rows]:
-            extract_fields(conv, cfg.assertion_eval.fields)
+            extract_fields(conv, cfg.assertion_eval.check_fields)
     return train_ex, val_ex, val_rows
 
 

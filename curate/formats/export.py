@@ -1,6 +1,6 @@
 """Exporters: turn kept rows into chat-format training files.
 
-:class:`ChatExport` (alias :class:`SharegptExport`) builds each conversation from templates
+:class:`ChatExport` builds each conversation from templates
 over row fields: a system text, a human template such as ``NLQ: "{nlq}"\\n\\nColumns:
 {columns}``, and the field (or template) that holds the answer. It writes sharegpt JSONL and,
 on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder. Rows are built by
@@ -319,6 +319,3 @@ class ChatExport:
     def fingerprint(self):
         return fingerprint_of({"human": self.human, "gpt": self.gpt, "system": self.system,
                                "formats": self.formats, "datasets": self.datasets_folder})
-
-
-SharegptExport = ChatExport

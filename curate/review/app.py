@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..alignment import LABELS
+from .alignment import LABELS
 from ..errors import CurateError, OutputError
 from . import agreement
 from .guard import Guard, security_headers
-from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
+from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, JudgedStage, LabelStore, Walk, judged_stages
 from .lineage import ExportLines, pretty, row_page, shown
 from .table import Query, RunTable
 
@@ -49,13 +49,13 @@ class Review:
     seed: int = 0
     exports: ExportLines = None
     store: LabelStore = None
-    judges: dict[str, Judge] = field(default_factory=dict)
+    judges: dict[str, JudgedStage] = field(default_factory=dict)
     walks: dict[str, Walk] = field(default_factory=dict)
 
     def __post_init__(self):
         self.exports = ExportLines(self.table)
         self.store = LabelStore(self.table.folder)
-        self.judges = {j.stage: j for j in judges(self.table)}
+        self.judges = {j.stage: j for j in judged_stages(self.table)}
 
     def warm(self, first_request: threading.Event) -> None:
         """Once the first page is out (or after a moment), build the search index, the id
@@ -64,12 +64,12 @@ class Review:
         self.table.warm()
         self.exports.warm()
 
-    def judge(self, name: str | None) -> Judge | None:
+    def judge(self, name: str | None) -> JudgedStage | None:
         if name in self.judges:
             return self.judges[name]
         return next(iter(self.judges.values()), None)
 
-    def walk(self, judge: Judge) -> Walk:
+    def walk(self, judge: JudgedStage) -> Walk:
         if judge.stage not in self.walks:
             self.walks[judge.stage] = Walk(self.table, judge, self.sample, self.seed)
         return self.walks[judge.stage]
@@ -174,7 +174,7 @@ async def report(request: Request) -> Response:
 
 
 # -- labelling ------------------------------------------------------------------------------------
-def _panel(review: Review, judge: Judge) -> dict:
+def _panel(review: Review, judge: JudgedStage) -> dict:
     labels = agreement.read_labels(review.store, judge)
     current = agreement.figures(agreement.this_round(labels, judge), "this round", True)
     return {"current": current, "rounds": agreement.rounds(labels, judge),
@@ -195,7 +195,7 @@ async def label_start(request: Request) -> Response:
     return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
 
 
-def _label_item(review: Review, judge: Judge, row_id: str) -> dict | None:
+def _label_item(review: Review, judge: JudgedStage, row_id: str) -> dict | None:
     position = review.table.position(row_id)
     walk = review.walk(judge)
     if position is None or row_id not in walk.index:

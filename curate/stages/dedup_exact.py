@@ -11,7 +11,6 @@ from ..core.json_text import TEXT, id_texts, join_texts, text_column
 from ..core.stage import Stage, StageResult
 from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
-from .filters import renamed
 
 
 def _as_keys(keys) -> list[tuple[str, ...]]:
@@ -64,12 +63,9 @@ class ExactDedup(Stage):
 
     kind = "global"
 
-    def __init__(self, keys=None, json_fields=(), unordered=(), normalize_text=False,
-                 name: str | None = None, fields=None, **kwargs):
+    def __init__(self, keys, json_fields=(), unordered=(), normalize_text=False,
+                 name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        if fields is not None:
-            renamed(self.name, "fields", "keys")
-            keys = fields
         try:
             parsed = _as_keys(keys)
         except TypeError as exc:

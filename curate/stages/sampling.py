@@ -11,7 +11,6 @@ from ..core.stage import Stage
 from ..core.table import SOURCE_NAME
 from ..errors import StageError
 from ..io import read_table
-from .filters import renamed
 
 ORDERS = ("table", "sampled")
 
@@ -33,12 +32,8 @@ class Sample(Stage):
     kind = "global"
 
     def __init__(self, n: int | None = None, frac: float | None = None, seed: int = 0,
-                 order: str = "table", name: str | None = None, keep_order: bool | None = None,
-                 **kwargs):
+                 order: str = "table", name: str | None = None, **kwargs):
         super().__init__(name or "sample", **kwargs)
-        if keep_order is not None:
-            renamed(self.name, "keep_order", "order")
-            order = "table" if keep_order else "sampled"
         if (n is None) == (frac is None):
             raise StageError(self.name, "give exactly one of n or frac")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):

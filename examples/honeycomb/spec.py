@@ -25,7 +25,7 @@ from pathlib import Path
 from assertions.honeycomb import atoms, check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
                     ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
-                    SharegptExport)
+                    ChatExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -114,11 +114,6 @@ def _filter_values(found):
                 yield atom[1], value
 
 
-def repaired_query(row, reply):
-    """The query of a repair reply (``{"query": {...}}``, already checked against the schema)."""
-    return reply["query"]
-
-
 # The case study's rule: a row goes when any two of question, columns and query repeat. A
 # rewording (the demo's augmentation) repeats its seed's columns and query by construction,
 # so there the rule is the two pairs that hold the question; rewordings too close to their
@@ -163,7 +158,7 @@ stages = [
     # Repair rewrites what the checker fails (and, with a real model, what its judge calls
     # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
-           schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
+           schema=prompts.repair_schema, parse=prompts.repaired_query, when=needs_repair,
            accept=says_no_less, max_attempts=2 if FULL else 1),
     AssertionFilter(check, name="assertions_after_repair"),
 ]
@@ -175,7 +170,7 @@ pipeline = Pipeline(
     name="honeycomb",
     source=DATA / "seeds.jsonl",
     stages=stages,
-    export=SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
+    export=ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
                           formats=("sharegpt", "messages")),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),
                          measure_label="query complexity (parts)", text_field="nlq"),

@@ -16,7 +16,8 @@ import pytest
 from executor_kit import canonical, client, ids, reply, rows, spec
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [pytest.mark.slow,  # starts Ray: make test runs it, make test-fast does not
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")]
 
 from curate import Stage  # noqa: E402
 from curate.errors import CurateError  # noqa: E402

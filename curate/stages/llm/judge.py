@@ -2,7 +2,7 @@
 
 The critique-then-outcome format follows Hamel Husain's Honeycomb case study ("Your AI
 product needs evals"), where the judge's critiques were aligned with a domain expert's
-(see :mod:`curate.alignment`). The judge sees exactly the fields it is given (the
+(see :mod:`curate.review.alignment`). The judge sees exactly the fields it is given (the
 question, the columns, the query), never the rest of the row.
 """
 from __future__ import annotations
