@@ -18,12 +18,12 @@ from curate.core.versions import installed_version
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pandas", "numpy", "pyarrow")
 SPEC = """
-from curate import ExactDedup, Filter, Pipeline, SharegptExport
+from curate import ExactDedup, Filter, Pipeline, ChatExport
 
 pipeline = Pipeline(source="rows.jsonl",
                     stages=[Filter(lambda row: len(row["q"]) > {minimum}, name="long"),
                             ExactDedup("k")],
-                    export=SharegptExport(human="{{q}}", gpt="k"))
+                    export=ChatExport(human="{{q}}", gpt="k"))
 """
 
 
