@@ -131,7 +131,7 @@ START = 4              # requests in flight before anything is known about the e
 HOLD_RATIO = 1.5       # a window's median latency over the baseline's that stops doubling
 QUEUE_RATIO = 2.0      # ... and that means requests queue on the server
 QUEUE_MIN_SECONDS = 0.05  # a rise smaller than this is the client's own jitter, not a queue
-GROWTH = 1.1           # throughput this much over the last window's still earns a raise
+GROWTH = 1.2           # throughput this much over the best with fewer in flight: no queue
 OVERLOAD_STATUS = {429, 503}
 
 

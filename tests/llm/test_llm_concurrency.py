@@ -19,10 +19,10 @@ def _run(llm, n: int, tag: str = "q") -> Usage:
 
 
 def test_a_server_with_room_gets_the_whole_ceiling(tmp_path):
-    with ScriptedServer(lambda b: "ok", latency=0.2) as server:
-        llm = make_llm(server, tmp_path, concurrency=24, timeout=10, cache=False)
-        usage = _run(llm, 150)
-    assert llm.endpoint.concurrency.limit == 24 and server.max_in_flight == 24
+    with ScriptedServer(lambda b: "ok", latency=0.5) as server:
+        llm = make_llm(server, tmp_path, concurrency=16, timeout=10, cache=False)
+        usage = _run(llm, 120)
+    assert llm.endpoint.concurrency.limit == 16 and server.max_in_flight == 16
     assert usage.retried == 0
 
 
@@ -46,9 +46,9 @@ def test_a_queueing_server_of_fixed_capacity_is_kept_full_without_timeouts(tmp_p
 
 def test_a_single_slot_server_is_said_once_and_sent_a_few_at_a_time(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
-            ScriptedServer(lambda b: "ok", latency=0.15, slots=1) as server:
-        llm = make_llm(server, tmp_path, concurrency=8, timeout=10, cache=False)
-        _run(llm, 24)
+            ScriptedServer(lambda b: "ok", latency=0.3, slots=1) as server:
+        llm = make_llm(server, tmp_path, concurrency=8, timeout=20, cache=False)
+        _run(llm, 30)
         server.reset_counts()
         _run(llm, 6, "r")
     notes = [r.message for r in caplog.records if "seems to run about" in r.message]
