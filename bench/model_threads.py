@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,11 +64,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--arms", default="default,chosen",
+                        help="which arms to run, comma-separated (default: both)")
     args = parser.parse_args()
     import torch
 
     default = str(torch.get_num_threads())
     arms = {"default": {"CURATE_THREADS": default}, "chosen": {}}
+    arms = {name: arms[name] for name in args.arms.split(",")}
     print(f"cpus {os.cpu_count()}, torch's default threads {default}, {args.busy} busy "
           f"process(es); load average before: {os.getloadavg()[0]:.2f}")
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -89,9 +91,9 @@ def main() -> None:
             spinner.kill()
             spinner.wait()
     best = {name: min(r["seconds"] for r in found) for name, found in runs.items()}
-    print(f"\nbest: default {best['default']:.1f} s, chosen {best['chosen']:.1f} s: "
-          f"chosen/default {best['chosen'] / best['default']:.2f}; load average after "
-          f"{os.getloadavg()[0]:.2f}; own peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    ratio = f"; chosen/default {best['chosen'] / best['default']:.2f}" if len(best) == 2 else ""
+    print(f"\nbest: {', '.join(f'{n} {s:.1f} s' for n, s in best.items())}{ratio}; load "
+          f"average after {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
