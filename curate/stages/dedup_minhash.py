@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -25,29 +24,10 @@ from ..progress import task
 from ..core.stage import Stage, StageResult
 from ..core.table import ID
 from ..text import make_tokenizer
+from .shingles import ASCII_WORD_TOKENIZERS, U64 as _U64, hash_strings, mix as _mix, shingle_hashes
 
-_U64 = np.uint64
-_GOLDEN = 0x9E3779B97F4A7C15
 _ROW_BLOCK = 20_000   # texts shingled and signed at a time
 _CELLS = 1 << 22      # values held at once in the large temporary arrays
-
-
-def _mix(z) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (a bijection that spreads every bit)."""
-    z = np.array(z, dtype=_U64)
-    z ^= z >> _U64(30)
-    z *= _U64(0xBF58476D1CE4E5B9)
-    z ^= z >> _U64(27)
-    z *= _U64(0x94D049BB133111EB)
-    z ^= z >> _U64(31)
-    return z
-
-
-def _keyed(values: np.ndarray, position) -> np.ndarray:
-    """A value's hash keyed by its position in a shingle (so sums depend on order)."""
-    if isinstance(position, int):
-        return _mix(values.astype(_U64) + _U64((position + 1) * _GOLDEN % (1 << 64)))
-    return _mix(values.astype(_U64) + (position.astype(_U64) + _U64(1)) * _U64(_GOLDEN))
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
@@ -58,50 +38,6 @@ def _popcount(words: np.ndarray) -> np.ndarray:
     w = (w & _U64(0x3333333333333333)) + ((w >> _U64(2)) & _U64(0x3333333333333333))
     w = (w + (w >> _U64(4))) & _U64(0x0F0F0F0F0F0F0F0F)
     return ((w * _U64(0x0101010101010101)) >> _U64(56)).sum(axis=1, dtype=np.int64)
-
-
-def _code_points(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    blob = "".join(strings).encode("utf-32-le", "surrogatepass")
-    return (np.frombuffer(blob, dtype=np.uint32),
-            np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)))
-
-
-def window_hashes(values: np.ndarray, lengths: np.ndarray, n: int):
-    """(hash of every run of ``n`` consecutive values inside a segment, runs per segment);
-    the segments, of ``lengths``, tile ``values``; a segment shorter than n has none."""
-    counts = np.maximum(lengths - n + 1, 0)
-    total = len(values) - n + 1
-    if total <= 0 or not counts.any():
-        return np.empty(0, _U64), counts
-    acc = np.zeros(total, dtype=_U64)
-    for m in range(n):
-        acc += _keyed(values[m:m + total], m)
-    start = np.repeat(np.cumsum(lengths) - lengths, lengths)[:total]
-    fits = np.arange(total) - start <= np.repeat(lengths - n, lengths)[:total]
-    return _mix(acc[fits] + _U64(n)), counts
-
-
-def hash_strings(strings: list[str]) -> np.ndarray:
-    """Stable 64-bit hashes of strings (a string's equals its character n-gram hash)."""
-    points, lengths = _code_points(strings)
-    starts = np.cumsum(lengths) - lengths
-    within = np.arange(len(points)) - np.repeat(starts, lengths)
-    if not len(strings):
-        return np.empty(0, _U64)
-    sums = np.add.reduceat(np.r_[_keyed(points, within), _U64(0)], starts)
-    sums[lengths == 0] = 0
-    return _mix(sums + lengths.astype(_U64))
-
-
-def shingle_hashes(texts: list[str], tokenize, shingles: str, ngram: int):
-    """(hash of every shingle in text order, shingle count per text)."""
-    tokens = [tokenize(t) for t in texts]
-    if shingles == "char":
-        return window_hashes(*_code_points([" ".join(t) for t in tokens]), ngram)
-    codes, vocabulary = pd.factorize(pd.Series(list(itertools.chain.from_iterable(tokens)),
-                                               dtype=object))
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    return window_hashes(hash_strings(list(vocabulary))[codes], lengths, ngram)
 
 
 # -- the S-curve -------------------------------------------------------------------------
@@ -349,6 +285,7 @@ class MinHashDedup(Stage):
         self._bands, self._rows = self._banding()
         try:
             self._tokenize = make_tokenizer(tokenizer)
+            self._ascii_words = isinstance(tokenizer, str) and tokenizer in ASCII_WORD_TOKENIZERS
         except ValueError as exc:
             raise StageError(self.name, str(exc)) from None
 
@@ -405,7 +342,7 @@ class MinHashDedup(Stage):
             for lo in range(0, len(texts), _ROW_BLOCK):
                 block = texts[lo:lo + _ROW_BLOCK]
                 sketches.add(lo, *shingle_hashes(block, self._tokenize, self.shingles,
-                                                 self._ngram))
+                                                 self._ngram, self._ascii_words))
                 bar.advance(len(block))
         return sketches.finish()
 
