@@ -99,12 +99,14 @@ class Sketches:
         for word in (0, 1):
             self.masks[present, word] = np.bitwise_or.reduceat(
                 np.where((low >> _U64(6)) & _U64(1) == word, bit, _U64(0)), starts)
-        x = low >> _U64(self.bits - 32)
-        step = max(1, _CELLS // len(x))
+        # each distinct shingle is hashed once per permutation, then gathered per row
+        codes, distinct = pd.factorize(low >> _U64(self.bits - 32))
+        step = max(1, _CELLS // len(codes))
         for k in range(0, len(self.a), step):
-            v = np.multiply.outer(self.a[k:k + step], x)
-            v += self.b[k:k + step, None]
-            v >>= _U64(32)
+            table = np.multiply.outer(self.a[k:k + step], distinct.astype(_U64))
+            table += self.b[k:k + step, None]
+            table >>= _U64(32)
+            v = np.take(table.astype(np.uint32), codes, axis=1)
             self.signatures[k:k + step, present] = np.minimum.reduceat(v, starts, axis=1)
 
     def finish(self) -> Sketches:
