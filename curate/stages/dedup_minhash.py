@@ -69,8 +69,12 @@ class Sketches:
     """Shingle sets of n rows (sorted ``row << bits | hash`` keys), their sizes, 128-bit
     shingle masks, set fingerprints and MinHash signatures (uint32, one row per hash)."""
 
-    def __init__(self, n: int, width: int, seed: int):
-        self.n, self.bits = n, 63 - max(1, (n - 1).bit_length())
+    def __init__(self, n: int, width: int, seed: int, offset: int = 0,
+                 total: int | None = None):
+        """n rows, the first of which is row ``offset`` of a table of ``total`` rows (keys
+        hold table rows, so the sketches of consecutive slices concatenate)."""
+        total = n if total is None else total
+        self.n, self.offset, self.bits = n, offset, 63 - max(1, (total - 1).bit_length())
         params = _mix(np.arange(2 * width, dtype=_U64) + _mix([seed & (2 ** 64 - 1)]))
         self.a, self.b = params[:width] | _U64(1), params[width:]
         self.signatures = np.full((width, n), np.iinfo(np.uint32).max, dtype=np.uint32)
@@ -81,10 +85,11 @@ class Sketches:
 
     def add(self, first_row: int, hashes: np.ndarray, counts: np.ndarray) -> None:
         """Add rows ``first_row...`` from their shingle hashes (``counts`` per row)."""
-        rows = np.repeat(np.arange(first_row, first_row + len(counts), dtype=_U64), counts)
+        rows = np.repeat(np.arange(first_row, first_row + len(counts), dtype=_U64)
+                         + _U64(self.offset), counts)
         keys = np.sort((rows << _U64(self.bits)) | (hashes >> _U64(64 - self.bits)))
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-        row_of = (keys >> _U64(self.bits)).astype(np.int64)
+        row_of = (keys >> _U64(self.bits)).astype(np.int64) - self.offset
         self.sizes[first_row:first_row + len(counts)] = np.bincount(
             row_of - first_row, minlength=len(counts))
         self._parts.append(keys)
@@ -111,9 +116,25 @@ class Sketches:
 
     def finish(self) -> Sketches:
         self.keys = np.concatenate(self._parts) if self._parts else np.empty(0, _U64)
-        self.starts = np.searchsorted(self.keys, np.arange(self.n + 1, dtype=_U64)
-                                      << _U64(self.bits))
         self._parts = []
+        return self.finish_starts()
+
+    @classmethod
+    def joined(cls, parts: list[Sketches]) -> Sketches:
+        """The sketches of a whole table from those of its consecutive slices, without
+        signatures."""
+        parts = sorted(parts, key=lambda part: part.offset)
+        whole = cls.__new__(cls)
+        whole.n, whole.offset, whole.bits = sum(p.n for p in parts), 0, parts[0].bits
+        whole.signatures = None
+        for name in ("sizes", "fingerprints", "masks", "keys"):
+            setattr(whole, name, np.concatenate([getattr(p, name) for p in parts]))
+        return whole.finish_starts()
+
+    def finish_starts(self) -> Sketches:
+        """Where each row's keys start in ``keys`` (and where the last one ends)."""
+        rows = np.arange(self.n + 1, dtype=_U64) + _U64(self.offset)
+        self.starts = np.searchsorted(self.keys, rows << _U64(self.bits))
         return self
 
     def band_keys(self, band: int, rows: int, which: np.ndarray) -> np.ndarray:
@@ -337,9 +358,9 @@ class MinHashDedup(Stage):
     def _texts(self, df: pd.DataFrame) -> list[str]:
         return df[self.field].tolist()
 
-    def sketch(self, texts: list[str]) -> Sketches:
-        """Shingle sets and signatures of ``texts``."""
-        sketches = Sketches(len(texts), self._bands * self._rows, self.seed)
+    def sketch(self, texts: list[str], offset: int = 0, total: int | None = None) -> Sketches:
+        """Shingle sets and signatures of ``texts``, rows ``offset...`` of ``total``."""
+        sketches = Sketches(len(texts), self._bands * self._rows, self.seed, offset, total)
         with task(f"{self.name}: sketch", total=len(texts)) as bar:
             for lo in range(0, len(texts), _ROW_BLOCK):
                 block = texts[lo:lo + _ROW_BLOCK]
@@ -347,6 +368,16 @@ class MinHashDedup(Stage):
                                                  self._ngram, self._ascii_words))
                 bar.advance(len(block))
         return sketches.finish()
+
+    def sketch_part(self, texts: list[str], offset: int, total: int):
+        """(sketches without signatures, band keys: bands x rows) of rows ``offset...`` of a
+        table of ``total`` rows: what a worker of a distributed run sends on."""
+        sketches = self.sketch(texts, offset, total)
+        every = np.arange(len(texts))
+        keys = np.stack([sketches.band_keys(band, self._rows, every)
+                         for band in range(self._bands)])
+        sketches.signatures = None
+        return sketches, keys
 
     def match_pairs(self, first: list[str], second: list[str]) -> pd.DataFrame:
         """Decide each pair (first[i], second[i]) as the stage decides a two-row table:
@@ -368,23 +399,38 @@ class MinHashDedup(Stage):
     # -- the pass -----------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
         sketches = self.sketch(self._texts(df))
-        n = len(df)
-        nonempty = np.flatnonzero(sketches.sizes > 0)
-        twins, reps = self._twins(sketches, nonempty)
-        active = np.setdiff1d(nonempty, twins, assume_unique=True)
+        twins, reps, active = self.plan(sketches)
         keys = np.stack([sketches.band_keys(band, self._rows, active)
                          for band in range(self._bands)])
         sketches.signatures = None  # only the band keys are needed from here on
-        pairs, counts = self._similar_pairs(sketches, active, keys)
+        pairs, counts = self.similar_pairs(sketches, active, keys)
+        empty = len(df) - int((sketches.sizes > 0).sum())
         del sketches, keys
-        keep, _, _ = greedy_keep_first(n, *pairs)  # twins never reject: settle them after
+        return self.decided(df, *self.decide(len(df), pairs, twins, reps), {
+            "empty_texts": empty, "identical_sets": len(twins),
+            "similar_pairs": len(pairs[0]), **counts})
+
+    def plan(self, sketches: Sketches):
+        """(twins, their reps, active rows): rows whose set repeats an earlier row's, and the
+        rows that are neither empty nor twins (the ones banded)."""
+        nonempty = np.flatnonzero(sketches.sizes > 0)
+        twins, reps = self._twins(sketches, nonempty)
+        return twins, reps, np.setdiff1d(nonempty, twins, assume_unique=True)
+
+    @staticmethod
+    def decide(n: int, pairs, twins, reps):
+        """(keep, dup, best) of :func:`greedy_keep_first` from the similar pairs; twins
+        never reject, so they are settled after the other rows."""
+        keep, _, _ = greedy_keep_first(n, *pairs)
         with_twins = (np.r_[mine, theirs] for mine, theirs in
                       zip(pairs, twin_pairs(twins, reps, pairs, keep)))
-        keep, dup, best = greedy_keep_first(n, *with_twins)
+        return greedy_keep_first(n, *with_twins)
+
+    def decided(self, df: pd.DataFrame, keep, dup, best, stats: dict) -> StageResult:
+        """The stage's result from its decisions and the counts of the pass."""
         out, reasons = self._mark(df, keep, dup, best)
         return self.result(out, keep, "near_duplicate_minhash", reasons,
-                           near_duplicates=int((~keep).sum()), empty_texts=n - len(nonempty),
-                           identical_sets=len(twins), similar_pairs=len(pairs[0]), **counts,
+                           near_duplicates=int((~keep).sum()), **stats,
                            bands=self._bands, rows=self._rows, recall_at_threshold=round(
                                float(lsh_recall(self.threshold, *self.banding)), 4))
 
@@ -398,11 +444,14 @@ class MinHashDedup(Stage):
         same = sketches.jaccard(reps, twins) == 1.0
         return twins[same], reps[same]
 
-    def _similar_pairs(self, sketches: Sketches, active: np.ndarray, keys: np.ndarray):
+    def similar_pairs(self, sketches: Sketches, active: np.ndarray, keys: np.ndarray,
+                      bands=None):
         """((earlier, later, jaccard) of the candidates at or above the threshold, counts);
-        ``keys[band]`` holds the band keys of the ``active`` rows."""
+        ``keys[band]`` holds the band keys of the ``active`` rows. ``bands``: those to look
+        in (default all); a pair is verified in the first band it shares, so disjoint sets
+        of bands give disjoint pairs."""
         found, counts = [], {"band_pairs": 0, "verified_pairs": 0}
-        for band in range(self._bands):
+        for band in range(self._bands) if bands is None else bands:
             for first, later in bucket_pairs(keys[band]):
                 counts["band_pairs"] += len(first)
                 near = sketches.jaccard_bound(active[first], active[later]) >= self.threshold
