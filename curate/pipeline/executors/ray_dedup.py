@@ -69,13 +69,16 @@ def _payload(value) -> pd.DataFrame:
 def _slice_task(batch: pd.DataFrame, stage_ref: list, fn, extra: dict) -> pd.DataFrame:
     import ray
 
-    return _payload(fn(ray.get(stage_ref[0]), batch, **extra))
+    start = time.perf_counter()
+    value = fn(ray.get(stage_ref[0]), batch, **extra)
+    return _payload((value, time.perf_counter() - start))
 
 
 def _map(ray, stage, frame: pd.DataFrame, fn, batch_rows: int, retries: int, info: dict,
          **extra) -> list:
-    """Refs to the blocks of ``fn(stage, slice, **extra)`` over consecutive slices of
-    ``frame`` (with its row positions in ``ROW``), left in the object store."""
+    """Refs to the Arrow blocks of ``fn(stage, slice, **extra)`` over consecutive slices of
+    ``frame`` (with its row positions in ``ROW``), left in the object store (Arrow refs:
+    pandas ones would convert each block in a task of its own)."""
     frame = frame.reset_index(drop=True).assign(**{ROW: np.arange(len(frame))})
     chunks = split(frame, batch_rows)
     info["batches"] = len(chunks)
@@ -86,16 +89,20 @@ def _map(ray, stage, frame: pd.DataFrame, fn, batch_rows: int, retries: int, inf
                                      fn_kwargs={"stage_ref": [ray.put(stage)], "fn": fn,
                                                 "extra": extra},
                                      num_cpus=1, max_retries=retries)
-    return mapped.materialize().to_pandas_refs()
+    return mapped.materialize().to_arrow_refs()
 
 
-def _slices(refs: list) -> list:
+def _slices(refs: list) -> tuple[list, float]:
+    """(the slices' values, the seconds their workers spent on them)."""
     import ray
 
-    return [pickle.loads(p) for block in ray.get(refs) for p in block["payload"]]
+    timed = [pickle.loads(p.as_buffer()) for block in ray.get(refs)  # Arrow, no copy
+             for p in block.column("payload")]
+    return [value for value, _ in timed], sum(seconds for _, seconds in timed)
 
 
 def _timed(info: dict, what: str, start: float) -> None:
+    """Wall seconds since ``start`` as ``<what>_seconds``."""
     info[f"{what}_seconds"] = round(time.perf_counter() - start, 3)
 
 
@@ -105,29 +112,37 @@ def _sketch_slice(stage: MinHashDedup, batch: pd.DataFrame, total: int):
     return stage.sketch_part(stage._texts(batch), offset, total)
 
 
-def _joined_sketches(refs: list):
-    """(sketches of the whole table, band keys: bands x rows) from the slices."""
-    parts = sorted(_slices(refs), key=lambda part: part[0].offset)
-    return (Sketches.joined([sketches for sketches, _ in parts]),
-            np.concatenate([keys for _, keys in parts], axis=1))
-
-
 def _band_pairs(stage: MinHashDedup, refs: list, bands: list[int]):
-    sketches, keys = _joined_sketches(refs)
+    """The similar pairs first found in ``bands``, with counts and timings; every slice's
+    sketches are read (the exact Jaccard needs any two rows' shingle sets)."""
+    start = time.perf_counter()
+    parts, slice_seconds = _slices(refs)
+    parts.sort(key=lambda part: part[0].offset)
+    sketches = Sketches.joined([part[0] for part in parts])
+    keys = np.concatenate([part[1] for part in parts], axis=1)
+    del parts
     twins, reps, active = stage.plan(sketches)
+    joined = time.perf_counter()
     pairs, counts = stage.similar_pairs(sketches, active, keys[:, active], bands)
-    return pairs, counts, twins, reps, int((sketches.sizes == 0).sum())
+    seconds = {"slice": slice_seconds, "join": joined - start,
+               "bands": time.perf_counter() - joined}
+    return pairs, counts, twins, reps, int((sketches.sizes == 0).sum()), seconds
 
 
 def _minhash_decide(stage: MinHashDedup, n: int, *found):
+    start = time.perf_counter()
     pairs = tuple(np.concatenate([f[0][i] for f in found]) for i in range(3))
-    _, _, twins, reps, empty = found[0]
+    _, _, twins, reps, empty, seconds = found[0]
     keep, dup, best = stage.decide(n, pairs, twins, reps)
     rejected = np.flatnonzero(~keep)
     counts = {"empty_texts": empty, "identical_sets": len(twins),
               "similar_pairs": len(pairs[0]),
               **{k: sum(f[1][k] for f in found) for k in ("band_pairs", "verified_pairs")}}
-    return rejected, dup[rejected], best[rejected], counts
+    timing = {"sketch_task_seconds": round(seconds["slice"], 3),
+              "join_task_seconds": [round(f[5]["join"], 3) for f in found],
+              "band_task_seconds": [round(f[5]["bands"], 3) for f in found],
+              "decide_task_seconds": round(time.perf_counter() - start, 3)}
+    return rejected, dup[rejected], best[rejected], counts, timing
 
 
 def _minhash(ray, stage: MinHashDedup, df: pd.DataFrame, batch_rows: int, cpus: int,
@@ -142,9 +157,10 @@ def _minhash(ray, stage: MinHashDedup, df: pd.DataFrame, batch_rows: int, cpus: 
     remote = ray.remote(num_cpus=1, max_retries=retries)
     stage_ref = ray.put(stage)
     found = [remote(_band_pairs).remote(stage_ref, refs, group) for group in groups]
-    rejected, dup, best, counts = ray.get(remote(_minhash_decide).remote(stage_ref, len(df),
-                                                                         *found))
+    rejected, dup, best, counts, timing = ray.get(
+        remote(_minhash_decide).remote(stage_ref, len(df), *found))
     _timed(info, "pass", start)
+    info.update(timing)
     keep = np.ones(len(df), dtype=bool)
     keep[rejected] = False
     dup_full, best_full = np.full(len(df), -1, dtype=np.int64), np.full(len(df), np.nan)
@@ -166,7 +182,8 @@ def _canonical_slice(stage: ExactDedup, batch: pd.DataFrame, plain: dict):
 def _exact_groups(stage: ExactDedup, refs: list, part: int, parts: int):
     """Per key: (rows, the first row of their group) for the groups of more than one row
     among the rows whose key hash falls in this partition."""
-    slices = _slices(refs)
+    start = time.perf_counter()
+    slices, slice_seconds = _slices(refs)
     out = []
     for k, key in enumerate(stage.keys):
         chosen = [(s[1][k] % np.uint64(parts) == part) & s[2][k] for s in slices]
@@ -179,11 +196,20 @@ def _exact_groups(stage: ExactDedup, refs: list, part: int, parts: int):
                              {f: np.zeros(len(rows), dtype=bool) for f in key})
         shared = np.bincount(codes, minlength=1)[codes] > 1 if len(codes) else codes > 0
         out.append((rows[shared], rows[_first_positions(codes)[codes]][shared]))
-    return out
+    return out, {"slice": slice_seconds, "group": time.perf_counter() - start}
 
 
 def _exact_decide(keys: int, *found):
-    """Keep-first over the keys: (rejected rows, the key that matched, the kept row)."""
+    """Keep-first over the keys: (rejected rows, the key that matched, the kept row), and
+    the tasks' seconds."""
+    timing = {"canonical_task_seconds": round(found[0][1]["slice"], 3),
+              "group_task_seconds": [round(f[1]["group"], 3) for f in found]}
+    start = time.perf_counter()
+    decision = _exact_keep_first(keys, [f[0] for f in found])
+    return (*decision, {**timing, "decide_task_seconds": round(time.perf_counter() - start, 3)})
+
+
+def _exact_keep_first(keys: int, found: list):
     rows = [np.concatenate([f[k][0] for f in found]) for k in range(keys)]
     first = [np.concatenate([f[k][1] for f in found]) for k in range(keys)]
     if keys == 1:
@@ -218,8 +244,10 @@ def _exact(ray, stage: ExactDedup, df: pd.DataFrame, batch_rows: int, cpus: int,
     stage_ref = ray.put(stage)
     found = [remote(_exact_groups).remote(stage_ref, refs, part, cpus) for part in range(cpus)]
     info["partitions"] = cpus
-    rejected, key, match = ray.get(remote(_exact_decide).remote(len(stage.keys), *found))
+    rejected, key, match, timing = ray.get(remote(_exact_decide).remote(len(stage.keys),
+                                                                        *found))
     _timed(info, "pass", start)
+    info.update(timing)
     dup_key, match_full = np.full(len(df), -1, dtype=np.int64), np.full(len(df), -1)
     dup_key[rejected], match_full[rejected] = key, match
     return stage.decided(df, dup_key, match_full)
