@@ -77,7 +77,7 @@ class Sketches:
         self.n, self.offset, self.bits = n, offset, 63 - max(1, (total - 1).bit_length())
         params = _mix(np.arange(2 * width, dtype=_U64) + _mix([seed & (2 ** 64 - 1)]))
         self.a, self.b = params[:width] | _U64(1), params[width:]
-        self.signatures = np.full((width, n), np.iinfo(np.uint32).max, dtype=np.uint32)
+        self.signatures = np.empty((width, n), dtype=np.uint32)  # finish() fills empty rows
         self.sizes = np.zeros(n, dtype=np.int64)
         self.fingerprints = np.zeros(n, dtype=_U64)
         self.masks = np.zeros((n, 2), dtype=_U64)
@@ -115,6 +115,7 @@ class Sketches:
             self.signatures[k:k + step, present] = np.minimum.reduceat(v, starts, axis=1)
 
     def finish(self) -> Sketches:
+        self.signatures[:, self.sizes == 0] = np.iinfo(np.uint32).max
         self.keys = np.concatenate(self._parts) if self._parts else np.empty(0, _U64)
         self._parts = []
         return self.finish_starts()
@@ -477,6 +478,8 @@ class MinHashDedup(Stage):
         out.loc[rejected, "_dup_of"] = ids[dup[rejected]]
         out["_jaccard"] = np.where(keep, np.nan, best)
         reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-        reasons.iloc[rejected] = [f"jaccard {score_text(float(best[i]), self.threshold)} >= "
-                                  f"{self.threshold} vs {ids[dup[i]]}" for i in rejected]
+        scores, which = np.unique(best[rejected], return_inverse=True)  # few distinct values
+        texts = [score_text(float(score), self.threshold) for score in scores]
+        reasons.iloc[rejected] = [f"jaccard {texts[w]} >= {self.threshold} vs {i}"
+                                  for w, i in zip(which.tolist(), ids[dup[rejected]])]
         return out, reasons

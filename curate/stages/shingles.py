@@ -140,10 +140,11 @@ def shingle_hashes(texts: list[str], tokenize, shingles: str, ngram: int,
     tokeniser's tokens of an ASCII text are its runs of ``[a-z0-9]`` once lowercased."""
     if not ascii_words:
         return window_hashes(*_tokenized_units(texts, tokenize, shingles), ngram)
+    joined = "".join(texts)
+    if joined.isascii() and "\x01" not in joined:
+        return window_hashes(*_ascii_units(texts, shingles), ngram)
     is_ascii = np.fromiter((t.isascii() and "\x01" not in t for t in texts), dtype=bool,
                            count=len(texts))
-    if is_ascii.all():
-        return window_hashes(*_ascii_units(texts, shingles), ngram)
     parts = []
     for rows, fast in ((np.flatnonzero(is_ascii), True), (np.flatnonzero(~is_ascii), False)):
         subset = [texts[i] for i in rows.tolist()]
