@@ -33,7 +33,8 @@ def ray_executor():
 
 def table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     """Near-duplicate texts (one-word edits, reorderings), exact repeats, empty texts, a
-    cell that is not text, keys with missing values, JSON written two ways."""
+    cell that is not text, keys with missing values, JSON written two ways, a column of
+    text and dicts."""
     rng = random.Random(seed)
     texts, _ = make_corpus(n, seed)
     for i in rng.sample(range(n), n // 10):
@@ -45,7 +46,10 @@ def table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     topic = [rng.choice(["a", "b", "c", None]) for _ in range(n)]
     query = [rng.choice(['{"x": 1, "y": 2}', '{"y": 2, "x": 1}', '[1, 2]', "plain", None])
              for _ in range(n)]
-    return pd.DataFrame({"text": cells, "topic": topic, "query": query,
+    # text in every slice, dicts only in the first: compared alike across slices
+    meta = [rng.choice([{"a": 1}, {"a": 2}, "x"]) if i < SLICE // 2 else rng.choice("xyz")
+            for i in range(n)]
+    return pd.DataFrame({"text": cells, "topic": topic, "query": query, "meta": meta,
                          "label": [f"L{rng.randrange(40)}" for _ in range(n)]})
 
 
@@ -56,6 +60,7 @@ STAGES = {
     "exact_many_keys": lambda: ExactDedup([("topic", "label"), "query", ("label", "text")],
                                           json_fields=["query"]),
     "exact_normalized": lambda: ExactDedup("text", normalize_text=True),
+    "exact_mixed_types": lambda: ExactDedup(["meta", ("meta", "label")]),
 }
 
 
