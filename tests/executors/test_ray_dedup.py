@@ -102,3 +102,11 @@ def test_a_pipeline_on_ray_keeps_the_local_runs_rows(ray_executor, tmp_path):
     assert canonical(on_ray.rejected) == canonical(local.rejected)
     where = {s["stage"]: s.get("executor") for s in on_ray.manifest["stages"]}
     assert where["exact_dedup"]["distributed"] and where["minhash_dedup"]["distributed"]
+
+
+def test_a_table_whose_every_row_errors_ends_errored_as_locally(ray_executor):
+    df = pd.DataFrame({"text": [1, 2.5, None]})
+    local = MinHashDedup("text", max_errored=1.0).run(df)
+    on_ray = ray_executor.run_stage(MinHashDedup("text", max_errored=1.0), df)
+    assert len(on_ray.errored) == 3 and not len(on_ray.kept)
+    assert canonical(on_ray.errored) == canonical(local.errored)

@@ -54,8 +54,8 @@ def run_distributed(ray, stage: Stage, df: pd.DataFrame, batch_rows: int, cpus: 
     info = {"name": "ray", "distributed": True, "cpus": cpus}
     plan = _minhash if isinstance(stage, MinHashDedup) else _exact
     probe = copy.copy(stage)
-    probe.process = lambda good: plan(ray, stage, good, max(1, batch_rows), cpus, retries,
-                                      info)
+    probe.process = lambda good: (plan(ray, stage, good, max(1, batch_rows), cpus, retries,
+                                       info) if len(good) else stage.process(good))
     result = probe.run(df)
     result.stats["executor"] = info
     return result

@@ -164,7 +164,8 @@ class LLMBatchActor:
 
 # -- the executor -------------------------------------------------------------------------------
 class RayExecutor(Executor):
-    """Runs row-wise stages on Ray Data (see the module docstring).
+    """Runs row-wise stages on Ray Data and the MinHash and exact dedups distributed (see
+    the module docstring).
 
     Args:
         address: a running cluster to attach to (``"auto"``, or ``"HOST:6379"``); by default
