@@ -26,7 +26,7 @@ _EXPORTS = {
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
     "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
-    "MinHashDedup": "stages.dedup_minhash",
+    "MinHashDedup": "stages.dedup_minhash", "Decontaminate": "stages.decontaminate",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     "SuspectFilter": "stages.training_dynamics",
     # LLM stages and the client

@@ -10,7 +10,7 @@ from curate import Filter
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["Filter", "ComplexityFilter", "AssertionFilter", "ExactDedup", "RougeDedup",
-          "EmbeddingDedup", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
+          "EmbeddingDedup", "Decontaminate", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
 
 
 def test_every_public_name_is_importable_from_curate_and_curate_stages():
