@@ -24,7 +24,7 @@ def rows():
     return pd.DataFrame({"nlq": [
         "Count of ERRORS per service!",                                               # exact
         "show me the slowest database queries by p99 duration over the last day",    # ngram
-        "events with message containing 'Liveness probe failed', per pod, most first",  # near
+        "events with message containing 'Liveness probe failed', by pod, most first",  # near
         "average request latency per endpoint for the checkout service",             # clean
         "count of errors per host over the last week by region",                     # clean
     ]})
@@ -41,7 +41,7 @@ def test_each_kind_of_overlap_is_rejected_with_the_reference_row_it_matched(eval
     assert matched == ["3", "2", "1"]
     assert all(m.rsplit(":", 1)[0].endswith("eval.jsonl") for m in rejected["_reference_match"])
     reasons = rejected["_reason"].tolist()
-    assert "'slowest database queries by p99 duration over the'" in reasons[1]
+    assert reasons[1].startswith("shares the 6-word run 'slowest database queries by p99 duration' ")
     assert reasons[2].startswith("rouge-l 0.") and "> 0.7 vs reference row" in reasons[2]
     assert rejected["_reference_score"].iloc[2] > 0.7
     assert pd.isna(rejected["_reference_score"].iloc[0])
@@ -53,11 +53,11 @@ def test_each_check_can_be_switched_off_and_the_ngram_length_matters(eval_file):
     table = rows()
     assert Decontaminate(eval_file, "nlq", ngram=None, threshold=None).run(table) \
         .stats["rejected"] == 1
-    longer = Decontaminate(eval_file, "nlq", ngram=13, threshold=None).run(table)
+    longer = Decontaminate(eval_file, "nlq", ngram=13, threshold=None).run(table)  # too long
     assert longer.stats["matches"] == {"exact": 1, "ngram": 0, "near": 0}
     shorter = Decontaminate(eval_file, "nlq", ngram=4, threshold=None).run(table)
-    # "liveness probe failed per" and "count of errors per" are shared too
-    assert shorter.stats["matches"] == {"exact": 1, "ngram": 3, "near": 0}
+    # "count of errors per" is shared too
+    assert shorter.stats["matches"] == {"exact": 1, "ngram": 2, "near": 0}
     assert Decontaminate(eval_file, "nlq", ngram=None).run(table).stats["matches"] == \
         {"exact": 1, "ngram": 0, "near": 1}  # the n-gram row is no near duplicate
 
