@@ -1,6 +1,6 @@
 """The Honeycomb curation spec: seeds -> LLM augment -> rewording check -> assertions ->
-complexity -> Rouge-L and embedding dedup of the question -> column swap -> key-pair dedup ->
-judge -> repair -> assertions -> sharegpt.
+complexity -> Rouge-L and embedding dedup of the question -> column swap -> decontamination
+against the eval file -> key-pair dedup -> judge -> repair -> assertions -> sharegpt.
 
     python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
     HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 
 from assertions.honeycomb import atoms, check, complexity
-from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
-                    ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
-                    SharegptExport)
+from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Decontaminate, Derive,
+                    EmbeddingDedup, ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions,
+                    RougeDedup, Sample, SharegptExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -151,6 +151,8 @@ stages = [
     # question-level near-duplicate filters (which would remove them all) and before the
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
+    # Nothing made here may repeat a held-out question: exact, 6-word runs, Rouge-L > 0.7.
+    Decontaminate(DATA / "eval.jsonl", field="nlq"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
     # The judge looks at the rows made here, never at the seeds (real, checked examples). With
     # a real model a "bad" verdict sends the row to repair, and a row it cannot judge is
