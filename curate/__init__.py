@@ -21,6 +21,7 @@ _EXPORTS = {
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
     "ChatExport": "formats.export", "SharegptExport": "formats.export",
+    "PreferencePairs": "formats.preferences",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from assertions.calling import call_checker, describe_failure
+from assertions.calling import call_checker
 from ..core.table import ID, PARENT, REASON, REASON_CODE, row_dicts
 from ..errors import StageError
 from ..io.atomic import write_jsonl
@@ -87,7 +87,7 @@ class PreferencePairs:
 
     def failures(self, row: dict) -> list[str]:
         try:
-            return [describe_failure(f) for f in call_checker(self.check, row, self.check_fields)]
+            return [str(f) for f in call_checker(self.check, row, self.check_fields)]
         except Exception as error:  # a row the checker cannot read is no evidence either way
             return [f"the checker raised {type(error).__name__}: {error}"]
 
@@ -132,8 +132,8 @@ class PreferencePairs:
         kept = view.result.kept
         if before not in kept.columns or PARENT not in kept.columns:
             return
-        originals = {r[ID]: r for r in row_dicts(view.input)}
-        for row in row_dicts(kept[kept[before].notna()]):
+        originals = {r[ID]: r for r in _rows(view.input)}
+        for row in _rows(kept[kept[before].notna()]):
             original = originals.get(row.get(PARENT))
             if original is None or not self._passes(row, trusted):
                 continue
@@ -146,7 +146,7 @@ class PreferencePairs:
         if view.type != "Vote" or column is None or column not in view.result.kept.columns:
             return
         votes = view.column("answer")
-        for row in row_dicts(view.result.kept):
+        for row in _rows(view.result.kept):
             if not isinstance(row.get(column), list) or not self._passes(row, trusted):
                 continue
             for lost in row[column]:
@@ -162,7 +162,7 @@ class PreferencePairs:
             return
         verdict, critique = view.column("verdict"), view.column("critique")
         groups: dict[str, dict] = {}
-        for row in [*row_dicts(view.result.kept), *row_dicts(view.result.rejected)]:
+        for row in [*_rows(view.result.kept), *_rows(view.result.rejected)]:
             prompt = _prompt_key(export, row)
             if prompt is None:
                 continue
@@ -188,6 +188,11 @@ class PreferencePairs:
         return {"prompt": mine[:-1], "chosen": mine[-1:], "rejected": theirs[-1:],
                 "chosen_id": chosen[ID], "rejected_id": rejected[ID], "kind": kind,
                 "stage": stage, "evidence": evidence}
+
+
+def _rows(df: pd.DataFrame) -> list[dict]:
+    """Every column of the rows (ids and bookkeeping included) as plain values."""
+    return row_dicts(df, list(df.columns))
 
 
 def _tally(votes: dict, won, lost) -> str:
