@@ -85,11 +85,12 @@ class PreferencePairs:
                                             f"repair, vote, judge")
         self.check, self.check_fields, self.kinds = check, check_fields, tuple(kinds)
 
-    def failures(self, row: dict) -> list[str]:
+    def failures(self, row: dict) -> list[str] | None:
+        """The checker's failures on ``row``; None when it raised (no evidence either way)."""
         try:
             return [str(f) for f in call_checker(self.check, row, self.check_fields)]
-        except Exception as error:  # a row the checker cannot read is no evidence either way
-            return [f"the checker raised {type(error).__name__}: {error}"]
+        except Exception:
+            return None
 
     # -- the pairs -------------------------------------------------------------------------
     def pairs(self, run, export, stages=None) -> list[dict]:
@@ -115,7 +116,7 @@ class PreferencePairs:
         return write_jsonl(Path(folder) / FILE, pairs), counts
 
     def _passes(self, row: dict, trusted: list[StageView]) -> bool:
-        return not self.failures(row) and not any(_judged_bad(j, row) for j in trusted)
+        return self.failures(row) == [] and not any(_judged_bad(j, row) for j in trusted)
 
     def _against(self, row: dict, trusted: list[StageView]) -> str | None:
         """The trusted evidence against a row, or None."""
@@ -145,15 +146,17 @@ class PreferencePairs:
         column = view.column("minority")
         if view.type != "Vote" or column is None or column not in view.result.kept.columns:
             return
-        votes = view.column("answer")
+        answer = view.column("answer")
+        outputs = view.params.get("outputs")
+        tally = outputs.get("votes", "votes") if isinstance(outputs, dict) else "votes"
         for row in _rows(view.result.kept):
             if not isinstance(row.get(column), list) or not self._passes(row, trusted):
                 continue
+            counts = row.get(tally) if isinstance(row.get(tally), dict) else {}
             for lost in row[column]:
-                counts = row.get("votes") or {}
-                yield row, {**row, **lost}, (f"lost the vote in {view.name!r}: "
-                                             f"{lost.get(votes)!r} against {row.get(votes)!r} "
-                                             f"({_tally(counts, row.get(votes), lost.get(votes))})")
+                yield row, {**row, **lost}, (
+                    f"lost the vote in {view.name!r}: {lost.get(answer)!r} against "
+                    f"{row.get(answer)!r} ({_tally(counts, row.get(answer), lost.get(answer))})")
 
     def _judged(self, view: StageView, trusted, export):
         """(good, bad) for each row a trusted judge called bad that shares its prompt with a

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from assertions.honeycomb import atoms, check, complexity
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Decontaminate, Derive,
-                    EmbeddingDedup, ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions,
-                    RougeDedup, Sample, SharegptExport)
+                    EmbeddingDedup, ExactDedup, Filter, Judge, Pipeline, PreferencePairs, Repair,
+                    ReportOptions, RougeDedup, Sample, SharegptExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -161,7 +161,8 @@ stages = [
     # to repair); at demo scale it sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
-          on_failure="keep" if EMBEDDED else "error", when=is_generated),
+          on_failure="keep" if EMBEDDED else "error", when=is_generated,
+          trusted=not EMBEDDED),  # its "bad" makes preference pairs only from a real model
     # Repair rewrites what the checker fails (and, with a real model, what its judge calls
     # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
@@ -177,8 +178,10 @@ pipeline = Pipeline(
     name="honeycomb",
     source=DATA / "seeds.jsonl",
     stages=stages,
+    # export/preference.jsonl: repaired against original query, where the checker (or a real
+    # model's judge) is the evidence against the original
     export=SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
-                          formats=("sharegpt", "messages")),
+                          formats=("sharegpt", "messages"), preferences=PreferencePairs(check)),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),
                          measure_label="query complexity (parts)", text_field="nlq"),
 )

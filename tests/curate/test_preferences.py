@@ -114,3 +114,15 @@ def test_the_preference_file_loads_as_a_config_of_the_export(tmp_path, monkeypat
 def test_a_checker_is_required():
     with pytest.raises(Exception, match="check must be a checker function"):
         PreferencePairs(None)
+
+
+def test_a_checker_that_raises_on_a_row_is_no_evidence_either_way(tmp_path):
+    honeycomb_like(trusted=False).run(tmp_path / "run", progress=False)
+
+    def fussy(q, a):
+        if q == "1+1":
+            raise ValueError("cannot read it")
+        return check(q, a)
+
+    pairs = PreferencePairs(fussy).pairs(open_run(tmp_path / "run"), honeycomb_like(False).export)
+    assert [(p["kind"], p["rejected"][0]["content"]) for p in pairs] == [("repair", "7")]
