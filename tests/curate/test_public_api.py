@@ -21,7 +21,7 @@ def test_every_public_name_is_importable_from_curate_and_curate_stages():
     for name in STAGES:
         assert getattr(curate.stages, name) is getattr(curate, name)
     assert {"Mix", "ChatExport", "SharegptExport", "read_table", "write_table", "Pipeline",
-            "LLM", "LLMStage", "StageResult"} <= set(curate.__all__)
+            "LLM", "LLMStage", "StageResult", "PreferencePairs"} <= set(curate.__all__)
 
 
 def test_import_curate_pulls_in_neither_torch_nor_openai():
