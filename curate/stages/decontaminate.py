@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.stage import Stage, StageResult
-from ..core.table import ID, SOURCE
+from ..core.stage import Stage, StageResult, did_you_mean
+from ..core.table import ID, SOURCE, domain_columns
 from ..errors import InputError, StageError
 from ..io.read import display_path, read_table
 from ..text import make_tokenizer
@@ -94,8 +94,10 @@ class Decontaminate(Stage):
         except InputError as error:
             raise StageError(self.name, f"cannot read the reference: {error}") from None
         if self.reference_field not in table.columns:
+            known = domain_columns(table)
+            hint = did_you_mean(self.reference_field, known)
             raise StageError(self.name, f"the reference has no field {self.reference_field!r} "
-                                        f"(fields: {', '.join(c for c in table.columns if not c.startswith('_'))})",
+                                        f"(fields: {', '.join(known)}){hint}",
                              field=self.reference_field)
         places = table[SOURCE].tolist()
         if isinstance(self.reference, Path):
