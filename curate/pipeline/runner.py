@@ -353,8 +353,10 @@ class _Run:
         """``export/README.md``, written whenever the export is (recorded with its files)."""
         files = _export_files(self.pipeline.export)
         if getattr(self, "exported", None) is not None and files:
-            write_text(self.out / "export" / CARD, dataset_card(
-                self._manifest(stats, rows), self.pipeline.stages, files[:-1], self.out))
+            folder = self.out / "export"  # an empty file (no preference pairs) is no config
+            files = [f for f in files[:-1] if not f.endswith(".jsonl") or _size(folder / f)]
+            write_text(folder / CARD, dataset_card(self._manifest(stats, rows),
+                                                   self.pipeline.stages, files, self.out))
 
     def _write_rejected(self, path: Path) -> None:
         """Every stage's rejected rows, in stage order, each with the fields it held when

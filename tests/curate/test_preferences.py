@@ -126,3 +126,13 @@ def test_a_checker_that_raises_on_a_row_is_no_evidence_either_way(tmp_path):
 
     pairs = PreferencePairs(fussy).pairs(open_run(tmp_path / "run"), honeycomb_like(False).export)
     assert [(p["kind"], p["rejected"][0]["content"]) for p in pairs] == [("repair", "7")]
+
+
+def test_a_run_without_pairs_writes_an_empty_file_that_the_card_leaves_out(tmp_path):
+    pipe = honeycomb_like(trusted=True)
+    pipe.export.preferences = PreferencePairs(check, kinds=("vote",))
+    run = pipe.run(tmp_path / "run", progress=False)
+    assert (tmp_path / "run/export/preference.jsonl").read_text() == ""
+    assert run.manifest["preferences"]["pairs"] == {"vote": 0}
+    card = (tmp_path / "run/export/README.md").read_text()
+    assert "config_name: sharegpt" in card and "config_name: preference" not in card
