@@ -21,12 +21,13 @@ _EXPORTS = {
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
     "ChatExport": "formats.export",
+    "PreferencePairs": "formats.preferences",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
     "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
-    "MinHashDedup": "stages.dedup_minhash",
+    "MinHashDedup": "stages.dedup_minhash", "Decontaminate": "stages.decontaminate",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     "SuspectFilter": "stages.training_dynamics",
     # LLM stages and the client
