@@ -61,10 +61,6 @@ def section(out):
     return page, cells.rows
 
 
-def name_of(rows, word):
-    return next(name for name in rows if word in name.split(" · "))
-
-
 def test_report_shows_each_topic_in_source_and_kept_and_what_each_stage_did(tmp_path):
     pipeline().run(tmp_path, progress=False)
     page, rows = section(tmp_path)
