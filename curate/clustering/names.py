@@ -59,3 +59,36 @@ def _without_overlap(words: list[str], top: int) -> list[str]:
         if len(chosen) == top:
             break
     return chosen
+
+
+NAME_PROMPT = ("Below are {n} example texts from one cluster of a dataset, and the words that "
+               "set the cluster apart from the others: {words}.\n\n{examples}\n\n"
+               "Reply with a short name for what these texts are about (two to five words), "
+               "and nothing else.")
+MAX_NAME_CHARS = 60
+
+
+def llm_names(texts: list[str], labels: np.ndarray, words: dict[int, list[str]], llm,
+              examples: int = 6, seed: int = 0) -> dict[int, str]:
+    """A short name per cluster written by ``llm`` (a :class:`curate.LLM`) from a few of its
+    texts and its distinctive words, in one batch of requests (cached by the client). A
+    cluster whose reply fails or is empty is left out: it keeps its words as its name."""
+    from ..llm.types import Request
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    ids = [c for c in sorted(words) if c >= 0]
+    requests = []
+    for c in ids:
+        members = np.flatnonzero(labels == c)
+        shown = rng.choice(members, size=min(examples, len(members)), replace=False)
+        listed = "\n".join(f"- {texts[i][:300]}" for i in sorted(shown))
+        requests.append(Request(NAME_PROMPT.format(n=len(shown), words=", ".join(words[c]),
+                                                   examples=listed), temperature=0.0))
+    named = {}
+    for c, result in zip(ids, llm.complete_many(requests)):
+        lines = (result.text or "").strip().splitlines() if result.ok else []
+        name = lines[0].strip().strip("\"'`*.").strip() if lines else ""
+        if name:
+            named[c] = name[:MAX_NAME_CHARS]
+    return named

@@ -11,7 +11,7 @@ from ..core.fingerprint import Fingerprint, fingerprint_of
 from ..errors import CurateError
 from .embed import as_texts, embed_texts
 from .fit import NOISE, cluster_vectors, project_2d
-from .names import distinctive_words
+from .names import distinctive_words, llm_names
 
 NOISE_NAME = "(no cluster)"
 
@@ -29,6 +29,8 @@ class ClusterOptions:
         model: a sentence-transformers name or path (default the shipped all-MiniLM-L6-v2).
         words: distinctive words in a cluster's name.
         seed: seeds k-means, the samples and the projection.
+        llm: a :class:`curate.LLM` that names each cluster from a few of its texts and its
+            words (one request per cluster); without it, a name is its distinctive words.
     """
 
     field: str
@@ -38,6 +40,7 @@ class ClusterOptions:
     model: str | None = None
     words: int = 3
     seed: int = 0
+    llm: object = None
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint_of(vars(self))
@@ -67,7 +70,8 @@ class Clusters:
 
 def clusters(df: pd.DataFrame, field: str | ClusterOptions, *, method: str = "kmeans",
              k: int | None = None, min_cluster_size: int | None = None, model=None,
-             words: int = 3, seed: int = 0, cache: str | Path | None = None) -> Clusters:
+             words: int = 3, seed: int = 0, llm=None,
+             cache: str | Path | None = None) -> Clusters:
     """Embed ``df[field]`` with a sentence-transformers model, cluster the vectors and name
     each cluster by its distinctive words (see :class:`ClusterOptions` for the arguments;
     ``cache``: a file that keeps the vectors, so that a second call embeds only new texts).
@@ -77,7 +81,7 @@ def clusters(df: pd.DataFrame, field: str | ClusterOptions, *, method: str = "km
         found.table            # cluster, name, words, size
     """
     opts = field if isinstance(field, ClusterOptions) else ClusterOptions(
-        field, method, k, min_cluster_size, model, words, seed)
+        field, method, k, min_cluster_size, model, words, seed, llm)
     if opts.field not in df.columns:
         raise CurateError(f"clusters: no column {opts.field!r}; columns: "
                           f"{', '.join(map(str, df.columns))}")
@@ -85,18 +89,22 @@ def clusters(df: pd.DataFrame, field: str | ClusterOptions, *, method: str = "km
     vectors, embedded = embed_texts(texts, model if model is not None else opts.model, cache)
     labels = cluster_vectors(vectors, opts.method, opts.k, opts.min_cluster_size, opts.seed)
     return Clusters(pd.Series(labels, index=df.index, name="cluster"),
-                    cluster_table(texts, labels, opts.words), project_2d(vectors, opts.seed),
+                    cluster_table(texts, labels, opts.words, opts.llm),
+                    project_2d(vectors, opts.seed),
                     vectors, embedded)
 
 
-def cluster_table(texts: list[str], labels: np.ndarray, words: int = 3) -> pd.DataFrame:
-    """One row per cluster id: its name (its distinctive words joined), words and size."""
+def cluster_table(texts: list[str], labels: np.ndarray, words: int = 3,
+                  llm=None) -> pd.DataFrame:
+    """One row per cluster id: its name (by ``llm``, else its distinctive words joined),
+    words and size."""
     named = distinctive_words(texts, labels, words)
+    written = llm_names(texts, labels, named, llm) if llm is not None else {}
     ids, sizes = np.unique(labels, return_counts=True)
     rows = []
     for c, size in zip(ids.tolist(), sizes.tolist()):
         top = [] if c == NOISE else named.get(c, [])
-        name = NOISE_NAME if c == NOISE else (" · ".join(top) or f"cluster {c}")
+        name = NOISE_NAME if c == NOISE else written.get(c) or " · ".join(top) or f"cluster {c}"
         rows.append({"cluster": c, "name": name, "words": top, "size": size})
     table = pd.DataFrame(rows, columns=["cluster", "name", "words", "size"])
     return table.sort_values(["size", "cluster"], ascending=[False, True], ignore_index=True)
