@@ -11,12 +11,16 @@ information (AMI: 0 for labels unrelated to the reference, 1 for the same partit
 noise counts as one more cluster), with a 95% interval over random 80% subsamples of the rows, beside the
 degenerate answers: one cluster for all, and random labels of the default's cluster sizes.
 
-Speed (``--rows N``): ``clusters(df, "text")`` end to end on N templated monitoring questions
-(``rouge_dedup.make_texts``), then again with the embedding cache filled (the rerun's cost).
-Baseline: raw ``model.encode`` rows/s on the first 5,000 texts in the same run.
+Speed (``--rows N``): each step of ``clusters()`` on N templated monitoring questions
+(``rouge_dedup.make_texts``), wall and CPU seconds. Encoding is the baseline and dominates:
+``model.encode`` is timed on the first ``--encode`` texts (5,000) and the rest is predicted
+from its rate; the other steps run on N vectors, the real ones tiled (each copy turned by a
+random rotation, as in ``embed_dedup.py``), unless ``--encode-all`` encodes every text.
+The embedding cache is timed writing and reading N vectors (what a rerun reads).
 
     .venv/bin/python bench/clusters.py --quality
     .venv/bin/python bench/clusters.py --rows 100000
+    .venv/bin/python bench/clusters.py --rows 100000 --encode-all     # slow on 2 cores
 """
 from __future__ import annotations
 
@@ -29,12 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from curate.clustering import cluster_vectors, clusters, embed_texts  # noqa: E402
+from curate.clustering import cluster_vectors, embed_texts  # noqa: E402
 from rouge_dedup import machine, make_texts  # noqa: E402
 
 SEEDS = ROOT / "examples" / "honeycomb" / "data" / "seeds.jsonl"
@@ -97,48 +100,73 @@ def quality() -> None:
               + "  ".join(cells))
 
 
-def speed(n: int) -> None:
+class Clock:
+    """Wall and CPU seconds (all threads of this process) of each named step."""
+
+    def __init__(self):
+        self.steps: list[tuple[str, float, float]] = []
+
+    def time(self, name: str, fn):
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = fn()
+        self.steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
+        return out
+
+
+def speed(n: int, encode: int, encode_all: bool) -> None:
+    from curate.clustering import EmbeddingCache, cluster_table, project_2d
+    from curate.clustering.embed import text_key
     from curate.stages.dedup_embedding import load_model
+    from embed_dedup import tiled
 
     texts = make_texts(n, seed=0)
-    df = pd.DataFrame({"text": texts})
-    model = load_model()
-    start = time.perf_counter()
-    model.encode(texts[:5000], batch_size=256, normalize_embeddings=True)
-    raw = 5000 / (time.perf_counter() - start)
+    load_model()
+    clock = Clock()
+    first = texts[:encode]
+    encoded = clock.time(f"encode {len(first)} texts (model.encode)", lambda: load_model().encode(
+        first, batch_size=256, normalize_embeddings=True, convert_to_numpy=True))
+    rate_wall, rate_cpu = len(first) / clock.steps[0][1], len(first) / clock.steps[0][2]
+    if encode_all:
+        x = clock.time(f"encode all {n} texts", lambda: embed_texts(texts)[0])
+    else:  # the real vectors, tiled: copies turned by random rotations (see embed_dedup.py)
+        x = tiled(encoded.astype(np.float32), n)
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "embeddings.sqlite"
-        start = time.perf_counter()
-        first = clusters(df, "text", cache=cache)
-        cold = time.perf_counter() - start
-        start = time.perf_counter()
-        vectors, embedded = embed_texts(texts, cache=cache)
-        cached_embed = time.perf_counter() - start
-        start = time.perf_counter()
-        labels = cluster_vectors(vectors)
-        fit = time.perf_counter() - start
-    distinct = len(set(texts))
-    print(f"{n} rows ({distinct} distinct texts); load average {os.getloadavg()[0]:.2f} "
-          f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; {machine()}")
-    print(f"raw model.encode: {raw:.0f} texts/s -> {distinct / raw:.1f} s predicted for the "
-          f"distinct texts")
-    print(f"clusters() cold: {cold:.1f} s ({len(first.table)} clusters, "
-          f"{first.embedded} texts encoded); encoding share {distinct / raw / cold:.0%}")
-    print(f"rerun: vectors from the cache {cached_embed:.1f} s ({embedded} encoded), "
-          f"k chosen and fitted {fit:.1f} s ({len(set(labels))} clusters)")
+        cache = EmbeddingCache(Path(tmp) / "embeddings.sqlite")
+        keys = [text_key("all-MiniLM-L6-v2", f"{i}\0{t}") for i, t in enumerate(texts)]
+        clock.time(f"write {n} vectors to the cache", lambda: cache.put(keys, x))
+        clock.time(f"read {n} vectors from the cache (a rerun)", lambda: cache.get(keys))
+        cache.close()
+    labels = clock.time("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
+    clock.time("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
+    clock.time("2-D projection (PCA)", lambda: project_2d(x))
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n{n} rows, {len(set(labels))} clusters; load average {load}; {machine()}")
+    print(f"{'step':48} {'wall s':>8} {'CPU s':>8}")
+    for name, wall, cpu in clock.steps:
+        print(f"{name:48} {wall:>8.1f} {cpu:>8.1f}")
+    rest = [s for s in clock.steps[1:] if not s[0].startswith("encode")]
+    rest_wall, rest_cpu = sum(s[1] for s in rest), sum(s[2] for s in rest)
+    print(f"encoding: {rate_wall:.0f} texts/s wall, {rate_cpu:.0f} texts per CPU second")
+    if not encode_all:
+        print(f"{n} texts would encode in {n / rate_wall / 60:.1f} min wall at this load "
+              f"({n / rate_cpu / 60:.1f} CPU min); everything else: {rest_wall:.1f} s wall, "
+              f"{rest_cpu:.1f} CPU s = {rest_wall / (rest_wall + n / rate_wall):.1%} of the "
+              f"total")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quality", action="store_true", help="k-means vs HDBSCAN on the seeds")
-    ap.add_argument("--rows", type=int, default=0, help="time clusters() on this many rows")
+    ap.add_argument("--rows", type=int, default=0, help="time clustering this many rows")
+    ap.add_argument("--encode", type=int, default=5000, help="texts encoded for the rate")
+    ap.add_argument("--encode-all", action="store_true", help="encode every row (slow)")
     args = ap.parse_args(argv)
     if not args.quality and not args.rows:
         ap.error("give --quality and/or --rows N")
     if args.quality:
         quality()
     if args.rows:
-        speed(args.rows)
+        speed(args.rows, args.encode, args.encode_all)
 
 
 if __name__ == "__main__":

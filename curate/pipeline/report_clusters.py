@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.table import ID
+from ..errors import CurateError
 from ..io.columnar import write_frame
 
 CLUSTERS_FILE = "cache/clusters.parquet"
@@ -67,7 +68,10 @@ def cluster_section(run, spec) -> dict | None:
     from ..clustering.embed import as_texts
     from ..clustering.map import cluster_map_svg, colour
 
-    found = clusters(rows, opts, cache=run.out / EMBEDDINGS_FILE)
+    try:
+        found = clusters(rows, opts, cache=run.out / EMBEDDINGS_FILE)
+    except CurateError as error:  # e.g. a model that cannot be loaded: said in the report
+        return {"field": opts.field, "problem": f"no clusters: {error}"}
     label_of = pd.Series(found.labels.to_numpy(), index=rows[ID])
     names = dict(zip(found.table["cluster"], found.table["name"]))
     counts, stages = stage_effects(run, label_of)

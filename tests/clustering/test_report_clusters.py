@@ -112,3 +112,12 @@ def test_a_field_no_row_has_is_said_in_the_section(tmp_path):
     pipeline(clusters="question").run(tmp_path, progress=False)
     page, _ = section(tmp_path)
     assert "no row has a field &#39;question&#39;" in page
+
+
+def test_a_model_that_cannot_be_loaded_is_said_in_the_section_and_the_run_ends(tmp_path):
+    missing = tmp_path / "no-such-model"
+    pipeline(clusters=ClusterOptions("text", model=str(missing))).run(tmp_path / "run",
+                                                                       progress=False)
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "no clusters: " in page and "cannot load model" in page
+    assert (tmp_path / "run" / "manifest.json").exists()
