@@ -9,8 +9,8 @@ filters and pages that table on the server and ships only what it shows.
 
 Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
 and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
-text, ``/clusters`` and ``/cluster/<id>`` the topics (:mod:`.clusters`), ``/label`` the judge-alignment walk with the live agreement panel, ``/report`` the
-run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
+text, ``/clusters`` and ``/cluster/<id>`` the run's topics (:mod:`.clusters`), ``/label`` the
+judge-alignment walk with the live agreement panel, ``/report`` the run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
 the labels file and the few-shot export in ``<run>/review/`` (see :mod:`.labels` and
 :mod:`.agreement`).
 """
