@@ -41,9 +41,12 @@ def cluster_map_svg(xy: np.ndarray, labels: np.ndarray, names: dict[int, str],
                      f'data-cluster="{int(labels[i])}"/>')
     for c in [c for c in sorted(set(map(int, labels))) if c >= 0][:named]:
         middle = np.median(scaled[labels == c], axis=0)
-        parts.append(f'<text x="{middle[0]:.1f}" y="{HEIGHT - middle[1]:.1f}" font-size="12" '
+        name = names.get(c, str(c))
+        half = 3.3 * len(name) + 4  # about half the label's width at 12 px: keep it inside
+        x = min(max(middle[0], half), WIDTH - half)
+        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - middle[1]:.1f}" font-size="12" '
                      f'font-family="sans-serif" text-anchor="middle" stroke="#fff" '
                      f'stroke-width="3" paint-order="stroke" fill="{colour(c)}" '
-                     f'class="map-name">{escape(names.get(c, str(c)))}</text>')
+                     f'class="map-name">{escape(name)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
