@@ -39,6 +39,8 @@ _EXPORTS = {
     # the runner
     "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
     "open_run": "pipeline.folder",
+    # what the data covers
+    "clusters": "clustering", "ClusterOptions": "clustering", "Clusters": "clustering",
     # evaluation statistics
     "Interval": "stats", "interval": "stats", "paired_difference": "stats",
     "mcnemar_exact": "stats",

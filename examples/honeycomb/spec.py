@@ -178,5 +178,6 @@ pipeline = Pipeline(
     export=ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
                       formats=("sharegpt", "messages"), preferences=PreferencePairs(check)),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),
-                         measure_label="query complexity (parts)", text_field="nlq"),
+                         measure_label="query complexity (parts)", text_field="nlq",
+                         clusters="nlq"),
 )
