@@ -21,12 +21,13 @@ _EXPORTS = {
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
     "ChatExport": "formats.export",
+    "PreferencePairs": "formats.preferences",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
     "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
-    "MinHashDedup": "stages.dedup_minhash",
+    "MinHashDedup": "stages.dedup_minhash", "Decontaminate": "stages.decontaminate",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     "SuspectFilter": "stages.training_dynamics",
     # LLM stages and the client
@@ -38,6 +39,8 @@ _EXPORTS = {
     # the runner
     "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
     "open_run": "pipeline.folder",
+    # what the data covers
+    "clusters": "clustering", "ClusterOptions": "clustering", "Clusters": "clustering",
     # evaluation statistics
     "Interval": "stats", "interval": "stats", "paired_difference": "stats",
     "mcnemar_exact": "stats",

@@ -10,7 +10,7 @@ from curate import Filter
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["Filter", "ComplexityFilter", "AssertionFilter", "ExactDedup", "RougeDedup",
-          "EmbeddingDedup", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
+          "EmbeddingDedup", "Decontaminate", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
 
 
 def test_every_public_name_is_importable_from_curate_and_curate_stages():
@@ -21,7 +21,7 @@ def test_every_public_name_is_importable_from_curate_and_curate_stages():
     for name in STAGES:
         assert getattr(curate.stages, name) is getattr(curate, name)
     assert {"Mix", "ChatExport", "read_table", "write_table", "Pipeline",
-            "LLM", "LLMStage", "StageResult"} <= set(curate.__all__)
+            "LLM", "LLMStage", "StageResult", "PreferencePairs"} <= set(curate.__all__)
     assert not {"SharegptExport", "Generate"} & set(curate.__all__)  # one name per thing
 
 

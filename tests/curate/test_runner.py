@@ -444,7 +444,8 @@ def test_a_run_folder_keeps_what_the_user_put_in_it_and_never_overwrites_its_sou
     assert proc.returncode == 0, proc.stderr
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "export/seeds.jsonl").read_text() == (project / "rows.jsonl").read_text()
-    assert sorted(p.name for p in (out / "export").iterdir()) == ["seeds.jsonl", "sharegpt.jsonl"]
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["README.md", "seeds.jsonl",
+                                                                "sharegpt.jsonl"]
     # the previous export as the source of a run into the same folder: refused, kept
     spec.write_text(spec.read_text().replace("run/export/seeds.jsonl", "run/export/sharegpt.jsonl"))
     exported = (out / "export/sharegpt.jsonl").read_bytes()
