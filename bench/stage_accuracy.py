@@ -18,8 +18,8 @@ judge when it is rejected, errored or given the verdict ``bad``. No training is 
     .venv/bin/python bench/stage_accuracy.py --rates dropped_filter=0.1,near_duplicate=0.2 --seed 1
     OPENAI_BASE_URL=... .venv/bin/python bench/stage_accuracy.py --judge
 
-`faulted_table`, `spec_stages`, `stage_accuracy` and `format_accuracy` are importable, so the
-outcome benchmark prints the same table.
+`faulted_table`, `spec_stages`, `in_order`, `stage_accuracy` and `format_accuracy` are importable:
+the outcome benchmark builds its noisy and curated sets with them and prints the same table.
 """
 from __future__ import annotations
 
@@ -108,23 +108,27 @@ def accuracy(name: str, table: pd.DataFrame, removed: set, seconds: float) -> di
             "seconds": round(seconds, 2)}
 
 
+def in_order(table: pd.DataFrame, stages: list) -> tuple[pd.DataFrame, set, float]:
+    """Every stage in turn, each on what the one before kept: ``(kept, removed ids, seconds)``."""
+    kept, removed, start = table, set(), time.perf_counter()
+    for stage in stages:
+        gone = removed_ids(stage, stage.run(kept))
+        removed |= gone
+        kept = kept[~kept["_id"].isin(gone)]
+    return kept, removed, time.perf_counter() - start
+
+
 def stage_accuracy(table: pd.DataFrame, stages: list, chain: bool = True) -> list[dict]:
     """Run each stage on the whole table (``Stage.run``), then (``chain``) all in order, each on
-    what the one before kept; one `accuracy` record each."""
-    records, kept, removed, chain_seconds = [], table, set(), 0.0
+    what the one before kept (`in_order`); one `accuracy` record each."""
+    records = []
     for stage in stages:
         start = time.perf_counter()
         result = stage.run(table)
         records.append(accuracy(stage.name, table, removed_ids(stage, result), time.perf_counter() - start))
-        if chain:
-            start = time.perf_counter()
-            result = stage.run(kept)
-            gone = removed_ids(stage, result)
-            removed |= gone
-            kept = kept[~kept["_id"].isin(gone)]
-            chain_seconds += time.perf_counter() - start
     if chain and stages:
-        records.append(accuracy("all, in spec order", table, removed, chain_seconds))
+        _, removed, seconds = in_order(table, stages)
+        records.append(accuracy("all, in spec order", table, removed, seconds))
     return records
 
 

@@ -59,7 +59,8 @@ def recall_at(scores: pd.Series, labels: pd.Series, clean_share: float = 0.1) ->
     return out
 
 
-def suspect_stage(args):
+def suspect_stage(args, **options):
+    """The stage as ``args`` set it (``options``: any other `SuspectFilter` argument, a model)."""
     from curate import ChatExport, SuspectFilter
     from curate.pipeline.spec import load_spec
 
@@ -67,7 +68,7 @@ def suspect_stage(args):
     if args.template == "question":
         export = ChatExport(human='NLQ: "{nlq}"', gpt=export.gpt)
     return SuspectFilter(export, folds=args.folds, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r,
-                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share)
+                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share, **options)
 
 
 def report(table: pd.DataFrame, scored: pd.DataFrame, clean_share: float) -> list[str]:
