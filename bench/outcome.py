@@ -40,6 +40,7 @@ and runs in a minute or two (the test suite runs it).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -53,10 +54,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage_accuracy import CLEAN, LABEL, faulted_table, format_accuracy, in_order, spec_stages, stage_accuracy  # noqa: E402
+from stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy, in_order, spec_stages,  # noqa: E402
+                            stage_accuracy)
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
+BASE = ("clean", "noisy", "curated")
 PAIRS = (("curated", "noisy"), ("suspects", "curated"), ("clean", "curated"), ("llm", "curated"))
 FULL = dict(rows=200, steps=48, micro_batch=2, seq_len=1024, lr=1e-3, train_seeds=2, generate_seeds=1,
             max_tokens=160, folds=2, suspect_epochs=1.0, suspect_share=0.1, fault_seed=0)
@@ -177,12 +180,19 @@ def answers(cfg, adapter: str, rows: list[dict], max_tokens: int) -> list[dict]:
 
 
 def run_condition(name: str, table: pd.DataFrame, settings: dict, out: Path, model: dict, held: dict) -> dict:
-    """Train every seed on the condition's budgeted rows; the gold loss of each, answers of the first."""
+    """Train every seed on the condition's budgeted rows; the gold loss of each, answers of the first.
+    A condition whose training rows, settings and held-out rows are unchanged is read back from
+    ``OUT/results/NAME.json`` instead of being trained again."""
+    data = [write_rows(budget(table, settings["rows"], seed), held["export"],
+                       out / "data" / name / f"train-seed{seed}.jsonl") for seed in range(settings["train_seeds"])]
+    key = _digest(settings, model, [path.read_bytes() for path in data], held["conversations"])
+    saved = out / "results" / f"{name}.json"
+    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
+        _say(f"{name}: reusing {saved}")
+        return json.loads(saved.read_text())
     runs, losses, assessed = [], [], None
-    for seed in range(settings["train_seeds"]):
-        data = write_rows(budget(table, settings["rows"], seed), held["export"],
-                          out / "data" / name / f"train-seed{seed}.jsonl")
-        cfg = train_config(settings, data, out / "train" / name / f"seed{seed}", model, seed)
+    for seed, rows in enumerate(data):
+        cfg = train_config(settings, rows, out / "train" / name / f"seed{seed}", model, seed)
         _say(f"training {name}, seed {seed}")
         runs.append(train_one(cfg))
         losses.append(gold_losses(cfg, runs[-1]["adapter"], held["conversations"]))
@@ -190,8 +200,16 @@ def run_condition(name: str, table: pd.DataFrame, settings: dict, out: Path, mod
             _say(f"generating with {name}, seed {seed}")
             assessed = answers(cfg, runs[-1]["adapter"], held["rows"], settings["max_tokens"])
     per_row = [sum(values) / len(values) for values in zip(*losses)]
-    return {"runs": runs, "loss_per_seed": [sum(v) / len(v) for v in losses], "loss_rows": per_row,
-            "assessed": assessed}
+    result = {"key": key, "runs": runs, "loss_per_seed": [sum(v) / len(v) for v in losses], "loss_rows": per_row,
+              "assessed": assessed}
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(result, default=str))
+    return result
+
+
+def _digest(*parts) -> str:
+    text = json.dumps(parts, sort_keys=True, default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # -- the report -------------------------------------------------------------------------------------
@@ -297,11 +315,17 @@ def parse_args(argv=None):
     parser.add_argument("--rates", type=_rates, help="kind=share,... over faults.DEFAULT_RATES")
     parser.add_argument("--skip", default="rouge_dedup", help="deterministic stages the curated set leaves out")
     parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a loaded machine)")
+    parser.add_argument("--conditions", default=",".join(BASE),
+                        help=f"which of {', '.join(BASE)} to train (--suspects and --llm add theirs)")
+    parser.add_argument("--eval-rows", type=int, help="score the first N held-out rows only (default: all)")
     for key, value in FULL.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
     args = parser.parse_args(argv)
     if args.llm and not os.environ.get("OPENAI_BASE_URL"):
         parser.error("--llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY, CURATE_LLM_MODEL)")
+    args.conditions = [c for c in args.conditions.split(",") if c]
+    if not args.conditions or set(args.conditions) - set(BASE):
+        parser.error(f"--conditions: a comma-separated list of {', '.join(BASE)}")
     settings = dict(QUICK if args.quick else FULL)
     settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
     if settings["generate_seeds"] > settings["train_seeds"] or settings["train_seeds"] < 1:
@@ -330,17 +354,18 @@ def main(argv=None) -> int:
     from curate.pipeline.spec import load_spec
 
     model = _quick_model(out) if args.quick else {}
-    rows = evaluate_rows(EVAL)
+    rows = evaluate_rows(EVAL, args.eval_rows)
     export = load_spec(SPEC).export
     held = {"rows": rows, "export": export, "conversations": [export.messages(row) for row in rows]}
     sets, extra = build_conditions(settings, args, model)
     composed = {name: composition(table, settings["rows"]) for name, table in sets.items()}
-    results = {name: run_condition(name, table, settings, out, model, held) for name, table in sets.items()}
+    chosen = [name for name in sets if name in args.conditions or name in ("suspects", "llm")]
+    results = {name: run_condition(name, sets[name], settings, out, model, held) for name in chosen}
     groups = [row.get("group") for row in rows]
     figures, pairs = summaries(results, groups), paired(results, groups)
     degenerate = print_report(figures, pairs, composed, rows)
     load_end = os.getloadavg()
-    record = {"settings": settings, "load_average": {"start": load_start, "end": load_end},
+    record = {"settings": settings, "eval_rows": len(rows), "load_average": {"start": load_start, "end": load_end},
               "minutes": round((time.time() - start) / 60, 1), "composition": composed,
               "conditions": {name: {**f, "generation": {k: f["generation"][k] for k in ("intervals", "rows",
                                                                                           "failures_per_rule")}}

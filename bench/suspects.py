@@ -68,7 +68,8 @@ def suspect_stage(args, **options):
     if args.template == "question":
         export = ChatExport(human='NLQ: "{nlq}"', gpt=export.gpt)
     return SuspectFilter(export, folds=args.folds, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r,
-                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share, **options)
+                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share,
+                         **options)
 
 
 def report(table: pd.DataFrame, scored: pd.DataFrame, clean_share: float) -> list[str]:
