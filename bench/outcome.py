@@ -19,7 +19,8 @@ The conditions (``examples/honeycomb``: the 171 seeds and their deterministic co
 Every condition trains on exactly ``--rows`` rows (each unique row repeated evenly, a seeded
 sample for the remainder, shuffled) for ``--steps`` steps of packed sequences: the same
 tokens and steps. ``--train-seeds`` seeds each (default 2): the gold-answer loss uses all,
-generation the first ``--generate-seeds``. On all 209 rows of ``eval.jsonl``, never trained on:
+generation the first ``--generate-seeds``. On all 209 rows of ``eval.jsonl`` (``--eval-rows N``: the
+first N, a mix of the three schemas), never trained on:
 the teacher-forced loss of the gold answer (``train/answer_loss.py``, nats per token, lower is
 better), and from greedy answers validity, atom F1 and exact match, each with a 95% cluster
 bootstrap interval over the rows' ``group``; beside them what the degenerate answers score
@@ -30,7 +31,7 @@ to ``OUT/outcome.json``.
 
 The default is sized for about 60-90 minutes on two idle CPU cores with SmolLM2-135M; on a
 loaded machine ``--threads 1`` is several times faster. ``--quick`` builds a tiny random model
-and runs in a minute or two (the test suite runs it).
+and scores 24 held-out rows: a few minutes (the test suite runs it).
 
     .venv/bin/python bench/outcome.py --threads 1
     .venv/bin/python bench/outcome.py --suspects --threads 1 --out runs/outcome
@@ -62,12 +63,12 @@ EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
 BASE = ("clean", "noisy", "curated")
 PAIRS = (("curated", "noisy"), ("suspects", "curated"), ("clean", "curated"), ("llm", "curated"))
 FULL = dict(rows=200, steps=48, micro_batch=2, seq_len=1024, lr=1e-3, train_seeds=2, generate_seeds=1,
-            max_tokens=160, folds=2, suspect_epochs=1.0, suspect_share=0.1, fault_seed=0)
-QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8)
+            max_tokens=160, folds=2, suspect_epochs=1.0, suspect_share=0.1, fault_seed=0, eval_rows=0)
+QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8, eval_rows=24)
 
 
 # -- the training sets ------------------------------------------------------------------------------
-def build_conditions(settings: dict, args, model: dict) -> tuple[dict, dict]:
+def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict, dict]:
     """``({condition: table}, {"stage_accuracy", "suspects"})``: the unique rows of each."""
     from examples.honeycomb.faults import DEFAULT_RATES
 
@@ -83,8 +84,11 @@ def build_conditions(settings: dict, args, model: dict) -> tuple[dict, dict]:
         _say("the suspect filter")
         sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model)
     if args.llm:
+        from curate.llm import use_default_cache_path
+
         _say("the spec's judge and repair")
-        sets["llm"], _, _ = in_order(sets["curated"], llm_stages())
+        with use_default_cache_path(out / "llm.sqlite"):  # replies reused by a rerun of this folder only
+            sets["llm"], _, _ = in_order(sets["curated"], llm_stages())
     return sets, extra
 
 
@@ -317,7 +321,6 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a loaded machine)")
     parser.add_argument("--conditions", default=",".join(BASE),
                         help=f"which of {', '.join(BASE)} to train (--suspects and --llm add theirs)")
-    parser.add_argument("--eval-rows", type=int, help="score the first N held-out rows only (default: all)")
     for key, value in FULL.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
     args = parser.parse_args(argv)
@@ -354,10 +357,10 @@ def main(argv=None) -> int:
     from curate.pipeline.spec import load_spec
 
     model = _quick_model(out) if args.quick else {}
-    rows = evaluate_rows(EVAL, args.eval_rows)
+    rows = evaluate_rows(EVAL, settings["eval_rows"] or None)  # 0: all
     export = load_spec(SPEC).export
     held = {"rows": rows, "export": export, "conversations": [export.messages(row) for row in rows]}
-    sets, extra = build_conditions(settings, args, model)
+    sets, extra = build_conditions(settings, args, model, out)
     composed = {name: composition(table, settings["rows"]) for name, table in sets.items()}
     chosen = [name for name in sets if name in args.conditions or name in ("suspects", "llm")]
     results = {name: run_condition(name, sets[name], settings, out, model, held) for name in chosen}
