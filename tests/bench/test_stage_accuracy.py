@@ -27,7 +27,7 @@ def test_the_stages_are_the_spec_s_own_deterministic_ones_in_its_order():
 
     spec = [s.name for s in load_spec(ROOT / "examples/honeycomb/spec.py").stages]
     names = [s.name for s in spec_stages()]
-    assert names == ["is_a_rewording", "assertions", "complexity_filter", "rouge_dedup", "embedding_dedup",
+    assert names == ["is_a_rewording", "embedded_rewordings", "assertions", "complexity_filter", "rouge_dedup", "embedding_dedup",
                      "key_pair_dedup"]
     assert [n for n in spec if n in names] == names  # the spec's order; the repeated assertions left out
     assert "assertions_after_repair" in spec
