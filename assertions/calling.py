@@ -2,7 +2,7 @@
 
 A checker is a plain function whose **parameter names are the row fields it reads**:
 ``check(query, columns)`` is called with ``query=row["query"], columns=row["columns"]``.
-When a field is named differently, ``fields={"query": "sql"}`` maps the parameter to it.
+When a field is named differently, ``check_fields={"query": "sql"}`` maps the parameter to it.
 A checker whose only parameter is named ``row`` gets the whole row. The curation filter,
 the repair stage, the trainer's held-out evaluation and self-healing all call checkers
 through :func:`call_checker`, so one checker serves all of them unchanged.
@@ -106,32 +106,34 @@ def _cached_signature(check: Callable) -> tuple[tuple[str, bool], ...] | None:
     return tuple(named)
 
 
-def checker_fields(check: Callable, fields: Mapping[str, str] | Sequence[str] | None = None) -> dict[str, str]:
+def checker_fields(check: Callable, check_fields: Mapping[str, str] | Sequence[str] | None = None) -> dict[str, str]:
     """``{parameter: row field}`` for every parameter the checker takes.
 
-    ``fields`` maps parameters to differently named fields (a mapping), or lists the fields
-    in the order of the checker's parameters (a sequence).
+    ``check_fields`` maps parameters to differently named fields (a mapping), or lists the
+    fields in the order of the checker's parameters (a sequence).
     """
     signature = _signature(check)
-    if isinstance(fields, Sequence) and not isinstance(fields, str):
-        names = [name for name, _ in signature] if signature else [f"arg{i}" for i in range(len(fields))]
-        return dict(zip(names, fields))
-    mapping = dict(fields or {})
+    if isinstance(check_fields, Sequence) and not isinstance(check_fields, str):
+        names = [name for name, _ in signature] if signature else \
+            [f"arg{i}" for i in range(len(check_fields))]
+        return dict(zip(names, check_fields))
+    mapping = dict(check_fields or {})
     if signature is None:
         return mapping
     return {name: mapping.get(name, name) for name, _ in signature}
 
 
-def call_checker(check: Callable, row: Mapping, fields: Mapping[str, str] | Sequence[str] | None = None) -> list[Failure]:
+def call_checker(check: Callable, row: Mapping,
+                 check_fields: Mapping[str, str] | Sequence[str] | None = None) -> list[Failure]:
     """Call ``check`` on one row by the convention above; return its failures.
 
     Raises :class:`CheckerCallError` when the row lacks a field a required parameter needs.
     Exceptions the checker itself raises propagate to the caller.
     """
     signature = _signature(check)
-    if signature is not None and [name for name, _ in signature] == ["row"] and not fields:
+    if signature is not None and [name for name, _ in signature] == ["row"] and not check_fields:
         return as_failures(check(row))
-    mapping = checker_fields(check, fields)
+    mapping = checker_fields(check, check_fields)
     if signature is None:  # a checker taking *args: the fields go in positionally, in order
         missing = [f for f in mapping.values() if f not in row]
         if missing:

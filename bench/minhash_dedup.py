@@ -15,12 +15,17 @@ machine may be shared; a load above the core count means the figures are pessimi
    the run (base: Python, the libraries and the corpus), rejections, and of the injected
    edits whose source was kept and whose Jaccard with it is >= threshold ("testable"), the
    share rejected ("caught": LSH's recall on them, expected near the S-curve's).
-4. Baselines on the same corpora: ``RougeDedup``, datasketch's ``MinHash.bulk`` +
-   ``MinHashLSH`` and rensa's ``RMinHash`` + ``RMinHashLSH`` with the same banding,
-   each in the keep-first loop (query the kept rows, verify with exact Jaccard of Python
-   sets, insert when kept); time ratios and the share of rows decided alike.
+4. Peers side by side on one corpus (100k texts): datasketch's ``MinHash.bulk`` +
+   ``MinHashLSH`` (a row with a candidate among the kept rows goes), rensa's
+   ``RMinHashDeduplicator`` (LSH candidates, estimated Jaccard) and ``MinHashDedup``, each
+   given the same word tokens and timed with its tokenising, best of 3 with the arms
+   alternating, each run in a fresh process (its peak RSS; its CPU time too, the least of
+   the rounds, which a busy machine inflates less than wall time); recall on the planted edits,
+   and the share of sampled rejections that no earlier kept row matches at exact Jaccard
+   >= threshold (false), with 95% Wilson intervals; beside them the degenerate answer that
+   keeps only the first row.
 
-    .venv/bin/python bench/minhash_dedup.py                   # 100k and 1M, baselines at 20k, 100k
+    .venv/bin/python bench/minhash_dedup.py                   # scale at 100k and 1M, peers at 100k
     .venv/bin/python bench/minhash_dedup.py --quick           # small sizes, a minute or so
     .venv/bin/python bench/minhash_dedup.py --corpus rouge    # rouge_dedup.py's crowded corpus
 """
@@ -32,6 +37,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -183,76 +189,142 @@ def scale(sizes, kind: str, seed: int, threshold: float) -> None:
               f"{caught:>8}{r['verified_pairs']:>10}   {r['load']}", flush=True)
 
 
-# -- 4. baselines ---------------------------------------------------------------------------
-def keep_first_loop(sets, query, insert, threshold):
-    keep = np.ones(len(sets), dtype=bool)
-    for i, s in enumerate(sets):
-        best = max((len(s & sets[j]) / len(s | sets[j]) for j in query(i)),
-                   default=0.0) if s else 0.0
-        if best >= threshold:
-            keep[i] = False
-        elif s:
-            insert(i)
-    return keep
+# -- 4. peers side by side ----------------------------------------------------------------
+ARMS = ("datasketch", "rensa", "MinHashDedup")
 
 
-def datasketch_run(texts, threshold, bands, rows, seed):
-    from datasketch import MinHash, MinHashLSH
-
-    sets = [set(unicode_tokenize(t)) for t in texts]
-    sigs = MinHash.bulk([[w.encode() for w in s] for s in sets], num_perm=bands * rows,
-                        seed=seed)
-    lsh = MinHashLSH(threshold=threshold, num_perm=bands * rows, params=(bands, rows))
-    return keep_first_loop(sets, lambda i: lsh.query(sigs[i]),
-                           lambda i: lsh.insert(i, sigs[i]), threshold)
-
-
-def rensa_run(texts, threshold, bands, rows, seed):
-    import rensa
-
-    sets = [set(unicode_tokenize(t)) for t in texts]
-    sigs = rensa.RMinHash.from_token_sets([list(s) for s in sets], num_perm=bands * rows,
-                                          seed=seed)
-    lsh = rensa.RMinHashLSH(threshold, bands * rows, bands)
-    return keep_first_loop(sets, lambda i: lsh.query(sigs[i]),
-                           lambda i: lsh.insert(i, sigs[i]), threshold)
-
-
-def rouge_run(texts, *_):
-    res = RougeDedup("text").run(with_positions(texts))
+def arm_keep(arm: str, texts: list[str], threshold: float, num_perm: int, seed: int):
+    """Each peer's own keep-first decisions on the texts' word sets, tokenising included."""
     keep = np.ones(len(texts), dtype=bool)
-    keep[res.rejected["_id"].astype(int).to_numpy()] = False
+    if arm == "MinHashDedup":
+        res = MinHashDedup("text", threshold=threshold, num_perm=num_perm, seed=seed).run(
+            with_positions(texts))
+        keep[res.rejected["_id"].astype(int).to_numpy()] = False
+    elif arm == "rensa":  # its deduplicator: LSH candidates, estimated Jaccard >= threshold
+        import rensa
+
+        dedup = rensa.RMinHashDeduplicator(threshold=threshold, num_perm=num_perm,
+                                           use_lsh=True, seed=seed)
+        keep[:] = dedup.add_pairs((str(i), unicode_tokenize(t)) for i, t in enumerate(texts))
+    else:  # datasketch's recipe: a row with any LSH candidate among the kept is a duplicate
+        from datasketch import MinHash, MinHashLSH
+
+        sets = [set(unicode_tokenize(t)) for t in texts]
+        sigs = MinHash.bulk([[w.encode() for w in s] for s in sets], num_perm=num_perm,
+                            seed=seed)
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        for i, sig in enumerate(sigs):
+            if sets[i] and lsh.query(sig):
+                keep[i] = False
+            elif sets[i]:
+                lsh.insert(i, sig)
     return keep
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    keep = fn(*args)
-    return time.perf_counter() - start, keep, load()
+def arm_child(arm: str, n: int, kind: str, seed: int, threshold: float, num_perm: int,
+              keep_path: str) -> dict:
+    texts, _ = corpus(kind, n, seed)
+    before = memory_mb("VmRSS")
+    start, cpu = time.perf_counter(), time.process_time()
+    keep = arm_keep(arm, texts, threshold, num_perm, seed)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    np.save(keep_path, keep)
+    return {"seconds": seconds, "cpu": cpu, "peak_mb": memory_mb(), "before_mb": before,
+            "load": load()}
 
 
-def baselines(sizes, kind: str, seed: int, threshold: float) -> None:
-    stage = MinHashDedup("text", threshold=threshold, seed=seed)
-    bands, rows = stage.banding
-    runners = [("RougeDedup", rouge_run), ("datasketch", datasketch_run), ("rensa", rensa_run)]
-    print(f"\n4. Baselines on the {kind} corpus ({bands}x{rows} bands, exact verification): "
-          f"seconds, MinHashDedup's speed-up, share of rows decided alike")
-    for n in sizes:
-        texts, _ = corpus(kind, n, seed)
-        ours, res, ours_load = timed(stage.run, with_positions(texts))
-        keep = np.ones(n, dtype=bool)
-        keep[res.rejected["_id"].astype(int).to_numpy()] = False
-        print(f"  {n:>8} texts  MinHashDedup {ours:7.2f}s  rejected {(~keep).sum():>7}"
-              f"   load {ours_load}", flush=True)
-        for label, fn in runners:
-            try:
-                seconds, other, other_load = timed(fn, texts, threshold, bands, rows, seed)
-            except ImportError:
-                print(f"  {'':>8}        {label:<12} not installed")
-                continue
-            print(f"  {'':>8}        {label:<12} {seconds:7.2f}s  rejected {(~other).sum():>7}"
-                  f"  {seconds / ours:6.1f}x  alike {(other == keep).mean():.4f}"
-                  f"   load {other_load}", flush=True)
+def word_matrix(texts: list[str]):
+    """Rows x vocabulary, 1 where the row's word set holds the word (CSR)."""
+    from scipy import sparse
+
+    sets = [set(unicode_tokenize(t)) for t in texts]
+    codes, _ = pd.factorize(pd.Series([w for s in sets for w in s], dtype=object))
+    indptr = np.r_[0, np.cumsum([len(s) for s in sets])]
+    return sparse.csr_matrix((np.ones(len(codes), np.float32), codes, indptr),
+                             shape=(len(sets), int(codes.max()) + 1))
+
+
+def false_share(words, keep: np.ndarray, threshold: float, sample: int, seed: int):
+    """(share, rows checked) of sampled rejected rows that no earlier kept row matches at an
+    exact Jaccard >= threshold (a false rejection)."""
+    rejected = np.flatnonzero(~keep)
+    rows = np.random.default_rng(seed).choice(rejected, min(sample, len(rejected)),
+                                              replace=False)
+    sizes = np.asarray(words.sum(axis=1)).ravel()
+    false = 0
+    for lo in range(0, len(rows), 25):
+        part = rows[lo:lo + 25]
+        shared = (words[part] @ words.T).tocoo()
+        union = sizes[part][shared.row] + sizes[shared.col] - shared.data
+        hit = ((shared.data / union >= threshold) & keep[shared.col]
+               & (shared.col < part[shared.row]))
+        false += len(part) - len(np.unique(shared.row[hit]))
+    return false / max(1, len(rows)), len(rows)
+
+
+def wilson(hits: float, n: int, z: float = 1.96) -> str:
+    """A 95% Wilson interval for a share of ``n`` trials."""
+    if not n:
+        return "-"
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return f"[{max(0, centre - half):.3f}, {min(1, centre + half):.3f}]"
+
+
+def planted_recall(texts, source, keep, threshold):
+    """(share rejected, pairs) of the planted edits whose source was kept and whose exact
+    Jaccard with it is >= threshold."""
+    near = [i for i, s in enumerate(source) if s is not None and keep[s]
+            and exact_jaccard(texts[i], texts[s]) >= threshold]
+    return float((~keep[near]).mean()) if near else float("nan"), len(near)
+
+
+def peers(n: int, kind: str, seed: int, threshold: float, num_perm: int, rounds: int,
+          sample: int) -> None:
+    print(f"\n4. Peers on {n:,} texts of the {kind} corpus, threshold {threshold}, {num_perm} "
+          f"permutations, word sets; best of {rounds}, arms alternating, one process per run")
+    best: dict[str, dict] = {}
+    cpu: dict[str, float] = {}  # the least CPU time of each arm's runs
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            for arm in ARMS[r % len(ARMS):] + ARMS[:r % len(ARMS)]:
+                cmd = [sys.executable, __file__, "--arm", arm, "--child", str(n), "--corpus",
+                       kind, "--seed", str(seed), "--threshold", str(threshold),
+                       "--num-perm", str(num_perm), "--keep-path", f"{tmp}/{arm}.npy"]
+                try:
+                    out = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                                    text=True).stdout.splitlines()[-1])
+                except subprocess.CalledProcessError as error:
+                    print(f"  {arm}: failed ({error.stderr.strip().splitlines()[-1]})")
+                    continue
+                print(f"  round {r + 1} {arm:<13}{out['seconds']:8.2f}s  CPU {out['cpu']:6.2f}s"
+                      f"  peak {out['peak_mb']:6.0f} MB   load {out['load']}", flush=True)
+                if arm not in best or out["seconds"] < best[arm]["seconds"]:
+                    best[arm] = out
+                cpu[arm] = min(cpu.get(arm, np.inf), out["cpu"])
+        texts, source = corpus(kind, n, seed)
+        words = word_matrix(texts)
+        everything_but_first = np.r_[True, np.zeros(n - 1, dtype=bool)]
+        masks = {arm: np.load(f"{tmp}/{arm}.npy") for arm in best}
+        masks["(degenerate: keep one)"] = everything_but_first
+    ours = best.get("MinHashDedup", {}).get("seconds")
+    print(f"{'arm':<24}{'seconds':>8}{'vs ours':>8}{'CPU s':>7}{'vs ours':>8}{'peak MB':>8}"
+          f"{'base MB':>8}{'rejected':>9}{'recall':>8}{'95% CI':>16}{'false':>7}{'95% CI':>16}   load")
+    for arm, keep in masks.items():
+        recall, pairs = planted_recall(texts, source, keep, threshold)
+        false, checked = false_share(words, keep, threshold, sample, seed)
+        run = best.get(arm, {})
+        timing = (f"{run['seconds']:>8.2f}{run['seconds'] / ours:>7.2f}x{cpu[arm]:>7.2f}"
+                  f"{cpu[arm] / cpu['MinHashDedup']:>7.2f}x{run['peak_mb']:>8.0f}"
+                  f"{run['before_mb']:>8.0f}" if run and ours else "".join(
+                      f"{'-':>{w}}" for w in (8, 8, 7, 8, 8, 8)))
+        print(f"{arm:<24}{timing}{(~keep).sum():>9}{recall:>8.4f}"
+              f"{wilson(recall * pairs, pairs):>16}{false:>7.3f}"
+              f"{wilson(false * checked, checked):>16}   {run.get('load', load())}")
+    print(f"  recall: planted one-word edits and reorderings whose source the arm kept and whose "
+          f"exact Jaccard is >= {threshold}; false: {sample} sampled rejections that no earlier "
+          f"kept row matches at exact Jaccard >= {threshold}")
 
 
 def main(argv=None) -> None:
@@ -260,7 +332,9 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 1)[1])
     ap.add_argument("--sizes", default="100000,1000000", help="scale sizes (table 3)")
-    ap.add_argument("--baseline-sizes", default="20000,100000", help="table 4 sizes")
+    ap.add_argument("--peer-size", type=int, default=100_000, help="table 4 texts")
+    ap.add_argument("--rounds", type=int, default=3, help="table 4 runs per arm")
+    ap.add_argument("--sample", type=int, default=500, help="rejections checked per arm")
     ap.add_argument("--per-kind", type=int, default=300, help="labelled pairs per kind")
     ap.add_argument("--curve-pairs", type=int, default=20000, help="pairs per S-curve point")
     ap.add_argument("--threshold", type=float, default=0.8)
@@ -269,16 +343,22 @@ def main(argv=None) -> None:
                     help="near_dup_pairs.make_corpus (20%% injected edits) or "
                          "rouge_dedup.make_texts (templated, crowded)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="small sizes: 20k scale, 5k baselines")
+    ap.add_argument("--quick", action="store_true", help="small sizes: 20k scale, 10k peers, one round")
     ap.add_argument("--skip", default="", help="tables to skip, e.g. 1,2")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
+    ap.add_argument("--keep-path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child and args.arm:
+        print(json.dumps(arm_child(args.arm, args.child, args.corpus, args.seed,
+                                   args.threshold, args.num_perm, args.keep_path)))
+        return
     if args.child:
         print(json.dumps(child(args.child, args.corpus, args.seed, args.threshold)))
         return
     if args.quick:
-        args.sizes, args.baseline_sizes, args.per_kind, args.curve_pairs = (
-            "20000", "5000", 100, 3000)
+        args.sizes, args.peer_size, args.per_kind, args.curve_pairs, args.rounds = (
+            "20000", 10_000, 100, 3000, 1)
     skip = set(args.skip.split(","))
     print(machine(), f"| load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if "1" not in skip:
@@ -288,8 +368,8 @@ def main(argv=None) -> None:
     if "3" not in skip:
         scale([int(s) for s in args.sizes.split(",")], args.corpus, args.seed, args.threshold)
     if "4" not in skip:
-        baselines([int(s) for s in args.baseline_sizes.split(",")], args.corpus, args.seed,
-                  args.threshold)
+        peers(args.peer_size, args.corpus, args.seed, args.threshold, args.num_perm,
+              args.rounds, args.sample)
 
 
 if __name__ == "__main__":

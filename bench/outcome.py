@@ -8,7 +8,7 @@ The conditions (``examples/honeycomb``: the 171 seeds and their deterministic co
   (``examples/honeycomb/faults.py``, ``--rates``): checker-detectable ones, wrong-but-valid
   ones, a near-duplicate flood;
 - ``curated``: ``noisy`` after the spec's deterministic stages, in its order
-  (``bench/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
+  (``examples/honeycomb/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
   column swap, so it never meets a swap; on swapped rows it removes half the clean rows at
   random (see the stage-accuracy table), so it is left out here (``--skip``);
 - ``suspects`` (``--suspects``, slow): ``curated`` after `SuspectFilter` (k folds fine-tuned on
@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy, in_order, spec_stages,  # noqa: E402
-                            stage_accuracy)
+from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy,  # noqa: E402
+                                               in_order, recall_at, spec_stages, stage_accuracy)
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
@@ -94,7 +94,7 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
 
 def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict) -> tuple[pd.DataFrame, dict]:
     """The table less what `SuspectFilter` rejects, and its recall of each fault kind."""
-    from suspects import recall_at, suspect_stage
+    from suspects import suspect_stage
 
     options = dict(folds=settings["folds"], epochs=settings["suspect_epochs"], lr=1e-3, lora_r=16, batch=4,
                    seed=0, clean_share=settings["suspect_share"], template="question")
@@ -337,7 +337,7 @@ def parse_args(argv=None):
 
 
 def _rates(text: str) -> dict:
-    from stage_accuracy import _rates as parse
+    from stage_accuracy import _rates as parse  # bench/stage_accuracy.py, the script's parser
 
     return parse(text)
 

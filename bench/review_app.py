@@ -93,7 +93,7 @@ def verdict(body: dict) -> str:
 
 def build(work: Path, n: int, in_memory: bool = False) -> Path:
     from curate import (ComplexityFilter, Derive, ExactDedup, Filter, Judge, Pipeline,
-                        SharegptExport)
+                        ChatExport)
     from curate.llm import LLM
     from curate.testing import ScriptedServer
 
@@ -112,7 +112,7 @@ def build(work: Path, n: int, in_memory: bool = False) -> Path:
                   Judge(llm, fields=["nlq", "query"], keep="all",
                         when=lambda row: int(row["nlq"].rsplit("#", 1)[-1]) % 100 == 1)]
         Pipeline(source=source, stages=stages, name=f"review-bench-{n}",
-                 export=SharegptExport(human="{nlq}\n\nColumns: {columns}", gpt="query",
+                 export=ChatExport(human="{nlq}\n\nColumns: {columns}", gpt="query",
                                        system="Write a Honeycomb query.")
                  ).run(work / "run", progress=False)
     return work / "run"

@@ -7,7 +7,7 @@ lines. Two sides, measured in the same run on the same file:
 - pandas: ``read_json(lines=True)`` -> boolean filter -> ``drop_duplicates("key")`` ->
   ``sample(n, random_state=0)`` -> ``to_json(lines=True)`` (one process, nothing else);
 - the runner: ``python -m curate.pipeline spec.py --out DIR`` with
-  ``Filter -> ExactDedup("key") -> Sample -> SharegptExport``, a fresh run folder (ids,
+  ``Filter -> ExactDedup("key") -> Sample -> ChatExport``, a fresh run folder (ids,
   checkpoints, rejected/errored files, the export, the report and the manifest included),
   then the same command again on the unchanged spec (the resume cost).
 
@@ -51,13 +51,13 @@ WORDS = ("latency error rate checkout payments auth search frontend inventory sh
          "timeouts bytes spans traces root service endpoint customer tenant version").split()
 
 SPEC = """\
-from curate import ExactDedup, Filter, Pipeline, Sample, SharegptExport
+from curate import ExactDedup, Filter, Pipeline, Sample, ChatExport
 
 {filter}
 pipeline = Pipeline(
     source={source!r},
     stages=[long_enough, ExactDedup("key"), Sample(n={sample}, seed=0)],
-    export=SharegptExport(system="Answer with the label.", human="{{text}}", gpt="label"),
+    export=ChatExport(system="Answer with the label.", human="{{text}}", gpt="label"),
 )
 """
 BATCHED = 'long_enough = Filter(lambda df: df["text"].str.len() > 40, batched=True, name="long_enough")'

@@ -28,35 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stage_accuracy import CLEAN, LABEL, faulted_table, wilson  # noqa: E402
+from examples.honeycomb.stage_accuracy import LABEL, faulted_table, recall_at  # noqa: E402
 
 SCORES = {"mean NLL": "_answer_loss", "max token NLL": "_answer_loss_max"}
-
-
-def recall_at(scores: pd.Series, labels: pd.Series, clean_share: float = 0.1) -> dict:
-    """Recall of every fault kind (and of all faults) when rows scoring above a threshold are
-    removed, the threshold being the lowest that removes at most ``clean_share`` of the clean
-    rows; with the AUC of faulted against clean rows (scikit-learn)."""
-    from sklearn.metrics import roc_auc_score
-
-    kinds = labels.fillna(CLEAN)
-    clean = np.sort(scores[kinds == CLEAN].to_numpy())[::-1]
-    allowed = int(np.floor(clean_share * len(clean)))  # clean rows that may lie above
-    threshold = clean[allowed] if allowed < len(clean) else -np.inf
-    above = scores > threshold
-    out = {"threshold": float(threshold),
-           "clean": wilson(int(above[kinds == CLEAN].sum()), int((kinds == CLEAN).sum()))}
-    for kind in [*sorted(set(kinds) - {CLEAN}), "all faults"]:
-        rows = kinds != CLEAN if kind == "all faults" else kinds == kind
-        out[kind] = wilson(int(above[rows].sum()), int(rows.sum()))
-    out["auc"] = float(roc_auc_score(kinds != CLEAN, scores))
-    return out
 
 
 def suspect_stage(args, **options):

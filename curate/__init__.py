@@ -20,13 +20,14 @@ _EXPORTS = {
     "fingerprint_ignore": "core.fingerprint",
     # readers, writers, chat formats, exporters
     "read_table": "io", "write_table": "io",
-    "ChatExport": "formats.export", "SharegptExport": "formats.export",
+    "ChatExport": "formats.export",
+    "PreferencePairs": "formats.preferences",
     "convert": "formats.chat", "to_messages": "formats.chat", "from_messages": "formats.chat",
     # deterministic stages
     "Filter": "stages.filters", "ComplexityFilter": "stages.filters",
     "AssertionFilter": "stages.filters", "ExactDedup": "stages.dedup_exact",
     "RougeDedup": "stages.dedup_rouge", "EmbeddingDedup": "stages.dedup_embedding",
-    "MinHashDedup": "stages.dedup_minhash",
+    "MinHashDedup": "stages.dedup_minhash", "Decontaminate": "stages.decontaminate",
     "Sample": "stages.sampling", "Mix": "stages.sampling", "Derive": "stages.derive",
     "SuspectFilter": "stages.training_dynamics",
     # LLM stages and the client
@@ -38,12 +39,14 @@ _EXPORTS = {
     # the runner
     "Pipeline": "pipeline", "ReportOptions": "pipeline.report", "RunResult": "pipeline.runner",
     "open_run": "pipeline.folder",
+    # what the data covers
+    "clusters": "clustering", "ClusterOptions": "clustering", "Clusters": "clustering",
     # evaluation statistics
     "Interval": "stats", "interval": "stats", "paired_difference": "stats",
     "mcnemar_exact": "stats",
     # judge alignment
-    "export_for_review": "alignment", "read_review": "alignment",
-    "alignment_report": "alignment",
+    "export_for_review": "review.alignment", "read_review": "review.alignment",
+    "alignment_report": "review.alignment",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -24,9 +24,9 @@ class AssertionEvalConfig:
     """Generate on held-out prompts every ``every`` steps and score the outputs with a checker.
 
     Args:
-        checker: ``"module:function"``; called as ``function(output_text, **fields)`` and
+        checker: ``"module:function"``; called as ``function(output_text, **check_fields)`` and
             returning a list of failures (empty means valid) or a bool (True means valid).
-        fields: checker keyword -> where its value comes from in the row. Either the name of a
+        check_fields: checker keyword -> where its value comes from in the row. Either the name of a
             top-level row field (``columns: columns``) or a mapping with ``turn`` (the role whose
             last message before the answer is read: system, user), ``regex`` (group 1 is kept,
             or the whole match when it has no group) and ``parse`` (text, json, list, csv).
@@ -37,7 +37,7 @@ class AssertionEvalConfig:
     """
 
     checker: str = ""
-    fields: dict = field(default_factory=dict)
+    check_fields: dict = field(default_factory=dict)
     every: int = 0
     rows: int = 16
     max_new_tokens: int = 128

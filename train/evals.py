@@ -1,13 +1,13 @@
 """Evaluation with assertions: generate on held-out prompts and score with a checker.
 
 The checker is named in the config as ``"module:function"`` and called as
-``function(output_text, **fields)``; its answer is read as curation reads it
-(`assertions.calling`): a list of failures (empty: valid), a bool, or a message. Its other arguments come from the row, as the config's ``fields`` mapping says::
+``function(output_text, **check_fields)``; its answer is read as curation reads it
+(`assertions.calling`): a list of failures (empty: valid), a bool, or a message. Its other arguments come from the row, as the config's ``check_fields`` mapping says::
 
     assertion_eval:
       checker: assertions.honeycomb:check
       every: 50
-      fields:
+      check_fields:
         columns: {turn: user, regex: "Columns: (.*)", parse: list}
 
 The prompt is rendered with `templates.render_prompt`, the function serving uses too.
@@ -57,7 +57,7 @@ def extract_fields(conversation: dict, fields: dict) -> dict:
     """The checker's keyword arguments for one held-out row (see the module docstring)."""
     out = {}
     for arg, spec in fields.items():
-        where = f"assertion_eval.fields.{arg}"
+        where = f"assertion_eval.check_fields.{arg}"
         spec = {"field": spec} if isinstance(spec, str) else dict(spec)
         unknown = set(spec) - {"field", "turn", "regex", "parse"}
         if unknown:
@@ -125,7 +125,7 @@ def assertion_eval(model, tokenizer, conversations: list[dict], ecfg, template: 
                        batch_size, synced_gpus)
     failures, valid, examples = Counter(), 0, []
     for conv, output in zip(rows, outputs):
-        ok, rules = _is_valid(checker(output, **extract_fields(conv, ecfg.fields)))
+        ok, rules = _is_valid(checker(output, **extract_fields(conv, ecfg.check_fields)))
         valid += ok
         failures.update(set(rules))
         examples.append({"output": output, "valid": ok, "failures": rules})

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from train import checkpoint as ckpt
 from train.config import config_dict
 from train.data import IGNORE_INDEX, build_examples, collate, load_conversations
+from train.overlap import overlap_warning
 from train.errors import ConfigError
 from train.evals import assertion_eval, extract_fields, load_checker
 from train.hardware import MFU_CONVENTION, detect_gpu, mfu, peak_memory_bytes
@@ -172,6 +173,9 @@ def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list
     val_ex, _ = build_examples(val_rows, tokenizer, cfg)
     held = f"{len(val_ex)} held out" if val_ex else "no held-out rows (val_fraction 0, no val_data): no val_loss"
     accelerator.print(f"data: {stats.summary(cfg)}; {held}\n{stats.length_report(cfg, train_ex)}")
+    overlap = overlap_warning(cfg) if accelerator.is_main_process else None
+    if overlap:
+        accelerator.print(f"warning: {overlap}")
     if cfg.packing:
         train_ex, val_ex = pack(train_ex, cfg.max_seq_len), pack(val_ex, cfg.max_seq_len)
     if not train_ex:
@@ -182,7 +186,7 @@ def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list
                               "set val_fraction above 0 or val_data")
         load_checker(cfg.assertion_eval.checker)  # fail now, not after the first hour of training
         for conv in val_rows[: cfg.assertion_eval.rows]:
-            extract_fields(conv, cfg.assertion_eval.fields)
+            extract_fields(conv, cfg.assertion_eval.check_fields)
     return train_ex, val_ex, val_rows
 
 

@@ -44,6 +44,7 @@ from .table import (ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids,
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
 PARTS = ("kept", "rejected", "errored")
+REJECTION_ROLES = ("duplicate_of", "similarity", "failures")  # why a row went: rejected rows only
 TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true/false",
               list: "a list", dict: "an object", tuple: "a list"}
 
@@ -178,7 +179,8 @@ class Stage:
 
         Roles the report reads: ``duplicate_of``, ``similarity``, ``critique``, ``verdict``,
         ``measure``, ``failures``, ``answer``. Columns without a leading ``_`` are data: the
-        stage refuses to run on a table that already has one.
+        stage refuses to run on a table that already has one. Columns whose role says why a
+        row was rejected (`REJECTION_ROLES`) are left off the kept rows.
         """
         return {}
 
@@ -217,6 +219,7 @@ class Stage:
             _row_errors.reset(token)
         seconds = time.perf_counter() - start
         result = self._route_errors(good, result, errors)
+        self._only_on_rejected(result)
         partition = (getattr(result, "_partition", False) and not len(errors) and not len(checked)
                      and len(result.kept) + len(result.rejected) + len(result.errored) == len(df))
         if not partition:  # rows were created, replaced or errored: check every id
@@ -293,6 +296,13 @@ class Stage:
         errors.add(row_id, code, reason, field, user_traceback(sys.exc_info()[1]))
 
     # -- the policy ------------------------------------------------------------------------
+    def _only_on_rejected(self, result: StageResult) -> None:
+        """Drop from the kept rows the columns that describe a rejection."""
+        drop = [c for c, role in self.added_columns().items() if role in REJECTION_ROLES
+                and c in result.kept.columns]
+        if drop:
+            result.kept = result.kept.drop(columns=drop)
+
     def _check_columns(self, df: pd.DataFrame) -> None:
         known = ", ".join(domain_columns(df))
         for name in self.required_fields():

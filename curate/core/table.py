@@ -12,7 +12,8 @@ columns start with ``_`` and are never passed on as domain fields:
 - ``_stage``, ``_reason_code``, ``_reason``, ``_field``: on rejected and errored rows, which
   stage dropped the row, a stable snake_case code, a sentence a person can act on, and the
   field concerned when there is one;
-- per-stage bookkeeping such as ``_dup_of``, ``_rouge_l`` or ``_failures``.
+- per-stage bookkeeping such as ``_dup_of``, ``_rouge_l`` or ``_failures`` (those that say
+  why a row was rejected are on the rejected rows only) and measures (``_complexity``).
 
 A source may carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (the name a
 :class:`~curate.stages.sampling.Mix` gives each of its sources); any other ``_`` column in a

@@ -1,6 +1,6 @@
 """Exporters: turn kept rows into chat-format training files.
 
-:class:`ChatExport` (alias :class:`SharegptExport`) builds each conversation from templates
+:class:`ChatExport` builds each conversation from templates
 over row fields: a system text, a human template such as ``NLQ: "{nlq}"\\n\\nColumns:
 {columns}``, and the field (or template) that holds the answer. It writes sharegpt JSONL and,
 on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder. Rows are built by
@@ -114,15 +114,19 @@ class ChatExport:
         system: optional system text, template or function.
         formats: any of ``sharegpt``, ``messages``, ``alpaca`` (first is the main file).
         datasets_folder: also save the first format as a ``datasets`` folder.
+        preferences: a :class:`~curate.formats.preferences.PreferencePairs`: a run also
+            writes ``preference.jsonl``, chosen/rejected pairs from its lineage (for DPO).
     """
 
     def __init__(self, human: Template, gpt: Template, system: Template | None = None,
-                 formats=("sharegpt",), datasets_folder: bool = False, name: str = "export"):
+                 formats=("sharegpt",), datasets_folder: bool = False, name: str = "export",
+                 preferences=None):
         unknown = [f for f in formats if f not in FORMATS]
         if unknown or not formats:
             raise StageError(name, f"unknown formats {unknown}; choose from {list(FORMATS)}")
         self.human, self.gpt, self.system = human, gpt, system
         self.formats, self.datasets_folder, self.name = tuple(formats), datasets_folder, name
+        self.preferences = preferences
 
     def required_fields(self) -> list[str]:
         fields = []
@@ -290,7 +294,8 @@ class ChatExport:
     def files(self) -> list[str]:
         """The names `write` gives the files and folders it writes in its folder."""
         return [f"{fmt}.jsonl" for fmt in self.formats] + \
-            (["dataset"] if self.datasets_folder else [])
+            (["dataset"] if self.datasets_folder else []) + \
+            (["preference.jsonl"] if self.preferences is not None else [])
 
     def write(self, df: pd.DataFrame, folder) -> dict[str, str]:
         """Write every requested format into ``folder``; returns {format: path}. Rows that
@@ -317,8 +322,8 @@ class ChatExport:
         return paths
 
     def fingerprint(self):
-        return fingerprint_of({"human": self.human, "gpt": self.gpt, "system": self.system,
-                               "formats": self.formats, "datasets": self.datasets_folder})
-
-
-SharegptExport = ChatExport
+        made = {"human": self.human, "gpt": self.gpt, "system": self.system,
+                "formats": self.formats, "datasets": self.datasets_folder}
+        if self.preferences is not None:
+            made["preferences"] = self.preferences
+        return fingerprint_of(made)

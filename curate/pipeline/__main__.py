@@ -13,7 +13,7 @@ from .summary import errored_lines
 EPILOG = """\
 The spec is a Python file that defines:
 
-    pipeline = Pipeline(source="seeds.jsonl", stages=[...], export=SharegptExport(...))
+    pipeline = Pipeline(source="seeds.jsonl", stages=[...], export=ChatExport(...))
 
 A relative source path is taken from the spec file's own folder, not from the folder
 you run the command in.

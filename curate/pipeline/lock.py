@@ -1,9 +1,10 @@
 """The run-folder lock: one run at a time per folder.
 
-The lock is an advisory ``flock`` on ``<run>/.lock``, which holds the owner's pid, host and
-start time. The operating system releases it when the owner exits, however it exits, so a
-lock left by a dead process is simply taken over; a live owner makes a second run stop at
-once with one line naming it.
+The lock is ``filelock``'s (an advisory ``flock`` on ``<run>/.lock``, the lock the batch record
+and the review labels take too); the file holds the owner's pid, host and start time. The
+operating system releases it when the owner exits, however it exits, so a lock left by a
+dead process is simply taken over; a live owner makes a second run stop at once with one
+line naming it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from ..errors import CurateError
 
@@ -35,25 +38,18 @@ def _owner(path: Path) -> str:
 @contextlib.contextmanager
 def run_folder_lock(folder: Path):
     """Hold the folder's lock for the block, or raise :class:`FolderInUse`."""
-    import fcntl
-
     path = Path(folder) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(path, timeout=0)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FolderInUse(f"run folder {folder} is in use by {_owner(path)}; wait for "
-                              f"that run to finish or choose another --out") from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        lock.acquire()
+    except Timeout:
+        raise FolderInUse(f"run folder {folder} is in use by {_owner(path)}; wait for "
+                          f"that run to finish or choose another --out") from None
+    try:
+        path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since":
+                                    datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        yield
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.write_text("")
+        lock.release()

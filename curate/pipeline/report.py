@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..core.fingerprint import Fingerprint, fingerprint_of
 from ..core.table import ID, ORIGIN, REASON, REASON_CODE, isin, row_dicts
+from .report_clusters import cluster_section
 from .summary import top_reason
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
@@ -40,12 +41,16 @@ class ReportOptions:
         measure_label: the axis label for ``measure``.
         text_field: the field shown in near-duplicate pairs and critique examples.
         examples: how many examples to show per section (and per stage).
+        clusters: a text field (or a :class:`~curate.clustering.ClusterOptions`) whose
+            topics the report shows: cluster sizes in the source and kept, what each stage
+            made and removed in each, and a map (see :mod:`.report_clusters`).
     """
 
     measure: str | Callable | None = None
     measure_label: str = "measure"
     text_field: str | None = None
     examples: int = 6
+    clusters: object = None
 
     def fingerprint(self) -> Fingerprint:
         return fingerprint_of(vars(self))
@@ -199,4 +204,5 @@ def render_report(pipeline, run, manifest: dict) -> str:
         critiques=_critiques(manifest, run, opts.text_field, opts.examples), errored=errored,
         stage_examples=_stage_examples(run, opts.text_field, min(STAGE_EXAMPLES, opts.examples)),
         run_folder=str(run.out), escape=html.escape,
-        errored_summary=errored_lines(manifest, run.out))
+        errored_summary=errored_lines(manifest, run.out),
+        clusters=cluster_section(run, opts.clusters))

@@ -36,6 +36,7 @@ from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .background import BackgroundWork
+from .card import dataset_card
 from .checkpoint import STORED, CheckpointStore, chain_key
 from .executors import make_executor
 from .lock import run_folder_lock
@@ -50,6 +51,7 @@ VERSIONED = ("curate-workbench", "pandas", "numpy", "pyarrow", "openai", "rapidf
 OUTPUTS = ("rejected.jsonl.gz", "errored.jsonl", "export", "report.html")
 OUTPUT_FORMAT = "3"
 SOURCE_COPY = "checkpoints/00_source.parquet"
+CARD = "README.md"  # the dataset card, in export/
 
 
 @dataclass
@@ -106,9 +108,10 @@ def _origins(kept: pd.DataFrame) -> dict[str, int]:
 
 
 def _export_files(export) -> list[str]:
-    """The names an export writes in ``export/`` (none known for an export of your own)."""
+    """The names an export writes in ``export/`` (none known for an export of your own),
+    the dataset card last."""
     files = getattr(export, "files", None)
-    return list(files()) if callable(files) else []
+    return [*files(), CARD] if callable(files) else []
 
 
 def package_versions() -> dict[str, str]:
@@ -245,6 +248,7 @@ class _Run:
                         "rejected": len(run.rejected), "errored": len(run.errored),
                         "kept_by_origin": _origins(tables["kept"])}
                 self._write_outputs(run)
+                self._write_card(stats, rows)
                 if "report.html" not in self.reuse_outputs:
                     html = render_report(self.pipeline, run, self._manifest(stats, rows))
                     self._wrote(self.out / "report.html")
@@ -339,6 +343,20 @@ class _Run:
             self._wrote(out / "export", *(out / "export" / f
                                           for f in _export_files(self.pipeline.export)))
             self.exported = self.pipeline.export.write(run.kept, out / "export")
+            preferences = getattr(self.pipeline.export, "preferences", None)
+            if preferences is not None:
+                path, pairs = preferences.write(run, self.pipeline.export, out / "export",
+                                                self.pipeline.stages)
+                self.preferences = {"path": str(path), "pairs": pairs}
+
+    def _write_card(self, stats: list[dict], rows: dict) -> None:
+        """``export/README.md``, written whenever the export is (recorded with its files)."""
+        files = _export_files(self.pipeline.export)
+        if getattr(self, "exported", None) is not None and files:
+            folder = self.out / "export"  # an empty file (no preference pairs) is no config
+            files = [f for f in files[:-1] if not f.endswith(".jsonl") or _size(folder / f)]
+            write_text(folder / CARD, dataset_card(self._manifest(stats, rows),
+                                                   self.pipeline.stages, files, self.out))
 
     def _write_rejected(self, path: Path) -> None:
         """Every stage's rejected rows, in stage order, each with the fields it held when
@@ -428,6 +446,8 @@ class _Run:
                 else {}
         else:
             export = {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in export.items()}
+        preferences = getattr(self, "preferences", None) or \
+            ((self.previous or {}).get("preferences") if "export" in self.reuse_outputs else None)
         return {
             "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
             "spec_hash": _file_hash(self.spec_path), "source": self._source_info(),
@@ -439,6 +459,7 @@ class _Run:
                        "of": len(stats), "outputs": sorted(self.reuse_outputs)},
             "stages": stats, "llm": _sum_llm(stats), "llm_computed": _sum_llm(stats, "llm_computed"),
             "outputs": outputs, "export": export, "export_errored": self._export_errored(),
+            **({"preferences": preferences} if preferences else {}),
         }
 
     def _export_errored(self) -> dict:

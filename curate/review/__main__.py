@@ -14,7 +14,7 @@ EPILOG = """\
 Browse every row of a finished run (kept, rejected, errored, replaced) with its lineage and
 training text, and label the judge's verdicts to measure how well it agrees with you.
 Labels are saved as you make them to RUN_DIR/review/labels.csv (the format
-curate.alignment.read_review reads); nothing else is written outside RUN_DIR/review/.
+curate.review.alignment.read_review reads); nothing else is written outside RUN_DIR/review/.
 
 The app listens on 127.0.0.1 by default. With --host set to another address it prints a
 token in its address, and refuses every request without it.

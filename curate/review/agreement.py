@@ -1,7 +1,7 @@
 """Judge-expert agreement as the label page shows it, and the few-shot export.
 
-The figures come from :func:`curate.alignment.alignment_report` on the labels file read by
-:func:`curate.alignment.read_review`, so they are the numbers an offline
+The figures come from :func:`curate.review.alignment.alignment_report` on the labels file read by
+:func:`curate.review.alignment.read_review`, so they are the numbers an offline
 ``alignment_report(read_review("<run>/review/labels.csv"))`` gives on the same rows. The
 true-positive and true-negative rates are read off that report's confusion matrix, with
 "good" as the positive label and the expert as the reference: TPR = of the rows the expert
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_OUTCOME, LABELS,
+from .alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_OUTCOME, LABELS,
                          alignment_report, read_review)
 from ..core.table import ID
 from ..io.atomic import write_jsonl
-from .labels import JUDGE_FINGERPRINT, JUDGE_STAGE, LABELLED_AT, REVIEW_FOLDER, Judge, LabelStore
+from .labels import JUDGE_FINGERPRINT, JUDGE_STAGE, LABELLED_AT, REVIEW_FOLDER, JudgedStage, LabelStore
 from .table import RunTable
 
 FEW_SHOT_FILE = "critique_examples.jsonl"
@@ -73,7 +73,7 @@ def figures(rows: pd.DataFrame, label: str = "", current: bool = False) -> Figur
                    disagreements, label, current)
 
 
-def read_labels(store: LabelStore, judge: Judge) -> pd.DataFrame:
+def read_labels(store: LabelStore, judge: JudgedStage) -> pd.DataFrame:
     """Every label of ``judge``'s stage in the file, as ``read_review`` reads it."""
     if not store.path.exists():
         return pd.DataFrame(columns=[ID, JUDGE_OUTCOME, EXPERT_OUTCOME, JUDGE_FINGERPRINT])
@@ -81,13 +81,13 @@ def read_labels(store: LabelStore, judge: Judge) -> pd.DataFrame:
     return rows[rows[JUDGE_STAGE] == judge.stage] if JUDGE_STAGE in rows.columns else rows
 
 
-def this_round(labels: pd.DataFrame, judge: Judge) -> pd.DataFrame:
+def this_round(labels: pd.DataFrame, judge: JudgedStage) -> pd.DataFrame:
     if JUDGE_FINGERPRINT not in labels.columns:
         return labels
     return labels[labels[JUDGE_FINGERPRINT] == judge.fingerprint]
 
 
-def rounds(labels: pd.DataFrame, judge: Judge) -> list[Figures]:
+def rounds(labels: pd.DataFrame, judge: JudgedStage) -> list[Figures]:
     """One line per judge fingerprint, oldest round first."""
     if labels.empty or JUDGE_FINGERPRINT not in labels.columns:
         return []
@@ -102,7 +102,7 @@ def rounds(labels: pd.DataFrame, judge: Judge) -> list[Figures]:
     return lines
 
 
-def current_judge_on_all(table: RunTable, labels: pd.DataFrame, judge: Judge) -> Figures | None:
+def current_judge_on_all(table: RunTable, labels: pd.DataFrame, judge: JudgedStage) -> Figures | None:
     """The current judge's outcomes against the expert's latest label of each row."""
     if labels.empty:
         return None

@@ -9,8 +9,8 @@ filters and pages that table on the server and ships only what it shows.
 
 Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
 and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
-text, ``/label`` the judge-alignment walk with the live agreement panel, ``/report`` the
-run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
+text, ``/clusters`` and ``/cluster/<id>`` the run's topics (:mod:`.clusters`), ``/label`` the
+judge-alignment walk with the live agreement panel, ``/report`` the run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
 the labels file and the few-shot export in ``<run>/review/`` (see :mod:`.labels` and
 :mod:`.agreement`).
 """
@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..alignment import LABELS
+from .alignment import LABELS
 from ..errors import CurateError, OutputError
-from . import agreement
+from . import agreement, clusters
 from .guard import Guard, security_headers
-from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, Judge, LabelStore, Walk, judges
+from .labels import EXPERT_ANSWER, EXPERT_CRITIQUE, EXPERT_OUTCOME, JudgedStage, LabelStore, Walk, judged_stages
 from .lineage import ExportLines, pretty, row_page, shown
 from .table import Query, RunTable
 
@@ -49,13 +49,13 @@ class Review:
     seed: int = 0
     exports: ExportLines = None
     store: LabelStore = None
-    judges: dict[str, Judge] = field(default_factory=dict)
+    judges: dict[str, JudgedStage] = field(default_factory=dict)
     walks: dict[str, Walk] = field(default_factory=dict)
 
     def __post_init__(self):
         self.exports = ExportLines(self.table)
         self.store = LabelStore(self.table.folder)
-        self.judges = {j.stage: j for j in judges(self.table)}
+        self.judges = {j.stage: j for j in judged_stages(self.table)}
 
     def warm(self, first_request: threading.Event) -> None:
         """Once the first page is out (or after a moment), build the search index, the id
@@ -64,12 +64,12 @@ class Review:
         self.table.warm()
         self.exports.warm()
 
-    def judge(self, name: str | None) -> Judge | None:
+    def judge(self, name: str | None) -> JudgedStage | None:
         if name in self.judges:
             return self.judges[name]
         return next(iter(self.judges.values()), None)
 
-    def walk(self, judge: Judge) -> Walk:
+    def walk(self, judge: JudgedStage) -> Walk:
         if judge.stage not in self.walks:
             self.walks[judge.stage] = Walk(self.table, judge, self.sample, self.seed)
         return self.walks[judge.stage]
@@ -93,7 +93,8 @@ def render(request: Request, name: str, status: int = 200, **context) -> HTMLRes
     html = ENV.get_template(name).render(
         nonce=nonce, form_token=request.scope["state"].get("form_token", ""),
         manifest=review.table.manifest, folder=str(review.table.folder),
-        has_judge=bool(review.judges), **context)
+        has_judge=bool(review.judges), has_clusters=review.table.clusters is not None,
+        **context)
     request.app.state.first_request.set()
     return HTMLResponse(html, status_code=status, headers=security_headers(nonce))
 
@@ -147,6 +148,22 @@ async def row(request: Request) -> Response:
     return render(request, "row.html", row=page)
 
 
+async def cluster_index(request: Request) -> Response:
+    table = request.app.state.review.table
+    listed = clusters.cluster_list(table) if table.clusters is not None else []
+    return render(request, "clusters.html", clusters=listed,
+                  unclustered=clusters.unclustered(table))
+
+
+async def cluster(request: Request) -> Response:
+    table = request.app.state.review.table
+    page = clusters.cluster_page(table, request.path_params["cluster_id"])
+    if page is None:
+        return render(request, "missing.html", status=404, row_id=None,
+                      what=f"cluster {request.path_params['cluster_id']!r}")
+    return render(request, "cluster.html", cluster=page)
+
+
 async def raw(request: Request) -> Response:
     """A row's whole field (``?id=&field=``) or export line (``?id=&export=``), as text."""
     review: Review = request.app.state.review
@@ -174,7 +191,7 @@ async def report(request: Request) -> Response:
 
 
 # -- labelling ------------------------------------------------------------------------------------
-def _panel(review: Review, judge: Judge) -> dict:
+def _panel(review: Review, judge: JudgedStage) -> dict:
     labels = agreement.read_labels(review.store, judge)
     current = agreement.figures(agreement.this_round(labels, judge), "this round", True)
     return {"current": current, "rounds": agreement.rounds(labels, judge),
@@ -195,7 +212,7 @@ async def label_start(request: Request) -> Response:
     return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
 
 
-def _label_item(review: Review, judge: Judge, row_id: str) -> dict | None:
+def _label_item(review: Review, judge: JudgedStage, row_id: str) -> dict | None:
     position = review.table.position(row_id)
     walk = review.walk(judge)
     if position is None or row_id not in walk.index:
@@ -283,7 +300,8 @@ def create_app(folder, *, sample: int | None = None, seed: int = 0, token: str |
     first_request = threading.Event()
     threading.Thread(target=review.warm, args=(first_request,), daemon=True).start()
     routes = [Route("/", browse), Route("/row/{row_id:path}", row), Route("/raw", raw),
-              Route("/report", report),
+              Route("/report", report), Route("/clusters", cluster_index),
+              Route("/cluster/{cluster_id}", cluster),
               Route("/label", label_start), Route("/label/{row_id:path}", label_row),
               Route("/label/{row_id:path}", label_save, methods=["POST"]),
               Route("/few-shot", few_shot, methods=["POST"]),

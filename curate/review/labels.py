@@ -1,33 +1,32 @@
 """The expert's labels: which rows to walk, and the labels file in the run folder.
 
 Labels live in ``<run>/review/labels.csv``, in the review-sheet format of
-:mod:`curate.alignment` (``_id``, the judged fields, ``judge_critique``, ``judge_outcome``,
+:mod:`curate.review.alignment` (``_id``, the judged fields, ``judge_critique``, ``judge_outcome``,
 ``expert_critique``, ``expert_outcome``), so ``read_review`` and ``alignment_report`` read it
 as it is. Four more columns: ``expert_answer`` (a corrected answer, optional),
 ``judge_stage`` and ``judge_fingerprint`` (the judge stage and its fingerprint in the
 manifest when the label was made: a changed judge prompt starts a new labelling round) and
 ``labelled_at``. Cells that a spreadsheet would run as a formula (a leading = + - @ tab
 or CR) are written behind a ``'`` and read back without it
-(:func:`curate.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
+(:func:`curate.review.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
 comes back as written.
 
-Every label is written when it is made: under an exclusive lock on the ``review`` folder,
+Every label is written when it is made: under an exclusive lock (``review/.labels.csv.lock``),
 the file is read again, the label merged in and the whole file replaced atomically, so a
 refresh, a crash, a second tab or a second app on the same run loses nothing.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
-from ..alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_CRITIQUE, JUDGE_OUTCOME,
+from .alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, JUDGE_CRITIQUE, JUDGE_OUTCOME,
                          LABELS, cell_text, from_sheet, to_sheet)
 from ..core.table import ID
 from ..errors import InputError
@@ -43,7 +42,7 @@ TRAILING = (JUDGE_CRITIQUE, JUDGE_OUTCOME, EXPERT_CRITIQUE, EXPERT_OUTCOME, EXPE
 
 
 @dataclass
-class Judge:
+class JudgedStage:
     """The judge stage whose verdicts are being labelled."""
 
     stage: str
@@ -54,7 +53,7 @@ class Judge:
     verdict: str
 
 
-def judges(table: RunTable) -> list[Judge]:
+def judged_stages(table: RunTable) -> list[JudgedStage]:
     """Every stage of the run that declared a verdict column."""
     found = []
     for step, stats in enumerate(table.stage_stats):
@@ -66,7 +65,7 @@ def judges(table: RunTable) -> list[Judge]:
         declared = (stats.get("params") or {}).get("fields")
         fields = [f for f in (declared if isinstance(declared, list) else table.fields)
                   if f in table.rows.columns and f not in roles]
-        found.append(Judge(stats["stage"], step, str(stats.get("fingerprint", "")), fields,
+        found.append(JudgedStage(stats["stage"], step, str(stats.get("fingerprint", "")), fields,
                            critique, verdict))
     return found
 
@@ -75,7 +74,7 @@ class Walk:
     """The judged rows in the order the expert sees them: a seeded shuffle, cut to
     ``sample`` rows when asked (growing the sample keeps the rows already in it)."""
 
-    def __init__(self, table: RunTable, judge: Judge, sample: int | None = None, seed: int = 0):
+    def __init__(self, table: RunTable, judge: JudgedStage, sample: int | None = None, seed: int = 0):
         judged = np.flatnonzero(table.rows[judge.verdict].notna().to_numpy())
         order = judged[np.random.default_rng(seed).permutation(len(judged))]
         self.positions = order[:sample] if sample else order
@@ -98,16 +97,6 @@ class Walk:
             if row_id not in labelled:
                 return row_id
         return None
-
-
-@contextlib.contextmanager
-def _locked(folder: Path):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class LabelStore:
@@ -139,13 +128,13 @@ class LabelStore:
             return header, [{k: from_sheet(v) if isinstance(v, str) else v
                              for k, v in row.items()} for row in reader]
 
-    def labels_for(self, judge: Judge) -> dict[str, dict]:
+    def labels_for(self, judge: JudgedStage) -> dict[str, dict]:
         """This round's labels (this judge stage and fingerprint) by row id."""
         return {row[ID]: row for row in self.read()[1]
                 if row.get(JUDGE_STAGE) == judge.stage
                 and row.get(JUDGE_FINGERPRINT) == judge.fingerprint}
 
-    def save(self, judge: Judge, record: dict, expert_outcome: str, expert_critique: str = "",
+    def save(self, judge: JudgedStage, record: dict, expert_outcome: str, expert_critique: str = "",
              expert_answer: str = "") -> dict:
         """Add or replace the label of one row in this round, on disk, at once."""
         if expert_outcome not in LABELS:
@@ -159,7 +148,7 @@ class LabelStore:
                  LABELLED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with output_errors(self.path):
             self.folder.mkdir(exist_ok=True)
-        with output_errors(self.path), _locked(self.folder):
+        with output_errors(self.path), FileLock(self.folder / f".{LABELS_FILE}.lock"):
             header, rows = self.read()
             key = (label[ID], judge.stage, judge.fingerprint)
             rows = [r for r in rows if (r.get(ID), r.get(JUDGE_STAGE),

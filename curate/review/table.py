@@ -26,6 +26,7 @@ from ..core.table import (ID, ORIGIN, PARENT, REASON, REASON_CODE, STAGE, domain
                           is_bookkeeping, to_jsonable)
 from ..errors import InputError
 from ..pipeline.folder import open_run
+from .clusters import cluster_list, load_clusters
 
 STATUS, STEP = "__status", "__step"
 STATUSES = ("kept", "rejected", "errored", "replaced")
@@ -42,6 +43,7 @@ class Query:
     stage: str = ""
     reason: str = ""
     verdict: str = ""
+    cluster: str = ""
     q: str = ""
     sort: str = ""
     order: str = "desc"
@@ -51,7 +53,8 @@ class Query:
     def from_params(cls, params) -> "Query":
         page = params.get("page", "1")
         return cls(**{name: str(params.get(name, "")).strip()[:200]
-                      for name in ("status", "stage", "reason", "verdict", "q", "sort")},
+                      for name in ("status", "stage", "reason", "verdict", "cluster", "q",
+                                   "sort")},
                    order="asc" if params.get("order") == "asc" else "desc",
                    page=int(page) if str(page).isdigit() and int(page) > 0 else 1)
 
@@ -128,6 +131,7 @@ class RunTable:
         self.positions = pd.Index(self.rows[ID])
         self.fields = [c for c in self.rows.columns if not is_bookkeeping(c)]
         self.measures = self._numeric_columns()
+        self.clusters = load_clusters(self.folder, self.rows[ID])
         self._filters = self._filter_columns()
         self._search = None  # a pyarrow array, built on first use
         self._choices: dict | None = None
@@ -184,6 +188,8 @@ class RunTable:
                    "stage": rows.get(STAGE, empty), "reason": rows.get(REASON_CODE, empty)}
         for name in self.verdict_columns():
             columns[f"verdict:{name}"] = rows[name]
+        if self.clusters is not None:
+            columns["cluster"] = pd.Series(self.clusters["cluster"].to_numpy(), index=rows.index)
         return {k: v.astype("category") for k, v in columns.items()}
 
     # -- what the page offers ---------------------------------------------------------------
@@ -206,6 +212,8 @@ class RunTable:
             out["verdict"] = [(f"{name}={k}", int(v)) for name in self.verdict_columns()
                               for k, v in self._filters[f"verdict:{name}"].value_counts().items()
                               if v]
+            if self.clusters is not None:
+                out["cluster"] = [(c["id"], c["name"], c["rows"]) for c in cluster_list(self)]
             self._choices = out
         return self._choices
 
@@ -224,6 +232,11 @@ class RunTable:
             mask &= (self._filters["reason"] == query.reason).to_numpy()
         if query.verdict:
             mask &= self._verdict_mask(query.verdict, notes)
+        if query.cluster:
+            if self.clusters is None:
+                notes.append("this run has no clusters: set ReportOptions(clusters=<field>)")
+            else:
+                mask &= (self._filters["cluster"] == query.cluster).to_numpy()
         positions = np.flatnonzero(mask)
         if query.q:
             positions = self.search(query.q, positions)
@@ -314,7 +327,8 @@ class RunTable:
         previews = [(name, _preview(row.get(name))) for name in self.fields[:3]]
         return {"id": row[ID], "status": row[STATUS], "stage": row.get(STAGE) or "",
                 "reason": row.get(REASON_CODE) or "", "origin": row.get(ORIGIN) or "source",
-                "fields": previews,
+                "fields": previews, "cluster": None if self.clusters is None
+                else self.clusters["cluster_name"].iat[position],
                 "measure": None if measure is None else _number(self.numbers(measure)[position])}
 
     def warm(self) -> None:

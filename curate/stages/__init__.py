@@ -9,7 +9,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "Filter": "filters", "ComplexityFilter": "filters", "AssertionFilter": "filters",
     "ExactDedup": "dedup_exact", "RougeDedup": "dedup_rouge", "EmbeddingDedup": "dedup_embedding",
-    "MinHashDedup": "dedup_minhash",
+    "MinHashDedup": "dedup_minhash", "Decontaminate": "decontaminate",
     "Sample": "sampling", "Mix": "sampling", "Derive": "derive",
     "SuspectFilter": "training_dynamics",
     "LLMStage": "llm.base", "Made": "llm.base", "Augment": "llm.augment",

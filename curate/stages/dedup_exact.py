@@ -11,7 +11,6 @@ from ..core.json_text import TEXT, id_texts, join_texts, text_column
 from ..core.stage import Stage, StageResult
 from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
-from .filters import renamed
 
 
 def _as_keys(keys) -> list[tuple[str, ...]]:
@@ -64,12 +63,9 @@ class ExactDedup(Stage):
 
     kind = "global"
 
-    def __init__(self, keys=None, json_fields=(), unordered=(), normalize_text=False,
-                 name: str | None = None, fields=None, **kwargs):
+    def __init__(self, keys, json_fields=(), unordered=(), normalize_text=False,
+                 name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        if fields is not None:
-            renamed(self.name, "fields", "keys")
-            keys = fields
         try:
             parsed = _as_keys(keys)
         except TypeError as exc:
@@ -109,9 +105,15 @@ class ExactDedup(Stage):
         """The text two values of ``field`` must share to count as equal (one value)."""
         return self._canonical_cells(field, pd.Series([value], dtype=object)).iloc[0]
 
-    def _canonical_cells(self, field: str, values: pd.Series):
-        """One value per row that is equal exactly when two cells count as equal."""
-        plain = values.dtype != object or values.dropna().map(type).isin((str,)).all()
+    @staticmethod
+    def plain(values: pd.Series) -> bool:
+        """Whether a column holds only text (or is not of object dtype): compared as it is."""
+        return values.dtype != object or bool(values.dropna().map(type).isin((str,)).all())
+
+    def _canonical_cells(self, field: str, values: pd.Series, plain: bool | None = None):
+        """One value per row that is equal exactly when two cells count as equal; ``plain``:
+        :meth:`plain` of the whole column when ``values`` is a slice of it."""
+        plain = self.plain(values) if plain is None else plain
         if plain and field not in self.json_fields:
             if field in self.normalize_text and pd.api.types.is_string_dtype(values.dtype):
                 return (values.str.strip().str.replace(r"\s+", " ", regex=True).str.casefold())
@@ -152,15 +154,26 @@ class ExactDedup(Stage):
 
     # -- the pass ---------------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
-        canon = {f: self._canonical_cells(f, df[f]).reset_index(drop=True)
-                 for f in self.required_fields()}
-        missing = {f: df[f].isna().to_numpy() for f in self.required_fields()}
+        canon, missing = self.canonical_columns(df)
         codes = [self._codes(canon, key, missing) for key in self.keys]
         if len(codes) == 1:
             match = _first_positions(codes[0])[codes[0]]
             dup_key = np.where(match != np.arange(len(df)), 0, -1)
         else:
             dup_key, match = _greedy(codes)
+        return self.decided(df, dup_key, match)
+
+    def canonical_columns(self, df: pd.DataFrame, plain: dict | None = None):
+        """({field: canonical values}, {field: missing mask}) of the key fields; ``plain``:
+        {field: :meth:`plain` of the whole column} when ``df`` is a slice of the table."""
+        plain = plain or {}
+        canon = {f: self._canonical_cells(f, df[f], plain.get(f)).reset_index(drop=True)
+                 for f in self.required_fields()}
+        return canon, {f: df[f].isna().to_numpy() for f in self.required_fields()}
+
+    def decided(self, df: pd.DataFrame, dup_key: np.ndarray, match: np.ndarray) -> StageResult:
+        """The stage's result from, per row, the key that matched a kept row (-1: kept)
+        and that row's position."""
         rejected = dup_key >= 0
         names = [self.key_name(k) for k in self.keys]
         counts = {n: int((dup_key == k).sum()) for k, n in enumerate(names)}

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -25,29 +24,10 @@ from ..progress import task
 from ..core.stage import Stage, StageResult
 from ..core.table import ID
 from ..text import make_tokenizer
+from .shingles import ASCII_WORD_TOKENIZERS, U64 as _U64, hash_strings, mix as _mix, shingle_hashes
 
-_U64 = np.uint64
-_GOLDEN = 0x9E3779B97F4A7C15
 _ROW_BLOCK = 20_000   # texts shingled and signed at a time
 _CELLS = 1 << 22      # values held at once in the large temporary arrays
-
-
-def _mix(z) -> np.ndarray:
-    """splitmix64's finaliser on a uint64 array (a bijection that spreads every bit)."""
-    z = np.array(z, dtype=_U64)
-    z ^= z >> _U64(30)
-    z *= _U64(0xBF58476D1CE4E5B9)
-    z ^= z >> _U64(27)
-    z *= _U64(0x94D049BB133111EB)
-    z ^= z >> _U64(31)
-    return z
-
-
-def _keyed(values: np.ndarray, position) -> np.ndarray:
-    """A value's hash keyed by its position in a shingle (so sums depend on order)."""
-    if isinstance(position, int):
-        return _mix(values.astype(_U64) + _U64((position + 1) * _GOLDEN % (1 << 64)))
-    return _mix(values.astype(_U64) + (position.astype(_U64) + _U64(1)) * _U64(_GOLDEN))
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
@@ -58,50 +38,6 @@ def _popcount(words: np.ndarray) -> np.ndarray:
     w = (w & _U64(0x3333333333333333)) + ((w >> _U64(2)) & _U64(0x3333333333333333))
     w = (w + (w >> _U64(4))) & _U64(0x0F0F0F0F0F0F0F0F)
     return ((w * _U64(0x0101010101010101)) >> _U64(56)).sum(axis=1, dtype=np.int64)
-
-
-def _code_points(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    blob = "".join(strings).encode("utf-32-le", "surrogatepass")
-    return (np.frombuffer(blob, dtype=np.uint32),
-            np.fromiter(map(len, strings), dtype=np.int64, count=len(strings)))
-
-
-def window_hashes(values: np.ndarray, lengths: np.ndarray, n: int):
-    """(hash of every run of ``n`` consecutive values inside a segment, runs per segment);
-    the segments, of ``lengths``, tile ``values``; a segment shorter than n has none."""
-    counts = np.maximum(lengths - n + 1, 0)
-    total = len(values) - n + 1
-    if total <= 0 or not counts.any():
-        return np.empty(0, _U64), counts
-    acc = np.zeros(total, dtype=_U64)
-    for m in range(n):
-        acc += _keyed(values[m:m + total], m)
-    start = np.repeat(np.cumsum(lengths) - lengths, lengths)[:total]
-    fits = np.arange(total) - start <= np.repeat(lengths - n, lengths)[:total]
-    return _mix(acc[fits] + _U64(n)), counts
-
-
-def hash_strings(strings: list[str]) -> np.ndarray:
-    """Stable 64-bit hashes of strings (a string's equals its character n-gram hash)."""
-    points, lengths = _code_points(strings)
-    starts = np.cumsum(lengths) - lengths
-    within = np.arange(len(points)) - np.repeat(starts, lengths)
-    if not len(strings):
-        return np.empty(0, _U64)
-    sums = np.add.reduceat(np.r_[_keyed(points, within), _U64(0)], starts)
-    sums[lengths == 0] = 0
-    return _mix(sums + lengths.astype(_U64))
-
-
-def shingle_hashes(texts: list[str], tokenize, shingles: str, ngram: int):
-    """(hash of every shingle in text order, shingle count per text)."""
-    tokens = [tokenize(t) for t in texts]
-    if shingles == "char":
-        return window_hashes(*_code_points([" ".join(t) for t in tokens]), ngram)
-    codes, vocabulary = pd.factorize(pd.Series(list(itertools.chain.from_iterable(tokens)),
-                                               dtype=object))
-    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-    return window_hashes(hash_strings(list(vocabulary))[codes], lengths, ngram)
 
 
 # -- the S-curve -------------------------------------------------------------------------
@@ -133,11 +69,15 @@ class Sketches:
     """Shingle sets of n rows (sorted ``row << bits | hash`` keys), their sizes, 128-bit
     shingle masks, set fingerprints and MinHash signatures (uint32, one row per hash)."""
 
-    def __init__(self, n: int, width: int, seed: int):
-        self.n, self.bits = n, 63 - max(1, (n - 1).bit_length())
+    def __init__(self, n: int, width: int, seed: int, offset: int = 0,
+                 total: int | None = None):
+        """n rows, the first of which is row ``offset`` of a table of ``total`` rows (keys
+        hold table rows, so the sketches of consecutive slices concatenate)."""
+        total = n if total is None else total
+        self.n, self.offset, self.bits = n, offset, 63 - max(1, (total - 1).bit_length())
         params = _mix(np.arange(2 * width, dtype=_U64) + _mix([seed & (2 ** 64 - 1)]))
         self.a, self.b = params[:width] | _U64(1), params[width:]
-        self.signatures = np.full((width, n), np.iinfo(np.uint32).max, dtype=np.uint32)
+        self.signatures = np.empty((width, n), dtype=np.uint32)  # finish() fills empty rows
         self.sizes = np.zeros(n, dtype=np.int64)
         self.fingerprints = np.zeros(n, dtype=_U64)
         self.masks = np.zeros((n, 2), dtype=_U64)
@@ -145,10 +85,11 @@ class Sketches:
 
     def add(self, first_row: int, hashes: np.ndarray, counts: np.ndarray) -> None:
         """Add rows ``first_row...`` from their shingle hashes (``counts`` per row)."""
-        rows = np.repeat(np.arange(first_row, first_row + len(counts), dtype=_U64), counts)
+        rows = np.repeat(np.arange(first_row, first_row + len(counts), dtype=_U64)
+                         + _U64(self.offset), counts)
         keys = np.sort((rows << _U64(self.bits)) | (hashes >> _U64(64 - self.bits)))
         keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
-        row_of = (keys >> _U64(self.bits)).astype(np.int64)
+        row_of = (keys >> _U64(self.bits)).astype(np.int64) - self.offset
         self.sizes[first_row:first_row + len(counts)] = np.bincount(
             row_of - first_row, minlength=len(counts))
         self._parts.append(keys)
@@ -163,19 +104,38 @@ class Sketches:
         for word in (0, 1):
             self.masks[present, word] = np.bitwise_or.reduceat(
                 np.where((low >> _U64(6)) & _U64(1) == word, bit, _U64(0)), starts)
-        x = low >> _U64(self.bits - 32)
-        step = max(1, _CELLS // len(x))
+        # each distinct shingle is hashed once per permutation, then gathered per row
+        codes, distinct = pd.factorize(low >> _U64(self.bits - 32))
+        step = max(1, _CELLS // len(codes))
         for k in range(0, len(self.a), step):
-            v = np.multiply.outer(self.a[k:k + step], x)
-            v += self.b[k:k + step, None]
-            v >>= _U64(32)
+            table = np.multiply.outer(self.a[k:k + step], distinct.astype(_U64))
+            table += self.b[k:k + step, None]
+            table >>= _U64(32)
+            v = np.take(table.astype(np.uint32), codes, axis=1)
             self.signatures[k:k + step, present] = np.minimum.reduceat(v, starts, axis=1)
 
     def finish(self) -> Sketches:
+        self.signatures[:, self.sizes == 0] = np.iinfo(np.uint32).max
         self.keys = np.concatenate(self._parts) if self._parts else np.empty(0, _U64)
-        self.starts = np.searchsorted(self.keys, np.arange(self.n + 1, dtype=_U64)
-                                      << _U64(self.bits))
         self._parts = []
+        return self.finish_starts()
+
+    @classmethod
+    def joined(cls, parts: list[Sketches]) -> Sketches:
+        """The sketches of a whole table from those of its consecutive slices, without
+        signatures."""
+        parts = sorted(parts, key=lambda part: part.offset)
+        whole = cls.__new__(cls)
+        whole.n, whole.offset, whole.bits = sum(p.n for p in parts), 0, parts[0].bits
+        whole.signatures = None
+        for name in ("sizes", "fingerprints", "masks", "keys"):
+            setattr(whole, name, np.concatenate([getattr(p, name) for p in parts]))
+        return whole.finish_starts()
+
+    def finish_starts(self) -> Sketches:
+        """Where each row's keys start in ``keys`` (and where the last one ends)."""
+        rows = np.arange(self.n + 1, dtype=_U64) + _U64(self.offset)
+        self.starts = np.searchsorted(self.keys, rows << _U64(self.bits))
         return self
 
     def band_keys(self, band: int, rows: int, which: np.ndarray) -> np.ndarray:
@@ -349,6 +309,7 @@ class MinHashDedup(Stage):
         self._bands, self._rows = self._banding()
         try:
             self._tokenize = make_tokenizer(tokenizer)
+            self._ascii_words = isinstance(tokenizer, str) and tokenizer in ASCII_WORD_TOKENIZERS
         except ValueError as exc:
             raise StageError(self.name, str(exc)) from None
 
@@ -398,16 +359,26 @@ class MinHashDedup(Stage):
     def _texts(self, df: pd.DataFrame) -> list[str]:
         return df[self.field].tolist()
 
-    def sketch(self, texts: list[str]) -> Sketches:
-        """Shingle sets and signatures of ``texts``."""
-        sketches = Sketches(len(texts), self._bands * self._rows, self.seed)
+    def sketch(self, texts: list[str], offset: int = 0, total: int | None = None) -> Sketches:
+        """Shingle sets and signatures of ``texts``, rows ``offset...`` of ``total``."""
+        sketches = Sketches(len(texts), self._bands * self._rows, self.seed, offset, total)
         with task(f"{self.name}: sketch", total=len(texts)) as bar:
             for lo in range(0, len(texts), _ROW_BLOCK):
                 block = texts[lo:lo + _ROW_BLOCK]
                 sketches.add(lo, *shingle_hashes(block, self._tokenize, self.shingles,
-                                                 self._ngram))
+                                                 self._ngram, self._ascii_words))
                 bar.advance(len(block))
         return sketches.finish()
+
+    def sketch_part(self, texts: list[str], offset: int, total: int):
+        """(sketches without signatures, band keys: bands x rows) of rows ``offset...`` of a
+        table of ``total`` rows: what a worker of a distributed run sends on."""
+        sketches = self.sketch(texts, offset, total)
+        every = np.arange(len(texts))
+        keys = np.stack([sketches.band_keys(band, self._rows, every)
+                         for band in range(self._bands)])
+        sketches.signatures = None
+        return sketches, keys
 
     def match_pairs(self, first: list[str], second: list[str]) -> pd.DataFrame:
         """Decide each pair (first[i], second[i]) as the stage decides a two-row table:
@@ -429,23 +400,38 @@ class MinHashDedup(Stage):
     # -- the pass -----------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
         sketches = self.sketch(self._texts(df))
-        n = len(df)
-        nonempty = np.flatnonzero(sketches.sizes > 0)
-        twins, reps = self._twins(sketches, nonempty)
-        active = np.setdiff1d(nonempty, twins, assume_unique=True)
+        twins, reps, active = self.plan(sketches)
         keys = np.stack([sketches.band_keys(band, self._rows, active)
                          for band in range(self._bands)])
         sketches.signatures = None  # only the band keys are needed from here on
-        pairs, counts = self._similar_pairs(sketches, active, keys)
+        pairs, counts = self.similar_pairs(sketches, active, keys)
+        empty = len(df) - int((sketches.sizes > 0).sum())
         del sketches, keys
-        keep, _, _ = greedy_keep_first(n, *pairs)  # twins never reject: settle them after
+        return self.decided(df, *self.decide(len(df), pairs, twins, reps), {
+            "empty_texts": empty, "identical_sets": len(twins),
+            "similar_pairs": len(pairs[0]), **counts})
+
+    def plan(self, sketches: Sketches):
+        """(twins, their reps, active rows): rows whose set repeats an earlier row's, and the
+        rows that are neither empty nor twins (the ones banded)."""
+        nonempty = np.flatnonzero(sketches.sizes > 0)
+        twins, reps = self._twins(sketches, nonempty)
+        return twins, reps, np.setdiff1d(nonempty, twins, assume_unique=True)
+
+    @staticmethod
+    def decide(n: int, pairs, twins, reps):
+        """(keep, dup, best) of :func:`greedy_keep_first` from the similar pairs; twins
+        never reject, so they are settled after the other rows."""
+        keep, _, _ = greedy_keep_first(n, *pairs)
         with_twins = (np.r_[mine, theirs] for mine, theirs in
                       zip(pairs, twin_pairs(twins, reps, pairs, keep)))
-        keep, dup, best = greedy_keep_first(n, *with_twins)
+        return greedy_keep_first(n, *with_twins)
+
+    def decided(self, df: pd.DataFrame, keep, dup, best, stats: dict) -> StageResult:
+        """The stage's result from its decisions and the counts of the pass."""
         out, reasons = self._mark(df, keep, dup, best)
         return self.result(out, keep, "near_duplicate_minhash", reasons,
-                           near_duplicates=int((~keep).sum()), empty_texts=n - len(nonempty),
-                           identical_sets=len(twins), similar_pairs=len(pairs[0]), **counts,
+                           near_duplicates=int((~keep).sum()), **stats,
                            bands=self._bands, rows=self._rows, recall_at_threshold=round(
                                float(lsh_recall(self.threshold, *self.banding)), 4))
 
@@ -459,11 +445,14 @@ class MinHashDedup(Stage):
         same = sketches.jaccard(reps, twins) == 1.0
         return twins[same], reps[same]
 
-    def _similar_pairs(self, sketches: Sketches, active: np.ndarray, keys: np.ndarray):
+    def similar_pairs(self, sketches: Sketches, active: np.ndarray, keys: np.ndarray,
+                      bands=None):
         """((earlier, later, jaccard) of the candidates at or above the threshold, counts);
-        ``keys[band]`` holds the band keys of the ``active`` rows."""
+        ``keys[band]`` holds the band keys of the ``active`` rows. ``bands``: those to look
+        in (default all); a pair is verified in the first band it shares, so disjoint sets
+        of bands give disjoint pairs."""
         found, counts = [], {"band_pairs": 0, "verified_pairs": 0}
-        for band in range(self._bands):
+        for band in range(self._bands) if bands is None else bands:
             for first, later in bucket_pairs(keys[band]):
                 counts["band_pairs"] += len(first)
                 near = sketches.jaccard_bound(active[first], active[later]) >= self.threshold
@@ -489,6 +478,8 @@ class MinHashDedup(Stage):
         out.loc[rejected, "_dup_of"] = ids[dup[rejected]]
         out["_jaccard"] = np.where(keep, np.nan, best)
         reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-        reasons.iloc[rejected] = [f"jaccard {score_text(float(best[i]), self.threshold)} >= "
-                                  f"{self.threshold} vs {ids[dup[i]]}" for i in rejected]
+        scores, which = np.unique(best[rejected], return_inverse=True)  # few distinct values
+        texts = [score_text(float(score), self.threshold) for score in scores]
+        reasons.iloc[rejected] = [f"jaccard {texts[w]} >= {self.threshold} vs {i}"
+                                  for w, i in zip(which.tolist(), ids[dup[rejected]])]
         return out, reasons

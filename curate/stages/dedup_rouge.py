@@ -63,6 +63,37 @@ def _length_bounds(n: int, t: float) -> tuple[int, int]:
     return max(1, int(np.floor(n * t / (2 - t))) - 1), int(np.ceil(n * (2 - t) / t)) + 1
 
 
+def token_strings(tokens: list[list[str]]) -> tuple[list, np.ndarray]:
+    """Token lists as strings of code points, one per distinct token (integer lists when
+    there are more distinct tokens than code points), and their lengths: what
+    :func:`rouge_pairs` compares."""
+    lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+    vocab = dict.fromkeys(itertools.chain.from_iterable(tokens))
+    if len(vocab) <= _MAX_CODE:  # one code point per token: rapidfuzz's fastest path
+        for i, tok in enumerate(vocab):
+            vocab[tok] = chr(i + (0x800 if i >= _SURROGATES else 0))
+        return ["".join(map(vocab.__getitem__, t)) for t in tokens], lengths
+    for i, tok in enumerate(vocab):
+        vocab[tok] = i
+    return [list(map(vocab.__getitem__, t)) for t in tokens], lengths
+
+
+def rouge_pairs(queries, choices, n_cand, n_kept, threshold: float, workers: int = -1):
+    """Pairs (query row, choice col, exact F) whose Rouge-L F may exceed ``threshold``, and
+    the number of pairs compared; F is rouge-score's float, recovered from the C scorer's
+    normalised similarity (the exact integer LCS)."""
+    sims = process.cdist(queries, choices, scorer=Indel.normalized_similarity,
+                         score_cutoff=max(threshold - _SLACK, 0.0),
+                         dtype=np.float32, workers=workers)
+    hit = np.flatnonzero(sims.max(axis=1) > 0) if sims.size else np.empty(0, np.int64)
+    rows, cols = np.nonzero(sims[hit])
+    rows = hit[rows]
+    n_cand, n_kept = np.asarray(n_cand)[rows], np.asarray(n_kept)[cols]
+    total = n_cand + n_kept
+    dist = np.rint((1.0 - sims[rows, cols].astype(np.float64)) * total).astype(np.int64)
+    return rows, cols, rouge_f((total - dist) // 2, n_cand, n_kept), sims.size
+
+
 class _KeptBuckets:
     """Kept texts bucketed by token length, for gathering the ones a candidate can match."""
 
@@ -170,15 +201,7 @@ class RougeDedup(Stage):
                                f"this long is too slow to compare", self.field)
                 found = []
             tokens.append(found)
-        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
-        vocab = dict.fromkeys(itertools.chain.from_iterable(tokens))
-        if len(vocab) <= _MAX_CODE:  # one code point per token: rapidfuzz's fastest path
-            for i, tok in enumerate(vocab):
-                vocab[tok] = chr(i + (0x800 if i >= _SURROGATES else 0))
-            return ["".join(map(vocab.__getitem__, t)) for t in tokens], lengths
-        for i, tok in enumerate(vocab):
-            vocab[tok] = i
-        return [list(map(vocab.__getitem__, t)) for t in tokens], lengths
+        return token_strings(tokens)
 
     # -- the greedy pass -----------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
@@ -198,22 +221,8 @@ class RougeDedup(Stage):
                                         f"tokenise to nothing and are never compared{hint}"]
         return result
 
-    def _exact_scores(self, sims, n_cand, n_kept):
-        """Exact rouge-score F from the C scorer's normalised similarity (LCS recovered)."""
-        total = n_cand + n_kept
-        dist = np.rint((1.0 - sims.astype(np.float64)) * total).astype(np.int64)
-        return rouge_f((total - dist) // 2, n_cand, n_kept)
-
     def _score_block(self, queries, choices, n_cand, n_kept):
-        """Pairs (query row, choice col, exact F) whose F may exceed the threshold."""
-        sims = process.cdist(queries, choices, scorer=Indel.normalized_similarity,
-                             score_cutoff=max(self.threshold - _SLACK, 0.0),
-                             dtype=np.float32, workers=self.workers)
-        hit = np.flatnonzero(sims.max(axis=1) > 0) if sims.size else np.empty(0, np.int64)
-        rows, cols = np.nonzero(sims[hit])
-        rows = hit[rows]
-        f = self._exact_scores(sims[rows, cols], n_cand[rows], n_kept[cols])
-        return rows, cols, f, sims.size
+        return rouge_pairs(queries, choices, n_cand, n_kept, self.threshold, self.workers)
 
     def _greedy(self, texts, lengths):
         n, t = len(texts), float(self.threshold)

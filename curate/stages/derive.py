@@ -8,7 +8,6 @@ import pandas as pd
 from ..core.stage import ROW_ERROR, Stage
 from ..core.table import ID, derive_rows, isin, row_dicts
 from ..errors import StageError
-from .filters import renamed
 
 KEEPS = ("all", "new")
 
@@ -31,13 +30,10 @@ class Derive(Stage):
     """
 
     def __init__(self, fn: Callable[[dict], Iterable[dict]], name: str | None = None,
-                 keep: str = "all", requires=(), keep_originals: bool | None = None, **kwargs):
+                 keep: str = "all", requires=(), **kwargs):
         if not callable(fn):
             raise StageError(name or "derive", f"fn must be callable, got {fn!r}")
         super().__init__(name or "derive", **kwargs)
-        if keep_originals is not None:
-            renamed(self.name, "keep_originals", "keep")
-            keep = "all" if keep_originals else "new"
         if keep not in KEEPS:
             raise StageError(self.name, f"keep must be one of {KEEPS}, got {keep!r}")
         self.fn, self.keep, self.requires = fn, keep, tuple(requires)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from typing import Callable, Mapping, Sequence
 
@@ -29,12 +28,6 @@ def load_callable(ref, stage: str, what: str = "function") -> Callable:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower() or "filter"
-
-
-def renamed(stage: str, old: str, new: str) -> None:
-    """Warn once, in one line, that a parameter has a new name."""
-    warnings.warn(f"stage {stage!r}: {old}= is deprecated, use {new}=", FutureWarning,
-                  stacklevel=3)
 
 
 def verdict_of(value, default_code: str) -> tuple[bool, str, str | None]:
@@ -142,15 +135,12 @@ class ComplexityFilter(Stage):
 
     def __init__(self, measure: Callable | str, field: str | None = None, min_value=None,
                  max_value=None, outputs: Mapping[str, str] | None = None,
-                 name: str | None = None, column: str | None = None, **kwargs):
+                 name: str | None = None, **kwargs):
         super().__init__(name or "complexity_filter", **kwargs)
         if min_value is None and max_value is None:
             raise StageError(self.name, "give min_value, max_value or both")
         if min_value is not None and max_value is not None and min_value > max_value:
             raise StageError(self.name, f"min_value {min_value} > max_value {max_value}")
-        if column is not None:
-            renamed(self.name, "column", "outputs={'complexity': ...}")
-            outputs = {"complexity": column}
         self.measure = load_callable(measure, self.name, "measure")
         self.field, self.min_value, self.max_value = field, min_value, max_value
         self.column = dict(outputs or {}).get("complexity", "_complexity")
@@ -187,7 +177,7 @@ class AssertionFilter(Stage):
 
     The checker is called by the project's one convention (:mod:`assertions.calling`): its
     parameter names are the row fields it reads (``check(query, columns)`` gets the row's
-    ``query`` and ``columns``); ``fields`` maps parameters whose field is named differently.
+    ``query`` and ``columns``); ``check_fields`` maps parameters whose field is named differently.
 
     Rejected rows carry ``_reason_code`` ``assertion_<first rule>``, a reason listing every
     failure (``rule: message``), and ``_failures`` (a list of ``{rule, message}``) that a
@@ -196,31 +186,33 @@ class AssertionFilter(Stage):
 
     Args:
         check: a checker function or ``"module:function"`` (``"assertions.honeycomb:check"``).
-        fields: ``{parameter: field}`` for parameters named differently from their field
-            (or a list of fields in the order of the checker's parameters).
+        check_fields: the fields the checker reads: ``{parameter: field}`` for parameters
+            named differently from their field (or a list of fields in the order of the
+            checker's parameters); the same word on :class:`~curate.Repair`.
     """
 
     declares_columns = True
 
-    def __init__(self, check: Callable | str, fields: Sequence[str] | Mapping[str, str] | None = None,
+    def __init__(self, check: Callable | str,
+                 check_fields: Sequence[str] | Mapping[str, str] | None = None,
                  name: str | None = None, **kwargs):
         super().__init__(name or "assertions", **kwargs)
         self.check = load_callable(check, self.name, "checker")
-        self.fields = dict(fields) if isinstance(fields, Mapping) else \
-            (list(fields) if fields is not None else None)
-        if not checker_fields(self.check, self.fields):
+        self.check_fields = dict(check_fields) if isinstance(check_fields, Mapping) else \
+            (list(check_fields) if check_fields is not None else None)
+        if not checker_fields(self.check, self.check_fields):
             raise StageError(self.name, "the checker takes no named parameters: name the row "
-                                        "fields it reads with fields={...}")
+                                        "fields it reads with check_fields={...}")
 
     def required_fields(self):
-        return tuple(dict.fromkeys(checker_fields(self.check, self.fields).values()))
+        return tuple(dict.fromkeys(checker_fields(self.check, self.check_fields).values()))
 
     def added_columns(self) -> dict[str, str]:
         return {"_failures": "failures"}
 
     def _failures(self, row: dict, row_id) -> list | object:
         try:
-            return call_checker(self.check, row, self.fields)
+            return call_checker(self.check, row, self.check_fields)
         except CheckerCallError as error:
             self.row_error(row_id, "missing_field", str(error), error.field)
         except Exception as error:  # a crashing checker must not lose the row
@@ -243,8 +235,6 @@ class AssertionFilter(Stage):
                                     or None)
                 bar.advance()
         df = df.assign(_failures=pd.Series(failures_col, index=df.index, dtype=object))
-        res = self.result(df, keep, pd.Series(codes, index=df.index),
-                          pd.Series(reasons, index=df.index),
-                          rule_failures=dict(per_rule.most_common()))
-        res.kept = res.kept.drop(columns=["_failures"])
-        return res
+        return self.result(df, keep, pd.Series(codes, index=df.index),
+                           pd.Series(reasons, index=df.index),
+                           rule_failures=dict(per_rule.most_common()))

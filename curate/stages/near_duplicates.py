@@ -22,7 +22,8 @@ def mark_near_duplicates(df: pd.DataFrame, keep: np.ndarray, dup_pos: np.ndarray
                          scores: np.ndarray, score_column: str, label: str,
                          threshold: float, min_digits: int = 2) -> tuple[pd.DataFrame, pd.Series]:
     """Add ``_dup_of`` (the kept row's id) and the score column to the rows, filled on the
-    rejected ones, and the reason of each: ``"<label> 0.83 > 0.7 vs <id>"``."""
+    rejected ones (`Stage.run` leaves both off the kept rows), and the reason of each:
+    ``"<label> 0.83 > 0.7 vs <id>"``."""
     ids = df[ID].to_numpy()
     rejected = np.flatnonzero(~keep)
     dup_of = np.full(len(df), None, dtype=object)

@@ -11,7 +11,6 @@ from ..core.stage import Stage
 from ..core.table import SOURCE_NAME
 from ..errors import StageError
 from ..io import read_table
-from .filters import renamed
 
 ORDERS = ("table", "sampled")
 
@@ -26,6 +25,11 @@ class Sample(Stage):
         seed: seeds the draw.
         order: ``"table"`` (default) keeps the sampled rows in table order; ``"sampled"``
             in the order they were drawn.
+        balance: draw evenly across groups instead of uniformly: a column of group labels
+            (e.g. a topic), or a :class:`~curate.clustering.ClusterOptions` to cluster a text
+            field first (``Sample(500, balance=ClusterOptions("nlq"))``). Each group gives
+            an equal share; a group smaller than its share gives all its rows and the rest
+            is shared among the others (stats ``by_group``: rows kept per group).
     """
 
     declares_columns = True
@@ -33,12 +37,8 @@ class Sample(Stage):
     kind = "global"
 
     def __init__(self, n: int | None = None, frac: float | None = None, seed: int = 0,
-                 order: str = "table", name: str | None = None, keep_order: bool | None = None,
-                 **kwargs):
+                 order: str = "table", name: str | None = None, balance=None, **kwargs):
         super().__init__(name or "sample", **kwargs)
-        if keep_order is not None:
-            renamed(self.name, "keep_order", "order")
-            order = "table" if keep_order else "sampled"
         if (n is None) == (frac is None):
             raise StageError(self.name, "give exactly one of n or frac")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
@@ -47,7 +47,17 @@ class Sample(Stage):
             raise StageError(self.name, f"frac must be in [0, 1], got {frac!r}", field="frac")
         if order not in ORDERS:
             raise StageError(self.name, f"order must be one of {ORDERS}, got {order!r}")
+        if balance is not None and not isinstance(balance, str) \
+                and not hasattr(balance, "field"):
+            raise StageError(self.name, f"balance must be a column name or ClusterOptions, "
+                                        f"got {balance!r}", field="balance")
         self.n, self.frac, self.seed, self.order = n, frac, seed, order
+        self.balance = balance
+
+    def required_fields(self) -> tuple[str, ...]:
+        if self.balance is None:
+            return ()
+        return (self.balance,) if isinstance(self.balance, str) else (self.balance.field,)
 
     @property
     def input_order(self) -> bool:  # "sampled" lists the kept rows as drawn
@@ -55,13 +65,62 @@ class Sample(Stage):
 
     def process(self, df: pd.DataFrame):
         size = min(self.n, len(df)) if self.n is not None else round(self.frac * len(df))
-        chosen = np.random.default_rng(self.seed).choice(len(df), size=size, replace=False)
+        rng = np.random.default_rng(self.seed)
+        groups = self._groups(df) if self.balance is not None else None
+        chosen = rng.choice(len(df), size=size, replace=False) if groups is None else \
+            balanced_choice(groups, size, rng)
         keep = np.zeros(len(df), dtype=bool)
         keep[chosen] = True
         res = self.result(df, keep, "not_sampled", f"not among the {size} sampled rows")
+        if groups is not None:
+            kept = pd.Series(groups[keep]).value_counts()
+            res.stats["by_group"] = {str(k): int(v) for k, v in kept.items()}
         if self.order == "sampled":
             res.kept = df.iloc[chosen].reset_index(drop=True)
         return res
+
+
+    def _groups(self, df: pd.DataFrame) -> np.ndarray:
+        if isinstance(self.balance, str):
+            return df[self.balance].astype(str).to_numpy()
+        from ..clustering import clusters
+
+        found = clusters(df, self.balance)
+        return found.names.astype(str).to_numpy()
+
+
+def balanced_counts(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Rows to draw from each group: equal shares of ``n``, a group smaller than its share
+    giving all it has and the rest shared among the others (water-filling); the rows left
+    over by rounding go to the largest groups first."""
+    take = np.zeros(len(sizes), dtype=np.int64)
+    left, open_ = n, np.ones(len(sizes), dtype=bool)
+    while left > 0 and open_.any():
+        share = left // int(open_.sum())
+        small = open_ & (sizes - take <= share)
+        if small.any():  # these give everything they have; share the rest again
+            left -= int((sizes[small] - take[small]).sum())
+            take[small], open_[small] = sizes[small], False
+            continue
+        take[open_] += share
+        left -= share * int(open_.sum())
+        for g in np.argsort(-sizes, kind="stable"):
+            if left == 0:
+                break
+            if open_[g] and take[g] < sizes[g]:
+                take[g] += 1
+                left -= 1
+        break
+    return take
+
+
+def balanced_choice(groups: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of ``n`` rows drawn evenly across the values of ``groups``."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    counts = balanced_counts(np.bincount(inverse, minlength=len(names)), n)
+    picks = [rng.choice(np.flatnonzero(inverse == g), size=int(k), replace=False)
+             for g, k in enumerate(counts) if k]
+    return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 
 
 class Mix:

@@ -40,15 +40,11 @@ def needs_repair(row):
     return row.get("outcome") == "bad"
 
 
-def repaired_query(row, reply):
-    return reply["query"]
-
-
 stages = [
     Judge(llm, fields=["nlq", "columns", "query"], prompt=critique_prompt,
           schema=prompts.CRITIQUE_SCHEMA, keep="all"),
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
-           schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
+           schema=prompts.repair_schema, parse=prompts.repaired_query, when=needs_repair,
            max_attempts=2),
     AssertionFilter(check, name="assertions_after_repair"),
 ]

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import hashlib
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 from assertions import heal_many
 from assertions.honeycomb import atoms, check
 from assertions.parsing import ParseError
+from curate.core.table import to_jsonable
 from curate.errors import CurateError
 from curate.io import read_table, write_json, write_jsonl
 from examples.honeycomb import baselines, metrics
@@ -51,7 +51,7 @@ def load_rows(path, limit: int | None = None) -> list[dict]:
     """The held-out rows ``{nlq, columns, query}`` as plain dicts (the first ``limit`` only)."""
     is_csv = str(path).endswith(".csv")
     frame = read_table(path, json_columns=("columns", "query") if is_csv else ())
-    rows = [{name: _plain(value) for name, value in row.items()} for row in frame.to_dict("records")]
+    rows = [{name: to_jsonable(value) for name, value in row.items()} for row in frame.to_dict("records")]
     rows = rows[:limit] if limit else rows
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get("nlq"), str) or not row["nlq"].strip():
@@ -66,17 +66,6 @@ def load_rows(path, limit: int | None = None) -> list[dict]:
             raise CurateError(f"{path} row {number}: the gold query sets nothing (no calculation, filter, "
                               f"breakdown or time); a held-out answer must say something")
     return rows
-
-
-def _plain(value):
-    """A table cell as plain JSON data (numpy values made plain, NaN -> None)."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def row_key(row: dict) -> str:

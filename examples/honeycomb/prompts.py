@@ -317,3 +317,8 @@ def repair_messages(row: Mapping, feedback: Any) -> list[dict]:
     user = (f"{_judge_prompt(row)}\n\nWhat is wrong with it:\n"
             f"{describe_problems(feedback)}\n\nWrite the corrected query as JSON.")
     return [{"role": "system", "content": REPAIR_SYSTEM}, {"role": "user", "content": user}]
+
+
+def repaired_query(row: Mapping, reply: Mapping) -> dict:
+    """The query of a repair reply (``{"query": {...}}``, already checked against the schema)."""
+    return reply["query"]

@@ -1,6 +1,6 @@
 """The Honeycomb curation spec: seeds -> LLM augment -> rewording check -> assertions ->
-complexity -> Rouge-L and embedding dedup of the question -> column swap -> key-pair dedup ->
-judge -> repair -> assertions -> sharegpt.
+complexity -> Rouge-L and embedding dedup of the question -> column swap -> decontamination
+against the eval file -> key-pair dedup -> judge -> repair -> assertions -> sharegpt.
 
     python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
     HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 
 from assertions.honeycomb import atoms, check, complexity
-from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, EmbeddingDedup,
-                    ExactDedup, Filter, Judge, Pipeline, Repair, ReportOptions, RougeDedup, Sample,
-                    SharegptExport)
+from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Decontaminate, Derive,
+                    EmbeddingDedup, ExactDedup, Filter, Judge, Pipeline, PreferencePairs, Repair,
+                    ReportOptions, RougeDedup, Sample, ChatExport)
 from examples.honeycomb import prompts
 from examples.honeycomb.column_swap import swap_row
 
@@ -114,11 +114,6 @@ def _filter_values(found):
                 yield atom[1], value
 
 
-def repaired_query(row, reply):
-    """The query of a repair reply (``{"query": {...}}``, already checked against the schema)."""
-    return reply["query"]
-
-
 # The case study's rule: a row goes when any two of question, columns and query repeat. A
 # rewording (the demo's augmentation) repeats its seed's columns and query by construction,
 # so there the rule is the two pairs that hold the question; rewordings too close to their
@@ -151,6 +146,8 @@ stages = [
     # question-level near-duplicate filters (which would remove them all) and before the
     # key-pair dedup, which compares (question, columns, query) pairs.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
+    # Nothing made here may repeat a held-out question: exact, 6-word runs, Rouge-L > 0.7.
+    Decontaminate(DATA / "eval.jsonl", field="nlq"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
     # The judge looks at the rows made here, never at the seeds (real, checked examples). With
     # a real model a "bad" verdict sends the row to repair, and a row it cannot judge is
@@ -159,11 +156,12 @@ stages = [
     # to repair); at demo scale it sees the question and the query only.
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
-          on_failure="keep" if EMBEDDED else "error", when=is_generated),
+          on_failure="keep" if EMBEDDED else "error", when=is_generated,
+          trusted=not EMBEDDED),  # its "bad" makes preference pairs only from a real model
     # Repair rewrites what the checker fails (and, with a real model, what its judge calls
     # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
-           schema=prompts.repair_schema, parse=repaired_query, when=needs_repair,
+           schema=prompts.repair_schema, parse=prompts.repaired_query, when=needs_repair,
            accept=says_no_less, max_attempts=2 if FULL else 1),
     AssertionFilter(check, name="assertions_after_repair"),
 ]
@@ -175,8 +173,11 @@ pipeline = Pipeline(
     name="honeycomb",
     source=DATA / "seeds.jsonl",
     stages=stages,
-    export=SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
-                          formats=("sharegpt", "messages")),
+    # export/preference.jsonl: repaired against original query, where the checker (or a real
+    # model's judge) is the evidence against the original
+    export=ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
+                      formats=("sharegpt", "messages"), preferences=PreferencePairs(check)),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),
-                         measure_label="query complexity (parts)", text_field="nlq"),
+                         measure_label="query complexity (parts)", text_field="nlq",
+                         clusters="nlq"),
 )

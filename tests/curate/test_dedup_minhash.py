@@ -68,7 +68,7 @@ def test_one_word_edit_of_a_longer_sentence_is_rejected_naming_the_kept_row():
     assert res.rejected["_jaccard"].tolist() == [12 / 14]
     assert res.rejected["_reason"].tolist() == ["jaccard 0.86 >= 0.8 vs a"]
     assert res.rejected["_reason_code"].tolist() == ["near_duplicate_minhash"]
-    assert res.kept["_dup_of"].isna().all() and res.kept["_jaccard"].isna().all()
+    assert not {"_dup_of", "_jaccard"} & set(res.kept.columns)  # written on rejected rows only
     assert res.stats["near_duplicates"] == 1 and res.stats["similar_pairs"] == 1
 
 

@@ -1,4 +1,3 @@
-import pytest
 import pandas as pd
 
 from curate.stages.derive import Derive
@@ -22,9 +21,6 @@ def test_derive_keep_new_replaces_only_rows_that_produced_children():
     res = Derive(twice, keep="new").run(pd.DataFrame({"q": ["a", "skip"]}))
     assert list(res.kept["q"]) == ["a!", "a?", "skip"]  # in their parent's place
     assert len(res.rejected) == 0 and res.stats["replaced"] == 1
-    with pytest.warns(FutureWarning, match="keep_originals= is deprecated, use keep="):
-        old = Derive(twice, keep_originals=False).run(pd.DataFrame({"q": ["a", "skip"]}))
-    assert list(old.kept["q"]) == ["a!", "a?", "skip"]
 
 
 def test_a_raising_or_malformed_fn_errors_its_row_and_the_rest_go_on():

@@ -41,7 +41,7 @@ def test_complexity_filter_needs_a_bound():
 
 
 def test_assertion_filter_rules_messages_and_counts():
-    res = AssertionFilter(short_check, fields=["q"]).run(rows())
+    res = AssertionFilter(short_check, check_fields=["q"]).run(rows())
     assert list(res.kept["q"]) == ["count errors", "p99 latency by route"]
     x = res.rejected.set_index("q").loc["x"]
     assert x["_reason_code"] == "assertion_too_short"
@@ -54,7 +54,7 @@ def test_assertion_filter_rules_messages_and_counts():
 
 def test_assertion_filter_maps_keyword_fields_and_loads_by_reference():
     df = pd.DataFrame({"question": ["ab", "a b c"]})
-    res = AssertionFilter("tests.curate.test_filters:short_check", fields={"q": "question"}).run(df)
+    res = AssertionFilter("tests.curate.test_filters:short_check", check_fields={"q": "question"}).run(df)
     assert list(res.kept["question"]) == ["a b c"]
 
 

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from curate import SharegptExport, StageError
+from curate import ChatExport, StageError
 from curate.formats.chat import ALPACA_INPUT, convert, from_messages, to_messages
 from curate.formats.validation import schema, validate_rows, validation_errors
 
@@ -40,7 +40,7 @@ def test_schema_catches_bad_rows():
 def test_exporter_templates_over_row_fields(tmp_path):
     df = pd.DataFrame([{"nlq": "slow checkouts", "columns": ["duration_ms", "name"],
                         "query": {"calculations": [{"op": "P99", "column": "duration_ms"}]}}])
-    export = SharegptExport(system="Write a Honeycomb query.",
+    export = ChatExport(system="Write a Honeycomb query.",
                             human='NLQ: "{nlq}"\n\nColumns: {columns}', gpt="query",
                             formats=("sharegpt", "messages"))
     paths = export.write(df, tmp_path)
@@ -53,7 +53,7 @@ def test_exporter_templates_over_row_fields(tmp_path):
 
 
 def test_exporter_names_a_missing_template_field():
-    export = SharegptExport(human="{question}", gpt="answer")
+    export = ChatExport(human="{question}", gpt="answer")
     with pytest.raises(StageError) as err:
         export.build(pd.DataFrame({"q": ["x"], "answer": ["y"]}))
     assert err.value.field == "question"
@@ -110,10 +110,10 @@ def test_written_lines_are_exactly_the_json_of_the_built_rows(tmp_path, fmt):
     ]
     for case in cases:
         try:
-            SharegptExport(**case).build(df.iloc[:1], fmt)
+            ChatExport(**case).build(df.iloc[:1], fmt)
         except (KeyError, TypeError, ValueError):
             continue  # a template that cannot render row 0 errs on both paths alike
-        export = SharegptExport(formats=(fmt,), **case)
+        export = ChatExport(formats=(fmt,), **case)
         if "{query[limit]}" in str(case.get("human")):
             frame = df[df["query"].map(lambda q: "limit" in q)]
         else:
@@ -131,7 +131,7 @@ def test_rows_that_would_make_an_empty_or_incomplete_turn_are_errored_never_writ
                        "_source": [f"rows.jsonl:{i}" for i in range(1, 6)],
                        "q": ["question", None, "question", "  \n", "question"],
                        "a": ["answer", "answer", "", "answer", None]})
-    export = SharegptExport(human="{q}", gpt="a")
+    export = ChatExport(human="{q}", gpt="a")
     kept, errored = export.split(df)
     assert kept["_id"].tolist() == ["ok"]
     assert errored["_id"].tolist() == ["no_q", "blank_a", "spaces", "no_a"]
@@ -146,5 +146,5 @@ def test_rows_that_would_make_an_empty_or_incomplete_turn_are_errored_never_writ
                                          r"incomplete conversation \(field 'q' is missing"):
         export.write(df, tmp_path)
     assert not list(tmp_path.iterdir())
-    literal = SharegptExport(human="Question: {q}", gpt=lambda row: row["a"] or "")
+    literal = ChatExport(human="Question: {q}", gpt=lambda row: row["a"] or "")
     assert literal.split(df.assign(q=""))[1]["_id"].tolist() == ["blank_a", "no_a"]

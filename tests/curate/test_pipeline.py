@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curate import ComplexityFilter, Filter, Pipeline, ReportOptions, SharegptExport
+from curate import ComplexityFilter, Filter, Pipeline, ReportOptions, ChatExport
 from curate.pipeline.spec import load_spec
 from curate.errors import SpecError
 
@@ -44,7 +44,7 @@ def make(calls, max_words=5, rows=None):
     return Pipeline(source=rows or source(),
                     stages=[Filter(counting_filter(calls), name="even"),
                             ComplexityFilter(lambda t: len(t.split()), field="q", max_value=max_words)],
-                    export=SharegptExport(system="sys", human="Q: {q}", gpt="a"),
+                    export=ChatExport(system="sys", human="Q: {q}", gpt="a"),
                     report=ReportOptions(measure=lambda r: len(r["q"].split()), measure_label="words",
                                          text_field="q"))
 
@@ -194,9 +194,9 @@ def write_spec(tmp_path, body):
 
 
 GOOD_SPEC = """
-from curate import Pipeline, Filter, SharegptExport
+from curate import Pipeline, Filter, ChatExport
 pipeline = Pipeline(source={source!r}, stages=[Filter(lambda r: True, name="all")],
-                    export=SharegptExport(human="{{q}}", gpt="a"))
+                    export=ChatExport(human="{{q}}", gpt="a"))
 """
 
 
@@ -218,7 +218,7 @@ def test_cli_help_names_the_files_a_run_writes(tmp_path):
     text = " ".join(cli("--help").stdout.split())
     assert "kept.parquet" not in text and "rejected.jsonl " not in text
     pipe = Pipeline(source=source(4), stages=[Filter(lambda r: r["a"] != "1", name="not_one")],
-                    export=SharegptExport(human="{q}", gpt="a"))
+                    export=ChatExport(human="{q}", gpt="a"))
     pipe.run(tmp_path / "run", progress=False)
     for name in sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != ".lock"):
         assert (name.rstrip("/") in text), name  # every file or folder of a run is named
@@ -352,7 +352,7 @@ def test_integers_beyond_int64_stay_exact_from_the_source_to_the_export(tmp_path
 
     def pipeline(human):
         return Pipeline(source=data, stages=[Filter(lambda r: r["q"] != "gone", name="not_gone")],
-                        export=SharegptExport(human=human, gpt="n"))
+                        export=ChatExport(human=human, gpt="n"))
 
     out = tmp_path / "run"
     for human in ("{q}", "Q: {q} ({n})"):  # the second run rebuilds the export from checkpoints
@@ -374,7 +374,7 @@ def test_rows_without_a_key_field_are_kept_by_exact_dedup_and_errored_by_the_exp
     rows = [{"q": "one", "a": "A"}, {"q": "two"}, {"q": "three"}, {"q": "four", "a": "A"},
             {"q": "five", "a": "  "}]
     pipe = Pipeline(source=rows, stages=[ExactDedup("a")],
-                    export=SharegptExport(human="{q}", gpt="a"))
+                    export=ChatExport(human="{q}", gpt="a"))
     run = pipe.run(tmp_path / "run", progress=False)
     lines = (tmp_path / "run/export/sharegpt.jsonl").read_text().splitlines()
     assert [json.loads(line)["conversations"][0]["value"] for line in lines] == ["one"]
@@ -392,7 +392,7 @@ def test_rows_without_a_key_field_are_kept_by_exact_dedup_and_errored_by_the_exp
 
 
 CHECKER_SPEC = """
-from curate import AssertionFilter, Pipeline, SharegptExport
+from curate import AssertionFilter, Pipeline, ChatExport
 
 BROKEN = {3, 7, 11, 19, 23}
 
@@ -404,7 +404,7 @@ def check(q, n):
 
 
 pipeline = Pipeline(source="rows.jsonl", stages=[AssertionFilter(check, name="lookup_check")],
-                    export=SharegptExport(human="{q}", gpt="q"))
+                    export=ChatExport(human="{q}", gpt="q"))
 """
 
 
@@ -445,7 +445,7 @@ def test_a_misspelt_field_is_refused_before_any_stage_runs_with_the_closest_name
     calls = Calls()
     first = Filter(counting_filter(calls), name="even")
     cases = [
-        (dict(stages=[first], export=SharegptExport(human="{q}", gpt="anwser")),
+        (dict(stages=[first], export=ChatExport(human="{q}", gpt="anwser")),
          "stage 'export', field 'anwser': the template needs field 'anwser', which no row "
          "will have (fields: q, a, answer); did you mean 'answer'?"),
         (dict(stages=[first, ExactDedup("qq")], export=None),
@@ -462,5 +462,27 @@ def test_a_misspelt_field_is_refused_before_any_stage_runs_with_the_closest_name
     assert len(calls) == 0 and not (tmp_path / "run/checkpoints/01_even").exists()
     # a field a stage may add without declaring it (Derive) is not refused
     made = Pipeline(source=source(6), stages=[Derive(lambda r: [{"reply": r["a"]}], keep="new")],
-                    export=SharegptExport(human="{q}", gpt="reply"))
+                    export=ChatExport(human="{q}", gpt="reply"))
     assert len(made.run(tmp_path / "derived", progress=False).kept) == 6
+
+
+def test_a_two_field_table_leaves_with_its_fields_and_the_bookkeeping_kept_rows_need(tmp_path):
+    """Why a row was rejected (its near-duplicate, score, checker failures) is written on the
+    rejected rows only; kept rows carry their id, parent, source and what was measured."""
+    from curate import AssertionFilter, ExactDedup, RougeDedup
+
+    def no_x(q):
+        return [("has_x", "contains x")] if "x" in q else []
+
+    rows = pd.DataFrame({"q": ["count errors by host", "count errors by host", "count the errors by host",
+                               "p99 latency by service", "x marks it"], "a": ["1", "2", "3", "4", "5"]})
+    stages = [ExactDedup("q"), RougeDedup("q", threshold=0.7), AssertionFilter(no_x),
+              ComplexityFilter(lambda t: len(t.split()), field="q", min_value=1)]
+    run = Pipeline(source=rows, stages=stages, export=ChatExport(human="{q}", gpt="a")).run(
+        tmp_path, progress=False)
+    assert run.kept["q"].tolist() == ["count errors by host", "p99 latency by service"]
+    assert set(run.kept.columns) == {"q", "a", "_id", "_parent", "_source", "_complexity"}
+    rejected = {r["_stage"]: r for r in (json.loads(line) for line in gzip.open(tmp_path / "rejected.jsonl.gz", "rt"))}
+    assert rejected["exact_dedup"]["_dup_of"] == rejected["rouge_dedup"]["_dup_of"] == run.kept["_id"][0]
+    assert rejected["rouge_dedup"]["_rouge_l"] > 0.7
+    assert rejected["assertions"]["_failures"] == [{"rule": "has_x", "message": "contains x"}]

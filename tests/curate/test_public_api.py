@@ -10,7 +10,7 @@ from curate import Filter
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["Filter", "ComplexityFilter", "AssertionFilter", "ExactDedup", "RougeDedup",
-          "EmbeddingDedup", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
+          "EmbeddingDedup", "Decontaminate", "Sample", "Derive", "SuspectFilter", "Augment", "Judge", "Repair", "Vote"]
 
 
 def test_every_public_name_is_importable_from_curate_and_curate_stages():
@@ -20,8 +20,9 @@ def test_every_public_name_is_importable_from_curate_and_curate_stages():
         assert getattr(curate, name) is not None, name
     for name in STAGES:
         assert getattr(curate.stages, name) is getattr(curate, name)
-    assert {"Mix", "ChatExport", "SharegptExport", "read_table", "write_table", "Pipeline",
-            "LLM", "LLMStage", "StageResult"} <= set(curate.__all__)
+    assert {"Mix", "ChatExport", "read_table", "write_table", "Pipeline",
+            "LLM", "LLMStage", "StageResult", "PreferencePairs"} <= set(curate.__all__)
+    assert not {"SharegptExport", "Generate"} & set(curate.__all__)  # one name per thing
 
 
 def test_import_curate_pulls_in_neither_torch_nor_openai():

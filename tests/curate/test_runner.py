@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = """
 import functools, time
-from curate import ExactDedup, Filter, Pipeline, Sample, SharegptExport
+from curate import ExactDedup, Filter, Pipeline, Sample, ChatExport
 
 LIMIT = {limit}
 SETTINGS = {{"suffix": {suffix!r}}}
@@ -44,7 +44,7 @@ pipeline = Pipeline(
             ExactDedup("k"),
             Filter(lambda row: int(row["n"]) < LIMIT, name="limit"),
             Sample(n=50, seed=0)],
-    export=SharegptExport(human="{{q}}" + SETTINGS["suffix"], gpt="k"),
+    export=ChatExport(human="{{q}}" + SETTINGS["suffix"], gpt="k"),
 )
 """
 DEFAULTS = dict(limit=90, suffix="", minimum=3, mark="q", cap=95, sleep=0)
@@ -363,14 +363,14 @@ LOOKUP_SPEC = """
 from pathlib import Path
 
 import pandas as pd
-from curate import Filter, Pipeline, SharegptExport
+from curate import Filter, Pipeline, ChatExport
 
 LOOKUP = pd.read_csv(Path(__file__).parent / "labels.csv").set_index("id")
 
 pipeline = Pipeline(
     source="items.jsonl",
     stages=[Filter(lambda row: LOOKUP.loc[row["id"], "label"] == "good", name="labelled_good")],
-    export=SharegptExport(human="{q}", gpt="a"),
+    export=ChatExport(human="{q}", gpt="a"),
 )
 """
 
@@ -444,7 +444,8 @@ def test_a_run_folder_keeps_what_the_user_put_in_it_and_never_overwrites_its_sou
     assert proc.returncode == 0, proc.stderr
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "export/seeds.jsonl").read_text() == (project / "rows.jsonl").read_text()
-    assert sorted(p.name for p in (out / "export").iterdir()) == ["seeds.jsonl", "sharegpt.jsonl"]
+    assert sorted(p.name for p in (out / "export").iterdir()) == ["README.md", "seeds.jsonl",
+                                                                "sharegpt.jsonl"]
     # the previous export as the source of a run into the same folder: refused, kept
     spec.write_text(spec.read_text().replace("run/export/seeds.jsonl", "run/export/sharegpt.jsonl"))
     exported = (out / "export/sharegpt.jsonl").read_bytes()

@@ -53,6 +53,7 @@ def pipeline_run(tiny_model, tmp_path_factory):
         out, progress=False)
 
 
+@pytest.mark.slow
 def test_the_planted_answers_rank_highest_and_are_rejected_in_a_pipeline(pipeline_run):
     rejected = pipeline_run.rejected
     source = table()
@@ -74,6 +75,7 @@ def test_the_planted_answers_rank_highest_and_are_rejected_in_a_pipeline(pipelin
     assert (kept["_answer_loss_max"] >= kept["_answer_loss"]).all()
 
 
+@pytest.mark.slow
 def test_the_review_app_sorts_every_row_by_its_answer_loss(pipeline_run):
     from curate.review.table import Query, RunTable
 
@@ -85,6 +87,7 @@ def test_the_review_app_sorts_every_row_by_its_answer_loss(pipeline_run):
     assert [row["measure"] for row in page.rows] == sorted((row["measure"] for row in page.rows), reverse=True)
 
 
+@pytest.mark.slow
 def test_a_rerun_with_the_same_settings_reuses_the_stage_without_training(tiny_model, pipeline_run):
     again = Pipeline(name="suspects", source=table(), stages=[stage(tiny_model)], export=EXPORT).run(
         pipeline_run.out, progress=False)
@@ -92,12 +95,14 @@ def test_a_rerun_with_the_same_settings_reuses_the_stage_without_training(tiny_m
     assert sorted(again.rejected["_id"]) == sorted(pipeline_run.rejected["_id"])
 
 
+@pytest.mark.slow
 def test_a_notebook_call_keeps_what_the_pipeline_kept_with_the_same_losses_to_the_last_bit(tiny_model, pipeline_run):
     kept = stage(tiny_model)(table())  # a fresh stage, the same seed: the same folds and training
     assert kept.sort_values("_id")[["_id", "_answer_loss", "_answer_loss_rank"]].to_dict("records") == \
         pipeline_run.kept.sort_values("_id")[["_id", "_answer_loss", "_answer_loss_rank"]].to_dict("records")
 
 
+@pytest.mark.slow
 def test_when_limits_the_rows_that_may_go_and_min_z_sets_the_bar_on_the_chosen_score(tiny_model):
     result = stage(tiny_model, when=lambda row: row["made_by"] == "llm", score="max", share=None,
                    min_z=2.0).run(table())

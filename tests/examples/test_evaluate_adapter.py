@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from curate import SharegptExport, read_table
+from curate import ChatExport, read_table
 from examples.honeycomb import backends, evaluate, prompts, scoring
 from train.config import config_dict, load_config
 from train.loop import train
@@ -13,7 +13,7 @@ from train.loop import train
 @pytest.mark.slow
 def test_evaluate_a_trained_adapter_with_and_without_healing(tmp_path, monkeypatch):
     seeds = read_table("examples/honeycomb/data/seeds.jsonl").head(6)
-    export = SharegptExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query")
+    export = ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query")
     data = export.write(seeds, tmp_path / "export")["sharegpt"]
     cfg = load_config("train/configs/honeycomb.yaml", {
         "data": data, "val_fraction": 0.34, "max_steps": 1, "micro_batch_size": 1, "grad_accum": 1,

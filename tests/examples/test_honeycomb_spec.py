@@ -127,3 +127,18 @@ def test_says_no_less_compares_atoms_and_looks_for_placeholders(new, verdict):
     # a value the question or the original holds is no placeholder
     assert accept({"nlq": "requests from example.com", "query": {"calculations": [{"op": "COUNT"}]}},
                   {"filters": [{"column": "http.host", "op": "=", "value": "example.com"}]}) is True
+
+
+def test_rows_made_by_the_spec_that_repeat_a_held_out_question_are_dropped_naming_it():
+    stages = [s.name for s in load_spec(ROOT / "examples/honeycomb/spec.py").stages]
+    assert stages.index("column_swap") < stages.index("decontaminate") < stages.index("judge")
+    held = [json.loads(line) for line in
+            (ROOT / "examples/honeycomb/data/eval.jsonl").read_text().splitlines()][:2]
+    seeds = [json.loads(line) for line in
+             (ROOT / "examples/honeycomb/data/seeds.jsonl").read_text().splitlines()][:20]
+    rows = pd.DataFrame(seeds + [{**seeds[0], "nlq": held[0]["nlq"].upper()},
+                                 {**seeds[1], "nlq": "so, " + held[1]["nlq"] + " please"}])
+    res = stage("decontaminate").run(rows)
+    assert res.stats["rejected"] == 2 and len(res.kept) == 20
+    assert res.rejected[REASON_CODE].tolist() == ["contaminated_exact", "contaminated_ngram"]
+    assert res.rejected["_reference_match"].str.endswith(("eval.jsonl:1", "eval.jsonl:2")).all()

@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, ExactDedup,
-                    Filter, Judge, Pipeline, Repair, RougeDedup, SharegptExport, Vote)
+                    Filter, Judge, Pipeline, Repair, RougeDedup, ChatExport, Vote)
 from curate.core.table import ID, to_jsonable
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
@@ -122,7 +122,7 @@ def spec(source: pd.DataFrame, llm, max_errored: float | None = None) -> Pipelin
         AssertionFilter(no_papa),
     ]
     return Pipeline(source=source, stages=stages, name="executors",
-                    export=SharegptExport(human="{text}", gpt="answer"))
+                    export=ChatExport(human="{text}", gpt="answer"))
 
 
 def canonical(table: pd.DataFrame) -> list[str]:

@@ -16,7 +16,8 @@ import pytest
 from executor_kit import canonical, client, ids, reply, rows, spec
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [pytest.mark.slow,  # starts Ray: make test runs it, make test-fast does not
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")]
 
 from curate import Stage  # noqa: E402
 from curate.errors import CurateError  # noqa: E402
@@ -74,10 +75,11 @@ def test_ray_gives_the_same_rows_counts_and_export(runs):
     assert ray_run.manifest["executor"] == "ray" and local.manifest["executor"] == "local"
 
 
-def test_row_stages_ran_on_ray_and_global_ones_on_the_driver(runs):
+def test_row_stages_and_exact_dedup_ran_on_ray_and_other_global_ones_on_the_driver(runs):
     where = {s["stage"]: s.get("executor") for s in runs["ray"].manifest["stages"]}
     assert where["long_enough"]["batches"] > 1 and where["judge"]["actors"] == 2
-    assert where["exact_dedup"] is None and where["rouge_dedup"] is None
+    assert where["exact_dedup"]["distributed"] and where["exact_dedup"]["batches"] > 1
+    assert where["rouge_dedup"] is None
     assert where["few_shot"] is None  # Augment with k > 0 needs the whole table
 
 

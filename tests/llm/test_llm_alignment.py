@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from curate.alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, alignment_report, cohen_kappa,
+from curate.review.alignment import (EXPERT_CRITIQUE, EXPERT_OUTCOME, alignment_report, cohen_kappa,
                               export_for_review, read_review)
 from curate.errors import InputError
 from curate.core.table import assign_ids

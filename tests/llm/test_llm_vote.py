@@ -67,6 +67,7 @@ def test_vote_keeps_the_majority_and_says_why_others_go_end_to_end(server, tmp_p
     assert kept["question"] == "q-clear" and kept["answer"] == "12"
     assert kept["votes"] == {"12": 4, "13": 1} and kept["agreement"] == 0.8
     assert kept["rationales"] == [ANSWERS["q-clear"][i] for i in (0, 1, 3, 4)]
+    assert kept["minority"] == [{"answer": "13", "rationale": "The answer is 13."}]  # lost 4 to 1
     assert kept["rationale"] == "The answer is 12."
     rejected = result.rejected.set_index("question")
     assert rejected.loc["q-split", REASON_CODE] == "vote_tie"

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from curate import ComplexityFilter, Derive, Filter, Judge, Pipeline, Repair, RougeDedup
-from curate import SharegptExport
+from curate import ChatExport
 from curate.llm import LLM
 from curate.testing import ScriptedServer
 from curate.testing.server import last_user_message
@@ -98,7 +98,7 @@ def pipeline(source: Path, llm: LLM, instructions: str = JUDGE_PROMPT) -> Pipeli
                 Derive(swap_hours, name="day_variants"),
                 Judge(llm, fields=["nlq", "query"], keep="all", instructions=instructions),
                 Repair(llm, field="query", when=lambda row: row["outcome"] == "bad")],
-        export=SharegptExport(human="{nlq}\n\nColumns: {columns}", gpt="query",
+        export=ChatExport(human="{nlq}\n\nColumns: {columns}", gpt="query",
                               system="Write a Honeycomb query."))
 
 
@@ -144,6 +144,6 @@ def build_long(folder: Path) -> Path:
     Pipeline(name="long-rows", source=source,
              stages=[Derive(lambda row: [{"answer": row["answer"] + " again"}]
                             if row["answer"] == "long" else [], name="again")],
-             export=SharegptExport(human="{text}", gpt="answer")).run(folder / "run",
+             export=ChatExport(human="{text}", gpt="answer")).run(folder / "run",
                                                                        progress=False)
     return folder / "run"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from curate.alignment import read_review
+from curate.review.alignment import read_review
 from curate.review import __main__ as cli
 from curate.review import create_app
-from curate.review.labels import LabelStore, Walk, judges
+from curate.review.labels import LabelStore, Walk, judged_stages
 from curate.review.table import Query, RunTable
 from review_sample import SCRIPT_NLQ
 from review_served import fetch, form_token, served
@@ -143,7 +143,7 @@ def test_loopback_refuses_other_host_names_and_cross_site_forms(judged_run):
 
 def _first_judged(run: Path) -> str:
     table = RunTable(run)
-    return Walk(table, judges(table)[0]).ids[0]
+    return Walk(table, judged_stages(table)[0]).ids[0]
 
 
 def _snapshot(folder: Path) -> dict:
@@ -151,7 +151,7 @@ def _snapshot(folder: Path) -> dict:
             for p in folder.rglob("*") if p.is_file()}
 
 
-def test_the_app_writes_only_its_two_files(tmp_path):
+def test_the_app_writes_only_its_two_files_and_their_lock(tmp_path):
     from review_sample import build
 
     run = build(tmp_path)
@@ -167,7 +167,8 @@ def test_the_app_writes_only_its_two_files(tmp_path):
         assert fetch(url + "/few-shot?judge=judge", form={"form_token": form_token(page)})[0] == 303
     after = _snapshot(tmp_path)
     changed = {k for k in after if before.get(k) != after[k]}
-    assert changed == {"run/review/labels.csv", "run/review/critique_examples.jsonl"}
+    assert changed == {"run/review/labels.csv", "run/review/critique_examples.jsonl",
+                       "run/review/.labels.csv.lock"}
 
 
 # -- the labels file -------------------------------------------------------------------------------
@@ -188,7 +189,7 @@ def test_a_damaged_labels_file_is_shown_not_a_traceback(tmp_path):
 
 def test_labels_from_two_tabs_or_two_apps_are_all_kept(judged_run, tmp_path):
     table = RunTable(judged_run)
-    judge = judges(table)[0]
+    judge = judged_stages(table)[0]
     ids = Walk(table, judge).ids[:4]
     records = [table.record(table.position(i)) for i in ids]
     one, two = LabelStore(tmp_path), LabelStore(tmp_path)
@@ -208,7 +209,7 @@ def test_labels_from_two_tabs_or_two_apps_are_all_kept(judged_run, tmp_path):
 
 def test_the_walk_is_a_seeded_sample_of_the_judged_rows(judged_run):
     table = RunTable(judged_run)
-    judge = judges(table)[0]
+    judge = judged_stages(table)[0]
     judged = set(table.rows.loc[table.rows["outcome"].notna(), "_id"])
     every = Walk(table, judge)
     assert set(every.ids) == judged and len(judged) == 25

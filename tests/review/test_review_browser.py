@@ -16,7 +16,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from curate.alignment import alignment_report, read_review
+from curate.review.alignment import alignment_report, read_review
 from curate.pipeline.folder import open_run
 from review_sample import IMG_NLQ, JUDGE_PROMPT, LONG_ID, SCRIPT_NLQ, build, long_text
 from review_served import served
@@ -201,6 +201,7 @@ def test_agreement_by_round_when_the_judge_prompt_changes(browser, tmp_path):
         assert lines[-1].find_elements(By.TAG_NAME, "td")[0].text.startswith("current judge")
 
 
+@pytest.mark.slow
 def test_a_20_mb_field_shows_its_start_and_opens_whole(browser, long_run):
     from curate.review import create_app
 

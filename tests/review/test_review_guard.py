@@ -7,7 +7,7 @@ import pytest
 from curate.review import create_app
 from curate.review.app import MAX_FORM_BYTES
 from curate.review.guard import is_loopback
-from curate.review.labels import Walk, judges
+from curate.review.labels import Walk, judged_stages
 from curate.review.table import RunTable
 from review_served import fetch, form_token, served
 
@@ -46,7 +46,7 @@ def test_the_configured_host_is_served_too(judged_run):
 
 def test_a_rebound_host_cannot_read_rows_or_write_labels(judged_run):
     table = RunTable(judged_run)
-    row_id = Walk(table, judges(table)[0]).ids[0]
+    row_id = Walk(table, judged_stages(table)[0]).ids[0]
     evil = {"Host": "127.0.0.1.evil.example"}
     with served(create_app(judged_run)) as url:
         token = form_token(fetch(url + "/label/" + row_id)[2])
@@ -60,7 +60,7 @@ def test_a_rebound_host_cannot_read_rows_or_write_labels(judged_run):
 @pytest.mark.parametrize("size", [MAX_FORM_BYTES + 1, 3 * MAX_FORM_BYTES])
 def test_an_oversized_form_is_refused_as_too_large(judged_run, size):
     table = RunTable(judged_run)
-    row_id = Walk(table, judges(table)[0]).ids[0]
+    row_id = Walk(table, judged_stages(table)[0]).ids[0]
     with served(create_app(judged_run)) as url:
         token = form_token(fetch(url + "/label/" + row_id)[2])
         form = {"form_token": token, "expert_outcome": "bad", "expert_critique": "x" * size}

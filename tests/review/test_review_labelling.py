@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 
-from curate.alignment import export_for_review, read_review
+from curate.review.alignment import export_for_review, read_review
 from curate.review import __main__ as cli
 from curate.review import create_app
 from curate.review.app import Review
-from curate.review.labels import LabelStore, Walk, judges
+from curate.review.labels import LabelStore, Walk, judged_stages
 from curate.review.table import RunTable
 from review_sample import ODD_IDS, build
 from review_served import fetch, form_token, served
@@ -33,7 +33,7 @@ def _label_url(url: str, row_id: str) -> str:
 
 def test_a_row_the_judge_never_judged_cannot_be_labelled(judged_run):
     table = RunTable(judged_run)
-    judged = set(Walk(table, judges(table)[0]).ids)
+    judged = set(Walk(table, judged_stages(table)[0]).ids)
     unjudged = next(i for i in table.rows["_id"] if i not in judged)
     with served(create_app(judged_run)) as url:
         token = form_token(fetch(_label_url(url, next(iter(judged))))[2])
@@ -69,7 +69,7 @@ def _cells(path: Path) -> list[list[str]]:
 
 def test_labels_csv_neutralises_formulas_and_reads_back_the_original(odd_ids_run, tmp_path):
     table = RunTable(odd_ids_run)
-    judge = judges(table)[0]
+    judge = judged_stages(table)[0]
     records = [table.record(table.position(i)) for i in Walk(table, judge).ids[:len(CRITIQUES)]]
     records = [{**r, "nlq": c} for r, c in zip(records, CRITIQUES)]
     store = LabelStore(tmp_path)
@@ -133,7 +133,7 @@ def test_a_read_only_run_folder_is_said_at_start_and_on_the_first_label(
     import uvicorn
 
     run = open_run_folder
-    row_id = Walk(RunTable(run), judges(RunTable(run))[0]).ids[0]
+    row_id = Walk(RunTable(run), judged_stages(RunTable(run))[0]).ids[0]
     with served(create_app(run)) as url:
         token = form_token(fetch(_label_url(url, row_id))[2])
         monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: sockets[0].close())

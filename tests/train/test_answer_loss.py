@@ -79,6 +79,7 @@ def test_folds_are_seeded_and_balanced():
     assert fold_of(10, 3, seed=0) == folds != fold_of(10, 3, seed=1)
 
 
+@pytest.mark.slow
 def test_out_of_fold_token_losses_score_every_row_with_a_model_that_never_saw_it(tiny_cfg):
     # each word appears once: a model that never saw the row cannot know its answer, one that did can
     rows = [conversation(word, word) for word in WORDS]

@@ -5,11 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from train_testkit import repeat_rows, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_speed_bench_runs_both_arms_on_the_cpu_with_the_same_rows_and_schedule(tmp_path, tiny_model_dir):
     data = write_jsonl(tmp_path / "rows.jsonl", repeat_rows(8))
     run = subprocess.run([sys.executable, "bench/train_gpu.py", "speed", "--cpu", "--data", data,

@@ -19,7 +19,7 @@ def test_unknown_keys_are_rejected_with_the_list_of_known_ones(tmp_path):
     path.write_text("data: d.jsonl\nlearning_rate: 1e-4\n")
     with pytest.raises(ConfigError, match=r"unknown key\(s\) learning_rate; known keys: data, format, .* lr,"):
         load_config(path)
-    with pytest.raises(ConfigError, match=r"assertion_eval: unknown key\(s\) check; known keys: checker, fields"):
+    with pytest.raises(ConfigError, match=r"assertion_eval: unknown key\(s\) check; known keys: checker, check_fields"):
         load_config(None, {"data": "d", "assertion_eval": {"check": "m:f"}})
 
 

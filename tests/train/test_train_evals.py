@@ -51,7 +51,7 @@ def test_checkers_are_loaded_by_name_and_their_answers_read():
 def test_validity_is_logged_next_to_the_loss_and_rises_as_the_model_learns(tiny_cfg, tmp_path):
     held_out = write_jsonl(tmp_path / "held.jsonl", repeat_rows(8))  # the training rows: memorising suffices
     ecfg = {"checker": "train_testkit:same_word", "every": 10, "rows": 8, "max_new_tokens": 3, "at_start": True,
-            "fields": {"word": {"turn": "user", "regex": r"Repeat : (\w+)"}}}
+            "check_fields": {"word": {"turn": "user", "regex": r"Repeat : (\w+)"}}}
     train(tiny_cfg(max_steps=40, val_data=held_out, assertion_eval=ecfg))
     rates = {m["step"]: m["valid_rate"] for m in metrics(tmp_path / "run") if "valid_rate" in m}
     assert sorted(rates) == [0, 10, 20, 30, 40]
@@ -61,7 +61,7 @@ def test_validity_is_logged_next_to_the_loss_and_rises_as_the_model_learns(tiny_
 
 
 def test_a_field_mapping_that_does_not_fit_the_rows_stops_the_run_before_training(tiny_cfg, tmp_path):
-    ecfg = {"checker": "train_testkit:same_word", "fields": {"word": {"regex": r"Say : (\w+)"}}}
-    with pytest.raises(DataError, match=r"assertion_eval.fields.word: regex .*Say.* does not match 'Repeat : "):
+    ecfg = {"checker": "train_testkit:same_word", "check_fields": {"word": {"regex": r"Say : (\w+)"}}}
+    with pytest.raises(DataError, match=r"assertion_eval.check_fields.word: regex .*Say.* does not match 'Repeat : "):
         train(tiny_cfg(max_steps=1, val_fraction=0.25, assertion_eval=ecfg))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()

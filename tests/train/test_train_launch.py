@@ -26,6 +26,7 @@ def losses(run_dir):
     return [m["loss"] for m in metrics(run_dir) if "loss" in m]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_train_like_one_process_accumulating_their_batches(tiny_cfg, tmp_path):
     # each step sees the same 4 rows: 2 processes x 1 micro-batch of 2, or 1 process x 2 micro-batches of 2
     settings = dict(max_steps=3, micro_batch_size=2, precision="no")

@@ -176,6 +176,7 @@ def test_assertion_eval_without_held_out_rows_is_refused(tiny_cfg):
         train(tiny_cfg(max_steps=1, assertion_eval={"checker": "train_testkit:is_short"}))
 
 
+@pytest.mark.slow
 def test_a_bf16_run_on_the_cpu_learns(tiny_cfg, tmp_path):
     result = train(tiny_cfg(max_steps=20, precision="bf16"))
     seen = losses(tmp_path / "run")

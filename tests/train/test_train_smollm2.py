@@ -28,7 +28,7 @@ def test_the_example_config_reads_the_columns_of_a_honeycomb_row():
     from train.data import to_messages
 
     row = ROWS[1]
-    fields = extract_fields({"row": row, "messages": to_messages(row)}, cfg.assertion_eval.fields)
+    fields = extract_fields({"row": row, "messages": to_messages(row)}, cfg.assertion_eval.check_fields)
     assert fields == {"columns": ["http.route", "duration_ms"]}
 
 

@@ -10,7 +10,11 @@ What runs where:
   :func:`~curate.pipeline.executors.batched.combine` (row order is part of the stage
   contract), which gives the stats and ``max_errored`` decision of one run over the whole
   table;
-- a global stage (dedups, Sample, Augment with ``k`` > 0) runs on the driver;
+- ``MinHashDedup`` and ``ExactDedup`` run their pass distributed (signatures or key hashes
+  in ``map_batches``, candidates grouped by band or hash key and verified in Ray tasks; see
+  :mod:`~curate.pipeline.executors.ray_dedup`): the driver receives only the decisions;
+- the other global stages (RougeDedup, EmbeddingDedup, Sample, Augment with ``k`` > 0) run
+  on the driver;
 - the runner (plan, checkpoints, outputs, manifest) stays on the driver, so a run folder is
   the same whichever executor wrote it, and either can resume it.
 
@@ -160,7 +164,8 @@ class LLMBatchActor:
 
 # -- the executor -------------------------------------------------------------------------------
 class RayExecutor(Executor):
-    """Runs row-wise stages on Ray Data (see the module docstring).
+    """Runs row-wise stages on Ray Data and the MinHash and exact dedups distributed (see
+    the module docstring).
 
     Args:
         address: a running cluster to attach to (``"auto"``, or ``"HOST:6379"``); by default
@@ -244,6 +249,19 @@ class RayExecutor(Executor):
 
     # -- one stage ------------------------------------------------------------------------------
     def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:
+        from .ray_dedup import distributes, run_distributed
+
+        if len(df) and distributes(stage):
+            self.start()
+            ray = require_ray()
+            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            try:
+                return run_distributed(ray, shippable(stage), df,
+                                       self._rows_per_batch(stage, len(df), cpus), cpus,
+                                       WORKER_RETRIES)
+            except ray.exceptions.RayError as error:
+                raise CurateError(f"stage {stage.name!r} failed on Ray: "
+                                  f"{type(error).__name__}: {one_line(error)}") from None
         if stage.kind != "row" or not len(df):
             return stage.run(df)
         self.start()

@@ -2,7 +2,7 @@
 
 The critique-then-outcome format follows Hamel Husain's Honeycomb case study ("Your AI
 product needs evals"), where the judge's critiques were aligned with a domain expert's
-(see :mod:`curate.alignment`). The judge sees exactly the fields it is given (the
+(see :mod:`curate.review.alignment`). The judge sees exactly the fields it is given (the
 question, the columns, the query), never the rest of the row.
 """
 from __future__ import annotations
@@ -37,6 +37,10 @@ class Judge(LLMStage):
             column the input already has.
         temperature: 0 by default. on_failure ``"keep"`` makes an advisory judge: a row
             with no verdict is kept, the failure in ``_judge_failure`` (``unjudged``).
+        trusted: True when you trust this judge's verdicts as evidence (its agreement with
+            an expert measured, :mod:`curate.review.alignment`): only a trusted judge's "bad" makes
+            the rejected side of a preference pair (:mod:`curate.formats.preferences`).
+            It changes nothing the stage does to rows.
 
     Rejected rows get ``_reason_code="judge_bad"`` and the critique as ``_reason``.
     """
@@ -49,7 +53,7 @@ class Judge(LLMStage):
     def __init__(self, llm, *, fields, instructions: str = INSTRUCTIONS, examples=(),
                  prompt=None, schema: dict | None = None, keep=None,
                  outputs: Mapping[str, str] | None = None, temperature: float | None = 0.0,
-                 **kwargs):
+                 trusted: bool = False, **kwargs):
         super().__init__(llm, prompt, schema=schema or JUDGE_SCHEMA, temperature=temperature,
                          **kwargs)
         if isinstance(fields, str) or not fields:
@@ -59,6 +63,7 @@ class Judge(LLMStage):
             raise StageError(self.name, f"keep must be a function of the verdict or 'all', "
                                         f"got {keep!r}")
         self.fields, self.instructions, self.keep = list(fields), instructions, keep
+        self.trusted = bool(trusted)
         self.custom_schema = schema is not None
         fixed = self.schema if not callable(self.schema) else self.schema({})
         self.verdict_keys = list(fixed.get("properties", {})) or ["critique", "outcome"]

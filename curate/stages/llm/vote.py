@@ -33,9 +33,10 @@ class Vote(LLMStage):
             ``n`` samples (failed samples count as no vote).
         tie: "reject" (default), "first" (the tied answer sampled first) or "random"
             (seeded by ``seed`` and the row's fields).
-        rationales: also store every reply that reached the majority answer.
+        rationales: also store every reply that reached the majority answer, and every
+            reply whose answer got fewer votes (``minority``).
         outputs: ``{name: column}`` for the columns written: ``votes``, ``agreement``,
-            ``answer``, ``rationale``, ``rationales`` (default: the same names).
+            ``answer``, ``rationale``, ``rationales``, ``minority`` (default: the same names).
     """
 
     declares_columns = True
@@ -54,7 +55,8 @@ class Vote(LLMStage):
                                         f"min_agreement={min_agreement}")
         if tie not in TIE_POLICIES:
             raise StageError(self.name, f"tie must be one of {TIE_POLICIES}, got {tie!r}")
-        names = ("votes", "agreement", "answer", "rationale") + (("rationales",) if rationales else ())
+        names = ("votes", "agreement", "answer", "rationale") + \
+            (("rationales", "minority") if rationales else ())
         self.outputs = {k: dict(outputs or {}).get(k, k) for k in names}
         self.n = int(n)
         self.extract = extract if extract is not None else AnswerAfter()
@@ -62,7 +64,7 @@ class Vote(LLMStage):
         self.min_agreement, self.tie, self.rationales = float(min_agreement), tie, rationales
 
     def added_columns(self) -> dict[str, str]:
-        roles = {"answer": "answer"}
+        roles = {"answer": "answer", "minority": "minority"}
         return {column: roles.get(key, "annotation") for key, column in self.outputs.items()}
 
     def value_from(self, row: dict, text: str) -> tuple[str, object]:
@@ -76,7 +78,9 @@ class Vote(LLMStage):
         winner, votes, agreement, code, reason = tally(answers, self.n, self.min_agreement,
                                                        self.tie, rng)
         reached = [t for t, a in zip(texts, answers) if winner is not None and a == winner]
-        values = [votes, round(agreement, 4), winner, reached[0] if reached else None, reached]
+        lost = [{self.outputs["answer"]: a, self.outputs["rationale"]: t} for t, a in zip(texts, answers)
+                if winner is not None and a is not None and votes[a] < votes[winner]]
+        values = [votes, round(agreement, 4), winner, reached[0] if reached else None, reached, lost]
         columns = {self.outputs[k]: v for k, v in zip(self.outputs, values)}
         if winner is None:
             return Made("rejected", columns, code=code, reason=reason, produced=0)

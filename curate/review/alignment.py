@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InputError
-from .core.table import ID, to_jsonable
+from ..errors import InputError
+from ..core.table import ID, to_jsonable
+from ..io.atomic import atomic_path
 
 JUDGE_CRITIQUE, JUDGE_OUTCOME = "judge_critique", "judge_outcome"
 EXPERT_CRITIQUE, EXPERT_OUTCOME = "expert_critique", "expert_outcome"
@@ -65,9 +66,8 @@ def export_for_review(df: pd.DataFrame, path, fields, *, critique: str = "critiq
     if missing:
         raise InputError(path, f"the table lacks {missing} needed for the review sheet")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = [ID, *fields, JUDGE_CRITIQUE, JUDGE_OUTCOME, EXPERT_CRITIQUE, EXPERT_OUTCOME]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for row in df.to_dict("records"):

@@ -1,4 +1,5 @@
-"""The stage-accuracy table: the spec's own stages, real runs, counts that match the labels."""
+"""The stage-accuracy table (examples/honeycomb/stage_accuracy.py, printed by bench/stage_accuracy.py):
+the spec's own stages, real runs, counts that match the labels."""
 import json
 import subprocess
 import sys
@@ -6,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from examples.honeycomb.column_swap import column_swaps
+from examples.honeycomb.faults import CHECKER_DETECTABLE, WRONG_BUT_VALID
+from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, SEEDS, faulted_table, format_accuracy,
+                                               recall_at, removed_ids, spec_stages, stage_accuracy)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-from stage_accuracy import (CLEAN, LABEL, SEEDS, faulted_table, format_accuracy, spec_stages,  # noqa: E402
-                            stage_accuracy)
-
-from examples.honeycomb.column_swap import column_swaps  # noqa: E402
-from examples.honeycomb.faults import CHECKER_DETECTABLE, WRONG_BUT_VALID  # noqa: E402
 
 
 def swaps() -> int:
@@ -28,7 +27,7 @@ def test_the_stages_are_the_spec_s_own_deterministic_ones_in_its_order():
     spec = [s.name for s in load_spec(ROOT / "examples/honeycomb/spec.py").stages]
     names = [s.name for s in spec_stages()]
     assert names == ["is_a_rewording", "embedded_rewordings", "assertions", "complexity_filter", "rouge_dedup", "embedding_dedup",
-                     "key_pair_dedup"]
+                     "decontaminate", "key_pair_dedup"]
     assert [n for n in spec if n in names] == names  # the spec's order; the repeated assertions left out
     assert "assertions_after_repair" in spec
     assert not [s for s in spec_stages() if isinstance(s, LLMStage)]
@@ -70,7 +69,6 @@ def test_the_command_line_prints_the_table_and_writes_the_records(tmp_path):
 
 def test_recall_at_a_clean_share_sets_the_threshold_on_the_clean_rows_only():
     import pandas as pd
-    from suspects import recall_at
 
     labels = pd.Series([None] * 10 + ["dropped_filter"] * 4 + ["changed_breakdown"] * 2)
     scores = pd.Series([float(i) for i in range(10)] + [20.0, 30.0, 8.5, 0.5] + [9.5, 1.0])
@@ -85,7 +83,6 @@ def test_recall_at_a_clean_share_sets_the_threshold_on_the_clean_rows_only():
 
 def test_the_judge_counts_the_rows_it_calls_bad_against_a_loopback_endpoint(tmp_path, monkeypatch):
     from curate.testing import ScriptedServer, last_user_message
-    from stage_accuracy import removed_ids
 
     def reply(body):  # a judge that calls every query with a time range bad
         return json.dumps({"critique": "checked", "outcome": "bad" if "time_range" in last_user_message(body)
