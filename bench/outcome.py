@@ -1,35 +1,47 @@
-"""Benchmark: does curated data train a better model? Seeds only, uncurated and curated
-training sets at the same budget, the same fine-tune on each, scored on the held-out set.
+"""Benchmark: does curation train a better model? The same fine-tune at the same budget on clean,
+noisy and curated data, scored on all held-out rows with intervals and paired tests.
 
-1. Three training sets of exactly ``--rows`` rows each, each built by the pipeline runner
-   (so each has its run folder, report and manifest under ``OUT/data/``):
-   - ``seeds``: the Honeycomb seeds only, repeated and shuffled to the budget;
-   - ``uncurated``: the augmentation output, the LLM's variations and the column swaps, with
-     no checker, no dedup and no judge;
-   - ``curated``: the whole example spec (``examples/honeycomb/spec.py``, every seed):
-     augmentation, level-1 assertions, complexity band, Rouge-L, embedding and key-pair
-     dedup, judge and repair, then the assertions again.
-   The augmentation is the same stage with the same model in both, and its replies are
-   shared through one response cache, so the two differ by curation only. A set smaller
-   than the budget is repeated to it; a larger one is sampled (seeded).
-2. The same LoRA fine-tune of the same base on each (``train/``: same steps, seed, learning
-   rate, sequence length, packing).
-3. The untuned base and each adapter scored on ``examples/honeycomb/data/eval.jsonl`` with
-   ``examples.honeycomb.evaluate``: validity, canonical exact match and the atom F1,
-   with and without self-healing.
+The conditions (``examples/honeycomb``: the 171 seeds and their deterministic column swaps):
 
-The default is sized for a CPU-only 2-core machine, about two hours when nothing else runs
-(the chosen settings and the token arithmetic are printed first); ``--quick`` builds a tiny
-random model and a loopback LLM and runs in a minute or two (the test suite runs it). The
-held-out rows are never trained on and no prompt is tuned on their answers.
+- ``clean``: the seeds and their swaps, as made;
+- ``noisy``: the same with faults injected into the swaps at known rates
+  (``examples/honeycomb/faults.py``, ``--rates``): checker-detectable ones, wrong-but-valid
+  ones, a near-duplicate flood;
+- ``curated``: ``noisy`` after the spec's deterministic stages, in its order
+  (``examples/honeycomb/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
+  column swap, so it never meets a swap; on swapped rows it removes half the clean rows at
+  random (see the stage-accuracy table), so it is left out here (``--skip``);
+- ``suspects`` (``--suspects``, slow): ``curated`` after `SuspectFilter` (k folds fine-tuned on
+  the question alone, 10% of the rows with the least likely answers removed);
+- ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``): ``curated`` after the spec's judge and repair
+  with that endpoint, and the checker again.
 
-    .venv/bin/python bench/outcome.py                         # the full comparison
-    .venv/bin/python bench/outcome.py --rows 200 --steps 40 --eval-rows 30
+Every condition trains on exactly ``--rows`` rows (each unique row repeated evenly, a seeded
+sample for the remainder, shuffled) for ``--steps`` steps of packed sequences: the same
+tokens and steps. ``--train-seeds`` seeds each (default 2): the gold-answer loss uses all,
+generation the first ``--generate-seeds``. On all 209 rows of ``eval.jsonl`` (``--eval-rows N``: the
+first N, a mix of the three schemas), never trained on:
+the teacher-forced loss of the gold answer (``train/answer_loss.py``, nats per token, lower is
+better), and from greedy answers validity, atom F1 and exact match, each with a 95% cluster
+bootstrap interval over the rows' ``group``; beside them what the degenerate answers score
+(``{}``, COUNT + a regex time window, the nearest seed's query). Then paired differences
+between conditions (cluster bootstrap) with McNemar's exact test on validity and exact match,
+the stage-accuracy table, the suspect filter's recall, the load average. A JSON record goes
+to ``OUT/outcome.json``.
+
+The default is sized for about 60-90 minutes on two idle CPU cores with SmolLM2-135M; on a
+loaded machine ``--threads 1`` is several times faster. ``--quick`` builds a tiny random model
+and scores 24 held-out rows: a few minutes (the test suite runs it).
+
+    .venv/bin/python bench/outcome.py --threads 1
+    .venv/bin/python bench/outcome.py --suspects --threads 1 --out runs/outcome
+    OPENAI_BASE_URL=... .venv/bin/python bench/outcome.py --llm
     .venv/bin/python bench/outcome.py --quick --out runs/outcome-quick
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -37,91 +49,113 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy,  # noqa: E402
+                                               in_order, recall_at, spec_stages, stage_accuracy)
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
-SEEDS = ROOT / "examples/honeycomb/data/seeds.jsonl"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
-CONDITIONS = ("seeds", "uncurated", "curated")
-FULL = dict(rows=320, steps=80, micro_batch=4, grad_accum=1, seq_len=1024, lr=1e-3,
-            eval_rows=67, attempts=3, max_tokens=256, variations=2, swaps=2)
-QUICK = dict(rows=24, steps=4, micro_batch=2, grad_accum=1, seq_len=768, lr=1e-2,
-             eval_rows=4, attempts=2, max_tokens=24, variations=1, swaps=1)
+BASE = ("clean", "noisy", "curated")
+PAIRS = (("curated", "noisy"), ("suspects", "curated"), ("clean", "curated"), ("llm", "curated"))
+FULL = dict(rows=200, steps=48, micro_batch=2, seq_len=1024, lr=1e-3, train_seeds=2, generate_seeds=1,
+            max_tokens=160, folds=2, suspect_epochs=1.0, suspect_share=0.1, fault_seed=0, eval_rows=0)
+QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8, eval_rows=24)
 
 
-# -- the three training sets ------------------------------------------------------------------
-def _load_spec(settings: dict, cache: Path):
-    """The example spec at every seed, its LLM clients pointed at one shared cache."""
-    os.environ["HONEYCOMB_DEMO_SEEDS"] = "0"
-    os.environ["HONEYCOMB_VARIATIONS"] = str(settings["variations"])
-    os.environ["HONEYCOMB_SWAPS"] = str(settings["swaps"])
+# -- the training sets ------------------------------------------------------------------------------
+def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict, dict]:
+    """``({condition: table}, {"stage_accuracy", "suspects"})``: the unique rows of each."""
+    from examples.honeycomb.faults import DEFAULT_RATES
+
+    noisy = faulted_table(args.rates or DEFAULT_RATES, seed=settings["fault_seed"])
+    sets = {"clean": faulted_table({}, seed=settings["fault_seed"]), "noisy": noisy}
+    stages = spec_stages()
+    records = stage_accuracy(noisy, stages)
+    print(format_accuracy(records, noisy), flush=True)
+    skipped = set(args.skip.split(",")) if args.skip else set()
+    sets["curated"], _, _ = in_order(noisy, [s for s in stages if s.name not in skipped])
+    extra = {"stage_accuracy": records, "skipped": sorted(skipped)}
+    if args.suspects:
+        _say("the suspect filter")
+        sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model)
+    if args.llm:
+        from curate.llm import use_default_cache_path
+
+        _say("the spec's judge and repair")
+        with use_default_cache_path(out / "llm.sqlite"):  # replies reused by a rerun of this folder only
+            sets["llm"], _, _ = in_order(sets["curated"], llm_stages())
+    return sets, extra
+
+
+def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict) -> tuple[pd.DataFrame, dict]:
+    """The table less what `SuspectFilter` rejects, and its recall of each fault kind."""
+    from suspects import suspect_stage
+
+    options = dict(folds=settings["folds"], epochs=settings["suspect_epochs"], lr=1e-3, lora_r=16, batch=4,
+                   seed=0, clean_share=settings["suspect_share"], template="question")
+    tiny = {"model": model["model"], "gguf_file": None, "max_steps": 2} if model else {}
+    result = suspect_stage(argparse.Namespace(**options), **tiny).run(table)
+    scored = pd.concat([result.kept, result.rejected], ignore_index=True)
+    found = recall_at(scored["_answer_loss"], scored[LABEL], settings["suspect_share"])
+    print("suspect filter (mean answer NLL, out of fold) at "
+          f"{settings['suspect_share']:.0%} of clean rows removed: AUC {found['auc']:.2f}; " +
+          ", ".join(f"{k} {v[0]:.0%} [{v[1]:.0%},{v[2]:.0%}]" for k, v in found.items()
+                    if k not in ("threshold", "auc")), flush=True)
+    return result.kept, found
+
+
+def llm_stages() -> list:
+    """The spec's judge and repair (pointed at the configured endpoint) and the checker after."""
+    from curate import Judge, Repair
     from curate.pipeline.spec import load_spec
 
-    pipeline = load_spec(SPEC)
-    for stage in pipeline.stages:
-        if getattr(stage, "llm", None) is not None:
-            stage.llm.cache = cache
-    return pipeline
+    spec = load_spec(SPEC).stages
+    return [s for s in spec if isinstance(s, (Judge, Repair)) or s.name == "assertions_after_repair"]
 
 
-def _to_budget(path: Path, rows: int, seed: int = 0) -> tuple[Path, int]:
-    """The export at ``path`` made exactly ``rows`` lines (repeated or sampled, shuffled)."""
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    rng = random.Random(seed)
-    chosen = (lines * (rows // len(lines) + 1))[:rows] if len(lines) < rows else \
-        rng.sample(lines, rows)
-    rng.shuffle(chosen)
-    target = path.with_name("train.jsonl")
-    target.write_text("\n".join(chosen) + "\n")
-    return target, len(lines)
+def budget(table: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """Exactly ``rows`` rows: every unique row as often as the others (within one), shuffled."""
+    whole, rest = divmod(rows, len(table))
+    extra = table.sample(n=rest, random_state=seed)
+    return pd.concat([table] * whole + [extra]).sample(frac=1, random_state=seed).reset_index(drop=True)
 
 
-def build_sets(settings: dict, out: Path) -> dict:
-    """``{condition: {"train": path, "made": rows the pipeline exported, "run": folder}}``."""
-    from curate import Pipeline, read_table
-
-    spec = _load_spec(settings, out / "llm.sqlite")
-    augment, swap = spec.stages[0], next(s for s in spec.stages if s.name == "column_swap")
-    seeds = read_table(SEEDS).drop(columns="_source")
-    repeated = seeds.sample(n=settings["rows"], replace=True, random_state=0)
-    pipelines = {
-        "seeds": Pipeline(name="seeds only", source=repeated.reset_index(drop=True), stages=[],
-                          export=spec.export),
-        "uncurated": Pipeline(name="uncurated", source=SEEDS, stages=[augment, swap],
-                              export=spec.export),
-        "curated": spec,
-    }
-    sets = {}
-    for condition, pipeline in pipelines.items():
-        folder = out / "data" / condition
-        print(f"[{time.strftime('%H:%M:%S')}] building the {condition} set", flush=True)
-        pipeline.run(folder, progress=False)
-        train, made = _to_budget(folder / "export" / "sharegpt.jsonl", settings["rows"])
-        sets[condition] = {"train": train, "made": made, "run": folder}
-    return sets
+def composition(table: pd.DataFrame, rows: int) -> dict:
+    kinds = table[LABEL].fillna(CLEAN).value_counts()
+    return {"unique": len(table), "repeats": round(rows / len(table), 2), **kinds.to_dict()}
 
 
-# -- training and scoring ------------------------------------------------------------------------
-def train_config(settings: dict, data: Path, out: Path, model: dict):
+def write_rows(table: pd.DataFrame, export, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"messages": export.messages(row)}, ensure_ascii=False)
+             for row in table.to_dict("records")]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# -- training and scoring --------------------------------------------------------------------------
+def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
     from train.config import load_config
 
     overrides = dict(data=str(data), val_fraction=0.0, max_steps=settings["steps"],
-                     micro_batch_size=settings["micro_batch"], grad_accum=settings["grad_accum"],
-                     max_seq_len=settings["seq_len"], lr=settings["lr"], warmup_ratio=0.05,
-                     packing=True, seed=0, eval_every=0, save_every=0, log_every=10,
-                     output_dir=str(out), resume=True, assertion_eval=None, **model)
+                     micro_batch_size=settings["micro_batch"], grad_accum=1, max_seq_len=settings["seq_len"],
+                     lr=settings["lr"], warmup_ratio=0.05, packing=True, seed=seed, eval_every=0,
+                     save_every=0, log_every=10, output_dir=str(out), resume=True, assertion_eval=None,
+                     **model)
     return load_config(ROOT / "train/configs/honeycomb.yaml", overrides)
 
 
-def train_one(settings: dict, condition: str, data: Path, out: Path, model: dict) -> dict:
+def train_one(cfg) -> dict:
     from train.loop import train
 
-    cfg = train_config(settings, data, out / "train" / condition, model)
     start = time.perf_counter()
     result = train(cfg)
-    minutes = (time.perf_counter() - start) / 60
-    return {"adapter": result["adapter_dir"], "minutes": round(minutes, 1), "cfg": cfg,
+    return {"adapter": result["adapter_dir"], "minutes": round((time.perf_counter() - start) / 60, 1),
             "tokens": result.get("tokens") or _logged_tokens(Path(cfg.output_dir))}
 
 
@@ -129,23 +163,131 @@ def _logged_tokens(folder: Path) -> int | None:
     """The training tokens of a finished run, from its last logged step."""
     tokens = None
     for line in (folder / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        tokens = record.get("tokens", tokens)
+        tokens = json.loads(line).get("tokens", tokens)
     return tokens
 
 
-def score_one(settings: dict, label: str, out: Path, cfg, adapter: str | None) -> dict:
-    """Held-out validity, exact match and atom F1, first answer and self-healed."""
-    from examples.honeycomb import backends, evaluate
+def gold_losses(cfg, adapter: str, conversations: list) -> list[float]:
+    from train.answer_loss import answer_losses
+    from train.model import load_tokenizer, load_trained
 
-    rows = evaluate.load_rows(EVAL, limit=settings["eval_rows"])
-    generate_many = backends.model_generator(cfg, adapter, settings["max_tokens"])
-    report = evaluate.evaluate(generate_many, rows, attempts=settings["attempts"])
-    folder = out / "eval" / label
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "evaluation.json").write_text(json.dumps(
-        {k: v for k, v in report.items() if k != "predictions"}, indent=1, default=str))
-    return report
+    model = load_trained(cfg, adapter).eval()
+    return answer_losses(model, load_tokenizer(cfg), conversations, cfg.template, cfg.eot_token)
+
+
+def answers(cfg, adapter: str, rows: list[dict], max_tokens: int) -> list[dict]:
+    """Greedy first answers to the held-out rows, each assessed (`metrics.assess`)."""
+    from examples.honeycomb import backends, evaluate, metrics
+
+    report = evaluate.evaluate(backends.model_generator(cfg, adapter, max_tokens), rows, attempts=1)
+    return [metrics.assess(record["first"], row) for record, row in zip(report["predictions"], rows)]
+
+
+def run_condition(name: str, table: pd.DataFrame, settings: dict, out: Path, model: dict, held: dict) -> dict:
+    """Train every seed on the condition's budgeted rows; the gold loss of each, answers of the first.
+    A condition whose training rows, settings and held-out rows are unchanged is read back from
+    ``OUT/results/NAME.json`` instead of being trained again."""
+    data = [write_rows(budget(table, settings["rows"], seed), held["export"],
+                       out / "data" / name / f"train-seed{seed}.jsonl") for seed in range(settings["train_seeds"])]
+    key = _digest(settings, model, [path.read_bytes() for path in data], held["conversations"])
+    saved = out / "results" / f"{name}.json"
+    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
+        _say(f"{name}: reusing {saved}")
+        return json.loads(saved.read_text())
+    runs, losses, assessed = [], [], None
+    for seed, rows in enumerate(data):
+        cfg = train_config(settings, rows, out / "train" / name / f"seed{seed}", model, seed)
+        _say(f"training {name}, seed {seed}")
+        runs.append(train_one(cfg))
+        losses.append(gold_losses(cfg, runs[-1]["adapter"], held["conversations"]))
+        if seed < settings["generate_seeds"]:
+            _say(f"generating with {name}, seed {seed}")
+            assessed = answers(cfg, runs[-1]["adapter"], held["rows"], settings["max_tokens"])
+    per_row = [sum(values) / len(values) for values in zip(*losses)]
+    result = {"key": key, "runs": runs, "loss_per_seed": [sum(v) / len(v) for v in losses], "loss_rows": per_row,
+              "assessed": assessed}
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(result, default=str))
+    return result
+
+
+def _digest(*parts) -> str:
+    text = json.dumps(parts, sort_keys=True, default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- the report -------------------------------------------------------------------------------------
+def summaries(results: dict, groups: list) -> dict:
+    from curate.stats import interval
+    from examples.honeycomb import metrics
+
+    out = {}
+    for name, r in results.items():
+        out[name] = {"loss": interval(r["loss_rows"], groups).as_dict(),
+                     "loss_per_seed": [round(v, 4) for v in r["loss_per_seed"]],
+                     "tokens": [run["tokens"] for run in r["runs"]],
+                     "minutes": [run["minutes"] for run in r["runs"]],
+                     "generation": metrics.summarize(r["assessed"], groups)}
+    return out
+
+
+def paired(results: dict, groups: list) -> list[dict]:
+    """Each pair's differences (first minus second) with intervals; McNemar on pass/fail."""
+    from curate.stats import mcnemar_exact, paired_difference
+
+    out = []
+    for first, second in PAIRS:
+        if first not in results or second not in results:
+            continue
+        a, b = results[first], results[second]
+        record = {"pair": f"{first} - {second}",
+                  "loss": paired_difference(a["loss_rows"], b["loss_rows"], groups).as_dict()}
+        for name, key in (("atom_f1", "atom_f1"), ("validity", "valid"), ("exact_match", "exact")):
+            record[name] = paired_difference([x[key] for x in a["assessed"]], [x[key] for x in b["assessed"]],
+                                             groups).as_dict()
+        for name, key in (("validity", "valid"), ("exact_match", "exact")):
+            record[f"mcnemar_{name}"] = mcnemar_exact([x[key] for x in a["assessed"]],
+                                                      [x[key] for x in b["assessed"]])
+        out.append(record)
+    return out
+
+
+def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[dict]) -> dict:
+    from examples.honeycomb import baselines, metrics
+
+    print(f"{'condition':<10} {'unique':>6} {'x':>5}  composition")
+    for name, parts in composed.items():
+        kinds = ", ".join(f"{k} {v}" for k, v in parts.items() if k not in ("unique", "repeats"))
+        print(f"{name:<10} {parts['unique']:>6} {parts['repeats']:>5}  {kinds}")
+    print(f"\n{'condition':<10} {'gold-answer loss [95% CI]':<28} per training seed       tokens per seed")
+    for name, f in figures.items():
+        print(f"{name:<10} {_shown(f['loss']):<28} {', '.join(f'{v:.3f}' for v in f['loss_per_seed']):<23} "
+              f"{', '.join(str(t) for t in f['tokens'])}")
+    seeds = evaluate_rows(baselines.SEEDS_PATH)
+    degenerate = metrics.baseline_summaries(rows, seeds)
+    metrics.print_table("held-out answers (greedy, first training seed) beside degenerate answers",
+                        {**{name: f["generation"] for name, f in figures.items()}, **degenerate})
+    print("paired differences, first minus second (loss: negative is better), cluster bootstrap 95%; "
+          "McNemar exact p on validity and exact match")
+    for p in pairs:
+        print(f"{p['pair']:<20} loss {_shown(p['loss'])}  atom F1 {_shown(p['atom_f1'])}  "
+              f"validity {_shown(p['validity'])} p={p['mcnemar_validity']['p_value']:.3f}  "
+              f"exact {_shown(p['exact_match'])} p={p['mcnemar_exact_match']['p_value']:.3f}")
+    return {label: metrics.headline(summary) for label, summary in degenerate.items()}
+
+
+def evaluate_rows(path: Path, limit: int | None = None) -> list[dict]:
+    from examples.honeycomb import evaluate
+
+    return evaluate.load_rows(path, limit)
+
+
+def _shown(f: dict) -> str:
+    return f"{f['value']:+.3f} [{f['low']:+.3f}, {f['high']:+.3f}]"
+
+
+def _say(what: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {what} (load average {os.getloadavg()[0]:.2f})", flush=True)
 
 
 def _quick_model(out: Path) -> dict:
@@ -161,118 +303,81 @@ def _quick_model(out: Path) -> dict:
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                              max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-                             eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id)
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config).save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     return {"model": str(folder), "gguf_file": None, "precision": "no"}
 
 
-# -- the report -------------------------------------------------------------------------------------
-def table_rows(results: dict) -> list[dict]:
-    rows = []
-    for label, r in results.items():
-        first, healed = r["report"]["single_attempt"], r["report"][
-            next(k for k in r["report"] if k.startswith("self_healing"))]
-        top = next(iter(first.get("failures_per_rule", {})), "")
-        rows.append({"condition": label, "rows": r.get("rows", "-"), "made": r.get("made", "-"),
-                     "train_tokens": r.get("tokens") or "-", "train_minutes": r.get("minutes", "-"),
-                     "validity": first["validity_rate"], "validity_healed": healed["validity_rate"],
-                     "exact_match": first["exact_match_rate"],
-                     "exact_match_healed": healed["exact_match_rate"],
-                     "atom_f1": first["atom_f1"], "atom_f1_healed": healed["atom_f1"],
-                     "top_failing_rule": top})
-    return rows
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/outcome")
+    parser.add_argument("--quick", action="store_true", help="a tiny random model, a few rows: seconds")
+    parser.add_argument("--suspects", action="store_true", help="also the suspect-filter condition (slow)")
+    parser.add_argument("--llm", action="store_true", help="also the spec's judge and repair (OPENAI_BASE_URL)")
+    parser.add_argument("--rates", type=_rates, help="kind=share,... over faults.DEFAULT_RATES")
+    parser.add_argument("--skip", default="rouge_dedup", help="deterministic stages the curated set leaves out")
+    parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a loaded machine)")
+    parser.add_argument("--conditions", default=",".join(BASE),
+                        help=f"which of {', '.join(BASE)} to train (--suspects and --llm add theirs)")
+    for key, value in FULL.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
+    args = parser.parse_args(argv)
+    if args.llm and not os.environ.get("OPENAI_BASE_URL"):
+        parser.error("--llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY, CURATE_LLM_MODEL)")
+    args.conditions = [c for c in args.conditions.split(",") if c]
+    if not args.conditions or set(args.conditions) - set(BASE):
+        parser.error(f"--conditions: a comma-separated list of {', '.join(BASE)}")
+    settings = dict(QUICK if args.quick else FULL)
+    settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
+    if settings["generate_seeds"] > settings["train_seeds"] or settings["train_seeds"] < 1:
+        parser.error("need 1 <= --generate-seeds <= --train-seeds")
+    return args, settings
 
 
-def print_table(rows: list[dict]) -> None:
-    head = (f"{'condition':<10} {'rows':>5} {'made':>5} {'tokens':>8} {'min':>5} {'valid':>6} "
-            f"{'healed':>6} {'exact':>6} {'healed':>6} {'atomF1':>6} {'healed':>6}  top failing rule")
-    print(head)
-    for r in rows:
-        print(f"{r['condition']:<10} {r['rows']!s:>5} {r['made']!s:>5} {r['train_tokens']!s:>8} "
-              f"{r['train_minutes']!s:>5} {r['validity']:>6.2f} {r['validity_healed']:>6.2f} "
-              f"{r['exact_match']:>6.2f} {r['exact_match_healed']:>6.2f} {r['atom_f1']:>6.2f} "
-              f"{r['atom_f1_healed']:>6.2f}  {r['top_failing_rule']}")
+def _rates(text: str) -> dict:
+    from stage_accuracy import _rates as parse  # bench/stage_accuracy.py, the script's parser
 
-
-def plan(settings: dict) -> None:
-    per_step = settings["micro_batch"] * settings["grad_accum"] * settings["seq_len"]
-    print(f"budget: {settings['rows']} rows per condition; {settings['steps']} steps x "
-          f"{settings['micro_batch']} x {settings['grad_accum']} sequences of up to "
-          f"{settings['seq_len']} packed tokens = at most {per_step * settings['steps']:,} "
-          f"training tokens per condition ({per_step * settings['steps'] / max(settings['rows'], 1):.0f}"
-          f" per row); held out: {settings['eval_rows']} rows, {settings['attempts']} calls each "
-          f"with self-healing, {settings['max_tokens']} new tokens at most")
+    return parse(text)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/outcome")
-    parser.add_argument("--quick", action="store_true", help="a tiny random model and a loopback LLM")
-    parser.add_argument("--conditions", default="base," + ",".join(CONDITIONS),
-                        help="which to train and score (default: the untuned base and all "
-                             "three); the others are left as they are")
-    for key in FULL:
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(FULL[key]), default=None)
-    args = parser.parse_args(argv)
-    settings = dict(QUICK if args.quick else FULL)
-    settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
+    args, settings = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"load average: {os.getloadavg()[0]:.2f}; cpus: {os.cpu_count()}")
-    plan(settings)
-    server = None
-    if args.quick:
-        server = _quick_endpoint()
-    try:
-        model = _quick_model(out) if args.quick else {}
-        sets = build_sets(settings, out)
-        results = {}
-        base_cfg = train_config(settings, sets["seeds"]["train"], out / "train" / "base", model)
-        chosen = args.conditions.split(",")
-        unknown = sorted(set(chosen) - {"base", *CONDITIONS})
-        if unknown:
-            parser.error(f"unknown conditions {unknown}; known: base, {', '.join(CONDITIONS)}")
-        if "base" in chosen:
-            print(f"[{time.strftime('%H:%M:%S')}] scoring the untuned base", flush=True)
-            results["base"] = {"report": score_one(settings, "base", out, base_cfg, None)}
-        for condition in (c for c in CONDITIONS if c in chosen):
-            print(f"[{time.strftime('%H:%M:%S')}] training on {condition}", flush=True)
-            trained = train_one(settings, condition, sets[condition]["train"], out, model)
-            report = score_one(settings, condition, out, trained["cfg"], trained["adapter"])
-            results[condition] = {"report": report, "rows": settings["rows"],
-                                  "made": sets[condition]["made"], "tokens": trained["tokens"],
-                                  "minutes": trained["minutes"]}
-    finally:
-        if server is not None:
-            server.stop()
-    rows = table_rows(results)
-    (out / "outcome.json").write_text(json.dumps({"settings": settings, "rows": rows,
-                                                  "load_average": os.getloadavg()}, indent=1))
-    print_table(rows)
-    print(f"load average: {os.getloadavg()[0]:.2f}; written: {out / 'outcome.json'}")
+    start, load_start = time.time(), os.getloadavg()
+    print(f"load average: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; cpus: {os.cpu_count()}")
+    print(f"settings: {json.dumps(settings)}; rows x steps: {settings['rows']} rows, {settings['steps']} steps of "
+          f"{settings['micro_batch']} packed sequences of up to {settings['seq_len']} tokens", flush=True)
+    from curate.pipeline.spec import load_spec
+
+    model = _quick_model(out) if args.quick else {}
+    rows = evaluate_rows(EVAL, settings["eval_rows"] or None)  # 0: all
+    export = load_spec(SPEC).export
+    held = {"rows": rows, "export": export, "conversations": [export.messages(row) for row in rows]}
+    sets, extra = build_conditions(settings, args, model, out)
+    composed = {name: composition(table, settings["rows"]) for name, table in sets.items()}
+    chosen = [name for name in sets if name in args.conditions or name in ("suspects", "llm")]
+    results = {name: run_condition(name, sets[name], settings, out, model, held) for name in chosen}
+    groups = [row.get("group") for row in rows]
+    figures, pairs = summaries(results, groups), paired(results, groups)
+    degenerate = print_report(figures, pairs, composed, rows)
+    load_end = os.getloadavg()
+    record = {"settings": settings, "eval_rows": len(rows), "load_average": {"start": load_start, "end": load_end},
+              "minutes": round((time.time() - start) / 60, 1), "composition": composed,
+              "conditions": {name: {**f, "generation": {k: f["generation"][k] for k in ("intervals", "rows",
+                                                                                          "failures_per_rule")}}
+                             for name, f in figures.items()},
+              "pairs": pairs, "baselines": degenerate, **extra}
+    (out / "outcome.json").write_text(json.dumps(record, indent=1, default=str))
+    print(f"{record['minutes']} min; load average now {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}; "
+          f"written: {out / 'outcome.json'}")
     return 0
-
-
-def _quick_endpoint():
-    """A loopback chat server standing in for the augmentation and judge models."""
-    from curate.testing import ScriptedServer, last_user_message
-
-    def reply(body):
-        text = last_user_message(body)
-        if "Reword" in text:
-            nlq = text.split('NLQ: "', 1)[1].split('"', 1)[0]
-            return json.dumps({"nlq": f"please tell me: {nlq}"})
-        if "corrected query" in text:
-            return json.dumps({"query": {"calculations": [{"op": "COUNT"}]}})
-        return json.dumps({"critique": "looks right", "outcome": "good"})
-
-    server = ScriptedServer(reply, dialect="openai").start()
-    os.environ.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="local",
-                      CURATE_LLM_MODEL="scripted")
-    return server
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ from examples.honeycomb.stage_accuracy import LABEL, faulted_table, recall_at  #
 SCORES = {"mean NLL": "_answer_loss", "max token NLL": "_answer_loss_max"}
 
 
-def suspect_stage(args):
+def suspect_stage(args, **options):
+    """The stage as ``args`` set it (``options``: any other `SuspectFilter` argument, a model)."""
     from curate import ChatExport, SuspectFilter
     from curate.pipeline.spec import load_spec
 
@@ -46,7 +47,8 @@ def suspect_stage(args):
     if args.template == "question":
         export = ChatExport(human='NLQ: "{nlq}"', gpt=export.gpt)
     return SuspectFilter(export, folds=args.folds, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r,
-                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share)
+                         lora_alpha=2 * args.lora_r, batch_size=args.batch, seed=args.seed, share=args.clean_share,
+                         **options)
 
 
 def report(table: pd.DataFrame, scored: pd.DataFrame, clean_share: float) -> list[str]:
