@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from conftest import make_llm
 
 from curate.llm import Request, Usage
@@ -18,6 +20,7 @@ def _run(llm, n: int, tag: str = "q") -> Usage:
     return usage
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_a_server_with_room_gets_the_whole_ceiling(tmp_path):
     with ScriptedServer(lambda b: "ok", latency=0.5) as server:
         llm = make_llm(server, tmp_path, concurrency=16, timeout=10, cache=False)
@@ -26,6 +29,7 @@ def test_a_server_with_room_gets_the_whole_ceiling(tmp_path):
     assert usage.retried == 0
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_a_queueing_server_of_fixed_capacity_is_kept_full_without_timeouts(tmp_path, caplog):
     """Four slots, 0.1 s a request, a ceiling of 64 and a 1 s timeout: all 64 at once would
     queue 1.6 s deep and time out; the client settles between the slots and twice them
@@ -44,6 +48,7 @@ def test_a_queueing_server_of_fixed_capacity_is_kept_full_without_timeouts(tmp_p
     assert len(notes) == 1 and "--parallel N" in notes[0] and "OLLAMA_NUM_PARALLEL" in notes[0]
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_a_single_slot_server_is_said_once_and_sent_a_few_at_a_time(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
             ScriptedServer(lambda b: "ok", latency=0.3, slots=1) as server:
@@ -73,6 +78,7 @@ def _refusing_run(tmp_path, **options) -> tuple:
     return llm, server, sum(not r.ok for r in results)
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_429s_beyond_the_capacity_lower_the_limit(tmp_path):
     """A server that refuses with 429 whatever finds its 6 slots taken: every request ends
     answered, the limit comes down near the capacity, and few requests are refused, where a
