@@ -44,7 +44,7 @@ from .table import (ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE, assign_ids,
 
 MISSING, WRONG_TYPE = "missing_field", "wrong_type"
 PARTS = ("kept", "rejected", "errored")
-REJECTION_ROLES = ("duplicate_of", "similarity", "failures")  # why a row went: rejected rows only
+REJECTION_ROLES = ("duplicate_of", "similarity", "failures", "reference_match")  # why a row went: rejected rows only
 TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true/false",
               list: "a list", dict: "an object", tuple: "a list"}
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.stage import Stage, StageResult, did_you_mean
-from ..core.table import ID, SOURCE, domain_columns
+from ..core.table import SOURCE, domain_columns
 from ..errors import InputError, StageError
 from ..io.read import display_path, read_table
 from ..text import make_tokenizer
@@ -126,16 +126,11 @@ class Decontaminate(Stage):
         reasons = pd.Series([self._reason(k, places[m] if m >= 0 else None, d, s)
                              for k, m, d, s in zip(kind, match, detail, score)],
                             index=df.index, dtype=object)
-        result = self.result(df, keep, codes, reasons,
-                             matches={k: int((kind == k).sum()) for k in CODES},
-                             reference_rows=len(ref_tokens))
-        rejected = np.flatnonzero(~keep)
-        if len(rejected):  # bookkeeping on the rejected rows only
-            by_id = dict(zip(df[ID].to_numpy()[rejected], rejected))
-            at = [by_id[i] for i in result.rejected[ID]]
-            result.rejected[MATCH] = [places[match[i]] for i in at]
-            result.rejected[SCORE] = score[at]
-        return result
+        marked = df.assign(**{MATCH: [places[m] if m >= 0 else None for m in match],
+                              SCORE: score})  # Stage.run keeps them on rejected rows only
+        return self.result(marked, keep, codes, reasons,
+                           matches={k: int((kind == k).sum()) for k in CODES},
+                           reference_rows=len(ref_tokens))
 
     def _exact(self, tokens, ref_tokens, kind, match) -> None:
         first = {}
