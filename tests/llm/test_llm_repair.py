@@ -127,6 +127,8 @@ def test_when_selects_rows_and_stale_verdicts_are_cleared():
     assert fixed["critique"] is None and fixed["outcome"] is None
     assert fixed["_repair_feedback"] == "MAX needs a column."
     assert len(model.history) == 1 and result.stats["not_selected"] == 1
+    # the repair's bookkeeping is on the repaired row only
+    assert untouched[["_query_before_repair", "_repair_attempts", "_repair_feedback"]].isna().all()
 
 
 FULL = '{"calculations":[{"op":"MAX","column":"duration_ms"},{"op":"COUNT"}]}'

@@ -34,8 +34,8 @@ from ...llm.accounting import Usage
 from ...llm.dialects import drop_added_nulls
 from ...llm.structured import Parsed, check_schema_valid, complete_parsed, extract_json, validate
 from ...llm.types import PARSE_FAILED, REFUSED, REQUEST_FAILED, TRUNCATED, Failure, Request, as_messages
-from .support import (PlannedRow, Unknown, UserFunction, add_counts, column, failure_sample,
-                      metered, structured_warnings)
+from .support import (PlannedRow, Unknown, UserFunction, add_counts, check_callable, column,
+                      failure_sample, metered, structured_warnings)
 
 ON_FAILURE = ("error", "keep", "reject")
 FAILED_SHARE_WARNING = 0.1  # a stage whose requests fail more often than this is flagged
@@ -107,8 +107,7 @@ class LLMStage(Stage):
                  on_failure: str | None = None, seed: int = 0, when=None,
                  name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        if when is not None and not callable(when):
-            raise StageError(self.name, f"when must be a function of the row, got {when!r}")
+        check_callable(self.name, "when", when, "a function of the row")
         self.when = when
         if llm is None or not hasattr(llm, "complete_many"):
             raise StageError(self.name, f"llm must be a curate.LLM client, got {llm!r}")
@@ -125,9 +124,7 @@ class LLMStage(Stage):
         self.temperature, self.max_tokens = temperature, max_tokens
         self.prompt = UserFunction(self.name, "prompt", prompt, self.context_names) \
             if prompt is not None else None
-        if parse is not None and not callable(parse):
-            raise StageError(self.name, f"parse must be a function (row, reply) -> value, "
-                                        f"got {parse!r}")
+        check_callable(self.name, "parse", parse, "a function (row, reply) -> value")
         self.parse = parse
         self._usage = Usage()
 
@@ -227,11 +224,10 @@ class LLMStage(Stage):
         return complete_parsed(self.llm, requests, parsers, usage=self._usage, meter=meter,
                                retry=retry)
 
-    def rounds(self, requests, owners, df, rows, contexts) -> list:
-        """A :class:`Parsed` value or a :class:`Failure` per request: one corrective retry
-        when ``max_rounds`` allows it."""
-        with metered(self.name, len(requests), self._usage) as meter:
-            return self.complete(requests, meter, self.max_rounds > 1, [rows[o] for o in owners])
+    def rounds(self, requests, owners, df, rows, contexts, meter) -> list:
+        """A :class:`Parsed` value or a :class:`Failure` per request (``meter``: the stage's
+        progress bar): one corrective retry when ``max_rounds`` allows it."""
+        return self.complete(requests, meter, self.max_rounds > 1, [rows[o] for o in owners])
 
     # -- the loop ----------------------------------------------------------------------------
     def process(self, df: pd.DataFrame) -> StageResult:
@@ -254,7 +250,8 @@ class LLMStage(Stage):
 
     def process_rows(self, df: pd.DataFrame, rows: list[dict]) -> StageResult:
         requests, owners, contexts = self.requests(df, rows)
-        outcomes = self.rounds(requests, owners, df, rows, contexts)
+        with metered(self.name, len(requests), self._usage) as meter:
+            outcomes = self.rounds(requests, owners, df, rows, contexts, meter)
         ids = df[ID].tolist()
         mine: dict[int, list] = {}
         for owner, outcome in zip(owners, outcomes):

@@ -11,22 +11,20 @@ from ...llm.types import PARSE_FAILED, Failure
 from ..filters import verdict_of
 from .base import LLMStage, Made
 from .prompts import FOLLOWUP, feedback_columns, feedbacks, repair_messages, strip_fence
-from .support import checker_failures, metered
-
-CLEARED = ("critique", "outcome", "_failures", "_judge_failure")
+from .support import check_callable, checker_failures
 
 
 class Repair(LLMStage):
     """Ask the LLM to fix ``field`` given the feedback; check; follow up, ``max_attempts`` at most.
 
-    A repaired row is a new row (``_parent`` = the original) with the new value in ``field``,
-    the old one in ``_<field>_before_repair``, the replies it took in ``_repair_attempts``
-    and the feedback in ``_repair_feedback``; the original counts as replaced. A row still
-    failing is rejected (``repair_failed``, the last failures as the reason).
+    A repaired row replaces the original by a new row (``_parent``) with the new value in
+    ``field``, the old one in ``_<field>_before_repair``, the replies it took in
+    ``_repair_attempts`` and the feedback in ``_repair_feedback`` (bookkeeping columns of the
+    original are not copied). A row still failing is rejected (``repair_failed``, the last
+    failures as the reason).
 
     Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
-        prompt: optional ``prompt(row, feedback) -> str | messages`` (``feedback``: the
-            critique or failures as text); the default shows ``fields`` and the feedback.
+        prompt: optional ``prompt(row, feedback) -> str | messages``, ``feedback`` as text.
         field: the field to repair (e.g. ``"query"``).
         check: a checker (:mod:`assertions.calling`: parameters named after row fields) run
             on the row with the new value; no failure means repaired; ``None``: the first
@@ -38,7 +36,7 @@ class Repair(LLMStage):
             ``_failures``, else ``_reason``), or a function ``feedback(row) -> str``.
         fields: the fields the default prompt shows (default: all but feedback and verdict).
         followup: the message sent after a failed check (``{field}``, ``{failures}``).
-        clear: columns emptied on a repaired row (they described the old value).
+        clear: fields emptied on a repaired row (they described the old value).
         accept: ``accept(row, value) -> True | (False, code, reason)``, asked about a value
             that passed ``check`` (``row`` has the old one): a refusal rejects the row (code
             default ``repair_refused``), with no retry; one that raises errors the row.
@@ -50,11 +48,11 @@ class Repair(LLMStage):
 
     def __init__(self, llm, prompt=None, *, field: str, check=None, check_fields=None,
                  parse=None, max_attempts: int = 3, feedback=None, fields=None,
-                 followup: str = FOLLOWUP, clear=CLEARED, accept=None, **kwargs):
+                 followup: str = FOLLOWUP, clear=("critique", "outcome"), accept=None,
+                 **kwargs):
         super().__init__(llm, prompt, parse=parse, **kwargs)
-        for name, value in (("check", check), ("accept", accept)):
-            if value is not None and not callable(value):
-                raise StageError(self.name, f"{name} must be a function, got {value!r}")
+        check_callable(self.name, "check", check)
+        check_callable(self.name, "accept", accept)
         if max_attempts < 1:
             raise StageError(self.name, f"max_attempts must be >= 1, got {max_attempts}")
         self.field, self.check, self.check_fields, self.accept = field, check, check_fields, accept
@@ -82,30 +80,29 @@ class Repair(LLMStage):
         old = row.get(self.field)
         return strip_fence(value) if isinstance(old, str) or old is None else extract_json(value)
 
-    def rounds(self, requests, owners, df, rows, contexts) -> list:
+    def rounds(self, requests, owners, df, rows, contexts, meter) -> list:
         """Reply, check, follow up with the failures: per request the ``Parsed`` row it
         made (:meth:`_made`), or the :class:`Failure` of a request that failed."""
         ids, out, pending = df[ID].tolist(), [None] * len(requests), list(range(len(requests)))
-        with metered(self.name, len(requests), self._usage) as meter:
-            for attempt in range(1, self.max_attempts + 1):
-                replies = self.complete([requests[i] for i in pending], meter, retry=False,
-                                        rows=[rows[owners[i]] for i in pending])
-                still = []
-                for i, reply in zip(pending, replies):
-                    p = owners[i]
-                    if isinstance(reply, Failure) and reply.code != PARSE_FAILED:
-                        out[i] = reply
-                        continue
-                    made, problems = self._made(rows[p], ids[p], reply, attempt, **contexts[p])
-                    out[i] = Parsed(made, reply)
-                    if problems and attempt < self.max_attempts:
-                        lines = "\n".join(f"- {x}" for x in problems)
-                        requests[i] = requests[i].followed_by(reply.text if isinstance(
-                            reply, Failure) else reply.completion.text,
-                            self.followup.format(field=self.field, failures=lines))
-                        still.append(i)
-                pending = still
-                meter.grow(len(pending))
+        for attempt in range(1, self.max_attempts + 1):
+            replies = self.complete([requests[i] for i in pending], meter, retry=False,
+                                    rows=[rows[owners[i]] for i in pending])
+            still = []
+            for i, reply in zip(pending, replies):
+                p = owners[i]
+                if isinstance(reply, Failure) and reply.code != PARSE_FAILED:
+                    out[i] = reply
+                    continue
+                made, problems = self._made(rows[p], ids[p], reply, attempt, **contexts[p])
+                out[i] = Parsed(made, reply)
+                if problems and attempt < self.max_attempts:
+                    text = reply.text if isinstance(reply, Failure) else reply.completion.text
+                    lines = "\n".join(f"- {x}" for x in problems)
+                    requests[i] = requests[i].followed_by(
+                        text, self.followup.format(field=self.field, failures=lines))
+                    still.append(i)
+            pending = still
+            meter.grow(len(pending))
         return out
 
     def _made(self, row: dict, row_id, reply, attempt: int, feedback: str):

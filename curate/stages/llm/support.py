@@ -1,7 +1,7 @@
-"""What the LLM loop (:mod:`.base`) leans on: user functions called with the context they
-ask for, the progress meter, the failure sample and structured-output status of the health
-report, the columns a stage writes, a checker's failures on a candidate row, and the row a
-``when`` reads while an estimate plans (columns no reply has written yet)."""
+"""What the LLM loop (:mod:`.base`) leans on: user functions checked, and called with the
+context they ask for, the progress meter, the failure sample and structured-output status
+of the health report, the columns a stage writes, a checker's failures on a candidate row,
+and the row a ``when`` reads while an estimate plans (columns no reply has written yet)."""
 from __future__ import annotations
 
 import contextlib
@@ -73,12 +73,17 @@ def _parameters(fn) -> tuple[list[str], list[str], bool] | None:
     return names, required, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
+def check_callable(stage: str, what: str, fn, expected: str = "a function") -> None:
+    """Refuse a parameter that should be a function (None passes: not given)."""
+    if fn is not None and not callable(fn):
+        raise StageError(stage, f"{what} must be {expected}, got {fn!r}")
+
+
 class UserFunction:
     """A user's ``fn(row, **context)``, called with the context names it asks for."""
 
     def __init__(self, stage: str, what: str, fn: Callable, offered: tuple[str, ...]):
-        if not callable(fn):
-            raise StageError(stage, f"{what} must be a function, got {fn!r}")
+        check_callable(stage, what, fn)
         self.stage, self.what, self.fn, self.offered = stage, what, fn, offered
         info = _parameters(fn)
         self._all = info is None or info[2]
