@@ -84,6 +84,7 @@ def test_annotate_only_keeps_every_judged_row():
     result = Judge(scripted(_verdicts)[0], fields=["nlq", "query"], keep="all").run(ROWS)
     assert len(result.kept) == 3 and len(result.rejected) == 0 and len(result.errored) == 1
     assert result.kept["outcome"].tolist() == ["good", "good", "bad"]
+    assert "_judge_failure" not in result.kept.columns  # every kept row has its verdict
 
 
 def test_an_advisory_judge_keeps_rows_it_could_not_judge():
@@ -94,6 +95,8 @@ def test_an_advisory_judge_keeps_rows_it_could_not_judge():
     weird = result.kept.set_index("nlq").loc["weird one"]
     assert weird["outcome"] is None and weird["_judge_failure"] == "llm_parse_failed"
     assert weird["critique"] is None  # no invented critique text
+    judged = result.kept[result.kept["nlq"] != "weird one"]
+    assert len(judged) == 2 and judged["_judge_failure"].isna().all()  # only where it failed
     assert result.rejected["nlq"].tolist() == ["count of users"]
     with pytest.raises(StageError, match="on_failure"):
         Judge(llm, fields=["nlq"], on_failure="drop")
