@@ -11,8 +11,8 @@ The conditions (``examples/honeycomb``: the 171 seeds and their deterministic co
   (``examples/honeycomb/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
   column swap, so it never meets a swap; on swapped rows it removes half the clean rows at
   random (see the stage-accuracy table), so it is left out here (``--skip``);
-- ``suspects`` (``--suspects``, slow): ``curated`` after `SuspectFilter` (k folds fine-tuned on
-  the question alone, 10% of the rows with the least likely answers removed);
+- ``suspects`` (on by default; ``--no-suspects`` leaves it out): ``curated`` after `SuspectFilter`
+  (k folds fine-tuned on the question alone, 10% of the rows with the least likely answers removed);
 - ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``): ``curated`` after the spec's judge and repair
   with that endpoint, and the checker again.
 
@@ -34,7 +34,7 @@ loaded machine ``--threads 1`` is several times faster. ``--quick`` builds a tin
 and scores 24 held-out rows: a few minutes (the test suite runs it).
 
     .venv/bin/python bench/outcome.py --threads 1
-    .venv/bin/python bench/outcome.py --suspects --threads 1 --out runs/outcome
+    .venv/bin/python bench/outcome.py --no-suspects --threads 1 --out runs/outcome-abc
     OPENAI_BASE_URL=... .venv/bin/python bench/outcome.py --llm
     .venv/bin/python bench/outcome.py --quick --out runs/outcome-quick
 """
@@ -314,7 +314,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="runs/outcome")
     parser.add_argument("--quick", action="store_true", help="a tiny random model, a few rows: seconds")
-    parser.add_argument("--suspects", action="store_true", help="also the suspect-filter condition (slow)")
+    parser.add_argument("--suspects", action=argparse.BooleanOptionalAction, default=True,
+                        help="the suspect-filter condition (default: on)")
     parser.add_argument("--llm", action="store_true", help="also the spec's judge and repair (OPENAI_BASE_URL)")
     parser.add_argument("--rates", type=_rates, help="kind=share,... over faults.DEFAULT_RATES")
     parser.add_argument("--skip", default="rouge_dedup", help="deterministic stages the curated set leaves out")

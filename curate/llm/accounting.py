@@ -8,6 +8,7 @@ are priced from :data:`BATCH_PRICES`, else at the online price times
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, fields
@@ -33,6 +34,18 @@ _warned_unpriced: set[str] = set()
 def set_price(model: str, input_per_million: float, output_per_million: float) -> None:
     """Set the price of a model (USD per million prompt / completion tokens)."""
     PRICES[model] = (float(input_per_million), float(output_per_million))
+
+
+@contextlib.contextmanager
+def prices_kept():
+    """Prices set within the block (the CLI's ``--price``) are undone when it ends."""
+    saved = dict(PRICES), dict(BATCH_PRICES)
+    try:
+        yield
+    finally:
+        for table, before in zip((PRICES, BATCH_PRICES), saved):
+            table.clear()
+            table.update(before)
 
 
 def price_of(model: str, table: dict | None = None) -> tuple[float, float] | None:

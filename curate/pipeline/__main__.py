@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from ..errors import CurateError
@@ -78,8 +79,10 @@ def main(argv=None) -> int:
                                      ("num_cpus", args.ray_cpus)) if v is not None}
     if ray_options and args.executor != "ray":
         parser.error("--ray-address and --ray-cpus go with --executor ray")
-    executor = None
+    executor, stack = None, contextlib.ExitStack()
+    from ..llm.accounting import prices_kept
     try:
+        stack.enter_context(prices_kept())  # --price holds for this run, not the process
         _set_prices(parser, args.price)
         if args.estimate:
             from ..llm.client import planning
@@ -107,6 +110,7 @@ def main(argv=None) -> int:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)
         return 130
     finally:
+        stack.close()
         if executor is not None:
             executor.close()
     return 0

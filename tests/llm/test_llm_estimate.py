@@ -271,6 +271,9 @@ def test_prices_can_be_set_for_the_estimate_and_bad_ones_are_one_line(spec, caps
                  if line.startswith("total")).split()
     assert float(total[5]) > 1.0 and float(total[6]) == pytest.approx(float(total[5]) / 2,
                                                                      abs=1e-4)
+    from curate.llm.accounting import price_of
+
+    assert price_of("gpt-4o-mini") == (0.15, 0.60)  # --price held for that run, not the process
     with pytest.raises(SystemExit):
         main([str(path), "--estimate", "--price", "gpt-4o-mini=cheap"])
     err = capsys.readouterr().err
