@@ -82,7 +82,7 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
     extra = {"stage_accuracy": records, "skipped": sorted(skipped)}
     if args.suspects:
         _say("the suspect filter")
-        sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model)
+        sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model, out)
     if args.llm:
         from curate.llm import use_default_cache_path
 
@@ -92,21 +92,33 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
     return sets, extra
 
 
-def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict) -> tuple[pd.DataFrame, dict]:
-    """The table less what `SuspectFilter` rejects, and its recall of each fault kind."""
+def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path) -> tuple[pd.DataFrame, dict]:
+    """The table less what `SuspectFilter` rejects, and its recall of each fault kind; read back
+    from ``OUT/results/suspect-filter.json`` when the table, settings and model are unchanged."""
     from suspects import suspect_stage
 
+    table = table.reset_index(drop=True)
+    names = ("folds", "suspect_epochs", "suspect_share")
+    key = _digest({k: settings[k] for k in names}, model, table.to_json(orient="records", default_handler=str))
+    saved = out / "results" / "suspect-filter.json"
+    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
+        _say(f"suspect filter: reusing {saved}")
+        record = json.loads(saved.read_text())
+        return table.iloc[record["kept"]], record["found"]
     options = dict(folds=settings["folds"], epochs=settings["suspect_epochs"], lr=1e-3, lora_r=16, batch=4,
                    seed=0, clean_share=settings["suspect_share"], template="question")
     tiny = {"model": model["model"], "gguf_file": None, "max_steps": 2} if model else {}
     result = suspect_stage(argparse.Namespace(**options), **tiny).run(table)
+    kept = sorted(result.kept.index)  # positions: the index was reset above
     scored = pd.concat([result.kept, result.rejected], ignore_index=True)
     found = recall_at(scored["_answer_loss"], scored[LABEL], settings["suspect_share"])
     print("suspect filter (mean answer NLL, out of fold) at "
           f"{settings['suspect_share']:.0%} of clean rows removed: AUC {found['auc']:.2f}; " +
           ", ".join(f"{k} {v[0]:.0%} [{v[1]:.0%},{v[2]:.0%}]" for k, v in found.items()
                     if k not in ("threshold", "auc")), flush=True)
-    return result.kept, found
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"key": key, "kept": kept, "found": found}, default=str))
+    return table.iloc[kept], found
 
 
 def llm_stages() -> list:
