@@ -1,3 +1,4 @@
+import contextlib
 import gzip
 """The runner's promises: reuse exactly the work whose inputs did not change (in a new
 process too), one run per folder, one-line output errors, nothing complete-looking left
@@ -226,7 +227,7 @@ def small_disk(tmp_path):
     if not _mount_tmpfs(disk, "size=96k"):
         pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
     yield disk
-    subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+    subprocess.run(["umount", "--lazy", str(disk)], capture_output=True, timeout=20)
 
 
 def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(project, small_disk):
@@ -256,6 +257,29 @@ def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(pr
                                "rejected.jsonl.gz"}, left
             assert not [p for p in out.rglob("*.tmp")]
     assert "full" in outcomes
+
+
+def test_a_table_write_on_a_full_disk_leaves_no_file_open(small_disk):
+    """The failed write's temporary file is removed and its space given back at once, even
+    while the error (and the Parquet writer in its traceback) is still held: a notebook can
+    free the disk and run again. (Parquet's writer failed in its constructor, before its
+    ``with``, and its open file lived as long as the traceback.)"""
+    import pandas as pd
+
+    from curate.errors import OutputError
+    from curate.io.columnar import write_frame
+
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):  # fill the disk to its last byte
+        while os.write(fd, b"x" * 4096):
+            pass
+    os.close(fd)
+    with pytest.raises(OutputError, match="No space left on device") as failed:
+        write_frame(pd.DataFrame({"text": ["a", "b"]}), small_disk / "table.parquet")
+    assert failed.value.__context__ is not None  # the writer's frames are still referenced
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.exists()]
+    assert not [target for target in held if str(small_disk) in target], held
 
 
 def test_plain_progress_lines_when_the_output_is_not_a_terminal(project):
