@@ -1,8 +1,13 @@
-import contextlib
-import gzip
 """The runner's promises: reuse exactly the work whose inputs did not change (in a new
 process too), one run per folder, one-line output errors, nothing complete-looking left
-behind, plain progress lines in logs."""
+behind, plain progress lines in logs.
+
+Most runs call the command line's ``main`` in this process (``cli``); those whose promise
+needs a process of their own (a rerun in a new process, a folder another process holds,
+what reaches the terminal) start one (``cli_process``)."""
+import contextlib
+import gzip
+import io
 import json
 import os
 import signal
@@ -13,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from curate.pipeline.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,10 +71,28 @@ def write_spec(folder: Path, **changes) -> Path:
     return spec
 
 
-def cli(spec, out, *extra, cwd=ROOT, env=None, timeout=180):
+def cli_process(spec, out, *extra, cwd=ROOT, timeout=180):
+    """The command line in a process of its own: for what only a new process shows."""
     return subprocess.run([sys.executable, "-m", "curate.pipeline", str(spec), "--out",
                            str(out), *extra], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout)
+
+
+def cli(spec, out, *extra, cwd=ROOT):
+    """The command line's ``main`` in this process, from ``cwd``, with what it prints; it
+    costs no interpreter start, so the runner's rules are checked on many runs."""
+    argv = [str(spec), "--out", str(out), *extra]
+    stdout, stderr, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(argv)
+            except SystemExit as exc:  # argparse refusing the arguments
+                code = exc.code
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 def manifest(out: Path) -> dict:
@@ -90,7 +115,7 @@ def test_an_unchanged_rerun_in_a_new_process_reuses_and_rewrites_nothing(project
     assert first.returncode == 0, first.stderr
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
               and p.name not in ("manifest.json", ".lock")}
-    again = cli(spec, out, "--no-progress")
+    again = cli_process(spec, out, "--no-progress")
     assert again.returncode == 0, again.stderr
     m = manifest(out)
     assert all(reused(out)) and m["reused"]["stages"] == 6
@@ -202,11 +227,11 @@ def test_out_is_a_file_or_unwritable_is_one_line(project):
     spec = write_spec(project)
     a_file = project / "taken"
     a_file.write_text("x")
-    proc = cli(spec, a_file, "--no-progress")
+    proc = cli_process(spec, a_file, "--no-progress")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: cannot write {a_file}: it is a file, not a folder; " \
                                   f"choose another --out"
-    proc = cli(spec, "/sys/curate-run", "--no-progress")
+    proc = cli_process(spec, "/sys/curate-run", "--no-progress")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("error: cannot write /sys/curate-run: ")
 
