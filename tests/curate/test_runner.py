@@ -78,21 +78,24 @@ def cli_process(spec, out, *extra, cwd=ROOT, timeout=180):
                           timeout=timeout)
 
 
-def cli(spec, out, *extra, cwd=ROOT):
+def run_main(*argv, cwd=ROOT) -> subprocess.CompletedProcess:
     """The command line's ``main`` in this process, from ``cwd``, with what it prints; it
     costs no interpreter start, so the runner's rules are checked on many runs."""
-    argv = [str(spec), "--out", str(out), *extra]
     stdout, stderr, before = io.StringIO(), io.StringIO(), os.getcwd()
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                code = main(argv)
-            except SystemExit as exc:  # argparse refusing the arguments
+                code = main(list(argv))
+            except SystemExit as exc:  # argparse: --help, or arguments it refuses
                 code = exc.code
     finally:
         os.chdir(before)
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def cli(spec, out, *extra, cwd=ROOT):
+    return run_main(str(spec), "--out", str(out), *extra, cwd=cwd)
 
 
 def manifest(out: Path) -> dict:
