@@ -2,7 +2,7 @@
 #   make demo   runs the main job (the Honeycomb curation spec, offline)
 #   make test   runs the test suite (CI: .ci/run)
 #   make test-fast  the suite without the tests marked slow (real models, notebooks, end to
-#               end runs), over 2 processes: the inner loop, under 3 minutes on 2 idle cores
+#               end runs), over 2 processes: the inner loop, under 2 minutes on 2 idle cores
 # Each creates or updates the virtual environment in .venv first.
 
 PYTHON ?= python3

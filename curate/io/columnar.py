@@ -88,11 +88,14 @@ def from_arrow(table) -> pd.DataFrame:
 
 def write_frame(df: pd.DataFrame, path) -> Path:
     """Write ``df`` as a zstd-compressed Parquet file, atomically."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = to_arrow(df)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression=COMPRESSION)
+    # the file is opened here, not by Parquet's writer: a writer that fails as it starts
+    # (a full disk) leaves its file open for as long as its traceback lives
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink:
+        pq.write_table(table, sink, compression=COMPRESSION)
     return Path(path)
 
 

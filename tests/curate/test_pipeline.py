@@ -12,6 +12,7 @@ import pytest
 from curate import ComplexityFilter, Filter, Pipeline, ReportOptions, ChatExport
 from curate.pipeline.spec import load_spec
 from curate.errors import SpecError
+from test_runner import run_main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,7 +183,8 @@ def test_report_shows_funnel_reasons_distribution_and_near_dups(tmp_path):
 
 
 # -- the CLI -------------------------------------------------------------------------------
-def cli(*args, cwd=None):
+def cli_process(*args, cwd=None):
+    """The command in a process of its own (``cli`` runs its ``main`` in this one)."""
     return subprocess.run([sys.executable, "-m", "curate.pipeline", *args], capture_output=True,
                           text=True, cwd=cwd or ROOT, timeout=120)
 
@@ -204,7 +206,7 @@ def test_cli_runs_a_spec_with_limit(tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in source(8)))
     spec = write_spec(tmp_path, GOOD_SPEC.format(source=str(data)))
-    proc = cli(str(spec), "--out", str(tmp_path / "run"), "--limit", "3", "--no-progress")
+    proc = cli_process(str(spec), "--out", str(tmp_path / "run"), "--limit", "3", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert len((tmp_path / "run/export/sharegpt.jsonl").read_text().splitlines()) == 3
 
@@ -251,7 +253,7 @@ def test_cli_bad_source_is_one_line_and_leaves_no_complete_output(tmp_path, cont
     data.write_text(content)
     spec = write_spec(tmp_path, GOOD_SPEC.format(source=str(data)))
     out = tmp_path / "run"
-    proc = cli(str(spec), "--out", str(out), "--no-progress")
+    proc = cli_process(str(spec), "--out", str(out), "--no-progress")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr

@@ -1,7 +1,13 @@
-import gzip
 """The runner's promises: reuse exactly the work whose inputs did not change (in a new
 process too), one run per folder, one-line output errors, nothing complete-looking left
-behind, plain progress lines in logs."""
+behind, plain progress lines in logs.
+
+Most runs call the command line's ``main`` in this process (``cli``); those whose promise
+needs a process of their own (a rerun in a new process, a folder another process holds,
+what reaches the terminal) start one (``cli_process``)."""
+import contextlib
+import gzip
+import io
 import json
 import os
 import signal
@@ -12,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from curate.pipeline.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,10 +71,31 @@ def write_spec(folder: Path, **changes) -> Path:
     return spec
 
 
-def cli(spec, out, *extra, cwd=ROOT, env=None, timeout=180):
+def cli_process(spec, out, *extra, cwd=ROOT, timeout=180):
+    """The command line in a process of its own: for what only a new process shows."""
     return subprocess.run([sys.executable, "-m", "curate.pipeline", str(spec), "--out",
                            str(out), *extra], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout)
+
+
+def run_main(*argv, cwd=ROOT) -> subprocess.CompletedProcess:
+    """The command line's ``main`` in this process, from ``cwd``, with what it prints; it
+    costs no interpreter start, so the runner's rules are checked on many runs."""
+    stdout, stderr, before = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(argv))
+            except SystemExit as exc:  # argparse: --help, or arguments it refuses
+                code = exc.code
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def cli(spec, out, *extra, cwd=ROOT):
+    return run_main(str(spec), "--out", str(out), *extra, cwd=cwd)
 
 
 def manifest(out: Path) -> dict:
@@ -89,7 +118,7 @@ def test_an_unchanged_rerun_in_a_new_process_reuses_and_rewrites_nothing(project
     assert first.returncode == 0, first.stderr
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()
               and p.name not in ("manifest.json", ".lock")}
-    again = cli(spec, out, "--no-progress")
+    again = cli_process(spec, out, "--no-progress")
     assert again.returncode == 0, again.stderr
     m = manifest(out)
     assert all(reused(out)) and m["reused"]["stages"] == 6
@@ -201,11 +230,11 @@ def test_out_is_a_file_or_unwritable_is_one_line(project):
     spec = write_spec(project)
     a_file = project / "taken"
     a_file.write_text("x")
-    proc = cli(spec, a_file, "--no-progress")
+    proc = cli_process(spec, a_file, "--no-progress")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: cannot write {a_file}: it is a file, not a folder; " \
                                   f"choose another --out"
-    proc = cli(spec, "/sys/curate-run", "--no-progress")
+    proc = cli_process(spec, "/sys/curate-run", "--no-progress")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("error: cannot write /sys/curate-run: ")
 
@@ -226,7 +255,7 @@ def small_disk(tmp_path):
     if not _mount_tmpfs(disk, "size=96k"):
         pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
     yield disk
-    subprocess.run(["umount", str(disk)], capture_output=True, timeout=20)
+    subprocess.run(["umount", "--lazy", str(disk)], capture_output=True, timeout=20)
 
 
 def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(project, small_disk):
@@ -256,6 +285,29 @@ def test_a_full_disk_during_any_write_is_one_line_and_leaves_nothing_complete(pr
                                "rejected.jsonl.gz"}, left
             assert not [p for p in out.rglob("*.tmp")]
     assert "full" in outcomes
+
+
+def test_a_table_write_on_a_full_disk_leaves_no_file_open(small_disk):
+    """The failed write's temporary file is removed and its space given back at once, even
+    while the error (and the Parquet writer in its traceback) is still held: a notebook can
+    free the disk and run again. (Parquet's writer failed in its constructor, before its
+    ``with``, and its open file lived as long as the traceback.)"""
+    import pandas as pd
+
+    from curate.errors import OutputError
+    from curate.io.columnar import write_frame
+
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):  # fill the disk to its last byte
+        while os.write(fd, b"x" * 4096):
+            pass
+    os.close(fd)
+    with pytest.raises(OutputError, match="No space left on device") as failed:
+        write_frame(pd.DataFrame({"text": ["a", "b"]}), small_disk / "table.parquet")
+    assert failed.value.__context__ is not None  # the writer's frames are still referenced
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+    held = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.exists()]
+    assert not [target for target in held if str(small_disk) in target], held
 
 
 def test_plain_progress_lines_when_the_output_is_not_a_terminal(project):

@@ -1,7 +1,9 @@
 """Rows, stages and a scripted model shared by the executor tests.
 
 The scripted model's reply depends only on the request (the row's text in the first user
-turn, and the sample seed), so every executor gets the same replies, in any order.
+turn, and the sample seed), so every executor gets the same replies, in any order, from a
+loopback server (``client``: what Ray's workers reach) or in this process
+(``scripted_client``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pandas as pd
 from curate import (LLM, AssertionFilter, Augment, ComplexityFilter, Derive, ExactDedup,
                     Filter, Judge, Pipeline, Repair, RougeDedup, ChatExport, Vote)
 from curate.core.table import ID, to_jsonable
+from curate.testing import ScriptedModel
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
@@ -60,6 +63,12 @@ def client(server, **options) -> LLM:
                     backoff=0.01, max_backoff=0.05, concurrency=4, seed=0, cache=False)
     settings.update(options)
     return LLM("scripted", **settings)
+
+
+def scripted_client() -> LLM:
+    """The same replies from an in-process model, for stage logic without a server."""
+    model = ScriptedModel(reply=lambda r: reply({"messages": r.messages, "seed": r.seed}))
+    return model.client(max_tries=2, seed=0)
 
 
 def long_enough(row):

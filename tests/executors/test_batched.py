@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from executor_kit import client, reply, row_stages, rows
+from executor_kit import row_stages, rows, scripted_client
 
 from curate import Filter, Judge, TooManyRowErrors
 from curate.core.table import ID
 from curate.pipeline.executors.batched import combine, merge_stats, run_batch, split
-from curate.testing import ScriptedServer
 
 PARTS = ("kept", "rejected", "errored")
 
 
 @pytest.fixture(scope="module")
 def llm():
-    with ScriptedServer(reply) as server:
-        yield client(server)
+    return scripted_client()
 
 
 def batched(stage, table, size):

@@ -13,7 +13,8 @@ import pytest
 from executor_kit import canonical, ids
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [pytest.mark.slow,  # starts Ray: make test runs it, make test-fast does not
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")]
 
 from bench.near_dup_pairs import make_corpus  # noqa: E402
 from curate import ExactDedup, Filter, MinHashDedup, Pipeline  # noqa: E402

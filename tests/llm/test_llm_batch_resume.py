@@ -155,6 +155,7 @@ def _wait_for(condition, seconds: float = 60) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow  # three processes, one killed while polling: end to end
 def test_sigkill_while_polling_then_rerun_polls_the_same_batch(tmp_path):
     with BatchServer(verdict, in_progress_seconds=2.0) as server:
         killed = _start(server, tmp_path, "killed.json")

@@ -178,6 +178,7 @@ def test_models_endpoint_and_a_picklable_client(server, tmp_path):
     assert copy.complete("again").text == "again" and copy.usage.requests == 2
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_tpm_holds_for_text_of_one_character_a_token(tmp_path):
     """CJK text is about one token a character, not four: the estimate is corrected from the
     prompt tokens the endpoint reports, so the tokens it counts stay within the limit.

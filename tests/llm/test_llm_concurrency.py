@@ -61,6 +61,7 @@ def test_a_single_slot_server_is_said_once_and_sent_a_few_at_a_time(tmp_path, ca
     assert llm.endpoint.concurrency.allowed() <= 4 and server.max_in_flight <= 4
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_a_parallel_server_is_not_flagged(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
             ScriptedServer(lambda b: "ok", latency=0.6) as server:

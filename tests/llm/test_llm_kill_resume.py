@@ -11,8 +11,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from curate.llm import ResponseCache
 from curate.testing import ScriptedServer, last_user_message
+
+# a process killed and run again: make test runs it, make test-fast does not
+pytestmark = pytest.mark.slow
 
 ROWS = 40
 REPO = Path(__file__).resolve().parents[2]

@@ -130,6 +130,7 @@ def _timed_requests(llm, n, max_tokens):
     return time.perf_counter() - start
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_tpm_holds_for_requests_larger_than_the_bucket(tmp_path):
     """tpm=60,000 is 1,000 tokens a second with a bucket of 1,000. A request estimated at
     1,508 tokens (its 1,500-token reply budget, 8 for its one message) is larger than the
@@ -143,6 +144,7 @@ def test_tpm_holds_for_requests_larger_than_the_bucket(tmp_path):
     assert 1000 * 0.9 <= rate <= 1000 * 1.05, rate
 
 
+@pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_limits_hold_for_one_client_shared_across_threads(tmp_path):
     with ScriptedServer(lambda b: "ok") as server:
         llm = make_llm(server, tmp_path, rpm=240, cache=False)  # 4 a second, a bucket of 4
