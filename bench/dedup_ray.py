@@ -1,7 +1,7 @@
 """Benchmark: MinHashDedup and ExactDedup, local against distributed on Ray, at scale.
 
 Each run is a fresh process (so its peak RSS is its own): the corpus of
-``near_dup_pairs.make_corpus`` (20% one-word edits and reorderings) with an ``_id``, then
+``curate.testing.near_duplicates.make_corpus`` (20% one-word edits and reorderings) with an ``_id``, then
 ``stage.run(df)`` (local) or ``RayExecutor(num_cpus=...).run_stage(stage, df)`` (Ray, started
 and warmed on a small table before the clock starts). Printed per stage and side: wall
 seconds, the driver's peak RSS and its RSS before the run (the corpus and the libraries),
@@ -36,7 +36,7 @@ import pandas as pd
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 from minhash_dedup import memory_mb  # noqa: E402
-from near_dup_pairs import make_corpus  # noqa: E402
+from curate.testing.near_duplicates import make_corpus  # noqa: E402
 
 STAGES = ("minhash", "exact")
 

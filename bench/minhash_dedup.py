@@ -6,7 +6,7 @@ machine may be shared; a load above the core count means the figures are pessimi
 1. S-curve: P(candidate) at threshold-0.1, threshold, threshold+0.1 from 1-(1-s^r)^b for
    the stage's banding and for datasketch's default one, and the stage's measured rate on
    synthetic pairs of exactly that Jaccard.
-2. Labelled pairs (``bench/near_dup_pairs.py``: one-word edits, reorderings, paraphrases,
+2. Labelled pairs (``curate/testing/near_duplicates.py``: one-word edits, reorderings, paraphrases,
    same-template and unrelated pairs): precision and recall of the stage's decision for
    each pair against (a) exact Jaccard of the same shingles at the same threshold and
    (b) ``RougeDedup`` at its default 0.7 on the same two-row table; share flagged per kind.
@@ -45,7 +45,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
-from near_dup_pairs import KINDS, labelled_pairs, make_corpus  # noqa: E402
+from curate.testing.near_duplicates import KINDS, labelled_pairs, make_corpus  # noqa: E402
 from rouge_dedup import machine, make_texts  # noqa: E402
 
 from curate.stages.dedup_minhash import MinHashDedup, lsh_recall  # noqa: E402
@@ -340,7 +340,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--num-perm", type=int, default=128)
     ap.add_argument("--corpus", choices=("pairs", "rouge"), default="pairs",
-                    help="near_dup_pairs.make_corpus (20%% injected edits) or "
+                    help="near_duplicates.make_corpus (20%% injected edits) or "
                          "rouge_dedup.make_texts (templated, crowded)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes: 20k scale, 10k peers, one round")

@@ -8,6 +8,7 @@ submodule runs them, but they do not depend on it).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,12 @@ def test_no_circle_across_the_packages():
     edges = graph(ROOT, within=packages)
     assert "train.folds" in edges["curate.stages.training_dynamics"]  # the graph crosses packages
     assert cycles(ROOT, within=packages) == []
+
+
+def test_no_test_imports_the_benchmarks():
+    """bench/ measures; what tests and benchmarks share (corpora, servers) lives in curate.testing."""
+    found = [f"{path.relative_to(ROOT)}:{number}" for path in sorted((ROOT / "tests").rglob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1)
+             if re.match(r"\s*(from\s+bench[.\s]|import\s+bench\b)", line)
+             or re.match(r"\s*sys\.path\.\w+\(.*bench", line)]
+    assert found == []

@@ -6,7 +6,7 @@ import pandas as pd
 import corpus
 import pytest
 
-from bench.near_dup_pairs import KINDS, labelled_pairs, make_corpus
+from curate.testing.near_duplicates import KINDS, labelled_pairs, make_corpus
 from curate import StageError
 from curate.stages.dedup_minhash import (MinHashDedup, choose_bands, hash_strings,
                                          lsh_recall, score_text)

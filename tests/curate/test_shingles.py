@@ -3,7 +3,7 @@ import random
 import numpy as np
 import pytest
 
-from bench.near_dup_pairs import make_corpus
+from curate.testing.near_duplicates import make_corpus
 from curate.stages.shingles import shingle_hashes
 from curate.text import make_tokenizer
 

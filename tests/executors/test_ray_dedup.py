@@ -16,7 +16,7 @@ pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow,  # starts Ray: make test runs it, make test-fast does not
               pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")]
 
-from bench.near_dup_pairs import make_corpus  # noqa: E402
+from curate.testing.near_duplicates import make_corpus  # noqa: E402
 from curate import ExactDedup, Filter, MinHashDedup, Pipeline  # noqa: E402
 from curate.pipeline.executors.ray_executor import RayExecutor  # noqa: E402
 
