@@ -2,6 +2,7 @@
 threads chosen from the cores free (``curate.core.threads``), and peak memory.
 
     .venv/bin/python bench/model_threads.py [--seeds 12] [--busy 1] [--rounds 2]
+    .venv/bin/python bench/model_threads.py --stage judge --seeds 16 --busy 0 --arms one_batch,budget
 
 The work is the Honeycomb spec's rewording stage (``llm_reword``: ``Augment`` on the
 embedded SmolLM2-135M-Instruct, 2 rewordings per seed) on the first ``--seeds`` seeds,
@@ -10,7 +11,10 @@ a core each for the whole benchmark (the other job of a shared machine). Arms, i
 ``default`` pins ``CURATE_THREADS`` to torch's own default (one thread per core, as before
 the choice existed), ``chosen`` leaves the choice to the library. Printed per run: seconds
 (the model load excluded), the threads used, the peak RSS of the process and the 1-minute
-load average; then each arm's best and the ratio.
+load average; then each arm's best and the ratio. The arms ``one_batch`` (every request of
+a batch of 16 in one prompt pass, as before the budget) and ``budget`` (the embedded
+backend's ``batch_tokens``) compare the peak memory of generating; ``--stage judge`` runs
+the spec's judge on the seeds instead (longer prompts).
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ from curate.core.table import assign_ids
 from curate.core.threads import model_threads
 
 pipeline = load_spec("examples/honeycomb/spec.py")
-reword = next(s for s in pipeline.stages if s.name == "llm_reword")
+reword = next(s for s in pipeline.stages if s.name == "{stage}")
+reword.llm.backend.batch_tokens = int(os.environ.get("BENCH_BATCH_TOKENS", reword.llm.backend.batch_tokens))
 rows = assign_ids(pd.read_json("examples/honeycomb/data/seeds.jsonl", lines=True).head({seeds}))
 reword.llm.backend.load()
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -47,9 +52,9 @@ print(json.dumps({{"seconds": time.perf_counter() - start, "threads": model_thre
 """
 
 
-def child(seeds: int, env: dict) -> dict:
+def child(seeds: int, env: dict, stage: str) -> dict:
     with tempfile.TemporaryDirectory() as cache:
-        done = subprocess.run([sys.executable, "-c", CHILD.format(seeds=seeds)], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-c", CHILD.format(seeds=seeds, stage=stage)], cwd=ROOT,
                               capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
                                    "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -65,12 +70,14 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--arms", default="default,chosen",
-                        help="which arms to run, comma-separated (default: both)")
+                        help="which arms to run, comma-separated: default, chosen, one_batch, budget")
+    parser.add_argument("--stage", default="llm_reword", help="the spec's stage to run (llm_reword, judge)")
     args = parser.parse_args()
     import torch
 
     default = str(torch.get_num_threads())
-    arms = {"default": {"CURATE_THREADS": default}, "chosen": {}}
+    arms = {"default": {"CURATE_THREADS": default}, "chosen": {},
+            "one_batch": {"BENCH_BATCH_TOKENS": str(10 ** 9)}, "budget": {}}
     arms = {name: arms[name] for name in args.arms.split(",")}
     print(f"cpus {os.cpu_count()}, torch's default threads {default}, {args.busy} busy "
           f"process(es); load average before: {os.getloadavg()[0]:.2f}")
@@ -81,7 +88,7 @@ def main() -> None:
         time.sleep(5 if args.busy else 0)  # let the spinners show in the runnable count
         for turn in range(args.rounds):
             for name in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
-                run = child(args.seeds, arms[name])
+                run = child(args.seeds, arms[name], args.stage)
                 runs[name].append(run)
                 print(f"  {name:<8} {run['seconds']:7.1f} s  threads {run['threads']}  "
                       f"rows {run['rows']}  peak {run['peak_mib']:.0f} MiB (after loading "
@@ -91,7 +98,11 @@ def main() -> None:
             spinner.kill()
             spinner.wait()
     best = {name: min(r["seconds"] for r in found) for name, found in runs.items()}
-    ratio = f"; chosen/default {best['chosen'] / best['default']:.2f}" if len(best) == 2 else ""
+    first, second = (list(best) + [None])[:2]
+    ratio = f"; {second}/{first} {best[second] / best[first]:.2f}" if second else ""
+    peaks = {name: max(r["peak_mib"] for r in found) for name, found in runs.items()}
+    print("peak memory: " + ", ".join(f"{n} {m:.0f} MiB" for n, m in peaks.items()) +
+          (f"; {second}/{first} {peaks[second] / peaks[first]:.2f}" if second else ""))
     print(f"\nbest: {', '.join(f'{n} {s:.1f} s' for n, s in best.items())}{ratio}; load "
           f"average after {os.getloadavg()[0]:.2f}")
 

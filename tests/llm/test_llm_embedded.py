@@ -177,3 +177,29 @@ def test_the_embedded_model_generates_on_the_chosen_threads(monkeypatch):
     backend.generate([Request("Say hi.", temperature=0, max_tokens=4)],
                      on_done=lambda i, c: seen.append(torch.get_num_threads()))
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_long_prompts_go_in_smaller_batches_and_every_request_in_one():
+    """A batch's prompt pass holds scores for every pair of its tokens: the batches of the
+    embedded backend keep the padded prompt tokens within the budget."""
+    from curate.llm.backends.embedded import batches
+
+    lengths = [100] * 20 + [1500] * 6 + [9000]
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    found = batches(order, lengths, size=16, tokens=8192)
+    assert [len(b) for b in found] == [16, 5, 5, 1]  # 4 short + 1 long padded: 7,500 tokens
+    assert [i for b in found for i in b] == order  # each once, in order
+    assert all(max(lengths[i] for i in b) * len(b) <= 8192 for b in found if len(b) > 1)
+    assert [len(b) for b in batches(order, lengths, size=16, tokens=10**9)] == [16, 11]
+
+
+@pytest.mark.slow
+def test_a_small_token_budget_generates_the_same_greedy_replies(tmp_path):
+    """Batches cut by the budget decode each prompt alone where a larger one batches them:
+    the greedy replies are the same."""
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+
+    requests = [Request(f"Name {n} fruits, one per line.", temperature=0, max_tokens=16) for n in (2, 3, 4)]
+    replies = {budget: [c.text for c in TransformersBackend(smollm2_path(), SMOLLM2_FILE, batch_tokens=budget)
+                        .generate(requests)] for budget in (1, 8192)}
+    assert replies[1] == replies[8192] and all(replies[1])

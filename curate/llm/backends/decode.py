@@ -15,7 +15,7 @@ import torch
 from ..types import Completion, Request
 
 
-def _prompt_ids(tokenizer, request: Request) -> list[int]:
+def prompt_ids(tokenizer, request: Request) -> list[int]:
     text = tokenizer.apply_chat_template(request.messages, tokenize=False,
                                          add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -127,7 +127,7 @@ def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
     stop sequences and grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per
     row). ``on_done(i, completion)`` is called as soon as row ``i`` finishes."""
     matchers = matchers or [None] * len(batch)
-    prompts = [_prompt_ids(tokenizer, r) for r in batch]
+    prompts = [prompt_ids(tokenizer, r) for r in batch]
     rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens, m)
             for r, seed, p, m in zip(batch, seeds, prompts, matchers)]
     bitmask = None
