@@ -29,8 +29,9 @@ between conditions (cluster bootstrap) with McNemar's exact test on validity and
 the stage-accuracy table, the suspect filter's recall, the load average. A JSON record goes
 to ``OUT/outcome.json``.
 
-The default is sized for about 60-90 minutes on two idle CPU cores with SmolLM2-135M; on a
-loaded machine ``--threads 1`` is several times faster. ``--quick`` builds a tiny random model
+The default takes about 2.5 hours on two CPU cores with SmolLM2-135M (training 150-180
+tokens/s, about 13 minutes of greedy answers per model); ``--rows 96 --steps 22 --train-seeds 1``
+ran in 93 minutes. On a machine shared with other jobs ``--threads 1`` is several times faster. ``--quick`` builds a tiny random model
 and scores 24 held-out rows: a few minutes (the test suite runs it).
 
     .venv/bin/python bench/outcome.py --threads 1
