@@ -41,6 +41,8 @@ pipeline = load_spec("examples/honeycomb/spec.py")
 reword = next(s for s in pipeline.stages if s.name == "{stage}")
 reword.llm.backend.batch_tokens = int(os.environ.get("BENCH_BATCH_TOKENS", reword.llm.backend.batch_tokens))
 rows = assign_ids(pd.read_json("examples/honeycomb/data/seeds.jsonl", lines=True).head({seeds}))
+if "{stage}" == "judge":  # the spec's judge reads generated rows only: the seeds' questions, reworded
+    rows["nlq"] = "please tell me " + rows["nlq"]
 reword.llm.backend.load()
 loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 start = time.perf_counter()

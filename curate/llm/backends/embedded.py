@@ -114,8 +114,9 @@ class TransformersBackend:
         batch_tokens: the prompt tokens one batch may hold, padding included (its longest
             prompt times its size; a longer prompt goes alone): the prompt pass of a batch
             holds attention scores for every pair of its tokens, ~2 GiB for 16 prompts of
-            1,500 tokens. On CPUs that pass is compute-bound, so smaller batches of long
-            prompts cost little time.
+            1,500 tokens; the cache of keys and values grows with it. On the demo's judge
+            (16 prompts of ~500 tokens) 4,096 halves what generating adds to the model's memory
+            (``bench/model_threads.py``).
         name: the model name used in cache keys (default: the file or folder name).
 
     Sampling follows each request: temperature (0 or ``None`` = greedy), top_p, max_tokens
@@ -128,7 +129,7 @@ class TransformersBackend:
     """
 
     def __init__(self, path, gguf_file: str | None = None, *, batch_size: int = 16,
-                 batch_tokens: int = 8192, name: str | None = None):
+                 batch_tokens: int = 4096, name: str | None = None):
         self.path, self.gguf_file, self.batch_size = str(path), gguf_file, int(batch_size)
         self.batch_tokens = int(batch_tokens)
         self.name = name or Path(gguf_file or self.path).name.removesuffix(".gguf")
