@@ -31,8 +31,9 @@ to ``OUT/outcome.json``.
 
 The default takes about 2.5 hours on two CPU cores with SmolLM2-135M (training 150-180
 tokens/s, about 13 minutes of greedy answers per model); ``--rows 96 --steps 22 --train-seeds 1``
-ran in 93 minutes. On a machine shared with other jobs ``--threads 1`` is several times faster. ``--quick`` builds a tiny random model
-and scores 24 held-out rows: a few minutes (the test suite runs it).
+ran in 93 minutes. On a machine shared with other jobs ``--threads 1`` is several times faster.
+``--quick`` builds a tiny random model and scores 24 held-out rows: a few minutes (the test
+suite runs it).
 
     .venv/bin/python bench/outcome.py --threads 1
     .venv/bin/python bench/outcome.py --no-suspects --threads 1 --out runs/outcome-abc
@@ -102,9 +103,8 @@ def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path
     names = ("folds", "suspect_epochs", "suspect_share")
     key = _digest({k: settings[k] for k in names}, model, table.to_json(orient="records", default_handler=str))
     saved = out / "results" / "suspect-filter.json"
-    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
-        _say(f"suspect filter: reusing {saved}")
-        record = json.loads(saved.read_text())
+    record = _read_back(saved, key, "suspect filter")
+    if record is not None:
         return table.iloc[record["kept"]], record["found"]
     options = dict(folds=settings["folds"], epochs=settings["suspect_epochs"], lr=1e-3, lora_r=16, batch=4,
                    seed=0, clean_share=settings["suspect_share"], template="question")
@@ -204,9 +204,9 @@ def run_condition(name: str, table: pd.DataFrame, settings: dict, out: Path, mod
                        out / "data" / name / f"train-seed{seed}.jsonl") for seed in range(settings["train_seeds"])]
     key = _digest(settings, model, [path.read_bytes() for path in data], held["conversations"])
     saved = out / "results" / f"{name}.json"
-    if saved.exists() and json.loads(saved.read_text()).get("key") == key:
-        _say(f"{name}: reusing {saved}")
-        return json.loads(saved.read_text())
+    record = _read_back(saved, key, name)
+    if record is not None:
+        return record
     runs, losses, assessed = [], [], None
     for seed, rows in enumerate(data):
         cfg = train_config(settings, rows, out / "train" / name / f"seed{seed}", model, seed)
@@ -222,6 +222,15 @@ def run_condition(name: str, table: pd.DataFrame, settings: dict, out: Path, mod
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(result, default=str))
     return result
+
+
+def _read_back(saved: Path, key: str, what: str) -> dict | None:
+    """The record saved at ``saved`` when it was made from the same inputs (``key``), else None."""
+    record = json.loads(saved.read_text()) if saved.exists() else None
+    if record is None or record.get("key") != key:
+        return None
+    _say(f"{what}: reusing {saved}")
+    return record
 
 
 def _digest(*parts) -> str:
