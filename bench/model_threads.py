@@ -14,7 +14,11 @@ the choice existed), ``chosen`` leaves the choice to the library. Printed per ru
 load average; then each arm's best and the ratio. The arms ``one_batch`` (every request of
 a batch of 16 in one prompt pass, as before the budget) and ``budget`` (the embedded
 backend's ``batch_tokens``) compare the peak memory of generating; ``--stage judge`` runs
-the spec's judge on the seeds instead (longer prompts).
+the spec's judge on the seeds instead (longer prompts). The arms ``whole_prompts`` (every
+prompt computed in full, as before) and ``shared_start`` (the start a batch's prompts share
+computed once, the default) compare the time of the prompt pass:
+
+    .venv/bin/python bench/model_threads.py --stage judge --seeds 16 --busy 0 --arms whole_prompts,shared_start
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ from curate.core.threads import model_threads
 pipeline = load_spec("examples/honeycomb/spec.py")
 reword = next(s for s in pipeline.stages if s.name == "{stage}")
 reword.llm.backend.batch_tokens = int(os.environ.get("BENCH_BATCH_TOKENS", reword.llm.backend.batch_tokens))
+import curate.llm.backends.decode as decode
+decode.SHARED_MIN = int(os.environ.get("BENCH_SHARED_MIN", decode.SHARED_MIN))
 rows = assign_ids(pd.read_json("examples/honeycomb/data/seeds.jsonl", lines=True).head({seeds}))
 if "{stage}" == "judge":  # the spec's judge reads generated rows only: the seeds' questions, reworded
     rows["nlq"] = "please tell me " + rows["nlq"]
@@ -72,14 +78,16 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--arms", default="default,chosen",
-                        help="which arms to run, comma-separated: default, chosen, one_batch, budget")
+                        help="which arms to run, comma-separated: default, chosen, one_batch, "
+                             "budget, whole_prompts, shared_start")
     parser.add_argument("--stage", default="llm_reword", help="the spec's stage to run (llm_reword, judge)")
     args = parser.parse_args()
     import torch
 
     default = str(torch.get_num_threads())
     arms = {"default": {"CURATE_THREADS": default}, "chosen": {},
-            "one_batch": {"BENCH_BATCH_TOKENS": str(10 ** 9)}, "budget": {}}
+            "one_batch": {"BENCH_BATCH_TOKENS": str(10 ** 9)}, "budget": {},
+            "whole_prompts": {"BENCH_SHARED_MIN": str(10 ** 9)}, "shared_start": {}}
     arms = {name: arms[name] for name in args.arms.split(",")}
     print(f"cpus {os.cpu_count()}, torch's default threads {default}, {args.busy} busy "
           f"process(es); load average before: {os.getloadavg()[0]:.2f}")

@@ -203,3 +203,43 @@ def test_a_small_token_budget_generates_the_same_greedy_replies(tmp_path):
     replies = {budget: [c.text for c in TransformersBackend(smollm2_path(), SMOLLM2_FILE, batch_tokens=budget)
                         .generate(requests)] for budget in (1, 8192)}
     assert replies[1] == replies[8192] and all(replies[1])
+
+
+@pytest.mark.slow
+def test_a_shared_prompt_start_runs_once_and_finished_rows_leave_without_changing_a_reply(monkeypatch):
+    """The start a batch's prompts share is computed once and repeated for each row, and a
+    row that finishes leaves the batch: the greedy replies are transformers' own, each
+    prompt generated alone."""
+    import torch
+
+    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+    from curate.llm.backends.decode import SHARED_MIN, eos_ids, prompt_ids, shared_prefix
+
+    system = ("You are a careful assistant for an observability team. Answer in one short "
+              "sentence, plainly, without lists, and never repeat the question back.")
+    questions = [("What does a p99 latency measure?", 3), ("Why do services time out?", 7),
+                 ("What is a trace span?", 11)]
+    requests = [Request([{"role": "system", "content": system}, {"role": "user", "content": q}],
+                        temperature=0, max_tokens=n) for q, n in questions]
+    backend = TransformersBackend(smollm2_path(), SMOLLM2_FILE)
+    model, tokenizer = backend.load()
+    prompts = [prompt_ids(tokenizer, r) for r in requests]
+    assert shared_prefix(prompts) >= SHARED_MIN
+
+    shapes, forward = [], model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: shapes.append(
+        tuple(k["input_ids"].shape)) or forward(*a, **k))
+    ours = backend.generate(requests)
+    monkeypatch.undo()
+
+    assert shapes[0] == (1, shared_prefix(prompts))  # the shared start, once
+    assert shapes[1][0] == 3 and shapes[1][1] < max(len(p) for p in prompts) - SHARED_MIN
+    rows = [n for n, _ in shapes[2:]]
+    assert rows == sorted(rows, reverse=True) and rows[-1] == 1  # finished rows left
+    for (question, n), prompt, completion in zip(questions, prompts, ours):
+        with torch.inference_mode():
+            alone = model.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False,
+                                   eos_token_id=sorted(eos_ids(model, tokenizer)),
+                                   pad_token_id=tokenizer.pad_token_id)
+        expected = tokenizer.decode(alone[0, len(prompt):], skip_special_tokens=True)
+        assert completion.text == expected, question

@@ -7,8 +7,14 @@ request carries a JSON Schema decodes under that schema's grammar (xgrammar: the
 that would break the schema are masked out before sampling, and the row ends when the JSON
 is complete), so its reply always parses. Each row is handed to ``on_done`` the moment it
 finishes, so a kill mid-batch loses only the rows still being generated.
+
+Two savings a batch of one stage's prompts allows: the start they share (system prompt,
+few-shot turns) is computed once (as a server's prefix cache does), and a finished row
+leaves the batch instead of decoding padding to the end.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -109,23 +115,53 @@ class _Row:
 
 
 def _mask_logits(logits: torch.Tensor, rows: list[_Row], bitmask) -> None:
-    """Mask, in place, the tokens each constrained row's grammar forbids next."""
+    """Mask, in place, the tokens each constrained row's grammar forbids next (``rows``: the
+    rows of ``logits``, in order)."""
     import xgrammar as xgr
 
     xgr.reset_token_bitmask(bitmask)
     for i, row in enumerate(rows):
         if row.matcher is not None and row.finish is None:
             row.matcher.fill_next_token_bitmask(bitmask, i)
-    xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device))
+    xgr.apply_token_bitmask_inplace(logits, bitmask[:len(rows)].to(logits.device))
+
+
+SHARED_MIN = 32  # tokens: a shorter common start is not worth a pass of its own
+
+
+def shared_prefix(prompts: list[list[int]]) -> int:
+    """The tokens every prompt of a batch starts with (a stage's system prompt and few-shot
+    turns), leaving each prompt at least one of its own; 0 when under ``SHARED_MIN``."""
+    shared = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
+    return shared if shared >= SHARED_MIN else 0
+
+
+def _prefill(model, prompts: list[list[int]], pad_id: int, extra: dict):
+    """The prompt pass of a batch: ``(output, attention mask, position ids)``. The start the
+    prompts share runs once and its keys and values are repeated for each row, so the batch
+    computes only what differs (the judge's prompts share their instructions and examples:
+    most of each prompt); each row's own tokens are left-padded after it."""
+    shared, past = shared_prefix(prompts), None
+    if shared:
+        past = model(input_ids=torch.tensor([prompts[0][:shared]]), use_cache=True,
+                     **extra).past_key_values
+        past.batch_repeat_interleave(len(prompts))
+    ids, own = _left_pad([p[shared:] for p in prompts], pad_id)
+    mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                past_key_values=past, use_cache=True, **extra)
+    return out, mask, positions
 
 
 @torch.inference_mode()
 def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
                    default_max_tokens: int, matchers=None, on_done=None,
                    vocab_size: int | None = None) -> list[Completion]:
-    """Generate for a batch: left-padded prompts, one KV cache, per-row sampling, limits,
-    stop sequences and grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per
-    row). ``on_done(i, completion)`` is called as soon as row ``i`` finishes."""
+    """Generate for a batch: one KV cache, per-row sampling, limits, stop sequences and
+    grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per row). A row leaves
+    the batch when it finishes, so the rest decode without it. ``on_done(i, completion)``
+    is called as soon as row ``i`` finishes."""
     matchers = matchers or [None] * len(batch)
     prompts = [prompt_ids(tokenizer, r) for r in batch]
     rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens, m)
@@ -134,35 +170,31 @@ def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
     if any(m is not None for m in matchers):
         import xgrammar as xgr
         bitmask = xgr.allocate_token_bitmask(len(rows), vocab_size or model.config.vocab_size)
-    step_ids, mask = _left_pad(prompts, tokenizer.pad_token_id)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     eos, extra, pad = eos_ids(model, tokenizer), _last_only(model), tokenizer.pad_token_id
-    past, reported = None, set()
-    for _ in range(max(row.limit for row in rows)):
-        out = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=past, use_cache=True, **extra)
-        past, logits = out.past_key_values, out.logits[:, -1, :].float()
+    out, mask, positions = _prefill(model, prompts, pad, extra)
+    active = list(range(len(rows)))  # the rows still decoding, in the order of the batch
+    while True:
+        logits = out.logits[:, -1, :].float()
         if bitmask is not None:
-            _mask_logits(logits, rows, bitmask)
-        next_ids = []
-        for i, row in enumerate(rows):
-            if row.finish is not None:
-                next_ids.append(pad)
-                continue
-            token = _pick(logits[i], row.request, row.generator)
-            next_ids.append(token)
-            row.take(token, eos, tokenizer)
+            _mask_logits(logits, [rows[i] for i in active], bitmask)
+        tokens = []
+        for j, i in enumerate(active):
+            row = rows[i]
+            tokens.append(_pick(logits[j], row.request, row.generator))
+            row.take(tokens[-1], eos, tokenizer)
             if row.finish is not None and on_done is not None:
                 on_done(i, row.completion(tokenizer))
-                reported.add(i)
-        if all(row.finish is not None for row in rows):
+        going = [j for j, i in enumerate(active) if rows[i].finish is None]
+        if not going:
             break
-        step_ids = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
-        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
+        if len(going) < len(active):
+            keep = torch.tensor(going, dtype=torch.long)
+            out.past_key_values.batch_select_indices(keep)
+            mask, positions = mask[keep], positions[keep]
+            active, tokens = [active[j] for j in going], [tokens[j] for j in going]
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
         positions = positions[:, -1:] + 1
-    results = [row.completion(tokenizer) for row in rows]
-    if on_done is not None:
-        for i, completion in enumerate(results):
-            if i not in reported:
-                on_done(i, completion)
-    return results
+        out = model(input_ids=torch.tensor(tokens, dtype=torch.long).unsqueeze(1),
+                    attention_mask=mask, position_ids=positions,
+                    past_key_values=out.past_key_values, use_cache=True, **extra)
+    return [row.completion(tokenizer) for row in rows]

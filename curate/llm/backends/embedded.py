@@ -123,7 +123,9 @@ class TransformersBackend:
     (default 256), stop sequences, and a seeded generator per request, so results are
     reproducible and the sample index gives distinct samples. A request with a JSON Schema
     decodes under it (grammar-constrained decoding with xgrammar, compact JSON), so the
-    reply matches the schema unless it is cut off by max_tokens. Each reply is handed back
+    reply matches the schema unless it is cut off by max_tokens. The start a batch's prompts
+    share (a stage's instructions and few-shot turns) is computed once, and a row that
+    finishes leaves the batch (:mod:`.decode`). Each reply is handed back
     (and cached by the client) as soon as it is finished. torch runs on the cores free when
     a call starts, or ``CURATE_THREADS`` (:mod:`curate.core.threads`).
     """
