@@ -32,9 +32,10 @@ def test_a_server_with_room_gets_the_whole_ceiling(tmp_path):
 @pytest.mark.slow  # seconds of loopback traffic at a real pace
 def test_a_queueing_server_of_fixed_capacity_is_kept_full_without_timeouts(tmp_path, caplog):
     """Four slots, 0.1 s a request, a ceiling of 128 and a 2 s timeout: all 128 at once would
-    queue 3.2 s deep and time out; the client settles between the slots and twice them
-    (the slots stay busy, latency stays within twice a lone request's) and says so once.
-    The timeout leaves room for a slow-start window at 16 or 32 on a loaded machine."""
+    queue 3.2 s deep and time out; the client settles between the slots and about twice them
+    (the slots stay busy, latency stays near twice a lone request's; additive increase may
+    take the sawtooth a step or two past before the next cut) and says so once. The timeout
+    leaves room for a slow-start window at 16 or 32 on a loaded machine."""
     with caplog.at_level(logging.WARNING, logger="curate.llm"), \
             ScriptedServer(lambda b: "ok", latency=0.1, slots=4) as server:
         llm = make_llm(server, tmp_path, concurrency=128, timeout=2.0, cache=False)
@@ -45,8 +46,8 @@ def test_a_queueing_server_of_fixed_capacity_is_kept_full_without_timeouts(tmp_p
     # no timeout storm: a stall of the loaded machine may cost a retry, a queue would cost
     # dozens (all 128 at once time out from the 80th on)
     assert usage.retried + again.retried <= 2, (usage, again)
-    assert 4 <= settled <= 8, settled
-    assert 4 <= server.max_in_flight <= 9, server.max_in_flight
+    assert 4 <= settled <= 10, settled
+    assert 4 <= server.max_in_flight <= 10, server.max_in_flight
     notes = [r.message for r in caplog.records if "seems to run about" in r.message]
     assert len(notes) == 1 and "--parallel N" in notes[0] and "OLLAMA_NUM_PARALLEL" in notes[0]
 
