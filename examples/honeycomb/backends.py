@@ -56,29 +56,30 @@ def model_generator(cfg, adapter: str | None, max_tokens: int, batch_size: int =
 
 
 def _generator(load, max_tokens: int, batch_size: int):
-    """Prompts of similar length are batched together; the model loads on the first call."""
+    """Prompts of similar length are batched together and decoded by the embedded backend's
+    loop (the start they share computed once, finished rows leaving the batch), in the
+    training template; the model loads on the first call."""
     loaded: list = []
 
     def generate_many(conversations):
-        import torch
-
+        from curate.llm import Request
+        from curate.llm.backends.decode import generate_batch
         from train.templates import render_prompt
 
         if not loaded:
             loaded.extend(load())
         cfg, tokenizer, model, stop = loaded
-        prompts = [render_prompt(c, tokenizer, cfg.template) for c in conversations]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        texts = [""] * len(prompts)
+        ids = [tokenizer(render_prompt(c, tokenizer, cfg.template), add_special_tokens=False)["input_ids"]
+               for c in conversations]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        texts = [""] * len(ids)
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_tokens, do_sample=False, use_cache=True,
-                                     eos_token_id=stop, pad_token_id=tokenizer.pad_token_id)
-            replies = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            for i, text in zip(batch, replies):
-                texts[i] = text.strip()
+            requests = [Request(conversations[i], temperature=0, max_tokens=max_tokens) for i in batch]
+            done = generate_batch(model, tokenizer, requests, [0] * len(batch), max_tokens,
+                                  prompts=[ids[i] for i in batch], eos={stop})
+            for i, completion in zip(batch, done):
+                texts[i] = completion.text.strip()
         return texts
     return generate_many
 

@@ -157,20 +157,26 @@ def _prefill(model, prompts: list[list[int]], pad_id: int, extra: dict):
 @torch.inference_mode()
 def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
                    default_max_tokens: int, matchers=None, on_done=None,
-                   vocab_size: int | None = None) -> list[Completion]:
+                   vocab_size: int | None = None, prompts: list[list[int]] | None = None,
+                   eos: set[int] | None = None) -> list[Completion]:
     """Generate for a batch: one KV cache, per-row sampling, limits, stop sequences and
     grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per row). A row leaves
     the batch when it finishes, so the rest decode without it. ``on_done(i, completion)``
-    is called as soon as row ``i`` finishes."""
+    is called as soon as row ``i`` finishes. ``prompts``: the token ids of each request
+    when they come from another template than the tokenizer's chat template; ``eos``: the
+    tokens that end a reply (default: the model's and the tokenizer's end of sequence)."""
     matchers = matchers or [None] * len(batch)
-    prompts = [prompt_ids(tokenizer, r) for r in batch]
+    if prompts is None:
+        prompts = [prompt_ids(tokenizer, r) for r in batch]
     rows = [_Row(r, seed, len(p), r.max_tokens or default_max_tokens, m)
             for r, seed, p, m in zip(batch, seeds, prompts, matchers)]
     bitmask = None
     if any(m is not None for m in matchers):
         import xgrammar as xgr
         bitmask = xgr.allocate_token_bitmask(len(rows), vocab_size or model.config.vocab_size)
-    eos, extra, pad = eos_ids(model, tokenizer), _last_only(model), tokenizer.pad_token_id
+    eos = eos_ids(model, tokenizer) if eos is None else set(eos)
+    extra = _last_only(model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     out, mask, positions = _prefill(model, prompts, pad, extra)
     active = list(range(len(rows)))  # the rows still decoding, in the order of the batch
     while True:
