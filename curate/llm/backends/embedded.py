@@ -159,7 +159,8 @@ class TransformersBackend:
 
         model, tokenizer = self.load()
         out: list[Completion | None] = [None] * len(requests)
-        lengths = [len(prompt_ids(tokenizer, r)) for r in requests]
+        prompts = [prompt_ids(tokenizer, r) for r in requests]
+        lengths = [len(p) for p in prompts]
         # Similar lengths together: less padding, less wasted compute.
         order = sorted(range(len(requests)), key=lengths.__getitem__)
         for chunk in batches(order, lengths, self.batch_size, self.batch_tokens):
@@ -174,7 +175,8 @@ class TransformersBackend:
                     on_done(chunk[j], completion)
 
             generate_batch(model, tokenizer, batch, seeds, DEFAULT_MAX_TOKENS, matchers,
-                           finished, self._grammars.vocab_size(model))
+                           finished, self._grammars.vocab_size(model),
+                           prompts=[prompts[i] for i in chunk])
         return out  # type: ignore[return-value]
 
 
