@@ -6,9 +6,8 @@
     llm = LLM()                                   # nothing configured: embedded SmolLM2
     replies = llm.complete_many([Request("2+2?", temperature=0)])
 
-See ``curate/llm/README.md`` for endpoints, limits, the cache and accounting. Names are
-imported on first use, so ``import curate.llm.cache`` (as the pipeline runner does) does
-not load the HTTP stack.
+See ``curate/llm/README.md``. Names are imported on first use (``curate.llm.cache`` alone
+does not load the HTTP stack).
 """
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""Token, cost and request accounting, and the per-model price tables (online and batch).
-
-A :class:`Usage` counts what one stage (or one client over its life) spent. Stages put
-``usage.as_stats()`` in their stats under the key ``"llm"``: a flat dict of numbers that the
-pipeline runner sums into the manifest. Requests answered through a provider's Batch API
-are priced from :data:`BATCH_PRICES`, else at the online price times
-:data:`BATCH_DISCOUNT`; ``usage.batches`` lists the batches a call went through.
-"""
+"""Token, cost and request accounting (:class:`Usage`), and the per-model price tables
+(online and batch)."""
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +18,7 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1": (2.00, 8.00),
 }
-# Batch API prices: an explicit entry here, else the online price times BATCH_DISCOUNT
-# (OpenAI's Batch API costs half of the online price).
+# Batch API prices: an explicit entry here, else the online price times BATCH_DISCOUNT.
 BATCH_PRICES: dict[str, tuple[float, float]] = {}
 BATCH_DISCOUNT = 0.5
 _warned_unpriced: set[str] = set()
@@ -147,15 +140,9 @@ class Usage:
         parts = [f"tok {_short(self.prompt_tokens + self.completion_tokens)}"]
         if self.cost_usd:
             parts.append(f"${self.cost_usd:.4f}")
-        if self.cached:
-            parts.append(f"cache {self.cached}")
-        if self.batched:
-            parts.append(f"batch {self.batched}")
-        if self.retried:
-            parts.append(f"retry {self.retried}")
-        if self.failed:
-            parts.append(f"failed {self.failed}")
-        return " · ".join(parts)
+        counts = (("cache", self.cached), ("batch", self.batched), ("retry", self.retried),
+                  ("failed", self.failed))
+        return " · ".join(parts + [f"{label} {n}" for label, n in counts if n])
 
 
 def _short(n: int) -> str:

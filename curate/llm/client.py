@@ -1,11 +1,5 @@
-"""The LLM client every LLM stage uses.
-
-It speaks chat completions to any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama,
-llama.cpp's server, a LiteLLM proxy) through the ``openai`` SDK, or runs an in-process
-model when no endpoint is configured. It owns bounded concurrency, RPM/TPM limits, bounded
-retries, the response cache and the token/cost accounting; stages only build requests and
-parse replies.
-"""
+"""The LLM client every LLM stage uses: chat completions to any OpenAI-compatible endpoint
+(or an in-process model), with limits, retries, the response cache and accounting."""
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +19,7 @@ from ..errors import CurateError
 from .accounting import Usage
 from .backends import WARNING, Backend, default_backend
 from .batch.options import batch_options
-from .batch.run import run_batches
+from .batch.run import BatchRun
 from .cache import ResponseCache, cache_key, default_cache_path, open_cache
 from .credentials import PLACEHOLDER, Secret, checked_url, redact_url
 from .dialects import DIALECTS
@@ -50,14 +44,11 @@ class LLM:
             With a key and no URL, OpenAI's. With neither, an ``LLM()`` that names no model
             (and no ``CURATE_LLM_MODEL``) runs the embedded SmolLM2-135M-Instruct in-process
             (for trying the pipeline only); a named model is refused in one line.
-        api_key: the key (or env ``OPENAI_API_KEY``); never stored in the cache, stats,
-            reprs or error messages.
+        api_key: the key (or env ``OPENAI_API_KEY``); never in the cache, stats or messages.
         backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
         concurrency: the most requests in flight at once (the ceiling).
-        adaptive: find the best number in flight under ``concurrency`` (the default): start
-            at 4, raise it while throughput grows and latency holds, lower it on 429s,
-            503s, timeouts and queueing (see :class:`~curate.llm.limits.Concurrency`);
-            ``False`` keeps ``concurrency`` in flight throughout.
+        adaptive: find the best number in flight under ``concurrency`` (the default, see
+            :class:`~curate.llm.limits.Concurrency`); ``False`` keeps ``concurrency``.
         rpm, tpm: optional requests- and tokens-per-minute limits.
         timeout: seconds per request.
         max_tries: tries per request (429, 5xx, timeouts and connection errors are retried
@@ -75,15 +66,15 @@ class LLM:
             ``"llamacpp"``, ``"ollama"`` or ``"off"`` (plain prompting). A server that
             refuses it gets plain prompts from then on, and the client says so once.
         batch: ``True`` or a :class:`~curate.llm.batch.BatchOptions`: send requests not in
-            the cache through the provider's Batch API (files, batches, polling; resumable
-            after a kill; priced at batch prices) instead of one HTTP call each.
+            the cache through the provider's Batch API (resumable after a kill; priced at
+            batch prices) instead of one HTTP call each.
     """
 
     def __init__(self, model: str | None = None, *, base_url: str | None = None,
                  api_key: str | None = None, backend: Backend | None = None,
-                 concurrency: int = 16, adaptive: bool = True, rpm: float | None = None, tpm: float | None = None,
-                 timeout: float = 60.0, max_tries: int = 5, backoff: float = 0.5,
-                 max_backoff: float = 30.0, max_retry_after: float = 120.0,
+                 concurrency: int = 16, adaptive: bool = True, rpm: float | None = None,
+                 tpm: float | None = None, timeout: float = 60.0, max_tries: int = 5,
+                 backoff: float = 0.5, max_backoff: float = 30.0, max_retry_after: float = 120.0,
                  temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = None, seed: int | None = None, cache=True,
                  prices: dict | None = None, extra_body: dict | None = None,
@@ -178,12 +169,17 @@ class LLM:
                   "structured": self._structured_label() if request.schema is not None else None}
         return cache_key(self.model, request.messages, params, request.sample)
 
+    def _engine(self) -> str | None:
+        """What constrains the in-process backend's decoding, or None: it cannot."""
+        engine = getattr(self.backend, "structured_engine", None)
+        return engine() if callable(engine) else None
+
     def _structured_label(self) -> str:
         """How a schema is enforced: part of the cache key of a request that has one, so a
         reply made without constraints is not reused once they are available."""
         if self.backend is not None:
-            engine = getattr(self.backend, "structured_engine", None)
-            return f"backend:{engine() if callable(engine) else 'none'}"
+            engine = self._engine()
+            return f"backend:{'none' if engine is None else engine}"
         return self.structured
 
     def structured_status(self) -> str:
@@ -191,11 +187,10 @@ class LLM:
         (while decoding, in-process), ``requested (<dialect>)`` (sent to the endpoint, which
         enforces it or not) or ``unconstrained (<why>)``; every reply is validated anyway."""
         if self.backend is not None:
-            engine = getattr(self.backend, "structured_engine", None)
-            if callable(engine) and engine() != "none":
-                return "constrained"
-            return ("unconstrained (xgrammar missing)" if callable(engine)
-                    else "unconstrained (the backend cannot constrain decoding)")
+            engine = self._engine()
+            if engine is None:
+                return "unconstrained (the backend cannot constrain decoding)"
+            return "unconstrained (xgrammar missing)" if engine == "none" else "constrained"
         if self.endpoint.refused is not None:
             return "unconstrained (the endpoint refused structured requests)"
         if self.structured == "off":
@@ -214,10 +209,8 @@ class LLM:
     def complete_many(self, requests: Iterable[Request], *, usage: Usage | None = None,
                       on_result: Callable[[int, Result], None] | None = None) -> list[Result]:
         """Complete every request; one :class:`Completion` or :class:`Failure` each, in order.
-
-        Runs its own event loop; inside a running loop (a notebook) it runs in a worker
-        thread. ``on_result(index, result)`` is called as each request finishes.
-        """
+        ``on_result(index, result)`` is called as each request finishes. Runs its own event
+        loop (in a worker thread inside a running one, e.g. a notebook)."""
         requests = [r if isinstance(r, Request) else Request(r) for r in requests]
         cache = self.open_cache()  # resolved here: context variables do not cross threads
 
@@ -245,10 +238,7 @@ class LLM:
         """Async form of :meth:`complete_many` (``cache=True``: this client's cache)."""
         call = usage if usage is not None else Usage()
         before = call.as_stats()
-        if cache is True:
-            cache = self.open_cache()
-        elif cache is False:
-            cache = None
+        cache = self.open_cache() if cache is True else None if cache is False else cache
         resolved = [self.resolve(r) for r in requests]
         keys = [self.key(r) for r in resolved]
         results: list[Result | None] = [None] * len(resolved)
@@ -272,7 +262,7 @@ class LLM:
             if self.backend is not None:
                 await self._run_backend(resolved, groups, cache, call, deliver)
             elif self.batch is not None and cache is not None:
-                await run_batches(self, resolved, groups, cache, call, deliver)
+                await BatchRun(self, resolved, groups, cache, call, deliver).run()
             else:
                 await self._run_http(resolved, groups, cache, call, deliver)
         after = call.as_stats()
@@ -284,10 +274,8 @@ class LLM:
 
         async def one(key: str, indices: list[int]) -> None:
             result = await sender.send(requests[indices[0]])
-            if isinstance(result, Completion) and cache is not None:
-                cache.put(key, self.model, result.to_raw())
             if isinstance(result, Completion):
-                result = usable(result, usage)
+                result = self._store(cache, key, result, usage)
             for i in indices:
                 deliver(i, result)
 
@@ -295,6 +283,12 @@ class LLM:
             await asyncio.gather(*(one(k, idx) for k, idx in groups.items()))
         finally:
             await sender.close()
+
+    def _store(self, cache, key: str, completion: Completion, usage) -> Result:
+        """Cache a fresh reply; return it, or the failure it is (:func:`.wire.usable`)."""
+        if cache is not None:
+            cache.put(key, self.model, completion.to_raw())
+        return usable(completion, usage)
 
     async def _run_backend(self, requests, groups, cache, usage, deliver) -> None:
         global _warned_embedded
@@ -309,9 +303,7 @@ class LLM:
             key, indices = items[j]
             usage.add(requests=1, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens)
-            if cache is not None:
-                cache.put(key, self.model, completion.to_raw())
-            result = usable(completion, usage)
+            result = self._store(cache, key, completion, usage)
             with lock:
                 for i in indices:
                     deliver(i, result)
@@ -334,7 +326,7 @@ _planning: contextvars.ContextVar[bool] = contextvars.ContextVar("curate_plannin
 @contextlib.contextmanager
 def planning():
     """Clients made inside may name a model with no endpoint (an estimate sends nothing);
-    such a client refuses, in one line, the first request it would have to send."""
+    such a client refuses the first request it would have to send."""
     token = _planning.set(True)
     try:
         yield

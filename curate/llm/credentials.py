@@ -1,5 +1,4 @@
-"""The API key: held out of sight, scrubbed from what servers echo and from every reason,
-kept out of URLs."""
+"""The API key: held out of sight, scrubbed from what servers echo, kept out of URLs."""
 from __future__ import annotations
 
 import base64
@@ -45,9 +44,8 @@ def redact_url(url: str | None) -> str | None:
 
 
 def checked_url(url: str | None, source: str) -> str | None:
-    """``url``, or a one-line error for a query string: the SDK appends its paths after
-    it (every request would go to ``...?key=.../chat/completions``), and it often holds a
-    key that would show wherever the URL does."""
+    """``url``, or a one-line error for a query string: the SDK appends its paths after it,
+    and it often holds a key that would show wherever the URL does."""
     if url and "?" in url:
         raise CurateError(f"LLM: {source} {redact_url(url)} has a query string, which the "
                           f"request paths would be appended after (every request would "

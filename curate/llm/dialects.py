@@ -1,12 +1,9 @@
-"""Structured output: how each kind of endpoint is asked to follow a JSON Schema.
+"""Structured output: how each kind of endpoint is asked to follow a JSON Schema
+(:func:`body_fields`; ``auto`` is resolved from ``/models`` by :func:`dialect_from_models`).
 
-:func:`body_fields` gives the request fields of each dialect (``openai``, ``vllm``,
-``llamacpp``, ``ollama``; ``off`` sends none; the table is in ``curate/llm/README.md``);
-``auto`` is resolved by :func:`dialect_from_models` from the server's ``/models``.
-OpenAI's strict mode wants every property required and ``additionalProperties: false``,
-and a subset of keywords: :func:`strict_schema` adapts a schema (optional properties
-become required-but-nullable, unsupported keywords are dropped, the client's validation
-still applies them; a free-form object makes it ``strict: false``), and
+OpenAI's strict mode wants every property required, ``additionalProperties: false`` and a
+subset of keywords: :func:`strict_schema` makes optional properties required-but-nullable
+and drops the other keywords (the client's validation still applies them), and
 :func:`drop_added_nulls` removes the nulls strict mode made the model write.
 """
 from __future__ import annotations
@@ -63,10 +60,8 @@ def _nullable(node: dict) -> dict:
     if "anyOf" in node:
         return {**node, "anyOf": [*node["anyOf"], {"type": "null"}]}
     types = node.get("type")
-    if isinstance(types, str) and "enum" not in node:
-        return {**node, "type": [types, "null"]}
-    if isinstance(types, list) and "enum" not in node:
-        return node if "null" in types else {**node, "type": [*types, "null"]}
+    if isinstance(types, (str, list)) and "enum" not in node:  # not null: _allows_null
+        return {**node, "type": [*([types] if isinstance(types, str) else types), "null"]}
     return {"anyOf": [node, {"type": "null"}]}
 
 
@@ -108,9 +103,8 @@ def _allows_null(schema) -> bool:
     if not isinstance(schema, dict):
         return True
     types = schema.get("type")
-    if types == "null" or (isinstance(types, list) and "null" in types):
-        return True
-    if None in schema.get("enum", [0]):
+    if types == "null" or (isinstance(types, list) and "null" in types) or \
+            None in schema.get("enum", [0]):
         return True
     return any(_allows_null(s) for s in schema.get("anyOf", []) + schema.get("oneOf", [])
                if isinstance(s, dict))
@@ -136,11 +130,8 @@ def dialect_from_models(listing, base_url: str | None) -> str:
     """The dialect a ``/models`` answer (parsed JSON, or None) points to."""
     if base_url and "api.openai.com" in base_url:
         return "openai"
-    owners = set()
-    if isinstance(listing, dict):
-        for model in listing.get("data") or []:
-            if isinstance(model, dict):
-                owners.add(str(model.get("owned_by", "")).lower())
+    models = (listing.get("data") or []) if isinstance(listing, dict) else []
+    owners = {str(m.get("owned_by", "")).lower() for m in models if isinstance(m, dict)}
     if "vllm" in owners:
         return "vllm"
     if owners & {"llamacpp", "llama.cpp", "llama-cpp"}:

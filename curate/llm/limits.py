@@ -18,10 +18,9 @@ DEFAULT_COMPLETION = 256  # the bound assumed for a request without max_tokens
 
 
 def prompt_tokens(request: Request, schema_counted: bool = False) -> int:
-    """The estimated prompt tokens of a request: characters / 4 of each message, plus 4 per
-    message and 3 for the reply (OpenAI's chat overhead), plus the schema's characters / 4
-    where the endpoint counts it (``schema_counted``). No OpenAI tokenizer is available
-    offline: this is the rule of thumb, and the limiter corrects it from what replies report."""
+    """The estimated prompt tokens of a request (no tokenizer is available offline): 4
+    characters a token, OpenAI's chat overhead, and the schema where the endpoint counts it
+    (``schema_counted``); the limiter corrects it from what replies report."""
     chars = sum(len(str(m.get("content", ""))) for m in request.messages)
     tokens = math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
     if schema_counted and request.schema is not None:
@@ -34,17 +33,25 @@ def completion_bound(request: Request) -> int:
     return int(request.max_tokens) if request.max_tokens else DEFAULT_COMPLETION
 
 
-class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits as two token buckets.
+class Locked:
+    """Picklable though it holds a ``_lock``: a copy (another process) gets its own."""
 
-    The buckets hold one second's worth and refill at ``limit / 60`` per second; a request
-    larger than the bucket waits for a full one and is charged in full (a debt later
-    requests wait out), so the long-run rate holds for any request size. A 429 starts a
-    cooldown that holds every new request. Thread-safe: one client shared across threads
-    keeps its limits. A prompt is charged its estimate (:func:`prompt_tokens`) times the
-    ratio of reported to estimated prompt tokens so far (:meth:`prompt_charge`), and each
-    reply's difference is charged or refunded (:meth:`settle`), so the limit holds for
-    text of about one character a token (CJK, dense code) too.
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class RateLimiter(Locked):
+    """Requests-per-minute and tokens-per-minute limits as two token buckets, thread-safe.
+
+    The buckets hold one second's worth; a request larger than the bucket waits for a full
+    one and is charged in full (a debt later requests wait out), so the long-run rate holds
+    for any request size. A 429 starts a cooldown that holds every new request. Prompts are
+    charged as :meth:`prompt_charge` and :meth:`settle` say, so the limit holds for text of
+    about one character a token (CJK, dense code) too.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None):
@@ -55,13 +62,6 @@ class RateLimiter:
         self._stamp = time.monotonic()
         self._cooldown_until = 0.0
         self._estimated = self._reported = 0  # prompt tokens, for the running correction
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:  # a copy (another process) gets its own lock
-        return {**self.__dict__, "_lock": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def cooldown(self, seconds: float) -> None:
@@ -120,10 +120,7 @@ class RateLimiter:
         """Wait until the request may be sent (under the limits and past any cooldown)."""
         if not self.rpm and not self.tpm and time.monotonic() >= self._cooldown_until:
             return
-        while True:
-            wait = self._take(tokens)
-            if wait <= 0:
-                return
+        while (wait := self._take(tokens)) > 0:
             await asyncio.sleep(wait)
 
 
@@ -135,21 +132,16 @@ GROWTH = 1.2           # throughput this much over the best with fewer in flight
 OVERLOAD_STATUS = {429, 503}
 
 
-class Concurrency:
-    """How many requests to keep in flight: AIMD within the user's ceiling.
+class Concurrency(Locked):
+    """How many requests to keep in flight: AIMD within the user's ceiling, thread-safe.
 
-    It starts at ``min(ceiling, 4)`` and, window by window (a window is as many replies as
-    the limit, about one round trip), doubles while latency holds (slow start), then adds
-    one a window while latency holds (median within ``HOLD_RATIO`` of the fastest window's)
-    or throughput still beats by ``GROWTH`` the best seen with fewer in flight. It halves on
-    a 429, a 503 or a timeout (once for the requests sent since the last cut), and on
-    queueing (a window's median latency over ``QUEUE_RATIO`` times the baseline while
-    throughput no longer grows, as a self-hosted vLLM or a single-slot llama.cpp server
-    answers instead of a 429) it drops to the parallelism that implies: requests in flight /
-    latency ratio (Little's law). Latency that grows along with throughput (a busy client
-    machine, a batching server) is no queue. As in TCP congestion control (Jacobson 1988) and
-    Netflix's concurrency-limits. ``adaptive=False`` holds it at the ceiling.
-    Thread-safe: one client shared across threads shares its limit.
+    It starts at ``min(ceiling, 4)`` and, window by window (as many replies as the limit),
+    doubles while latency holds (slow start), then adds one a window while latency holds or
+    throughput still grows. It halves on a 429, a 503 or a timeout (once per cut), and on
+    queueing (median latency over ``QUEUE_RATIO`` times the baseline while throughput no
+    longer grows, how a self-hosted server answers instead of a 429) it drops to the
+    parallelism that implies (Little's law). As in TCP congestion control (Jacobson 1988)
+    and Netflix's concurrency-limits. ``adaptive=False`` holds it at the ceiling.
     """
 
     def __init__(self, ceiling: int, adaptive: bool = True):
@@ -162,13 +154,6 @@ class Concurrency:
         self._window: list[tuple[float, int]] = []
         self._since: float | None = None
         self._rates: dict[int, float] = {}  # the best window throughput at each limit
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_lock": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def allowed(self) -> int:

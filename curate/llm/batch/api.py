@@ -1,12 +1,5 @@
-"""Calls to the provider's Batch and Files APIs: retried like online requests, one-line errors.
-
-Every call (upload, create, list, retrieve, download, cancel) goes through :func:`call_api`:
-429, 408, 409, 5xx, timeouts and dropped connections are retried with the client's
-backoff, a ``Retry-After`` is honoured (up to ``max_retry_after``), and a call that still
-fails raises :class:`BatchCallError` with one line, the API key scrubbed from it. The
-other outcomes of following a batch are exceptions here too (:class:`BatchesPending` is
-the one a caller sees). :func:`cancel_batches` cancels the batches a client has recorded.
-"""
+"""Calls to the provider's Batch and Files APIs, retried like online requests
+(:func:`call_api`), and the outcomes of following a batch as exceptions."""
 from __future__ import annotations
 
 import asyncio
@@ -97,8 +90,7 @@ def counts_of(batch) -> dict:
 
 def batch_errors(batch) -> list:
     """A batch's own errors (why it failed validation), possibly empty."""
-    errors = getattr(batch, "errors", None)
-    return list(getattr(errors, "data", None) or [])
+    return list(getattr(getattr(batch, "errors", None), "data", None) or [])
 
 
 def cancel_batches(llm) -> list[str]:

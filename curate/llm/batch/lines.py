@@ -1,14 +1,8 @@
 """Batch files: request lines in, result lines out (OpenAI's Batch API format).
 
-An input line is ``{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body"}``
-with the body the online request would have sent, and ``custom_id`` the request's cache
-key: a result line maps back to its request, and to its cache entry, with no lookup table.
-Lines are split into files within the provider's limits (requests per batch, bytes per
-file). A result line is a completion (``response.status_code`` 200 and a chat-completion
-body) or a failure with the provider's reason, either an HTTP status of the request
-(``response.status_code`` and its error body) or a batch-level ``error`` (``batch_expired``,
-...). Whether a failure is worth another batch follows the online rules: 408, 409, 429,
-5xx, expiry, cancellation and server errors are; other 4xx (a bad request) are not.
+An input line carries the body the online request would send, and its cache key as
+``custom_id``: a result line maps back to its request and cache entry with no lookup table.
+Whether a failed line is worth another batch follows the online rules.
 """
 from __future__ import annotations
 
@@ -36,20 +30,16 @@ def split_lines(lines: list[tuple[str, bytes]], max_requests: int,
     """``(chunks, too_large)``: lines grouped in order into files of at most
     ``max_requests`` lines and ``max_bytes`` bytes; keys of lines larger than a file alone."""
     chunks: list[list[tuple[str, bytes]]] = []
-    current: list[tuple[str, bytes]] = []
-    size = 0
-    too_large = []
+    too_large, size = [], 0
     for key, line in lines:
         if len(line) > max_bytes:
             too_large.append(key)
             continue
-        if current and (len(current) >= max_requests or size + len(line) > max_bytes):
-            chunks.append(current)
-            current, size = [], 0
-        current.append((key, line))
+        if not chunks or len(chunks[-1]) >= max_requests or size + len(line) > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((key, line))
         size += len(line)
-    if current:
-        chunks.append(current)
     return chunks, too_large
 
 
@@ -92,10 +82,8 @@ def read_results(texts: list[str], model: str) -> tuple[dict[str, LineResult], i
     failure for the same ``custom_id``."""
     results: dict[str, LineResult] = {}
     unreadable = 0
-    for text in texts:
-        for raw in text.splitlines():
-            if not raw.strip():
-                continue
+    for raw in "\n".join(texts).splitlines():
+        if raw.strip():
             try:
                 record = json.loads(raw)
                 custom_id = record["custom_id"]

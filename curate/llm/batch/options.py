@@ -1,4 +1,4 @@
-"""How a client uses the provider's Batch API: :class:`BatchOptions` (``LLM(batch=...)``)."""
+"""How a client uses the provider's Batch API (``LLM(batch=...)``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

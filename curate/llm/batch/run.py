@@ -1,15 +1,11 @@
 """One call's batches, from lines to replies: upload, create, poll, collect, resubmit.
 
-Each file of lines is uploaded (its id recorded at once), made into a batch, polled with a
-growing interval (the terminal shows its state and counts) until it ends; its output and
-error files are read back by ``custom_id``, each reply cached and judged as an online one
-(cut off or withheld is a failure) at batch prices; lines that failed for a reason worth
-it go into a new batch, up to ``max_rounds``. A batch that cannot be followed now raises
-:class:`BatchesPending` once the others are done. A rerun adopts the recorded batches
-that hold its requests. A create is recorded before it is sent and tags the batch with
-its entry's id (``metadata.curate_batch``): a rerun that finds that intent, or a retry of
-a create that got no answer, reads the provider's list for the tagged batch first (until
-the earlier call's timeout has passed), and creates none when the list cannot be read.
+Replies are cached and judged as online ones at batch prices; lines that failed for a
+reason worth it go into a new batch, up to ``max_rounds``. A rerun adopts the recorded
+batches that hold its requests. A create is recorded before it is sent and tags the batch
+with its entry's id (``metadata.curate_batch``): a rerun that finds that intent, or a retry
+of a create that got no answer, looks for the tagged batch in the provider's list first,
+and creates none when the list cannot be read.
 """
 from __future__ import annotations
 
@@ -55,13 +51,9 @@ class Job:
     cost: float = 0.0
 
 
-async def run_batches(llm, requests, groups, cache, usage, deliver) -> None:
-    """Complete the requests of ``groups`` (cache key -> indices) through batches."""
-    await BatchRun(llm, requests, groups, cache, usage, deliver).run()
-
-
 class BatchRun:
-    """The batches of one ``complete_many`` call (see the module docstring)."""
+    """The batches of one ``complete_many`` call: ``groups`` maps a cache key to the
+    indices of its requests."""
 
     def __init__(self, llm, requests, groups, cache, usage, deliver):
         self.llm, self.options = llm, llm.batch
@@ -113,7 +105,8 @@ class BatchRun:
             jobs.append(Job(list(entry["keys"]), mine, int(entry.get("round", 1)),
                             id=entry["id"], input_file_id=entry.get("input_file_id"),
                             batch_id=entry.get("batch_id"), status=entry.get("status", "?"),
-                            create_until=entry.get("create_until", 0.0), resumed=True, submitted=entry.get("created", time.time())))
+                            create_until=entry.get("create_until", 0.0), resumed=True,
+                            submitted=entry.get("created", time.time())))
         if jobs:
             plain_line(f"resuming {len(jobs)} recorded batch(es) from {self.state.path}",
                        always=True)
@@ -125,7 +118,8 @@ class BatchRun:
         found = []
         for entry in self.state.of(self.endpoint, self.llm.model):
             keys = set(entry["keys"])
-            if entry.get("status") in TERMINAL and len(self.cache.get_many(list(keys))) == len(keys):
+            if entry.get("status") in TERMINAL and \
+                    len(self.cache.get_many(list(keys))) == len(keys):
                 self.state.remove(entry["id"])
             elif not keys.isdisjoint(self.groups):
                 found.append(entry)
@@ -172,9 +166,11 @@ class BatchRun:
         await self._retry(job, failed)
 
     async def _upload(self, job: Job) -> None:
-        uploaded = await self._call("upload the batch input file", lambda: self.client.files.create(
-            file=("curate-batch.jsonl", job.payload, "application/jsonl"), purpose="batch",
-            timeout=max(self.llm.timeout, FILE_TIMEOUT)))
+        uploaded = await self._call("upload the batch input file",
+                                    lambda: self.client.files.create(
+                                        file=("curate-batch.jsonl", job.payload,
+                                              "application/jsonl"), purpose="batch",
+                                        timeout=max(self.llm.timeout, FILE_TIMEOUT)))
         job.input_file_id, job.status = uploaded.id, "uploaded"
         entry = self.state.add({"endpoint": self.endpoint, "model": self.llm.model,
                                 "round": job.round, "bytes": len(job.payload),
@@ -233,7 +229,14 @@ class BatchRun:
         interval, began, shown, first = self.options.poll_every, time.monotonic(), 0, True
         with task(f"batch {job.batch_id}", total=len(job.keys)) as bar:
             while True:
-                batch = await self._retrieve(job)
+                try:
+                    batch = await self._call(f"check batch {job.batch_id}",
+                                             lambda: self.client.batches.retrieve(job.batch_id))
+                except BatchCallError as error:
+                    if error.status == 404:
+                        raise BatchLost(f"the provider no longer knows batch "
+                                        f"{job.batch_id}") from None
+                    raise
                 job.counts = counts_of(batch)
                 done = job.counts["completed"] + job.counts["failed"]
                 bar.advance(max(0, done - shown))
@@ -241,8 +244,11 @@ class BatchRun:
                 bar.info(f"{batch.status} · {job.counts['completed']} done · "
                          f"{job.counts['failed']} failed")
                 if batch.status != job.status or first:
-                    self._status_changed(job, batch.status)
-                first = False
+                    job.status, first = batch.status, False
+                    self.state.update(job.id, status=job.status, counts=job.counts)
+                    plain_line(f"batch {job.batch_id}: {job.status}, {job.counts['completed']}/"
+                               f"{len(job.keys)} completed, {job.counts['failed']} failed, "
+                               f"{time.time() - job.submitted:.0f} s since submitted")
                 if batch.status in TERMINAL:
                     return batch
                 if self.options.max_wait is not None and \
@@ -250,22 +256,6 @@ class BatchRun:
                     raise StillRunning()
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, self.options.max_poll_every)
-
-    async def _retrieve(self, job: Job):
-        try:
-            return await self._call(f"check batch {job.batch_id}",
-                                    lambda: self.client.batches.retrieve(job.batch_id))
-        except BatchCallError as error:
-            if error.status == 404:
-                raise BatchLost(f"the provider no longer knows batch {job.batch_id}") from None
-            raise
-
-    def _status_changed(self, job: Job, status: str) -> None:
-        job.status = status
-        self.state.update(job.id, status=status, counts=job.counts)
-        plain_line(f"batch {job.batch_id}: {status}, {job.counts['completed']}/{len(job.keys)} "
-                   f"completed, {job.counts['failed']} failed, "
-                   f"{time.time() - job.submitted:.0f} s since submitted")
 
     async def _collect(self, job: Job, batch) -> list[tuple[str, LineResult]]:
         """Cache and deliver the replies; return this call's lines that failed."""
@@ -313,7 +303,7 @@ class BatchRun:
             request = self.requests[self.groups[key][0]]
             if looks_like_refusal(result.status, result.reason) and \
                     self.sender.state.dialect_for(request) is not None:
-                self.llm.endpoint.refuse(result.reason, self.endpoint or "?")
+                self.llm.endpoint.refuse(result.reason, self.sender.where)
                 result.retry = True
             if result.retry and job.round < self.options.max_rounds:
                 again.append(key)

@@ -1,12 +1,9 @@
 """The record of provider batches in flight: ``batches.json`` next to the response cache.
 
-A batch costs money the moment it is created, so its ids are written as soon as they
-exist (the input file's after the upload, the intent to create before the call, the
-batch's after it, its status as it changes), and a rerun polls the same batches instead
-of paying again; an entry goes once its results are cached. No key, prompt or reply is
-written: each entry's cache keys go, before it, to ``batches/<entry id>.keys`` beside it.
-Every change is an atomic rewrite under a file lock, so processes sharing a cache folder
-keep each other's entries.
+A batch costs money the moment it is created, so its ids are written as soon as they exist
+and a rerun polls the same batches instead of paying again; an entry goes once its results
+are cached. No key, prompt or reply is written: an entry's cache keys go, before it, to
+``batches/<entry id>.keys``. Every change is an atomic rewrite under a file lock.
 """
 from __future__ import annotations
 
@@ -86,8 +83,7 @@ class BatchState:
 
     # -- changing -----------------------------------------------------------------------
     def add(self, entry: dict, keys: list[str]) -> dict:
-        """Record a new entry and its requests' keys (keys first: an entry always has
-        them); returns the entry, with its local ``id``."""
+        """Record a new entry and, first, its requests' keys; return it with its ``id``."""
         entry = {"id": uuid.uuid4().hex[:12], "created": time.time(), **entry,
                  "requests": len(keys)}
         entry["updated"] = time.time()
