@@ -1,13 +1,9 @@
 """The persistent response cache: sqlite, content-addressed, safe to kill and to share.
 
-A key is the sha256 of the explicit inputs of a request: model, messages, sampling
-parameters and sample index (never the endpoint, never the API key, never a pickled
-function). One row per key, written with ``INSERT OR IGNORE`` and committed as each
-response arrives, in WAL mode: a process killed with SIGKILL loses only the requests that
-were in flight, and several processes can write the same file at once.
-
-The default file is ``$CURATE_CACHE_DIR/llm.sqlite`` or ``~/.cache/curate/llm.sqlite``; the
-pipeline runner points it into the run folder with :func:`use_default_cache_path`.
+A key is the sha256 of a request's explicit inputs (never the endpoint or the API key).
+Each response is committed as it arrives, in WAL mode: a killed process loses only the
+requests in flight, and several processes can write the same file at once. The default
+file is ``$CURATE_CACHE_DIR/llm.sqlite`` or ``~/.cache/curate/llm.sqlite``.
 """
 from __future__ import annotations
 
@@ -62,11 +58,8 @@ def use_default_cache_path(path):
 
 
 class ResponseCache:
-    """A sqlite table of responses keyed by :func:`cache_key`.
-
-    Safe across threads (one connection guarded by a lock) and across processes (WAL mode,
-    a busy timeout, ``INSERT OR IGNORE``).
-    """
+    """A sqlite table of responses keyed by :func:`cache_key`, safe across threads (one
+    locked connection) and processes (WAL mode, a busy timeout, ``INSERT OR IGNORE``)."""
 
     def __init__(self, path):
         self.path = Path(path).expanduser()
@@ -104,9 +97,8 @@ class ResponseCache:
         with self._lock:
             for start in range(0, len(unique), 500):
                 chunk = unique[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk)
+                rows = self._conn.execute(f"SELECT key, response FROM responses WHERE key IN "
+                                          f"({','.join('?' * len(chunk))})", chunk)
                 found.update((key, json.loads(response)) for key, response in rows)
         return found
 

@@ -1,8 +1,5 @@
-"""Any causal LM that transformers can load, generated in-process in left-padded batches.
-
-A folder with safetensors, or a GGUF file in it (de-quantized to float32 by transformers
-and ``gguf``), loaded once per process from local files only.
-"""
+"""Any causal LM that transformers can load (safetensors, or GGUF de-quantized to float32),
+from local files only, once per process, generated in-process in left-padded batches."""
 from __future__ import annotations
 
 import contextlib
@@ -47,12 +44,9 @@ def local_load():
 
 @contextlib.contextmanager
 def _gguf_load_shortcuts():
-    """Faster, quieter GGUF loading with transformers, for the duration of one load.
-
-    transformers parses the file three times (tokenizer, config, weights) and rebuilds the
-    tensor-name map once per module; both are memoised here, which roughly halves the load
-    time. The de-quantization progress bar is hidden (it would break a run's live display).
-    """
+    """Faster, quieter GGUF loading for one load: transformers parses the file three times
+    and rebuilds the tensor-name map once per module, both memoised here (about half the
+    load time); the de-quantization progress bar would break a run's live display."""
     try:
         import gguf
         import transformers.modeling_gguf_pytorch_utils as gguf_utils
@@ -112,22 +106,15 @@ class TransformersBackend:
         gguf_file: the GGUF file name inside ``path``, if the weights are GGUF.
         batch_size: requests generated together (they share one forward pass per token).
         batch_tokens: the prompt tokens one batch may hold, padding included (its longest
-            prompt times its size; a longer prompt goes alone): the prompt pass of a batch
-            holds attention scores for every pair of its tokens, ~2 GiB for 16 prompts of
-            1,500 tokens; the cache of keys and values grows with it. On the demo's judge
-            (16 prompts of ~500 tokens) 4,096 halves what generating adds to the model's memory
-            (``bench/model_threads.py``).
+            prompt times its size; a longer prompt goes alone): the prompt pass holds
+            attention scores for every pair of its tokens (``bench/model_threads.py``).
         name: the model name used in cache keys (default: the file or folder name).
 
-    Sampling follows each request: temperature (0 or ``None`` = greedy), top_p, max_tokens
-    (default 256), stop sequences, and a seeded generator per request, so results are
-    reproducible and the sample index gives distinct samples. A request with a JSON Schema
-    decodes under it (grammar-constrained decoding with xgrammar, compact JSON), so the
-    reply matches the schema unless it is cut off by max_tokens. The start a batch's prompts
-    share (a stage's instructions and few-shot turns) is computed once, and a row that
-    finishes leaves the batch (:mod:`.decode`). Each reply is handed back
-    (and cached by the client) as soon as it is finished. torch runs on the cores free when
-    a call starts, or ``CURATE_THREADS`` (:mod:`curate.core.threads`).
+    Each request is sampled as it asks (temperature 0 or ``None`` = greedy, max_tokens
+    default 256) with its own seeded generator, so results are reproducible and samples
+    distinct; a JSON Schema constrains decoding (xgrammar), and each reply is handed back
+    as soon as it is finished (:mod:`.decode`). torch runs on the cores free when a call
+    starts, or ``CURATE_THREADS``.
     """
 
     def __init__(self, path, gguf_file: str | None = None, *, batch_size: int = 16,
@@ -151,32 +138,29 @@ class TransformersBackend:
         return _load(self.path, self.gguf_file)
 
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
-        with model_thread_limit():
-            return self._generate(requests, on_done)
-
-    def _generate(self, requests: list[Request], on_done=None) -> list[Completion]:
         from .decode import generate_batch, prompt_ids
 
-        model, tokenizer = self.load()
-        out: list[Completion | None] = [None] * len(requests)
-        prompts = [prompt_ids(tokenizer, r) for r in requests]
-        lengths = [len(p) for p in prompts]
-        # Similar lengths together: less padding, less wasted compute.
-        order = sorted(range(len(requests)), key=lengths.__getitem__)
-        for chunk in batches(order, lengths, self.batch_size, self.batch_tokens):
-            batch = [requests[i] for i in chunk]
-            seeds = [seed_of(r, self.name) for r in batch]
-            matchers = [self._grammars.matcher(r.schema, tokenizer, model) for r in batch]
+        with model_thread_limit():
+            model, tokenizer = self.load()
+            out: list[Completion | None] = [None] * len(requests)
+            prompts = [prompt_ids(tokenizer, r) for r in requests]
+            lengths = [len(p) for p in prompts]
+            # Similar lengths together: less padding, less wasted compute.
+            order = sorted(range(len(requests)), key=lengths.__getitem__)
+            for chunk in batches(order, lengths, self.batch_size, self.batch_tokens):
+                batch = [requests[i] for i in chunk]
+                seeds = [seed_of(r, self.name) for r in batch]
+                matchers = [self._grammars.matcher(r.schema, tokenizer, model) for r in batch]
 
-            def finished(j, completion, chunk=chunk):
-                completion.model = self.name
-                out[chunk[j]] = completion
-                if on_done is not None:
-                    on_done(chunk[j], completion)
+                def finished(j, completion, chunk=chunk):
+                    completion.model = self.name
+                    out[chunk[j]] = completion
+                    if on_done is not None:
+                        on_done(chunk[j], completion)
 
-            generate_batch(model, tokenizer, batch, seeds, DEFAULT_MAX_TOKENS, matchers,
-                           finished, self._grammars.vocab_size(model),
-                           prompts=[prompts[i] for i in chunk])
+                generate_batch(model, tokenizer, batch, seeds, DEFAULT_MAX_TOKENS, matchers,
+                               finished, self._grammars.vocab_size(model),
+                               prompts=[prompts[i] for i in chunk])
         return out  # type: ignore[return-value]
 
 

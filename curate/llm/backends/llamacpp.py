@@ -1,9 +1,5 @@
-"""An optional, faster embedded backend on llama-cpp-python (the ``[llamacpp]`` extra).
-
-The GGUF file is used as it is (4-bit weights, no de-quantising) and a request's JSON
-Schema becomes a GBNF grammar (llama.cpp's own converter). Building it on a virtual
-machine, and choosing threads: see "The embedded model" in ``curate/llm/README.md``.
-"""
+"""An optional, faster embedded backend on llama-cpp-python (the ``[llamacpp]`` extra): the
+GGUF file as it is, and a JSON Schema as a GBNF grammar (see ``curate/llm/README.md``)."""
 from __future__ import annotations
 
 import os
@@ -69,25 +65,20 @@ class LlamaCppBackend:
                                      n_threads=self.n_threads, verbose=False)
             return _loaded[key]
 
-    def _one(self, model, request: Request, seed: int) -> Completion:
-        kwargs = {"messages": request.messages, "temperature": request.temperature or 0.0,
-                  "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS, "seed": seed}
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
-        if request.schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-        completion = completion_of(model.create_chat_completion(**kwargs), self.name)
-        completion.model = self.name  # llama.cpp names the file
-        return completion
-
     def generate(self, requests: list[Request], on_done=None) -> list[Completion]:
-        model = self.load()
-        out = []
+        model, out = self.load(), []
         for i, request in enumerate(requests):
-            completion = self._one(model, request, seed_of(request, self.name) % (2**31))
-            out.append(completion)
+            kwargs = {"messages": request.messages, "temperature": request.temperature or 0.0,
+                      "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+                      "seed": seed_of(request, self.name) % (2**31)}
+            if request.top_p is not None:
+                kwargs["top_p"] = request.top_p
+            if request.stop:
+                kwargs["stop"] = list(request.stop)
+            if request.schema is not None:
+                kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+            out.append(completion_of(model.create_chat_completion(**kwargs), self.name))
+            out[-1].model = self.name  # llama.cpp names the file
             if on_done is not None:
-                on_done(i, completion)
+                on_done(i, out[-1])
         return out
