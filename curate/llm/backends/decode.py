@@ -22,12 +22,9 @@ def prompt_ids(tokenizer, request: Request) -> list[int]:
 
 def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row):] = 1
-    return ids, mask
+    ids = [[pad_id] * (width - len(row)) + row for row in rows]
+    mask = [[0] * (width - len(row)) + [1] * len(row) for row in rows]
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
 
 
 def _pick(logits: torch.Tensor, request: Request, generator: torch.Generator) -> int:
@@ -42,11 +39,6 @@ def _pick(logits: torch.Tensor, request: Request, generator: torch.Generator) ->
         sorted_probs[cut] = 0.0
         probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator))
-
-
-def _stop_at(text: str, stops: tuple[str, ...] | None) -> int | None:
-    hits = [text.find(s) for s in (stops or ()) if s and s in text]
-    return min(hits) if hits else None
 
 
 def _last_only(model) -> dict:
@@ -90,9 +82,9 @@ class _Row:
         self.tokens.append(token)
         if self.request.stop:
             text = tokenizer.decode(self.tokens, skip_special_tokens=True)
-            cut = _stop_at(text, self.request.stop)
-            if cut is not None:
-                self.text, self.finish = text[:cut], "stop"
+            hits = [text.find(s) for s in self.request.stop if s and s in text]
+            if hits:
+                self.text, self.finish = text[:min(hits)], "stop"
                 return
         if len(self.tokens) >= self.limit:
             self.finish = "length"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import json
 import logging
 import os
 import threading
@@ -13,7 +15,6 @@ from ...core.threads import model_thread_limit
 from ...errors import CurateError
 from ..types import Completion, Request
 from .base import DEFAULT_MAX_TOKENS, seed_of
-from .grammar import GrammarCache
 
 log = logging.getLogger("curate.llm")
 _loaded: dict[tuple[str, str | None], tuple] = {}
@@ -54,15 +55,7 @@ def _gguf_load_shortcuts():
         yield
         return
     reader_cls, name_map, bar = gguf.GGUFReader, gguf.get_tensor_name_map, gguf_utils.tqdm
-    readers: dict = {}
-
-    def reader(path, *args, **kwargs):
-        key = (str(path), args, tuple(sorted(kwargs.items())))
-        if key not in readers:
-            readers[key] = reader_cls(path, *args, **kwargs)
-        return readers[key]
-
-    gguf.GGUFReader = reader
+    gguf.GGUFReader = functools.lru_cache(maxsize=None)(reader_cls)
     gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(name_map)
     gguf_utils.tqdm = lambda iterable, *args, **kwargs: iterable
     try:
@@ -96,6 +89,50 @@ def _load(path: str, gguf_file: str | None):
                 tokenizer.pad_token = tokenizer.eos_token
             _loaded[key] = (model, tokenizer)
         return _loaded[key]
+
+
+class GrammarCache:
+    """Compiled JSON-Schema grammars (xgrammar), one compiler per tokenizer; without
+    xgrammar, replies are not constrained (the client still validates them)."""
+
+    _warned = False
+
+    def __init__(self):
+        self._compiler = None
+        self._compiled: dict[str, object] = {}
+        self._vocab = None
+
+    @staticmethod
+    def engine() -> str:
+        try:
+            found = importlib.util.find_spec("xgrammar")
+        except ValueError:  # a module entry with no spec: its import is blocked
+            found = None
+        return "xgrammar" if found else "none"
+
+    def vocab_size(self, model) -> int:
+        return self._vocab or model.config.vocab_size
+
+    def matcher(self, schema: dict | None, tokenizer, model):
+        if schema is None:
+            return None
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            if not GrammarCache._warned:
+                GrammarCache._warned = True
+                log.warning("curate: xgrammar is not installed, so the embedded model's "
+                            "replies are not constrained to their schema; install it with "
+                            "`pip install --no-deps xgrammar apache-tvm-ffi`")
+            return None
+        if self._compiler is None:
+            self._vocab = model.config.vocab_size
+            info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=self._vocab)
+            self._compiler = xgr.GrammarCompiler(info)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._compiled:
+            self._compiled[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
+        return xgr.GrammarMatcher(self._compiled[key])
 
 
 class TransformersBackend:

@@ -97,9 +97,17 @@ class BatchRun:
 
     # -- building batches -----------------------------------------------------------------
     def _adopt(self) -> list[Job]:
-        """Jobs for the recorded batches that hold requests of this call."""
+        """Jobs for the recorded batches that hold requests of this call. Ended ones whose
+        replies are all cached (a run killed after collecting, before forgetting) go."""
         jobs, claimed = [], set()
-        for entry in self._recorded():
+        for entry in self.state.of(self.endpoint, self.llm.model):
+            keys = set(entry["keys"])
+            if entry.get("status") in TERMINAL and \
+                    len(self.cache.get_many(list(keys))) == len(keys):
+                self.state.remove(entry["id"])
+                continue
+            if keys.isdisjoint(self.groups):
+                continue
             mine = {k for k in entry["keys"] if k in self.groups and k not in claimed}
             claimed |= mine
             jobs.append(Job(list(entry["keys"]), mine, int(entry.get("round", 1)),
@@ -111,19 +119,6 @@ class BatchRun:
             plain_line(f"resuming {len(jobs)} recorded batch(es) from {self.state.path}",
                        always=True)
         return jobs
-
-    def _recorded(self) -> list[dict]:
-        """The recorded batches holding requests of this call. Ended ones whose replies
-        are all cached (a run killed after collecting, before forgetting) are forgotten."""
-        found = []
-        for entry in self.state.of(self.endpoint, self.llm.model):
-            keys = set(entry["keys"])
-            if entry.get("status") in TERMINAL and \
-                    len(self.cache.get_many(list(keys))) == len(keys):
-                self.state.remove(entry["id"])
-            elif not keys.isdisjoint(self.groups):
-                found.append(entry)
-        return found
 
     async def _new_jobs(self, keys: list[str], round_: int) -> list[Job]:
         """The lines of ``keys`` split into batch files (not uploaded yet)."""
