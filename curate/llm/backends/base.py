@@ -11,9 +11,8 @@ DEFAULT_MAX_TOKENS = 256
 
 @runtime_checkable
 class Backend(Protocol):
-    """An in-process model the client can call instead of an HTTP endpoint: a ``name``
-    (part of every cache key) and ``generate``, optionally with ``on_done(index,
-    completion)``, called as each reply is finished so the client caches it at once."""
+    """An in-process model: a ``name`` (part of every cache key) and ``generate``, optionally
+    with ``on_done(index, completion)``, called as each reply is finished."""
 
     name: str
 

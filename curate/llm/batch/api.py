@@ -72,10 +72,9 @@ class StillRunning(Exception):
 
 
 class BatchesPending(CurateError):
-    """Batches still in flight when this call stopped following them (``max_wait`` ran
-    out, or the provider could not be reached): they stay recorded, and running the same
-    call again collects them. Raised rather than erroring the rows, so that no stage is
-    checkpointed with work that is paid for and on its way."""
+    """Batches still in flight when this call stopped following them (``max_wait`` ran out,
+    or the provider could not be reached); running the same call again collects them. Raised
+    rather than erroring the rows, so no stage is checkpointed with paid work on its way."""
 
 
 class BatchLost(Exception):

@@ -17,14 +17,13 @@ class BatchOptions:
             200 MB per input file); larger stages are split into several batches.
         max_rounds: batches one request may go through (the first included) when its line
             fails for a reason worth retrying.
-        max_wait: stop polling after this many seconds (``None``: until the batch ends)
-            and raise :class:`BatchesPending` (one line); the batch stays recorded and the
-            same call run again collects it. ``0`` submits and stops at once.
+        max_wait: stop polling after this many seconds (``None``: until the batch ends) and
+            raise :class:`BatchesPending`; the same call run again collects the batch. ``0``
+            submits and stops at once.
         completion_window: the provider's window (OpenAI accepts ``"24h"``).
-        discount: batch price as a share of the online price (default
-            :data:`curate.llm.accounting.BATCH_DISCOUNT`, 0.5).
-        prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` batch prices,
-            instead of the discounted online price.
+        discount: batch price as a share of the online price (default 0.5,
+            :data:`curate.llm.accounting.BATCH_DISCOUNT`).
+        prices: ``{model: (usd_per_million_input, usd_per_million_output)}`` batch prices.
     """
 
     poll_every: float = 10.0
