@@ -69,8 +69,8 @@ def self_heal(
     assistant message) and the feedback (as a user message), so the model sees what
     it wrote and what is wrong with it.
     """
-    return heal_many(lambda conversations: [generate(conversations[0])], [check], [prompt], max_attempts,
-                     feedback)[0]
+    one_by_one = lambda conversations: [generate(conversations[0])]  # noqa: E731
+    return heal_many(one_by_one, [check], [prompt], max_attempts, feedback)[0]
 
 
 def heal_many(

@@ -152,8 +152,8 @@ def check_filters(query: dict, columns: frozenset) -> list[Failure]:
     items, failures = _object_items(query, "filters", "filter", "{column, op, value}")
     for item in items:
         harmless = {key for key in spec.FILTER_HARMLESS_EMPTY_KEYS if item.get(key) in ("", None)}
-        failures += _unknown_keys({k: v for k, v in item.items() if k not in harmless}, spec.FILTER_KEYS,
-                                  "filter", "filter")
+        extra = {key: value for key, value in item.items() if key not in harmless}
+        failures += _unknown_keys(extra, spec.FILTER_KEYS, "filter", "filter")
         column, op = item.get("column"), item.get("op")
         if column is None:
             failures.append(Failure("filter_column_missing", f"filter {show(item)} needs a column"))
