@@ -67,8 +67,7 @@ def answer_losses(model, tokenizer, conversations, template: str = "auto", eot_t
     Args:
         model: a causal LM (a peft model with its adapter included).
         tokenizer: its tokenizer (a fast one: masking maps characters onto tokens).
-        conversations: lists of ``{"role", "content"}`` messages, or rows in any chat format
-            the trainer reads (sharegpt, messages, alpaca).
+        conversations: message lists, or rows in any chat format the trainer reads.
         template, eot_token: as in the trainer's config (``auto``: the tokenizer's chat template).
         batch_size: rows per forward pass.
     """

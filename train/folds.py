@@ -56,9 +56,8 @@ def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int
 
     Args:
         conversations: message lists or chat rows (any format the trainer reads).
-        cfg: a `train.config.TrainConfig`: model, method, LoRA, lr, batch, length
-            (``max_steps`` or ``epochs``, per fold), seed (which also deals the folds),
-            template and ``max_seq_len``/``overlong`` for the training rows.
+        cfg: a `train.config.TrainConfig`, as for training (length per fold; the seed also
+            deals the folds).
         folds: k >= 2; every row is scored once, by the model that did not train on it.
         batch_size: rows per forward pass when scoring.
         on_fold: called with the fold's number after each fold is scored.
@@ -75,7 +74,7 @@ def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int
     losses: list[list[float]] = [[] for _ in conversations]
     for fold in range(folds):
         held = [i for i, f in enumerate(assigned) if f == fold]
-        rows = [{"messages": as_messages(conversations[i], i)} for i, f in enumerate(assigned) if f != fold]
+        rows = [{"messages": as_messages(c, i)} for i, c in enumerate(conversations) if assigned[i] != fold]
         examples, _ = build_examples(rows, tokenizer, cfg)  # the trainer's length rule
         if not examples:
             raise ValueError(f"fold {fold + 1}: no training rows fit max_seq_len {cfg.max_seq_len}")

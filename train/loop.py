@@ -261,8 +261,8 @@ class Run:
         # generated in batches of a step's rows: no gradients or activations to keep, so they fit
         cfg = self.cfg
         result = assertion_eval(self.accelerator.unwrap_model(self.model), self.tokenizer, self.val_rows,
-                                cfg.assertion_eval, cfg.template, cfg.eot_token, cfg.micro_batch_size * cfg.grad_accum,
-                                synced_gpus=zero3(self.accelerator))
+                                cfg.assertion_eval, cfg.template, cfg.eot_token,
+                                cfg.micro_batch_size * cfg.grad_accum, synced_gpus=zero3(self.accelerator))
         top = ", ".join(f"{rule} x{n}" for rule, n in result["failures"].most_common(3))
         self.log({"step": self.state["step"], "valid_rate": result["valid_rate"], "valid_n": result["n"],
                   "top_failures": top or None})

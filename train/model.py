@@ -137,11 +137,8 @@ def load_trained(cfg, adapter_dir: str | Path):
 
 
 def merge(cfg, adapter_dir: str | Path, out_dir: str | Path, tokenizer) -> Path:
-    """Fold the adapter into an unquantized copy of the base and save a plain model.
-
-    The base is reloaded without 4-bit quantization even after QLoRA, because merging into
-    rounded 4-bit weights loses the update.
-    """
+    """Fold the adapter into an unquantized copy of the base (also after QLoRA: merging into
+    rounded 4-bit weights loses the update) and save a plain model."""
     load_trained(cfg, adapter_dir).merge_and_unload().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return Path(out_dir)
