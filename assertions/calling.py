@@ -1,18 +1,12 @@
 """How checkers are called and what they may return: one convention for every caller.
 
-A checker is a plain function whose **parameter names are the row fields it reads**:
-``check(query, columns)`` is called with ``query=row["query"], columns=row["columns"]``.
-When a field is named differently, ``check_fields={"query": "sql"}`` maps the parameter to it.
-A checker whose only parameter is named ``row`` gets the whole row. The curation filter,
-the repair stage, the trainer's held-out evaluation and self-healing all call checkers
-through :func:`call_checker`, so one checker serves all of them unchanged.
+A checker's **parameter names are the row fields it reads**: ``check(query, columns)`` gets
+``row["query"]`` and ``row["columns"]``; ``check_fields={"query": "sql"}`` maps a parameter to
+another field, and a lone parameter named ``row`` gets the whole row. Curation, repair, the
+trainer's evaluation and self-healing all call checkers through :func:`call_checker`.
 
-A checker returns failures: a list of :class:`~assertions.core.Failure` (or of
-``(rule, message)`` pairs, ``{"rule", "message"}`` dicts, or strings), or ``None``/``True``
-for a valid output and ``False`` for an invalid one without details.
-:func:`as_failures` turns any of these into a list of ``Failure``.
-
-Dependency-free: importable without pandas, torch or openai.
+A checker returns failures (``Failure``s, ``(rule, message)`` pairs, ``{"rule", "message"}``
+dicts or strings), ``None``/``True`` when valid, or ``False``; :func:`as_failures` reads them.
 """
 
 from __future__ import annotations
@@ -62,10 +56,7 @@ def as_failures(result: Any) -> list[Failure]:
 
 
 def load_function(ref: str | Callable, what: str = "function") -> Callable:
-    """A callable, or the function a ``"module:function"`` reference names.
-
-    Raises ``ValueError`` with one line saying what could not be loaded and why.
-    """
+    """A callable, or the function a ``"module:function"`` reference names (else ValueError)."""
     if callable(ref):
         return ref
     if not isinstance(ref, str) or ":" not in ref:
@@ -82,8 +73,7 @@ def load_function(ref: str | Callable, what: str = "function") -> Callable:
 
 
 def _signature(check: Callable) -> tuple[tuple[str, bool], ...] | None:
-    """``((name, required), ...)`` of the checker's named parameters; None for ``*args``
-    or an unreadable signature."""
+    """``((name, required), ...)`` of the named parameters; None for ``*args`` or no signature."""
     try:
         return _cached_signature(check)
     except TypeError:  # an unhashable callable
@@ -107,11 +97,8 @@ def _cached_signature(check: Callable) -> tuple[tuple[str, bool], ...] | None:
 
 
 def checker_fields(check: Callable, check_fields: Mapping[str, str] | Sequence[str] | None = None) -> dict[str, str]:
-    """``{parameter: row field}`` for every parameter the checker takes.
-
-    ``check_fields`` maps parameters to differently named fields (a mapping), or lists the
-    fields in the order of the checker's parameters (a sequence).
-    """
+    """``{parameter: row field}`` for every parameter; ``check_fields`` maps parameters to
+    fields (a mapping) or lists the fields in the order of the parameters (a sequence)."""
     signature = _signature(check)
     if isinstance(check_fields, Sequence) and not isinstance(check_fields, str):
         names = [name for name, _ in signature] if signature else \
@@ -127,8 +114,8 @@ def call_checker(check: Callable, row: Mapping,
                  check_fields: Mapping[str, str] | Sequence[str] | None = None) -> list[Failure]:
     """Call ``check`` on one row by the convention above; return its failures.
 
-    Raises :class:`CheckerCallError` when the row lacks a field a required parameter needs.
-    Exceptions the checker itself raises propagate to the caller.
+    Raises :class:`CheckerCallError` when the row lacks a field a required parameter needs;
+    the checker's own exceptions propagate.
     """
     signature = _signature(check)
     if signature is not None and [name for name, _ in signature] == ["row"] and not check_fields:

@@ -1,9 +1,7 @@
 """The dependency-free core of level-1 assertions: failures, rules, checkers, counters.
 
-A rule is a plain function: it takes the output being checked (and any context the
-checker passes along, such as a column list) and returns an iterable of `Failure`s,
-or nothing when the output is fine. A `Checker` runs every rule and returns every
-failure, so one pass tells a model (or a person) everything that is wrong.
+A rule is a plain function ``rule(output, *context) -> iterable of Failure | None``; a
+`Checker` runs every rule, so one pass tells a model (or a person) everything that is wrong.
 """
 
 from __future__ import annotations
@@ -41,9 +39,8 @@ class Checker:
     Args:
         rules: plain functions ``rule(output, *context) -> iterable of Failure | None``.
 
-    A rule that raises does not stop the others: its exception becomes a
-    ``rule_error`` failure, so a filter over thousands of rows never dies on one
-    odd row, and the error is still counted and visible.
+    A rule that raises becomes a ``rule_error`` failure, so a filter over thousands of
+    rows never dies on one odd row and the error is still counted.
     """
 
     def __init__(self, rules: Iterable[Rule]):
@@ -73,11 +70,8 @@ class Checker:
 
 
 class FailureCounter:
-    """Aggregates failures over many outputs to show which assertions fail most.
-
-    Each rule is counted at most once per output, so a count reads as "outputs
-    that broke this rule"; ``total`` and ``valid`` count the outputs themselves.
-    """
+    """Aggregates failures over many outputs: ``counts`` per rule (at most once per output),
+    ``total`` and ``valid`` outputs."""
 
     def __init__(self) -> None:
         self.counts: Counter = Counter()

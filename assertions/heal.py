@@ -69,17 +69,8 @@ def self_heal(
     assistant message) and the feedback (as a user message), so the model sees what
     it wrote and what is wrong with it.
     """
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    messages = _as_messages(prompt)
-    history: list[tuple[str, tuple[Failure, ...]]] = []
-    while True:
-        output = _as_text(generate(list(messages)))
-        failures = tuple(check(output))
-        history.append((output, failures))
-        if not failures or len(history) >= max_attempts:
-            return HealResult(output, not failures, len(history), tuple(history))
-        messages += [{"role": "assistant", "content": output}, {"role": "user", "content": feedback(failures)}]
+    one_by_one = lambda conversations: [generate(conversations[0])]  # noqa: E731
+    return heal_many(one_by_one, [check], [prompt], max_attempts, feedback)[0]
 
 
 def heal_many(
@@ -91,10 +82,8 @@ def heal_many(
 ) -> list[HealResult]:
     """`self_heal` for many prompts at once, in rounds, for models that batch.
 
-    Each round sends every conversation that is still failing to ``generate_many`` in one
-    call (a batched local model or a concurrent client), so a round costs about as much as
-    one batch. ``checks[i]`` checks the output of ``prompts[i]``. The conversations grow
-    exactly as in `self_heal`.
+    Each round sends every conversation still failing to ``generate_many`` in one call (a
+    batched local model or a concurrent client). ``checks[i]`` checks ``prompts[i]``'s output.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -139,28 +128,23 @@ def _as_text(reply: Any) -> str:
 def from_pipeline(pipe: Callable[..., Any], **generate_kwargs: Any) -> Generate:
     """Wrap a transformers text-generation pipeline (or anything shaped like one) as ``generate``.
 
-    The pipeline is called with the chat messages and ``generate_kwargs``
-    (``return_full_text=False`` unless given); the reply is read from
-    ``result[0]["generated_text"]``, whether that is the new text or the whole chat.
-    transformers itself is never imported here.
+    The pipeline gets the chat messages and ``generate_kwargs`` (``return_full_text=False``
+    unless given); the reply is ``result[0]["generated_text"]``, new text or the whole chat.
     """
     generate_kwargs.setdefault("return_full_text", False)
 
     def generate(messages: list[Message]) -> str:
         result = pipe(messages, **generate_kwargs)
-        return _pipeline_reply(result)
+        if isinstance(result, list) and result:
+            result = result[0]
+        if isinstance(result, list) and result:  # a batch of one prompt: [[{...}]]
+            result = result[0]
+        text = result.get("generated_text") if isinstance(result, dict) else None
+        if isinstance(text, list) and text and isinstance(text[-1], dict):
+            text = text[-1].get("content")
+        if not isinstance(text, str):
+            raise TypeError("expected a text-generation pipeline result with 'generated_text', "
+                            f"got {result!r:.200}")
+        return text
 
     return generate
-
-
-def _pipeline_reply(result: Any) -> str:
-    if isinstance(result, list) and result:
-        result = result[0]
-    if isinstance(result, list) and result:  # a batch of one prompt: [[{...}]]
-        result = result[0]
-    text = result.get("generated_text") if isinstance(result, dict) else None
-    if isinstance(text, list) and text and isinstance(text[-1], dict):
-        text = text[-1].get("content")
-    if not isinstance(text, str):
-        raise TypeError(f"expected a text-generation pipeline result with 'generated_text', got {result!r:.200}")
-    return text

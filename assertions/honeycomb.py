@@ -4,10 +4,8 @@
     >>> honeycomb.check({"calculations": [{"op": "MAX"}]}, ["duration_ms"])
     [Failure(rule='calc_column_missing', message='calculation MAX needs a column')]
 
-The same functions filter training rows, score a model's outputs, and drive
-self-healing at inference (`assertions.self_heal`). The language itself, as data,
-is in `assertions.honeycomb_spec`; the rules are in `assertions.honeycomb_rules`; the one
-normal form that exact match and scoring compare is in `assertions.honeycomb_normal`.
+The language as data is in `assertions.honeycomb_spec`, the rules in
+`assertions.honeycomb_rules`, the normal form that comparisons use in `assertions.honeycomb_normal`.
 """
 
 from __future__ import annotations
@@ -41,10 +39,9 @@ CHECKER = Checker(RULES)
 def check(query: str | bytes | dict, columns: str | Iterable[str]) -> list[Failure]:
     """Every failure of ``query`` against the Honeycomb query spec and ``columns``.
 
-    ``query`` is a dict, or text holding JSON or a Python-repr dict; text that cannot
-    be read gives a single ``query_not_json`` failure, never an exception.
-    ``columns`` is any iterable of names, or a string holding a JSON/Python list or
-    comma-joined names. Columns are matched as whole names.
+    ``query``: a dict, or JSON / Python-repr text (unreadable text is one ``query_not_json``
+    failure, never an exception). ``columns``: an iterable of whole names, or a string holding
+    a JSON/Python list or comma-joined names.
     """
     column_set = parse_names(columns)
     if isinstance(query, (str, bytes)):
@@ -73,19 +70,14 @@ def summarize(rows: Iterable[tuple[Any, Any]]) -> FailureCounter:
 
 
 def complexity(query: str | bytes | dict) -> int:
-    """How many parts a query has, for filtering out trivially simple training rows: the
-    number of its atoms (`assertions.honeycomb_normal.atoms`), one per calculation (COUNT
-    when none is named), filter, breakdown, order and having, and one per scalar other than
-    Honeycomb's default (OR, a time window other than the last 7200 seconds, granularity,
-    limit). Writing a default out does not make a query more complex; ``{}`` has 0 parts.
-    """
+    """How many parts a query has, to filter out trivially simple rows: the number of its
+    atoms (`assertions.honeycomb_normal.atoms`); a default written out adds none, ``{}`` has 0."""
     return len(atoms(query))
 
 
 def canonical(query: str | bytes | dict) -> str:
-    """Canonical JSON text of a query, for exact-match comparisons: the normal form of
-    `assertions.honeycomb_normal.normalize` with sorted keys. Two queries that Honeycomb
-    runs the same way give the same text."""
+    """Canonical JSON text of a query (`normalize`, sorted keys), for exact match: two queries
+    that Honeycomb runs the same way give the same text."""
     return json.dumps(canonical_query(query), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

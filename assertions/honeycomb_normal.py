@@ -1,33 +1,25 @@
 """The one normal form of a Honeycomb query, and the atoms a query sets.
 
-The checker's canonical form (`assertions.honeycomb.canonical`), exact match and atom
-scoring (`examples/honeycomb/scoring.py`) all compare queries through `normalize` and
-`atoms`, so they never disagree about what two queries mean. The conventions, each
-decided once here:
+The checker's canonical form, exact match and atom scoring (`examples/honeycomb/scoring.py`)
+all compare queries through `normalize` and `atoms`, so they never disagree. Conventions:
 
 - **Text** is read as the checker reads it: JSON or a Python-repr dict.
-- **Order and repeats**: key order, and the order of calculations, filters, breakdowns,
-  havings and ``in``/``not-in`` values, mean nothing (sorted, repeats dropped); orders
-  keep their sequence. Nulls, empty lists and an empty ``join_column`` are dropped.
-- **Numbers**: an integral float is an integer (``500.0`` is ``500``), and text that is a
-  plain decimal number is that number (``"404"`` is ``404``, ``"1.2"`` is ``1.2``)
-  wherever a value is compared: filter and having values, ``in`` lists, times,
-  granularity and limit. ``"true"`` stays text; ``"007"`` stays text.
+- **Order and repeats** of keys, calculations, filters, breakdowns, havings and ``in``/``not-in``
+  values mean nothing (sorted, repeats dropped); orders keep their sequence. Nulls, empty
+  lists and an empty ``join_column`` are dropped.
+- **Numbers**: wherever a value is compared (filter and having values, ``in`` lists, times,
+  granularity, limit), ``500.0`` is ``500`` and plain decimal text is a number (``"404"``,
+  ``"1.2"``); ``"true"`` and ``"007"`` stay text.
 - **exists / does-not-exist** take no value: a value given with them is dropped.
 - **Calculations**: a query that names none computes COUNT, as Honeycomb runs it, so COUNT
-  is written out (``{"time_range": 300}``, the events of the last five minutes, counts).
+  is written out.
 - **Empty**: a query that sets nothing (``{}``, or only defaults such as ``{"time_range":
-  7200}``) says nothing. It stays empty, has no atoms, and the checker rejects it
-  (``query_empty``).
-- **Orders**: a missing direction stays missing. The checker asks for one
-  (``order_direction_invalid``), so an order without one matches neither direction.
-- **filter_combination**: AND unless OR is given; dropped when fewer than two filters make
-  it meaningless.
-- **Time**: ``time_range`` defaults to 7200 seconds; given with ``start_time`` it runs
-  forward from it, with ``end_time`` back from it (Honeycomb's rule, also when the range
-  is the default). So a window is either relative (``time_range``) or absolute
-  (``start_time`` and ``end_time``). Times that are not numbers, or all three keys at once,
-  stay as written.
+  7200}``) stays empty, has no atoms, and the checker rejects it (``query_empty``).
+- **Orders**: a missing direction stays missing (the checker asks for one).
+- **filter_combination**: AND unless OR is given; dropped with fewer than two filters.
+- **Time**: ``time_range`` (default 7200) runs forward from ``start_time`` or back from
+  ``end_time`` (Honeycomb's rule), so a window is relative (``time_range``) or absolute
+  (``start_time`` and ``end_time``). Non-numeric times, or all three keys, stay as written.
 """
 from __future__ import annotations
 
@@ -39,7 +31,7 @@ from typing import Any
 from assertions import honeycomb_spec as spec
 from assertions.parsing import ParseError, load_object
 
-__all__ = ["ParseError", "atoms", "is_empty", "normalize", "number", "parse_query", "time_window"]
+__all__ = ["ParseError", "atoms", "is_empty", "is_number", "normalize", "number", "parse_query", "time_window"]
 
 DEFAULT_CALCULATION = {"op": "COUNT"}
 _SORTED_PARTS = ("calculations", "filters", "breakdowns", "havings")
@@ -98,11 +90,19 @@ def normalize(query: str | bytes | dict) -> dict:
     for key in _SORTED_PARTS:
         if isinstance(result.get(key), list):
             result[key] = _unique_sorted(result[key])
-    for key in ("granularity", "limit"):
-        if key in result:
-            result[key] = number(result[key])
-    _set_filter_combination(result)
-    _set_time(result)
+    result.update({key: number(result[key]) for key in ("granularity", "limit") if key in result})
+    if isinstance(result.get("filters"), list) and len(result["filters"]) >= 2:
+        result.setdefault("filter_combination", spec.DEFAULT_FILTER_COMBINATION)
+    else:  # meaningless without two filters
+        result.pop("filter_combination", None)
+    window = time_window(result)
+    if window is None:  # times kept as written
+        result.update({key: number(result[key]) for key in _TIME_KEYS if key in result})
+    else:
+        for key in _TIME_KEYS:
+            result.pop(key, None)
+        result.update({"time_range": window[1]} if window[0] == "relative"
+                      else {"start_time": window[1], "end_time": window[2]})
     if "calculations" not in result and not is_empty(result):
         result["calculations"] = [dict(DEFAULT_CALCULATION)]
     return result
@@ -112,7 +112,7 @@ def time_window(query: dict) -> tuple | None:
     """``("relative", seconds)`` or ``("absolute", start, end)`` of a parsed query (defaults
     applied), or None when its times are not numbers or conflict (all three given)."""
     span, start, end = (number(query.get(key)) for key in _TIME_KEYS)
-    if not all(value is None or _is_number(value) for value in (span, start, end)):
+    if not all(value is None or is_number(value) for value in (span, start, end)):
         return None
     if start is not None and end is not None:
         return None if span is not None else ("absolute", start, end)
@@ -142,19 +142,24 @@ def atoms(query: str | bytes | dict) -> frozenset:
                                ("filters", "filter", spec.FILTER_KEYS),
                                ("orders", "order", spec.ORDER_KEYS),
                                ("havings", "having", spec.HAVING_KEYS)):
+        items = normal.get(part) if isinstance(normal.get(part), list) else []
         found.update((kind, *(_hashable(item.get(name)) for name in fields))
-                     for item in _dicts(normal, part))
+                     for item in items if isinstance(item, dict))
     if isinstance(normal.get("breakdowns"), list):
         found.update(("breakdown", _hashable(column)) for column in normal["breakdowns"])
     if normal.get("filter_combination", spec.DEFAULT_FILTER_COMBINATION) != spec.DEFAULT_FILTER_COMBINATION:
         found.add(("filter_combination", _hashable(normal["filter_combination"])))
-    found |= _time_atoms(normal)
+    window = time_window(normal)
+    if window is None:
+        found.add(("time", "as written", *(_hashable(normal.get(key)) for key in _TIME_KEYS)))
+    elif window != ("relative", spec.DEFAULT_TIME_RANGE):
+        found.add(("time", *window))
     found.update((key, _hashable(normal[key])) for key in ("granularity", "limit") if key in normal)
     return frozenset(found)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -185,43 +190,6 @@ def _having(item: dict) -> dict:
     if "value" in cleaned:
         cleaned["value"] = number(cleaned["value"])
     return cleaned
-
-
-def _set_filter_combination(result: dict) -> None:
-    filters = result.get("filters")
-    if not isinstance(filters, list) or len(filters) < 2:
-        result.pop("filter_combination", None)
-    else:
-        result.setdefault("filter_combination", spec.DEFAULT_FILTER_COMBINATION)
-
-
-def _set_time(result: dict) -> None:
-    window = time_window(result)
-    if window is None:
-        for key in _TIME_KEYS:
-            if key in result:
-                result[key] = number(result[key])
-        return
-    for key in _TIME_KEYS:
-        result.pop(key, None)
-    if window[0] == "relative":
-        result["time_range"] = window[1]
-    else:
-        result["start_time"], result["end_time"] = window[1], window[2]
-
-
-def _time_atoms(normal: dict) -> set:
-    window = time_window(normal)
-    if window == ("relative", spec.DEFAULT_TIME_RANGE):
-        return set()
-    if window is None:
-        return {("time", "as written", *(_hashable(normal.get(key)) for key in _TIME_KEYS))}
-    return {("time", *window)}
-
-
-def _dicts(normal: dict, part: str) -> list[dict]:
-    value = normal.get(part)
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _unique_sorted(values: list) -> list:

@@ -13,19 +13,8 @@ from typing import Any
 
 from assertions import honeycomb_spec as spec
 from assertions.core import Failure
-from assertions.honeycomb_normal import is_empty
-from assertions.honeycomb_normal import time_window
+from assertions.honeycomb_normal import is_empty, is_number, time_window
 
-TOP_LEVEL_KEYS = frozenset(spec.TOP_LEVEL_KEYS)
-CALC_OPS = frozenset(spec.CALC_OPS)
-CALC_OPS_WITHOUT_COLUMN = frozenset(spec.CALC_OPS_WITHOUT_COLUMN)
-UNORDERABLE_CALC_OPS = frozenset(spec.UNORDERABLE_CALC_OPS)
-FILTER_OPS = frozenset(spec.FILTER_OPS)
-FILTER_OPS_WITHOUT_VALUE = frozenset(spec.FILTER_OPS_WITHOUT_VALUE)
-FILTER_OPS_WITH_LIST_VALUE = frozenset(spec.FILTER_OPS_WITH_LIST_VALUE)
-HAVING_OPS = frozenset(spec.HAVING_OPS)
-FILTER_COMBINATIONS = frozenset(spec.FILTER_COMBINATIONS)
-ORDER_DIRECTIONS = frozenset(spec.ORDER_DIRECTIONS)
 SCALAR_TYPES = (str, int, float, bool)
 _MAX_SHOWN = 80
 
@@ -44,20 +33,12 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _one_of(options: tuple) -> str:
     return ", ".join(options)
 
 
-def _is_member(value: Any, options: frozenset) -> bool:
+def _is_member(value: Any, options: tuple) -> bool:
     return isinstance(value, str) and value in options
-
-
-def _calc_name(op: Any, column: Any) -> str:
-    return f"{op}({column})" if column is not None else str(op)
 
 
 def _object_items(query: dict, key: str, prefix: str, shape: str) -> tuple[list[dict], list[Failure]]:
@@ -98,10 +79,10 @@ def _known_column(column: Any, columns: frozenset, prefix: str, what: str) -> li
 
 def _op_column(op: str, column: Any, prefix: str, what: str) -> list[Failure]:
     """Failures when a column is given to COUNT/CONCURRENCY or missing for any other op."""
-    if op in CALC_OPS_WITHOUT_COLUMN and column is not None:
+    if op in spec.CALC_OPS_WITHOUT_COLUMN and column is not None:
         message = f"{what} {op} takes no column; remove \"column\": {show(column)}"
         return [Failure(f"{prefix}_column_unexpected", message)]
-    if op not in CALC_OPS_WITHOUT_COLUMN and column is None:
+    if op not in spec.CALC_OPS_WITHOUT_COLUMN and column is None:
         return [Failure(f"{prefix}_column_missing", f"{what} {op} needs a column")]
     return []
 
@@ -127,7 +108,7 @@ def check_top_level_keys(query: dict, columns: frozenset) -> list[Failure]:
     return [
         Failure("query_key_unknown", f"unknown top-level key {show(key)}; allowed keys are {allowed}")
         for key in query
-        if key not in TOP_LEVEL_KEYS
+        if key not in spec.TOP_LEVEL_KEYS
     ]
 
 
@@ -142,12 +123,12 @@ def check_not_empty(query: dict, columns: frozenset) -> list[Failure]:
     return [Failure("query_empty", message)]
 
 
-def _op_failure(item: dict, op, known, listed, prefix: str, noun: str) -> Failure | None:
+def _op_failure(item: dict, op, ops: tuple, prefix: str, noun: str) -> Failure | None:
     """The failure of a missing or unknown op (``<prefix>_op_missing`` / ``_op_unknown``)."""
     if op is None:
-        return Failure(f"{prefix}_op_missing", f"{noun} {show(item)} needs an op, one of {_one_of(listed)}")
-    if not _is_member(op, known):
-        return Failure(f"{prefix}_op_unknown", f"{noun} op {show(op)} is not known; use one of {_one_of(listed)}")
+        return Failure(f"{prefix}_op_missing", f"{noun} {show(item)} needs an op, one of {_one_of(ops)}")
+    if not _is_member(op, ops):
+        return Failure(f"{prefix}_op_unknown", f"{noun} op {show(op)} is not known; use one of {_one_of(ops)}")
     return None
 
 
@@ -156,7 +137,7 @@ def check_calculations(query: dict, columns: frozenset) -> list[Failure]:
     for calc in items:
         failures += _unknown_keys(calc, spec.CALC_KEYS, "calc", "calculation")
         op, column = calc.get("op"), calc.get("column")
-        op_failure = _op_failure(calc, op, CALC_OPS, spec.CALC_OPS, "calc", "calculation")
+        op_failure = _op_failure(calc, op, spec.CALC_OPS, "calc", "calculation")
         if op_failure:
             failures.append(op_failure)
         else:
@@ -170,13 +151,15 @@ def check_calculations(query: dict, columns: frozenset) -> list[Failure]:
 def check_filters(query: dict, columns: frozenset) -> list[Failure]:
     items, failures = _object_items(query, "filters", "filter", "{column, op, value}")
     for item in items:
-        failures += _filter_keys(item)
+        harmless = {key for key in spec.FILTER_HARMLESS_EMPTY_KEYS if item.get(key) in ("", None)}
+        extra = {key: value for key, value in item.items() if key not in harmless}
+        failures += _unknown_keys(extra, spec.FILTER_KEYS, "filter", "filter")
         column, op = item.get("column"), item.get("op")
         if column is None:
             failures.append(Failure("filter_column_missing", f"filter {show(item)} needs a column"))
         else:
             failures += _known_column(column, columns, "filter", "filter")
-        op_failure = _op_failure(item, op, FILTER_OPS, spec.FILTER_OPS, "filter", "filter")
+        op_failure = _op_failure(item, op, spec.FILTER_OPS, "filter", "filter")
         if op_failure:
             failures.append(op_failure)
         else:
@@ -184,22 +167,16 @@ def check_filters(query: dict, columns: frozenset) -> list[Failure]:
     return failures
 
 
-def _filter_keys(item: dict) -> list[Failure]:
-    harmless = {key for key in spec.FILTER_HARMLESS_EMPTY_KEYS if item.get(key) in ("", None)}
-    extra = {key: value for key, value in item.items() if key not in harmless}
-    return _unknown_keys(extra, spec.FILTER_KEYS, "filter", "filter")
-
-
 def _filter_value(op: str, value: Any) -> list[Failure]:
-    if op in FILTER_OPS_WITHOUT_VALUE:
+    if op in spec.FILTER_OPS_WITHOUT_VALUE:
         if value is None:
             return []
         message = f"filter op '{op}' takes no value; remove \"value\": {show(value)}"
         return [Failure("filter_value_unexpected", message)]
     if value is None:
-        kind = "a list value" if op in FILTER_OPS_WITH_LIST_VALUE else "a value"
+        kind = "a list value" if op in spec.FILTER_OPS_WITH_LIST_VALUE else "a value"
         return [Failure("filter_value_missing", f"filter op '{op}' needs {kind}")]
-    if op in FILTER_OPS_WITH_LIST_VALUE:
+    if op in spec.FILTER_OPS_WITH_LIST_VALUE:
         if not isinstance(value, list):
             return [Failure("filter_value_not_list", f"filter op '{op}' needs a list value, got {show(value)}")]
         if not value:
@@ -218,7 +195,7 @@ def _filter_value(op: str, value: Any) -> list[Failure]:
 
 def check_filter_combination(query: dict, columns: frozenset) -> list[Failure]:
     value = query.get("filter_combination")
-    if value is None or _is_member(value, FILTER_COMBINATIONS):
+    if value is None or _is_member(value, spec.FILTER_COMBINATIONS):
         return []
     return [Failure("filter_combination_invalid", f"filter_combination must be \"AND\" or \"OR\", got {show(value)}")]
 
@@ -237,10 +214,10 @@ def check_breakdowns(query: dict, columns: frozenset) -> list[Failure]:
 
 def _calc_reference(op: Any, column: Any, calcs: frozenset, prefix: str, op_rule: str) -> list[Failure]:
     """Failures when an order or having does not name a calculation of the query."""
-    if not _is_member(op, CALC_OPS):
+    if not _is_member(op, spec.CALC_OPS):
         message = f"{prefix} op {show(op)} is not a calculation op; use one of {_one_of(spec.CALC_OPS)}"
         return [Failure(op_rule, message)]
-    if op in UNORDERABLE_CALC_OPS:
+    if op in spec.UNORDERABLE_CALC_OPS:
         return [Failure(f"{prefix}_heatmap", f"{op} cannot be used in {prefix}s; use another calculation")]
     found = _op_column(op, column, prefix, prefix)
     if found:
@@ -250,7 +227,8 @@ def _calc_reference(op: Any, column: Any, calcs: frozenset, prefix: str, op_rule
         return [Failure(f"{prefix}_column_unknown", message)]
     if (op, column) not in calcs:
         wanted = {"op": op, "column": column} if column is not None else {"op": op}
-        message = f"{prefix} on {_calc_name(op, column)} needs the calculation {show(wanted)} in calculations"
+        name = f"{op}({column})" if column is not None else str(op)
+        message = f"{prefix} on {name} needs the calculation {show(wanted)} in calculations"
         return [Failure(f"{prefix}_calc_missing", message)]
     return []
 
@@ -262,7 +240,7 @@ def check_orders(query: dict, columns: frozenset) -> list[Failure]:
     for order in items:
         failures += _unknown_keys(order, spec.ORDER_KEYS, "order", "order")
         direction, op, column = order.get("order"), order.get("op"), order.get("column")
-        if not _is_member(direction, ORDER_DIRECTIONS):
+        if not _is_member(direction, spec.ORDER_DIRECTIONS):
             message = f"order {show(order)} needs \"order\": \"ascending\" or \"descending\", got {show(direction)}"
             failures.append(Failure("order_direction_invalid", message))
         if op is None and column is None:
@@ -288,22 +266,13 @@ def check_havings(query: dict, columns: frozenset) -> list[Failure]:
             failures.append(Failure("having_calculate_op_missing", message))
         else:
             failures += _calc_reference(calculate_op, column, calcs, "having", "having_calculate_op_unknown")
-        failures += _having_comparison(having, op, value)
-    return failures
-
-
-def _having_comparison(having: dict, op: Any, value: Any) -> list[Failure]:
-    failures = []
-    if op is None:
-        message = f"having {show(having)} needs an op, one of {_one_of(spec.HAVING_OPS)}"
-        failures.append(Failure("having_op_missing", message))
-    elif not _is_member(op, HAVING_OPS):
-        message = f"having op {show(op)} is not known; use one of {_one_of(spec.HAVING_OPS)}"
-        failures.append(Failure("having_op_unknown", message))
-    if value is None:
-        failures.append(Failure("having_value_missing", f"having {show(having)} needs a value to compare with"))
-    elif not is_number(value):
-        failures.append(Failure("having_value_not_number", f"having value must be a number, got {show(value)}"))
+        op_failure = _op_failure(having, op, spec.HAVING_OPS, "having", "having")
+        if op_failure:
+            failures.append(op_failure)
+        if value is None:
+            failures.append(Failure("having_value_missing", f"having {show(having)} needs a value to compare with"))
+        elif not is_number(value):
+            failures.append(Failure("having_value_not_number", f"having value must be a number, got {show(value)}"))
     return failures
 
 
@@ -327,21 +296,13 @@ def check_times(query: dict, columns: frozenset) -> list[Failure]:
     return failures
 
 
-def _window_seconds(query: dict) -> int | None:
-    """The query's window in seconds (`assertions.honeycomb_normal.time_window`: the default
-    7200, a time_range counted from start_time or back from end_time, or end - start); None
-    when its times are unreadable, conflicting or not a positive span."""
-    window = time_window(query)
-    if window is None:
-        return None
-    seconds = window[1] if window[0] == "relative" else window[2] - window[1]
-    return seconds if is_int(seconds) and seconds > 0 else None
-
-
 def check_granularity(query: dict, columns: frozenset) -> list[Failure]:
     failures = _positive_int(query, "granularity", "seconds")
-    granularity, window = query.get("granularity"), _window_seconds(query)
-    if failures or granularity is None or window is None:
+    granularity, span = query.get("granularity"), time_window(query)  # the default 7200 included
+    if failures or granularity is None or span is None:
+        return failures
+    window = span[1] if span[0] == "relative" else span[2] - span[1]
+    if not is_int(window) or window <= 0:  # times unreadable, or not a positive span
         return failures
     lowest = -(-window // spec.GRANULARITY_MIN_DIVISOR)  # ceiling division keeps integers exact
     highest = window // spec.GRANULARITY_MAX_DIVISOR

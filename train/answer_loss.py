@@ -1,16 +1,9 @@
 """The teacher-forced loss of each row's answer: how unlikely a model finds the gold answer.
 
-    losses = answer_losses(model, tokenizer, conversations)        # one float per row
-
-A row's loss is the mean negative log-likelihood, in nats per token, of its answer tokens given
-everything before them: exactly the tokens training learns (`train.data`'s rendering and label
-masking: every assistant turn through its end-of-turn token), scored in one forward pass with
-no generation. It is continuous and paired (the same rows under two models compare row by
-row), so it separates models that generation metrics cannot, and a row whose answer a model
-finds far less likely than the others' is a suspect (`train.folds`, curate's SuspectFilter).
-
-Works with any causal LM and its tokenizer, a LoRA model included (`train.model.load_trained`
-loads a base with a saved adapter).
+A row's loss is the mean NLL, in nats per token, of exactly the tokens training learns
+(`train.data`'s masking), in one forward pass. It is continuous and paired (the same rows under
+two models compare row by row), so it separates models that generation metrics cannot, and a
+row whose answer is far less likely than the others' is a suspect (`train.folds`).
 """
 from __future__ import annotations
 
@@ -21,7 +14,7 @@ from train.data import collate, to_messages, tokenize_conversation
 from train.templates import eot_id
 
 
-def _messages(conversation, index: int) -> list[dict]:
+def as_messages(conversation, index: int) -> list[dict]:
     """A list of messages, or a row in any chat format (sharegpt, messages, alpaca)."""
     if isinstance(conversation, list):
         return conversation
@@ -33,18 +26,15 @@ def tokenized(conversations, tokenizer, template: str = "auto", eot_token: str |
     eot = eot_id(tokenizer, template, eot_token)
     out = []
     for i, conversation in enumerate(conversations):
-        ids, labels = tokenize_conversation(_messages(conversation, i), tokenizer, template, eot)
+        ids, labels = tokenize_conversation(as_messages(conversation, i), tokenizer, template, eot)
         out.append({"input_ids": ids, "labels": labels})
     return out
 
 
 @torch.no_grad()
 def token_losses(model, examples: list[dict], pad_id: int, batch_size: int = 8) -> list[list[float]]:
-    """The NLL of every learned token of each tokenized example, in the order given.
-
-    Examples are batched by length (little padding); padding is masked by position. The model
-    runs in eval mode (no dropout) and is given back in the mode it was in.
-    """
+    """The NLL of every learned token of each tokenized example, in the order given; batched
+    by length, in eval mode (the model is given back in the mode it was in)."""
     from train.loop import learned_logits  # the trainer's own loss positions
 
     device = next(model.parameters()).device
@@ -72,13 +62,12 @@ def mean_loss(tokens: list[float]) -> float:
 
 def answer_losses(model, tokenizer, conversations, template: str = "auto", eot_token: str | None = None,
                   batch_size: int = 8) -> list[float]:
-    """The mean per-token NLL of each conversation's answer(s) given its prompt (see the module doc).
+    """The mean per-token NLL of each conversation's answer(s) given its prompt.
 
     Args:
         model: a causal LM (a peft model with its adapter included).
         tokenizer: its tokenizer (a fast one: masking maps characters onto tokens).
-        conversations: lists of ``{"role", "content"}`` messages, or rows in any chat format
-            the trainer reads (sharegpt, messages, alpaca).
+        conversations: message lists, or rows in any chat format the trainer reads.
         template, eot_token: as in the trainer's config (``auto``: the tokenizer's chat template).
         batch_size: rows per forward pass.
     """

@@ -1,14 +1,9 @@
 """Checkpoints that resume exactly, and the final adapter.
 
-A checkpoint is accelerate's ``save_state`` folder (model, optimizer, scheduler, every RNG)
-plus ``trainer_state.json`` with the step, so the loop can skip the micro-batches already
-seen. With LoRA the checkpoint holds the adapter only, not a copy of the frozen base; a full
-fine-tune's checkpoint holds all its weights.
-
-``trainer_state.json`` also records the run's identity (`IDENTITY_KEYS`, plus the resolved
-precision and the number of processes): a checkpoint of a run that differs in any of them is
-refused. The settings in `RESUMABLE_KEYS` may change between the parts of a run; a changed
-one is reported in a warning line.
+A checkpoint is accelerate's ``save_state`` folder (weights, or only the adapter with LoRA;
+optimizer, scheduler, every RNG) plus ``trainer_state.json``: the step, and the run's identity
+(`IDENTITY_KEYS`, precision, processes), which a resumed run must share, and its
+`RESUMABLE_KEYS`, whose changes are only reported.
 """
 from __future__ import annotations
 
@@ -40,10 +35,8 @@ def _is_peft(model) -> bool:
 
 
 def register_adapter_hooks(accelerator) -> None:
-    """Save and load only the trainable adapter in checkpoints (single device and DDP).
-
-    DeepSpeed and FSDP write their own sharded states; see `save_checkpoint`.
-    """
+    """Save and load only the trainable adapter in checkpoints (single device and DDP;
+    DeepSpeed and FSDP write their own sharded states)."""
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
@@ -127,10 +120,8 @@ def _differences(saved: dict, now: dict) -> list[str]:
 
 
 def check_resume(path: str | Path, identity: dict, settings: dict) -> tuple[dict, str | None]:
-    """The checkpoint's trainer state, and a warning line when resumable settings changed.
-
-    Raises ConfigError, naming every differing key, for a checkpoint of a different run.
-    """
+    """The checkpoint's trainer state, and a warning line when resumable settings changed;
+    ConfigError, naming every differing key, for a checkpoint of a different run."""
     state = json.loads((Path(path) / STATE_FILE).read_text())
     changed = _differences(state.get("run", {}), identity)
     if changed:

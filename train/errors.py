@@ -1,7 +1,5 @@
-"""The exception types the trainer raises on bad input.
-
-Each renders as one line that says what was expected, what was found and what to try.
-`python -m train` prints ``str(error)`` and exits non-zero, without a traceback.
+"""The exception types the trainer raises on bad input: each renders as one line (what was
+expected, found, and to try) that `python -m train` prints, exiting non-zero without a traceback.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Evaluation with assertions: generate on held-out prompts and score with a checker.
 
 The checker is named in the config as ``"module:function"`` and called as
-``function(output_text, **check_fields)``; its answer is read as curation reads it
-(`assertions.calling`): a list of failures (empty: valid), a bool, or a message. Its other arguments come from the row, as the config's ``check_fields`` mapping says::
+``function(output_text, **check_fields)``, its answer read as curation reads it
+(`assertions.calling`); the other arguments come from the row as ``check_fields`` says::
 
     assertion_eval:
       checker: assertions.honeycomb:check
@@ -14,14 +14,13 @@ The prompt is rendered with `templates.render_prompt`, the function serving uses
 """
 from __future__ import annotations
 
-import ast
-import json
 import re
 from collections import Counter
 
 import torch
 
 from assertions.calling import as_failures, load_function
+from assertions.parsing import ParseError, load_object
 from train.errors import ConfigError, DataError
 from train.templates import eot_id, prompt_messages, render_prompt
 
@@ -42,12 +41,9 @@ def _parse(text: str, how: str, where: str):
     if how == "csv":
         return [part.strip() for part in text.split(",") if part.strip()]
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            value = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            raise DataError(where, f"cannot parse {text[:60]!r} as {how}") from None
+        value = load_object(text)
+    except ParseError:
+        raise DataError(where, f"cannot parse {text[:60]!r} as {how}") from None
     if how == "list" and not isinstance(value, list):
         raise DataError(where, f"expected a list, got {type(value).__name__} from {text[:60]!r}")
     return value
@@ -107,8 +103,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop_id:
 
 
 def _is_valid(result) -> tuple[bool, list[str]]:
-    """(valid, rule names) of a checker's answer, read as curation reads it
-    (`assertions.calling.as_failures`: failures, a bool, a message or None)."""
+    """(valid, rule names) of a checker's answer (`assertions.calling.as_failures`)."""
     rules = [failure.rule for failure in as_failures(result)]
     return not rules, rules
 

@@ -1,12 +1,9 @@
 """Out-of-fold answer losses: train briefly on k-1 folds, score the answers of the k-th.
 
-    tokens = out_of_fold_token_losses(conversations, cfg, folds=5)   # per row: each answer token's NLL
-
-Each row is scored by a model that never saw it, trained on the rest of the table, so a row
-whose answer breaks the pattern the other rows teach gets a high loss: the signal of Dataset
-Cartography (Swayamdipta et al., 2020) and confident learning (Northcutt et al., 2021), taken
-on the answer's likelihood instead of a class label. The folds train with the trainer's own
-objective, batches and schedule (`train.loop`), in memory: no files, logs or checkpoints.
+A row scored by a model trained on the rest of the table gets a high loss when its answer breaks
+the pattern the other rows teach: the signal of Dataset Cartography (Swayamdipta et al., 2020)
+and confident learning (Northcutt et al., 2021), on the answer's likelihood instead of a class
+label. The folds train in memory with the trainer's own objective, batches and schedule.
 """
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import math
 import random
 from typing import Callable
 
-from train.answer_loss import token_losses, tokenized
+from train.answer_loss import as_messages, token_losses, tokenized
 
 
 def fold_of(n: int, folds: int, seed: int) -> list[int]:
@@ -54,15 +51,13 @@ def fit(cfg, tokenizer, examples: list[dict]):
 
 def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int = 8,
                              on_fold: Callable[[int], None] | None = None) -> list[list[float]]:
-    """The NLL of each answer token of each conversation (`train.answer_loss.token_losses`)
-    under a model fine-tuned on the other folds; ``train.answer_loss.mean_loss`` of a row's
-    list is its answer loss.
+    """The NLL of each answer token of each conversation under a model fine-tuned on the other
+    folds; ``train.answer_loss.mean_loss`` of a row's list is its answer loss.
 
     Args:
         conversations: message lists or chat rows (any format the trainer reads).
-        cfg: a `train.config.TrainConfig`: model, method, LoRA, lr, batch, length
-            (``max_steps`` or ``epochs``, per fold), seed (which also deals the folds),
-            template and ``max_seq_len``/``overlong`` for the training rows.
+        cfg: a `train.config.TrainConfig`, as for training (length per fold; the seed also
+            deals the folds).
         folds: k >= 2; every row is scored once, by the model that did not train on it.
         batch_size: rows per forward pass when scoring.
         on_fold: called with the fold's number after each fold is scored.
@@ -79,7 +74,7 @@ def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int
     losses: list[list[float]] = [[] for _ in conversations]
     for fold in range(folds):
         held = [i for i, f in enumerate(assigned) if f == fold]
-        rows = [{"messages": _as_messages(conversations[i])} for i, f in enumerate(assigned) if f != fold]
+        rows = [{"messages": as_messages(c, i)} for i, c in enumerate(conversations) if assigned[i] != fold]
         examples, _ = build_examples(rows, tokenizer, cfg)  # the trainer's length rule
         if not examples:
             raise ValueError(f"fold {fold + 1}: no training rows fit max_seq_len {cfg.max_seq_len}")
@@ -91,9 +86,3 @@ def out_of_fold_token_losses(conversations, cfg, folds: int = 5, batch_size: int
         if on_fold is not None:
             on_fold(fold + 1)
     return losses
-
-
-def _as_messages(conversation) -> list[dict]:
-    from train.data import to_messages
-
-    return conversation if isinstance(conversation, list) else to_messages(conversation)

@@ -1,17 +1,9 @@
 """A GGUF base converted once: its de-quantised weights cached as a plain model folder.
 
-transformers de-quantises a GGUF file on every load, and parses its metadata again for the
-config and for the tokenizer (SmolLM2-135M: about 15 s on 2 cores). The first load writes the
-converted model instead, keyed by the SHA-256 of the GGUF file:
-
-    $CURATE_CACHE_DIR/gguf/<sha256>/     (default ~/.cache/curate/gguf/<sha256>/)
-        config.json  model.safetensors  tokenizer files  source.json
-
-The weights are the de-quantised fp32 tensors, unchanged; the config drops the GGUF
-quantization entry, so the folder loads as an ordinary unquantised model (and TRL or peft
-see a plain fp32 model). The folder is written under a temporary name and renamed into
-place, so an interrupted or concurrent conversion never leaves a half-written entry. The
-file is hashed once per process (the hash is kept per path, size and modification time).
+transformers de-quantises a GGUF file on every load (SmolLM2-135M: about 15 s on 2 cores), so
+the first load writes the fp32 model to ``$CURATE_CACHE_DIR/gguf/<sha256 of the file>/`` (default
+``~/.cache/curate``), without the GGUF quantization entry in its config, atomically (a temporary
+name renamed into place); the file is hashed once per process, path, size and mtime.
 """
 from __future__ import annotations
 

@@ -55,12 +55,8 @@ def detect_gpu() -> str | None:
     return None
 
 
-def peak_flops(gpu: str | None) -> float | None:
-    return GPUS[gpu][1] if gpu in GPUS else None
-
-
 def mfu(n_params: int, tokens_per_s: float, gpu: str | None) -> float | None:
-    peak = peak_flops(gpu)
+    peak = GPUS[gpu][1] if gpu in GPUS else None
     return None if peak is None else 6 * n_params * tokens_per_s / peak
 
 

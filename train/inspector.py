@@ -3,11 +3,8 @@
     python -m train inspect config.yaml [--rows 3]
     python -m train inspect config.yaml | less          # plain text: learned spans in ⟦ ⟧
 
-On a terminal, learned tokens are bold green and masked tokens (the model reads them but is
-not trained to write them) dim; each token is boxed by alternating underline so boundaries
-show. Anywhere else (a pipe, a file) colours are lost, so each learned span is also wrapped
-in ⟦ ⟧, as the legend line says. The length report gives tokens per row, the rows over
-max_seq_len and the share of tokens that are learned.
+On a terminal, learned tokens are bold green, masked ones dim, and tokens alternate underlined;
+anywhere else (a pipe, a file) learned spans are also wrapped in ⟦ ⟧.
 """
 from __future__ import annotations
 
@@ -21,11 +18,6 @@ LEARNED, MASKED = "bold green", "grey50"
 OPEN, CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧
 
 
-def token_text(tokenizer, token_id: int) -> str:
-    piece = tokenizer.decode([token_id])
-    return piece.replace("\n", "\u21b5\n").replace("\t", "\u2192") or "\u2205"
-
-
 def render_example(tokenizer, example: dict, plain: bool = False) -> Text:
     """The example's tokens, styled; with ``plain``, learned spans are also wrapped in ⟦ ⟧."""
     text, inside = Text(), False
@@ -35,7 +27,9 @@ def render_example(tokenizer, example: dict, plain: bool = False) -> Text:
             text.append(OPEN if learned else CLOSE, style=LEARNED)
             inside = learned
         style = LEARNED if learned else MASKED
-        text.append(token_text(tokenizer, token_id), style=style + ("" if plain or not i % 2 else " underline"))
+        piece = tokenizer.decode([token_id]).replace("\n", "\u21b5\n").replace("\t", "\u2192")
+        piece = piece or "\u2205"
+        text.append(piece, style=style + ("" if plain or not i % 2 else " underline"))
     if inside:
         text.append(CLOSE, style=LEARNED)
     return text
@@ -50,8 +44,7 @@ def legend(plain: bool) -> Text:
 
 
 def rows_line(cfg, train_rows: list, held_rows: list, stats) -> str:
-    """What happened to every row of the data: held out for evaluation, or trained on (and
-    of those, kept, truncated or dropped)."""
+    """Every row of the data: held out, or trained on (kept, truncated or dropped)."""
     if cfg.val_data:
         return (f"{len(train_rows)} rows to train on ({len(held_rows)} held out in "
                 f"{cfg.val_data}): {stats.summary(cfg)}")

@@ -1,15 +1,9 @@
 """The accelerator a run trains with, and the launches that would not do what they look like.
 
-    python -m train config.yaml                                              # one process
-    accelerate launch --config_file train/configs/zero2.yaml -m train config.yaml   # GPUs
-    torchrun --nproc_per_node 2 -m train config.yaml                         # CPU processes
-
-On a machine without CUDA, a ``torchrun`` launch (``WORLD_SIZE`` > 1) trains as CPU data
-parallel (gloo); with a GPU present, ``ACCELERATE_USE_CPU=true`` keeps it on the CPUs.
-``accelerate launch`` starts a multi-CPU config as one process (it starts several only
-through mpirun), and a process that finds ``WORLD_SIZE`` > 1 but was set up as a single one
-would train alone and write the same folder as the others: both stop with the command that
-works instead.
+Without CUDA, a ``torchrun`` launch (``WORLD_SIZE`` > 1) trains as CPU data parallel (gloo);
+with a GPU, ``ACCELERATE_USE_CPU=true`` keeps it on the CPUs. ``accelerate launch`` of a
+multi-CPU config, or a process set up alone under ``WORLD_SIZE`` > 1, would train alone and
+write the same folder as the others: both stop with the command that works instead.
 """
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
 """The training loop: ``train(cfg)``, one function to read top to bottom, and its helpers.
 
-    python -m train config.yaml                                          # one device
-    accelerate launch --config_file train/configs/zero2.yaml -m train config.yaml   # several GPUs
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m train config.yaml       # several CPU processes
-
-An optimizer step sees ``micro_batch_size * grad_accum * processes`` rows, and its loss is
-the mean over every learned token in them (not a mean of per-batch means, which would weigh
-short answers more). The learning rate warms up linearly, then follows a cosine to zero.
-Logits are computed only at the positions whose next token is learned.
+An optimizer step's loss is the mean over every learned token of its
+``micro_batch_size * grad_accum * processes`` rows (not a mean of per-batch means, which
+would weigh short answers more); the learning rate warms up linearly, then follows a cosine.
 """
 from __future__ import annotations
 
@@ -65,12 +60,10 @@ def _causal_lm(model):
 
 def learned_logits(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(logits, targets, learned)``: the logits at every position whose next token is learned
-    (one row each, in row-major order), those tokens, and the mask of them over
-    ``labels[:, 1:]`` (labels are shifted here).
+    (row-major), those tokens, and their mask over ``labels[:, 1:]`` (labels are shifted here).
 
-    The model computes logits only at those positions: with a large vocabulary, the logits of
-    prompt tokens (which are never scored) would otherwise take most of a step's activation
-    memory and a good share of its compute.
+    Only those positions' logits are computed: with a large vocabulary, the never-scored
+    prompt positions would otherwise take most of a step's activation memory.
     """
     inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
     targets = batch["labels"][:, 1:]
@@ -147,24 +140,6 @@ def prepare_optimizer(accelerator, model, cfg, total_steps: int):
     return model, optimizer, scheduler
 
 
-def _log(accelerator, output_dir: Path, record: dict) -> None:
-    accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None},
-                    step=record["step"])
-    if accelerator.is_main_process:
-        with open(output_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        accelerator.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                    for k, v in record.items() if v is not None))
-
-
-def _assertion_eval(accelerator, model, tokenizer, val, cfg, step) -> dict:
-    # generated in batches of a step's rows: no gradients or activations to keep, so they fit
-    result = assertion_eval(accelerator.unwrap_model(model), tokenizer, val, cfg.assertion_eval, cfg.template,
-                            cfg.eot_token, cfg.micro_batch_size * cfg.grad_accum, synced_gpus=zero3(accelerator))
-    top = ", ".join(f"{rule} x{n}" for rule, n in result["failures"].most_common(3))
-    return {"step": step, "valid_rate": result["valid_rate"], "valid_n": result["n"], "top_failures": top or None}
-
-
 def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list[dict]]:
     """Train and held-out examples (masked once, here; the collator only pads), and the
     held-out conversations that assertion_eval generates on."""
@@ -191,10 +166,8 @@ def load_data(accelerator, cfg, tokenizer) -> tuple[list[dict], list[dict], list
 
 
 def resume_state(accelerator, cfg, out: Path) -> tuple[dict, Path | None]:
-    """The state to start from and the checkpoint it comes from (None: a fresh start).
-
-    A checkpoint of another run is refused here, before anything is written to ``out``.
-    """
+    """The state to start from and its checkpoint (None: a fresh start); a checkpoint of
+    another run is refused here, before anything is written to ``out``."""
     state = {"step": 0, "tokens": 0, "elapsed_s": 0.0}
     last = ckpt.latest_checkpoint(out) if cfg.resume else None
     identity, settings = ckpt.run_identity(cfg, accelerator), ckpt.run_settings(cfg)
@@ -226,9 +199,8 @@ def optimizer_step(accelerator, model, optimizer, window: list[dict], cfg, param
 
 
 def memory_estimate(accelerator, model, cfg, examples: list[dict]):
-    """Predicted peak memory of this run (train.memory) in its own precision and on its own device,
-    for the rows it trains on: micro-batches of its longest row, each with as many learned
-    positions (where logits are computed) as the row that has the most."""
+    """Predicted peak memory (train.memory) in this run's precision and device: micro-batches of
+    its longest row, each with as many learned positions as the row that has the most."""
     longest = max(len(e["input_ids"]) for e in examples)
     most_learned = max(sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in examples)
     return estimate(model=accelerator.unwrap_model(model).config, method=cfg.method,
@@ -270,7 +242,14 @@ class Run:
     evaluated_at: int | None = None  # the step of the last held-out loss
 
     def log(self, record: dict) -> None:
-        _log(self.accelerator, self.out, record)
+        accelerator = self.accelerator
+        accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None},
+                        step=record["step"])
+        if accelerator.is_main_process:
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            accelerator.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in record.items() if v is not None))
 
     def held_out_loss(self) -> None:
         loss = estimate_loss(self.accelerator, self.model, self.val_ex, self.cfg, self.tokenizer.pad_token_id)
@@ -279,8 +258,14 @@ class Run:
         self.evaluated_at = self.state["step"]
 
     def assertion_eval(self) -> None:
-        self.log(_assertion_eval(self.accelerator, self.model, self.tokenizer, self.val_rows, self.cfg,
-                                 self.state["step"]))
+        # generated in batches of a step's rows: no gradients or activations to keep, so they fit
+        cfg = self.cfg
+        result = assertion_eval(self.accelerator.unwrap_model(self.model), self.tokenizer, self.val_rows,
+                                cfg.assertion_eval, cfg.template, cfg.eot_token,
+                                cfg.micro_batch_size * cfg.grad_accum, synced_gpus=zero3(self.accelerator))
+        top = ", ".join(f"{rule} x{n}" for rule, n in result["failures"].most_common(3))
+        self.log({"step": self.state["step"], "valid_rate": result["valid_rate"], "valid_n": result["n"],
+                  "top_failures": top or None})
 
     def evaluations_due(self) -> None:
         """The held-out loss and the assertion eval of steps between the first and the last."""

@@ -3,8 +3,7 @@
     python -m train.memory --model llama-2-7b --method lora --seq-len 2048 --micro-batch 4 --gpu A100-40GB
     python -m train.memory --params 7e9 --method full --optim adamw16 --gpu A100-40GB
 
-Parameters are counted by building the model from its config on the meta device and
-wrapping it with peft, so no weights are needed (nor downloaded).
+Parameters are counted on the meta device (with peft), so no weights are needed.
 Bytes per parameter (the convention, printed with every estimate):
 
 - full, ``adamw`` (mixed precision): 16 = fp32 weights 4 + fp32 grads 4 + Adam m, v 8
@@ -14,12 +13,10 @@ Bytes per parameter (the convention, printed with every estimate):
 - qlora: as lora, but linear layers of the blocks in NF4 with double quantization,
   4.127 bits per parameter (Dettmers et al., 2023); embeddings and lm_head stay bf16.
 
-Activations (what autograd keeps for the backward pass), per token and layer, in bf16:
-norm inputs and outputs 4h, q and attention output 2h, k and v 2*kv, MLP gate, up,
-SiLU(gate) and product 4I, i.e. ``(6h + 2kv + 4I) * 2`` bytes with sdpa/flash attention;
-LoRA adds an fp32 copy of each adapted layer's input (and a dropout mask); gradient
-checkpointing keeps only each layer's input (2h) plus one layer recomputed. Logits cost
-``V * (2 + 4 + 4)`` bytes per token (bf16 logits, fp32 copy, fp32 log-softmax).
+Activations per token and layer, in bf16: ``(6h + 2kv + 4I) * 2`` bytes with sdpa/flash
+attention (norms 4h, q and attention output 2h, k and v 2kv, MLP 4I); LoRA adds an fp32 copy
+of each adapted layer's input (and a dropout mask); gradient checkpointing keeps each layer's
+input (2h) plus one layer recomputed. Logits: ``V * (2 + 4 + 4)`` bytes per token.
 """
 from __future__ import annotations
 

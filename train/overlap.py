@@ -1,14 +1,10 @@
-"""Warn when training rows repeat held-out rows: a held-out loss or assertion score measured
-on questions the model was trained on overstates it.
-
-The prompts (every turn but the answer) of ``data`` are checked against those of ``val_data``
-with curate's :class:`~curate.stages.decontaminate.Decontaminate` (exact, 6-word runs and
-Rouge-L > 0.7); the trainer only warns, since removing rows is curation's job (run the stage in
-the curation spec).
+"""Warn when training prompts repeat held-out ones (curate's ``Decontaminate`` stage), since
+held-out figures on questions the model trained on overstate it; removing rows is curation's job.
 """
 from __future__ import annotations
 
 from train.data import read_rows, to_messages
+from train.templates import prompt_messages
 
 SHOWN = 3  # matching rows named in the warning
 
@@ -17,9 +13,8 @@ def prompts(paths, fmt: str) -> list[tuple[str, str]]:
     """``(prompt text, "file:line")`` of every row: its turns before the last answer."""
     out = []
     for row, source, line in read_rows(paths):
-        messages = to_messages(row, fmt, (source, line))
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        out.append(("\n".join(str(m["content"]) for m in messages[:last]), f"{source}:{line}"))
+        messages = prompt_messages(to_messages(row, fmt, (source, line)))
+        out.append(("\n".join(str(m["content"]) for m in messages), f"{source}:{line}"))
     return out
 
 

@@ -1,10 +1,8 @@
 """Sample packing: several short examples in one row, none attending to another.
 
-Each packed row carries ``position_ids`` that restart at 0 for every example and no
-attention mask; transformers then builds a block-diagonal causal mask for eager and sdpa
-attention and uses the variable-length kernel for flash-attention (its "padding-free"
-path). That path needs ``use_cache=False`` in the forward call, which the loop passes.
-`check_isolation` proves it on the loaded model before training starts.
+Each packed row carries ``position_ids`` restarting at 0 per example and no attention mask;
+transformers then isolates the examples (block-diagonal mask, or flash-attention's
+variable-length kernel with ``use_cache=False``); `check_isolation` proves it on the model.
 """
 from __future__ import annotations
 

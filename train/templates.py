@@ -1,11 +1,8 @@
 """Render a conversation to text: the one function used for training and for inference.
 
-``template: auto`` uses the tokenizer's own chat template; ``chatml`` and ``alpaca`` are
-written out here for base models that ship without one. Training renders whole
-conversations with `render`; evaluation and serving render the prompt with
-`render_prompt`, which is `render` with the generation prompt, so the two cannot drift.
-
-A message is ``{"role": "system" | "user" | "assistant", "content": str}``.
+``template: auto`` uses the tokenizer's chat template; ``chatml`` and ``alpaca`` are written out
+here for base models without one. Evaluation and serving use `render_prompt`, which is `render`
+with the generation prompt, so the two cannot drift.
 """
 from __future__ import annotations
 
@@ -15,32 +12,24 @@ ALPACA_PREAMBLE = ("Below is an instruction that describes a task. "
                    "Write a response that appropriately completes the request.\n\n")
 
 
-def _chatml(messages: list[dict], add_generation_prompt: bool) -> str:
-    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
-    return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-
-
-def _alpaca(messages: list[dict], eos: str, add_generation_prompt: bool) -> str:
-    # Stanford Alpaca's prompt; an alpaca row with an input already carries "### Input:" in
-    # its user content (see data.to_messages), so single-turn rows render exactly as Alpaca did.
-    system = [m["content"] for m in messages if m["role"] == "system"]
-    text = (system[0] + "\n\n") if system else ALPACA_PREAMBLE
-    for m in messages:
-        if m["role"] == "user":
-            text += f"### Instruction:\n{m['content']}\n\n"
-        elif m["role"] == "assistant":
-            text += f"### Response:\n{m['content']}{eos}\n\n"
-    return text + ("### Response:\n" if add_generation_prompt else "")
-
-
 def render(messages: list[dict], tokenizer, template: str = "auto", add_generation_prompt: bool = False) -> str:
     """The conversation as the model sees it (special tokens included, as text)."""
     if template == "chatml":
-        return _chatml(messages, add_generation_prompt)
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
     if template == "alpaca":
         if not tokenizer.eos_token:
             raise TemplateError("template alpaca ends answers with the EOS token, but the tokenizer has none")
-        return _alpaca(messages, tokenizer.eos_token, add_generation_prompt)
+        # Stanford Alpaca's prompt; an alpaca row with an input already carries "### Input:" in
+        # its user content (see data.to_messages), so single-turn rows render exactly as Alpaca did.
+        system = [m["content"] for m in messages if m["role"] == "system"]
+        text = (system[0] + "\n\n") if system else ALPACA_PREAMBLE
+        for m in messages:
+            if m["role"] == "user":
+                text += f"### Instruction:\n{m['content']}\n\n"
+            elif m["role"] == "assistant":
+                text += f"### Response:\n{m['content']}{tokenizer.eos_token}\n\n"
+        return text + ("### Response:\n" if add_generation_prompt else "")
     if template != "auto":
         raise TemplateError(f"unknown template {template!r}; use auto, chatml or alpaca")
     if not getattr(tokenizer, "chat_template", None):
