@@ -10,27 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .._lazy import lazy_exports
 from ..errors import StageError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..core.stage import Stage
     from .report import ReportOptions
     from .runner import RunResult
 
 __all__ = ["Pipeline", "ReportOptions", "RunResult"]
-
-
-def __getattr__(name: str):
-    """``ReportOptions`` and ``RunResult``, imported when asked for: the command line's
-    ``--help`` and an unchanged rerun need neither pandas nor the report."""
-    if name == "ReportOptions":
-        from .report import ReportOptions
-        return ReportOptions
-    if name == "RunResult":
-        from .runner import RunResult
-        return RunResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported when asked for: the command line's --help and an unchanged rerun need neither
+# pandas nor the report
+__getattr__, __dir__ = lazy_exports(__name__, {"ReportOptions": "report", "RunResult": "runner"})
 
 
 def _report_options():

@@ -39,6 +39,18 @@ def chain_key(previous: str, *parts: str) -> str:
     return hashlib.sha256("|".join((previous, *parts)).encode()).hexdigest()[:20]
 
 
+def stage_stats(stats: dict) -> dict:
+    """A checkpoint's saved stats without what only the checkpoint needs."""
+    return {k: v for k, v in stats.items() if k not in STORED}
+
+
+def size_of(path: Path) -> int | None:
+    """Bytes of a file, or of every file in a folder; None when there is nothing."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else None
+
+
 def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, columns) -> bool:
     """Whether a sample of passed-through rows still equals the input rows."""
     through = np.flatnonzero(pos >= 0)
@@ -58,8 +70,7 @@ def _encode(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray):
     at = np.arange(len(part), dtype=np.int64)
     through = pos >= 0
     if not _unchanged(input_df, part, pos, [c for c in inputs if c != ID]):
-        created = part.assign(_at=at)
-        return None, created, "whole"
+        return None, part.assign(_at=at), "whole"
     passed = part.loc[through, added].assign(_pos=pos[through], _at=at[through])
     created = part.loc[~through].assign(_at=at[~through]) if (~through).any() else None
     return passed.reset_index(drop=True), created, "added"
@@ -79,25 +90,18 @@ class CheckpointStore:
         """The saved stats of the checkpoint in the stage's folder, whatever its key."""
         try:
             stats = json.loads((self.folder(index, name) / "stats.json").read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):
             return None
         return stats if isinstance(stats, dict) else None
 
     def entry(self, index: int, name: str, key: str) -> dict | None:
         """The saved stats of a checkpoint that is complete and has this key, else None."""
-        folder = self.folder(index, name)
         stats = self.stored(index, name)
-        if stats is None:
+        if stats is None or stats.get("key") != key or stats.get("format") != FORMAT:
             return None
-        if stats.get("key") != key or stats.get("format") != FORMAT:
-            return None
-        for file, size in stats.get("files", {}).items():
-            try:
-                if (folder / file).stat().st_size != size:
-                    return None
-            except OSError:
-                return None
-        return stats
+        folder = self.folder(index, name)
+        files = stats.get("files", {}).items()
+        return stats if all(size_of(folder / f) == size for f, size in files) else None
 
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
              result: StageResult, origin: dict | None = None) -> None:
@@ -142,8 +146,7 @@ class CheckpointStore:
                 stored = read_frame(passed)
                 base = input_df.iloc[stored.pop("_pos").to_numpy()].reset_index(drop=True)
                 for column in stored.columns:
-                    base[column] = stored[column].to_numpy() if column == "_at" else \
-                        stored[column].values
+                    base[column] = stored[column].values
                 pieces.append(base)
             if created.exists():
                 pieces.append(read_frame(created))
@@ -152,8 +155,8 @@ class CheckpointStore:
             if len(pieces) > 1 or "_at" in frame.columns:
                 frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
             tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
-        clean = {k: v for k, v in stats.items() if k not in STORED}
-        return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
+        return StageResult(tables["kept"], tables["rejected"], tables["errored"],
+                           stage_stats(stats))
 
     def prune(self, keep_names: set[str]) -> None:
         """Remove the checkpoints of stages no longer in the spec: only folders a run of this

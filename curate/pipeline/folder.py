@@ -56,11 +56,10 @@ def _tables(out: Path, manifest: dict) -> dict:
     current = source = _source(out, manifest)
     results = []
     for index, stats in enumerate(manifest["stages"], start=1):
-        folder = store.folder(index, stats["stage"])
-        try:
-            saved = json.loads((folder / "stats.json").read_text())
-        except (OSError, ValueError):
-            raise InputError(folder, "the checkpoint of this stage is missing") from None
+        saved = store.stored(index, stats["stage"])
+        if saved is None:
+            raise InputError(store.folder(index, stats["stage"]),
+                             "the checkpoint of this stage is missing")
         result = store.load(index, stats["stage"], saved, current)
         result.stats.update(reused=stats.get("reused", False))
         results.append((stats["stage"], result))

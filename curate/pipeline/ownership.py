@@ -124,21 +124,18 @@ class RunFolder:
         """Record paths this run is about to write; a path that holds something this library
         did not write, or a source, is refused."""
         with self._lock:
-            self._add(paths)
-
-    def _add(self, paths) -> None:
-        new = []
-        for path in paths:
-            rel = self.relative(path)
-            self._not_a_source(rel)
-            if rel not in self.wrote:
-                if (self.out / rel).exists() or (self.out / rel).is_symlink():
-                    raise OutputError(self.out / rel, "it holds a file this library did not "
-                                                      "write; move it or choose another --out")
-                new.append(rel)
-        if new:
-            self.wrote.update(new)
-            self._save()
+            new = []
+            for rel in map(self.relative, paths):
+                self._not_a_source(rel)
+                if rel not in self.wrote:
+                    if (self.out / rel).exists() or (self.out / rel).is_symlink():
+                        raise OutputError(self.out / rel, "it holds a file this library did "
+                                                          "not write; move it or choose "
+                                                          "another --out")
+                    new.append(rel)
+            if new:
+                self.wrote.update(new)
+                self._save()
 
     # -- removing ----------------------------------------------------------------------------
     def remove(self, path, forget: bool = False) -> None:
@@ -146,22 +143,19 @@ class RunFolder:
         whole (``export``), remove what runs wrote in it, and the folder once empty.
         The record keeps the path (a run writes it again) unless ``forget``."""
         with self._lock:
-            self._remove(self.relative(path), forget)
-
-    def _remove(self, rel: str, forget: bool = False) -> None:
-        target = self.out / rel
-        if rel in self.wrote:
-            self._not_a_source(rel)
-            _delete(target)
-            if forget:
-                self.wrote.discard(rel)
-                self._save()
-        elif target.is_dir() and not target.is_symlink():
-            inside = sorted(p for p in self.wrote if p.startswith(rel + "/"))
-            for child in inside:
-                self._remove(child, forget)
-            with contextlib.suppress(OSError):
-                target.rmdir()  # only when empty
+            rel = self.relative(path)
+            target = self.out / rel
+            if rel in self.wrote:
+                self._not_a_source(rel)
+                _delete(target)
+                if forget:
+                    self.wrote.discard(rel)
+                    self._save()
+            elif target.is_dir() and not target.is_symlink():
+                for child in sorted(p for p in self.wrote if p.startswith(rel + "/")):
+                    self.remove(child, forget)
+                with contextlib.suppress(OSError):
+                    target.rmdir()  # only when empty
 
     def remove_temporary(self) -> None:
         """Remove the temporary files and folders (``.<name>.<random>.tmp``) that this

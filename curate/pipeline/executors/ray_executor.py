@@ -1,29 +1,17 @@
 """The Ray Data executor: row-wise stages on Ray, the rest on the driver, one result.
 
-What runs where:
+A row-wise stage (``stage.kind == "row"``) runs as ``map_batches`` over consecutive slices of
+its input: Ray tasks for a deterministic stage, a pool of actors (each setting up its client
+once) for an LLM stage. Every slice goes through the stage's own ``run`` and the driver puts
+them together with :func:`~curate.pipeline.executors.batched.combine`, which gives the stats
+and ``max_errored`` decision of one run. ``MinHashDedup`` and ``ExactDedup`` run distributed
+(:mod:`~curate.pipeline.executors.ray_dedup`); other global stages and the runner stay on
+the driver, so a run folder is the same whichever executor wrote it.
 
-- a row-wise stage (``stage.kind == "row"``: the filters, Derive, and the LLM stages except
-  an Augment with few-shot rows) runs as Ray Data ``map_batches`` over consecutive slices
-  of its input. A deterministic stage runs as Ray tasks; an LLM stage as a pool of actors,
-  each of which sets up its client once. Every slice goes through the stage's own ``run``;
-  the driver concatenates the slices' results with
-  :func:`~curate.pipeline.executors.batched.combine` (row order is part of the stage
-  contract), which gives the stats and ``max_errored`` decision of one run over the whole
-  table;
-- ``MinHashDedup`` and ``ExactDedup`` run their pass distributed (signatures or key hashes
-  in ``map_batches``, candidates grouped by band or hash key and verified in Ray tasks; see
-  :mod:`~curate.pipeline.executors.ray_dedup`): the driver receives only the decisions;
-- the other global stages (RougeDedup, EmbeddingDedup, Sample, Augment with ``k`` > 0) run
-  on the driver;
-- the runner (plan, checkpoints, outputs, manifest) stays on the driver, so a run folder is
-  the same whichever executor wrote it, and either can resume it.
-
-Rate limits: an LLM stage's ``rpm`` and ``tpm`` are split evenly over its actors (each
-actor's client gets ``limit / actors``), so the pool as a whole keeps the client's limits;
-each actor keeps the client's ``concurrency``. The LLM response cache is the run folder's
-file, whose path is passed to every actor (sqlite in WAL mode, safe across processes).
-
-Ray is imported only when a :class:`RayExecutor` is made.
+An LLM stage's ``rpm`` and ``tpm`` are split evenly over its actors, so the pool keeps the
+client's limits; every actor uses the run folder's response cache file (sqlite in WAL mode,
+safe across processes). See "Running on Ray" in the README. Ray is imported only when a
+:class:`RayExecutor` is made.
 """
 from __future__ import annotations
 
@@ -118,9 +106,18 @@ def is_llm_stage(stage: Stage) -> bool:
     return isinstance(stage, LLMStage)
 
 
+def map_slices(ray, chunks: list[pd.DataFrame], fn, **options):
+    """Ray Data's ``map_batches`` of ``fn`` over ``chunks``, one slice a batch."""
+    dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
+    with warnings.catch_warnings():  # the retry bounds have no named parameter yet
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return dataset.map_batches(fn, batch_size=None, batch_format="pandas", **options)
+
+
 # -- what runs on the workers -----------------------------------------------------------------
-def _payload(outcome) -> pd.DataFrame:
-    return pd.DataFrame({"payload": [pickle.dumps(outcome, protocol=5)]})
+def payload(value) -> pd.DataFrame:
+    """What a worker sends back: ``value`` pickled in a one-cell frame."""
+    return pd.DataFrame({"payload": [pickle.dumps(value, protocol=5)]})
 
 
 def run_on_worker(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
@@ -139,7 +136,7 @@ def run_batch_task(batch: pd.DataFrame, stage_ref: list) -> pd.DataFrame:
     """A Ray task: one batch of a deterministic row-wise stage."""
     import ray
 
-    return _payload(run_on_worker(ray.get(stage_ref[0]), batch))
+    return payload(run_on_worker(ray.get(stage_ref[0]), batch))
 
 
 class LLMBatchActor:
@@ -159,7 +156,7 @@ class LLMBatchActor:
         from ...llm.cache import use_default_cache_path
 
         with use_default_cache_path(self.cache_path):
-            return _payload(run_on_worker(self.stage, batch, self.info))
+            return payload(run_on_worker(self.stage, batch, self.info))
 
 
 # -- the executor -------------------------------------------------------------------------------
@@ -193,7 +190,7 @@ class RayExecutor(Executor):
         self.llm_actors = llm_actors
         self.code_paths: list[Path] = []
         self._owns = self._started = False
-        self._log_levels: dict[str, int] = {}
+        self._log_level: int | None = None
 
     def __repr__(self) -> str:
         where = self.address or f"local, num_cpus={self.num_cpus or 'all'}"
@@ -217,7 +214,7 @@ class RayExecutor(Executor):
             if self.address is None:
                 options.update(num_cpus=self.num_cpus, include_dashboard=False,
                                object_store_memory=self.object_store_memory)
-            if self.address is not None:
+            else:
                 _check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
@@ -235,17 +232,17 @@ class RayExecutor(Executor):
         if self._owns:
             require_ray().shutdown()
         self._owns = self._started = False
-        for name, level in self._log_levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._log_levels.clear()
+        if self._log_level is not None:
+            logging.getLogger("ray.data").setLevel(self._log_level)
+        self._log_level = None
 
     def _quiet_logs(self) -> None:
         """Ray Data's execution plans, notices and tracebacks stay in Ray's own log files:
         every error it raises reaches the user as this executor's one line."""
-        for name in ("ray.data",):
-            logger = logging.getLogger(name)
-            self._log_levels.setdefault(name, logger.level)
-            logger.setLevel(logging.CRITICAL)
+        logger = logging.getLogger("ray.data")
+        if self._log_level is None:
+            self._log_level = logger.level
+        logger.setLevel(logging.CRITICAL)
 
     # -- one stage ------------------------------------------------------------------------------
     def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:
@@ -260,8 +257,7 @@ class RayExecutor(Executor):
                                        self._rows_per_batch(stage, len(df), cpus), cpus,
                                        WORKER_RETRIES)
             except ray.exceptions.RayError as error:
-                raise CurateError(f"stage {stage.name!r} failed on Ray: "
-                                  f"{type(error).__name__}: {one_line(error)}") from None
+                raise _failed(stage, error) from None
         if stage.kind != "row" or not len(df):
             return stage.run(df)
         self.start()
@@ -285,24 +281,22 @@ class RayExecutor(Executor):
         except Exception as error:
             raise CurateError(f"stage {stage.name!r} cannot be sent to Ray workers "
                               f"({one_line(error)}); run it with the local executor") from None
-        dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
         info = {"name": "ray", "batches": len(chunks)}
-        options = dict(batch_size=None, batch_format="pandas")
         if llm:
-            actors = min(workers, len(chunks))
-            options.update(fn_constructor_kwargs={"stage_ref": [stage_ref], "actors": actors,
-                                                  "cache_path": str(_cache_path())},
-                           compute=ray.data.ActorPoolStrategy(size=actors),
-                           num_cpus=min(1.0, cpus / actors) / 2,
-                           max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
-            info["actors"] = actors
+            from ...llm.cache import default_cache_path
+
+            actors = info["actors"] = min(workers, len(chunks))
+            # the run folder's cache, as an absolute path: workers lack the driver's context
+            cache = Path(default_cache_path()).expanduser().resolve()
+            mapped = map_slices(ray, chunks, LLMBatchActor, fn_constructor_kwargs={
+                "stage_ref": [stage_ref], "actors": actors, "cache_path": str(cache)},
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=min(1.0, cpus / actors) / 2,
+                max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
         else:
-            options.update(fn_kwargs={"stage_ref": [stage_ref]}, num_cpus=1,
-                           max_retries=WORKER_RETRIES)
             info["cpus"] = cpus
-        with warnings.catch_warnings():  # the retry bounds have no named parameter yet
-            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-            mapped = dataset.map_batches(LLMBatchActor if llm else run_batch_task, **options)
+            mapped = map_slices(ray, chunks, run_batch_task, fn_kwargs={"stage_ref": [stage_ref]},
+                                num_cpus=1, max_retries=WORKER_RETRIES)
         outcomes = self._collect(stage, mapped, len(df))
         limits = [o.info.get("rate_limits_per_actor") for o in outcomes]
         if any(limits):
@@ -327,8 +321,7 @@ class RayExecutor(Executor):
                     f"look in Ray's worker logs") from None
             if not isinstance(error, ray.exceptions.RayError):
                 raise
-            raise CurateError(f"stage {stage.name!r} failed on Ray: {type(error).__name__}: "
-                              f"{one_line(error)}") from error
+            raise _failed(stage, error) from error
         return outcomes
 
     def _rows_per_batch(self, stage: Stage, rows: int, workers: int) -> int:
@@ -337,6 +330,11 @@ class RayExecutor(Executor):
         concurrency = getattr(getattr(stage, "llm", None), "concurrency", 0) or 0
         least = 4 * concurrency if concurrency else 1_000
         return min(MAX_BATCH_ROWS, max(least, math.ceil(rows / (4 * workers))))
+
+
+def _failed(stage: Stage, error: BaseException) -> CurateError:
+    return CurateError(f"stage {stage.name!r} failed on Ray: {type(error).__name__}: "
+                       f"{one_line(error)}")
 
 
 def _worker_died(error: BaseException) -> bool:
@@ -366,11 +364,3 @@ def _check_reachable(address: str) -> None:
         raise CurateError(f"cannot attach to the Ray cluster at {address}: "
                           f"{error.strerror or error}; is `ray start --head` running "
                           f"there?") from None
-
-
-def _cache_path() -> Path:
-    """The response cache file of this run (the runner points the default into the run
-    folder), as an absolute path: workers do not see the driver's context."""
-    from ...llm.cache import default_cache_path
-
-    return Path(default_cache_path()).expanduser().resolve()
