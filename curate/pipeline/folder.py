@@ -3,11 +3,9 @@
     run = open_run("runs/honeycomb")
     run.manifest["rows"], run.kept, run.stages[3][1].rejected
 
-The source comes back from the copy the run saved in the folder (its ids and source lines
-included), so a run stays readable after its source file is edited or moved; a folder
-without one (written by an older version) reads the file the manifest names, checked
-against the digest it recorded. Each stage's tables are rebuilt from its checkpoint. The
-review app and notebooks read runs this way.
+The source comes back from the copy saved in the folder, so a run stays readable after its
+source file is edited or moved; a folder without one (an older version's) reads the file the
+manifest names, checked against its digest. Each stage's tables come from its checkpoint.
 """
 from __future__ import annotations
 

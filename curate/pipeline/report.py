@@ -1,14 +1,9 @@
-"""The run report: an HTML page a person would rather look at than read.
+"""The run report: an HTML page a person would rather look at than read (funnel, reasons,
+examples, distributions, near-duplicates, critiques, errors; the review app browses every row).
 
-It shows the funnel of rows per stage, rejection reasons by count, a few kept and rejected
-example rows of every stage, the distribution of a chosen measure before and after,
-near-duplicate pairs sampled from each dedup stage, judge critiques, stage warnings and a
-sample of errored rows, and names the command that opens the run in the review app
-(``python -m curate.review <run folder>``), where every row can be browsed. Which columns
-hold pairs, scores and critiques is read from each stage's declaration
-(:meth:`Stage.added_columns`), never guessed.
-The page samples what it shows, so its cost does not grow with the run. Charts are inline
-SVG: one file with no scripts and no network.
+Which columns hold pairs, scores and critiques is read from each stage's declaration
+(:meth:`Stage.added_columns`), never guessed. The page samples what it shows, so its cost
+does not grow with the run; charts are inline SVG: one file, no scripts, no network.
 """
 from __future__ import annotations
 

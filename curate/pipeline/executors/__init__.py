@@ -1,18 +1,49 @@
 """Executors: where the runner runs each stage it computes.
 
-The runner owns the plan, checkpoints, outputs and the manifest; an executor only turns one
-stage and its input table into that stage's :class:`~curate.core.stage.StageResult`. The
-default, :class:`LocalExecutor`, calls ``stage.run`` in the runner's process.
-:class:`~curate.pipeline.executors.ray_executor.RayExecutor` runs row-wise stages on Ray
-Data and gives the same result (see :mod:`curate.pipeline.executors.batched`). Importing
-this package imports no Ray.
+The runner owns the plan, checkpoints, outputs and manifest; an executor only turns a stage
+and its input into a :class:`~curate.core.stage.StageResult`: :class:`LocalExecutor` in this
+process, :class:`~curate.pipeline.executors.ray_executor.RayExecutor` on Ray Data with the
+same result. Importing this package imports no Ray.
 """
 from __future__ import annotations
 
+import pandas as pd
+
+from ...core.stage import Stage, StageResult
 from ...errors import CurateError
-from .base import Executor, LocalExecutor
 
 NAMES = ("local", "ray")
+
+
+class Executor:
+    """Runs stages for the runner. ``prepare`` is called once before the first stage of a
+    run, ``close`` when the one who made the executor is done with it."""
+
+    name = "executor"
+
+    def prepare(self, pipeline) -> None:
+        """Learn what the run's stages need (e.g. the spec's folder for its modules)."""
+
+    def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the executor started."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """Every stage in this process, one after the other: ``stage.run(df)``."""
+
+    name = "local"
+
+    def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:
+        return stage.run(df)
 
 
 def make_executor(executor=None, **options) -> tuple[Executor, bool]:

@@ -1,15 +1,10 @@
 """A row-wise stage run batch by batch, put back together as one run over the whole table.
 
-A row-wise stage (``kind == "row"``) decides every row from that row alone, so it can run on
-consecutive slices of its input in other processes. Each slice goes through the stage's own
-:meth:`~curate.core.stage.Stage.run` on a copy whose errored-share check is off. Row order
-is part of the stage contract (input order, a created row right after its parent), so
-:func:`combine` concatenates the slices' parts in slice order and gets the order of one run.
-
-Stats follow one rule (:func:`merge_stats`): numbers add, nested dicts merge, lists
-concatenate; then the stage's base stats (counts, reasons, errors) are computed again on the
-combined tables, an LLM stage's health again from its summed counts, and ``max_errored`` is
-judged on the whole with the stage's own check.
+A row-wise stage (``kind == "row"``) decides every row from that row alone, so slices of its
+input can go through its own :meth:`~curate.core.stage.Stage.run` in other processes (on a
+copy whose errored-share check is off). Row order is part of the stage contract, so
+:func:`combine` concatenates the parts in slice order; it then computes the base stats, an
+LLM stage's health and the ``max_errored`` decision again on the whole.
 """
 from __future__ import annotations
 

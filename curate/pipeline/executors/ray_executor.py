@@ -32,7 +32,7 @@ from ...core.stage import Stage, StageResult, one_line
 from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
-from .base import Executor
+from . import Executor
 from .batched import BatchOutcome, combine, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
@@ -179,7 +179,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, num_cpus: int | None = None, *,
                  object_store_memory: int | None = None, batch_rows: int | None = None,
                  llm_actors: int | None = None):
-        require_ray()
+        self.ray = require_ray()
         for what, value in (("num_cpus", num_cpus), ("batch_rows", batch_rows),
                             ("llm_actors", llm_actors)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -205,9 +205,8 @@ class RayExecutor(Executor):
         """Start or attach to Ray (done on the first row-wise stage; a no-op after)."""
         if self._started:
             return
-        ray = require_ray()
         self._quiet_logs()
-        if not ray.is_initialized():
+        if not self.ray.is_initialized():
             runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
                 worker_paths(self.code_paths))}}
             options = dict(runtime_env=runtime_env, logging_level=logging.WARNING)
@@ -217,7 +216,7 @@ class RayExecutor(Executor):
             else:
                 _check_reachable(self.address)
             try:
-                ray.init(address=self.address, **options)
+                self.ray.init(address=self.address, **options)
             except Exception as error:  # Ray raises many kinds; each is one line here
                 what = (f"attach to the Ray cluster at {self.address}" if self.address
                         else "start a local Ray")
@@ -230,7 +229,7 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         if self._owns:
-            require_ray().shutdown()
+            self.ray.shutdown()
         self._owns = self._started = False
         if self._log_level is not None:
             logging.getLogger("ray.data").setLevel(self._log_level)
@@ -250,13 +249,12 @@ class RayExecutor(Executor):
 
         if len(df) and distributes(stage):
             self.start()
-            ray = require_ray()
-            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            cpus = self._cpus()
             try:
-                return run_distributed(ray, shippable(stage), df,
+                return run_distributed(self.ray, shippable(stage), df,
                                        self._rows_per_batch(stage, len(df), cpus), cpus,
                                        WORKER_RETRIES)
-            except ray.exceptions.RayError as error:
+            except self.ray.exceptions.RayError as error:
                 raise _failed(stage, error) from None
         if stage.kind != "row" or not len(df):
             return stage.run(df)
@@ -270,10 +268,11 @@ class RayExecutor(Executor):
         result.stats["executor"] = info
         return result
 
+    def _cpus(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
     def _map(self, stage: Stage, df: pd.DataFrame) -> tuple[list, dict]:
-        ray = require_ray()
-        llm = is_llm_stage(stage)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ray, llm, cpus = self.ray, is_llm_stage(stage), self._cpus()
         workers = (self.llm_actors or cpus) if llm else cpus
         chunks = split(df, self._rows_per_batch(stage, len(df), workers))
         try:
@@ -304,7 +303,6 @@ class RayExecutor(Executor):
         return outcomes, info
 
     def _collect(self, stage: Stage, mapped, total: int) -> list:
-        ray = require_ray()
         outcomes = []
         try:
             with task(f"{stage.name} (ray)", total=total) as bar:
@@ -313,13 +311,13 @@ class RayExecutor(Executor):
                         outcomes.append(pickle.loads(payload))
                         bar.advance(outcomes[-1].rows)
         except Exception as error:  # a worker or actor lost, memory...
-            if _worker_died(error):
+            if _worker_died(self.ray, error):
                 raise CurateError(
                     f"stage {stage.name!r}: a Ray worker died while running it, "
                     f"{WORKER_RETRIES + 1} times (a crash in native code, os._exit or the "
                     f"out-of-memory killer); run with --executor local to see the row, or "
                     f"look in Ray's worker logs") from None
-            if not isinstance(error, ray.exceptions.RayError):
+            if not isinstance(error, self.ray.exceptions.RayError):
                 raise
             raise _failed(stage, error) from error
         return outcomes
@@ -337,9 +335,8 @@ def _failed(stage: Stage, error: BaseException) -> CurateError:
                        f"{one_line(error)}")
 
 
-def _worker_died(error: BaseException) -> bool:
+def _worker_died(ray, error: BaseException) -> bool:
     """Whether ``error`` (or an error it wraps) is Ray's news of a worker or actor lost."""
-    ray = require_ray()
     lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
             ray.exceptions.ActorUnavailableError, ray.exceptions.OutOfMemoryError,
             ray.exceptions.NodeDiedError)
