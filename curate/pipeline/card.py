@@ -44,8 +44,7 @@ def header(manifest: dict, export_files: list[str]) -> str:
 
 
 def _models(stage) -> str:
-    llm = getattr(stage, "llm", None)
-    model = getattr(llm, "model", None)
+    model = getattr(getattr(stage, "llm", None), "model", None)
     return f"`{model}`" if model else ""
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..core.stage import StageResult
 from ..core.table import ID, canonical_json, positions, row_dicts
 from ..io.atomic import output_errors, write_json
 from ..io.columnar import read_frame, write_frame
+from .ownership import read_json
 
 PARTS = ("kept", "rejected", "errored")
 STORED = ("key", "format", "parts", "files", "fingerprint", "input")  # not the stage's stats
@@ -88,10 +88,7 @@ class CheckpointStore:
 
     def stored(self, index: int, name: str) -> dict | None:
         """The saved stats of the checkpoint in the stage's folder, whatever its key."""
-        try:
-            stats = json.loads((self.folder(index, name) / "stats.json").read_text())
-        except (OSError, ValueError):
-            return None
+        stats = read_json(self.folder(index, name) / "stats.json")
         return stats if isinstance(stats, dict) else None
 
     def entry(self, index: int, name: str, key: str) -> dict | None:

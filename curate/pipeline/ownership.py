@@ -33,7 +33,8 @@ class NotARunFolder(CurateError):
     """``--out`` names a folder that holds files this library did not write."""
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
+    """The JSON in ``path``, or None when it cannot be read."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -41,7 +42,7 @@ def _read_json(path: Path):
 
 
 def _our_checkpoint(folder: Path) -> bool:
-    stats = _read_json(folder / "stats.json")
+    stats = read_json(folder / "stats.json")
     return folder.is_dir() and bool(_CHECKPOINT.match(folder.name)) and \
         isinstance(stats, dict) and "key" in stats and "format" in stats
 
@@ -51,7 +52,7 @@ def _written_before(out: Path) -> set[str]:
     from ..formats.chat import FORMATS
 
     wrote = {name for name in TOP_FILES if (out / name).is_file()}
-    manifest = _read_json(out / "manifest.json")
+    manifest = read_json(out / "manifest.json")
     export = out / "export"
     if export.is_dir():
         named = [Path(p).name for p in ((manifest or {}).get("export") or {}).values()
@@ -69,7 +70,7 @@ def _written_before(out: Path) -> set[str]:
 
 
 def _earlier_run(out: Path) -> bool:
-    manifest = _read_json(out / "manifest.json")
+    manifest = read_json(out / "manifest.json")
     return (isinstance(manifest, dict) and "stages" in manifest) or \
         any(p.startswith("checkpoints/") for p in _written_before(out))
 
@@ -91,7 +92,7 @@ class RunFolder:
         """The record of ``out``: read, or made for a new, empty or older run folder; a
         folder holding anything else is refused."""
         out = Path(out)
-        record = _read_json(out / RECORD)
+        record = read_json(out / RECORD)
         if isinstance(record, dict):
             folder = cls(out, set(record.get("wrote", [])), sources)
         else:

@@ -74,9 +74,8 @@ def _measure(df: pd.DataFrame, measure) -> np.ndarray:
 def histogram(before: np.ndarray, after: np.ndarray, bins: int = 20) -> dict | None:
     if len(before) == 0:
         return None
-    lo, hi = float(np.min(before)), float(np.max(before))
-    if len(after):
-        lo, hi = min(lo, float(np.min(after))), max(hi, float(np.max(after)))
+    both = np.concatenate([before, after])
+    lo, hi = float(both.min()), float(both.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     b, _ = np.histogram(before, edges)
     a, _ = np.histogram(after, edges) if len(after) else (np.zeros(bins, int), None)
@@ -109,8 +108,7 @@ def _near_duplicates(manifest, run, field, limit) -> list[dict]:
         if dup_col is None or dup_col not in rejected.columns:
             continue
         shown = _sample(rejected[rejected[dup_col].notna()], limit)
-        wanted = set(shown[dup_col])
-        kept = result.kept[isin(result.kept[ID], list(wanted))]
+        kept = result.kept[isin(result.kept[ID], list(set(shown[dup_col])))]
         by_id = dict(zip(kept[ID], row_dicts(kept)))
         scores = shown[score_col].tolist() if score_col in shown.columns else [None] * len(shown)
         for row, dup, score in zip(row_dicts(shown), shown[dup_col], scores):
@@ -161,13 +159,11 @@ def _critiques(manifest, run, field, limit) -> list[dict]:
 
 
 def _reasons(manifest) -> list[dict]:
-    counts = []
     export = manifest.get("export_errored") or {}
-    for s in [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]:
-        for code, n in (s.get("reasons") or {}).items():
-            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "rejected"})
-        for code, n in (s.get("errors") or {}).items():
-            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "errored"})
+    stages = [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]
+    counts = [{"stage": s["stage"], "code": code, "count": n, "kind": kind} for s in stages
+              for key, kind in (("reasons", "rejected"), ("errors", "errored"))
+              for code, n in (s.get(key) or {}).items()]
     return sorted(counts, key=lambda c: -c["count"])
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import platform
 import time
 import uuid
@@ -41,7 +40,7 @@ from .checkpoint import CheckpointStore, chain_key, size_of, stage_stats
 from .executors import make_executor
 from .lock import run_folder_lock
 from .recompute import recompute_reason
-from .ownership import RunFolder, prepare_folder
+from .ownership import RunFolder, prepare_folder, read_json
 from .report import render_report
 from .summary import print_funnel
 
@@ -189,10 +188,9 @@ class _Run:
 
     # -- running ----------------------------------------------------------------------------
     def execute(self) -> RunResult:
-        export = self.pipeline.export
         self.folder.check(["manifest.json", "checkpoints", "cache",
                            *(name for name in OUTPUTS if name != "export"),
-                           *(f"export/{name}" for name in _export_files(export))])
+                           *(f"export/{name}" for name in _export_files(self.pipeline.export))])
         self.folder.remove_temporary()
         self.previous = self._take_manifest()
         self.plan()
@@ -254,12 +252,8 @@ class _Run:
         self.rejected_lines = []  # each stage's rejected rows as JSON lines, encoded aside
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
             for index, stage in enumerate(self.pipeline.stages, start=1):
-                entry = self.entries[index - 1]
-                if index - 1 < self.first_to_run and entry is not None:
-                    result = self.store.load(index, stage.name, entry, current)
-                    result.stats["reused"] = True
-                else:
-                    result = self._run_stage(index, stage, current, results)
+                result = self._reuse(index, stage, current) if index - 1 < self.first_to_run \
+                    else self._run_stage(index, stage, current, results)
                 if len(result.rejected) and "rejected.jsonl.gz" not in self.reuse_outputs:
                     self.rejected_lines.append(
                         self.background.submit(json_line_array, result.rejected, "\n"))
@@ -304,14 +298,17 @@ class _Run:
 
     def _load_all(self) -> dict:
         """Every table of a fully reused run, rebuilt from the checkpoints."""
-        source = self._source_table()
-        current, results = source, []
+        source = current = self._source_table()
+        results = []
         for index, stage in enumerate(self.pipeline.stages, start=1):
-            result = self.store.load(index, stage.name, self.entries[index - 1], current)
-            result.stats["reused"] = True
-            results.append((stage.name, result))
-            current = result.kept
+            results.append((stage.name, self._reuse(index, stage, current)))
+            current = results[-1][1].kept
         return self._split_export({"source": source, "kept": current, "stages": results})
+
+    def _reuse(self, index: int, stage, current) -> StageResult:
+        result = self.store.load(index, stage.name, self.entries[index - 1], current)
+        result.stats["reused"] = True
+        return result
 
     # -- outputs ----------------------------------------------------------------------------
     def _write_outputs(self, run: RunResult) -> None:
@@ -352,10 +349,7 @@ class _Run:
     def _take_manifest(self) -> dict | None:
         """Read the previous manifest, then remove it: until this run ends, none is there."""
         path = self.out / "manifest.json"
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError):
-            previous = None
+        previous = read_json(path)
         with output_errors(path):
             self.folder.remove(path)
         return previous
@@ -377,11 +371,9 @@ class _Run:
     def _source_table(self) -> pd.DataFrame:
         """The source rows: the saved copy when it holds this source, else read and saved."""
         copy, stamp = self.out / SOURCE_COPY, self.out / (SOURCE_COPY + ".key")
-        try:
+        with contextlib.suppress(OSError):
             if stamp.read_text() == self.source_key:
                 return read_frame(copy)
-        except OSError:
-            pass
         source = self.pipeline.load_source(self.limit)
         self.background.submit(self._save_source, source, copy, stamp)
         return source
