@@ -101,23 +101,21 @@ class Pipeline:
 
         known = list(dict.fromkeys(map(str, columns)))
 
-        def shown():
-            return ", ".join(c for c in known if not c.startswith("_"))
+        def check(owner: str, name: str, problem: str) -> None:
+            if name not in known:
+                shown = ", ".join(c for c in known if not c.startswith("_"))
+                raise StageError(owner, f"{problem} (fields: {shown}){did_you_mean(name, known)}",
+                                 field=name)
 
         for stage in self.stages:
             for name in stage.required_fields():
-                if name not in known:
-                    raise StageError(stage.name, f"the table has no field {name!r} (fields: "
-                                                 f"{shown()}){did_you_mean(name, known)}",
-                                     field=name)
+                check(stage.name, name, f"the table has no field {name!r}")
             known += [str(c) for c in stage.added_columns() if str(c) not in known]
             if not type(stage).__dict__.get("declares_columns", False):
                 return  # a subclass may add columns its class did not declare
         for name in self.export.required_fields() if self.export is not None else ():
-            if name not in known:
-                raise StageError(self.export.name, f"the template needs field {name!r}, which "
-                                                   f"no row will have (fields: {shown()})"
-                                                   f"{did_you_mean(name, known)}", field=name)
+            check(self.export.name, name, f"the template needs field {name!r}, which no row "
+                                          f"will have")
 
     # -- the source ------------------------------------------------------------------------
     def resolved_source(self):

@@ -133,7 +133,7 @@ class CheckpointStore:
 
     def load(self, index: int, name: str, stats: dict, input_df: pd.DataFrame) -> StageResult:
         folder = self.folder(index, name)
-        tables = {}
+        tables = []
         for part in PARTS:
             info = stats["parts"][part]
             passed = folder / f"{part}.parquet"
@@ -151,9 +151,8 @@ class CheckpointStore:
                 (pieces[0] if pieces else input_df.iloc[0:0])
             if len(pieces) > 1 or "_at" in frame.columns:
                 frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
-            tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
-        return StageResult(tables["kept"], tables["rejected"], tables["errored"],
-                           stage_stats(stats))
+            tables.append(frame.reindex(columns=info["columns"]).reset_index(drop=True))
+        return StageResult(*tables, stage_stats(stats))
 
     def prune(self, keep_names: set[str]) -> None:
         """Remove the checkpoints of stages no longer in the spec: only folders a run of this

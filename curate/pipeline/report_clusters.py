@@ -18,12 +18,6 @@ CLUSTERS_FILE = "cache/clusters.parquet"
 EMBEDDINGS_FILE = "cache/embeddings.sqlite"
 
 
-def options(spec):
-    from ..clustering import ClusterOptions
-
-    return spec if isinstance(spec, ClusterOptions) else ClusterOptions(str(spec))
-
-
 def every_row(run, field: str) -> pd.DataFrame:
     """``_id`` and ``field`` of every row the run saw, each id once (its last version)."""
     tables = [run.source] + [t for _, r in run.stages for t in (r.kept, r.rejected, r.errored)]
@@ -58,7 +52,9 @@ def cluster_section(run, spec) -> dict | None:
     if spec is None:
         (run.out / CLUSTERS_FILE).unlink(missing_ok=True)  # from a run that asked for them
         return None
-    opts = options(spec)
+    from ..clustering import ClusterOptions
+
+    opts = spec if isinstance(spec, ClusterOptions) else ClusterOptions(str(spec))
     rows = every_row(run, opts.field)
     if not len(rows):
         return {"field": opts.field, "problem": f"no row has a field {opts.field!r}"}

@@ -155,10 +155,9 @@ def _minhash(ray, stage: MinHashDedup, df: pd.DataFrame, batch_rows: int, cpus: 
 def _canonical_slice(stage: ExactDedup, batch: pd.DataFrame, plain: dict):
     canon, missing = stage.canonical_columns(batch, plain)
     frame = pd.DataFrame(canon)
-    hashes, present = [], []
-    for key in stage.keys:
-        hashes.append(pd.util.hash_pandas_object(frame[list(key)], index=False).to_numpy())
-        present.append(~np.logical_or.reduce([missing[f] for f in key]))
+    hashes = [pd.util.hash_pandas_object(frame[list(key)], index=False).to_numpy()
+              for key in stage.keys]
+    present = [~np.logical_or.reduce([missing[f] for f in key]) for key in stage.keys]
     return batch[ROW].to_numpy(), np.stack(hashes), np.stack(present), frame
 
 
