@@ -9,6 +9,8 @@ LLM stage's health and the ``max_errored`` decision again on the whole.
 from __future__ import annotations
 
 import copy
+import pickle
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -37,6 +39,19 @@ def split(df: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
     """Consecutive slices of at most ``rows`` rows."""
     rows = max(1, int(rows))
     return [df.iloc[start:start + rows] for start in range(0, len(df), rows)]
+
+
+def map_slices(ray, chunks: list[pd.DataFrame], fn, **options):
+    """Ray Data's ``map_batches`` of ``fn`` over ``chunks``, one slice a batch."""
+    dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
+    with warnings.catch_warnings():  # the retry bounds have no named parameter yet
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return dataset.map_batches(fn, batch_size=None, batch_format="pandas", **options)
+
+
+def payload(value) -> pd.DataFrame:
+    """What a worker sends back: ``value`` pickled in a one-cell frame."""
+    return pd.DataFrame({"payload": [pickle.dumps(value, protocol=5)]})
 
 
 def run_batch(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:

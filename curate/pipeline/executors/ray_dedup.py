@@ -29,8 +29,7 @@ import pandas as pd
 from ...core.stage import Stage, StageResult
 from ...stages.dedup_exact import ExactDedup, _first_positions
 from ...stages.dedup_minhash import MinHashDedup, Sketches
-from .batched import split
-from .ray_executor import map_slices, payload
+from .batched import map_slices, payload, split
 
 ROW = "__row__"
 

@@ -23,7 +23,6 @@ import pickle
 import socket
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +31,8 @@ from ...core.stage import Stage, StageResult, one_line
 from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
-from . import Executor
-from .batched import BatchOutcome, combine, run_batch, split
+from .base import Executor
+from .batched import BatchOutcome, combine, map_slices, payload, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
 MAX_BATCH_ROWS = 50_000
@@ -106,20 +105,7 @@ def is_llm_stage(stage: Stage) -> bool:
     return isinstance(stage, LLMStage)
 
 
-def map_slices(ray, chunks: list[pd.DataFrame], fn, **options):
-    """Ray Data's ``map_batches`` of ``fn`` over ``chunks``, one slice a batch."""
-    dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
-    with warnings.catch_warnings():  # the retry bounds have no named parameter yet
-        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-        return dataset.map_batches(fn, batch_size=None, batch_format="pandas", **options)
-
-
 # -- what runs on the workers -----------------------------------------------------------------
-def payload(value) -> pd.DataFrame:
-    """What a worker sends back: ``value`` pickled in a one-cell frame."""
-    return pd.DataFrame({"payload": [pickle.dumps(value, protocol=5)]})
-
-
 def run_on_worker(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
     """One batch; a stage that crashes (a bug, not a row error) gives a one-line error."""
     try:
@@ -307,8 +293,8 @@ class RayExecutor(Executor):
         try:
             with task(f"{stage.name} (ray)", total=total) as bar:
                 for batch in mapped.iter_batches(batch_size=None, batch_format="pandas"):
-                    for payload in batch["payload"]:
-                        outcomes.append(pickle.loads(payload))
+                    for pickled in batch["payload"]:
+                        outcomes.append(pickle.loads(pickled))
                         bar.advance(outcomes[-1].rows)
         except Exception as error:  # a worker or actor lost, memory...
             if _worker_died(self.ray, error):
