@@ -121,11 +121,8 @@ class Pipeline:
     def resolved_source(self):
         """The source, with a relative path taken from ``base``."""
         source = self.source
-        if isinstance(source, (str, Path)):
-            path = Path(source).expanduser()
-            if not path.is_absolute() and self.base is not None:
-                path = Path(self.base) / path
-            return path
+        if isinstance(source, (str, Path)):  # an absolute path stays as it is
+            return Path(self.base or ".") / Path(source).expanduser()
         if hasattr(source, "load") and hasattr(source, "base"):
             source.base = Path(self.base) if self.base is not None else None
         return source

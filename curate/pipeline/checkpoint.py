@@ -1,17 +1,15 @@
 """Per-stage checkpoints in a run folder, and the keys that decide whether one is reusable.
 
-A stage's key chains the key of its input with the stage's fingerprint, so changing a
-stage's parameters (or anything before it) invalidates it and every stage after it. The
-keys of a whole run are known before anything runs, so a rerun knows at once which
+A stage's key chains its input's key with its fingerprint, so changing a stage (or anything
+before it) invalidates it and every stage after it, and a rerun knows before running which
 stages it can reuse.
 
-A checkpoint stores what the stage *added*, not the rows it passed through: for each part
-(kept, rejected, errored) a Parquet file with each row's position in the stage's input
-(``_pos``), its position in the part (``_at``) and the columns the stage added, plus, for
-rows the stage created, a second file holding them whole. Loading takes the passed-through
-rows from the input table (which the chain of keys guarantees is the same) and puts the
-parts back together. ``stats.json`` is written last, atomically, with the file sizes: a
-checkpoint without it, with another key, or with a file of another size is recomputed.
+A checkpoint stores what the stage *added*, not the rows it passed through: per part (kept,
+rejected, errored) a Parquet file with each row's position in the input (``_pos``) and in
+the part (``_at``) and the columns the stage added, plus the rows it created, whole, in a
+second file. Loading takes the passed-through rows from the input (the same, by the chain of
+keys). ``stats.json`` is written last, atomically, with the file sizes: a checkpoint
+without it, with another key or with a file of another size is recomputed.
 """
 from __future__ import annotations
 

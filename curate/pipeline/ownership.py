@@ -1,12 +1,10 @@
 """What this library wrote in a run folder, so that a run removes or replaces nothing else.
 
-The first run into a folder writes ``.curate-run.json`` before anything else; the folder is
-then this library's. A folder is taken only when it is new or empty, or holds the run of an
-earlier version of the library (a manifest or checkpoints); any other folder is refused
-with one line. Every path a run is about to write (an output file, an export file, a
-checkpoint) is added to the record first, so a run that is killed leaves a record of what
-it may have written. A run removes or replaces only recorded paths, never a source it
-reads, and removes the temporary files its own atomic writers left behind when killed.
+The first run into a folder writes ``.curate-run.json``; a folder is taken only when it is
+new or empty or holds an earlier version's run, else it is refused with one line. Every path
+a run is about to write is recorded first, so a killed run leaves a record of what it may
+have written. A run removes or replaces only recorded paths, never a source it reads, and
+removes the temporary files its own atomic writers left behind when killed.
 """
 from __future__ import annotations
 

@@ -1,17 +1,14 @@
 """Run a pipeline into a run folder: plan, reuse, run what changed, write the outputs.
 
-Before anything runs, the runner computes every key of the run: the source's digest, then
-for each stage the chain (previous key, stage fingerprint), then one key per output file.
-A stage whose checkpoint has its key is reused; the first one that does not, and every
-stage after it, is run. An output whose key is the one in the previous manifest (and whose
-file is intact) is kept as it is. An unchanged rerun therefore reads a few small files and
-writes a new manifest; nothing is recomputed or rewritten.
+Before anything runs, the runner computes every key: the source's digest, a chain (previous
+key, stage fingerprint) per stage, and one key per output file. Stages are reused up to the
+first whose checkpoint lacks its key; an output whose key and size match the previous
+manifest is kept. An unchanged rerun thus reads a few small files and writes a new manifest.
 
 The folder is locked while a run uses it. ``manifest.json`` is removed first and written
-last, so a folder without it holds no finished run; outputs this run meant to replace are
-removed before it starts, and outputs it wrote are removed again if it fails. Only what
-runs wrote is ever removed or replaced (:mod:`.ownership`), and each stage that runs again
-says why (:mod:`.recompute`).
+last, so a folder without it holds no finished run; what a failed run wrote is removed
+again, and only what runs wrote is ever removed or replaced (:mod:`.ownership`). Each stage
+that runs again says why (:mod:`.recompute`).
 """
 from __future__ import annotations
 
