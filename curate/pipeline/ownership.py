@@ -55,13 +55,11 @@ def _written_before(out: Path) -> set[str]:
     if export.is_dir():
         named = [Path(p).name for p in ((manifest or {}).get("export") or {}).values()
                  if isinstance(p, str)]
-        for name in named or [f"{fmt}.jsonl" for fmt in FORMATS] + ["dataset"]:
-            if (export / name).exists():
-                wrote.add(f"export/{name}")
+        names = named or [f"{fmt}.jsonl" for fmt in FORMATS] + ["dataset"]
+        wrote |= {f"export/{name}" for name in names if (export / name).exists()}
     checkpoints = out / "checkpoints"
-    for name in ("00_source.parquet", "00_source.parquet.key"):
-        if (checkpoints / name).is_file():
-            wrote.add(f"checkpoints/{name}")
+    wrote |= {f"checkpoints/{name}" for name in ("00_source.parquet", "00_source.parquet.key")
+              if (checkpoints / name).is_file()}
     if checkpoints.is_dir():
         wrote |= {f"checkpoints/{p.name}" for p in checkpoints.iterdir() if _our_checkpoint(p)}
     return wrote
