@@ -97,12 +97,11 @@ def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate
         return (cost_of(llm.model, p, c, llm.prices),
                 cost_of(llm.model, p, c, llm.prices, price=batch_price))
 
-    online, batch = costs(prompt, completion)
-    max_online, max_batch = costs(max_prompt, rounds * completion)
     return StageEstimate(stage.name, llm.model, len(df), len(resolved),
-                         len(resolved) - len(todo), prompt,
-                         completion, online, batch, rounds * len(todo), max_online,
-                         max_batch, options is not None and llm.backend is None,
+                         len(resolved) - len(todo), prompt, completion,
+                         *costs(prompt, completion), rounds * len(todo),
+                         *costs(max_prompt, rounds * completion),
+                         options is not None and llm.backend is None,
                          llm.backend is not None or online_price is not None)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from ..core.fingerprint import Fingerprint, fingerprint_of
 from ..core.table import ID, ORIGIN, REASON, REASON_CODE, isin, row_dicts
 from .report_clusters import cluster_section
-from .summary import top_reason
+from .summary import LLM_COLUMNS, errored_lines, llm_rows, top_reason
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
 SEED = 0
@@ -181,7 +181,6 @@ def render_report(pipeline, run, manifest: dict) -> str:
     warnings = [{"stage": s["stage"], "text": w} for s in manifest["stages"]
                 for w in s.get("warnings", [])]
     reasons = _reasons(manifest)
-    from .summary import LLM_COLUMNS, errored_lines, llm_rows
     samples = {s["stage"]: s.get("failure_sample", []) for s in manifest["stages"]}
     return env.get_template("report.html").render(
         llm_columns=LLM_COLUMNS, llm_rows=llm_rows(manifest), failure_samples=samples,
