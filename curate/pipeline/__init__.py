@@ -10,27 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from .._lazy import lazy_exports
 from ..errors import StageError
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..core.stage import Stage
     from .report import ReportOptions
     from .runner import RunResult
 
 __all__ = ["Pipeline", "ReportOptions", "RunResult"]
-
-
-def __getattr__(name: str):
-    """``ReportOptions`` and ``RunResult``, imported when asked for: the command line's
-    ``--help`` and an unchanged rerun need neither pandas nor the report."""
-    if name == "ReportOptions":
-        from .report import ReportOptions
-        return ReportOptions
-    if name == "RunResult":
-        from .runner import RunResult
-        return RunResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# imported when asked for: the command line's --help and an unchanged rerun need neither
+# pandas nor the report
+__getattr__, __dir__ = lazy_exports(__name__, {"ReportOptions": "report", "RunResult": "runner"})
 
 
 def _report_options():
@@ -108,33 +101,28 @@ class Pipeline:
 
         known = list(dict.fromkeys(map(str, columns)))
 
-        def shown():
-            return ", ".join(c for c in known if not c.startswith("_"))
+        def check(owner: str, name: str, problem: str) -> None:
+            if name not in known:
+                shown = ", ".join(c for c in known if not c.startswith("_"))
+                raise StageError(owner, f"{problem} (fields: {shown}){did_you_mean(name, known)}",
+                                 field=name)
 
         for stage in self.stages:
             for name in stage.required_fields():
-                if name not in known:
-                    raise StageError(stage.name, f"the table has no field {name!r} (fields: "
-                                                 f"{shown()}){did_you_mean(name, known)}",
-                                     field=name)
+                check(stage.name, name, f"the table has no field {name!r}")
             known += [str(c) for c in stage.added_columns() if str(c) not in known]
             if not type(stage).__dict__.get("declares_columns", False):
                 return  # a subclass may add columns its class did not declare
         for name in self.export.required_fields() if self.export is not None else ():
-            if name not in known:
-                raise StageError(self.export.name, f"the template needs field {name!r}, which "
-                                                   f"no row will have (fields: {shown()})"
-                                                   f"{did_you_mean(name, known)}", field=name)
+            check(self.export.name, name, f"the template needs field {name!r}, which no row "
+                                          f"will have")
 
     # -- the source ------------------------------------------------------------------------
     def resolved_source(self):
         """The source, with a relative path taken from ``base``."""
         source = self.source
-        if isinstance(source, (str, Path)):
-            path = Path(source).expanduser()
-            if not path.is_absolute() and self.base is not None:
-                path = Path(self.base) / path
-            return path
+        if isinstance(source, (str, Path)):  # an absolute path stays as it is
+            return Path(self.base or ".") / Path(source).expanduser()
         if hasattr(source, "load") and hasattr(source, "base"):
             source.base = Path(self.base) if self.base is not None else None
         return source

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from ..errors import CurateError
@@ -79,23 +78,24 @@ def main(argv=None) -> int:
                                      ("num_cpus", args.ray_cpus)) if v is not None}
     if ray_options and args.executor != "ray":
         parser.error("--ray-address and --ray-cpus go with --executor ray")
-    executor, stack = None, contextlib.ExitStack()
     from ..llm.accounting import prices_kept
-    try:
-        stack.enter_context(prices_kept())  # --price holds for this run, not the process
-        _set_prices(parser, args.price)
-        if args.estimate:
-            from ..llm.client import planning
-            from .estimate import estimate_pipeline
 
-            with planning():  # a model with no endpoint yet can be estimated
-                pipeline = load_spec(args.spec)
-            print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
-            return 0
-        executor, _ = make_executor(args.executor, **ray_options)
-        pipeline = load_spec(args.spec)
-        run = pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
-                           spec_path=args.spec, executor=executor)
+    executor = None
+    try:
+        with prices_kept():  # --price holds for this run, not the process
+            _set_prices(parser, args.price)
+            if args.estimate:
+                from ..llm.client import planning
+                from .estimate import estimate_pipeline
+
+                with planning():  # a model with no endpoint yet can be estimated
+                    pipeline = load_spec(args.spec)
+                print(estimate_pipeline(pipeline, limit=args.limit, out=args.out).render())
+                return 0
+            executor, _ = make_executor(args.executor, **ray_options)
+            pipeline = load_spec(args.spec)
+            run = pipeline.run(args.out, limit=args.limit, progress=not args.no_progress,
+                               spec_path=args.spec, executor=executor)
         if args.no_progress:  # no funnel, but errored rows are never only a count
             for line in errored_lines(run.manifest, args.out):
                 print(line, file=sys.stderr)
@@ -110,7 +110,6 @@ def main(argv=None) -> int:
         print("interrupted: completed stages are checkpointed; rerun to resume", file=sys.stderr)
         return 130
     finally:
-        stack.close()
         if executor is not None:
             executor.close()
     return 0

@@ -1,11 +1,9 @@
 """Work the runner does beside its stages: the source copy, checkpoints, the rejected rows.
 
-These writes need nothing from the stages that come after them, and most of their time is
-spent in Arrow, Parquet and zlib, which release the GIL: on two cores or more they cost
-little wall time. The runner waits for all of them before it writes the manifest, so
-"manifest written last" still marks a complete run; `wait` raises the first error any of
-them met (a full disk, say), and `close` lets the ones under way finish before the runner
-removes what a failed run wrote.
+Their time is mostly in Arrow, Parquet and zlib, which release the GIL, so on two cores they
+cost little wall time. The runner waits for all of them before the manifest ("written last"
+still marks a complete run), and a failed run lets those under way finish before it
+removes what it wrote.
 """
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """The dataset card: ``export/README.md``, what the export is and how it was made.
 
-A Hugging Face dataset card: a YAML header (license placeholder, task category, size
-category, one config per export file, so ``datasets.load_dataset(<export folder>)`` loads
-the first format and ``name="messages"`` another), then the source's digest, the spec, each
-stage with the models it used, the funnel with the top reasons, tokens and cost, and the
-command that reproduces the run. Everything comes from the run's manifest and stage objects;
-nothing that changes from one identical run to the next (times, dates) is written, so a
+A Hugging Face dataset card (a YAML header with one config per export file, so
+``datasets.load_dataset(<export folder>)`` loads it), built from the run's manifest and
+stage objects. Nothing that changes between identical runs (times, dates) is written, so a
 card is rewritten only when the export is.
 """
 from __future__ import annotations
@@ -47,8 +44,7 @@ def header(manifest: dict, export_files: list[str]) -> str:
 
 
 def _models(stage) -> str:
-    llm = getattr(stage, "llm", None)
-    model = getattr(llm, "model", None)
+    model = getattr(getattr(stage, "llm", None), "model", None)
     return f"`{model}`" if model else ""
 
 

@@ -1,23 +1,20 @@
 """Per-stage checkpoints in a run folder, and the keys that decide whether one is reusable.
 
-A stage's key chains the key of its input with the stage's fingerprint, so changing a
-stage's parameters (or anything before it) invalidates it and every stage after it. The
-keys of a whole run are known before anything runs, so a rerun knows at once which
+A stage's key chains its input's key with its fingerprint, so changing a stage (or anything
+before it) invalidates it and every stage after it, and a rerun knows before running which
 stages it can reuse.
 
-A checkpoint stores what the stage *added*, not the rows it passed through: for each part
-(kept, rejected, errored) a Parquet file with each row's position in the stage's input
-(``_pos``), its position in the part (``_at``) and the columns the stage added, plus, for
-rows the stage created, a second file holding them whole. Loading takes the passed-through
-rows from the input table (which the chain of keys guarantees is the same) and puts the
-parts back together. ``stats.json`` is written last, atomically, with the file sizes: a
-checkpoint without it, with another key, or with a file of another size is recomputed.
+A checkpoint stores what the stage *added*, not the rows it passed through: per part (kept,
+rejected, errored) a Parquet file with each row's position in the input (``_pos``) and in
+the part (``_at``) and the columns the stage added, plus the rows it created, whole, in a
+second file. Loading takes the passed-through rows from the input (the same, by the chain of
+keys). ``stats.json`` is written last, atomically, with the file sizes: a checkpoint
+without it, with another key or with a file of another size is recomputed.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from ..core.stage import StageResult
 from ..core.table import ID, canonical_json, positions, row_dicts
 from ..io.atomic import output_errors, write_json
 from ..io.columnar import read_frame, write_frame
+from .ownership import read_json
 
 PARTS = ("kept", "rejected", "errored")
 STORED = ("key", "format", "parts", "files", "fingerprint", "input")  # not the stage's stats
@@ -37,6 +35,18 @@ _CHECKED_ROWS = 200  # passed-through rows compared with the input before trusti
 
 def chain_key(previous: str, *parts: str) -> str:
     return hashlib.sha256("|".join((previous, *parts)).encode()).hexdigest()[:20]
+
+
+def stage_stats(stats: dict) -> dict:
+    """A checkpoint's saved stats without what only the checkpoint needs."""
+    return {k: v for k, v in stats.items() if k not in STORED}
+
+
+def size_of(path: Path) -> int | None:
+    """Bytes of a file, or of every file in a folder; None when there is nothing."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size if path.exists() else None
 
 
 def _unchanged(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray, columns) -> bool:
@@ -58,8 +68,7 @@ def _encode(input_df: pd.DataFrame, part: pd.DataFrame, pos: np.ndarray):
     at = np.arange(len(part), dtype=np.int64)
     through = pos >= 0
     if not _unchanged(input_df, part, pos, [c for c in inputs if c != ID]):
-        created = part.assign(_at=at)
-        return None, created, "whole"
+        return None, part.assign(_at=at), "whole"
     passed = part.loc[through, added].assign(_pos=pos[through], _at=at[through])
     created = part.loc[~through].assign(_at=at[~through]) if (~through).any() else None
     return passed.reset_index(drop=True), created, "added"
@@ -77,27 +86,17 @@ class CheckpointStore:
 
     def stored(self, index: int, name: str) -> dict | None:
         """The saved stats of the checkpoint in the stage's folder, whatever its key."""
-        try:
-            stats = json.loads((self.folder(index, name) / "stats.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+        stats = read_json(self.folder(index, name) / "stats.json")
         return stats if isinstance(stats, dict) else None
 
     def entry(self, index: int, name: str, key: str) -> dict | None:
         """The saved stats of a checkpoint that is complete and has this key, else None."""
-        folder = self.folder(index, name)
         stats = self.stored(index, name)
-        if stats is None:
+        if stats is None or stats.get("key") != key or stats.get("format") != FORMAT:
             return None
-        if stats.get("key") != key or stats.get("format") != FORMAT:
-            return None
-        for file, size in stats.get("files", {}).items():
-            try:
-                if (folder / file).stat().st_size != size:
-                    return None
-            except OSError:
-                return None
-        return stats
+        folder = self.folder(index, name)
+        files = stats.get("files", {}).items()
+        return stats if all(size_of(folder / f) == size for f, size in files) else None
 
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
              result: StageResult, origin: dict | None = None) -> None:
@@ -132,7 +131,7 @@ class CheckpointStore:
 
     def load(self, index: int, name: str, stats: dict, input_df: pd.DataFrame) -> StageResult:
         folder = self.folder(index, name)
-        tables = {}
+        tables = []
         for part in PARTS:
             info = stats["parts"][part]
             passed = folder / f"{part}.parquet"
@@ -142,8 +141,7 @@ class CheckpointStore:
                 stored = read_frame(passed)
                 base = input_df.iloc[stored.pop("_pos").to_numpy()].reset_index(drop=True)
                 for column in stored.columns:
-                    base[column] = stored[column].to_numpy() if column == "_at" else \
-                        stored[column].values
+                    base[column] = stored[column].values
                 pieces.append(base)
             if created.exists():
                 pieces.append(read_frame(created))
@@ -151,9 +149,8 @@ class CheckpointStore:
                 (pieces[0] if pieces else input_df.iloc[0:0])
             if len(pieces) > 1 or "_at" in frame.columns:
                 frame = frame.sort_values("_at", kind="stable").drop(columns="_at")
-            tables[part] = frame.reindex(columns=info["columns"]).reset_index(drop=True)
-        clean = {k: v for k, v in stats.items() if k not in STORED}
-        return StageResult(tables["kept"], tables["rejected"], tables["errored"], clean)
+            tables.append(frame.reindex(columns=info["columns"]).reset_index(drop=True))
+        return StageResult(*tables, stage_stats(stats))
 
     def prune(self, keep_names: set[str]) -> None:
         """Remove the checkpoints of stages no longer in the spec: only folders a run of this

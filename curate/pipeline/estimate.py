@@ -1,36 +1,18 @@
 """What a pipeline's LLM stages would send and cost, worked out before anything is sent.
 
 ``python -m curate.pipeline spec.py --estimate`` (or :func:`estimate_pipeline`) prints, per
-LLM stage: the rows it would see, its requests (and how many the response cache already
-answers), estimated prompt and completion tokens, and the cost online and in batch mode,
-with the most that retries could add. Nothing reaches an endpoint. The estimate asks each
-stage: an LLM stage builds its first round's requests with its own code and no client
-(``planned_requests``), says what it would pass on without a reply (``planned_output``) and
-how many requests one can become (``max_rounds``); every other stage runs for real (they are
-cheap), so filters, dedup and derived rows shape what the next LLM stage sees as in a run.
-
-The method, printed with every estimate:
-
-- **requests**: a stage's first round, built as the run builds it (its prompt functions run
-  on the rows); requests in the response cache are free (a run also sends identical
-  requests once: a table with duplicate rows costs less than estimated);
-- **prompt tokens**: characters / 4 of each message plus 4 per message and 3 per reply
-  (OpenAI's rule of thumb for English and its chat format's overhead), plus the JSON
-  Schema's characters / 4 where OpenAI receives it as a structured-output request
-  (:func:`~curate.llm.limits.prompt_tokens`, which the client's ``tpm`` limiter starts from);
-- **completion tokens**: each request's ``max_tokens`` (256 where none is set), the most a
-  reply can take: the completion figures and costs are upper estimates;
-- **rows**: what a reply decides is not known, so an LLM stage passes on every row it gets
-  (a Judge rejects none) with the columns it writes empty, and an Augment adds a copy of its
-  parent per request; a ``when`` that reads a column an earlier LLM stage writes chooses
-  the row;
-- **at most**: each request times its stage's ``max_rounds``: a corrective retry doubles a
-  parsing stage's requests, a ``Repair`` can take ``max_attempts`` rounds (each resending the
-  conversation so far), ``Vote`` has no retry round.
+LLM stage, the rows it would see, its requests (and how many the response cache already
+answers), estimated tokens and the cost online and in batch mode, with the most retries
+could add. An LLM stage builds its first round's requests with its own code and no client
+(``planned_requests``) and says what it would pass on without a reply (``planned_output``);
+every other stage runs for real, so each LLM stage sees the rows a run would give it. The
+method (``METHOD``, ``ASSUMED``) is printed with every estimate and explained in
+``curate/llm/README.md``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -115,12 +97,11 @@ def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate
         return (cost_of(llm.model, p, c, llm.prices),
                 cost_of(llm.model, p, c, llm.prices, price=batch_price))
 
-    online, batch = costs(prompt, completion)
-    max_online, max_batch = costs(max_prompt, rounds * completion)
     return StageEstimate(stage.name, llm.model, len(df), len(resolved),
-                         len(resolved) - len(todo), prompt,
-                         completion, online, batch, rounds * len(todo), max_online,
-                         max_batch, options is not None and llm.backend is None,
+                         len(resolved) - len(todo), prompt, completion,
+                         *costs(prompt, completion), rounds * len(todo),
+                         *costs(max_prompt, rounds * completion),
+                         options is not None and llm.backend is None,
                          llm.backend is not None or online_price is not None)
 
 
@@ -140,12 +121,9 @@ class PipelineEstimate:
         """The estimate as the terminal shows it: a table, then the method and assumptions."""
         head = ("stage", "model", "rows", "requests", "cached", "prompt tok", "compl. tok",
                 "online $", "batch $", "at most: requests", "online $", "batch $")
-        rows = [(s.stage, s.model, s.rows, s.requests, s.cached, s.prompt_tokens,
-                 s.completion_tokens, s.online_usd, s.batch_usd, s.max_requests,
-                 s.max_online_usd, s.max_batch_usd) for s in self.stages]
-        names = ("requests", "cached", "prompt_tokens", "completion_tokens",
-                 "online_usd", "batch_usd", "max_requests", "max_online_usd", "max_batch_usd")
-        rows.append(("total", "", "", *(self.total(n) for n in names)))
+        shown = [f.name for f in fields(StageEstimate)][:len(head)]  # in the head's order
+        rows = [[getattr(s, name) for name in shown] for s in self.stages]
+        rows.append(["total", "", "", *(self.total(name) for name in shown[3:])])
         cells = [head] + [tuple(_cell(v) for v in row) for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
         lines = [f"Estimate for pipeline {self.name!r}: {self.source_rows} source rows, "
@@ -178,23 +156,18 @@ def estimate_pipeline(pipeline, limit: int | None = None, out=None) -> PipelineE
     ``out``, a run folder, the requests its response cache holds count as cached."""
     from ..llm.cache import use_default_cache_path
 
-    if out is None:
-        return _estimate(pipeline, limit)
-    with use_default_cache_path(Path(out) / "cache" / "llm.sqlite"):
-        return _estimate(pipeline, limit)
-
-
-def _estimate(pipeline, limit: int | None) -> PipelineEstimate:
     current = pipeline.load_source(limit)
     estimate = PipelineEstimate(pipeline.name, len(current))
     unknown: set[str] = set()  # columns only replies write
-    for stage in pipeline.stages:
-        if callable(getattr(stage, "planned_requests", None)):
-            estimate.stages.append(estimate_stage(stage, current, unknown))
-            current = stage.planned_output(stage.prepare_input(current), unknown)
-            unknown |= {str(c) for c in stage.added_columns()}
-        else:
-            current = _ran(stage, current, estimate.notes)
+    with contextlib.nullcontext() if out is None else \
+            use_default_cache_path(Path(out) / "cache" / "llm.sqlite"):
+        for stage in pipeline.stages:
+            if callable(getattr(stage, "planned_requests", None)):
+                estimate.stages.append(estimate_stage(stage, current, unknown))
+                current = stage.planned_output(stage.prepare_input(current), unknown)
+                unknown |= {str(c) for c in stage.added_columns()}
+            else:
+                current = _ran(stage, current, estimate.notes)
     return estimate
 
 

@@ -3,11 +3,9 @@
     run = open_run("runs/honeycomb")
     run.manifest["rows"], run.kept, run.stages[3][1].rejected
 
-The source comes back from the copy the run saved in the folder (its ids and source lines
-included), so a run stays readable after its source file is edited or moved; a folder
-without one (written by an older version) reads the file the manifest names, checked
-against the digest it recorded. Each stage's tables are rebuilt from its checkpoint. The
-review app and notebooks read runs this way.
+The source comes back from the copy saved in the folder, so a run stays readable after its
+source file is edited or moved; a folder without one (an older version's) reads the file the
+manifest names, checked against its digest. Each stage's tables come from its checkpoint.
 """
 from __future__ import annotations
 
@@ -56,11 +54,10 @@ def _tables(out: Path, manifest: dict) -> dict:
     current = source = _source(out, manifest)
     results = []
     for index, stats in enumerate(manifest["stages"], start=1):
-        folder = store.folder(index, stats["stage"])
-        try:
-            saved = json.loads((folder / "stats.json").read_text())
-        except (OSError, ValueError):
-            raise InputError(folder, "the checkpoint of this stage is missing") from None
+        saved = store.stored(index, stats["stage"])
+        if saved is None:
+            raise InputError(store.folder(index, stats["stage"]),
+                             "the checkpoint of this stage is missing")
         result = store.load(index, stats["stage"], saved, current)
         result.stats.update(reused=stats.get("reused", False))
         results.append((stats["stage"], result))

@@ -1,10 +1,8 @@
 """The run-folder lock: one run at a time per folder.
 
-The lock is ``filelock``'s (an advisory ``flock`` on ``<run>/.lock``, the lock the batch record
-and the review labels take too); the file holds the owner's pid, host and start time. The
-operating system releases it when the owner exits, however it exits, so a lock left by a
-dead process is simply taken over; a live owner makes a second run stop at once with one
-line naming it.
+``filelock``'s advisory lock on ``<run>/.lock`` (the file holds the owner's pid, host and
+start time): the system releases it however its owner exits, so a dead run's lock is taken
+over, and a live owner stops a second run at once with one line naming it.
 """
 from __future__ import annotations
 

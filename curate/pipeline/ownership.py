@@ -1,12 +1,10 @@
 """What this library wrote in a run folder, so that a run removes or replaces nothing else.
 
-The first run into a folder writes ``.curate-run.json`` before anything else; the folder is
-then this library's. A folder is taken only when it is new or empty, or holds the run of an
-earlier version of the library (a manifest or checkpoints); any other folder is refused
-with one line. Every path a run is about to write (an output file, an export file, a
-checkpoint) is added to the record first, so a run that is killed leaves a record of what
-it may have written. A run removes or replaces only recorded paths, never a source it
-reads, and removes the temporary files its own atomic writers left behind when killed.
+The first run into a folder writes ``.curate-run.json``; a folder is taken only when it is
+new or empty or holds an earlier version's run, else it is refused with one line. Every path
+a run is about to write is recorded first, so a killed run leaves a record of what it may
+have written. A run removes or replaces only recorded paths, never a source it reads, and
+removes the temporary files its own atomic writers left behind when killed.
 """
 from __future__ import annotations
 
@@ -33,7 +31,8 @@ class NotARunFolder(CurateError):
     """``--out`` names a folder that holds files this library did not write."""
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
+    """The JSON in ``path``, or None when it cannot be read."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -41,7 +40,7 @@ def _read_json(path: Path):
 
 
 def _our_checkpoint(folder: Path) -> bool:
-    stats = _read_json(folder / "stats.json")
+    stats = read_json(folder / "stats.json")
     return folder.is_dir() and bool(_CHECKPOINT.match(folder.name)) and \
         isinstance(stats, dict) and "key" in stats and "format" in stats
 
@@ -51,25 +50,23 @@ def _written_before(out: Path) -> set[str]:
     from ..formats.chat import FORMATS
 
     wrote = {name for name in TOP_FILES if (out / name).is_file()}
-    manifest = _read_json(out / "manifest.json")
+    manifest = read_json(out / "manifest.json")
     export = out / "export"
     if export.is_dir():
         named = [Path(p).name for p in ((manifest or {}).get("export") or {}).values()
                  if isinstance(p, str)]
-        for name in named or [f"{fmt}.jsonl" for fmt in FORMATS] + ["dataset"]:
-            if (export / name).exists():
-                wrote.add(f"export/{name}")
+        names = named or [f"{fmt}.jsonl" for fmt in FORMATS] + ["dataset"]
+        wrote |= {f"export/{name}" for name in names if (export / name).exists()}
     checkpoints = out / "checkpoints"
-    for name in ("00_source.parquet", "00_source.parquet.key"):
-        if (checkpoints / name).is_file():
-            wrote.add(f"checkpoints/{name}")
+    wrote |= {f"checkpoints/{name}" for name in ("00_source.parquet", "00_source.parquet.key")
+              if (checkpoints / name).is_file()}
     if checkpoints.is_dir():
         wrote |= {f"checkpoints/{p.name}" for p in checkpoints.iterdir() if _our_checkpoint(p)}
     return wrote
 
 
 def _earlier_run(out: Path) -> bool:
-    manifest = _read_json(out / "manifest.json")
+    manifest = read_json(out / "manifest.json")
     return (isinstance(manifest, dict) and "stages" in manifest) or \
         any(p.startswith("checkpoints/") for p in _written_before(out))
 
@@ -91,7 +88,7 @@ class RunFolder:
         """The record of ``out``: read, or made for a new, empty or older run folder; a
         folder holding anything else is refused."""
         out = Path(out)
-        record = _read_json(out / RECORD)
+        record = read_json(out / RECORD)
         if isinstance(record, dict):
             folder = cls(out, set(record.get("wrote", [])), sources)
         else:
@@ -124,21 +121,18 @@ class RunFolder:
         """Record paths this run is about to write; a path that holds something this library
         did not write, or a source, is refused."""
         with self._lock:
-            self._add(paths)
-
-    def _add(self, paths) -> None:
-        new = []
-        for path in paths:
-            rel = self.relative(path)
-            self._not_a_source(rel)
-            if rel not in self.wrote:
-                if (self.out / rel).exists() or (self.out / rel).is_symlink():
-                    raise OutputError(self.out / rel, "it holds a file this library did not "
-                                                      "write; move it or choose another --out")
-                new.append(rel)
-        if new:
-            self.wrote.update(new)
-            self._save()
+            new = []
+            for rel in map(self.relative, paths):
+                self._not_a_source(rel)
+                if rel not in self.wrote:
+                    if (self.out / rel).exists() or (self.out / rel).is_symlink():
+                        raise OutputError(self.out / rel, "it holds a file this library did "
+                                                          "not write; move it or choose "
+                                                          "another --out")
+                    new.append(rel)
+            if new:
+                self.wrote.update(new)
+                self._save()
 
     # -- removing ----------------------------------------------------------------------------
     def remove(self, path, forget: bool = False) -> None:
@@ -146,22 +140,19 @@ class RunFolder:
         whole (``export``), remove what runs wrote in it, and the folder once empty.
         The record keeps the path (a run writes it again) unless ``forget``."""
         with self._lock:
-            self._remove(self.relative(path), forget)
-
-    def _remove(self, rel: str, forget: bool = False) -> None:
-        target = self.out / rel
-        if rel in self.wrote:
-            self._not_a_source(rel)
-            _delete(target)
-            if forget:
-                self.wrote.discard(rel)
-                self._save()
-        elif target.is_dir() and not target.is_symlink():
-            inside = sorted(p for p in self.wrote if p.startswith(rel + "/"))
-            for child in inside:
-                self._remove(child, forget)
-            with contextlib.suppress(OSError):
-                target.rmdir()  # only when empty
+            rel = self.relative(path)
+            target = self.out / rel
+            if rel in self.wrote:
+                self._not_a_source(rel)
+                _delete(target)
+                if forget:
+                    self.wrote.discard(rel)
+                    self._save()
+            elif target.is_dir() and not target.is_symlink():
+                for child in sorted(p for p in self.wrote if p.startswith(rel + "/")):
+                    self.remove(child, forget)
+                with contextlib.suppress(OSError):
+                    target.rmdir()  # only when empty
 
     def remove_temporary(self) -> None:
         """Remove the temporary files and folders (``.<name>.<random>.tmp``) that this

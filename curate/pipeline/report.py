@@ -1,14 +1,9 @@
-"""The run report: an HTML page a person would rather look at than read.
+"""The run report: an HTML page a person would rather look at than read (funnel, reasons,
+examples, distributions, near-duplicates, critiques, errors; the review app browses every row).
 
-It shows the funnel of rows per stage, rejection reasons by count, a few kept and rejected
-example rows of every stage, the distribution of a chosen measure before and after,
-near-duplicate pairs sampled from each dedup stage, judge critiques, stage warnings and a
-sample of errored rows, and names the command that opens the run in the review app
-(``python -m curate.review <run folder>``), where every row can be browsed. Which columns
-hold pairs, scores and critiques is read from each stage's declaration
-(:meth:`Stage.added_columns`), never guessed.
-The page samples what it shows, so its cost does not grow with the run. Charts are inline
-SVG: one file with no scripts and no network.
+Which columns hold pairs, scores and critiques is read from each stage's declaration
+(:meth:`Stage.added_columns`), never guessed. The page samples what it shows, so its cost
+does not grow with the run; charts are inline SVG: one file, no scripts, no network.
 """
 from __future__ import annotations
 
@@ -23,7 +18,7 @@ import pandas as pd
 from ..core.fingerprint import Fingerprint, fingerprint_of
 from ..core.table import ID, ORIGIN, REASON, REASON_CODE, isin, row_dicts
 from .report_clusters import cluster_section
-from .summary import top_reason
+from .summary import LLM_COLUMNS, errored_lines, llm_rows, top_reason
 
 SAMPLE_ROWS = 20_000  # rows measured for the distribution
 SEED = 0
@@ -79,9 +74,8 @@ def _measure(df: pd.DataFrame, measure) -> np.ndarray:
 def histogram(before: np.ndarray, after: np.ndarray, bins: int = 20) -> dict | None:
     if len(before) == 0:
         return None
-    lo, hi = float(np.min(before)), float(np.max(before))
-    if len(after):
-        lo, hi = min(lo, float(np.min(after))), max(hi, float(np.max(after)))
+    both = np.concatenate([before, after])
+    lo, hi = float(both.min()), float(both.max())
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     b, _ = np.histogram(before, edges)
     a, _ = np.histogram(after, edges) if len(after) else (np.zeros(bins, int), None)
@@ -114,8 +108,7 @@ def _near_duplicates(manifest, run, field, limit) -> list[dict]:
         if dup_col is None or dup_col not in rejected.columns:
             continue
         shown = _sample(rejected[rejected[dup_col].notna()], limit)
-        wanted = set(shown[dup_col])
-        kept = result.kept[isin(result.kept[ID], list(wanted))]
+        kept = result.kept[isin(result.kept[ID], list(set(shown[dup_col])))]
         by_id = dict(zip(kept[ID], row_dicts(kept)))
         scores = shown[score_col].tolist() if score_col in shown.columns else [None] * len(shown)
         for row, dup, score in zip(row_dicts(shown), shown[dup_col], scores):
@@ -166,13 +159,11 @@ def _critiques(manifest, run, field, limit) -> list[dict]:
 
 
 def _reasons(manifest) -> list[dict]:
-    counts = []
     export = manifest.get("export_errored") or {}
-    for s in [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]:
-        for code, n in (s.get("reasons") or {}).items():
-            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "rejected"})
-        for code, n in (s.get("errors") or {}).items():
-            counts.append({"stage": s["stage"], "code": code, "count": n, "kind": "errored"})
+    stages = [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]
+    counts = [{"stage": s["stage"], "code": code, "count": n, "kind": kind} for s in stages
+              for key, kind in (("reasons", "rejected"), ("errors", "errored"))
+              for code, n in (s.get(key) or {}).items()]
     return sorted(counts, key=lambda c: -c["count"])
 
 
@@ -190,7 +181,6 @@ def render_report(pipeline, run, manifest: dict) -> str:
     warnings = [{"stage": s["stage"], "text": w} for s in manifest["stages"]
                 for w in s.get("warnings", [])]
     reasons = _reasons(manifest)
-    from .summary import LLM_COLUMNS, errored_lines, llm_rows
     samples = {s["stage"]: s.get("failure_sample", []) for s in manifest["stages"]}
     return env.get_template("report.html").render(
         llm_columns=LLM_COLUMNS, llm_rows=llm_rows(manifest), failure_samples=samples,

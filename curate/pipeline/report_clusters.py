@@ -1,12 +1,10 @@
-"""The report's clusters section: what topics the run's rows cover and what each stage did
-to each topic (``ReportOptions(clusters="nlq")``).
+"""The report's clusters section (``ReportOptions(clusters="nlq")``): the topics of the
+run's rows and what each stage did to each.
 
-Every row the run saw (the source, the rows stages made, each in its last version) is
-embedded and clustered together, so that a topic only the augmentation wrote shows up.
-Vectors are kept in ``<run>/cache/embeddings.sqlite`` keyed by model and text: when the
-report is written again (a later stage changed), only texts not seen before are encoded,
-and an unchanged rerun reuses the report itself. Each row's cluster, name and map position
-are written to ``<run>/cache/clusters.parquet`` for the review app.
+Every row the run saw (each in its last version) is embedded and clustered together, so a
+topic only the augmentation wrote shows up. Vectors are cached in
+``<run>/cache/embeddings.sqlite`` by model and text; each row's cluster, name and map
+position go to ``<run>/cache/clusters.parquet`` for the review app.
 """
 from __future__ import annotations
 
@@ -18,12 +16,6 @@ from ..io.columnar import write_frame
 
 CLUSTERS_FILE = "cache/clusters.parquet"
 EMBEDDINGS_FILE = "cache/embeddings.sqlite"
-
-
-def options(spec):
-    from ..clustering import ClusterOptions
-
-    return spec if isinstance(spec, ClusterOptions) else ClusterOptions(str(spec))
 
 
 def every_row(run, field: str) -> pd.DataFrame:
@@ -60,7 +52,9 @@ def cluster_section(run, spec) -> dict | None:
     if spec is None:
         (run.out / CLUSTERS_FILE).unlink(missing_ok=True)  # from a run that asked for them
         return None
-    opts = options(spec)
+    from ..clustering import ClusterOptions
+
+    opts = spec if isinstance(spec, ClusterOptions) else ClusterOptions(str(spec))
     rows = every_row(run, opts.field)
     if not len(rows):
         return {"field": opts.field, "problem": f"no row has a field {opts.field!r}"}

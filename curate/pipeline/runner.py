@@ -1,23 +1,19 @@
 """Run a pipeline into a run folder: plan, reuse, run what changed, write the outputs.
 
-Before anything runs, the runner computes every key of the run: the source's digest, then
-for each stage the chain (previous key, stage fingerprint), then one key per output file.
-A stage whose checkpoint has its key is reused; the first one that does not, and every
-stage after it, is run. An output whose key is the one in the previous manifest (and whose
-file is intact) is kept as it is. An unchanged rerun therefore reads a few small files and
-writes a new manifest; nothing is recomputed or rewritten.
+Before anything runs, the runner computes every key: the source's digest, a chain (previous
+key, stage fingerprint) per stage, and one key per output file. Stages are reused up to the
+first whose checkpoint lacks its key; an output whose key and size match the previous
+manifest is kept. An unchanged rerun thus reads a few small files and writes a new manifest.
 
 The folder is locked while a run uses it. ``manifest.json`` is removed first and written
-last, so a folder without it holds no finished run; outputs this run meant to replace are
-removed before it starts, and outputs it wrote are removed again if it fails. Only what
-runs wrote is ever removed or replaced (:mod:`.ownership`), and each stage that runs again
-says why (:mod:`.recompute`).
+last, so a folder without it holds no finished run; what a failed run wrote is removed
+again, and only what runs wrote is ever removed or replaced (:mod:`.ownership`). Each stage
+that runs again says why (:mod:`.recompute`).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import platform
 import time
 import uuid
@@ -37,11 +33,11 @@ from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .background import BackgroundWork
 from .card import dataset_card
-from .checkpoint import STORED, CheckpointStore, chain_key
+from .checkpoint import CheckpointStore, chain_key, size_of, stage_stats
 from .executors import make_executor
 from .lock import run_folder_lock
 from .recompute import recompute_reason
-from .ownership import RunFolder, prepare_folder
+from .ownership import RunFolder, prepare_folder, read_json
 from .report import render_report
 from .summary import print_funnel
 
@@ -115,25 +111,9 @@ def _export_files(export) -> list[str]:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED:
-        version = installed_version(name)
-        if version is not None:
-            versions[name] = version
-    return versions
-
-
-def _file_hash(path) -> str | None:
-    if not path:
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def _llm_cache_scope(out: Path):
-    """Point LLM stages at the run folder's response cache."""
-    from ..llm.cache import use_default_cache_path
-
-    return use_default_cache_path(out / "cache" / "llm.sqlite")
+    found = {name: installed_version(name) for name in VERSIONED}
+    return {"python": platform.python_version(),
+            **{name: version for name, version in found.items() if version is not None}}
 
 
 def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
@@ -143,12 +123,6 @@ def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
             if isinstance(value, (int, float)):
                 total[name] = round(total.get(name, 0) + value, 6)
     return total
-
-
-def _size(path: Path) -> int | None:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return path.stat().st_size if path.exists() else None
 
 
 class _Run:
@@ -164,6 +138,7 @@ class _Run:
         pipeline._loaded.clear()  # a source read in an earlier run may have changed
         self.t0 = time.perf_counter()
         self.written: list[Path] = []
+        self.tables = self.exported = self.preferences = None
 
     # -- the plan -------------------------------------------------------------------------
     def plan(self) -> None:
@@ -193,7 +168,7 @@ class _Run:
         old = self.previous.get("outputs", {}) if self.previous else {}
         self.reuse_outputs = {name for name, k in self.output_keys.items()
                               if old.get(name, {}).get("key") == k
-                              and _size(self.out / name) == old[name].get("bytes")
+                              and size_of(self.out / name) == old[name].get("bytes")
                               and "unstable" not in k}
 
     def _reason(self, i: int) -> str | None:
@@ -210,10 +185,9 @@ class _Run:
 
     # -- running ----------------------------------------------------------------------------
     def execute(self) -> RunResult:
-        export = self.pipeline.export
         self.folder.check(["manifest.json", "checkpoints", "cache",
                            *(name for name in OUTPUTS if name != "export"),
-                           *(f"export/{name}" for name in _export_files(export))])
+                           *(f"export/{name}" for name in _export_files(self.pipeline.export))])
         self.folder.remove_temporary()
         self.previous = self._take_manifest()
         self.plan()
@@ -236,14 +210,18 @@ class _Run:
         stages = self.pipeline.stages
         everything_reused = (self.first_to_run == len(stages)
                              and self.reuse_outputs == set(self.output_keys))
-        with run_progress(enabled=self.progress), _llm_cache_scope(self.out):
+        from ..llm.cache import use_default_cache_path  # LLM stages use the folder's cache
+
+        with run_progress(enabled=self.progress), \
+                use_default_cache_path(self.out / "cache" / "llm.sqlite"):
             if everything_reused and self.previous:
-                stats = [self._reused_stats(i) for i in range(len(stages))]
+                stats = [self._stats_of(i, {**stage_stats(self.entries[i]), "reused": True})
+                         for i in range(len(stages))]
                 run = RunResult(self.out, _loader=self._load_all)
                 rows = self.previous["rows"]
             else:
                 tables = self.tables = self._split_export(self._compute())
-                stats = [self._stats_of(i, r) for i, (_, r) in enumerate(tables["stages"])]
+                stats = [self._stats_of(i, r.stats) for i, (_, r) in enumerate(tables["stages"])]
                 run = RunResult(self.out, _tables=tables)
                 rows = {"source": len(tables["source"]), "kept": len(tables["kept"]),
                         "rejected": len(run.rejected), "errored": len(run.errored),
@@ -271,12 +249,8 @@ class _Run:
         self.rejected_lines = []  # each stage's rejected rows as JSON lines, encoded aside
         with task(f"{self.pipeline.name}: stages", total=len(self.pipeline.stages)) as overall:
             for index, stage in enumerate(self.pipeline.stages, start=1):
-                entry = self.entries[index - 1]
-                if index - 1 < self.first_to_run and entry is not None:
-                    result = self.store.load(index, stage.name, entry, current)
-                    result.stats["reused"] = True
-                else:
-                    result = self._run_stage(index, stage, current, results)
+                result = self._reuse(index, stage, current) if index - 1 < self.first_to_run \
+                    else self._run_stage(index, stage, current, results)
                 if len(result.rejected) and "rejected.jsonl.gz" not in self.reuse_outputs:
                     self.rejected_lines.append(
                         self.background.submit(json_line_array, result.rejected, "\n"))
@@ -321,21 +295,25 @@ class _Run:
 
     def _load_all(self) -> dict:
         """Every table of a fully reused run, rebuilt from the checkpoints."""
-        source = self._source_table()
-        current, results = source, []
+        source = current = self._source_table()
+        results = []
         for index, stage in enumerate(self.pipeline.stages, start=1):
-            result = self.store.load(index, stage.name, self.entries[index - 1], current)
-            result.stats["reused"] = True
-            results.append((stage.name, result))
-            current = result.kept
+            results.append((stage.name, self._reuse(index, stage, current)))
+            current = results[-1][1].kept
         return self._split_export({"source": source, "kept": current, "stages": results})
+
+    def _reuse(self, index: int, stage, current) -> StageResult:
+        result = self.store.load(index, stage.name, self.entries[index - 1], current)
+        result.stats["reused"] = True
+        return result
 
     # -- outputs ----------------------------------------------------------------------------
     def _write_outputs(self, run: RunResult) -> None:
         out, todo = self.out, set(self.output_keys) - self.reuse_outputs
-        if "rejected.jsonl.gz" in todo:
+        if "rejected.jsonl.gz" in todo:  # every stage's rejected rows, in stage order
             self._wrote(out / "rejected.jsonl.gz")
-            self.background.submit(self._write_rejected, out / "rejected.jsonl.gz")
+            self.background.submit(lambda: write_text_array(
+                out / "rejected.jsonl.gz", [lines.result() for lines in self.rejected_lines]))
         if "errored.jsonl" in todo:
             self._wrote(out / "errored.jsonl")
             self.background.submit(write_frame_jsonl, out / "errored.jsonl", run.errored)
@@ -353,16 +331,11 @@ class _Run:
     def _write_card(self, stats: list[dict], rows: dict) -> None:
         """``export/README.md``, written whenever the export is (recorded with its files)."""
         files = _export_files(self.pipeline.export)
-        if getattr(self, "exported", None) is not None and files:
+        if self.exported is not None and files:
             folder = self.out / "export"  # an empty file (no preference pairs) is no config
-            files = [f for f in files[:-1] if not f.endswith(".jsonl") or _size(folder / f)]
+            files = [f for f in files[:-1] if not f.endswith(".jsonl") or size_of(folder / f)]
             write_text(folder / CARD, dataset_card(self._manifest(stats, rows),
                                                    self.pipeline.stages, files, self.out))
-
-    def _write_rejected(self, path: Path) -> None:
-        """Every stage's rejected rows, in stage order, each with the fields it held when
-        its stage rejected it."""
-        write_text_array(path, [lines.result() for lines in self.rejected_lines])
 
     def _wrote(self, *paths: Path) -> None:
         """Record paths about to be written (in the folder's record, and to remove them
@@ -373,58 +346,31 @@ class _Run:
     def _take_manifest(self) -> dict | None:
         """Read the previous manifest, then remove it: until this run ends, none is there."""
         path = self.out / "manifest.json"
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError):
-            previous = None
+        previous = read_json(path)
         with output_errors(path):
             self.folder.remove(path)
         return previous
 
     # -- the manifest -----------------------------------------------------------------------
-    def _stats_of(self, i: int, result: StageResult) -> dict:
-        stats = {k: v for k, v in result.stats.items()}
-        stats["fingerprint"] = self.fingerprints[i].describe()
-        stats["params"] = self.pipeline.stages[i].params()
-        if stats.get("reused"):
-            return self._as_reused(stats)
-        stats["computed_seconds"] = stats.get("seconds")
-        stats["llm_computed"] = stats.get("llm", {})
-        stats["recomputed"] = self.reasons[i]
-        return stats
-
-    def _reused_stats(self, i: int) -> dict:
-        stats = {k: v for k, v in self.entries[i].items()
-                 if k not in STORED}
-        stats["fingerprint"] = self.fingerprints[i].describe()
-        stats["params"] = self.pipeline.stages[i].params()
-        return self._as_reused(stats)
-
-    @staticmethod
-    def _as_reused(stats: dict) -> dict:
-        stats["reused"] = True
-        stats["computed_seconds"] = stats.get("computed_seconds", stats.get("seconds"))
-        stats["llm_computed"] = stats.get("llm_computed", stats.get("llm", {}))
-        stats["seconds"] = 0.0
-        stats["llm"] = {}
-        return stats
-
-    def _source_info(self) -> dict:
-        """Where the source came from, and the copy of it (ids and source lines included)
-        that makes the folder readable on its own (``open_run``), even after the file changes."""
-        source = self.pipeline.resolved_source()
-        path = str(source.resolve()) if isinstance(source, Path) else None
-        return {"key": self.source_key, "path": path, "limit": self.limit,
-                "json_columns": list(self.pipeline.json_columns), "saved": SOURCE_COPY}
+    def _stats_of(self, i: int, stats: dict) -> dict:
+        """Stage ``i``'s manifest entry; a reused stage took no seconds and no LLM use in
+        this run, and keeps what computing it took."""
+        stats = {**stats, "fingerprint": self.fingerprints[i].describe(),
+                 "params": self.pipeline.stages[i].params()}
+        if not stats.get("reused"):
+            return {**stats, "computed_seconds": stats.get("seconds"),
+                    "llm_computed": stats.get("llm", {}), "recomputed": self.reasons[i]}
+        return {**stats, "reused": True,
+                "computed_seconds": stats.get("computed_seconds", stats.get("seconds")),
+                "llm_computed": stats.get("llm_computed", stats.get("llm", {})),
+                "seconds": 0.0, "llm": {}}
 
     def _source_table(self) -> pd.DataFrame:
         """The source rows: the saved copy when it holds this source, else read and saved."""
         copy, stamp = self.out / SOURCE_COPY, self.out / (SOURCE_COPY + ".key")
-        try:
+        with contextlib.suppress(OSError):
             if stamp.read_text() == self.source_key:
                 return read_frame(copy)
-        except OSError:
-            pass
         source = self.pipeline.load_source(self.limit)
         self.background.submit(self._save_source, source, copy, stamp)
         return source
@@ -437,21 +383,24 @@ class _Run:
     def _manifest(self, stats: list[dict], rows: dict) -> dict:
         outputs = {}
         for name, key in self.output_keys.items():
-            size = _size(self.out / name)
+            size = size_of(self.out / name)
             if size is not None:
                 outputs[name] = {"key": key, "bytes": size,
                                  "reused": name in self.reuse_outputs}
-        export = getattr(self, "exported", None)
-        if export is None:
-            export = (self.previous or {}).get("export", {}) if "export" in self.reuse_outputs \
-                else {}
-        else:
-            export = {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in export.items()}
-        preferences = getattr(self, "preferences", None) or \
-            ((self.previous or {}).get("preferences") if "export" in self.reuse_outputs else None)
+        kept = (self.previous or {}) if "export" in self.reuse_outputs else {}  # as it was
+        export = kept.get("export", {}) if self.exported is None else \
+            {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in self.exported.items()}
+        preferences = self.preferences or kept.get("preferences")
+        source, spec = self.pipeline.resolved_source(), self.spec_path
         return {
-            "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
-            "spec_hash": _file_hash(self.spec_path), "source": self._source_info(),
+            "name": self.pipeline.name, "spec": str(spec) if spec else None,
+            "spec_hash": hashlib.sha256(Path(spec).read_bytes()).hexdigest()[:16] if spec
+            else None,
+            # where the source came from, and the copy that keeps the folder readable alone
+            "source": {"key": self.source_key,
+                       "path": str(source.resolve()) if isinstance(source, Path) else None,
+                       "limit": self.limit, "json_columns": list(self.pipeline.json_columns),
+                       "saved": SOURCE_COPY},
             "started": self.started.isoformat(timespec="seconds"),
             "executor": self.executor.name,
             "seconds": round(time.perf_counter() - self.t0, 3),
@@ -465,12 +414,11 @@ class _Run:
 
     def _export_errored(self) -> dict:
         """The rows the export errored: how many, and why."""
-        tables = getattr(self, "tables", None)
         if self.pipeline.export is None:
             return {}
-        if tables is None:  # everything reused: as the previous run found
+        if self.tables is None:  # everything reused: as the previous run found
             return (self.previous or {}).get("export_errored", {})
-        errored = tables["export_errored"]
+        errored = self.tables["export_errored"]
         return {"stage": self.pipeline.export.name, "errored": len(errored),
                 "errors": reason_counts(errored),
                 **({"first_error": first_error(errored)} if len(errored) else {})}

@@ -32,13 +32,10 @@ def load_spec(path) -> object:
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         namespace = runpy.run_path(str(path.resolve()), run_name="__curate_spec__")
-    except CurateError as exc:
-        line = _spec_line(path, exc)
-        raise SpecError(f"{path}:{line}" if line else path, str(exc)) from None
     except Exception as exc:  # any error while building the spec is the spec's
         line = _spec_line(path, exc)
-        where = f"{path}:{line}" if line else str(path)
-        raise SpecError(where, f"{type(exc).__name__}: {exc}") from None
+        message = str(exc) if isinstance(exc, CurateError) else f"{type(exc).__name__}: {exc}"
+        raise SpecError(f"{path}:{line}" if line else path, message) from None
     finally:
         sys.path.remove(str(path.parent.resolve()))
     pipeline = namespace.get("pipeline")

@@ -49,9 +49,8 @@ def funnel_rows(manifest: dict) -> list[list[str]]:
     for s in manifest["stages"]:
         work = "reused" if s.get("reused") else short(s.get("recomputed"))
         seconds = s.get("computed_seconds") if s.get("reused") else s.get("seconds")
-        rows.append([s["stage"], f"{s['rows_in']:,}", f"{s['rows_created']:,}", f"{s['kept']:,}",
-                     f"{s['rejected']:,}", f"{s['errored']:,}", top_reason(s),
-                     f"{seconds or 0:.1f}", work])
+        counts = (f"{s[k]:,}" for k in ("rows_in", "rows_created", "kept", "rejected", "errored"))
+        rows.append([s["stage"], *counts, top_reason(s), f"{seconds or 0:.1f}", work])
     return rows
 
 

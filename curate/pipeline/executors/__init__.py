@@ -1,11 +1,9 @@
 """Executors: where the runner runs each stage it computes.
 
-The runner owns the plan, checkpoints, outputs and the manifest; an executor only turns one
-stage and its input table into that stage's :class:`~curate.core.stage.StageResult`. The
-default, :class:`LocalExecutor`, calls ``stage.run`` in the runner's process.
-:class:`~curate.pipeline.executors.ray_executor.RayExecutor` runs row-wise stages on Ray
-Data and gives the same result (see :mod:`curate.pipeline.executors.batched`). Importing
-this package imports no Ray.
+The runner owns the plan, checkpoints, outputs and manifest; an executor only turns a stage
+and its input into a :class:`~curate.core.stage.StageResult`: :class:`LocalExecutor` in this
+process, :class:`~curate.pipeline.executors.ray_executor.RayExecutor` on Ray Data with the
+same result. Importing this package imports no Ray.
 """
 from __future__ import annotations
 

@@ -1,26 +1,23 @@
 """A row-wise stage run batch by batch, put back together as one run over the whole table.
 
-A row-wise stage (``kind == "row"``) decides every row from that row alone, so it can run on
-consecutive slices of its input in other processes. Each slice goes through the stage's own
-:meth:`~curate.core.stage.Stage.run` on a copy whose errored-share check is off. Row order
-is part of the stage contract (input order, a created row right after its parent), so
-:func:`combine` concatenates the slices' parts in slice order and gets the order of one run.
-
-Stats follow one rule (:func:`merge_stats`): numbers add, nested dicts merge, lists
-concatenate; then the stage's base stats (counts, reasons, errors) are computed again on the
-combined tables, an LLM stage's health again from its summed counts, and ``max_errored`` is
-judged on the whole with the stage's own check.
+A row-wise stage (``kind == "row"``) decides every row from that row alone, so slices of its
+input can go through its own :meth:`~curate.core.stage.Stage.run` in other processes (on a
+copy whose errored-share check is off). Row order is part of the stage contract, so
+:func:`combine` concatenates the parts in slice order; it then computes the base stats, an
+LLM stage's health and the ``max_errored`` decision again on the whole.
 """
 from __future__ import annotations
 
 import copy
+import pickle
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ...core.stage import PARTS, Stage, StageResult
+from ...core.stage import PARTS, Stage, StageResult, one_line
 from ...core.table import ID
 from ...errors import CurateError
 
@@ -44,16 +41,34 @@ def split(df: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
     return [df.iloc[start:start + rows] for start in range(0, len(df), rows)]
 
 
+def map_slices(ray, chunks: list[pd.DataFrame], fn, **options):
+    """Ray Data's ``map_batches`` of ``fn`` over ``chunks``, one slice a batch."""
+    dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
+    with warnings.catch_warnings():  # the retry bounds have no named parameter yet
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+        return dataset.map_batches(fn, batch_size=None, batch_format="pandas", **options)
+
+
+def payload(value) -> pd.DataFrame:
+    """What a worker sends back: ``value`` pickled in a one-cell frame."""
+    return pd.DataFrame({"payload": [pickle.dumps(value, protocol=5)]})
+
+
 def run_batch(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
-    """Run ``stage`` on one batch (a private copy, the errored-share check off)."""
-    probe = copy.copy(stage)
-    probe.max_errored = 1.0  # judged on the whole stage by combine()
+    """Run ``stage`` on one batch (a private copy, the errored-share check off); a stage that
+    crashes (a bug, not a row error) gives a one-line error."""
     outcome = BatchOutcome(batch[ID].iloc[0] if len(batch) else None, len(batch),
                            info=dict(info or {}))
     try:
+        probe = copy.copy(stage)
+        probe.max_errored = 1.0  # judged on the whole stage by combine()
         outcome.result = probe.run(batch)
     except CurateError as error:
         outcome.error = (type(error), str(error))
+    except Exception as error:
+        outcome.error = (CurateError, f"stage {stage.name!r} failed on a Ray worker: "
+                                      f"{type(error).__name__}: {one_line(error)} (the local "
+                                      f"executor shows the traceback)")
     return outcome
 
 

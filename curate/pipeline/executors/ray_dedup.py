@@ -1,36 +1,27 @@
 """MinHashDedup and ExactDedup distributed on Ray: the driver receives only the decisions.
 
-Both run through the stage's own ``run`` (the same row checks, errors, marks and stats as
-locally); only the pass itself is spread over the cluster:
+Both run through the stage's own ``run`` (the row checks, errors, marks and stats of a local
+run); only the pass itself is spread over the cluster:
 
-``MinHashDedup``
-  1. ``map_batches`` over consecutive slices of the text column: each worker shingles and
-     signs its rows and sends on their shingle keys, sizes, masks, fingerprints and band
-     keys (the signatures, 4 bytes a row and permutation, never leave it);
-  2. one task per group of bands (as many groups as CPUs, at most one band each) joins
-     the slices, sets aside the rows whose set repeats an earlier row's, groups the other
-     rows by band key and verifies the candidates with the exact Jaccard; a pair is
-     verified in the first band it shares, so the groups' pairs are disjoint and the same
-     as the local pass's;
-  3. one task applies the keep-first rule to the similar pairs.
+- ``MinHashDedup``: ``map_batches`` shingles and signs slices of the text column and sends on
+  shingle keys, sizes, masks, fingerprints and band keys (the signatures stay on the workers);
+  one task per group of bands (as many groups as CPUs) joins the slices, sets aside rows whose
+  set repeats an earlier row's and verifies the rows sharing a band key with the exact
+  Jaccard. A pair is verified in the first band it shares, so the groups' pairs are disjoint
+  and the local pass's.
+- ``ExactDedup``: ``map_batches`` computes each row's canonical key values and a 64-bit hash
+  per key; one task per hash partition groups its rows by their exact canonical values (the
+  hash only routes a row).
 
-``ExactDedup``
-  1. ``map_batches``: each worker computes its rows' canonical key values and a 64-bit
-     hash per key;
-  2. one task per hash partition groups its rows by their exact canonical values (the
-     hash only routes a row) and returns, for every group of more than one row, each row
-     with the group's first row;
-  3. one task applies the keep-first rule over the keys.
-
-The driver gets back the rejected rows' positions, the row each matched and the Jaccard
-or key; the kept rows are the local run's (``tests/executors/test_ray_dedup.py``).
+One last task applies the keep-first rule. The driver gets back the rejected rows'
+positions, the row each matched and the Jaccard or key: the kept rows are the local run's
+(``tests/executors/test_ray_dedup.py``).
 """
 from __future__ import annotations
 
 import copy
 import pickle
 import time
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -38,7 +29,7 @@ import pandas as pd
 from ...core.stage import Stage, StageResult
 from ...stages.dedup_exact import ExactDedup, _first_positions
 from ...stages.dedup_minhash import MinHashDedup, Sketches
-from .batched import split
+from .batched import map_slices, payload, split
 
 ROW = "__row__"
 
@@ -62,16 +53,12 @@ def run_distributed(ray, stage: Stage, df: pd.DataFrame, batch_rows: int, cpus: 
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _payload(value) -> pd.DataFrame:
-    return pd.DataFrame({"payload": [pickle.dumps(value, protocol=5)]})
-
-
 def _slice_task(batch: pd.DataFrame, stage_ref: list, fn, extra: dict) -> pd.DataFrame:
     import ray
 
     start = time.perf_counter()
     value = fn(ray.get(stage_ref[0]), batch, **extra)
-    return _payload((value, time.perf_counter() - start))
+    return payload((value, time.perf_counter() - start))
 
 
 def _map(ray, stage, frame: pd.DataFrame, fn, batch_rows: int, retries: int, info: dict,
@@ -82,13 +69,8 @@ def _map(ray, stage, frame: pd.DataFrame, fn, batch_rows: int, retries: int, inf
     frame = frame.reset_index(drop=True).assign(**{ROW: np.arange(len(frame))})
     chunks = split(frame, batch_rows)
     info["batches"] = len(chunks)
-    dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
-    with warnings.catch_warnings():  # the retry bound has no named parameter yet
-        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-        mapped = dataset.map_batches(_slice_task, batch_size=None, batch_format="pandas",
-                                     fn_kwargs={"stage_ref": [ray.put(stage)], "fn": fn,
-                                                "extra": extra},
-                                     num_cpus=1, max_retries=retries)
+    mapped = map_slices(ray, chunks, _slice_task, num_cpus=1, max_retries=retries,
+                        fn_kwargs={"stage_ref": [ray.put(stage)], "fn": fn, "extra": extra})
     return mapped.materialize().to_arrow_refs()
 
 
@@ -172,10 +154,9 @@ def _minhash(ray, stage: MinHashDedup, df: pd.DataFrame, batch_rows: int, cpus: 
 def _canonical_slice(stage: ExactDedup, batch: pd.DataFrame, plain: dict):
     canon, missing = stage.canonical_columns(batch, plain)
     frame = pd.DataFrame(canon)
-    hashes, present = [], []
-    for key in stage.keys:
-        hashes.append(pd.util.hash_pandas_object(frame[list(key)], index=False).to_numpy())
-        present.append(~np.logical_or.reduce([missing[f] for f in key]))
+    hashes = [pd.util.hash_pandas_object(frame[list(key)], index=False).to_numpy()
+              for key in stage.keys]
+    present = [~np.logical_or.reduce([missing[f] for f in key]) for key in stage.keys]
     return batch[ROW].to_numpy(), np.stack(hashes), np.stack(present), frame
 
 

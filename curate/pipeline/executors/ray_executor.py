@@ -1,29 +1,17 @@
 """The Ray Data executor: row-wise stages on Ray, the rest on the driver, one result.
 
-What runs where:
+A row-wise stage (``stage.kind == "row"``) runs as ``map_batches`` over consecutive slices of
+its input: Ray tasks for a deterministic stage, a pool of actors (each setting up its client
+once) for an LLM stage. Every slice goes through the stage's own ``run`` and the driver puts
+them together with :func:`~curate.pipeline.executors.batched.combine`, which gives the stats
+and ``max_errored`` decision of one run. ``MinHashDedup`` and ``ExactDedup`` run distributed
+(:mod:`~curate.pipeline.executors.ray_dedup`); other global stages and the runner stay on
+the driver, so a run folder is the same whichever executor wrote it.
 
-- a row-wise stage (``stage.kind == "row"``: the filters, Derive, and the LLM stages except
-  an Augment with few-shot rows) runs as Ray Data ``map_batches`` over consecutive slices
-  of its input. A deterministic stage runs as Ray tasks; an LLM stage as a pool of actors,
-  each of which sets up its client once. Every slice goes through the stage's own ``run``;
-  the driver concatenates the slices' results with
-  :func:`~curate.pipeline.executors.batched.combine` (row order is part of the stage
-  contract), which gives the stats and ``max_errored`` decision of one run over the whole
-  table;
-- ``MinHashDedup`` and ``ExactDedup`` run their pass distributed (signatures or key hashes
-  in ``map_batches``, candidates grouped by band or hash key and verified in Ray tasks; see
-  :mod:`~curate.pipeline.executors.ray_dedup`): the driver receives only the decisions;
-- the other global stages (RougeDedup, EmbeddingDedup, Sample, Augment with ``k`` > 0) run
-  on the driver;
-- the runner (plan, checkpoints, outputs, manifest) stays on the driver, so a run folder is
-  the same whichever executor wrote it, and either can resume it.
-
-Rate limits: an LLM stage's ``rpm`` and ``tpm`` are split evenly over its actors (each
-actor's client gets ``limit / actors``), so the pool as a whole keeps the client's limits;
-each actor keeps the client's ``concurrency``. The LLM response cache is the run folder's
-file, whose path is passed to every actor (sqlite in WAL mode, safe across processes).
-
-Ray is imported only when a :class:`RayExecutor` is made.
+An LLM stage's ``rpm`` and ``tpm`` are split evenly over its actors, so the pool keeps the
+client's limits; every actor uses the run folder's response cache file (sqlite in WAL mode,
+safe across processes). See "Running on Ray" in the README. Ray is imported only when a
+:class:`RayExecutor` is made.
 """
 from __future__ import annotations
 
@@ -35,17 +23,15 @@ import pickle
 import socket
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from ...core.stage import Stage, StageResult, one_line
-from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
 from .base import Executor
-from .batched import BatchOutcome, combine, run_batch, split
+from .batched import combine, map_slices, payload, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
 MAX_BATCH_ROWS = 50_000
@@ -119,27 +105,11 @@ def is_llm_stage(stage: Stage) -> bool:
 
 
 # -- what runs on the workers -----------------------------------------------------------------
-def _payload(outcome) -> pd.DataFrame:
-    return pd.DataFrame({"payload": [pickle.dumps(outcome, protocol=5)]})
-
-
-def run_on_worker(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
-    """One batch; a stage that crashes (a bug, not a row error) gives a one-line error."""
-    try:
-        return run_batch(stage, batch, info)
-    except Exception as error:
-        outcome = BatchOutcome(batch[ID].iloc[0] if len(batch) else None, len(batch))
-        outcome.error = (CurateError, f"stage {stage.name!r} failed on a Ray worker: "
-                                      f"{type(error).__name__}: {one_line(error)} (the local "
-                                      f"executor shows the traceback)")
-        return outcome
-
-
 def run_batch_task(batch: pd.DataFrame, stage_ref: list) -> pd.DataFrame:
     """A Ray task: one batch of a deterministic row-wise stage."""
     import ray
 
-    return _payload(run_on_worker(ray.get(stage_ref[0]), batch))
+    return payload(run_batch(ray.get(stage_ref[0]), batch))
 
 
 class LLMBatchActor:
@@ -159,7 +129,7 @@ class LLMBatchActor:
         from ...llm.cache import use_default_cache_path
 
         with use_default_cache_path(self.cache_path):
-            return _payload(run_on_worker(self.stage, batch, self.info))
+            return payload(run_batch(self.stage, batch, self.info))
 
 
 # -- the executor -------------------------------------------------------------------------------
@@ -182,7 +152,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, num_cpus: int | None = None, *,
                  object_store_memory: int | None = None, batch_rows: int | None = None,
                  llm_actors: int | None = None):
-        require_ray()
+        self.ray = require_ray()
         for what, value in (("num_cpus", num_cpus), ("batch_rows", batch_rows),
                             ("llm_actors", llm_actors)):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -193,7 +163,7 @@ class RayExecutor(Executor):
         self.llm_actors = llm_actors
         self.code_paths: list[Path] = []
         self._owns = self._started = False
-        self._log_levels: dict[str, int] = {}
+        self._log_level: int | None = None
 
     def __repr__(self) -> str:
         where = self.address or f"local, num_cpus={self.num_cpus or 'all'}"
@@ -208,19 +178,18 @@ class RayExecutor(Executor):
         """Start or attach to Ray (done on the first row-wise stage; a no-op after)."""
         if self._started:
             return
-        ray = require_ray()
         self._quiet_logs()
-        if not ray.is_initialized():
+        if not self.ray.is_initialized():
             runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
                 worker_paths(self.code_paths))}}
             options = dict(runtime_env=runtime_env, logging_level=logging.WARNING)
             if self.address is None:
                 options.update(num_cpus=self.num_cpus, include_dashboard=False,
                                object_store_memory=self.object_store_memory)
-            if self.address is not None:
+            else:
                 _check_reachable(self.address)
             try:
-                ray.init(address=self.address, **options)
+                self.ray.init(address=self.address, **options)
             except Exception as error:  # Ray raises many kinds; each is one line here
                 what = (f"attach to the Ray cluster at {self.address}" if self.address
                         else "start a local Ray")
@@ -233,19 +202,19 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         if self._owns:
-            require_ray().shutdown()
+            self.ray.shutdown()
         self._owns = self._started = False
-        for name, level in self._log_levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._log_levels.clear()
+        if self._log_level is not None:
+            logging.getLogger("ray.data").setLevel(self._log_level)
+        self._log_level = None
 
     def _quiet_logs(self) -> None:
         """Ray Data's execution plans, notices and tracebacks stay in Ray's own log files:
         every error it raises reaches the user as this executor's one line."""
-        for name in ("ray.data",):
-            logger = logging.getLogger(name)
-            self._log_levels.setdefault(name, logger.level)
-            logger.setLevel(logging.CRITICAL)
+        logger = logging.getLogger("ray.data")
+        if self._log_level is None:
+            self._log_level = logger.level
+        logger.setLevel(logging.CRITICAL)
 
     # -- one stage ------------------------------------------------------------------------------
     def run_stage(self, stage: Stage, df: pd.DataFrame) -> StageResult:
@@ -253,15 +222,13 @@ class RayExecutor(Executor):
 
         if len(df) and distributes(stage):
             self.start()
-            ray = require_ray()
-            cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            cpus = self._cpus()
             try:
-                return run_distributed(ray, shippable(stage), df,
+                return run_distributed(self.ray, shippable(stage), df,
                                        self._rows_per_batch(stage, len(df), cpus), cpus,
                                        WORKER_RETRIES)
-            except ray.exceptions.RayError as error:
-                raise CurateError(f"stage {stage.name!r} failed on Ray: "
-                                  f"{type(error).__name__}: {one_line(error)}") from None
+            except self.ray.exceptions.RayError as error:
+                raise _failed(stage, error) from None
         if stage.kind != "row" or not len(df):
             return stage.run(df)
         self.start()
@@ -274,10 +241,11 @@ class RayExecutor(Executor):
         result.stats["executor"] = info
         return result
 
+    def _cpus(self) -> int:
+        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+
     def _map(self, stage: Stage, df: pd.DataFrame) -> tuple[list, dict]:
-        ray = require_ray()
-        llm = is_llm_stage(stage)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ray, llm, cpus = self.ray, is_llm_stage(stage), self._cpus()
         workers = (self.llm_actors or cpus) if llm else cpus
         chunks = split(df, self._rows_per_batch(stage, len(df), workers))
         try:
@@ -285,24 +253,22 @@ class RayExecutor(Executor):
         except Exception as error:
             raise CurateError(f"stage {stage.name!r} cannot be sent to Ray workers "
                               f"({one_line(error)}); run it with the local executor") from None
-        dataset = ray.data.from_pandas_refs([ray.put(chunk) for chunk in chunks])
         info = {"name": "ray", "batches": len(chunks)}
-        options = dict(batch_size=None, batch_format="pandas")
         if llm:
-            actors = min(workers, len(chunks))
-            options.update(fn_constructor_kwargs={"stage_ref": [stage_ref], "actors": actors,
-                                                  "cache_path": str(_cache_path())},
-                           compute=ray.data.ActorPoolStrategy(size=actors),
-                           num_cpus=min(1.0, cpus / actors) / 2,
-                           max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
-            info["actors"] = actors
+            from ...llm.cache import default_cache_path
+
+            actors = info["actors"] = min(workers, len(chunks))
+            # the run folder's cache, as an absolute path: workers lack the driver's context
+            cache = Path(default_cache_path()).expanduser().resolve()
+            mapped = map_slices(ray, chunks, LLMBatchActor, fn_constructor_kwargs={
+                "stage_ref": [stage_ref], "actors": actors, "cache_path": str(cache)},
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=min(1.0, cpus / actors) / 2,
+                max_restarts=WORKER_RETRIES, max_task_retries=WORKER_RETRIES)
         else:
-            options.update(fn_kwargs={"stage_ref": [stage_ref]}, num_cpus=1,
-                           max_retries=WORKER_RETRIES)
             info["cpus"] = cpus
-        with warnings.catch_warnings():  # the retry bounds have no named parameter yet
-            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-            mapped = dataset.map_batches(LLMBatchActor if llm else run_batch_task, **options)
+            mapped = map_slices(ray, chunks, run_batch_task, fn_kwargs={"stage_ref": [stage_ref]},
+                                num_cpus=1, max_retries=WORKER_RETRIES)
         outcomes = self._collect(stage, mapped, len(df))
         limits = [o.info.get("rate_limits_per_actor") for o in outcomes]
         if any(limits):
@@ -310,25 +276,23 @@ class RayExecutor(Executor):
         return outcomes, info
 
     def _collect(self, stage: Stage, mapped, total: int) -> list:
-        ray = require_ray()
         outcomes = []
         try:
             with task(f"{stage.name} (ray)", total=total) as bar:
                 for batch in mapped.iter_batches(batch_size=None, batch_format="pandas"):
-                    for payload in batch["payload"]:
-                        outcomes.append(pickle.loads(payload))
+                    for pickled in batch["payload"]:
+                        outcomes.append(pickle.loads(pickled))
                         bar.advance(outcomes[-1].rows)
         except Exception as error:  # a worker or actor lost, memory...
-            if _worker_died(error):
+            if _worker_died(self.ray, error):
                 raise CurateError(
                     f"stage {stage.name!r}: a Ray worker died while running it, "
                     f"{WORKER_RETRIES + 1} times (a crash in native code, os._exit or the "
                     f"out-of-memory killer); run with --executor local to see the row, or "
                     f"look in Ray's worker logs") from None
-            if not isinstance(error, ray.exceptions.RayError):
+            if not isinstance(error, self.ray.exceptions.RayError):
                 raise
-            raise CurateError(f"stage {stage.name!r} failed on Ray: {type(error).__name__}: "
-                              f"{one_line(error)}") from error
+            raise _failed(stage, error) from error
         return outcomes
 
     def _rows_per_batch(self, stage: Stage, rows: int, workers: int) -> int:
@@ -339,9 +303,13 @@ class RayExecutor(Executor):
         return min(MAX_BATCH_ROWS, max(least, math.ceil(rows / (4 * workers))))
 
 
-def _worker_died(error: BaseException) -> bool:
+def _failed(stage: Stage, error: BaseException) -> CurateError:
+    return CurateError(f"stage {stage.name!r} failed on Ray: {type(error).__name__}: "
+                       f"{one_line(error)}")
+
+
+def _worker_died(ray, error: BaseException) -> bool:
     """Whether ``error`` (or an error it wraps) is Ray's news of a worker or actor lost."""
-    ray = require_ray()
     lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.ActorDiedError,
             ray.exceptions.ActorUnavailableError, ray.exceptions.OutOfMemoryError,
             ray.exceptions.NodeDiedError)
@@ -366,11 +334,3 @@ def _check_reachable(address: str) -> None:
         raise CurateError(f"cannot attach to the Ray cluster at {address}: "
                           f"{error.strerror or error}; is `ray start --head` running "
                           f"there?") from None
-
-
-def _cache_path() -> Path:
-    """The response cache file of this run (the runner points the default into the run
-    folder), as an absolute path: workers do not see the driver's context."""
-    from ...llm.cache import default_cache_path
-
-    return Path(default_cache_path()).expanduser().resolve()
