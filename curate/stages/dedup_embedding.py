@@ -1,18 +1,11 @@
 """Embedding near-duplicate removal: sentence-transformers vectors, faiss neighbours, greedy.
 
-Rows are taken in table order (SemDeDup's keep-first rule, Abbas et al. 2023,
-arXiv:2303.09540, without its k-means split): a row is rejected when the cosine similarity
-of its embedding to a row kept before it exceeds the threshold.
-
 The pass works in blocks of rows: a block is searched against the rows kept so far (one
-batched search), the block's own similarity matrix covers pairs inside the block, and a
-short loop settles, in order, only the rows that have a near-duplicate earlier in the same
-block. With the exact search (a brute-force float32 matrix product) this makes the same
-decisions as comparing every row with every kept row one at a time; above ``exact_below``
-rows a faiss approximate index (IVF or HNSW, inner product) replaces the block-versus-kept
-search and may miss a near-duplicate that the exact search would find (pairs inside a
-block stay exact). Every rejection it makes is a true one: the cosine reported is the real
-inner product with a kept row.
+batched search), the block's own similarity matrix covers pairs inside it, and a short loop
+settles, in order, only the rows with a near-duplicate earlier in the block. With the exact
+search this decides as comparing every row with every kept row one at a time; a faiss
+approximate index may miss a near-duplicate, but every rejection it makes is true (the
+cosine reported is the real inner product with a kept row).
 """
 from __future__ import annotations
 
@@ -204,9 +197,9 @@ class EmbeddingDedup(Stage):
         block_size: rows per search block.
         name: stage name (default ``embedding_dedup``).
 
-    Encoding runs torch on the cores free when it starts, or ``CURATE_THREADS`` threads
-    (:mod:`curate.core.threads`). A text is cut to 32 characters per token of the model's window (``max_seq_length``;
-    8,192 characters for all-MiniLM-L6-v2) before tokenising: the model never reads further.
+    Encoding runs torch on the cores free when it starts, or ``CURATE_THREADS`` threads. A
+    text is cut to 32 characters per token of the model's window (8,192 characters for
+    all-MiniLM-L6-v2) before tokenising: the model never reads further.
 
     Output: ``_dup_of`` (the kept row with the highest cosine) and ``_cosine`` on rejected
     rows; rejection code ``near_duplicate_embedding``; stats ``index``,
@@ -310,8 +303,7 @@ class EmbeddingDedup(Stage):
         searched = time.perf_counter()
         out, reasons = mark_near_duplicates(df, keep, dup_pos, best, "_cosine", "cosine",
                                             self.threshold, min_digits=3)
-        rejected = np.flatnonzero(~keep)
         return self.result(out, keep, "near_duplicate_embedding", reasons,
-                           near_duplicates=int(len(rejected)), index=kind,
+                           near_duplicates=int((~keep).sum()), index=kind,
                            embed_seconds=round(embedded - start, 3),
                            search_seconds=round(searched - embedded, 3))
