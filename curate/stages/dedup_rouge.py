@@ -251,7 +251,7 @@ class RougeDedup(Stage):
         if len(block) == 0:
             return 0
         block_lengths = lengths[block]
-        found_rows, found_cols, found_f, size = [], [], [], 0
+        found, size = [], 0
         for length in np.unique(block_lengths):
             members = np.flatnonzero(block_lengths == length)
             lo, hi = _length_bounds(int(length), self.threshold)
@@ -259,12 +259,9 @@ class RougeDedup(Stage):
             r, c, f, n = rouge_pairs([texts[block[i]] for i in members],
                                      [texts[block[i]] for i in others], block_lengths[members],
                                      block_lengths[others], self.threshold, self.workers)
-            found_rows.append(members[r])
-            found_cols.append(others[c])
-            found_f.append(f)
+            found.append((members[r], others[c], f))
             size += n
-        rows, cols, f = (np.concatenate(found_rows), np.concatenate(found_cols),
-                         np.concatenate(found_f))
+        rows, cols, f = (np.concatenate(part) for part in zip(*found))
         order = np.lexsort((cols, rows))
         rows, cols, f = rows[order], cols[order], f[order]
         earlier = cols < rows
