@@ -19,7 +19,6 @@ from ..errors import StageError
 from ..progress import task
 from ..core.fingerprint import Fingerprint
 from ..core.stage import Stage, StageResult
-from ..core.table import ID
 from ..core.threads import model_thread_limit
 from .near_duplicates import DUP_OF, mark_near_duplicates
 
