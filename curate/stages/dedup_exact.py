@@ -13,7 +13,7 @@ from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
 
 
-def _as_keys(keys) -> list[tuple[str, ...]]:
+def _as_keys(keys, stage: str) -> list[tuple[str, ...]]:
     """``"nlq"`` -> one key; ``("nlq", "columns")`` -> one compound key; a list -> many."""
     if isinstance(keys, str):
         return [(keys,)]
@@ -21,7 +21,8 @@ def _as_keys(keys) -> list[tuple[str, ...]]:
         return [keys]
     if isinstance(keys, list):
         return [(k,) if isinstance(k, str) else tuple(k) for k in keys]
-    raise TypeError(f"expected a field name, a tuple of names or a list of them, got {keys!r}")
+    raise StageError(stage, f"expected a field name, a tuple of names or a list of them, "
+                            f"got {keys!r}")
 
 
 class ExactDedup(Stage):
@@ -61,10 +62,7 @@ class ExactDedup(Stage):
     def __init__(self, keys, json_fields=(), unordered=(), normalize_text=False,
                  name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        try:
-            parsed = _as_keys(keys)
-        except TypeError as exc:
-            raise StageError(self.name, str(exc)) from None
+        parsed = _as_keys(keys, self.name)
         if not parsed or any(not key or not all(isinstance(f, str) for f in key) for key in parsed):
             raise StageError(self.name, f"expected non-empty keys of field names, got {keys!r}")
         self.keys = parsed
