@@ -30,12 +30,6 @@ CHARS_PER_TOKEN = 32
 _MODELS: dict = {}
 
 
-def text_limit(model) -> int | None:
-    """Characters of a text worth handing ``model`` (None: its window is unknown)."""
-    window = getattr(model, "max_seq_length", None)
-    return window * CHARS_PER_TOKEN if isinstance(window, int) and window > 0 else None
-
-
 def load_model(model: str | None = None, device: str | None = None):
     """A SentenceTransformer, loaded once per process and per (model, device).
 
@@ -267,8 +261,9 @@ class EmbeddingDedup(Stage):
         except OSError as exc:
             raise StageError(self.name, f"cannot load model {self.model!r} offline ({exc}); "
                                         f"give a local path") from None
-        limit = text_limit(model)
-        if limit is not None:
+        window = getattr(model, "max_seq_length", None)  # unknown: texts are not cut
+        if isinstance(window, int) and window > 0:
+            limit = window * CHARS_PER_TOKEN
             texts = [t if len(t) <= limit else t[:limit] for t in texts]
         # Longest first over the whole table (what encode() does inside one call), so that
         # encoding in chunks for the progress bar pads no more than a single call would.
