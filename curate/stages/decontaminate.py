@@ -1,15 +1,10 @@
 """Decontamination: reject rows that repeat a held-out (evaluation) set.
 
-Three checks, in this order, each naming the reference row it matched:
-
-- ``exact``: the same words after normalisation (lowercase, punctuation and whitespace
-  ignored: the texts tokenise to the same token sequence);
-- ``ngram``: the row shares a run of ``ngram`` consecutive words with a reference text,
-  the check datatrove and the GPT-3 / Llama reports run with 13-grams; questions of ~13
-  words need a much shorter n-gram (``bench/decontaminate.py`` measures which);
-- ``near``: Rouge-L F against a reference text above ``threshold``, computed with the same
-  exact, fast machinery as :class:`~curate.stages.dedup_rouge.RougeDedup`, which catches
-  rewordings that change a word every few words.
+Three checks, in this order, each naming the reference row it matched: ``exact`` (the texts
+tokenise to the same tokens), ``ngram`` (a shared run of ``ngram`` words, the check datatrove
+and the GPT-3 / Llama reports run with 13-grams) and ``near`` (Rouge-L F above ``threshold``,
+with :class:`~curate.stages.dedup_rouge.RougeDedup`'s machinery: rewordings that change a
+word every few words).
 """
 from __future__ import annotations
 
@@ -23,7 +18,7 @@ from ..core.table import SOURCE, domain_columns
 from ..errors import InputError, StageError
 from ..io.read import display_path, read_table
 from ..text import make_tokenizer
-from .dedup_rouge import rouge_pairs, token_strings
+from .dedup_rouge import best_per_row, rouge_pairs, token_strings
 from .near_duplicates import score_text
 
 MATCH, SCORE = "_reference_match", "_reference_score"
@@ -103,8 +98,8 @@ class Decontaminate(Stage):
         if isinstance(self.reference, Path):
             where = display_path(self.reference)
             places = [f"{where}:{p.rsplit(':', 1)[-1]}" for p in places]
-        texts = table[self.reference_field]
-        tokens = [self._tokenize(t) if isinstance(t, str) else [] for t in texts]
+        tokens = [self._tokenize(t) if isinstance(t, str) else []
+                  for t in table[self.reference_field]]
         return tokens, places
 
     # -- the checks ----------------------------------------------------------------------
@@ -169,11 +164,7 @@ class Decontaminate(Stage):
             rows, cols, f, _ = rouge_pairs(texts[block], ref_texts, lengths[block],
                                            ref_lengths, self.threshold)
             over = f > self.threshold
-            # per row, the best reference (earliest on ties)
-            order = np.lexsort((cols[over], -f[over], rows[over]))
-            rows, cols, f = rows[over][order], cols[over][order], f[over][order]
-            first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.empty(0, bool)
-            for r, c, s in zip(rows[first], cols[first], f[first]):
+            for r, c, s in zip(*best_per_row(rows[over], cols[over], f[over], cols[over])):
                 i = pending[start + int(r)]
                 kind[i], match[i], score[i] = "near", refs[int(c)], float(s)
 

@@ -1,18 +1,11 @@
 """Embedding near-duplicate removal: sentence-transformers vectors, faiss neighbours, greedy.
 
-Rows are taken in table order (SemDeDup's keep-first rule, Abbas et al. 2023,
-arXiv:2303.09540, without its k-means split): a row is rejected when the cosine similarity
-of its embedding to a row kept before it exceeds the threshold.
-
 The pass works in blocks of rows: a block is searched against the rows kept so far (one
-batched search), the block's own similarity matrix covers pairs inside the block, and a
-short loop settles, in order, only the rows that have a near-duplicate earlier in the same
-block. With the exact search (a brute-force float32 matrix product) this makes the same
-decisions as comparing every row with every kept row one at a time; above ``exact_below``
-rows a faiss approximate index (IVF or HNSW, inner product) replaces the block-versus-kept
-search and may miss a near-duplicate that the exact search would find (pairs inside a
-block stay exact). Every rejection it makes is a true one: the cosine reported is the real
-inner product with a kept row.
+batched search), the block's own similarity matrix covers pairs inside it, and a short loop
+settles, in order, only the rows with a near-duplicate earlier in the block. With the exact
+search this decides as comparing every row with every kept row one at a time; a faiss
+approximate index may miss a near-duplicate, but every rejection it makes is true (the
+cosine reported is the real inner product with a kept row).
 """
 from __future__ import annotations
 
@@ -26,7 +19,6 @@ from ..errors import StageError
 from ..progress import task
 from ..core.fingerprint import Fingerprint
 from ..core.stage import Stage, StageResult
-from ..core.table import ID
 from ..core.threads import model_thread_limit
 from .near_duplicates import DUP_OF, mark_near_duplicates
 
@@ -36,12 +28,6 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # window is never read, so it is cut before tokenising (a 20 MB row costs nothing extra).
 CHARS_PER_TOKEN = 32
 _MODELS: dict = {}
-
-
-def text_limit(model) -> int | None:
-    """Characters of a text worth handing ``model`` (None: its window is unknown)."""
-    window = getattr(model, "max_seq_length", None)
-    return window * CHARS_PER_TOKEN if isinstance(window, int) and window > 0 else None
 
 
 def load_model(model: str | None = None, device: str | None = None):
@@ -204,9 +190,9 @@ class EmbeddingDedup(Stage):
         block_size: rows per search block.
         name: stage name (default ``embedding_dedup``).
 
-    Encoding runs torch on the cores free when it starts, or ``CURATE_THREADS`` threads
-    (:mod:`curate.core.threads`). A text is cut to 32 characters per token of the model's window (``max_seq_length``;
-    8,192 characters for all-MiniLM-L6-v2) before tokenising: the model never reads further.
+    Encoding runs torch on the cores free when it starts, or ``CURATE_THREADS`` threads. A
+    text is cut to 32 characters per token of the model's window (8,192 characters for
+    all-MiniLM-L6-v2) before tokenising: the model never reads further.
 
     Output: ``_dup_of`` (the kept row with the highest cosine) and ``_cosine`` on rejected
     rows; rejection code ``near_duplicate_embedding``; stats ``index``,
@@ -275,8 +261,9 @@ class EmbeddingDedup(Stage):
         except OSError as exc:
             raise StageError(self.name, f"cannot load model {self.model!r} offline ({exc}); "
                                         f"give a local path") from None
-        limit = text_limit(model)
-        if limit is not None:
+        window = getattr(model, "max_seq_length", None)  # unknown: texts are not cut
+        if isinstance(window, int) and window > 0:
+            limit = window * CHARS_PER_TOKEN
             texts = [t if len(t) <= limit else t[:limit] for t in texts]
         # Longest first over the whole table (what encode() does inside one call), so that
         # encoding in chunks for the progress bar pads no more than a single call would.
@@ -310,8 +297,7 @@ class EmbeddingDedup(Stage):
         searched = time.perf_counter()
         out, reasons = mark_near_duplicates(df, keep, dup_pos, best, "_cosine", "cosine",
                                             self.threshold, min_digits=3)
-        rejected = np.flatnonzero(~keep)
         return self.result(out, keep, "near_duplicate_embedding", reasons,
-                           near_duplicates=int(len(rejected)), index=kind,
+                           near_duplicates=int((~keep).sum()), index=kind,
                            embed_seconds=round(embedded - start, 3),
                            search_seconds=round(searched - embedded, 3))

@@ -13,7 +13,7 @@ from ..core.table import ID, canonical_json, to_jsonable
 from ..errors import StageError
 
 
-def _as_keys(keys) -> list[tuple[str, ...]]:
+def _as_keys(keys, stage: str) -> list[tuple[str, ...]]:
     """``"nlq"`` -> one key; ``("nlq", "columns")`` -> one compound key; a list -> many."""
     if isinstance(keys, str):
         return [(keys,)]
@@ -21,7 +21,8 @@ def _as_keys(keys) -> list[tuple[str, ...]]:
         return [keys]
     if isinstance(keys, list):
         return [(k,) if isinstance(k, str) else tuple(k) for k in keys]
-    raise TypeError(f"expected a field name, a tuple of names or a list of them, got {keys!r}")
+    raise StageError(stage, f"expected a field name, a tuple of names or a list of them, "
+                            f"got {keys!r}")
 
 
 class ExactDedup(Stage):
@@ -38,13 +39,8 @@ class ExactDedup(Stage):
     with sorted keys; strings of the fields in ``json_fields`` that parse as a JSON object or
     array likewise (so ``'{"a":1,"b":2}'`` equals ``{"b": 2, "a": 1}``); lists in ``unordered``
     fields as multisets; text in ``normalize_text`` fields stripped, with whitespace runs
-    collapsed and casefolded. A missing value (None/NaN) matches nothing: a row whose key
-    lacks a field is no duplicate by that key (it is kept unless another key repeats), since
-    two rows that both lack a field are not thereby the same; a stage or the export that
-    needs the field errors the row.
-
-    Canonical keys are computed once per column (vectorised for text and numbers), then
-    grouped with pandas; with one key the pass is ``duplicated`` itself.
+    collapsed and casefolded. A missing value (None/NaN) matches nothing: two rows that both
+    lack a field are not thereby the same (a stage or the export that needs it errors them).
 
     Args:
         keys: a field name, a tuple of names (one compound key), or a list whose items
@@ -66,10 +62,7 @@ class ExactDedup(Stage):
     def __init__(self, keys, json_fields=(), unordered=(), normalize_text=False,
                  name: str | None = None, **kwargs):
         super().__init__(name, **kwargs)
-        try:
-            parsed = _as_keys(keys)
-        except TypeError as exc:
-            raise StageError(self.name, str(exc)) from None
+        parsed = _as_keys(keys, self.name)
         if not parsed or any(not key or not all(isinstance(f, str) for f in key) for key in parsed):
             raise StageError(self.name, f"expected non-empty keys of field names, got {keys!r}")
         self.keys = parsed
@@ -95,10 +88,6 @@ class ExactDedup(Stage):
 
     def added_columns(self) -> dict[str, str]:
         return {"_dup_of": "duplicate_of"}
-
-    @staticmethod
-    def key_name(key: tuple[str, ...]) -> str:
-        return "+".join(key)
 
     # -- canonical form -------------------------------------------------------------------
     def canonical(self, field: str, value) -> str:
@@ -175,7 +164,7 @@ class ExactDedup(Stage):
         """The stage's result from, per row, the key that matched a kept row (-1: kept)
         and that row's position."""
         rejected = dup_key >= 0
-        names = [self.key_name(k) for k in self.keys]
+        names = ["+".join(k) for k in self.keys]
         counts = {n: int((dup_key == k).sum()) for k, n in enumerate(names)}
         # the rejected rows' codes, reasons and kept row's id, built in Arrow
         where = np.flatnonzero(rejected)
@@ -203,12 +192,10 @@ def _greedy(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     Returns, per row, the index of the key that matched (-1: kept) and the kept row's
     position. Rows are visited in order; only kept rows register their keys.
     """
-    n = len(codes[0])
     columns = [c.tolist() for c in codes]
     owner = [dict() for _ in codes]
-    dup_key = [-1] * n
-    match = [-1] * n
-    for pos in range(n):
+    dup_key, match = [-1] * len(codes[0]), [-1] * len(codes[0])
+    for pos in range(len(codes[0])):
         for k, column in enumerate(columns):
             hit = owner[k].get(column[pos])
             if hit is not None:

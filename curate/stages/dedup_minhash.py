@@ -1,16 +1,13 @@
 """MinHash LSH near-duplicate removal: shingle sets, banded signatures, verified pairs, greedy.
 
-- Shingles (word n-grams, or character n-grams of the tokens joined by one space) get a
-  stable 64-bit hash built from code points with the splitmix64 finaliser: a text's
-  hashes never depend on the rest of the table, the Python hash seed or the platform.
 - Signature row k is ``min`` over the shingles of ``((a_k·x + b_k) mod 2^64) >> 32``, x the
-  top 32 bits of a shingle hash: Dietzfelbinger's multiply-add-shift family, 2-independent
-  like ``(a·x + b) mod p`` but without a division. Signatures are uint32.
+  top 32 bits of a shingle hash (:mod:`.shingles`): Dietzfelbinger's multiply-add-shift
+  family, 2-independent without a division. Signatures are uint32.
 - Candidates are the pairs whose band keys agree, found by sorting each band's keys; rows
   with identical shingle sets are set aside first (they would fill buckets quadratically).
 - A candidate is verified once (in the first band it shares), after a cheap upper bound on
-  its Jaccard from set sizes and 128-bit shingle masks has dropped most far pairs; one pass
-  over the verified pairs, sorted by the later row, applies the keep-first rule.
+  its Jaccard from set sizes and 128-bit shingle masks; one pass over the verified pairs,
+  sorted by the later row, applies the keep-first rule.
 """
 from __future__ import annotations
 
@@ -22,8 +19,8 @@ import pandas as pd
 from ..errors import StageError
 from ..progress import task
 from ..core.stage import Stage, StageResult
-from ..core.table import ID
 from ..text import make_tokenizer
+from .near_duplicates import DUP_OF, mark_near_duplicates
 from .shingles import ASCII_WORD_TOKENIZERS, U64 as _U64, hash_strings, mix as _mix, shingle_hashes
 
 _ROW_BLOCK = 20_000   # texts shingled and signed at a time
@@ -230,14 +227,6 @@ def twin_pairs(twins, reps, pairs, keep):
     return first[ok], second[ok], np.r_[np.ones(len(twins)), sims[at]][ok]
 
 
-def score_text(score: float, threshold: float) -> str:
-    """Shortest rounding of ``score`` (2 digits or more) that still reads >= threshold."""
-    for digits in range(2, 18):
-        if float(text := f"{score:.{digits}f}") >= threshold:
-            return text
-    return repr(score)
-
-
 class MinHashDedup(Stage):
     """Drop a row whose shingle set is a Jaccard near-duplicate of a row kept before it.
 
@@ -245,24 +234,18 @@ class MinHashDedup(Stage):
     Jaccard similarity |A∩B|/|A∪B| of two shingle sets; LSH banding (Leskovec, Rajaraman &
     Ullman, *Mining of Massive Datasets*, ch. 3.4) makes a pair of similarity s a candidate
     with probability 1-(1-s^rows)^bands (the S-curve). Rows are taken in table order; a row
-    is rejected when its Jaccard with a row already *kept* is >= ``threshold`` (a row that
-    only matches rejected rows is kept).
+    is rejected when its Jaccard with a row already *kept* is >= ``threshold``.
 
-    Default banding: of the (bands, rows) with bands·rows <= ``num_perm`` whose S-curve
-    reaches ``min_recall`` at the threshold, the one with the least area under the curve
-    below the threshold (fewest false candidates). At 0.8 and 128 permutations: 13 bands of
-    7 rows, P(candidate) 0.953 at 0.8, 0.9998 at 0.9, 0.67 at 0.7, 0.10 at 0.5, where
-    datasketch's default (9 bands of 13) finds 40% of the pairs at 0.8.
+    Default banding: of the (bands, rows) whose S-curve reaches ``min_recall`` at the
+    threshold, the one with the fewest false candidates. At 0.8 and 128 permutations: 13
+    bands of 7 rows, P(candidate) 0.953 at 0.8, 0.67 at 0.7, 0.10 at 0.5, where datasketch's
+    default (9 bands of 13) finds 40% of the pairs at 0.8.
 
-    Verification uses the exact Jaccard of the two shingle sets, not the MinHash estimate:
-    with 128 permutations the estimate's standard deviation at 0.8 is 0.035, so a pair at
-    0.75 would pass about 9% of the time and one at exactly 0.8 only half of the time.
-    Exact verification makes every rejection true, leaving only recall probabilistic (the
-    S-curve's), and is cheap for short texts: 8 bytes per shingle held (about 120 MB for a
-    million short instructions), and a bound from set sizes and 128-bit shingle masks drops
-    most candidates before the exact count. Shingles are compared by hash (63 minus the
-    row number's bits, 43 at a million rows): two distinct shingles collide with
-    probability 2^-43.
+    Candidates are verified with the exact Jaccard of the shingle sets, not the MinHash
+    estimate (standard deviation 0.035 at 0.8 with 128 permutations), so every rejection is
+    true and only recall is probabilistic. It holds 8 bytes per shingle (about 120 MB for a
+    million short instructions); shingles are compared by hash (63 minus the row number's
+    bits), so two distinct ones collide with probability 2^-43 at a million rows.
 
     Args:
         field: the text column to compare.
@@ -273,8 +256,7 @@ class MinHashDedup(Stage):
             n-grams of the tokens joined by one space).
         ngram: shingle length in words or characters (default 1 word, 5 characters).
             Short instructions: 1-2 words or 3-5 characters; documents: about 5 words.
-        bands, rows: the LSH banding (one alone: the other is ``num_perm //`` it);
-            default chosen from ``threshold`` and ``min_recall`` as above.
+        bands, rows: the LSH banding (one alone: the other is ``num_perm //`` it).
         min_recall: the S-curve's value required at the threshold by the default banding.
         seed: seeds the permutations; equal seeds give equal decisions.
         tokenizer: ``"unicode"`` (Unicode words, CJK characters one token each),
@@ -354,7 +336,7 @@ class MinHashDedup(Stage):
         return {self.field: str}  # a row whose cell is not text is errored by the base class
 
     def added_columns(self) -> dict[str, str]:
-        return {"_dup_of": "duplicate_of", "_jaccard": "similarity"}
+        return {DUP_OF: "duplicate_of", "_jaccard": "similarity"}
 
     def _texts(self, df: pd.DataFrame) -> list[str]:
         return df[self.field].tolist()
@@ -374,11 +356,14 @@ class MinHashDedup(Stage):
         """(sketches without signatures, band keys: bands x rows) of rows ``offset...`` of a
         table of ``total`` rows: what a worker of a distributed run sends on."""
         sketches = self.sketch(texts, offset, total)
-        every = np.arange(len(texts))
-        keys = np.stack([sketches.band_keys(band, self._rows, every)
-                         for band in range(self._bands)])
+        keys = self._band_keys(sketches, np.arange(len(texts)))
         sketches.signatures = None
         return sketches, keys
+
+    def _band_keys(self, sketches: Sketches, which: np.ndarray) -> np.ndarray:
+        """The band keys of rows ``which``: bands x rows."""
+        return np.stack([sketches.band_keys(band, self._rows, which)
+                         for band in range(self._bands)])
 
     def match_pairs(self, first: list[str], second: list[str]) -> pd.DataFrame:
         """Decide each pair (first[i], second[i]) as the stage decides a two-row table:
@@ -386,12 +371,8 @@ class MinHashDedup(Stage):
         n = len(first)
         sketches = self.sketch(list(first) + list(second))
         a, b = np.arange(n), np.arange(n, 2 * n)
-        candidate = (sketches.sizes[a] > 0) & (sketches.sizes[b] > 0)
-        shares = np.zeros(n, dtype=bool)
-        for band in range(self._bands):
-            shares |= (sketches.band_keys(band, self._rows, a)
-                       == sketches.band_keys(band, self._rows, b))
-        candidate &= shares
+        shares = (self._band_keys(sketches, a) == self._band_keys(sketches, b)).any(axis=0)
+        candidate = (sketches.sizes[a] > 0) & (sketches.sizes[b] > 0) & shares
         jaccard = np.full(n, np.nan)
         jaccard[candidate] = sketches.jaccard(a[candidate], b[candidate])
         return pd.DataFrame({"candidate": candidate, "jaccard": jaccard,
@@ -401,8 +382,7 @@ class MinHashDedup(Stage):
     def process(self, df: pd.DataFrame) -> StageResult:
         sketches = self.sketch(self._texts(df))
         twins, reps, active = self.plan(sketches)
-        keys = np.stack([sketches.band_keys(band, self._rows, active)
-                         for band in range(self._bands)])
+        keys = self._band_keys(sketches, active)
         sketches.signatures = None  # only the band keys are needed from here on
         pairs, counts = self.similar_pairs(sketches, active, keys)
         empty = len(df) - int((sketches.sizes > 0).sum())
@@ -429,7 +409,8 @@ class MinHashDedup(Stage):
 
     def decided(self, df: pd.DataFrame, keep, dup, best, stats: dict) -> StageResult:
         """The stage's result from its decisions and the counts of the pass."""
-        out, reasons = self._mark(df, keep, dup, best)
+        out, reasons = mark_near_duplicates(df, keep, dup, best, "_jaccard", "jaccard",
+                                            self.threshold, op=">=")
         return self.result(out, keep, "near_duplicate_minhash", reasons,
                            near_duplicates=int((~keep).sum()), **stats,
                            bands=self._bands, rows=self._rows, recall_at_threshold=round(
@@ -468,18 +449,3 @@ class MinHashDedup(Stage):
         if not found:
             return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)), counts
         return tuple(np.concatenate(part) for part in zip(*found)), counts
-
-    def _mark(self, df: pd.DataFrame, keep, dup, best):
-        """The table with ``_dup_of`` and ``_jaccard`` set on rejected rows, and reasons."""
-        ids = df[ID].to_numpy(dtype=object)
-        rejected = np.flatnonzero(~keep)
-        out = df.copy()
-        out["_dup_of"] = pd.Series([None] * len(df), index=df.index, dtype=object)
-        out.loc[rejected, "_dup_of"] = ids[dup[rejected]]
-        out["_jaccard"] = np.where(keep, np.nan, best)
-        reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-        scores, which = np.unique(best[rejected], return_inverse=True)  # few distinct values
-        texts = [score_text(float(score), self.threshold) for score in scores]
-        reasons.iloc[rejected] = [f"jaccard {texts[w]} >= {self.threshold} vs {i}"
-                                  for w, i in zip(which.tolist(), ids[dup[rejected]])]
-        return out, reasons

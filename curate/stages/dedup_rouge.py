@@ -1,23 +1,17 @@
 """Rouge-L near-duplicate removal with self-instruct's rule, computed fast and exactly.
 
 The rule (Wang et al. 2022, "Self-Instruct", ``bootstrap_instructions.py``): go through the
-texts in order; score each candidate against every text kept so far with
-``RougeScorer(["rougeL"], use_stemmer=False).score(candidate, kept)``; drop the candidate
-when ``max(fmeasure) > 0.7``, i.e. keep it when the best score is ``<= threshold``.
+texts in order and drop one whose ``RougeScorer(["rougeL"]).score(candidate, kept)``
+fmeasure against any text kept so far is ``> 0.7``. Made fast without changing a decision:
 
-How it is made fast without changing a decision:
-
-- Texts are tokenised once; every distinct token gets an integer id, and a text becomes a
-  string of code points (one per token), which rapidfuzz compares in C.
-- Rouge-L F = 2·LCS/(|a|+|b|) is the normalised Indel similarity, so
-  ``rapidfuzz.process.cdist`` scores a block of candidates against the kept texts on all
-  cores, skipping pairs that cannot reach the threshold.
-- F <= 2·min(|a|,|b|)/(|a|+|b|), so a candidate is only compared with kept texts whose
-  token length lies within that bound (kept texts are bucketed by length).
-- Pairs that pass the block filter (set a hair under the threshold) are re-scored from the
-  exact integer LCS with rouge-score's own float formula, ``2·p·r/(p+r)`` with
-  ``p = LCS/|kept|`` and ``r = LCS/|candidate|``, so the value compared with the threshold is
-  bit-for-bit the one the reference loop compares, boundary cases included.
+- every distinct token becomes one code point, so rapidfuzz compares texts in C, and
+  Rouge-L F = 2·LCS/(|a|+|b|) is Indel's normalised similarity: ``process.cdist`` scores a
+  block of candidates against the kept texts on all cores, skipping hopeless pairs;
+- F <= 2·min(|a|,|b|)/(|a|+|b|), so a candidate meets only kept texts of a length within
+  that bound (kept texts are bucketed by length);
+- pairs passing the block filter (a hair under the threshold) are re-scored from the exact
+  integer LCS with rouge-score's own float formula, ``2·p·r/(p+r)``, so the value compared
+  is bit-for-bit the reference's, boundary cases included.
 """
 from __future__ import annotations
 
@@ -43,11 +37,8 @@ _MAX_CODE = 0x10FFFF - 0x800
 
 
 def rouge_f(lcs, n_candidate, n_kept):
-    """rouge-score's F-measure from an LCS length, with its exact float operations.
-
-    ``_score_lcs(target=candidate, prediction=kept)``: precision = lcs/|kept|,
-    recall = lcs/|candidate|, F = 2·p·r/(p+r) (0 when both are 0). Vectorised over numpy.
-    """
+    """rouge-score's F-measure from an LCS length, with its exact float operations
+    (``_score_lcs``: p = lcs/|kept|, r = lcs/|candidate|, F = 2·p·r/(p+r), 0 when both are 0)."""
     lcs = np.asarray(lcs, dtype=np.float64)
     p = lcs / np.asarray(n_kept, dtype=np.float64)
     r = lcs / np.asarray(n_candidate, dtype=np.float64)
@@ -94,6 +85,15 @@ def rouge_pairs(queries, choices, n_cand, n_kept, threshold: float, workers: int
     return rows, cols, rouge_f((total - dist) // 2, n_cand, n_kept), sims.size
 
 
+def best_per_row(rows, cols, f, tiebreak):
+    """``(rows, cols, f)`` of each row's best pair: highest F, then lowest ``tiebreak``
+    (``np.argmax``'s rule: the earliest)."""
+    order = np.lexsort((tiebreak, -f, rows))
+    rows, cols, f = rows[order], cols[order], f[order]
+    first = np.diff(rows, prepend=-1) != 0
+    return rows[first], cols[first], f[first]
+
+
 class _KeptBuckets:
     """Kept texts bucketed by token length, for gathering the ones a candidate can match."""
 
@@ -123,23 +123,15 @@ class RougeDedup(Stage):
 
     The rule of Self-Instruct (Wang et al. 2022, arXiv:2212.10560): rows are taken in table
     order; a row is rejected when its Rouge-L F-measure against any already-kept row is
-    greater than ``threshold`` (kept when the best score is ``<= threshold``). Decisions are
-    identical to scoring each candidate against every kept text with
-    ``rouge_score.rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)`` on the
-    same tokens; see the module docstring for how it is made fast.
+    greater than ``threshold``. Decisions are those of ``rouge_score``'s
+    ``RougeScorer(["rougeL"], use_stemmer=use_stemmer)`` on the same tokens, boundary
+    included: 7 common tokens between texts of 7 and 13 tokens score 0.7000000000000001 and
+    are rejected at 0.7, as in self-instruct (the module docstring says how it is fast).
 
-    The score compared is rouge-score's float, so a pair whose exact ratio 2·LCS/(|a|+|b|)
-    equals the threshold falls where the reference puts it: 7 common tokens between texts of
-    7 and 13 tokens score 0.7000000000000001 and are rejected at 0.7, as in self-instruct.
-
-    Texts that tokenise to nothing score 0 against everything in rouge-score, so they are
-    always kept and never cause a rejection (use ``ExactDedup`` for exact repeats). When most
-    texts tokenise to nothing (text in a language the default tokeniser deletes), the stage
-    warns, in the terminal and the report, and suggests ``tokenizer="unicode"``.
-
-    One very long text costs about its length: a text of more than ``max_tokens`` tokens is
-    errored (``text_too_long``) rather than compared, since Rouge-L of two such texts costs
-    the product of their lengths.
+    Texts that tokenise to nothing score 0, so they are always kept and never reject (use
+    ``ExactDedup`` for exact repeats); when most texts do, the stage warns and suggests
+    ``tokenizer="unicode"``. A text of more than ``max_tokens`` tokens is errored
+    (``text_too_long``) rather than compared: Rouge-L costs the product of the lengths.
 
     Args:
         field: the text column to compare.
@@ -209,10 +201,9 @@ class RougeDedup(Stage):
         keep, dup_pos, scores, compared = self._greedy(texts, lengths)
         out, reasons = mark_near_duplicates(df, keep, dup_pos, scores, "_rouge_l", "rouge-l",
                                             self.threshold)
-        rejected = np.flatnonzero(~keep)
         empty = int((lengths == 0).sum())
         result = self.result(out, keep, "near_duplicate_rouge", reasons,
-                             near_duplicates=int(len(rejected)), empty_texts=empty,
+                             near_duplicates=int((~keep).sum()), empty_texts=empty,
                              pairs_compared=compared)
         if len(df) and empty / len(df) > self.EMPTY_WARNING:
             hint = (" (text outside a-z and 0-9, which the default tokenizer deletes); try "
@@ -220,9 +211,6 @@ class RougeDedup(Stage):
             result.stats["warnings"] = [f"{empty} of {len(df)} texts in {self.field!r} "
                                         f"tokenise to nothing and are never compared{hint}"]
         return result
-
-    def _score_block(self, queries, choices, n_cand, n_kept):
-        return rouge_pairs(queries, choices, n_cand, n_kept, self.threshold, self.workers)
 
     def _greedy(self, texts, lengths):
         n, t = len(texts), float(self.threshold)
@@ -249,17 +237,12 @@ class RougeDedup(Stage):
                                                                            self.threshold))
             if not choices:
                 continue
-            rows, cols, f, size = self._score_block([texts[i] for i in members], choices,
-                                                    lengths[members], kept_lengths)
+            rows, cols, f, size = rouge_pairs([texts[i] for i in members], choices,
+                                              lengths[members], kept_lengths, self.threshold,
+                                              self.workers)
             compared += size
-            if rows.size == 0:
-                continue
-            # best per candidate: highest F, then earliest kept row (np.argmax's tie rule)
-            order = np.lexsort((positions[cols], -f, rows))
-            rows, cols, f = rows[order], cols[order], f[order]
-            first = np.r_[True, rows[1:] != rows[:-1]]
-            best[members[rows[first]]] = f[first]
-            best_pos[members[rows[first]]] = positions[cols[first]]
+            rows, cols, f = best_per_row(rows, cols, f, positions[cols])
+            best[members[rows]], best_pos[members[rows]] = f, positions[cols]
         return compared
 
     def _within_block(self, block, texts, lengths, kept, keep, best, best_pos, t) -> int:
@@ -268,20 +251,17 @@ class RougeDedup(Stage):
         if len(block) == 0:
             return 0
         block_lengths = lengths[block]
-        found_rows, found_cols, found_f, size = [], [], [], 0
+        found, size = [], 0
         for length in np.unique(block_lengths):
             members = np.flatnonzero(block_lengths == length)
             lo, hi = _length_bounds(int(length), self.threshold)
             others = np.flatnonzero((block_lengths >= lo) & (block_lengths <= hi))
-            r, c, f, n = self._score_block([texts[block[i]] for i in members],
-                                           [texts[block[i]] for i in others],
-                                           block_lengths[members], block_lengths[others])
-            found_rows.append(members[r])
-            found_cols.append(others[c])
-            found_f.append(f)
+            r, c, f, n = rouge_pairs([texts[block[i]] for i in members],
+                                     [texts[block[i]] for i in others], block_lengths[members],
+                                     block_lengths[others], self.threshold, self.workers)
+            found.append((members[r], others[c], f))
             size += n
-        rows, cols, f = (np.concatenate(found_rows), np.concatenate(found_cols),
-                         np.concatenate(found_f))
+        rows, cols, f = (np.concatenate(part) for part in zip(*found))
         order = np.lexsort((cols, rows))
         rows, cols, f = rows[order], cols[order], f[order]
         earlier = cols < rows

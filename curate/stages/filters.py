@@ -82,10 +82,8 @@ class Filter(Stage):
         with task(self.name, total=len(df)) as bar:
             for row_id, row in zip(df[ID], row_dicts(df)):
                 value = self.call(self.predicate, row, row_id, "predicate")
-                if value is ROW_ERROR:
-                    ok, code, sentence = True, "", ""
-                else:
-                    ok, code, sentence = verdict_of(value, self.name)
+                ok, code, sentence = ((True, "", "") if value is ROW_ERROR
+                                      else verdict_of(value, self.name))
                 if sentence is None:
                     sentence = (f"{self.name} returned False" if code == self.name
                                 else f"{self.name}: {code}")

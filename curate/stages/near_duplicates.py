@@ -9,18 +9,20 @@ from ..core.table import ID
 DUP_OF = "_dup_of"
 
 
-def score_text(score: float, threshold: float, min_digits: int = 2) -> str:
-    """Shortest rounding of ``score`` that still reads as greater than the threshold."""
+def score_text(score: float, threshold: float, min_digits: int = 2, op: str = ">") -> str:
+    """Shortest rounding of ``score`` that still reads as ``op`` (``>`` or ``>=``) the
+    threshold."""
     for digits in range(min_digits, 18):
         text = f"{score:.{digits}f}"
-        if float(text) > threshold:
+        if float(text) > threshold or (op == ">=" and float(text) == threshold):
             return text
     return repr(score)
 
 
 def mark_near_duplicates(df: pd.DataFrame, keep: np.ndarray, dup_pos: np.ndarray,
                          scores: np.ndarray, score_column: str, label: str,
-                         threshold: float, min_digits: int = 2) -> tuple[pd.DataFrame, pd.Series]:
+                         threshold: float, min_digits: int = 2,
+                         op: str = ">") -> tuple[pd.DataFrame, pd.Series]:
     """Add ``_dup_of`` (the kept row's id) and the score column to the rows, filled on the
     rejected ones (`Stage.run` leaves both off the kept rows), and the reason of each:
     ``"<label> 0.83 > 0.7 vs <id>"``."""
@@ -33,7 +35,8 @@ def mark_near_duplicates(df: pd.DataFrame, keep: np.ndarray, dup_pos: np.ndarray
     out = df.assign(**{DUP_OF: pd.Series(dup_of, index=df.index, dtype=object),
                        score_column: pd.Series(score, index=df.index)})
     reasons = pd.Series([""] * len(df), index=df.index, dtype=object)
-    reasons.iloc[rejected] = [
-        f"{label} {score_text(float(scores[i]), threshold, min_digits)} > {threshold} "
-        f"vs {ids[dup_pos[i]]}" for i in rejected]
+    distinct, which = np.unique(score[rejected], return_inverse=True)  # few distinct values
+    texts = [score_text(float(s), threshold, min_digits, op) for s in distinct]
+    reasons.iloc[rejected] = [f"{label} {texts[w]} {op} {threshold} vs {i}"
+                              for w, i in zip(which.tolist(), dup_of[rejected])]
     return out, reasons

@@ -7,6 +7,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..core.fingerprint import fingerprint_of
 from ..core.stage import Stage
 from ..core.table import SOURCE_NAME
 from ..errors import StageError
@@ -79,14 +80,12 @@ class Sample(Stage):
             res.kept = df.iloc[chosen].reset_index(drop=True)
         return res
 
-
     def _groups(self, df: pd.DataFrame) -> np.ndarray:
         if isinstance(self.balance, str):
             return df[self.balance].astype(str).to_numpy()
         from ..clustering import clusters
 
-        found = clusters(df, self.balance)
-        return found.names.astype(str).to_numpy()
+        return clusters(df, self.balance).names.astype(str).to_numpy()
 
 
 def balanced_counts(sizes: np.ndarray, n: int) -> np.ndarray:
@@ -178,7 +177,6 @@ class Mix:
         return pd.concat(parts, ignore_index=True)
 
     def fingerprint(self):
-        from ..core.fingerprint import fingerprint_of
         return fingerprint_of({"sources": {k: self._resolved(v) for k, v in self.sources.items()},
                                "weights": self.weights, "n": self.n, "seed": self.seed,
                                "replace": self.replace})

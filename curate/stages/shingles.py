@@ -3,13 +3,9 @@
 A token's hash is built from its code points with the splitmix64 finaliser, so it never
 depends on the rest of the table, the Python hash seed or the platform. Word shingles are
 windows of token hashes, character shingles windows of code points (tokens joined by one
-space).
-
-Tokenising is the slow part of shingling short texts. For the ``"unicode"`` and ``"rouge"``
-tokenisers an ASCII text's tokens are the runs of ``[a-z0-9]`` of the lowercased text, so
-ASCII rows are tokenised and hashed as numpy arrays over all their characters; other rows
-(and other tokenisers) go through the tokeniser one text at a time. Both paths give a token
-the same hash.
+space). For the ``"unicode"`` and ``"rouge"`` tokenisers an ASCII text's tokens are its runs
+of ``[a-z0-9]`` once lowercased, so ASCII rows are tokenised as numpy arrays (the slow part
+otherwise); other rows go through the tokeniser one at a time, giving the same hashes.
 """
 from __future__ import annotations
 

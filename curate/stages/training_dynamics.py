@@ -2,9 +2,7 @@
 
 A checker cannot see an answer that is valid but wrong (a dropped filter, another
 calculation); a model that has learned the task from the other rows can, because such an
-answer breaks the pattern those rows teach. :class:`SuspectFilter` fine-tunes a small model on
-k-1 folds of the table, scores the answers of the k-th (teacher forced, no generation), and
-flags the rows with the highest out-of-fold loss.
+answer breaks the pattern those rows teach.
 """
 from __future__ import annotations
 
@@ -135,8 +133,8 @@ class SuspectFilter(Stage):
             raise StageError(self.name, str(error)) from None
 
     def required_fields(self) -> tuple[str, ...]:
-        fields = self.export.required_fields() if hasattr(self.export, "required_fields") else ()
-        return tuple(fields)
+        return tuple(self.export.required_fields() if hasattr(self.export, "required_fields")
+                     else ())
 
     def added_columns(self) -> dict[str, str]:
         return {LOSS: "measure", PEAK: "measure", RANK: "measure", Z: "measure"}

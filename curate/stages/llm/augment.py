@@ -1,17 +1,9 @@
 """Augment: new rows from existing ones with an LLM.
 
-Two styles fit the same stage:
-
-- perturbation (Hamel Husain's Honeycomb case study): for each row, ask for rewordings of
-  the question and/or a substitution of one column in both the column list and the query,
-  keeping the same complexity; the new rows inherit the fields they do not change;
-- bootstrap (Wang et al., 2023, "Self-Instruct"): show ``k`` seed rows sampled from the
-  table and ask for new instructions; the new rows inherit nothing.
-
-Every new row gets a fresh ``_id``, ``_parent`` = the row it came from, and its parent's
-``_source``. Input rows are kept by default. A request that fails, or whose reply cannot be
-parsed even after one corrective retry, makes no new rows; a row none of whose requests gave
-a usable reply follows ``on_failure`` (default ``"keep"`` with ``keep="all"``).
+Two styles fit the same stage: perturbation (Hamel Husain's Honeycomb case study: rewordings
+of a row's question, or one column swapped in both the column list and the query; the new
+rows inherit the fields they do not change) and bootstrap (Wang et al., 2023,
+"Self-Instruct": ``k`` seed rows shown, new instructions asked for; they inherit nothing).
 """
 from __future__ import annotations
 
@@ -30,6 +22,10 @@ KEEPS = ("all", "new")
 
 class Augment(LLMStage):
     """Make new rows with an LLM: ``prompt`` builds the request, ``parse`` reads the reply.
+
+    Every new row gets a fresh ``_id``, ``_parent`` (the row it came from) and its parent's
+    ``_source``. A request that fails, or whose reply cannot be parsed even after one
+    corrective retry, makes no new rows.
 
     Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         prompt: ``prompt(row, examples) -> str | messages``; ``row`` is the row's fields,

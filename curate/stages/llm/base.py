@@ -1,19 +1,16 @@
 """The loop every LLM stage shares: rows -> requests -> replies -> values -> rows.
 
 A stage supplies its messages (a prompt function, or its own default) and
-:meth:`LLMStage.rows_from`: what a parsed reply makes of its row (a :class:`Made`:
-annotated columns, new rows, a rejection with a reason). This class owns the rest, the
-same way for every stage (curator's prompt + parse shape):
+:meth:`LLMStage.rows_from`: what a parsed reply makes of its row (a :class:`Made`). This
+class owns the rest, the same way for every stage (curator's prompt + parse shape):
 
 - **selection**: ``when(row)`` picks the rows the stage works on; the others pass through;
 - **requests**: ``prompt(row, **context)`` names the context it wants among what the stage
-  offers (``examples``, ``feedback``); an unknown name is an error when the stage is built,
-  a prompt that raises errors its row (``prompt_raised``); ``n`` samples per row; the reply
-  schema (a dict, or a function of the row) is sent as a structured-output request;
-- **replies**: read as JSON validated against the schema (else as text), then ``parse``;
-  a reply that fails gets one corrective retry (:func:`~curate.llm.structured.complete_parsed`);
-- **failures**: a row that got no usable reply (request failed, cut off, unparseable)
-  follows ``on_failure``: ``"error"``, ``"keep"`` (as it was) or ``"reject"``;
+  offers (an unknown name is an error when the stage is built, a prompt that raises errors
+  its row); ``n`` samples per row; the reply schema is sent as a structured-output request;
+- **replies**: JSON validated against the schema (else text), then ``parse``; a reply that
+  fails gets one corrective retry (:func:`~curate.llm.structured.complete_parsed`);
+- **failures**: a row that got no usable reply follows ``on_failure``;
 - **health**: replies by outcome, a failure sample, tokens and a verdict in the stats;
 - **planning** (``--estimate``): :meth:`~LLMStage.planned_requests`,
   :meth:`~LLMStage.planned_output` and :attr:`~LLMStage.max_rounds`, with no client at all.
@@ -28,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ...core.stage import ROW_ERROR, RowErrors, Stage, StageResult, _row_errors, one_line
-from ...core.table import ID, empty_like, mark, row_dicts
+from ...core.table import ID, derive_rows, empty_like, mark, row_dicts
 from ...errors import StageError
 from ...llm.accounting import Usage
 from ...llm.dialects import drop_added_nulls
@@ -302,8 +299,6 @@ class LLMStage(Stage):
 
     def new_rows(self, df: pd.DataFrame, made: dict[int, Made]) -> pd.DataFrame:
         """The rows derived from the rows in ``made`` (``_parent``, a fresh ``_id``)."""
-        from ...core.table import derive_rows
-
         records, parents = [], []
         for p in sorted(made):
             records += made[p].new

@@ -1,7 +1,6 @@
-"""What the LLM loop (:mod:`.base`) leans on: user functions checked, and called with the
-context they ask for, the progress meter, the failure sample and structured-output status
-of the health report, the columns a stage writes, a checker's failures on a candidate row,
-and the row a ``when`` reads while an estimate plans (columns no reply has written yet)."""
+"""What the LLM loop (:mod:`.base`) leans on: user functions called with the context they
+ask for, the progress meter, parts of the health report, the columns a stage writes, a
+checker's failures on a candidate row, and the row a ``when`` reads while an estimate plans."""
 from __future__ import annotations
 
 import contextlib
@@ -43,19 +42,15 @@ class Meter:
         self.total += n
         self.bar.total(self.total)
 
-    def close(self) -> None:
-        self.bar.info(self.usage.summary())
-
 
 @contextlib.contextmanager
 def metered(description: str, total: int, usage: Usage):
     """``with metered(name, n, usage) as meter:`` a bar that shows ``usage`` as it grows."""
     with task(description, total) as bar:
-        meter = Meter(bar, usage, total)
         try:
-            yield meter
+            yield Meter(bar, usage, total)
         finally:
-            meter.close()
+            bar.info(usage.summary())
 
 
 def _parameters(fn) -> tuple[list[str], list[str], bool] | None:
@@ -107,13 +102,9 @@ class UserFunction:
 
 def failure_sample(items: list[tuple[str, Failure]], limit: int = SAMPLE_SIZE) -> list[dict]:
     """The first few failures as plain dicts (row id, code, reason, start of the reply)."""
-    out = []
-    for row_id, failure in items[:limit]:
-        entry = {"_id": row_id, "code": failure.code, "reason": failure.reason}
-        if failure.text:
-            entry["reply"] = failure.text[:300]
-        out.append(entry)
-    return out
+    return [{"_id": row_id, "code": failure.code, "reason": failure.reason,
+             **({"reply": failure.text[:300]} if failure.text else {})}
+            for row_id, failure in items[:limit]]
 
 
 def add_counts(total: dict, more: dict) -> dict:

@@ -1,12 +1,5 @@
 """Vote: self-consistency (Wang et al., 2023, "Self-Consistency Improves Chain of Thought
-Reasoning in Language Models").
-
-Sample ``n`` replies per row at a temperature, extract an answer from each, canonicalise
-it, and keep the row when the most common answer reaches ``min_agreement`` (its share of
-the ``n`` samples). The row gets ``votes`` (answer -> count), ``agreement``, ``answer``
-(the canonical majority answer), ``rationale`` (the first reply that reached it) and,
-with ``rationales=True``, ``rationales`` (every reply that reached it).
-"""
+Reasoning in Language Models")."""
 from __future__ import annotations
 
 import random
@@ -20,7 +13,10 @@ __all__ = ["AnswerAfter", "JsonAnswer", "Vote", "canonical", "tally"]
 
 
 class Vote(LLMStage):
-    """Self-consistency vote over ``n`` samples per row.
+    """Self-consistency vote over ``n`` samples per row: extract an answer from each,
+    canonicalise it, and keep the row when the most common answer reaches ``min_agreement``.
+    The row gets ``votes`` (answer -> count), ``agreement``, ``answer`` (the canonical
+    majority answer) and ``rationale`` (the first reply that reached it).
 
     Args (besides those of every LLM stage, :class:`~.base.LLMStage`):
         prompt: ``prompt(row) -> str | messages`` (e.g. a few-shot chain-of-thought prompt).
