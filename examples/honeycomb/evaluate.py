@@ -47,7 +47,8 @@ PREDICTIONS, REPORT = "predictions.jsonl", "evaluation.json"
 
 def load_rows(path, limit: int | None = None) -> list[dict]:
     """The held-out rows ``{nlq, columns, query}`` as plain dicts (the first ``limit`` only)."""
-    frame = read_table(path, json_columns=("columns", "query") if str(path).endswith(".csv") else ())
+    is_csv = str(path).endswith(".csv")
+    frame = read_table(path, json_columns=("columns", "query") if is_csv else ())
     rows = [{name: to_jsonable(value) for name, value in row.items()}
             for row in frame.to_dict("records")][:limit or None]
     for number, row in enumerate(rows, 1):
@@ -108,7 +109,8 @@ def evaluate(generate_many, rows: list[dict], attempts: int = 3, *, batch_size: 
     for start in range(0, len(items), batch_size):
         _heal_group(generate_many, items[start:start + batch_size], attempts, finished)
     saved, groups = [done[key] for key in keys], metrics.groups_of(rows)
-    first, final = ([metrics.assess(r[name], row) for r, row in zip(saved, rows)] for name in ("first", "final"))
+    first, final = ([metrics.assess(r[name], row) for r, row in zip(saved, rows)]
+                    for name in ("first", "final"))
     records = [make_record(row, key, settings, r["first"], r["final"], r["attempts"], r.get("no_reply", False),
                            a, b) for row, key, r, a, b in zip(rows, keys, saved, first, final)]
     healed = {**metrics.summarize(final, groups),
@@ -247,13 +249,15 @@ def main(argv=None) -> int:
         if args.predictions:
             answers = metrics.score_answers(read_answers(args.predictions, len(rows)), rows)
             return _report({f"answers ({Path(args.predictions).name})": answers}, answers,
-                           f"held-out evaluation of {args.predictions}", metrics.baseline_summaries(rows, seeds))
+                           f"held-out evaluation of {args.predictions}",
+                           metrics.baseline_summaries(rows, seeds))
         generate_many, label, weights = make_generator(args)
         settings = settings_of(args, label, weights)
         if not args.fresh:
             done, other = read_predictions(path, settings)
             if _saved(rows, done):
-                print(f"resuming: {_saved(rows, done)} of {len(rows)} rows are already in {path}", file=sys.stderr)
+                print(f"resuming: {_saved(rows, done)} of {len(rows)} rows are already in {path}",
+                      file=sys.stderr)
             if other:
                 print(f"note: {other} lines of {path} were made with other settings (or cut short) "
                       f"and are replaced", file=sys.stderr)

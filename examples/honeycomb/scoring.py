@@ -39,7 +39,8 @@ def score(prediction: Any, gold: Any) -> dict:
     except ParseError:
         predicted, exact = None, False
     present = {atom[0] for atom in (expected if predicted is None else predicted | expected)}
-    parts = {kind: _prf(_of(predicted, kind), _of(expected, kind)) for kind in KINDS if kind in present}
+    parts = {kind: _prf(_of(predicted, kind), _of(expected, kind))
+             for kind in KINDS if kind in present}
     whole = _prf(predicted, expected)
     return {"atom_f1": whole["f1"], "precision": whole["precision"], "recall": whole["recall"],
             "exact": exact, "parts": parts}
