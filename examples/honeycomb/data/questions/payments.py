@@ -1,7 +1,7 @@
 """Questions about the payments API's spans (schemas/payments.json).
 
-Each question states what its query does (README, "Conventions"); a held-out row may list
-``(old, new)`` column swaps that read naturally.
+Every question states what its query does (see "Conventions" in the example's README); a held-out
+row may list ``(old, new)`` column swaps, each checked to read naturally.
 """
 
 from examples.honeycomb.data.dsl import DAY, HOUR, Q, ROOT, WEEK, ts
