@@ -3,17 +3,12 @@
     python -m curate.pipeline examples/batch/spec.py --estimate            # sends nothing
     OPENAI_API_KEY=sk-... python -m curate.pipeline examples/batch/spec.py --out runs/batch
 
-Every request goes into batch input files instead of one HTTP call each (OpenAI's Batch API:
-half the online price, results within 24 hours). The run polls until its batches end and
-shows each batch's state, its completed and failed lines and the time since it was
-submitted. Stop it in any way (Ctrl-C, a kill, a closed laptop) and run the same command
-again: it polls the batches recorded in runs/batch/cache/batches.json and pays for nothing
-twice. ``BATCH_MAX_WAIT=0`` submits and stops at once; run again later to collect.
-
-Run it from the repository root (it reuses ``examples.honeycomb``'s prompts). With no key
-or endpoint configured, ``--estimate`` still works; a run stops in one line saying what to
-set (the spec names a model, so the embedded demo model never stands in for it).
-``BATCH_SEEDS=N`` judges the first N seeds.
+Every request goes into batch input files (OpenAI's Batch API: half the online price, results
+within 24 hours); the run polls until its batches end. Stop it in any way and run the same
+command again: it polls the batches recorded in runs/batch/cache/batches.json and pays for
+nothing twice. ``BATCH_MAX_WAIT=0`` submits and stops at once; run again later to collect.
+``BATCH_SEEDS=N`` judges the first N seeds. Run it from the repository root; with no key or
+endpoint configured ``--estimate`` still works, and a run stops in one line saying what to set.
 """
 import os
 from pathlib import Path

@@ -39,15 +39,6 @@ def client_generator(llm, max_tokens: int):
     return generate_many
 
 
-def adapter_generator(train_config: str, adapter: str, max_tokens: int, batch_size: int = 16):
-    """Greedy generation with a saved adapter (see :func:`model_generator`); the config is
-    read from ``train_config``. The model loads on the first call."""
-    def load():
-        from train.config import load_config
-        return _load_model(load_config(train_config), adapter, train_config)
-    return _generator(load, max_tokens, batch_size)
-
-
 def model_generator(cfg, adapter: str | None, max_tokens: int, batch_size: int = 16):
     """Greedy generation with a training config's base model, and ``adapter`` on it when
     given (None: the untuned base), stopping at the end of the turn."""
@@ -56,9 +47,8 @@ def model_generator(cfg, adapter: str | None, max_tokens: int, batch_size: int =
 
 
 def _generator(load, max_tokens: int, batch_size: int):
-    """Prompts of similar length are batched together and decoded by the embedded backend's
-    loop (the start they share computed once, finished rows leaving the batch), in the
-    training template; the model loads on the first call."""
+    """Prompts of similar length batched together in the training template, decoded by the
+    embedded backend's loop; the model loads (``load()``) on the first call."""
     loaded: list = []
 
     def generate_many(conversations):
@@ -108,7 +98,11 @@ def make_generator(args) -> tuple:
             raise CurateError(f"--backend adapter needs --adapter DIR, a saved adapter folder (got {args.adapter})")
         if not config.is_file():
             raise CurateError(f"--train-config {config}: no such file")
-        generate_many = adapter_generator(args.train_config, args.adapter, args.max_tokens, args.batch_size)
+
+        def load():
+            from train.config import load_config
+            return _load_model(load_config(args.train_config), args.adapter, args.train_config)
+        generate_many = _generator(load, args.max_tokens, args.batch_size)
         return generate_many, f"adapter {args.adapter}", _digest(folder, config)
     from curate.llm import LLM, default_backend
 

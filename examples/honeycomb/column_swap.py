@@ -1,24 +1,16 @@
 """A deterministic augmenter: swap one column of a row for another column of the same kind.
 
-Given a row ``{"nlq", "columns", "query", "schema"}``, pick a column ``X`` the query uses and a
-column ``Y`` of the same kind (see ``schemas.py``) that the query does not use, then rewrite
-all three fields consistently:
-
-- the question: every mention of ``X`` (its name, or one of its aliases such as "route" for
-  ``http.route``) becomes a mention of ``Y``; a categorical filter value written in the
-  question ("CrashLoopBackOff") becomes one of ``Y``'s typical values;
-- the column list: ``Y`` takes ``X``'s place, so the list keeps its length (if ``Y`` was
-  already listed, the two trade places);
-- the query: ``X`` becomes ``Y`` in calculations, filters, breakdowns, orders and havings.
-
-A swap is made only where it is safe: the question must name ``X`` (by name or alias), so
-that it changes with the query, and a filter or having value must still mean something for
-``Y`` (durations and byte sizes keep their thresholds, categorical values are replaced;
-identifiers, free text and other numbers are left alone). Booleans are never swapped: "errors"
-does not become "cache hits" by replacing a word. Rows with no safe swap are skipped. No LLM is
-needed; the same seed gives the same rows.
+For a row ``{"nlq", "columns", "query", "schema"}``, a column ``X`` the query uses becomes a
+column ``Y`` of the same kind (``schemas.py``) it does not use, in all three fields: every
+mention of ``X`` in the question (its name or an alias, "route" for ``http.route``) and a
+categorical filter value written there ("CrashLoopBackOff", which becomes one of ``Y``'s typical
+values); ``X``'s place in the column list (the two trade places if ``Y`` was listed); every
+part of the query. A swap is made only where it is safe: the question names ``X``, and a filter
+or having value still means something for ``Y`` (durations and byte sizes keep their
+thresholds, categorical values are replaced, values of other kinds block the swap). Booleans
+are never swapped: "errors" does not become "cache hits" by replacing a word. Rows with no safe
+swap are skipped. No LLM is needed; the same seed gives the same rows.
 """
-
 from __future__ import annotations
 
 import copy
@@ -200,8 +192,5 @@ def column_swaps(rows: Iterable[Mapping], n: int = 1, seed: int = 0,
     Each new row carries ``swap: [old, new]``. The result depends only on ``seed`` and on
     each row's question and query, not on the order of ``rows``.
     """
-    out = []
-    for row in rows:
-        schema = schemas[row["schema"]] if schemas else load_schema(row["schema"])
-        out += swap_row(row, schema, n=n, seed=seed)
-    return out
+    return [swapped for row in rows for swapped in swap_row(
+        row, schemas[row["schema"]] if schemas else load_schema(row["schema"]), n=n, seed=seed)]

@@ -7,20 +7,19 @@ answers made anywhere else.
         [--train-config train/configs/honeycomb.yaml]
     python -m examples.honeycomb.evaluate --predictions answers.jsonl
 
-Each row's prompt is the fine-tuning prompt. The first answer is scored as is; then failing
-answers are sent back with the checker's failures, up to ``--attempts`` calls in all
-(self-healing). ``--predictions FILE`` instead scores one JSON line ``{"query": <object or
-text>}`` per held-out row, in order. Reported, each with its 95% interval (a cluster
-bootstrap over a row's ``group``), beside what degenerate answers score in the same run
-(``examples.honeycomb.baselines``): validity (the checker), atom F1 (the headline,
-``examples.honeycomb.scoring``) and exact match. The output ends with one JSON line:
+Each row's prompt is the fine-tuning prompt. The first answer is scored as is; failing answers
+are sent back with the checker's failures, up to ``--attempts`` calls in all (self-healing).
+``--predictions FILE`` instead scores one JSON line ``{"query": <object or text>}`` per
+held-out row, in order. Reported with 95% intervals (a cluster bootstrap over a row's
+``group``), beside what degenerate answers score (``baselines``): validity (the checker), atom
+F1 (the headline, ``scoring``) and exact match. The output ends with one JSON line
 ``{"validity", "atom_f1", "exact_match"}``, each ``{"value", "low", "high"}`` (for generated
 answers, the self-healed ones).
 
-Rows are generated ``--batch-size`` at a time; each is appended to ``--out``/predictions.jsonl
-as soon as its final answer is known. Rerun the same command after an interruption and only
-the missing rows are generated: a saved row is reused when its question, columns and gold
-query match and it was made with the same backend, model, attempts and max tokens.
+Each row is appended to ``--out``/predictions.jsonl as soon as its final answer is known. Rerun
+the same command after an interruption and only the missing rows are generated: a saved row is
+reused when its question, columns and gold query match and it was made with the same backend,
+model, attempts and max tokens.
 """
 from __future__ import annotations
 
@@ -46,13 +45,12 @@ EVAL_PATH = Path(__file__).parent / "data" / "eval.jsonl"
 PREDICTIONS, REPORT = "predictions.jsonl", "evaluation.json"
 
 
-# -- rows ---------------------------------------------------------------------------------------
 def load_rows(path, limit: int | None = None) -> list[dict]:
     """The held-out rows ``{nlq, columns, query}`` as plain dicts (the first ``limit`` only)."""
     is_csv = str(path).endswith(".csv")
     frame = read_table(path, json_columns=("columns", "query") if is_csv else ())
-    rows = [{name: to_jsonable(value) for name, value in row.items()} for row in frame.to_dict("records")]
-    rows = rows[:limit] if limit else rows
+    rows = [{name: to_jsonable(value) for name, value in row.items()}
+            for row in frame.to_dict("records")][:limit or None]
     for number, row in enumerate(rows, 1):
         if not isinstance(row.get("nlq"), str) or not row["nlq"].strip():
             raise CurateError(f"{path} row {number}: needs an nlq (the question, as text)")
@@ -74,7 +72,6 @@ def row_key(row: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# -- one line of predictions.jsonl ---------------------------------------------------------------
 def make_record(row: dict, key: str, settings: str, first_text: str, final_text: str, attempts: int,
                 no_reply: bool = False, first: dict | None = None, final: dict | None = None) -> dict:
     """The line of predictions.jsonl for a finished row (``first``/``final``: their `assess`).
@@ -90,7 +87,6 @@ def make_record(row: dict, key: str, settings: str, first_text: str, final_text:
     return {**record, "no_reply": True} if no_reply else record
 
 
-# -- generation ---------------------------------------------------------------------------------
 def evaluate(generate_many, rows: list[dict], attempts: int = 3, *, batch_size: int = 16,
              done: dict | None = None, save=None, settings: str = "") -> dict:
     """Self-heal every row not in ``done`` (``{key: record}``) and report on all ``rows``.
@@ -113,8 +109,8 @@ def evaluate(generate_many, rows: list[dict], attempts: int = 3, *, batch_size: 
     for start in range(0, len(items), batch_size):
         _heal_group(generate_many, items[start:start + batch_size], attempts, finished)
     saved, groups = [done[key] for key in keys], metrics.groups_of(rows)
-    first = [metrics.assess(record["first"], row) for record, row in zip(saved, rows)]
-    final = [metrics.assess(record["final"], row) for record, row in zip(saved, rows)]
+    first, final = ([metrics.assess(r[name], row) for r, row in zip(saved, rows)]
+                    for name in ("first", "final"))
     records = [make_record(row, key, settings, r["first"], r["final"], r["attempts"], r.get("no_reply", False),
                            a, b) for row, key, r, a, b in zip(rows, keys, saved, first, final)]
     healed = {**metrics.summarize(final, groups),
@@ -140,7 +136,6 @@ def _heal_group(generate_many, items: list[tuple[str, dict]], attempts: int, fin
     heal_many(generate_many, checks, [finetune_messages(row) for _, row in items], max_attempts=attempts)
 
 
-# -- predictions.jsonl: an append-only log of finished rows ---------------------------------------
 def read_predictions(path: Path, settings: str) -> tuple[dict, int]:
     """The records saved in ``path`` with these ``settings`` by key, and how many lines are not
     reused (other settings, or a line cut short by a kill)."""
@@ -189,7 +184,6 @@ def settings_of(args, label: str, weights: str = "") -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# -- answers made elsewhere ------------------------------------------------------------------------
 def read_answers(path, rows: int) -> list:
     """The ``query`` of each JSON line of ``path`` (blank lines skipped): one per held-out row."""
     answers = []
@@ -215,7 +209,6 @@ def read_answers(path, rows: int) -> list:
     return answers
 
 
-# -- command line -------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m examples.honeycomb.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,13 +248,19 @@ def main(argv=None) -> int:
         seeds = load_rows(args.seeds)
         if args.predictions:
             answers = metrics.score_answers(read_answers(args.predictions, len(rows)), rows)
-            return _report({f"answers ({Path(args.predictions).name})": answers}, answers, rows, seeds,
-                           f"held-out evaluation of {args.predictions}")
+            return _report({f"answers ({Path(args.predictions).name})": answers}, answers,
+                           f"held-out evaluation of {args.predictions}",
+                           metrics.baseline_summaries(rows, seeds))
         generate_many, label, weights = make_generator(args)
         settings = settings_of(args, label, weights)
         if not args.fresh:
             done, other = read_predictions(path, settings)
-            _note_resume(path, rows, done, other)
+            if _saved(rows, done):
+                print(f"resuming: {_saved(rows, done)} of {len(rows)} rows are already in {path}",
+                      file=sys.stderr)
+            if other:
+                print(f"note: {other} lines of {path} were made with other settings (or cut short) "
+                      f"and are replaced", file=sys.stderr)
         with prediction_log(path, done) as save:
             report = evaluate(generate_many, rows, attempts=args.attempts, batch_size=args.batch_size,
                               done=done, save=save, settings=settings)
@@ -282,13 +281,12 @@ def main(argv=None) -> int:
               f"and are not saved, so running the same command again asks again", file=sys.stderr)
     first, healed = report["single_attempt"], report[f"self_healing_{args.attempts}"]
     modes = {"first answer": first, f"self-healing, up to {args.attempts} calls": healed}
-    return _report(modes, healed, rows, seeds, f"held-out evaluation: {label}", report["baselines"])
+    return _report(modes, healed, f"held-out evaluation: {label}", report["baselines"])
 
 
-def _report(answers: dict, final: dict, rows: list[dict], seeds: list[dict], title: str,
-            degenerate: dict | None = None) -> int:
-    """The table of ``answers`` beside the baselines, then the headline JSON line of ``final``."""
-    degenerate = degenerate or metrics.baseline_summaries(rows, seeds)
+def _report(answers: dict, final: dict, title: str, degenerate: dict) -> int:
+    """The table of ``answers`` beside the ``degenerate`` baselines, then the headline JSON line
+    of ``final``."""
     metrics.print_table(title, {**answers, **degenerate})
     print(json.dumps(metrics.headline(final)))
     return 0
@@ -296,14 +294,6 @@ def _report(answers: dict, final: dict, rows: list[dict], seeds: list[dict], tit
 
 def _saved(rows: list[dict], done: dict) -> int:
     return sum(1 for key in {row_key(row) for row in rows} if key in done and not done[key].get("no_reply"))
-
-
-def _note_resume(path: Path, rows: list[dict], done: dict, other: int) -> None:
-    if _saved(rows, done):
-        print(f"resuming: {_saved(rows, done)} of {len(rows)} rows are already in {path}", file=sys.stderr)
-    if other:
-        print(f"note: {other} lines of {path} were made with other settings (or cut short) "
-              f"and are replaced", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,23 @@
 """Faults injected at known rates into a Honeycomb table, each faulted row labelled.
 
 Curation is measured by what it removes, so the benchmarks need rows whose faults are known.
-:func:`inject_faults` takes a table of ``{nlq, columns, query, ...}`` rows and, among the rows
-it may touch (the derived rows: column swaps, rewordings; never the seeds), turns exactly
-``round(rate * eligible)`` rows into each kind of fault:
+:func:`inject_faults` turns exactly ``round(rate * eligible)`` of the rows it may touch (the
+derived rows: column swaps, rewordings; never the seeds) into each kind of fault:
 
-checker-detectable (the level-1 checker must fail them):
+- checker-detectable (the level-1 checker must fail them): ``truncated_json`` (the query as
+  cut-off JSON text), ``unknown_column`` (a column reference replaced by one the row's list
+  lacks), ``unknown_key`` (a top-level key renamed, ``group_by``, or an unknown key added to a
+  calculation or a filter);
+- wrong but valid (the checker passes them): ``dropped_filter``, ``changed_calculation`` (its
+  orders and havings follow), ``changed_breakdown`` (swapped or one added),
+  ``changed_time_window`` (changed, or set where the question implied the default);
+- ``near_duplicate``: light rewordings and copies of a few clean rows, appended (its share is
+  of rows *added*).
 
-- ``truncated_json``: the query as cut-off JSON text;
-- ``unknown_column``: one column reference replaced by a column the row's list lacks;
-- ``unknown_key``: a top-level key renamed to a plausible wrong name (``group_by``), or an
-  unknown key added to a calculation or a filter;
-
-wrong but valid (the checker passes them; they answer the question wrongly):
-
-- ``dropped_filter``: one filter removed;
-- ``changed_calculation``: one calculation's op or column changed (orders and havings that
-  refer to it follow, so the query stays valid);
-- ``changed_breakdown``: one breakdown swapped for another column of the list, or one added;
-- ``changed_time_window``: the time range changed, or set where the question implied the
-  default;
-
-and ``near_duplicate``: a flood of light rewordings and copies of a few rows (the share is of
-rows *added*, appended after the table; their sources stay clean).
-
-A faulted row replaces its original in place (same position, same other fields), so a dedup
-stage cannot catch it as a copy of its clean self. Every fault is checked to be of its kind
-(the checker fails or passes it as said, and a wrong-but-valid query differs from the
-original in canonical form); a row a fault cannot apply to is skipped for that kind. The
-result depends only on the table and the seed. The label column (``fault``) holds the kind,
-or None for a clean row; ``fault_detail`` says what was changed.
+A faulted row replaces its original in place (so a dedup stage cannot catch it as a copy of
+its clean self), and is checked to be of its kind; a row a kind cannot apply to is skipped.
+The result depends only on the table and the seed. The label column (``fault``) holds the
+kind, or None for a clean row; ``fault_detail`` says what was changed.
 """
 from __future__ import annotations
 
@@ -38,6 +26,7 @@ import json
 import random
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from assertions.honeycomb import canonical, check
@@ -66,10 +55,8 @@ PREFIXES = ("", "show me ", "can you show ", "I want to see ", "please show ", "
 SUFFIXES = ("", " please", " now", " for me", " thanks")
 
 
-# -- one fault on one query ---------------------------------------------------------------------
 def _column_refs(query: dict) -> list[tuple[str, int]]:
-    """``(part, index)`` of every column a query reads (not the orders and havings, which
-    name a calculation)."""
+    """``(part, index)`` of every column a query reads (orders and havings name a calculation)."""
     refs = [(part, i) for part in ("calculations", "filters")
             for i, item in enumerate(query.get(part) or []) if item.get("column")]
     return refs + [("breakdowns", i) for i in range(len(query.get("breakdowns") or []))]
@@ -96,8 +83,7 @@ def truncated_json(query: dict, row: Mapping, rng: random.Random):
 
 def unknown_column(query: dict, row: Mapping, rng: random.Random):
     refs = _column_refs(query)
-    listed = set(row["columns"])
-    others = sorted({c for s in load_schemas().values() for c in s.names} - listed)
+    others = sorted({c for s in load_schemas().values() for c in s.names} - set(row["columns"]))
     if not refs or not others:
         return None
     part, index = rng.choice(refs)
@@ -190,17 +176,13 @@ def changed_time_window(query: dict, row: Mapping, rng: random.Random):
     if query.get("start_time") is not None or query.get("end_time") is not None:
         return None
     old = query.get("time_range")
-    choices = [w for w in WINDOWS if w != old]
-    query["time_range"] = rng.choice(choices)
+    query["time_range"] = rng.choice([w for w in WINDOWS if w != old])
     said = f"time_range {old}" if old is not None else "the default window"
     return query, f"{said} -> time_range {query['time_range']}"
 
 
-FAULTS: dict[str, Callable] = {
-    "truncated_json": truncated_json, "unknown_column": unknown_column, "unknown_key": unknown_key,
-    "dropped_filter": dropped_filter, "changed_calculation": changed_calculation,
-    "changed_breakdown": changed_breakdown, "changed_time_window": changed_time_window,
-}
+FAULTS: dict[str, Callable] = {kind: globals()[kind]
+                                for kind in CHECKER_DETECTABLE + WRONG_BUT_VALID}
 
 
 def is_of_kind(kind: str, original, faulted, columns) -> bool:
@@ -222,14 +204,13 @@ def fault_row(kind: str, row: Mapping, rng: random.Random, tries: int = 6):
     return None
 
 
-# -- near-duplicate floods ----------------------------------------------------------------------
 def reworded(nlq: str, variant: int, rng: random.Random) -> str:
     """A light rewording of a question: variant 0 is the question itself (a copy)."""
     if variant == 0:
         return nlq
     text = nlq.rstrip(" ?.!")
     text = rng.choice(PREFIXES) + (text[:1].lower() + text[1:]) + rng.choice(SUFFIXES)
-    text = text + "?" if rng.random() < 0.5 else text
+    text += "?" if rng.random() < 0.5 else ""
     if rng.random() < 0.3:
         text = text.upper()[:1] + text[1:]
     return text if text != nlq else nlq + " please"
@@ -250,7 +231,6 @@ def _flood(rows: list[dict], eligible: list[int], count: int, sources: int, rng,
     return added
 
 
-# -- the table ----------------------------------------------------------------------------------
 def _eligible_positions(df: pd.DataFrame, eligible) -> list[int]:
     if eligible is None:
         return list(range(len(df)))
@@ -259,7 +239,7 @@ def _eligible_positions(df: pd.DataFrame, eligible) -> list[int]:
     mask = pd.Series(eligible).astype(bool).to_numpy()
     if len(mask) != len(df):
         raise ValueError(f"eligible has {len(mask)} values for {len(df)} rows")
-    return [i for i in range(len(df)) if mask[i]]
+    return np.flatnonzero(mask).tolist()
 
 
 def _check_rates(rates: Mapping[str, float], n: int) -> dict[str, int]:
@@ -280,25 +260,18 @@ def inject_faults(table, rates: Mapping[str, float] | None = None, seed: int = 0
                   sources: int = 3, column: str = "fault") -> pd.DataFrame:
     """The table with faults injected, labelled in ``column`` (see the module docstring).
 
-    Args:
-        table: a DataFrame or a list of row dicts with ``nlq``, ``columns`` and ``query``
-            (``schema`` too, for the faults that pick a column of the right kind).
-        rates: kind -> share of the eligible rows (default `DEFAULT_RATES`); for
-            ``near_duplicate``, the rows added as a share of the eligible rows.
-        seed: the same seed gives the same table.
-        eligible: which rows may be faulted: a boolean mask, a function of the row, or None
-            (every row).
-        sources: how many rows each near-duplicate flood copies.
-        column: the label column (and ``<column>_detail``).
-
-    Raises ValueError for an unknown kind, or a rate that the eligible rows cannot reach.
+    table: a DataFrame or row dicts with ``nlq``, ``columns``, ``query`` (and ``schema``, for
+    the faults that pick a column of the right kind); rates: kind -> share of the eligible rows
+    (default `DEFAULT_RATES`; for ``near_duplicate``, the rows added); seed: the same seed gives
+    the same table; eligible: a boolean mask, a function of the row, or None (every row);
+    sources: how many rows each near-duplicate flood copies; column: the label column (and
+    ``<column>_detail``). ValueError for an unknown kind or a rate the eligible rows cannot reach.
     """
     df = pd.DataFrame(table).reset_index(drop=True)
     positions = _eligible_positions(df, eligible)
     counts = _check_rates(DEFAULT_RATES if rates is None else rates, len(positions))
     rng = random.Random(seed)
-    rows = df.to_dict("records")
-    labels, details = [None] * len(rows), [None] * len(rows)
+    rows = [{**row, column: None, f"{column}_detail": None} for row in df.to_dict("records")]
     order = positions[:]
     rng.shuffle(order)
     for kind in [k for k in WRONG_BUT_VALID + CHECKER_DETECTABLE if counts.get(k)]:
@@ -306,19 +279,15 @@ def inject_faults(table, rates: Mapping[str, float] | None = None, seed: int = 0
         for position in order:
             if made == counts[kind]:
                 break
-            if labels[position] is not None:
-                continue
-            faulted = fault_row(kind, rows[position], rng)
+            faulted = None if rows[position][column] else fault_row(kind, rows[position], rng)
             if faulted is not None:
-                rows[position] = {**rows[position], "query": faulted[0]}
-                labels[position], details[position] = kind, faulted[1]
+                rows[position].update({"query": faulted[0], column: kind,
+                                       f"{column}_detail": faulted[1]})
                 made += 1
         if made < counts[kind]:
             raise ValueError(f"{kind}: only {made} of the {len(positions)} eligible rows can take "
                              f"this fault, {counts[kind]} asked; lower its rate")
-    for row, label, detail in zip(rows, labels, details):
-        row[column], row[f"{column}_detail"] = label, detail
-    clean = [p for p in positions if labels[p] is None]
+    clean = [p for p in positions if rows[p][column] is None]
     flood = _flood(rows, clean, counts.get(NEAR_DUPLICATE, 0), sources, rng, column) \
         if counts.get(NEAR_DUPLICATE) and clean else []
     return pd.DataFrame(rows + flood, columns=list(rows[0]) if rows else None)

@@ -1,10 +1,8 @@
 """The held-out figures of a set of answers, with 95% intervals, beside the baselines.
 
 Per row (`assess`): validity (the checker), exact match and atom F1 (`scoring`). Over rows
-(`summarize`): their means with cluster bootstrap intervals (`curate.stats.interval`),
-grouped by a row's ``group`` field (a parent row and the column swaps made from it), a
-row without one being its own group. `headline` is the one-line summary the evaluation
-command ends with.
+(`summarize`): their means with cluster bootstrap intervals (`curate.stats.interval`) over a
+row's ``group`` (a parent row and its column swaps; a row without one is its own group).
 """
 from __future__ import annotations
 

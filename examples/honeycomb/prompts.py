@@ -1,8 +1,7 @@
 """Prompts of the Honeycomb example: fine-tuning, augmentation, critique and repair.
 
-Every builder takes a row ``{"nlq", "columns", "query"}`` and returns chat messages
-(``[{"role": ..., "content": ...}]``); the replies are JSON objects described by the
-``*_SCHEMA`` JSON Schemas next to each builder.
+Every builder takes a row ``{"nlq", "columns", "query"}`` and returns chat messages; the
+replies are JSON objects described by the ``*_SCHEMA`` JSON Schemas (``reply_schemas.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from examples.honeycomb.reply_schemas import (AUGMENT_SCHEMA, CRITIQUE_SCHEMA, Q
 
 CRITIQUE_EXAMPLES_PATH = Path(__file__).parent / "data" / "critique_examples.jsonl"
 
-# ---------------------------------------------------------------------------------------------
 # (a) The fine-tuning prompt: what the model sees at training and at inference time.
 
 SYSTEM_PROMPT = (
@@ -62,10 +60,6 @@ def finetune_messages(row: Mapping, with_answer: bool = False) -> list[dict]:
     return messages
 
 
-# ---------------------------------------------------------------------------------------------
-# JSON Schemas of the replies: see reply_schemas.py.
-
-# ---------------------------------------------------------------------------------------------
 # A short reference of the query language, shared by the augmentation, critique and repair
 # prompts.
 
@@ -89,7 +83,6 @@ on one of the calculations (not HEATMAP).
 window / 10; "limit" a positive number of result rows.
 Every column named in a query must be one of the given columns."""
 
-# ---------------------------------------------------------------------------------------------
 # (b) Augmentation: a new training row that varies an existing one.
 
 AUGMENT_SYSTEM = f"""\
@@ -225,7 +218,6 @@ def augment_messages(row: Mapping, examples: Sequence[Mapping] = (),
             {"role": "user", "content": "\n\n".join(parts)}]
 
 
-# ---------------------------------------------------------------------------------------------
 # (c) Critique: an expert judges whether the query answers the question.
 
 CRITIQUE_SYSTEM = f"""\
@@ -289,7 +281,6 @@ def critique_messages(row: Mapping, examples: Sequence[Mapping] | None = None,
     return messages
 
 
-# ---------------------------------------------------------------------------------------------
 # (d) Repair: improve a query given a critique or a list of failures.
 
 REPAIR_SYSTEM = f"""\

@@ -1,12 +1,7 @@
 """JSON Schemas of the Honeycomb example's LLM replies, built from the query language's
-tables (``assertions.honeycomb_spec``).
-
-A schema does two jobs: it is sent with the request, so an endpoint (or the embedded
-model) that supports structured output can only write replies of this shape, and it is
-checked on every reply. The query schema is typed down to each calculation, filter, order
-and having, and can be narrowed to one row's columns (``query_schema(columns)``): a
-constrained decoder then cannot name a column the dataset lacks, the most common failure
-of a small model. The level-1 checker still runs afterwards for the rules a schema cannot
+tables (``assertions.honeycomb_spec``): sent with each request (structured output) and checked
+on every reply. The query schema can be narrowed to one row's columns, so that a constrained
+decoder cannot name a column the dataset lacks; the checker still runs for what a schema cannot
 express (an order naming one of the query's calculations, granularity against the window).
 """
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """The invented telemetry schemas the Honeycomb example's questions are asked against.
 
-Each schema is a JSON file in ``data/schemas/``: a name, a description and a list of columns.
-A column has a ``name``, a ``kind`` (what it holds, so that like can be swapped for like) and
-optionally ``aliases`` (how people say it in a question), ``values`` (typical values of a
-categorical column) and ``swappable: false`` for structural columns such as the trace ids.
-
-Kinds: ``id`` (identifiers), ``enum`` (categorical strings), ``string`` (free text),
-``bool``, ``numeric`` (counts, amounts, gauges), ``duration`` (milliseconds), ``bytes``,
-``code`` (numeric status codes).
+Each is a JSON file in ``data/schemas/``: a name, a description and columns, each with a
+``name``, a ``kind`` (so that like can be swapped for like: ``id``, ``enum``, ``string``,
+``bool``, ``numeric``, ``duration`` in ms, ``bytes``, ``code``) and optionally ``aliases`` (how
+people say it), ``values`` (typical values of a categorical column) and ``swappable: false``
+(structural columns such as the trace ids).
 """
 
 from __future__ import annotations

@@ -6,17 +6,12 @@
     >>> round(scoring.score(pred, gold)["atom_f1"], 4)
     0.8
 
-A query is the set of atoms it sets (`assertions.honeycomb_normal.atoms`): each
-calculation, filter, breakdown, order and having, and each scalar other than Honeycomb's
-default (OR, a time window other than the last 7200 seconds, granularity, limit), in the
-normal form that the checker's canonical form and exact match use too. An answer's atom
-F1 is the F1 of its atoms against the gold's: ``2 * shared / (answer's + gold's)``. What
-both leave at the default earns nothing, so the empty query ``{}`` scores 0 against any
-gold (and two queries that both set nothing would score 1; a held-out gold always sets
-something). An answer that is not a query scores 0 and is no exact match.
-
-``parts`` gives precision, recall and F1 per kind of atom, for the kinds either query
-sets, to show what a model gets wrong.
+A query is the set of atoms it sets (`assertions.honeycomb_normal.atoms`): each calculation,
+filter, breakdown, order and having, and each scalar other than Honeycomb's default, in the
+normal form exact match uses too. Atom F1 is ``2 * shared / (answer's + gold's)``: what both
+leave at the default earns nothing, so ``{}`` scores 0 against any gold that sets something
+(a held-out gold always does). An answer that is not a query scores 0 and is no exact match.
+``parts`` gives precision, recall and F1 per kind of atom either query sets.
 """
 from __future__ import annotations
 
@@ -43,8 +38,9 @@ def score(prediction: Any, gold: Any) -> dict:
         predicted, exact = atoms(prediction), canonical(prediction) == canonical(gold)
     except ParseError:
         predicted, exact = None, False
-    found = expected if predicted is None else predicted | expected
-    parts = {kind: _prf(_of(predicted, kind), _of(expected, kind)) for kind in _kinds(found)}
+    present = {atom[0] for atom in (expected if predicted is None else predicted | expected)}
+    parts = {kind: _prf(_of(predicted, kind), _of(expected, kind))
+             for kind in KINDS if kind in present}
     whole = _prf(predicted, expected)
     return {"atom_f1": whole["f1"], "precision": whole["precision"], "recall": whole["recall"],
             "exact": exact, "parts": parts}
@@ -53,22 +49,15 @@ def score(prediction: Any, gold: Any) -> dict:
 def summarize(scores: list[dict]) -> dict:
     """Means over rows of `score` results: ``{"atom_f1", "precision", "recall", "parts"}``;
     a kind's means are over the rows where either query sets it (``rows``)."""
-    n = len(scores)
-    mean = {name: round(sum(s[name] for s in scores) / n, 4) if n else 0.0
-            for name in ("atom_f1", "precision", "recall")}
+    def means(items: list[dict], names: tuple[str, ...]) -> dict:
+        return {name: round(sum(i[name] for i in items) / len(items), 4) if items else 0.0
+                for name in names}
+
     parts = {}
     for kind in KINDS:
-        seen = [s["parts"][kind] for s in scores if kind in s["parts"]]
-        if seen:
-            parts[kind] = {name: round(sum(p[name] for p in seen) / len(seen), 4)
-                           for name in ("precision", "recall", "f1")}
-            parts[kind]["rows"] = len(seen)
-    return {**mean, "parts": parts}
-
-
-def _kinds(found: frozenset) -> list[str]:
-    present = {atom[0] for atom in found}
-    return [kind for kind in KINDS if kind in present]
+        if seen := [s["parts"][kind] for s in scores if kind in s["parts"]]:
+            parts[kind] = {**means(seen, ("precision", "recall", "f1")), "rows": len(seen)}
+    return {**means(scores, ("atom_f1", "precision", "recall")), "parts": parts}
 
 
 def _of(found: frozenset | None, kind: str) -> frozenset | None:

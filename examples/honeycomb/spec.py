@@ -5,17 +5,12 @@ against the eval file -> key-pair dedup -> judge -> repair -> assertions -> shar
     python -m curate.pipeline examples/honeycomb/spec.py --out runs/honeycomb      (make demo)
     HONEYCOMB_SCALE=full python -m curate.pipeline examples/honeycomb/spec.py --out runs/full
 
-With no endpoint configured the LLM stages run the embedded SmolLM2-135M-Instruct, and the
-default scale is small so that the run ends in a few minutes on two CPU cores. Point
-``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``CURATE_LLM_MODEL`` at a real model and set
-``HONEYCOMB_SCALE=full`` for every seed, more variations per seed and the full few-shot
-critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed), ``HONEYCOMB_VARIATIONS`` and
-``HONEYCOMB_SWAPS`` change the scale.
-
-What the embedded model may do to a row: its judge only annotates, repair takes only what the
-checker fails, and its rewordings are dropped (``embedded_rewording``); a repair that says
-less than what it replaces is refused by any model. A real endpoint's judge may send rows to
-repair, and its rewordings go on.
+With no endpoint configured the LLM stages run the embedded SmolLM2-135M-Instruct at a small
+scale (a few minutes on two CPU cores): its judge only annotates, repair takes only what the
+checker fails, and its rewordings are dropped. Point ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` /
+``CURATE_LLM_MODEL`` at a real model and set ``HONEYCOMB_SCALE=full`` for every seed, more
+variations and the full few-shot critique prompt. ``HONEYCOMB_DEMO_SEEDS`` (0: every seed),
+``HONEYCOMB_VARIATIONS`` and ``HONEYCOMB_SWAPS`` change the scale.
 """
 import json
 import os
@@ -114,17 +109,14 @@ def _filter_values(found):
                 yield atom[1], value
 
 
-# The case study's rule: a row goes when any two of question, columns and query repeat. A
-# rewording (the demo's augmentation) repeats its seed's columns and query by construction,
-# so there the rule is the two pairs that hold the question; rewordings too close to their
-# seed have already gone to the Rouge-L and embedding filters.
+# A row goes when any two of question, columns and query repeat; a rewording (the demo's
+# augmentation) repeats its seed's columns and query by construction, so there only the pairs
+# that hold the question count.
 KEY_PAIRS = [("nlq", "columns"), ("columns", "query"), ("nlq", "query")] if FULL else \
     [("nlq", "columns"), ("nlq", "query")]
 
-# With a real model (HONEYCOMB_SCALE=full) the LLM writes whole new rows: a reworded question
-# and/or a substituted column, query included. The small embedded model cannot write queries
-# worth keeping, so the demo asks it only to reword questions (their queries are inherited)
-# and leaves new queries to the deterministic column swap.
+# A real model writes whole new rows; the small embedded model cannot write queries worth
+# keeping, so the demo only asks it to reword questions and leaves new queries to the column swap.
 augment = Augment(llm, prompt=prompts.augment_messages, parse=prompts.augmented_row,
                   schema=prompts.augment_schema, k=SCALE["few_shot"], n=SCALE["variations"],
                   name="llm_augment") if FULL else \
@@ -142,24 +134,18 @@ stages = [
     ComplexityFilter(complexity, field="query", min_value=1, max_value=12),
     RougeDedup("nlq", threshold=0.7),
     EmbeddingDedup("nlq", threshold=0.95),
-    # Column swaps reuse their parent's wording by design, so they come after the
-    # question-level near-duplicate filters (which would remove them all) and before the
-    # key-pair dedup, which compares (question, columns, query) pairs.
+    # Swaps reuse their parent's wording, so they come after the question-level filters
+    # (which would remove them all) and before the key-pair dedup.
     Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
     # Nothing made here may repeat a held-out question: exact, 6-word runs, Rouge-L > 0.7.
     Decontaminate(DATA / "eval.jsonl", field="nlq"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),
-    # The judge looks at the rows made here, never at the seeds (real, checked examples). With
-    # a real model a "bad" verdict sends the row to repair, and a row it cannot judge is
-    # errored. The embedded demo model is no judge a user would trust: its verdict is advisory
-    # only (every row is kept, a row it cannot judge marked unjudged, and "bad" sends nothing
-    # to repair); at demo scale it sees the question and the query only.
+    # The judge sees the rows made here, never the seeds. A real model's "bad" sends a row to
+    # repair; the embedded model's verdict is advisory only (see needs_repair).
     Judge(judge_llm, fields=["nlq", "columns", "query"] if FULL else ["nlq", "query"],
           prompt=critique_prompt, schema=prompts.CRITIQUE_SCHEMA, keep="all",
           on_failure="keep" if EMBEDDED else "error", when=is_generated,
           trusted=not EMBEDDED),  # its "bad" makes preference pairs only from a real model
-    # Repair rewrites what the checker fails (and, with a real model, what its judge calls
-    # bad), and keeps a rewrite only if it says no less than what it replaces.
     Repair(llm, prompt=prompts.repair_messages, field="query", check=check,
            schema=prompts.repair_schema, parse=prompts.repaired_query, when=needs_repair,
            accept=says_no_less, max_attempts=2 if FULL else 1),
@@ -173,8 +159,7 @@ pipeline = Pipeline(
     name="honeycomb",
     source=DATA / "seeds.jsonl",
     stages=stages,
-    # export/preference.jsonl: repaired against original query, where the checker (or a real
-    # model's judge) is the evidence against the original
+    # export/preference.jsonl: repaired against original query
     export=ChatExport(system=prompts.SYSTEM_PROMPT, human=prompts.USER_TEMPLATE, gpt="query",
                       formats=("sharegpt", "messages"), preferences=PreferencePairs(check)),
     report=ReportOptions(measure=lambda row: complexity(row["query"]),

@@ -1,11 +1,9 @@
 """What each curation stage removes, measured on faults injected at known rates.
 
-The table is the Honeycomb seeds and their deterministic column swaps, faults of every kind
-(`faults.py`) injected into the swaps (the seeds stay clean). `stage_accuracy` runs each
-stage on it with ``Stage.run`` (and then all of them in order) and gives, per stage, the share
-of every fault kind it removed, of the clean rows, and the precision of what it removed, with
-95% Wilson intervals; `recall_at` gives the recall of a score at a fixed share of clean rows.
-``bench/stage_accuracy.py`` and ``bench/suspects.py`` print them.
+The table is the Honeycomb seeds and their column swaps, faults of every kind (`faults.py`)
+injected into the swaps. `stage_accuracy` gives per stage (and for all in order) the share of
+every fault kind and of the clean rows it removed, and its precision, with 95% Wilson intervals;
+`recall_at` the recall of a score at a fixed share of clean rows (``bench/`` prints them).
 """
 from __future__ import annotations
 

@@ -54,36 +54,20 @@ def _order(spec: str) -> dict:
 
 
 def _having(spec: tuple) -> dict:
-    c = calc(spec[0])
-    out = {"calculate_op": c["op"]}
-    if "column" in c:
-        out["column"] = c["column"]
-    out.update(op=spec[1], value=spec[2])
-    return out
+    calculation = calc(spec[0])
+    return {"calculate_op": calculation.pop("op"), **calculation, "op": spec[1], "value": spec[2]}
 
 
 def Q(*calcs: str, where=(), any: bool = False, by=(), order=(), having=(),  # noqa: A002
       last: int | None = None, start: int | None = None, end: int | None = None,
       gran: int | None = None, limit: int | None = None) -> dict:
     """Build a query dict; ``any=True`` combines the filters with OR."""
-    q: dict = {}
-    if calcs:
-        q["calculations"] = [calc(c) for c in calcs]
-    if where:
-        q["filters"] = [_filter(f) for f in where]
-    if any:
-        q["filter_combination"] = "OR"
-    if by:
-        q["breakdowns"] = list(by)
-    if order:
-        q["orders"] = [_order(o) for o in order]
-    if having:
-        q["havings"] = [_having(h) for h in having]
-    for key, value in (("time_range", last), ("start_time", start), ("end_time", end),
-                       ("granularity", gran), ("limit", limit)):
-        if value is not None:
-            q[key] = value
-    return q
+    parts = {"calculations": [calc(c) for c in calcs], "filters": [_filter(f) for f in where],
+             "filter_combination": "OR" if any else None, "breakdowns": list(by),
+             "orders": [_order(o) for o in order], "havings": [_having(h) for h in having],
+             "time_range": last, "start_time": start, "end_time": end, "granularity": gran,
+             "limit": limit}
+    return {key: value for key, value in parts.items() if value is not None and value != []}
 
 
 def ts(when: str) -> int:
@@ -93,12 +77,6 @@ def ts(when: str) -> int:
 
 def query_columns(query: dict) -> list[str]:
     """Every column a query names, in first-use order."""
-    seen: list[str] = []
-    for part in ("calculations", "filters", "orders", "havings"):
-        for item in query.get(part, []):
-            if item.get("column") and item["column"] not in seen:
-                seen.append(item["column"])
-    for column in query.get("breakdowns", []):
-        if column not in seen:
-            seen.append(column)
-    return seen
+    named = [item["column"] for part in ("calculations", "filters", "orders", "havings")
+             for item in query.get(part, []) if item.get("column")]
+    return list(dict.fromkeys(named + query.get("breakdowns", [])))

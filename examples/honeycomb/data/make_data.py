@@ -1,29 +1,25 @@
 """Write ``seeds.jsonl`` and ``eval.jsonl`` from the hand-written questions.
 
-The (question, query) pairs are written by hand in ``questions/<schema>.py``; this script gives
-each row a column list the way a retrieval step would: the columns the query uses, some columns
-of the same namespaces (``http.*`` next to ``http.route``), and other columns of the schema,
-15 to 60 in all, in a seeded random order.
-
-The held-out file holds the hand-written rows first, their schemas interleaved in a seeded order
-so that any prefix is balanced, then the column swaps each held-out row lists (made by
-``column_swap.plan_swap``, a categorical value drawn by a seeded generator), in the same order.
-Every held-out row carries ``group``: the ``row_key`` of the hand-written row it comes from, to
-cluster confidence intervals by parent; ``swap`` is ``[old, new]`` for a swap, null otherwise.
+The (question, query) pairs are written by hand in ``questions/<schema>.py``; each row gets a
+column list the way a retrieval step would make one: the query's columns, some of the same
+namespaces (``http.*`` next to ``http.route``) and other columns of the schema, 15 to 60 in a
+seeded random order. The held-out file holds the hand-written rows first, their schemas
+interleaved so that any prefix is balanced, then the column swaps each lists (``plan_swap``), in
+the same order; every held-out row carries ``group`` (the ``row_key`` of its hand-written row,
+to cluster confidence intervals by parent) and ``swap`` (``[old, new]``, or null).
 
 Before writing, it checks that every query column exists, that every query passes
-``assertions.honeycomb.check``, and that no held-out question is a near duplicate of a seed
-question or of a column swap of a seed (the training data holds both).
+``assertions.honeycomb.check``, and that no held-out question is a near duplicate of a seed or
+of a column swap of a seed (the training data holds both).
 
     python -m examples.honeycomb.data.make_data
 """
-
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
+from curate.io import write_jsonl
 from examples.honeycomb.column_swap import plan_swap, swap_row
 from examples.honeycomb.data.dsl import query_columns
 from examples.honeycomb.data.questions import k8s, payments, webshop
@@ -38,7 +34,7 @@ TRAINING_SWAP_SEED = 0  # the seed the curation spec's column swap uses
 
 
 def _namespace(column: str) -> str:
-    return column.rsplit(".", 1)[0] if "." in column else column
+    return column.rsplit(".", 1)[0]
 
 
 def column_list(query: dict, schema: Schema, rng: random.Random) -> list[str]:
@@ -121,14 +117,11 @@ def near_duplicates(rows: list[dict], reference: list[dict]) -> list[tuple[str, 
     from rapidfuzz import fuzz, process, utils
 
     known = [r["nlq"] for r in reference]
-    found = []
-    for row in rows:
-        for other, score, _ in process.extract(row["nlq"], known, scorer=fuzz.token_ratio,
-                                               processor=utils.default_process,
-                                               score_cutoff=NEAR_DUP, limit=None):
-            if score > NEAR_DUP:
-                found.append((row["nlq"], other, score))
-    return found
+    return [(row["nlq"], other, score) for row in rows
+            for other, score, _ in process.extract(row["nlq"], known, scorer=fuzz.token_ratio,
+                                                   processor=utils.default_process,
+                                                   score_cutoff=NEAR_DUP, limit=None)
+            if score > NEAR_DUP]
 
 
 def invalid(rows: list[dict]) -> list[tuple[str, list]]:
@@ -136,10 +129,6 @@ def invalid(rows: list[dict]) -> list[tuple[str, list]]:
     from assertions.honeycomb import check
 
     return [(r["nlq"], fails) for r in rows if (fails := check(r["query"], r["columns"]))]
-
-
-def _write(rows: list[dict], path: Path) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def main() -> None:
@@ -152,7 +141,7 @@ def main() -> None:
         raise SystemExit("held-out questions too close to seeds or their swaps:\n" +
                          "\n".join(f"  {e!r} ~ {s!r} ({v:.0f})" for e, s, v in dups))
     for split, rows in (("seeds", seeds), ("eval", evaluation)):
-        _write(rows, DATA_DIR / f"{split}.jsonl")
+        write_jsonl(DATA_DIR / f"{split}.jsonl", rows)
         counts = {n: sum(r["schema"] == n for r in rows) for n in SOURCES}
         swaps = sum(bool(r.get("swap")) for r in rows)
         print(f"{split}.jsonl: {len(rows)} rows {counts}" + (f", {swaps} swaps" if swaps else ""))
