@@ -1,23 +1,13 @@
 """The table of examples: bookkeeping columns, row ids, lineage and row dicts.
 
-One example is one row of a pandas DataFrame. Domain fields are plain columns; bookkeeping
-columns start with ``_`` and are never passed on as domain fields:
-
-- ``_id``: the row's id, a vectorised hash of its content (with an occurrence suffix for
-  repeated content) given when the row enters, never reused;
-- ``_parent``: the ``_id`` a derived row came from (augmentation, repair), else missing;
-- ``_source``: where the row, or its first ancestor, came from (``seeds.jsonl:12``), so
-  every message about a row can point at the user's own file;
-- ``_origin``: on a row a stage created, the name of that stage (missing on source rows);
-- ``_stage``, ``_reason_code``, ``_reason``, ``_field``: on rejected and errored rows, which
-  stage dropped the row, a stable snake_case code, a sentence a person can act on, and the
-  field concerned when there is one;
-- per-stage bookkeeping such as ``_dup_of``, ``_rouge_l`` or ``_failures`` (those that say
-  why a row was rejected are on the rejected rows only) and measures (``_complexity``).
-
-A source may carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (the name a
-:class:`~curate.stages.sampling.Mix` gives each of its sources); any other ``_`` column in a
-source is an input error.
+One example is one row of a pandas DataFrame: domain fields are plain columns, bookkeeping
+columns start with ``_``: ``_id`` (a hash of the row's content, with an occurrence suffix for
+repeats, never reused), ``_parent`` (the row a derived row came from), ``_source`` (where the
+row or its first ancestor came from: ``seeds.jsonl:12``), ``_origin`` (the stage that created
+the row), ``_stage``, ``_reason_code``, ``_reason``, ``_field`` (why a row was rejected or
+errored) and per-stage columns (``_dup_of``, ``_rouge_l``, ``_complexity``...). A source may
+carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (set by
+:class:`~curate.stages.sampling.Mix`); any other ``_`` column in a source is an input error.
 """
 from __future__ import annotations
 
@@ -61,7 +51,7 @@ def to_jsonable(value):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if type(value) in _PLAIN:  # first: a manifest of plain values never needs numpy
         return None if type(value) is float and math.isnan(value) else value
-    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray):
+    if isinstance(value, (list, tuple, np.ndarray)):
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
@@ -218,14 +208,9 @@ def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ salt
 
 
-def hex_ids(hashes: np.ndarray) -> list[str]:
-    """64-bit hashes as 16-character hex strings."""
-    text = hashes.astype(">u8").tobytes().hex()
-    return [text[i:i + 16] for i in range(0, len(text), 16)]
-
-
 def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
-    """`hex_ids` as a text column built in one piece (no Python string per row)."""
+    """`content_ids` of distinct hashes as a text column built in one piece (no Python
+    string per row)."""
     import pyarrow as pa
 
     data = hashes.astype(">u8").tobytes().hex().encode("ascii")
@@ -235,15 +220,12 @@ def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(texts), index=index).astype("str")
 
 
-def _distinct(hashes: np.ndarray) -> bool:
-    return pd.Index(hashes).is_unique
-
-
 def content_ids(hashes: np.ndarray, taken: set[str] | None = None) -> list[str]:
-    """Ids from row hashes: their hex form, made unique by `unique_ids` when hashes repeat
-    or meet an id already ``taken`` (distinct hashes are checked as integers, cheaply)."""
-    bases = hex_ids(hashes)
-    if not taken and _distinct(hashes):
+    """Ids from row hashes: their 16-character hex form, made unique by `unique_ids` when
+    hashes repeat or meet an id already ``taken`` (distinct hashes are checked as integers)."""
+    text = hashes.astype(">u8").tobytes().hex()
+    bases = [text[i:i + 16] for i in range(0, len(text), 16)]
+    if not taken and pd.Index(hashes).is_unique:
         return bases
     return unique_ids(bases, taken)
 
@@ -281,7 +263,7 @@ def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
     missing = df[ID].isna().to_numpy()
     if missing.any():
         hashes = row_hashes(df.loc[missing])
-        if missing.all() and _distinct(hashes):  # the usual source: one column, built whole
+        if missing.all() and pd.Index(hashes).is_unique:  # the usual source: one column, built whole
             df[ID] = _hex_id_column(hashes, df.index)
         else:
             fresh = content_ids(hashes, set(df.loc[~missing, ID]))
@@ -354,10 +336,8 @@ def frame_from_records(rows: list[dict], columns: list[str] | None = None) -> pd
     data = {}
     for col in columns:
         values = [row.get(col) for row in rows]
-        if any(v is None or isinstance(v, (list, dict, tuple)) for v in values):
-            data[col] = pd.Series(values, dtype=object)
-        else:
-            data[col] = pd.Series(values)
+        whole = any(v is None or isinstance(v, (list, dict, tuple)) for v in values)
+        data[col] = pd.Series(values, dtype=object if whole else None)
     return pd.DataFrame(data, columns=columns, index=pd.RangeIndex(len(rows)))
 
 
@@ -393,7 +373,6 @@ def empty_like(df: pd.DataFrame) -> pd.DataFrame:
 def source_locations(df: pd.DataFrame, limit: int = 3) -> list[str]:
     """The first ``limit`` rows' source locations (their ``_source``, else their ``_id``)."""
     head = df.head(limit)
-    if SOURCE in head.columns:
-        return [str(s) if s is not None and s == s else f"row {i}"
-                for s, i in zip(head[SOURCE], head[ID] if ID in head.columns else head.index)]
-    return [f"row {i}" for i in (head[ID] if ID in head.columns else head.index)]
+    ids = head[ID] if ID in head.columns else head.index
+    sources = head[SOURCE] if SOURCE in head.columns else [None] * len(head)
+    return [str(s) if s is not None and s == s else f"row {i}" for s, i in zip(sources, ids)]
