@@ -1,15 +1,11 @@
 """Readers: a table of examples from a file, a folder, a list of dicts or a DataFrame.
 
-Every reader returns a DataFrame with a ``_source`` column (``file:line``, or
-``<list>:N`` for rows given in memory) and turns bad input into an
-:class:`~curate.errors.InputError` naming the file and line. JSONL, JSON and CSV files may
-start with a UTF-8 byte-order mark and may be compressed (``.gz``, ``.bz2``, ``.zst``,
-``.lz4``: pyarrow decompresses them).
-
-Flat JSONL (scalar fields, and lists of scalars) is parsed by pyarrow's multi-threaded JSON
-reader; anything it cannot represent exactly (objects whose keys differ from row to row,
-mixed types, timestamps it would convert) is parsed line by line with ``json``, which keeps
-every value as written.
+Every reader adds a ``_source`` column (``file:line``, or ``<list>:N`` for rows given in
+memory) and turns bad input into an :class:`~curate.errors.InputError` naming the file and
+line. Files may start with a UTF-8 byte-order mark and may be compressed (``.gz``, ``.bz2``,
+``.zst``, ``.lz4``). Flat JSONL is parsed by pyarrow's multi-threaded reader; what it cannot
+keep exactly as written (keys that differ by row, mixed types, timestamps) line by line with
+``json``.
 """
 from __future__ import annotations
 
@@ -78,13 +74,6 @@ def _read_bytes(path: Path) -> bytes:
 
 
 # -- JSONL ------------------------------------------------------------------------------------
-def _decode_error(path, number: int, line: bytes, exc: json.JSONDecodeError) -> InputError:
-    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-    pos = exc.pos
-    where = "at the end of the line" if pos >= len(text) else f"at column {pos + 1}"
-    return InputError(path, f"malformed JSON: {exc.msg} {where}", line=number)
-
-
 def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
     """Yield ``(line_number, object)`` from a JSONL file; bad lines raise InputError."""
     path = Path(path)
@@ -100,7 +89,9 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _decode_error(path, number, raw, exc) from None
+            end = exc.pos >= len(text.rstrip("\r\n"))
+            where = "at the end of the line" if end else f"at column {exc.pos + 1}"
+            raise InputError(path, f"malformed JSON: {exc.msg} {where}", line=number) from None
         except RecursionError:  # `check_depth` ran first: only a deep stack gets here
             raise InputError(path, "JSON nested too deeply to read", line=number) from None
         if not isinstance(obj, dict):
@@ -252,11 +243,9 @@ def _read_csv(path: Path, json_columns) -> pd.DataFrame:
     import io
 
     data = _read_bytes(path)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    if not _is_utf8(data):
         raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8",
-                         line=_first_non_utf8_line(data)) from None
+                         line=_first_non_utf8_line(data))
     try:
         df = pd.read_csv(io.BytesIO(data), encoding="utf-8", keep_default_na=False, dtype=str)
     except pd.errors.ParserError as exc:
