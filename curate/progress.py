@@ -1,12 +1,10 @@
 """Progress display shared by every stage: rich bars on a terminal, plain lines in a log.
 
-The pipeline runner opens one display for a run; stages ask for a bar with :func:`task`
-and advance it. On a terminal the display is ``rich``'s live bars. When standard error is
-not a terminal (a CI log, ``nohup``, a pipe), bars would print as truncated lines or not at
-all, so the display prints plain lines instead: each stage's start and end with counts (the
-runner's :func:`plain_line`), and one line every ``PLAIN_EVERY`` seconds for a long bar.
-Outside a run (a notebook, a test) a stage gets a bar of its own on a terminal, and a
-silent one otherwise.
+The runner opens one display for a run (:func:`run_progress`); stages ask it for a bar with
+:func:`task`. When standard error is not a terminal (CI, ``nohup``, a pipe) the display prints
+plain lines: each stage's start and end (:func:`plain_line`) and one line every
+``PLAIN_EVERY`` seconds for a long bar. Outside a run a stage gets a bar of its own on a
+terminal, and a silent one otherwise.
 """
 from __future__ import annotations
 
