@@ -58,8 +58,8 @@ class StageResult:
 
 
 class RowErrors:
-    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``
-    each; and the ids of the table the stage was given (to tell a plain partition of it)."""
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``; and
+    the ids of the table the stage was given (to tell a plain partition of it)."""
 
     def __init__(self, input_ids: pd.Series | None = None):
         self.by_id: dict[str, tuple[str, str, str | None, str | None]] = {}
@@ -226,11 +226,9 @@ class Stage:
     # -- helpers for subclasses ------------------------------------------------------------
     def result(self, df: pd.DataFrame, keep, reject_codes=None, reject_reasons=None,
                errored: pd.DataFrame | None = None, **stats) -> StageResult:
-        """Split ``df`` by a boolean mask ``keep``; rejected rows get codes and reasons.
-
-        ``reject_codes``/``reject_reasons`` are single strings, or Series on ``df``'s index:
-        all of it (only the rejected rows are read) or the rejected rows' labels only.
-        """
+        """Split ``df`` by a boolean mask ``keep``; rejected rows get ``reject_codes`` and
+        ``reject_reasons``: strings, or Series on ``df``'s index (all of it, or the rejected
+        rows' labels)."""
         keep = pd.Series(keep, index=df.index).astype(bool)
         drop = ~keep
         if drop.any():
@@ -265,9 +263,8 @@ class Stage:
             return ROW_ERROR
 
     def row_error(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        """Error one row by id (it is taken out of kept and rejected when the stage ends).
-        Called while handling a user function's exception, the row keeps its last frames
-        (``_traceback``)."""
+        """Error one row by id (taken out of kept and rejected when the stage ends); called
+        while handling a user function's exception, the row keeps its last frames."""
         errors = _row_errors.get()
         if errors is None:  # process() called directly, outside run()
             raise StageError(self.name, f"row {row_id}: {reason}", field=field)
@@ -352,9 +349,8 @@ class Stage:
 
     def _check_invariant(self, df: pd.DataFrame, result: StageResult) -> None:
         parts = [result.kept, result.rejected, result.errored]
-        for part in parts:
-            if ID not in part.columns:
-                raise StageError(self.name, "stage output lost the _id column")
+        if any(ID not in part.columns for part in parts):
+            raise StageError(self.name, "stage output lost the _id column")
         out_ids = pd.concat([p[ID] for p in parts], ignore_index=True)
         if out_ids.duplicated().any():
             raise StageError(self.name, f"row ids appear twice in the output: "
@@ -419,9 +415,9 @@ def _wrong_type(column: pd.Series, types) -> pd.Series:
 
 
 def in_input_order(df: pd.DataFrame, result: StageResult) -> None:
-    """Sort each part of ``result`` into the contract's row order (a stable sort, done only
-    where a part is out of order): by the input position of the row, or of its first
-    ancestor in the input, an input row before the rows made from it."""
+    """Sort each part of ``result`` stably into the contract's row order: by the input
+    position of the row or of its first ancestor there, an input row before those made from
+    it."""
     parts = [getattr(result, name) for name in PARTS]
     out = pd.concat([p[[ID]].assign(**{PARENT: p[PARENT] if PARENT in p.columns else None})
                      for p in parts], ignore_index=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import json.encoder
 import math
 from typing import Iterable, Mapping
 
@@ -24,7 +23,6 @@ ID, PARENT, SOURCE, SOURCE_NAME = "_id", "_parent", "_source", "_source_name"
 ORIGIN = "_origin"
 STAGE, REASON_CODE, REASON, FIELD = "_stage", "_reason_code", "_reason", "_field"
 LINEAGE = (ID, PARENT, SOURCE, SOURCE_NAME, ORIGIN)
-OUTCOME = (STAGE, REASON_CODE, REASON, FIELD)
 
 
 def is_bookkeeping(column) -> bool:
@@ -55,9 +53,7 @@ def to_jsonable(value):
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
@@ -190,12 +186,8 @@ def _hashable(series: pd.Series):
 
 
 def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
-    """A stable 64-bit hash per row of the given columns (default: the domain fields).
-
-    Vectorised (pandas' siphash with a fixed key), so equal content gives equal hashes in
-    every process; the column names are part of the hash. Values are taken by position:
-    the frame's index, whatever its kind, never realigns them.
-    """
+    """A stable 64-bit hash per row of the given columns (default: the domain fields), their
+    names included: pandas' siphash with a fixed key, values taken by position."""
     labels = sorted(domain_columns(df) if columns is None else columns, key=str)
     names = [str(label) for label in labels]
     if not len(df):
@@ -250,20 +242,16 @@ def unique_ids(bases: list[str], taken: set[str] | None = None) -> list[str]:
 
 
 def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
-    """Give every row without an ``_id`` a content-hash id; ensure ``_parent`` exists.
-
-    Rows that already carry an id keep it, so ids stay stable through a pipeline. Raises
-    ``ValueError`` naming the repeated ids when two rows share one.
-    """
+    """Give every row without an ``_id`` a content-hash id (given ids are kept) and ensure
+    ``_parent`` exists; a ``ValueError`` names ids that two rows share."""
     df = df.copy() if ID in df.columns and PARENT in df.columns else df.assign()
-    if ID not in df.columns:
-        df[ID] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if PARENT not in df.columns:
-        df[PARENT] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for column in (ID, PARENT):
+        if column not in df.columns:
+            df[column] = pd.Series([None] * len(df), index=df.index, dtype=object)
     missing = df[ID].isna().to_numpy()
     if missing.any():
         hashes = row_hashes(df.loc[missing])
-        if missing.all() and pd.Index(hashes).is_unique:  # the usual source: one column, built whole
+        if missing.all() and pd.Index(hashes).is_unique:  # the usual source: built whole
             df[ID] = _hex_id_column(hashes, df.index)
         else:
             fresh = content_ids(hashes, set(df.loc[~missing, ID]))
@@ -302,13 +290,9 @@ def table_digest(df: pd.DataFrame) -> str:
 # -- derived rows and outcomes -------------------------------------------------------------------
 def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str],
                 taken: set[str] | None = None) -> pd.DataFrame:
-    """New rows derived from parent rows: each gets a fresh id, its ``_parent`` and the
-    parent's ``_source``.
-
-    ``records[i]`` holds the new row's fields (domain fields it leaves out are copied from
-    its parent); ``parent_ids[i]`` is the parent's ``_id``. ``taken`` is the set of ids in
-    use, so that a derived row never reuses one (default: the parents' ids).
-    """
+    """New rows from ``records[i]`` (fields it leaves out are copied from its parent) and
+    ``parent_ids[i]``: each gets a fresh id avoiding ``taken`` (default: the parents' ids),
+    its ``_parent`` and the parent's ``_source``."""
     if not records:
         return parents.iloc[0:0].copy()
     taken = set(parents[ID]) if taken is None else set(taken)
@@ -318,8 +302,7 @@ def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str
         raise ValueError(f"derive_rows: unknown parent ids {unknown}")
     base = parents.iloc[position]
     fields = domain_columns(parents)
-    rows = [{**b, **{k: v for k, v in r.items() if not is_bookkeeping(k)}}
-            for b, r in zip(row_dicts(base, fields), records)]
+    rows = [{**b, **domain_record(r)} for b, r in zip(row_dicts(base, fields), records)]
     columns = list(dict.fromkeys([*fields, *(k for r in rows for k in r)]))
     out = frame_from_records(rows, columns)
     out[PARENT] = list(parent_ids)
