@@ -119,13 +119,15 @@ class ChatExport:
         self.preferences = preferences
 
     def required_fields(self) -> list[str]:
-        fields = []
-        for part in (self.system, self.human):
-            if isinstance(part, str):
-                fields += template_fields(part)
-        if isinstance(self.gpt, str):
-            fields += template_fields(self.gpt) if "{" in self.gpt else [self.gpt]
-        return list(dict.fromkeys(fields))
+        return list(dict.fromkeys(f for role, part in self._turns()
+                                  for f in self._reads(role, part)))
+
+    @staticmethod
+    def _reads(role: str, part: Template) -> tuple[str, ...]:
+        """The fields one turn reads: the answer's field name, or a template's fields."""
+        if not isinstance(part, str):
+            return ()
+        return (part,) if role == "assistant" and "{" not in part else template_fields(part)
 
     def _render(self, part: Template, row: dict, answer: bool = False) -> str:
         if callable(part):
@@ -172,8 +174,7 @@ class ChatExport:
             flag(df[name].isna().to_numpy(), "missing_field", f"field {name!r} is missing "
                  f"(empty or null): the conversation would lack it", name)
         for role, part in self._turns():
-            reads = [part] if role == "assistant" and isinstance(part, str) and "{" not in part \
-                else (template_fields(part) if isinstance(part, str) else [])
+            reads = self._reads(role, part)
             flag(self._blank(part, df, role == "assistant"), "empty_turn",
                  f"the {role} turn would be empty", reads[0] if reads else None)
         bad = codes != None  # noqa: E711
@@ -242,13 +243,7 @@ class ChatExport:
         """The JSON lines of one format, each followed by ``end``, as an Arrow text array;
         validated on a spread sample."""
         self._check_fields(df)
-        cache: list = []
-
-        def rows():
-            if not cache:
-                cache.append(row_dicts(df))
-            return cache[0]
-
+        rows = functools.cache(lambda: row_dicts(df))  # only templates that need whole rows
         parts = [(role, self._texts(part, df, rows, answer=role == "assistant"))
                  for role, part in self._turns()]
         skeleton = _DUMPS(from_messages([{"role": role, "content": _SLOT.format(i)}

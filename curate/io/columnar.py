@@ -1,12 +1,6 @@
-"""Tables to and from Parquet, keeping every Python value a cell held.
-
-Columns of one scalar type are stored natively (Arrow strings, integers, floats, booleans)
-and come back with their pandas dtype. A column of Python objects that Arrow cannot hold
-exactly (dicts whose keys differ from row to row, mixed types, nested lists of dicts) is
-stored as one JSON text per cell and decoded on reading, so a query dict comes back with
-the keys, order and value types it had. Which columns were encoded is recorded in the
-file's schema metadata.
-"""
+"""Tables to and from Parquet, keeping every Python value a cell held: columns Arrow holds
+exactly are stored natively; other object columns (keys that differ by row, mixed types) as
+one JSON text per cell, named in the file's schema metadata and decoded on reading."""
 from __future__ import annotations
 
 import json
@@ -44,9 +38,8 @@ def _exact(kind) -> bool:
 
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _exact(kind.value_type) and not pa.types.is_null(kind.value_type)
-    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
-            or pa.types.is_boolean(kind) or pa.types.is_int64(kind)
-            or pa.types.is_float64(kind))
+    return kind in (pa.string(), pa.large_string(), pa.null(), pa.bool_(), pa.int64(),
+                    pa.float64())
 
 
 def to_arrow(df: pd.DataFrame):

@@ -324,9 +324,8 @@ def _read_path(path: Path, json_columns) -> pd.DataFrame:
     if path.is_dir():
         return _read_datasets_folder(path)
     suffix, _ = table_suffix(path)
-    readers = {".jsonl": read_jsonl, ".json": _read_json_array, ".parquet": _read_parquet}
-    if suffix == ".csv":
-        return _read_csv(path, json_columns)
+    readers = {".jsonl": read_jsonl, ".json": _read_json_array, ".parquet": _read_parquet,
+               ".csv": functools.partial(_read_csv, json_columns=json_columns)}
     if suffix in readers:
         return readers[suffix](path)
     raise InputError(path, f"unknown table format {''.join(path.suffixes)!r}; use one of "
