@@ -28,10 +28,6 @@ def make_progress(**kwargs) -> Progress:
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), **kwargs)
 
 
-def _stamp() -> str:
-    return datetime.now().strftime("%H:%M:%S")
-
-
 class PlainProgress:
     """Progress as plain lines: every ``every`` seconds, one line for each bar still open
     (whether or not it moved), so a long stage shows it is alive in a log."""
@@ -61,7 +57,7 @@ class PlainProgress:
 
     def line(self, text: str) -> None:
         with self._lock:
-            print(f"[{_stamp()}] {text}", file=self.stream, flush=True)
+            print(f"[{datetime.now():%H:%M:%S}] {text}", file=self.stream, flush=True)
 
     def _report(self) -> None:
         now = time.monotonic()
@@ -91,10 +87,8 @@ class PlainProgress:
 
 @contextlib.contextmanager
 def run_progress(enabled: bool = True, plain: bool | None = None):
-    """Open the run-wide display; stages started inside it draw their bars there.
-
-    ``plain``: print lines instead of bars (default: when standard error is not a terminal).
-    """
+    """Open the run-wide display, where stages started inside draw their bars; ``plain``:
+    print lines instead of bars (default: when standard error is not a terminal)."""
     plain = (not sys.stderr.isatty()) if plain is None else plain
     if not enabled:
         progress = make_progress(disable=True)
@@ -124,19 +118,16 @@ class Bar:
 
     def __init__(self, progress, description: str, total: int | None):
         self._progress = progress
-        self._task = progress.add_task(description, total=total, info="") if progress else None
+        self._task = progress.add_task(description, total=total, info="")
 
     def advance(self, n: int = 1) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
+        self._progress.advance(self._task, n)
 
     def info(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, info=text)
+        self._progress.update(self._task, info=text)
 
     def total(self, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, total=total)
+        self._progress.update(self._task, total=total)
 
 
 @contextlib.contextmanager
@@ -146,6 +137,5 @@ def task(description: str, total: int | None):
     if progress is not None:
         yield Bar(progress, description, total)
         return
-    own = make_progress(disable=not sys.stderr.isatty(), transient=True)
-    with own:
+    with make_progress(disable=not sys.stderr.isatty(), transient=True) as own:
         yield Bar(own, description, total)
