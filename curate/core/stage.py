@@ -16,6 +16,7 @@ A stage never changes a row in place but derives a new one
 """
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import time
@@ -393,8 +394,6 @@ class Stage:
 
 def did_you_mean(name: str, known) -> str:
     """``"; did you mean 'nlq'?"`` for the closest of ``known``, or nothing."""
-    import difflib
-
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 

@@ -18,6 +18,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ID, PARENT, SOURCE, SOURCE_NAME = "_id", "_parent", "_source", "_source_name"
 ORIGIN = "_origin"
@@ -49,7 +51,7 @@ def to_jsonable(value):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if type(value) in _PLAIN:  # first: a manifest of plain values never needs numpy
         return None if type(value) is float and math.isnan(value) else value
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray):  # numpy: only then
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
@@ -103,8 +105,6 @@ def records(df: pd.DataFrame) -> list[dict]:
 
 # -- membership and positions, vectorised ---------------------------------------------------------
 def _arrow(values):
-    import pyarrow as pa
-
     if isinstance(values, pd.Series):
         values = values.to_numpy(dtype=object) if values.dtype == object else values.array
     try:
@@ -115,8 +115,6 @@ def _arrow(values):
 
 def _arrow_pair(values, among):
     """Both as Arrow arrays of one type (None when they cannot be compared that way)."""
-    import pyarrow as pa
-
     a, b = _arrow(values), _arrow(among)
     if a.type == b.type:
         return a, b
@@ -133,8 +131,6 @@ def _arrow_pair(values, among):
 def isin(values, among) -> np.ndarray:
     """``values.isin(among)`` as a bool array, by Arrow's hash kernel (pandas' own is a
     Python loop for Arrow-backed strings)."""
-    import pyarrow.compute as pc
-
     if len(values) == 0:
         return np.zeros(0, dtype=bool)
     pair = _arrow_pair(values, among)
@@ -146,8 +142,6 @@ def isin(values, among) -> np.ndarray:
 
 def positions(values, among) -> np.ndarray:
     """For each value, its position in ``among`` (-1 when absent); ``among`` has no repeats."""
-    import pyarrow.compute as pc
-
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     pair = _arrow_pair(values, among)
@@ -203,8 +197,6 @@ def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
 def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
     """`content_ids` of distinct hashes as a text column built in one piece (no Python
     string per row)."""
-    import pyarrow as pa
-
     data = hashes.astype(">u8").tobytes().hex().encode("ascii")
     offsets = np.arange(0, 16 * len(hashes) + 1, 16, dtype=np.int64)
     texts = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets),

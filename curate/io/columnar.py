@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.table import to_jsonable
 from .atomic import atomic_path
@@ -17,8 +18,6 @@ COMPRESSION = "zstd"
 
 def _encode_object_column(series: pd.Series):
     """``(arrow array, how)``: native when Arrow keeps the values exactly, else JSON text."""
-    import pyarrow as pa
-
     values = series.tolist()
     try:
         array = pa.array(values, from_pandas=True)
@@ -34,8 +33,6 @@ def _encode_object_column(series: pd.Series):
 
 def _exact(kind) -> bool:
     """Types whose values come back from ``to_pylist`` exactly as they went in."""
-    import pyarrow as pa
-
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _exact(kind.value_type) and not pa.types.is_null(kind.value_type)
     return kind in (pa.string(), pa.large_string(), pa.null(), pa.bool_(), pa.int64(),
@@ -44,8 +41,6 @@ def _exact(kind) -> bool:
 
 def to_arrow(df: pd.DataFrame):
     """A pyarrow Table of ``df`` (no index), object columns encoded as above."""
-    import pyarrow as pa
-
     plain = [c for c in df.columns if df[c].dtype != object]
     table = pa.Table.from_pandas(df[plain], preserve_index=False) if plain else None
     arrays, encoded = {}, {}
@@ -81,7 +76,6 @@ def from_arrow(table) -> pd.DataFrame:
 
 def write_frame(df: pd.DataFrame, path) -> Path:
     """Write ``df`` as a zstd-compressed Parquet file, atomically."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = to_arrow(df)

@@ -10,17 +10,23 @@ keep exactly as written (keys that differ by row, mixed types, timestamps) line 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..core.json_text import join_texts, text_column
 from ..core.table import ID, LINEAGE, SOURCE, frame_from_records, is_bookkeeping
 from ..errors import InputError
+from .columnar import read_frame
 from .json_depth import check_depth
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -45,8 +51,6 @@ def display_path(path: Path) -> str:
 def check_readable(path: Path) -> None:
     """Refuse a path that is missing, or is neither a regular file nor a folder (a named
     pipe or a device would be read forever)."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -63,8 +67,6 @@ def check_readable(path: Path) -> None:
 
 
 def _read_bytes(path: Path) -> bytes:
-    import pyarrow as pa
-
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             data = stream.read()
@@ -141,8 +143,6 @@ def _row_lines(data: bytes, rows: int) -> np.ndarray:
 def _arrow_frame(data: bytes) -> pd.DataFrame | None:
     """The rows through pyarrow's JSON reader, or None when it cannot keep every value
     exactly as written (nested objects, mixed types, values it would reinterpret)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     try:
@@ -177,15 +177,11 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
 def _past_int64(column) -> bool:
     """Whether a float column holds a whole number outside int64's range: an integer the
     reader could not keep (a float written that large is read exactly by ``json`` too)."""
-    import pyarrow.compute as pc
-
     big = pc.greater_equal(pc.abs(column), 2.0 ** 63)
     return bool(pc.any(pc.and_(big, pc.equal(pc.floor(column), column))).as_py())
 
 
 def _scalar_type(kind) -> bool:
-    import pyarrow as pa
-
     return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or
             pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
 
@@ -230,18 +226,12 @@ def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
 
 def source_locations(where: str, numbers, index) -> pd.Series:
     """``"<where>:<number>"`` for each line number, as one text column."""
-    import pyarrow as pa
-
-    from ..core.json_text import join_texts, text_column
-
     numbers = pa.array(np.asarray(numbers, dtype=np.int64))
     return text_column(join_texts([f"{where}:", numbers], len(numbers)), index)
 
 
 # -- other formats ------------------------------------------------------------------------------
 def _read_csv(path: Path, json_columns) -> pd.DataFrame:
-    import io
-
     data = _read_bytes(path)
     if not _is_utf8(data):
         raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8",
@@ -297,8 +287,6 @@ def _read_json_array(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    from .columnar import read_frame
-
     try:
         df = read_frame(path)
     except Exception as exc:  # pyarrow raises several types for a bad file

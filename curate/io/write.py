@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.json_text import json_line_array, text_buffer
 from ..core.table import records
@@ -45,8 +46,6 @@ def _write_bytes(path: Path, data: bytes, compression: str | None) -> None:
     if compression is None:
         path.write_bytes(data)
         return
-    import pyarrow as pa
-
     codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}[compression]
     with pa.output_stream(str(path), compression=codec) as stream:
         stream.write(data)
