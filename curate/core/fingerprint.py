@@ -256,11 +256,9 @@ def _table(value) -> dict | None:
     if not any(c.__module__.partition(".")[0] in ("pandas", "numpy")
                for c in type(value).__mro__):
         return None  # and pandas is not imported to find out (see curate.pipeline.startup)
-    try:
-        import numpy as np
-        import pandas as pd
-    except ImportError:  # pragma: no cover - both are dependencies
-        return None
+    import numpy as np
+    import pandas as pd
+
     from .table import table_digest
 
     if isinstance(value, pd.DataFrame):
