@@ -163,10 +163,9 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
             return None
         elif pa.types.is_null(kind):
             columns[name] = pd.Series([None] * len(table), dtype=object)
-        elif column.null_count and pa.types.is_integer(kind):
-            columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-        elif column.null_count and pa.types.is_boolean(kind):
-            columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        elif column.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+            columns[name] = column.to_pandas(types_mapper=nullable.get)
         elif pa.types.is_floating(kind) and _past_int64(column):
             return None  # an integer past int64 became a float (and so did the column's ints)
         else:
@@ -252,12 +251,8 @@ def _read_csv(path: Path, json_columns) -> pd.DataFrame:
 
 
 def _first_non_utf8_line(data: bytes) -> int | None:
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return number
-    return None
+    lines = enumerate(data.splitlines(), start=1)
+    return next((number for number, raw in lines if not _is_utf8(raw)), None)
 
 
 def _parse_cell(path, line, col, value):
