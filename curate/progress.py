@@ -50,10 +50,8 @@ class PlainProgress:
         self.tasks[key]["done"] += n
 
     def update(self, key: int, info: str | None = None, total=None) -> None:
-        if info is not None:
-            self.tasks[key]["info"] = info
-        if total is not None:
-            self.tasks[key]["total"] = total
+        given = {"info": info, "total": total}
+        self.tasks[key].update({k: v for k, v in given.items() if v is not None})
 
     def line(self, text: str) -> None:
         with self._lock:

@@ -58,13 +58,13 @@ class StageResult:
                 f"rejected={len(self.rejected)}, errored={len(self.errored)})")
 
 
+@dataclass
 class RowErrors:
     """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``; and
     the ids of the table the stage was given (to tell a plain partition of it)."""
 
-    def __init__(self, input_ids: pd.Series | None = None):
-        self.by_id: dict[str, tuple[str, str, str | None, str | None]] = {}
-        self.input_ids = input_ids
+    input_ids: pd.Series | None = None
+    by_id: dict[str, tuple[str, str, str | None, str | None]] = field(default_factory=dict)
 
     def add(self, row_id, code: str, reason: str, field: str | None = None,
             trace: str | None = None) -> None:
