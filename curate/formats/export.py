@@ -232,12 +232,9 @@ class ChatExport:
                 out.append(self._field_texts(df[name]))
         if all(isinstance(p, (str, pa.Array)) for p in out):
             return join_texts(out, len(df))
-        texts = [""] * len(df)
-        for p in out:
-            values = [p] * len(df) if isinstance(p, str) else \
-                (p.to_pylist() if isinstance(p, pa.Array) else p)
-            texts = [a + b for a, b in zip(texts, values)]
-        return texts
+        columns = [[p] * len(df) if isinstance(p, str) else
+                   p.to_pylist() if isinstance(p, pa.Array) else p for p in out]
+        return ["".join(texts) for texts in zip(*columns)]
 
     def line_array(self, df: pd.DataFrame, fmt: str = "sharegpt", end: str = "\n") -> pa.Array:
         """The JSON lines of one format, each followed by ``end``, as an Arrow text array;
