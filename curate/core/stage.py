@@ -406,8 +406,9 @@ def _wrong_type(column: pd.Series, types) -> pd.Series:
             return not isinstance(v, types) or (isinstance(v, bool) and bool not in types)
         return present & column.map(bad, na_action="ignore").fillna(False).astype(bool)
     kinds = pd.api.types
-    for is_kind, fits in ((kinds.is_string_dtype, (str,)), (kinds.is_bool_dtype, (bool,)),
-                          (kinds.is_integer_dtype, (int, float)), (kinds.is_float_dtype, (float,))):
+    checks = ((kinds.is_string_dtype, (str,)), (kinds.is_bool_dtype, (bool,)),
+              (kinds.is_integer_dtype, (int, float)), (kinds.is_float_dtype, (float,)))
+    for is_kind, fits in checks:
         if is_kind(column.dtype):
             return present & (not any(t in types for t in fits))
     return present & False
