@@ -102,15 +102,6 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
         yield number, obj
 
 
-@functools.cache
-def _whitespace() -> np.ndarray:
-    """Which bytes are ASCII whitespace (built on first use: an unchanged rerun imports this
-    module and needs no numpy)."""
-    table = np.zeros(256, dtype=bool)
-    table[list(b" \t\r\n\f\v")] = True
-    return table
-
-
 def _content_lines(data: bytes) -> np.ndarray:
     """1-based numbers of the lines that hold something other than whitespace.
 
@@ -123,7 +114,7 @@ def _content_lines(data: bytes) -> np.ndarray:
     starts = np.concatenate([[0], breaks + 1])
     starts = starts[starts < len(raw)]
     ends = np.append(breaks, len(raw))
-    maybe_blank = _whitespace()[raw[starts]]
+    maybe_blank = np.isin(raw[starts], list(b" \t\r\n\f\v"))
     has = ~maybe_blank
     for i in np.flatnonzero(maybe_blank):
         has[i] = bool(data[starts[i]:ends[i]].strip())
