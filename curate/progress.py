@@ -1,12 +1,10 @@
 """Progress display shared by every stage: rich bars on a terminal, plain lines in a log.
 
-The pipeline runner opens one display for a run; stages ask for a bar with :func:`task`
-and advance it. On a terminal the display is ``rich``'s live bars. When standard error is
-not a terminal (a CI log, ``nohup``, a pipe), bars would print as truncated lines or not at
-all, so the display prints plain lines instead: each stage's start and end with counts (the
-runner's :func:`plain_line`), and one line every ``PLAIN_EVERY`` seconds for a long bar.
-Outside a run (a notebook, a test) a stage gets a bar of its own on a terminal, and a
-silent one otherwise.
+The runner opens one display for a run (:func:`run_progress`); stages ask it for a bar with
+:func:`task`. When standard error is not a terminal (CI, ``nohup``, a pipe) the display prints
+plain lines: each stage's start and end (:func:`plain_line`) and one line every
+``PLAIN_EVERY`` seconds for a long bar. Outside a run a stage gets a bar of its own on a
+terminal, and a silent one otherwise.
 """
 from __future__ import annotations
 
@@ -28,10 +26,6 @@ def make_progress(**kwargs) -> Progress:
     return Progress(TextColumn("[bold]{task.description:<22}"), BarColumn(),
                     MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), **kwargs)
-
-
-def _stamp() -> str:
-    return datetime.now().strftime("%H:%M:%S")
 
 
 class PlainProgress:
@@ -56,14 +50,12 @@ class PlainProgress:
         self.tasks[key]["done"] += n
 
     def update(self, key: int, info: str | None = None, total=None) -> None:
-        if info is not None:
-            self.tasks[key]["info"] = info
-        if total is not None:
-            self.tasks[key]["total"] = total
+        given = {"info": info, "total": total}
+        self.tasks[key].update({k: v for k, v in given.items() if v is not None})
 
     def line(self, text: str) -> None:
         with self._lock:
-            print(f"[{_stamp()}] {text}", file=self.stream, flush=True)
+            print(f"[{datetime.now():%H:%M:%S}] {text}", file=self.stream, flush=True)
 
     def _report(self) -> None:
         now = time.monotonic()
@@ -93,10 +85,8 @@ class PlainProgress:
 
 @contextlib.contextmanager
 def run_progress(enabled: bool = True, plain: bool | None = None):
-    """Open the run-wide display; stages started inside it draw their bars there.
-
-    ``plain``: print lines instead of bars (default: when standard error is not a terminal).
-    """
+    """Open the run-wide display, where stages started inside draw their bars; ``plain``:
+    print lines instead of bars (default: when standard error is not a terminal)."""
     plain = (not sys.stderr.isatty()) if plain is None else plain
     if not enabled:
         progress = make_progress(disable=True)
@@ -126,19 +116,16 @@ class Bar:
 
     def __init__(self, progress, description: str, total: int | None):
         self._progress = progress
-        self._task = progress.add_task(description, total=total, info="") if progress else None
+        self._task = progress.add_task(description, total=total, info="")
 
     def advance(self, n: int = 1) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
+        self._progress.advance(self._task, n)
 
     def info(self, text: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, info=text)
+        self._progress.update(self._task, info=text)
 
     def total(self, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, total=total)
+        self._progress.update(self._task, total=total)
 
 
 @contextlib.contextmanager
@@ -148,6 +135,5 @@ def task(description: str, total: int | None):
     if progress is not None:
         yield Bar(progress, description, total)
         return
-    own = make_progress(disable=not sys.stderr.isatty(), transient=True)
-    with own:
+    with make_progress(disable=not sys.stderr.isatty(), transient=True) as own:
         yield Bar(own, description, total)

@@ -1,19 +1,14 @@
 """Text helpers shared by the dedup stages: tokenisers and text normalisation.
 
-Two word tokenisers are offered for Rouge-L:
-
-- :func:`rouge_tokenize` is exactly the ``rouge-score`` package's default tokeniser
-  (lowercase, every character outside ``[a-z0-9]`` becomes a separator, optional Porter
-  stemming of words longer than three characters). It deletes every non-ASCII letter, so
-  text in most other languages tokenises to little or nothing.
-- :func:`unicode_tokenize` lowercases and splits on non-word characters in the Unicode
-  sense, so accented words, Cyrillic, Greek, Arabic, Hangul words stay whole, and each
-  Chinese/Japanese character (which are written without spaces) is a token of its own.
+:func:`rouge_tokenize` is ``rouge-score``'s tokeniser (lowercase, ASCII letters and digits
+only: other scripts tokenise to little or nothing); :func:`unicode_tokenize` splits on
+Unicode non-word characters and makes each Chinese/Japanese character a token.
 """
 from __future__ import annotations
 
 import re
 from functools import lru_cache
+from types import SimpleNamespace
 from typing import Callable
 
 # Han ideographs (with extension A and compatibility forms), hiragana and katakana: scripts
@@ -32,18 +27,6 @@ def unicode_tokenize(text: str) -> list[str]:
     ['统', '计', '每', '个', '服', '务', '的', '错', '误']
     """
     return _UNICODE_TOKEN_RE.findall(text.lower())
-
-
-class _CachedStemmer:
-    """NLTK's Porter stemmer with a per-word cache (stemming is the slow part of tokenising)."""
-
-    def __init__(self):
-        from nltk.stem import porter
-
-        self._stem = lru_cache(maxsize=200_000)(porter.PorterStemmer().stem)
-
-    def stem(self, word: str) -> str:
-        return self._stem(word)
 
 
 def rouge_tokenize(text: str, stemmer=None) -> list[str]:
@@ -72,9 +55,11 @@ def make_tokenizer(tokenizer="rouge", use_stemmer: bool = False) -> Callable[[st
         raise ValueError("use_stemmer applies to tokenizer='rouge' only; "
                          "stem inside your own tokenizer instead")
     if tokenizer == "rouge" and use_stemmer:
+        from nltk.stem import porter
         from rouge_score import tokenize
 
-        stemmer = _CachedStemmer()
+        # NLTK's Porter stemmer with a per-word cache: stemming is the slow part of tokenising
+        stemmer = SimpleNamespace(stem=lru_cache(maxsize=200_000)(porter.PorterStemmer().stem))
         return lambda text: tokenize.tokenize(text, stemmer)
     if tokenizer == "rouge":
         return _rouge_plain

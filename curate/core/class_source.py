@@ -1,10 +1,6 @@
-"""A class's source text, read from its module's syntax tree.
-
-``inspect.getsource`` (Python 3.11) parses the whole module and tokenizes it again for every
-class it is asked for; fingerprinting the stages of a spec asked for a few classes of the
-same large modules, which was most of an unchanged rerun. Here each file version is parsed
-once and every class's lines are taken from its syntax tree.
-"""
+"""A class's source text, read from its module's syntax tree, parsed once per file version
+(``inspect.getsource`` parses and tokenizes the whole module again for every class: most of
+an unchanged rerun's time when fingerprinting a spec's stages)."""
 from __future__ import annotations
 
 import ast
@@ -14,9 +10,7 @@ from pathlib import Path
 
 
 def class_source(klass: type) -> str | None:
-    """A class's source text, decorators included (None when there is none): from its
-    module's syntax tree, parsed once per file version, where ``inspect.getsource`` parses
-    and tokenizes the whole module again for every class (most of an unchanged rerun)."""
+    """A class's source text, decorators included (None when there is none)."""
     try:
         path = inspect.getsourcefile(klass)
         spans, lines = _class_spans(path, Path(path).stat().st_mtime_ns)

@@ -1,28 +1,18 @@
 """Fingerprints of stage parameters: what decides whether a checkpoint may be reused.
 
-A fingerprint is a digest of a JSON description built from explicit inputs only; nothing is
-pickled, and values under secret-looking names are never described. It must change whenever
-the work a stage would do changes, and stay the same across processes when it does not:
+A fingerprint is a digest of a JSON description built from explicit inputs only (nothing is
+pickled; values under secret-looking names are never described). It changes whenever the
+work a stage would do changes and stays the same across processes when it does not: plain
+values by value, containers to any depth, tables and arrays by a digest of their content,
+files named by a ``Path`` by their bytes, functions by the content of their code, closure,
+defaults and the globals they read, classes by the source of every class of their MRO that
+is the user's (installed packages by name and version), other objects by ``fingerprint()``
+or their class and public attributes.
 
-- plain values by value, containers to any depth (large ones by a digest of their items),
-  tables, indexes and arrays by a digest of their content (values by position, the index
-  included), files named by a ``Path`` by their bytes;
-- a function by the *content* of its code (bytecode, constants and names, nested code
-  objects by their own content, never a ``repr`` that holds a memory address), its closure
-  cells, defaults and keyword defaults, and the globals it reads: plain values, functions
-  and classes (recursively), and for a module the attributes the function reads from it;
-- ``functools.partial`` by its function, arguments and keywords; bound methods by function
-  and instance; lru-cached and decorated functions by what they wrap;
-- a class by the source of every class in its method resolution order that is not part of
-  Python or an installed package (those are named, with the package's version);
-- an object by its own ``fingerprint()`` when it has one, else by its class and public
-  attributes.
-
-A value that cannot be described stably (an object whose only description is a ``repr``
-with a memory address, an open file, a generator) makes the description *unstable*: the
-fingerprint then says what could not be described, and the runner recomputes the stage and
-says why instead of ever reusing a checkpoint on a guess. An object the work does not depend
-on (a database connection, a logger, a client) can be left out with `fingerprint_ignore`.
+A value that cannot be described stably (a ``repr`` with a memory address, an open file, a
+generator) makes the fingerprint *unstable*: the runner then recomputes the stage and says
+why, never reusing a checkpoint on a guess. `fingerprint_ignore` leaves out an object the
+work does not depend on (a database connection, a logger, a client).
 """
 from __future__ import annotations
 
@@ -47,20 +37,14 @@ SECRET_WORDS = ("api_key", "apikey", "secret", "token_", "password", "authorizat
 LARGE = 256  # containers with more items are described by a digest of their items
 MAX_FILE_BYTES = 256 * 2**20  # a Path naming a larger file is described by size and mtime
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+|0x[0-9a-fA-F]{6,}")
-
-
 _IGNORED: dict[int, object] = {}  # id -> the object (kept alive, so its id stays its own)
 
 
 def fingerprint_ignore(value):
-    """Leave ``value`` out of every fingerprint and return it:
-    ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``.
-
-    For a global a stage's function reads that is no input of the work (a connection, a
-    logger, a client): it is described by its type alone, so it neither changes a
-    fingerprint nor makes one unstable. What it reads is then not checked: when the data
-    behind it changes, change a value the stage does read (a version number) to rerun it.
-    """
+    """Leave ``value`` (a connection, a logger, a client: no input of the work) out of every
+    fingerprint, described by its type alone; returns it:
+    ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``. What it reads is not checked:
+    when that data changes, change a value the stage does read (a version number)."""
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         raise TypeError(f"fingerprint_ignore takes an object such as a connection, got "
                         f"{type(value).__name__} {value!r:.40}: plain values are inputs")
@@ -119,11 +103,6 @@ def _library_roots() -> tuple[str, ...]:
     return tuple(sorted(str(Path(r).resolve()) for r in roots if r))
 
 
-def _module_file(module: types.ModuleType | None) -> str | None:
-    path = getattr(module, "__file__", None)
-    return str(Path(path).resolve()) if path else None
-
-
 def is_library_module(module: types.ModuleType | None) -> bool:
     """True for Python's own modules and installed packages, False for the user's code
     (a spec file, a notebook's ``__main__``, a project folder, an editable install)."""
@@ -132,8 +111,8 @@ def is_library_module(module: types.ModuleType | None) -> bool:
     name = module.__name__.split(".")[0]
     if name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
         return True
-    path = _module_file(module)
-    return path is not None and path.startswith(_library_roots())
+    path = getattr(module, "__file__", None)
+    return bool(path) and str(Path(path).resolve()).startswith(_library_roots())
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,12 +132,12 @@ def _package_version(module_name: str) -> str | None:
     return None
 
 
-def _code(code: types.CodeType, walk: _Walk) -> dict:
+def _code(code: types.CodeType) -> dict:
     """A code object by content: bytecode, constants (nested code by content), names."""
     consts = []
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            consts.append(_code(const, walk))
+            consts.append(_code(const))
         elif isinstance(const, frozenset):
             consts.append(sorted(repr(c) for c in const))
         else:
@@ -204,9 +183,9 @@ def _function(fn, walk: _Walk):
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
     if module is not None and is_library_module(module) and not name.startswith("__"):
         return {"fn": name, "version": _package_version(module.__name__),
-                "code": _code(fn.__code__, walk)}
+                "code": _code(fn.__code__)}
     cells = [c.cell_contents if _cell_set(c) else "<empty>" for c in (fn.__closure__ or ())]
-    return {"fn": name, "code": _code(fn.__code__, walk),
+    return {"fn": name, "code": _code(fn.__code__),
             "closure": [describe(v, walk) for v in cells],
             "defaults": describe(list(fn.__defaults__ or ()), walk),
             "kwdefaults": describe(dict(fn.__kwdefaults__ or {}), walk),
@@ -242,7 +221,7 @@ def _class(cls: type, walk: _Walk):
     return {"class": sources}
 
 
-def _path(path: PurePath, walk: _Walk):
+def _path(path: PurePath):
     described = {"path": str(path)}
     try:
         p = Path(path)
@@ -277,11 +256,9 @@ def _table(value) -> dict | None:
     if not any(c.__module__.partition(".")[0] in ("pandas", "numpy")
                for c in type(value).__mro__):
         return None  # and pandas is not imported to find out (see curate.pipeline.startup)
-    try:
-        import numpy as np
-        import pandas as pd
-    except ImportError:  # pragma: no cover - both are dependencies
-        return None
+    import numpy as np
+    import pandas as pd
+
     from .table import table_digest
 
     if isinstance(value, pd.DataFrame):
@@ -333,7 +310,7 @@ def _describe(value, walk: _Walk):
     if isinstance(value, enum.Enum):
         return {"enum": f"{type(value).__qualname__}.{value.name}"}
     if isinstance(value, PurePath):
-        return _path(value, walk)
+        return _path(value)
     table = _table(value)
     if table is not None:
         return table

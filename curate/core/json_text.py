@@ -1,16 +1,11 @@
 """JSON text for whole columns at once, built in Arrow: the library's one JSON-lines encoder.
 
-`column_json` gives, for every value of a column, exactly the text
-``json.dumps(value, ensure_ascii=False)`` writes for it (missing values as ``null``), and
-`json_line_array` joins such columns into one JSON object per row. The run folder's rejected
-and errored rows, `write_table`'s ``.jsonl`` and the export's lines are all written this way
-(a per-row writer, on orjson or the standard library, is slower over a whole run: see the
-README's performance section). Text columns need no Python per value: a string is its text
-in quotes unless it holds a quote, a backslash or a control character, and only those
-strings are encoded one by one. Columns Arrow cannot hold exactly (floats, whose Arrow text
-differs from Python's ``repr``; nested or mixed values) are encoded value by value. The
-result is an Arrow ``large_string`` array, which `curate.io.atomic.write_text_array` writes
-straight from its buffer.
+`column_json` gives each value of a column exactly the text ``json.dumps(value,
+ensure_ascii=False)`` writes (missing values as ``null``); `json_line_array` joins such columns
+into one JSON object per row. The run folder, `write_table`'s ``.jsonl`` and the export are
+written this way (faster than a per-row writer: see the README's performance section). Only
+strings holding a quote, a backslash or a control character, floats and nested values are
+encoded one by one.
 """
 from __future__ import annotations
 

@@ -1,32 +1,22 @@
 """The stage contract: a table in; kept, rejected and errored rows and stats out.
 
-A stage is a small object with a name and parameters. Calling it on a DataFrame returns the
-kept rows (handy in a notebook); ``.run(df)`` returns a :class:`StageResult`. Subclasses
-implement :meth:`Stage.process`; the base class owns everything every stage must do alike:
+Calling a stage on a DataFrame returns the kept rows; ``.run(df)`` returns a
+:class:`StageResult`. Subclasses implement :meth:`Stage.process`; the base class owns what
+every stage does alike: ids (rows without ``_id`` get one, never changed); required fields
+(missing from the table: a :class:`StageError`; missing or mistyped in a row: that row
+errors); declared added columns (a data column the input has is never overwritten); the
+row-failure policy (a user function that raises errors its row, with the exception and the
+row's source, until the errored share passes ``max_errored``); the invariant (every input row
+ends kept, rejected or errored, or is replaced by a row derived from it: a lost row raises);
+and row order (each part in input order, created rows right after their parent, so that
+slices run one by one concatenate to one run's output; ``input_order = False`` opts out).
 
-- ids: rows without an ``_id`` get one; ids are never changed;
-- fields: a field the whole table lacks is a :class:`StageError` (a spec mistake); a *row*
-  whose required field is missing or of the wrong type is errored, worded differently;
-- columns: a stage declares the columns it adds (:meth:`Stage.added_columns`) and refuses to
-  overwrite a data column its input already has;
-- the row-failure policy: a user function (predicate, measure, checker, parser) that raises
-  on a row errors that row, with the stage, the field, the exception and the row's source
-  location, and the stage goes on; when the errored share passes ``max_errored`` the stage
-  stops with one line naming the count and the first source locations;
-- the invariant: every input row ends kept, rejected or errored, or is replaced by a row
-  derived from it (its ``_parent``); a silently lost row is a bug and raises;
-- row order: each part (kept, rejected, errored) lists its rows in input order, the rows
-  the stage created right after their parent (their ``_parent``, followed back to an input
-  row), in the order the stage lists them. So a stage run on consecutive slices of a table gives,
-  concatenated slice by slice, what one run gives; a stage's ``process`` may list its rows
-  in any order. A stage whose order is its point opts out (``Sample(order="sampled")``).
-
-A stage never changes a row in place: to change a row it derives a new one
-(:func:`~curate.core.table.derive_rows`). The runner's checkpoints rely on this: they store
-what a stage added, not the rows it passed through.
+A stage never changes a row in place but derives a new one
+(:func:`~curate.core.table.derive_rows`): checkpoints store only what a stage added.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 import time
@@ -51,12 +41,9 @@ TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true/fal
 
 @dataclass
 class StageResult:
-    """What a stage returns: every input row ends in exactly one of the three tables.
-
-    A row may also be *replaced* by a row derived from it (repair): the replacement carries
-    the original's ``_id`` as its ``_parent``, and the original counts as replaced.
-    Unpacks as ``kept, rejected, errored, stats = stage.run(df)``.
-    """
+    """What a stage returns: every input row ends in exactly one of the three tables, or is
+    replaced by a row derived from it (whose ``_parent`` is its ``_id``). Unpacks as
+    ``kept, rejected, errored, stats = stage.run(df)``."""
 
     kept: pd.DataFrame
     rejected: pd.DataFrame
@@ -71,13 +58,13 @@ class StageResult:
                 f"rejected={len(self.rejected)}, errored={len(self.errored)})")
 
 
+@dataclass
 class RowErrors:
-    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``
-    each; and the ids of the table the stage was given (to tell a plain partition of it)."""
+    """Rows a stage could not process, by ``_id``: ``(code, reason, field, traceback)``; and
+    the ids of the table the stage was given (to tell a plain partition of it)."""
 
-    def __init__(self, input_ids: pd.Series | None = None):
-        self.by_id: dict[str, tuple[str, str, str | None, str | None]] = {}
-        self.input_ids = input_ids
+    input_ids: pd.Series | None = None
+    by_id: dict[str, tuple[str, str, str | None, str | None]] = field(default_factory=dict)
 
     def add(self, row_id, code: str, reason: str, field: str | None = None,
             trace: str | None = None) -> None:
@@ -128,14 +115,10 @@ def preview(value, limit: int = 60) -> str:
 
 
 class Stage:
-    """Base class of every stage.
-
-    Subclasses set ``requires`` (fields the input must have) or override
-    :meth:`required_fields`, declare per-row types in :meth:`field_types` and the columns
-    they add in :meth:`added_columns`, and implement :meth:`process`, which returns a
-    :class:`StageResult` built with :meth:`result`. ``kind`` says whether a row's fate
-    depends on that row alone (``"row"``: filters, derive, LLM stages) or on the whole table
-    (``"global"``: dedup, sampling); executors that split tables use it.
+    """Base class of every stage: subclasses set ``requires`` (or override
+    :meth:`required_fields`), :meth:`field_types` and :meth:`added_columns`, and implement
+    :meth:`process`, returning :meth:`result`. ``kind``: ``"row"`` when a row's fate depends on
+    that row alone (filters, LLM stages), ``"global"`` on the whole table (dedup, sampling).
 
     Args:
         name: the stage's name in the funnel, the report and every rejected row.
@@ -175,13 +158,10 @@ class Stage:
         return False
 
     def added_columns(self) -> dict[str, str]:
-        """The columns this stage writes, each with its role (``{"_dup_of": "duplicate_of"}``).
-
-        Roles the report reads: ``duplicate_of``, ``similarity``, ``critique``, ``verdict``,
-        ``measure``, ``failures``, ``answer``. Columns without a leading ``_`` are data: the
-        stage refuses to run on a table that already has one. Columns whose role says why a
-        row was rejected (`REJECTION_ROLES`) are left off the kept rows.
-        """
+        """The columns this stage writes, each with its role (``{"_dup_of": "duplicate_of"}``):
+        ``duplicate_of``, ``similarity``, ``critique``, ``verdict``, ``measure``, ``failures``,
+        ``answer``. A column without a leading ``_`` is data, never overwritten; those whose
+        role says why a row was rejected (`REJECTION_ROLES`) are left off the kept rows."""
         return {}
 
     # -- the public contract ---------------------------------------------------------------
@@ -222,11 +202,10 @@ class Stage:
         self._only_on_rejected(result)
         partition = (getattr(result, "_partition", False) and not len(errors) and not len(checked)
                      and len(result.kept) + len(result.rejected) + len(result.errored) == len(df))
-        if not partition:  # rows were created, replaced or errored: check every id
-            self._mark_origin(df, result)
         if len(checked):
             result.errored = _concat([checked, result.errored])
-        if not partition:
+        if not partition:  # rows were created, replaced or errored: check every id
+            self._mark_origin(df, result)
             self._check_invariant(df, result)
             if self.input_order:
                 in_input_order(df, result)
@@ -248,11 +227,9 @@ class Stage:
     # -- helpers for subclasses ------------------------------------------------------------
     def result(self, df: pd.DataFrame, keep, reject_codes=None, reject_reasons=None,
                errored: pd.DataFrame | None = None, **stats) -> StageResult:
-        """Split ``df`` by a boolean mask ``keep``; rejected rows get codes and reasons.
-
-        ``reject_codes``/``reject_reasons`` are single strings, or Series on ``df``'s index:
-        all of it (only the rejected rows are read) or the rejected rows' labels only.
-        """
+        """Split ``df`` by a boolean mask ``keep``; rejected rows get ``reject_codes`` and
+        ``reject_reasons``: strings, or Series on ``df``'s index (all of it, or the rejected
+        rows' labels)."""
         keep = pd.Series(keep, index=df.index).astype(bool)
         drop = ~keep
         if drop.any():
@@ -272,7 +249,7 @@ class Stage:
                              errored.reset_index(drop=True), dict(stats))
         given = _row_errors.get()
         # a split of exactly the rows the stage was given: no id checks are needed
-        result._partition = (errored is None or not len(errored)) and given is not None and \
+        result._partition = not len(errored) and given is not None and \
             given.input_ids is not None and df[ID].equals(given.input_ids)
         return result
 
@@ -287,9 +264,8 @@ class Stage:
             return ROW_ERROR
 
     def row_error(self, row_id, code: str, reason: str, field: str | None = None) -> None:
-        """Error one row by id (it is taken out of kept and rejected when the stage ends).
-        Called while handling a user function's exception, the row keeps its last frames
-        (``_traceback``)."""
+        """Error one row by id (taken out of kept and rejected when the stage ends); called
+        while handling a user function's exception, the row keeps its last frames."""
         errors = _row_errors.get()
         if errors is None:  # process() called directly, outside run()
             raise StageError(self.name, f"row {row_id}: {reason}", field=field)
@@ -362,7 +338,7 @@ class Stage:
 
     def _mark_origin(self, df: pd.DataFrame, result: StageResult) -> None:
         """Rows this stage created get ``_origin`` = its name (what made each kept row)."""
-        for part in ("kept", "rejected", "errored"):
+        for part in PARTS:
             table = getattr(result, part)
             if not len(table):
                 continue
@@ -374,9 +350,8 @@ class Stage:
 
     def _check_invariant(self, df: pd.DataFrame, result: StageResult) -> None:
         parts = [result.kept, result.rejected, result.errored]
-        for part in parts:
-            if ID not in part.columns:
-                raise StageError(self.name, "stage output lost the _id column")
+        if any(ID not in part.columns for part in parts):
+            raise StageError(self.name, "stage output lost the _id column")
         out_ids = pd.concat([p[ID] for p in parts], ignore_index=True)
         if out_ids.duplicated().any():
             raise StageError(self.name, f"row ids appear twice in the output: "
@@ -419,8 +394,6 @@ class Stage:
 
 def did_you_mean(name: str, known) -> str:
     """``"; did you mean 'nlq'?"`` for the closest of ``known``, or nothing."""
-    import difflib
-
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -432,21 +405,19 @@ def _wrong_type(column: pd.Series, types) -> pd.Series:
         def bad(v):
             return not isinstance(v, types) or (isinstance(v, bool) and bool not in types)
         return present & column.map(bad, na_action="ignore").fillna(False).astype(bool)
-    if pd.api.types.is_string_dtype(column.dtype):
-        return present & (str not in types)
-    if pd.api.types.is_bool_dtype(column.dtype):
-        return present & (bool not in types)
-    if pd.api.types.is_integer_dtype(column.dtype):
-        return present & (int not in types and float not in types)
-    if pd.api.types.is_float_dtype(column.dtype):
-        return present & (float not in types)
+    kinds = pd.api.types
+    checks = ((kinds.is_string_dtype, (str,)), (kinds.is_bool_dtype, (bool,)),
+              (kinds.is_integer_dtype, (int, float)), (kinds.is_float_dtype, (float,)))
+    for is_kind, fits in checks:
+        if is_kind(column.dtype):
+            return present & (not any(t in types for t in fits))
     return present & False
 
 
 def in_input_order(df: pd.DataFrame, result: StageResult) -> None:
-    """Sort each part of ``result`` into the contract's row order (a stable sort, done only
-    where a part is out of order): by the input position of the row, or of its first
-    ancestor in the input, an input row before the rows made from it."""
+    """Sort each part of ``result`` stably into the contract's row order: by the input
+    position of the row or of its first ancestor there, an input row before those made from
+    it."""
     parts = [getattr(result, name) for name in PARTS]
     out = pd.concat([p[[ID]].assign(**{PARENT: p[PARENT] if PARENT in p.columns else None})
                      for p in parts], ignore_index=True)

@@ -1,40 +1,30 @@
 """The table of examples: bookkeeping columns, row ids, lineage and row dicts.
 
-One example is one row of a pandas DataFrame. Domain fields are plain columns; bookkeeping
-columns start with ``_`` and are never passed on as domain fields:
-
-- ``_id``: the row's id, a vectorised hash of its content (with an occurrence suffix for
-  repeated content) given when the row enters, never reused;
-- ``_parent``: the ``_id`` a derived row came from (augmentation, repair), else missing;
-- ``_source``: where the row, or its first ancestor, came from (``seeds.jsonl:12``), so
-  every message about a row can point at the user's own file;
-- ``_origin``: on a row a stage created, the name of that stage (missing on source rows);
-- ``_stage``, ``_reason_code``, ``_reason``, ``_field``: on rejected and errored rows, which
-  stage dropped the row, a stable snake_case code, a sentence a person can act on, and the
-  field concerned when there is one;
-- per-stage bookkeeping such as ``_dup_of``, ``_rouge_l`` or ``_failures`` (those that say
-  why a row was rejected are on the rejected rows only) and measures (``_complexity``).
-
-A source may carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (the name a
-:class:`~curate.stages.sampling.Mix` gives each of its sources); any other ``_`` column in a
-source is an input error.
+One example is one row of a pandas DataFrame: domain fields are plain columns, bookkeeping
+columns start with ``_``: ``_id`` (a hash of the row's content, with an occurrence suffix for
+repeats, never reused), ``_parent`` (the row a derived row came from), ``_source`` (where the
+row or its first ancestor came from: ``seeds.jsonl:12``), ``_origin`` (the stage that created
+the row), ``_stage``, ``_reason_code``, ``_reason``, ``_field`` (why a row was rejected or
+errored) and per-stage columns (``_dup_of``, ``_rouge_l``, ``_complexity``...). A source may
+carry ``_id``, ``_parent``, ``_source`` and ``_source_name`` (set by
+:class:`~curate.stages.sampling.Mix`); any other ``_`` column in a source is an input error.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import json.encoder
 import math
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ID, PARENT, SOURCE, SOURCE_NAME = "_id", "_parent", "_source", "_source_name"
 ORIGIN = "_origin"
 STAGE, REASON_CODE, REASON, FIELD = "_stage", "_reason_code", "_reason", "_field"
 LINEAGE = (ID, PARENT, SOURCE, SOURCE_NAME, ORIGIN)
-OUTCOME = (STAGE, REASON_CODE, REASON, FIELD)
 
 
 def is_bookkeeping(column) -> bool:
@@ -61,13 +51,11 @@ def to_jsonable(value):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if type(value) in _PLAIN:  # first: a manifest of plain values never needs numpy
         return None if type(value) is float and math.isnan(value) else value
-    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray):
+    if isinstance(value, (list, tuple)) or isinstance(value, np.ndarray):  # numpy: only then
         return [to_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
+    if value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
@@ -117,8 +105,6 @@ def records(df: pd.DataFrame) -> list[dict]:
 
 # -- membership and positions, vectorised ---------------------------------------------------------
 def _arrow(values):
-    import pyarrow as pa
-
     if isinstance(values, pd.Series):
         values = values.to_numpy(dtype=object) if values.dtype == object else values.array
     try:
@@ -129,8 +115,6 @@ def _arrow(values):
 
 def _arrow_pair(values, among):
     """Both as Arrow arrays of one type (None when they cannot be compared that way)."""
-    import pyarrow as pa
-
     a, b = _arrow(values), _arrow(among)
     if a.type == b.type:
         return a, b
@@ -147,8 +131,6 @@ def _arrow_pair(values, among):
 def isin(values, among) -> np.ndarray:
     """``values.isin(among)`` as a bool array, by Arrow's hash kernel (pandas' own is a
     Python loop for Arrow-backed strings)."""
-    import pyarrow.compute as pc
-
     if len(values) == 0:
         return np.zeros(0, dtype=bool)
     pair = _arrow_pair(values, among)
@@ -160,8 +142,6 @@ def isin(values, among) -> np.ndarray:
 
 def positions(values, among) -> np.ndarray:
     """For each value, its position in ``among`` (-1 when absent); ``among`` has no repeats."""
-    import pyarrow.compute as pc
-
     if len(values) == 0:
         return np.zeros(0, dtype=np.int64)
     pair = _arrow_pair(values, among)
@@ -200,12 +180,8 @@ def _hashable(series: pd.Series):
 
 
 def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
-    """A stable 64-bit hash per row of the given columns (default: the domain fields).
-
-    Vectorised (pandas' siphash with a fixed key), so equal content gives equal hashes in
-    every process; the column names are part of the hash. Values are taken by position:
-    the frame's index, whatever its kind, never realigns them.
-    """
+    """A stable 64-bit hash per row of the given columns (default: the domain fields), their
+    names included: pandas' siphash with a fixed key, values taken by position."""
     labels = sorted(domain_columns(df) if columns is None else columns, key=str)
     names = [str(label) for label in labels]
     if not len(df):
@@ -218,16 +194,9 @@ def row_hashes(df: pd.DataFrame, columns: Iterable | None = None) -> np.ndarray:
     return pd.util.hash_pandas_object(frame, index=False).to_numpy() ^ salt
 
 
-def hex_ids(hashes: np.ndarray) -> list[str]:
-    """64-bit hashes as 16-character hex strings."""
-    text = hashes.astype(">u8").tobytes().hex()
-    return [text[i:i + 16] for i in range(0, len(text), 16)]
-
-
 def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
-    """`hex_ids` as a text column built in one piece (no Python string per row)."""
-    import pyarrow as pa
-
+    """`content_ids` of distinct hashes as a text column built in one piece (no Python
+    string per row)."""
     data = hashes.astype(">u8").tobytes().hex().encode("ascii")
     offsets = np.arange(0, 16 * len(hashes) + 1, 16, dtype=np.int64)
     texts = pa.LargeStringArray.from_buffers(len(hashes), pa.py_buffer(offsets),
@@ -235,15 +204,12 @@ def _hex_id_column(hashes: np.ndarray, index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(texts), index=index).astype("str")
 
 
-def _distinct(hashes: np.ndarray) -> bool:
-    return pd.Index(hashes).is_unique
-
-
 def content_ids(hashes: np.ndarray, taken: set[str] | None = None) -> list[str]:
-    """Ids from row hashes: their hex form, made unique by `unique_ids` when hashes repeat
-    or meet an id already ``taken`` (distinct hashes are checked as integers, cheaply)."""
-    bases = hex_ids(hashes)
-    if not taken and _distinct(hashes):
+    """Ids from row hashes: their 16-character hex form, made unique by `unique_ids` when
+    hashes repeat or meet an id already ``taken`` (distinct hashes are checked as integers)."""
+    text = hashes.astype(">u8").tobytes().hex()
+    bases = [text[i:i + 16] for i in range(0, len(text), 16)]
+    if not taken and pd.Index(hashes).is_unique:
         return bases
     return unique_ids(bases, taken)
 
@@ -268,20 +234,16 @@ def unique_ids(bases: list[str], taken: set[str] | None = None) -> list[str]:
 
 
 def assign_ids(df: pd.DataFrame) -> pd.DataFrame:
-    """Give every row without an ``_id`` a content-hash id; ensure ``_parent`` exists.
-
-    Rows that already carry an id keep it, so ids stay stable through a pipeline. Raises
-    ``ValueError`` naming the repeated ids when two rows share one.
-    """
+    """Give every row without an ``_id`` a content-hash id (given ids are kept) and ensure
+    ``_parent`` exists; a ``ValueError`` names ids that two rows share."""
     df = df.copy() if ID in df.columns and PARENT in df.columns else df.assign()
-    if ID not in df.columns:
-        df[ID] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if PARENT not in df.columns:
-        df[PARENT] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    for column in (ID, PARENT):
+        if column not in df.columns:
+            df[column] = pd.Series([None] * len(df), index=df.index, dtype=object)
     missing = df[ID].isna().to_numpy()
     if missing.any():
         hashes = row_hashes(df.loc[missing])
-        if missing.all() and _distinct(hashes):  # the usual source: one column, built whole
+        if missing.all() and pd.Index(hashes).is_unique:  # the usual source: built whole
             df[ID] = _hex_id_column(hashes, df.index)
         else:
             fresh = content_ids(hashes, set(df.loc[~missing, ID]))
@@ -320,13 +282,9 @@ def table_digest(df: pd.DataFrame) -> str:
 # -- derived rows and outcomes -------------------------------------------------------------------
 def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str],
                 taken: set[str] | None = None) -> pd.DataFrame:
-    """New rows derived from parent rows: each gets a fresh id, its ``_parent`` and the
-    parent's ``_source``.
-
-    ``records[i]`` holds the new row's fields (domain fields it leaves out are copied from
-    its parent); ``parent_ids[i]`` is the parent's ``_id``. ``taken`` is the set of ids in
-    use, so that a derived row never reuses one (default: the parents' ids).
-    """
+    """New rows from ``records[i]`` (fields it leaves out are copied from its parent) and
+    ``parent_ids[i]``: each gets a fresh id avoiding ``taken`` (default: the parents' ids),
+    its ``_parent`` and the parent's ``_source``."""
     if not records:
         return parents.iloc[0:0].copy()
     taken = set(parents[ID]) if taken is None else set(taken)
@@ -336,8 +294,7 @@ def derive_rows(parents: pd.DataFrame, records: list[dict], parent_ids: list[str
         raise ValueError(f"derive_rows: unknown parent ids {unknown}")
     base = parents.iloc[position]
     fields = domain_columns(parents)
-    rows = [{**b, **{k: v for k, v in r.items() if not is_bookkeeping(k)}}
-            for b, r in zip(row_dicts(base, fields), records)]
+    rows = [{**b, **domain_record(r)} for b, r in zip(row_dicts(base, fields), records)]
     columns = list(dict.fromkeys([*fields, *(k for r in rows for k in r)]))
     out = frame_from_records(rows, columns)
     out[PARENT] = list(parent_ids)
@@ -354,10 +311,8 @@ def frame_from_records(rows: list[dict], columns: list[str] | None = None) -> pd
     data = {}
     for col in columns:
         values = [row.get(col) for row in rows]
-        if any(v is None or isinstance(v, (list, dict, tuple)) for v in values):
-            data[col] = pd.Series(values, dtype=object)
-        else:
-            data[col] = pd.Series(values)
+        whole = any(v is None or isinstance(v, (list, dict, tuple)) for v in values)
+        data[col] = pd.Series(values, dtype=object if whole else None)
     return pd.DataFrame(data, columns=columns, index=pd.RangeIndex(len(rows)))
 
 
@@ -393,7 +348,6 @@ def empty_like(df: pd.DataFrame) -> pd.DataFrame:
 def source_locations(df: pd.DataFrame, limit: int = 3) -> list[str]:
     """The first ``limit`` rows' source locations (their ``_source``, else their ``_id``)."""
     head = df.head(limit)
-    if SOURCE in head.columns:
-        return [str(s) if s is not None and s == s else f"row {i}"
-                for s, i in zip(head[SOURCE], head[ID] if ID in head.columns else head.index)]
-    return [f"row {i}" for i in (head[ID] if ID in head.columns else head.index)]
+    ids = head[ID] if ID in head.columns else head.index
+    sources = head[SOURCE] if SOURCE in head.columns else [None] * len(head)
+    return [str(s) if s is not None and s == s else f"row {i}" for s, i in zip(sources, ids)]

@@ -1,12 +1,9 @@
 """How many CPU threads the in-process models (the embedded LLM, the sentence encoder) use.
 
-torch starts one thread per core and spins them at every parallel step; when another job
-holds a core, each step waits for the thread that job has preempted, and a stage runs
-several times slower than on one thread. So the models run on the cores free now: those
-this process may use (``os.sched_getaffinity``) less the ones other work keeps busy, read
-as the lower of the 1-minute load average and the tasks runnable at this moment (less this
-one; the load average alone would count this process's own earlier work). At least one.
-``CURATE_THREADS=N`` sets the number instead.
+torch spins one thread per core, and a step waits for any thread another job preempted, so
+the models run on the cores free now: this process's cores (``os.sched_getaffinity``) less
+the lower of the 1-minute load average and the tasks runnable now (less this one). At least
+one; ``CURATE_THREADS=N`` sets the number instead.
 """
 from __future__ import annotations
 

@@ -5,14 +5,10 @@
 - alpaca:   ``{"instruction": str, "input": str, "output": str}`` (optional ``system``),
   one exchange only.
 
-This module is the one definition of the formats for the whole project: curate's exporters
-write rows with `from_messages`, and the trainer (``train.data``) reads them with
-`to_messages`, so what a model is trained on is what curate shows. It needs only the
-standard library; schema validation of emitted rows lives in `curate.formats.validation`.
-
-Alpaca's two prompt fields become one user turn, ``instruction + ALPACA_INPUT + input``
-(Stanford Alpaca's ``### Input:`` heading, which the trainer's alpaca template expects), and
-`from_messages` splits a user turn at that heading again, so alpaca rows round-trip exactly.
+The one definition of the formats for the project: the exporters write rows with
+`from_messages` and the trainer reads them with `to_messages`. Alpaca's prompt fields become
+one user turn, ``instruction + ALPACA_INPUT + input`` (Stanford Alpaca's ``### Input:``
+heading), which `from_messages` splits again, so alpaca rows round-trip exactly.
 """
 from __future__ import annotations
 

@@ -1,16 +1,10 @@
 """Exporters: turn kept rows into chat-format training files.
 
-:class:`ChatExport` builds each conversation from templates
-over row fields: a system text, a human template such as ``NLQ: "{nlq}"\\n\\nColumns:
-{columns}``, and the field (or template) that holds the answer. It writes sharegpt JSONL and,
-on request, OpenAI ``messages`` JSONL, alpaca JSONL and a datasets folder. Rows are built by
-construction (every value a rendered string), so a seeded sample of them, not every row, is
-validated against the format's JSON Schema before anything is written.
-
-Writing renders column-wise: each template is split into its literal text and fields once,
-each field's column is rendered once, and the JSON lines are assembled from the encoded
-strings around one encoded skeleton of the format; what comes out is byte for byte what
-``json.dumps`` of `build`'s rows gives (a test holds the two paths equal).
+:class:`ChatExport` builds each conversation from templates over row fields and writes
+sharegpt JSONL and, on request, OpenAI ``messages``, alpaca and a datasets folder. Writing
+renders a column at a time around one encoded skeleton of the format; the bytes are those of
+``json.dumps`` of `build`'s rows (a test holds the two equal). A seeded spread sample of the
+rows is validated against the format's JSON Schema before anything is written.
 """
 from __future__ import annotations
 
@@ -60,12 +54,8 @@ def answer_text(value) -> str:
         else render_value(value)
 
 
-def template_fields(template: str) -> list[str]:
-    return list(_keys(template))
-
-
 @functools.lru_cache(maxsize=64)
-def _keys(template: str) -> tuple[str, ...]:
+def template_fields(template: str) -> tuple[str, ...]:
     """The row fields a template reads (``{query[limit]}`` reads ``query``)."""
     names = (re.split(r"[.\[]", name)[0] for _, name, _, _ in string.Formatter().parse(template)
              if name)
@@ -129,28 +119,27 @@ class ChatExport:
         self.preferences = preferences
 
     def required_fields(self) -> list[str]:
-        fields = []
-        for part in (self.system, self.human):
-            if isinstance(part, str):
-                fields += template_fields(part)
-        if isinstance(self.gpt, str):
-            fields += template_fields(self.gpt) if "{" in self.gpt else [self.gpt]
-        return list(dict.fromkeys(fields))
+        return list(dict.fromkeys(f for role, part in self._turns()
+                                  for f in self._reads(role, part)))
+
+    @staticmethod
+    def _reads(role: str, part: Template) -> tuple[str, ...]:
+        """The fields one turn reads: the answer's field name, or a template's fields."""
+        if not isinstance(part, str):
+            return ()
+        return (part,) if role == "assistant" and "{" not in part else template_fields(part)
 
     def _render(self, part: Template, row: dict, answer: bool = False) -> str:
         if callable(part):
             return str(part(row))
         if answer and "{" not in part:
             return answer_text(row[part])
-        return part.format_map({k: render_value(row[k]) for k in _keys(part) if k in row})
+        return part.format_map({k: render_value(row[k]) for k in template_fields(part)
+                                if k in row})
 
     def messages(self, row: dict) -> list[dict]:
-        out = []
-        if self.system is not None:
-            out.append({"role": "system", "content": self._render(self.system, row)})
-        out.append({"role": "user", "content": self._render(self.human, row)})
-        out.append({"role": "assistant", "content": self._render(self.gpt, row, answer=True)})
-        return out
+        return [{"role": role, "content": self._render(part, row, answer=role == "assistant")}
+                for role, part in self._turns()]
 
     def _check_fields(self, df: pd.DataFrame) -> None:
         missing = [f for f in self.required_fields() if f not in df.columns]
@@ -185,8 +174,7 @@ class ChatExport:
             flag(df[name].isna().to_numpy(), "missing_field", f"field {name!r} is missing "
                  f"(empty or null): the conversation would lack it", name)
         for role, part in self._turns():
-            reads = [part] if role == "assistant" and isinstance(part, str) and "{" not in part \
-                else (template_fields(part) if isinstance(part, str) else [])
+            reads = self._reads(role, part)
             flag(self._blank(part, df, role == "assistant"), "empty_turn",
                  f"the {role} turn would be empty", reads[0] if reads else None)
         bad = codes != None  # noqa: E711
@@ -244,27 +232,17 @@ class ChatExport:
                 out.append(self._field_texts(df[name]))
         if all(isinstance(p, (str, pa.Array)) for p in out):
             return join_texts(out, len(df))
-        texts = [""] * len(df)
-        for p in out:
-            values = [p] * len(df) if isinstance(p, str) else \
-                (p.to_pylist() if isinstance(p, pa.Array) else p)
-            texts = [a + b for a, b in zip(texts, values)]
-        return texts
+        columns = [[p] * len(df) if isinstance(p, str) else
+                   p.to_pylist() if isinstance(p, pa.Array) else p for p in out]
+        return ["".join(texts) for texts in zip(*columns)]
 
     def line_array(self, df: pd.DataFrame, fmt: str = "sharegpt", end: str = "\n") -> pa.Array:
         """The JSON lines of one format, each followed by ``end``, as an Arrow text array;
         validated on a spread sample."""
         self._check_fields(df)
-        cache: list = []
-
-        def rows():
-            if not cache:
-                cache.append(row_dicts(df))
-            return cache[0]
-
-        parts = ([("system", self._texts(self.system, df, rows))] if self.system is not None
-                 else []) + [("user", self._texts(self.human, df, rows)),
-                             ("assistant", self._texts(self.gpt, df, rows, answer=True))]
+        rows = functools.cache(lambda: row_dicts(df))  # only templates that need whole rows
+        parts = [(role, self._texts(part, df, rows, answer=role == "assistant"))
+                 for role, part in self._turns()]
         skeleton = _DUMPS(from_messages([{"role": role, "content": _SLOT.format(i)}
                                          for i, (role, _) in enumerate(parts)], fmt))
         slots = [encode_json_string(_SLOT.format(i)) for i in range(len(parts))]
@@ -309,10 +287,8 @@ class ChatExport:
                                         f"{', '.join(source_locations(errored))}); set them "
                                         f"aside with .split(df) first")
         built = {fmt: self.line_array(df, fmt) for fmt in self.formats}
-        paths = {}
-        for fmt, lines in built.items():
-            path = folder / f"{fmt}.jsonl"
-            paths[fmt] = str(write_text_array(path, lines))
+        paths = {fmt: str(write_text_array(folder / f"{fmt}.jsonl", lines))
+                 for fmt, lines in built.items()}
         if self.datasets_folder:
             first = self.formats[0]
             rows = [json.loads(line) for line in built[first].to_pylist()]

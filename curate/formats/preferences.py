@@ -1,19 +1,13 @@
 """Preference pairs (chosen / rejected) for DPO, read off a run's lineage: no extra LLM call.
 
-Three sources, each pair rendered with the export's own templates in TRL's conversational
-preference format (``prompt``, ``chosen``, ``rejected`` as message lists):
-
-- ``repair``: a repaired row (chosen) against the row it replaced (rejected);
-- ``vote``: the majority reply (chosen) against a reply whose answer lost the vote
-  (``Vote(rationales=True)`` keeps them); both sides are samples of one row;
-- ``judge``: for one prompt, a row a judge called good against one it called bad.
-
-A pair is made only on evidence a user would accept: the chosen side passes the checker
-(and no trusted judge called it bad), and the rejected side failed the checker, lost a vote,
-or was called bad by a judge marked ``Judge(..., trusted=True)``. The embedded demo model's
-verdicts (an untrusted judge) make no pair: a model trained on them would learn its mistakes.
-Every pair names its two rows (``chosen_id``, ``rejected_id``), the kind, the stage and the
-evidence.
+Each pair is rendered with the export's templates in TRL's conversational preference format,
+from three sources: ``repair`` (a repaired row against the row it replaced), ``vote`` (the
+majority reply against one whose answer lost, kept by ``Vote(rationales=True)``) and ``judge``
+(for one prompt, a row a judge called good against one it called bad). The chosen side must
+pass the checker (and no trusted judge called it bad); the rejected side must have failed
+the checker, lost a vote, or been called bad by a ``Judge(..., trusted=True)``: an untrusted
+judge's verdicts (the embedded demo model's) make no pair. Every pair names its two rows
+(``chosen_id``, ``rejected_id``), the kind, the stage and the evidence.
 """
 from __future__ import annotations
 
@@ -156,7 +150,8 @@ class PreferencePairs:
             for lost in row[column]:
                 yield row, {**row, **lost}, (
                     f"lost the vote in {view.name!r}: {lost.get(answer)!r} against "
-                    f"{row.get(answer)!r} ({_tally(counts, row.get(answer), lost.get(answer))})")
+                    f"{row.get(answer)!r} ({counts.get(row.get(answer), '?')} votes to "
+                    f"{counts.get(lost.get(answer), '?')})")
 
     def _judged(self, view: StageView, trusted, export):
         """(good, bad) for each row a trusted judge called bad that shares its prompt with a
@@ -196,10 +191,6 @@ class PreferencePairs:
 def _rows(df: pd.DataFrame) -> list[dict]:
     """Every column of the rows (ids and bookkeeping included) as plain values."""
     return row_dicts(df, list(df.columns))
-
-
-def _tally(votes: dict, won, lost) -> str:
-    return f"{votes.get(won, '?')} votes to {votes.get(lost, '?')}"
 
 
 def _judged_bad(view: StageView, row: dict) -> bool:

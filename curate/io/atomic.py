@@ -1,10 +1,6 @@
-"""Atomic writes, with the umask's file mode and one-line errors for a full or read-only disk.
-
-Every writer writes a temporary file beside its target and renames it into place, so a
-killed run never leaves a half-written file that looks complete. An ``OSError`` while
-writing (no space left, permission denied, a read-only filesystem) becomes a
-:class:`~curate.errors.OutputError` that names the file.
-"""
+"""Atomic writes: a temporary file beside the target, renamed into place (a killed run never
+leaves a half-written file), with the umask's file mode; an ``OSError`` while writing (a full
+or read-only disk) becomes an :class:`~curate.errors.OutputError` naming the file."""
 from __future__ import annotations
 
 import contextlib
@@ -92,9 +88,8 @@ def write_json(path, obj) -> Path:
 
 
 def write_jsonl(path, rows: Iterable[dict]) -> Path:
-    """Write dicts that are not a table (their keys may differ) as JSON lines, each
-    ``json.dumps`` of the dict's plain-JSON form, through `write_text_array`; a table goes
-    through `write_frame_jsonl`."""
+    """Write dicts whose keys may differ as JSON lines (``json.dumps`` of each dict's
+    plain-JSON form); a table goes through `write_frame_jsonl`."""
     return write_text_array(path, text_array([json_value(to_jsonable(row)) + "\n"
                                               for row in rows]))
 
@@ -103,10 +98,8 @@ GZIP_MEMBER = 1 << 23  # bytes of text per gzip member (8 MiB)
 
 
 def gzip_members(data) -> Iterable[bytes]:
-    """``data`` gzip-compressed as independent members of `GZIP_MEMBER` bytes each, two
-    compressed at a time (zlib releases the GIL); level 1 (fast, about a fifth of the size)
-    and no timestamp (the same text gives the same bytes). A gzip reader reads consecutive
-    members as one stream."""
+    """``data`` gzip-compressed as independent members of `GZIP_MEMBER` bytes, two at a time
+    (zlib releases the GIL), at level 1 and without a timestamp (same text, same bytes)."""
     from concurrent.futures import ThreadPoolExecutor
 
     view = memoryview(data)
@@ -119,9 +112,8 @@ def gzip_members(data) -> Iterable[bytes]:
 
 
 def write_text_array(path, texts) -> Path:
-    """Write Arrow text arrays (one or a list; each text ends with its own newline)
-    atomically, straight from their buffers; a ``.gz`` path is gzip-compressed
-    (`gzip_members`)."""
+    """Write Arrow text arrays (one or a list; each text ends with its newline) atomically,
+    straight from their buffers; a ``.gz`` path is gzip-compressed (`gzip_members`)."""
     gz = str(path).endswith(".gz")
     if isinstance(texts, (list, tuple)):  # one buffer: the members do not depend on the split
         texts = pa.concat_arrays([t.cast(TEXT) for t in texts]) if texts else \
@@ -136,6 +128,5 @@ def write_text_array(path, texts) -> Path:
 
 
 def write_frame_jsonl(path, df) -> Path:
-    """Write every column of every row of a DataFrame as JSON lines (each line
-    ``json.dumps`` of the row's plain-JSON dict; `json_text.json_line_array`)."""
+    """Write every column of every row of a DataFrame as JSON lines (`json_line_array`)."""
     return write_text_array(path, json_line_array(df, end="\n"))

@@ -1,18 +1,13 @@
-"""Tables to and from Parquet, keeping every Python value a cell held.
-
-Columns of one scalar type are stored natively (Arrow strings, integers, floats, booleans)
-and come back with their pandas dtype. A column of Python objects that Arrow cannot hold
-exactly (dicts whose keys differ from row to row, mixed types, nested lists of dicts) is
-stored as one JSON text per cell and decoded on reading, so a query dict comes back with
-the keys, order and value types it had. Which columns were encoded is recorded in the
-file's schema metadata.
-"""
+"""Tables to and from Parquet, keeping every Python value a cell held: columns Arrow holds
+exactly are stored natively; other object columns (keys that differ by row, mixed types) as
+one JSON text per cell, named in the file's schema metadata and decoded on reading."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.table import to_jsonable
 from .atomic import atomic_path
@@ -23,8 +18,6 @@ COMPRESSION = "zstd"
 
 def _encode_object_column(series: pd.Series):
     """``(arrow array, how)``: native when Arrow keeps the values exactly, else JSON text."""
-    import pyarrow as pa
-
     values = series.tolist()
     try:
         array = pa.array(values, from_pandas=True)
@@ -40,19 +33,14 @@ def _encode_object_column(series: pd.Series):
 
 def _exact(kind) -> bool:
     """Types whose values come back from ``to_pylist`` exactly as they went in."""
-    import pyarrow as pa
-
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return _exact(kind.value_type) and not pa.types.is_null(kind.value_type)
-    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
-            or pa.types.is_boolean(kind) or pa.types.is_int64(kind)
-            or pa.types.is_float64(kind))
+    return kind in (pa.string(), pa.large_string(), pa.null(), pa.bool_(), pa.int64(),
+                    pa.float64())
 
 
 def to_arrow(df: pd.DataFrame):
     """A pyarrow Table of ``df`` (no index), object columns encoded as above."""
-    import pyarrow as pa
-
     plain = [c for c in df.columns if df[c].dtype != object]
     table = pa.Table.from_pandas(df[plain], preserve_index=False) if plain else None
     arrays, encoded = {}, {}
@@ -88,7 +76,6 @@ def from_arrow(table) -> pd.DataFrame:
 
 def write_frame(df: pd.DataFrame, path) -> Path:
     """Write ``df`` as a zstd-compressed Parquet file, atomically."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = to_arrow(df)

@@ -42,8 +42,11 @@ def check_depth(path, data: bytes, lines: bool) -> None:
     over = np.flatnonzero(depth > MAX_DEPTH)
     if not len(over):
         return
-    suspects = np.unique(np.cumsum(breaks)[over]) if lines else [0]
-    starts = _line_starts(data, suspects) if lines else [0]
+    starts = [0]
+    if lines:  # where the lines over the limit start
+        offsets = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        starts = [0 if n == 0 else int(offsets[n - 1]) + 1
+                  for n in np.unique(np.cumsum(breaks)[over])]
     for start in starts:
         end = data.find(b"\n", start) if lines else -1
         deep = _too_deep(data[start:end if end >= 0 else len(data)])
@@ -54,12 +57,6 @@ def check_depth(path, data: bytes, lines: bool) -> None:
             raise InputError(path, f"JSON nested more than {MAX_DEPTH} levels deep (at "
                                    f"column {column}); flatten the value or store it as text",
                              line=line)
-
-
-def _line_starts(data: bytes, numbers) -> list[int]:
-    """The offsets at which the lines numbered ``numbers`` (0-based, sorted) start."""
-    breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    return [0 if n == 0 else int(breaks[n - 1]) + 1 for n in numbers]
 
 
 def _too_deep(text: bytes) -> int | None:

@@ -1,30 +1,32 @@
 """Readers: a table of examples from a file, a folder, a list of dicts or a DataFrame.
 
-Every reader returns a DataFrame with a ``_source`` column (``file:line``, or
-``<list>:N`` for rows given in memory) and turns bad input into an
-:class:`~curate.errors.InputError` naming the file and line. JSONL, JSON and CSV files may
-start with a UTF-8 byte-order mark and may be compressed (``.gz``, ``.bz2``, ``.zst``,
-``.lz4``: pyarrow decompresses them).
-
-Flat JSONL (scalar fields, and lists of scalars) is parsed by pyarrow's multi-threaded JSON
-reader; anything it cannot represent exactly (objects whose keys differ from row to row,
-mixed types, timestamps it would convert) is parsed line by line with ``json``, which keeps
-every value as written.
+Every reader adds a ``_source`` column (``file:line``, or ``<list>:N`` for rows given in
+memory) and turns bad input into an :class:`~curate.errors.InputError` naming the file and
+line. Files may start with a UTF-8 byte-order mark and may be compressed (``.gz``, ``.bz2``,
+``.zst``, ``.lz4``). Flat JSONL is parsed by pyarrow's multi-threaded reader; what it cannot
+keep exactly as written (keys that differ by row, mixed types, timestamps) line by line with
+``json``.
 """
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..core.json_text import join_texts, text_column
 from ..core.table import ID, LINEAGE, SOURCE, frame_from_records, is_bookkeeping
 from ..errors import InputError
+from .columnar import read_frame
 from .json_depth import check_depth
 
 TABLE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -49,8 +51,6 @@ def display_path(path: Path) -> str:
 def check_readable(path: Path) -> None:
     """Refuse a path that is missing, or is neither a regular file nor a folder (a named
     pipe or a device would be read forever)."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -67,8 +67,6 @@ def check_readable(path: Path) -> None:
 
 
 def _read_bytes(path: Path) -> bytes:
-    import pyarrow as pa
-
     try:
         with pa.input_stream(str(path), compression="detect") as stream:
             data = stream.read()
@@ -78,13 +76,6 @@ def _read_bytes(path: Path) -> bytes:
 
 
 # -- JSONL ------------------------------------------------------------------------------------
-def _decode_error(path, number: int, line: bytes, exc: json.JSONDecodeError) -> InputError:
-    text = line.decode("utf-8", errors="replace").rstrip("\r\n")
-    pos = exc.pos
-    where = "at the end of the line" if pos >= len(text) else f"at column {pos + 1}"
-    return InputError(path, f"malformed JSON: {exc.msg} {where}", line=number)
-
-
 def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
     """Yield ``(line_number, object)`` from a JSONL file; bad lines raise InputError."""
     path = Path(path)
@@ -100,22 +91,15 @@ def iter_jsonl(path, data: bytes | None = None) -> Iterable[tuple[int, dict]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _decode_error(path, number, raw, exc) from None
+            end = exc.pos >= len(text.rstrip("\r\n"))
+            where = "at the end of the line" if end else f"at column {exc.pos + 1}"
+            raise InputError(path, f"malformed JSON: {exc.msg} {where}", line=number) from None
         except RecursionError:  # `check_depth` ran first: only a deep stack gets here
             raise InputError(path, "JSON nested too deeply to read", line=number) from None
         if not isinstance(obj, dict):
             raise InputError(path, f"expected a JSON object per line, got "
                                    f"{type(obj).__name__}", line=number)
         yield number, obj
-
-
-@functools.cache
-def _whitespace() -> np.ndarray:
-    """Which bytes are ASCII whitespace (built on first use: an unchanged rerun imports this
-    module and needs no numpy)."""
-    table = np.zeros(256, dtype=bool)
-    table[list(b" \t\r\n\f\v")] = True
-    return table
 
 
 def _content_lines(data: bytes) -> np.ndarray:
@@ -130,7 +114,7 @@ def _content_lines(data: bytes) -> np.ndarray:
     starts = np.concatenate([[0], breaks + 1])
     starts = starts[starts < len(raw)]
     ends = np.append(breaks, len(raw))
-    maybe_blank = _whitespace()[raw[starts]]
+    maybe_blank = np.isin(raw[starts], list(b" \t\r\n\f\v"))
     has = ~maybe_blank
     for i in np.flatnonzero(maybe_blank):
         has[i] = bool(data[starts[i]:ends[i]].strip())
@@ -150,8 +134,6 @@ def _row_lines(data: bytes, rows: int) -> np.ndarray:
 def _arrow_frame(data: bytes) -> pd.DataFrame | None:
     """The rows through pyarrow's JSON reader, or None when it cannot keep every value
     exactly as written (nested objects, mixed types, values it would reinterpret)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.json as pj
 
     try:
@@ -172,10 +154,9 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
             return None
         elif pa.types.is_null(kind):
             columns[name] = pd.Series([None] * len(table), dtype=object)
-        elif column.null_count and pa.types.is_integer(kind):
-            columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-        elif column.null_count and pa.types.is_boolean(kind):
-            columns[name] = column.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
+        elif column.null_count and (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+            nullable = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+            columns[name] = column.to_pandas(types_mapper=nullable.get)
         elif pa.types.is_floating(kind) and _past_int64(column):
             return None  # an integer past int64 became a float (and so did the column's ints)
         else:
@@ -186,15 +167,11 @@ def _arrow_frame(data: bytes) -> pd.DataFrame | None:
 def _past_int64(column) -> bool:
     """Whether a float column holds a whole number outside int64's range: an integer the
     reader could not keep (a float written that large is read exactly by ``json`` too)."""
-    import pyarrow.compute as pc
-
     big = pc.greater_equal(pc.abs(column), 2.0 ** 63)
     return bool(pc.any(pc.and_(big, pc.equal(pc.floor(column), column))).as_py())
 
 
 def _scalar_type(kind) -> bool:
-    import pyarrow as pa
-
     return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or
             pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
 
@@ -239,24 +216,16 @@ def _with_source(df: pd.DataFrame, where: str, numbers) -> pd.DataFrame:
 
 def source_locations(where: str, numbers, index) -> pd.Series:
     """``"<where>:<number>"`` for each line number, as one text column."""
-    import pyarrow as pa
-
-    from ..core.json_text import join_texts, text_column
-
     numbers = pa.array(np.asarray(numbers, dtype=np.int64))
     return text_column(join_texts([f"{where}:", numbers], len(numbers)), index)
 
 
 # -- other formats ------------------------------------------------------------------------------
 def _read_csv(path: Path, json_columns) -> pd.DataFrame:
-    import io
-
     data = _read_bytes(path)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    if not _is_utf8(data):
         raise InputError(path, "not UTF-8 text; re-encode the file as UTF-8",
-                         line=_first_non_utf8_line(data)) from None
+                         line=_first_non_utf8_line(data))
     try:
         df = pd.read_csv(io.BytesIO(data), encoding="utf-8", keep_default_na=False, dtype=str)
     except pd.errors.ParserError as exc:
@@ -273,12 +242,8 @@ def _read_csv(path: Path, json_columns) -> pd.DataFrame:
 
 
 def _first_non_utf8_line(data: bytes) -> int | None:
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return number
-    return None
+    lines = enumerate(data.splitlines(), start=1)
+    return next((number for number, raw in lines if not _is_utf8(raw)), None)
 
 
 def _parse_cell(path, line, col, value):
@@ -308,8 +273,6 @@ def _read_json_array(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    from .columnar import read_frame
-
     try:
         df = read_frame(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
@@ -335,9 +298,8 @@ def _read_path(path: Path, json_columns) -> pd.DataFrame:
     if path.is_dir():
         return _read_datasets_folder(path)
     suffix, _ = table_suffix(path)
-    readers = {".jsonl": read_jsonl, ".json": _read_json_array, ".parquet": _read_parquet}
-    if suffix == ".csv":
-        return _read_csv(path, json_columns)
+    readers = {".jsonl": read_jsonl, ".json": _read_json_array, ".parquet": _read_parquet,
+               ".csv": functools.partial(_read_csv, json_columns=json_columns)}
     if suffix in readers:
         return readers[suffix](path)
     raise InputError(path, f"unknown table format {''.join(path.suffixes)!r}; use one of "

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from ..core.json_text import json_line_array, text_buffer
 from ..core.table import records
@@ -37,19 +38,13 @@ def write_table(df: pd.DataFrame, path) -> Path:
                             columns=df.columns)
         data = flat.to_csv(index=False).encode("utf-8")
     with atomic_path(path) as tmp:
-        _write_bytes(tmp, data, compression)
+        if compression is None:
+            tmp.write_bytes(data)
+        else:
+            codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}[compression]
+            with pa.output_stream(str(tmp), compression=codec) as stream:
+                stream.write(data)
     return path
-
-
-def _write_bytes(path: Path, data: bytes, compression: str | None) -> None:
-    if compression is None:
-        path.write_bytes(data)
-        return
-    import pyarrow as pa
-
-    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}[compression]
-    with pa.output_stream(str(path), compression=codec) as stream:
-        stream.write(data)
 
 
 def save_dataset_folder(df: pd.DataFrame, path) -> Path:
