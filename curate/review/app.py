@@ -1,18 +1,10 @@
-"""The review app: a small Starlette application of server-rendered pages over one run.
+"""The review app: server-rendered Starlette pages over one run, read once at start.
 
-Why Starlette: it is a small, well-kept ASGI toolkit (routing, requests, responses) with no
-build step, served by uvicorn, and it renders with Jinja2, which the library already uses
-for its report; the pages are plain HTML forms and links, with a few lines of inline script
-for keyboard shortcuts, so nothing is downloaded into the browser and nothing needs
-compiling. The whole run is read once at start (:class:`~.table.RunTable`); every page
-filters and pages that table on the server and ships only what it shows.
-
-Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
-and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
-text, ``/clusters`` and ``/cluster/<id>`` the run's topics (:mod:`.clusters`), ``/label`` the
-judge-alignment walk with the live agreement panel, ``/report`` the run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
-the labels file and the few-shot export in ``<run>/review/`` (see :mod:`.labels` and
-:mod:`.agreement`).
+Starlette (served by uvicorn) with Jinja2 templates: plain HTML forms and links and a few
+lines of inline script, so nothing is downloaded into the browser and nothing is compiled.
+Pages: ``/`` browse, ``/row/<id>`` (ids URL-encoded, may hold ``/``), ``/raw?id=&field=``,
+``/clusters``, ``/cluster/<id>``, ``/label``, ``/report``. The app writes only in
+``<run>/review/`` (labels and the few-shot export).
 """
 from __future__ import annotations
 
@@ -75,16 +67,11 @@ class Review:
         return self.walks[judge.stage]
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("curate.review", "templates"),
-                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=lambda v: "–" if v is None else f"{v:.1%}",
-                       fixed=lambda v: "–" if v is None or v != v else f"{v:.3f}",
-                       url=lambda v: quote(str(v), safe=""))
-    return env
-
-
-ENV = _environment()
+ENV = jinja2.Environment(loader=jinja2.PackageLoader("curate.review", "templates"),
+                         autoescape=True, trim_blocks=True, lstrip_blocks=True)
+ENV.filters.update(pct=lambda v: "–" if v is None else f"{v:.1%}",
+                   fixed=lambda v: "–" if v is None or v != v else f"{v:.3f}",
+                   url=lambda v: quote(str(v), safe=""))
 
 
 def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -186,17 +173,18 @@ async def report(request: Request) -> Response:
     path = request.app.state.review.table.folder / "report.html"
     if not path.is_file():
         return render(request, "missing.html", status=404, row_id=None, what="report.html")
-    nonce = secrets.token_urlsafe(12)
-    return HTMLResponse(path.read_text(encoding="utf-8"), headers=security_headers(nonce))
+    return HTMLResponse(path.read_text(encoding="utf-8"),
+                        headers=security_headers(secrets.token_urlsafe(12)))
 
 
 # -- labelling ------------------------------------------------------------------------------------
 def _panel(review: Review, judge: JudgedStage) -> dict:
     labels = agreement.read_labels(review.store, judge)
-    current = agreement.figures(agreement.this_round(labels, judge), "this round", True)
-    return {"current": current, "rounds": agreement.rounds(labels, judge),
-            "rescored": agreement.current_judge_on_all(review.table, labels, judge)
-            if len(agreement.rounds(labels, judge)) > 1 else None}
+    rounds = agreement.rounds(labels, judge)
+    rescored = agreement.current_judge_on_all(review.table, labels, judge) \
+        if len(rounds) > 1 else None
+    return {"current": agreement.figures(agreement.this_round(labels, judge), "this round", True),
+            "rounds": rounds, "rescored": rescored}
 
 
 async def label_start(request: Request) -> Response:
@@ -245,15 +233,23 @@ async def label_row(request: Request) -> Response:
                   unsaved=review.store.write_problem())
 
 
-async def label_save(request: Request) -> Response:
-    review: Review = request.app.state.review
+async def _judged_form(request: Request) -> tuple[JudgedStage, dict] | Response:
+    """The judge a POST labels for and its form, or the one-line answer refusing it."""
     form = await _form(request)
     if isinstance(form, Response):
         return form
-    judge = review.judge(request.query_params.get("judge"))
-    row_id = request.path_params["row_id"]
+    judge = request.app.state.review.judge(request.query_params.get("judge"))
     if judge is None:
         return _plain(404, "not found: no stage of this run gives verdicts to label")
+    return judge, form
+
+
+async def label_save(request: Request) -> Response:
+    review: Review = request.app.state.review
+    answer = await _judged_form(request)
+    if isinstance(answer, Response):
+        return answer
+    (judge, form), row_id = answer, request.path_params["row_id"]
     if row_id not in review.walk(judge).index:
         return _plain(404, f"not found: row {row_id!r} is not one of the rows stage "
                            f"{judge.stage!r} judged (the rows to label)")
@@ -269,12 +265,10 @@ async def label_save(request: Request) -> Response:
 
 async def few_shot(request: Request) -> Response:
     review: Review = request.app.state.review
-    form = await _form(request)
-    if isinstance(form, Response):
-        return form
-    judge = review.judge(request.query_params.get("judge"))
-    if judge is None:
-        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    answer = await _judged_form(request)
+    if isinstance(answer, Response):
+        return answer
+    judge, form = answer
     exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
     row_id = form.get("row") or ""
     target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"
