@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
@@ -32,22 +31,14 @@ MAX_FORM_BYTES = 200_000
 WARM_AFTER = 2.0  # seconds the warm-up waits for the first page before it starts
 
 
-@dataclass
 class Review:
     """What the app holds for one run."""
 
-    table: RunTable
-    sample: int | None = None
-    seed: int = 0
-    exports: ExportLines = None
-    store: LabelStore = None
-    judges: dict[str, JudgedStage] = field(default_factory=dict)
-    walks: dict[str, Walk] = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.exports = ExportLines(self.table)
-        self.store = LabelStore(self.table.folder)
-        self.judges = {j.stage: j for j in judged_stages(self.table)}
+    def __init__(self, table: RunTable, sample: int | None = None, seed: int = 0):
+        self.table, self.sample, self.seed = table, sample, seed
+        self.exports, self.store = ExportLines(table), LabelStore(table.folder)
+        self.judges = {j.stage: j for j in judged_stages(table)}
+        self.walks: dict[str, Walk] = {}
 
     def warm(self, first_request: threading.Event) -> None:
         """Once the first page is out (or after a moment), build the search index, the id
@@ -57,9 +48,7 @@ class Review:
         self.exports.warm()
 
     def judge(self, name: str | None) -> JudgedStage | None:
-        if name in self.judges:
-            return self.judges[name]
-        return next(iter(self.judges.values()), None)
+        return self.judges.get(name) or next(iter(self.judges.values()), None)
 
     def walk(self, judge: JudgedStage) -> Walk:
         if judge.stage not in self.walks:
@@ -137,9 +126,8 @@ async def row(request: Request) -> Response:
 
 async def cluster_index(request: Request) -> Response:
     table = request.app.state.review.table
-    listed = clusters.cluster_list(table) if table.clusters is not None else []
-    return render(request, "clusters.html", clusters=listed,
-                  unclustered=clusters.unclustered(table))
+    return render(request, "clusters.html", unclustered=clusters.unclustered(table),
+                  clusters=clusters.cluster_list(table) if table.clusters is not None else [])
 
 
 async def cluster(request: Request) -> Response:
@@ -193,8 +181,8 @@ async def label_start(request: Request) -> Response:
     if judge is None:
         return render(request, "label.html", judge=None, item=None, panel=None)
     walk = review.walk(judge)
-    labelled = set(review.store.labels_for(judge))
-    target = walk.next_unlabelled(labelled) or (walk.ids[0] if walk.ids else None)
+    target = walk.next_unlabelled(set(review.store.labels_for(judge))) or \
+        (walk.ids[0] if walk.ids else None)
     if target is None:
         return render(request, "label.html", judge=judge, item=None, panel=_panel(review, judge))
     return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
@@ -227,9 +215,9 @@ async def label_row(request: Request) -> Response:
     if item is None:
         return render(request, "missing.html", status=404, row_id=row_id,
                       what="a judged row to label")
-    exported = request.query_params.get("exported")
     return render(request, "label.html", judge=judge, item=item, panel=_panel(review, judge),
-                  exported=exported, skipped=request.query_params.get("skipped"),
+                  exported=request.query_params.get("exported"),
+                  skipped=request.query_params.get("skipped"),
                   unsaved=review.store.write_problem())
 
 

@@ -114,13 +114,8 @@ def any_text(rng: random.Random, generic_share: float = 0.3) -> str:
     return sentence(rng) if rng.random() < generic_share else telemetry(rng)
 
 
-def _vocabulary() -> list[str]:
-    words = " ".join(METRICS + SERVICES + GROUPS + FILTERS + SUBJECTS + ADJECTIVES + VERBS
-                     + OBJECTS + ADVERBS + TIMES).split()
-    return sorted(set(words))
-
-
-_WORDS = _vocabulary()
+_WORDS = sorted(set(" ".join(METRICS + SERVICES + GROUPS + FILTERS + SUBJECTS + ADJECTIVES
+                             + VERBS + OBJECTS + ADVERBS + TIMES).split()))
 
 
 def substitute(text: str, rng: random.Random) -> str:

@@ -11,6 +11,7 @@ malformed bodies, ``finish_reason: "length"``):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -132,15 +133,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:
             self.close_connection = True  # the client gave up (timeout): nothing to do
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -192,9 +191,7 @@ class ScriptedServer:
         self.http_requests = self.refused = self.constrained = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self.bodies: list[dict] = []
-        self.arrivals: list[float] = []
-        self.answered_bodies: list[dict] = []
+        self.bodies, self.arrivals, self.answered_bodies = [], [], []  # dicts, times, dicts
         self.in_flight = self.max_in_flight = 0
         self._httpd: _HTTPServer | None = None
 
