@@ -69,8 +69,7 @@ class Walk:
         judged = np.flatnonzero(table.rows[judge.verdict].notna().to_numpy())
         order = judged[np.random.default_rng(seed).permutation(len(judged))]
         self.positions = order[:sample] if sample else order
-        ids = table.rows[ID].to_numpy(dtype=object)[self.positions]
-        self.ids = [str(i) for i in ids]
+        self.ids = [str(i) for i in table.rows[ID].to_numpy(dtype=object)[self.positions]]
         self.index = {row_id: i for i, row_id in enumerate(self.ids)}
 
     def __len__(self) -> int:

@@ -185,8 +185,8 @@ class RunTable:
         if self._choices is None:
             out = {}
             for name in ("status", "reason"):
-                counts = self._filters[name].value_counts(dropna=True)
-                out[name] = [(str(k), int(v)) for k, v in counts.items() if v]
+                out[name] = [(str(k), int(v)) for k, v in self._filters[name].value_counts().items()
+                             if v]
             stage, origin = self._filters["stage"], self._filters["origin"]
             names = [n for n in self.stage_names if n in set(stage.dropna()) | set(origin)]
             out["stage"] = sorted(((n, int(((stage == n) | (origin == n)).sum())) for n in names),
@@ -291,8 +291,7 @@ class RunTable:
         return int(found) if isinstance(found, (int, np.integer)) else None
 
     def record(self, position: int) -> dict:
-        row = self.rows.iloc[position]
-        return {k: to_jsonable(v) for k, v in row.items()}
+        return {k: to_jsonable(v) for k, v in self.rows.iloc[position].items()}
 
     def summary(self, position: int, measure: str | None = None) -> dict:
         """What one line of the browse table shows."""
