@@ -113,10 +113,7 @@ class BatchServer(ScriptedServer):
         if fault is not None:
             time.sleep(fault.seconds)
         status, body = getattr(self, f"_op_{op}")(handler, raw, match.groupdict().get("id"))
-        if isinstance(body, bytes):
-            handler._send_raw(status, body)
-        else:
-            handler._send_json(status, body)
+        handler._send_raw(status, body if isinstance(body, bytes) else json.dumps(body).encode())
         return True
 
     @staticmethod
@@ -185,10 +182,8 @@ class BatchServer(ScriptedServer):
                      "metadata": body.get("metadata")}
             self.batches[batch["id"]] = batch
             answer = json.loads(json.dumps(batch))
-        worker = threading.Thread(target=self._work, args=(batch["id"], number,
-                                                           dict(handler.headers)),
-                                  name=f"scripted-batch-{number}", daemon=True)
-        worker.start()
+        threading.Thread(target=self._work, args=(batch["id"], number, dict(handler.headers)),
+                         name=f"scripted-batch-{number}", daemon=True).start()
         return 200, answer
 
     def _op_list(self, handler, raw, _):
