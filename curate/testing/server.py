@@ -298,11 +298,9 @@ class ScriptedServer:
         if schema is not None and self.refuse_structured:
             return handler._send_json(self.refuse_structured, {"error": {
                 "message": "Invalid request: response_format is not supported", "type": "server_error"}})
-        answer = None
-        if fault is None:
-            answer = self.reply(body)
-            if isinstance(answer, Fault):
-                fault, answer = answer, None
+        answer = self.reply(body) if fault is None else None
+        if isinstance(answer, Fault):
+            fault = answer
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.seconds)
             answer = self.reply(body)
