@@ -1,10 +1,6 @@
-"""Sentence embeddings of a text column, with a content-addressed cache on disk.
-
-The vectors come from the same encoder as :class:`~curate.stages.dedup_embedding.EmbeddingDedup`
-(the shipped all-MiniLM-L6-v2 by default). A cache file maps (model, text) to its vector, so
-a rerun embeds only the texts it has not seen: the run report keeps one in
-``<run>/cache/embeddings.sqlite``. Vectors are stored as float16 (half the bytes; cosines
-move by less than 1e-3).
+"""Sentence embeddings of a text column (the encoder of
+:class:`~curate.stages.dedup_embedding.EmbeddingDedup`), with a sqlite cache of float16
+vectors keyed by (model, text), so that a rerun embeds only new texts.
 """
 from __future__ import annotations
 

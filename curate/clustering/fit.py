@@ -1,11 +1,9 @@
-"""Clustering unit vectors with scikit-learn, and a 2-D projection to draw them.
+"""Clustering unit vectors with scikit-learn, and a 2-D projection (PCA) to draw them.
 
-k-means (the default; ``MiniBatchKMeans`` above ``MINIBATCH_ABOVE`` rows) labels every row
-and runs in seconds at 100k rows. When ``k`` is not given it is chosen by the silhouette
-score (Rousseeuw 1987) of k-means fits on a sample. HDBSCAN (Campello et al. 2013) finds
-the number of clusters itself and leaves rows that belong nowhere as noise (``-1``); it
-is quadratic in the rows, so tables larger than ``HDBSCAN_SAMPLE`` are fitted on a sample
-and every row takes the cluster of its nearest sampled neighbour.
+k-means (``MiniBatchKMeans`` above ``MINIBATCH_ABOVE`` rows), k chosen by the silhouette score
+(Rousseeuw 1987) on a sample when not given; or HDBSCAN (Campello et al. 2013), which finds
+the number itself and leaves noise (``-1``), fitted on at most ``HDBSCAN_SAMPLE`` rows (the
+rest take their nearest sampled neighbour's cluster).
 """
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""A cluster map: rows on the plane of their embeddings' two principal components, as SVG.
-
-One self-contained ``<svg>`` (no script, no network): a dot per row (a sample of at most
-``MAX_POINTS``), coloured by cluster, filled when the row was kept and hollow when a stage
-removed it, and each of the largest clusters named at the middle of its dots.
+"""A cluster map as one self-contained SVG: a dot per row (at most ``MAX_POINTS``) on the
+plane of its embedding's two principal components, coloured by cluster, hollow when removed.
 """
 from __future__ import annotations
 

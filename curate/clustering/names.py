@@ -3,12 +3,12 @@
 All texts of a cluster are one document; a word's weight in a cluster is its frequency
 there (normalised by the cluster's word count) times ``log(1 + A / f)``, where ``A`` is the
 average number of words per cluster and ``f`` the word's frequency over all clusters
-(Grootendorst 2022, BERTopic, arXiv:2203.05794). Words are counted by scikit-learn's
-``CountVectorizer`` (English stop words removed, single words and pairs).
+(Grootendorst 2022, BERTopic, arXiv:2203.05794).
 """
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def distinctive_words(texts: list[str], labels: np.ndarray, top: int = 4) -> dict[int, list[str]]:
@@ -19,7 +19,7 @@ def distinctive_words(texts: list[str], labels: np.ndarray, top: int = 4) -> dic
     if not ids:
         return {}
     labels = np.asarray(labels)
-    docs = _joined(texts, labels, ids)
+    docs = pd.Series(texts).groupby(labels).agg(" ".join).reindex(ids).tolist()
     try:
         vectorizer = CountVectorizer(stop_words="english", ngram_range=(1, 2), min_df=1,
                                      token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z0-9_.]+\b")
@@ -38,14 +38,6 @@ def distinctive_words(texts: list[str], labels: np.ndarray, top: int = 4) -> dic
         best = [i for i in np.argsort(-scores, kind="stable")[: 4 * top] if scores[i] > 0]
         out[c] = _without_overlap([str(words[i]) for i in best], top)
     return out
-
-
-def _joined(texts, labels, ids) -> list[str]:
-    order = np.argsort(labels, kind="stable")
-    groups = {c: [] for c in ids}
-    for i in order:
-        groups[int(labels[i])].append(texts[i])
-    return [" ".join(groups[c]) for c in ids]
 
 
 def _without_overlap(words: list[str], top: int) -> list[str]:

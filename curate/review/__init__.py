@@ -2,13 +2,6 @@
 label the judge's verdicts to align it with a domain expert.
 
     python -m curate.review runs/honeycomb          # or: curate-review runs/honeycomb
-
-:mod:`.table` holds the run in memory and answers filters, search, sort and paging;
-:mod:`.lineage` builds a row's page (:mod:`.shown` cuts long values); :mod:`.labels` owns
-the labels file and the labelling order; :mod:`.agreement` computes the agreement panel
-with :mod:`curate.review.alignment` and exports few-shot examples; :mod:`.guard` refuses what the
-app should not serve; :mod:`.app` wires the pages together (and says why it is built on
-Starlette).
 """
 from __future__ import annotations
 

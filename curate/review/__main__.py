@@ -40,15 +40,6 @@ def parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def check_folder(run: str) -> Path:
-    folder = Path(run)
-    if not folder.exists():
-        raise CurateError(f"{run}: no such folder")
-    if not folder.is_dir():
-        raise CurateError(f"{run}: not a folder; give the run folder (the one with manifest.json)")
-    return folder
-
-
 def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -74,17 +65,17 @@ def make_server(app):
                                          access_log=False, lifespan="off"))
 
 
-def address(host: str, port: int, token: str | None) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     loopback = is_loopback(args.host)
     token = None if loopback else secrets.token_urlsafe(24)
     try:
-        folder = check_folder(args.run)
+        folder = Path(args.run)
+        if not folder.exists():
+            raise CurateError(f"{args.run}: no such folder")
+        if not folder.is_dir():
+            raise CurateError(f"{args.run}: not a folder; give the run folder (the one with "
+                              "manifest.json)")
         from .app import create_app
 
         app = create_app(folder, sample=args.sample, seed=args.seed, token=token,
@@ -97,8 +88,9 @@ def main(argv=None) -> int:
         print(f"error: {args.run}: cannot read this run folder ({type(error).__name__}: "
               f"{' '.join(str(error).split())[:300]})", file=sys.stderr)
         return 2
-    port = sock.getsockname()[1]
-    print(f"reviewing {folder} at {address(args.host, port, token)}", flush=True)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    link = f"http://{shown}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
+    print(f"reviewing {folder} at {link}", flush=True)
     if token:
         print("every request needs this token (it is in the address above)", flush=True)
     unsaved = app.state.review.store.write_problem()

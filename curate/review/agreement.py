@@ -1,20 +1,11 @@
 """Judge-expert agreement as the label page shows it, and the few-shot export.
 
-The figures come from :func:`curate.review.alignment.alignment_report` on the labels file read by
-:func:`curate.review.alignment.read_review`, so they are the numbers an offline
-``alignment_report(read_review("<run>/review/labels.csv"))`` gives on the same rows. The
-true-positive and true-negative rates are read off that report's confusion matrix, with
-"good" as the positive label and the expert as the reference: TPR = of the rows the expert
-called good, the share the judge called good; TNR = the same for bad.
-
-Rounds: each label carries the judge's fingerprint; one line per fingerprint, in the order
-the rounds began. A last line scores the current judge's outcomes against the expert's
-latest label of every row it judged, whatever round the label was made in.
-
-Disagreements of the current round export as few-shot critique examples for the judge
-prompt (``<run>/review/critique_examples.jsonl``, the format of
-``examples/honeycomb/data/critique_examples.jsonl``: the row's own fields, then
-``critique`` and ``outcome``, the expert's).
+The figures are :func:`curate.review.alignment.alignment_report` on the labels file, with
+"good" as the positive label and the expert as the reference (TPR: of the rows the expert
+called good, the share the judge called good; TNR the same for bad). One line per judge
+fingerprint (round); a last line scores the current judge against the expert's latest label
+of every row. The current round's disagreements export as few-shot critique examples
+(``<run>/review/critique_examples.jsonl``: the row's fields, ``critique``, ``outcome``).
 """
 from __future__ import annotations
 

@@ -1,16 +1,10 @@
-"""Align an LLM judge with a domain expert.
-
-The loop from Hamel Husain's Honeycomb case study ("Creating a LLM-as-a-Judge That Drives
-Business Results"): export judged rows to a CSV, have the expert write their own critique
-and outcome next to the judge's, read it back, and measure how often they agree (raw rate
-and Cohen's kappa, which discounts agreement by chance), look at the confusion matrix and
-the rows they disagree on, tune the judge prompt (e.g. add those rows as few-shot
-examples), and repeat until they agree.
+"""Align an LLM judge with a domain expert (Hamel Husain's Honeycomb case study, "Creating a
+LLM-as-a-Judge That Drives Business Results"): the expert labels judged rows, then agreement,
+Cohen's kappa, the confusion matrix and the disagreements show how to tune the judge.
 
     export_for_review(judged, "review.csv", fields=["nlq", "query"])
     # ... the expert fills in expert_critique and expert_outcome ...
     report = alignment_report(read_review("review.csv"))
-    print(report)            # agreement, kappa, confusion matrix
     report.disagreements     # the rows to learn from
 """
 from __future__ import annotations

@@ -1,24 +1,15 @@
-"""The review app: a small Starlette application of server-rendered pages over one run.
+"""The review app: server-rendered Starlette pages over one run, read once at start.
 
-Why Starlette: it is a small, well-kept ASGI toolkit (routing, requests, responses) with no
-build step, served by uvicorn, and it renders with Jinja2, which the library already uses
-for its report; the pages are plain HTML forms and links, with a few lines of inline script
-for keyboard shortcuts, so nothing is downloaded into the browser and nothing needs
-compiling. The whole run is read once at start (:class:`~.table.RunTable`); every page
-filters and pages that table on the server and ships only what it shows.
-
-Pages: ``/`` browse (filters, search, sort, paging), ``/row/<id>`` a row with its lineage
-and export text (long values cut, see :mod:`.shown`), ``/raw?id=&field=`` a whole value as
-text, ``/clusters`` and ``/cluster/<id>`` the run's topics (:mod:`.clusters`), ``/label`` the
-judge-alignment walk with the live agreement panel, ``/report`` the run's static report. Ids are URL-encoded in links and may hold ``/``. The app writes only
-the labels file and the few-shot export in ``<run>/review/`` (see :mod:`.labels` and
-:mod:`.agreement`).
+Starlette (served by uvicorn) with Jinja2 templates: plain HTML forms and links and a few
+lines of inline script, so nothing is downloaded into the browser and nothing is compiled.
+Pages: ``/`` browse, ``/row/<id>`` (ids URL-encoded, may hold ``/``), ``/raw?id=&field=``,
+``/clusters``, ``/cluster/<id>``, ``/label``, ``/report``. The app writes only in
+``<run>/review/`` (labels and the few-shot export).
 """
 from __future__ import annotations
 
 import secrets
 import threading
-from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
@@ -40,22 +31,14 @@ MAX_FORM_BYTES = 200_000
 WARM_AFTER = 2.0  # seconds the warm-up waits for the first page before it starts
 
 
-@dataclass
 class Review:
     """What the app holds for one run."""
 
-    table: RunTable
-    sample: int | None = None
-    seed: int = 0
-    exports: ExportLines = None
-    store: LabelStore = None
-    judges: dict[str, JudgedStage] = field(default_factory=dict)
-    walks: dict[str, Walk] = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.exports = ExportLines(self.table)
-        self.store = LabelStore(self.table.folder)
-        self.judges = {j.stage: j for j in judged_stages(self.table)}
+    def __init__(self, table: RunTable, sample: int | None = None, seed: int = 0):
+        self.table, self.sample, self.seed = table, sample, seed
+        self.exports, self.store = ExportLines(table), LabelStore(table.folder)
+        self.judges = {j.stage: j for j in judged_stages(table)}
+        self.walks: dict[str, Walk] = {}
 
     def warm(self, first_request: threading.Event) -> None:
         """Once the first page is out (or after a moment), build the search index, the id
@@ -65,9 +48,7 @@ class Review:
         self.exports.warm()
 
     def judge(self, name: str | None) -> JudgedStage | None:
-        if name in self.judges:
-            return self.judges[name]
-        return next(iter(self.judges.values()), None)
+        return self.judges.get(name) or next(iter(self.judges.values()), None)
 
     def walk(self, judge: JudgedStage) -> Walk:
         if judge.stage not in self.walks:
@@ -75,16 +56,11 @@ class Review:
         return self.walks[judge.stage]
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("curate.review", "templates"),
-                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(pct=lambda v: "–" if v is None else f"{v:.1%}",
-                       fixed=lambda v: "–" if v is None or v != v else f"{v:.3f}",
-                       url=lambda v: quote(str(v), safe=""))
-    return env
-
-
-ENV = _environment()
+ENV = jinja2.Environment(loader=jinja2.PackageLoader("curate.review", "templates"),
+                         autoescape=True, trim_blocks=True, lstrip_blocks=True)
+ENV.filters.update(pct=lambda v: "–" if v is None else f"{v:.1%}",
+                   fixed=lambda v: "–" if v is None or v != v else f"{v:.3f}",
+                   url=lambda v: quote(str(v), safe=""))
 
 
 def render(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
@@ -150,9 +126,8 @@ async def row(request: Request) -> Response:
 
 async def cluster_index(request: Request) -> Response:
     table = request.app.state.review.table
-    listed = clusters.cluster_list(table) if table.clusters is not None else []
-    return render(request, "clusters.html", clusters=listed,
-                  unclustered=clusters.unclustered(table))
+    return render(request, "clusters.html", unclustered=clusters.unclustered(table),
+                  clusters=clusters.cluster_list(table) if table.clusters is not None else [])
 
 
 async def cluster(request: Request) -> Response:
@@ -186,17 +161,18 @@ async def report(request: Request) -> Response:
     path = request.app.state.review.table.folder / "report.html"
     if not path.is_file():
         return render(request, "missing.html", status=404, row_id=None, what="report.html")
-    nonce = secrets.token_urlsafe(12)
-    return HTMLResponse(path.read_text(encoding="utf-8"), headers=security_headers(nonce))
+    return HTMLResponse(path.read_text(encoding="utf-8"),
+                        headers=security_headers(secrets.token_urlsafe(12)))
 
 
 # -- labelling ------------------------------------------------------------------------------------
 def _panel(review: Review, judge: JudgedStage) -> dict:
     labels = agreement.read_labels(review.store, judge)
-    current = agreement.figures(agreement.this_round(labels, judge), "this round", True)
-    return {"current": current, "rounds": agreement.rounds(labels, judge),
-            "rescored": agreement.current_judge_on_all(review.table, labels, judge)
-            if len(agreement.rounds(labels, judge)) > 1 else None}
+    rounds = agreement.rounds(labels, judge)
+    rescored = agreement.current_judge_on_all(review.table, labels, judge) \
+        if len(rounds) > 1 else None
+    return {"current": agreement.figures(agreement.this_round(labels, judge), "this round", True),
+            "rounds": rounds, "rescored": rescored}
 
 
 async def label_start(request: Request) -> Response:
@@ -205,8 +181,8 @@ async def label_start(request: Request) -> Response:
     if judge is None:
         return render(request, "label.html", judge=None, item=None, panel=None)
     walk = review.walk(judge)
-    labelled = set(review.store.labels_for(judge))
-    target = walk.next_unlabelled(labelled) or (walk.ids[0] if walk.ids else None)
+    target = walk.next_unlabelled(set(review.store.labels_for(judge))) or \
+        (walk.ids[0] if walk.ids else None)
     if target is None:
         return render(request, "label.html", judge=judge, item=None, panel=_panel(review, judge))
     return _redirect(f"/label/{quote(target, safe='')}?judge={quote(judge.stage)}")
@@ -239,21 +215,29 @@ async def label_row(request: Request) -> Response:
     if item is None:
         return render(request, "missing.html", status=404, row_id=row_id,
                       what="a judged row to label")
-    exported = request.query_params.get("exported")
     return render(request, "label.html", judge=judge, item=item, panel=_panel(review, judge),
-                  exported=exported, skipped=request.query_params.get("skipped"),
+                  exported=request.query_params.get("exported"),
+                  skipped=request.query_params.get("skipped"),
                   unsaved=review.store.write_problem())
+
+
+async def _judged_form(request: Request) -> tuple[JudgedStage, dict] | Response:
+    """The judge a POST labels for and its form, or the one-line answer refusing it."""
+    form = await _form(request)
+    if isinstance(form, Response):
+        return form
+    judge = request.app.state.review.judge(request.query_params.get("judge"))
+    if judge is None:
+        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    return judge, form
 
 
 async def label_save(request: Request) -> Response:
     review: Review = request.app.state.review
-    form = await _form(request)
-    if isinstance(form, Response):
-        return form
-    judge = review.judge(request.query_params.get("judge"))
-    row_id = request.path_params["row_id"]
-    if judge is None:
-        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    answer = await _judged_form(request)
+    if isinstance(answer, Response):
+        return answer
+    (judge, form), row_id = answer, request.path_params["row_id"]
     if row_id not in review.walk(judge).index:
         return _plain(404, f"not found: row {row_id!r} is not one of the rows stage "
                            f"{judge.stage!r} judged (the rows to label)")
@@ -269,12 +253,10 @@ async def label_save(request: Request) -> Response:
 
 async def few_shot(request: Request) -> Response:
     review: Review = request.app.state.review
-    form = await _form(request)
-    if isinstance(form, Response):
-        return form
-    judge = review.judge(request.query_params.get("judge"))
-    if judge is None:
-        return _plain(404, "not found: no stage of this run gives verdicts to label")
+    answer = await _judged_form(request)
+    if isinstance(answer, Response):
+        return answer
+    judge, form = answer
     exported, skipped = agreement.export_few_shot(review.table, _panel(review, judge)["current"])
     row_id = form.get("row") or ""
     target = f"/label/{quote(row_id, safe='')}" if row_id else "/label"

@@ -1,9 +1,5 @@
-"""Clusters in the review app: each row's cluster, and a cluster's page.
-
-The run report writes every row's cluster to ``<run>/cache/clusters.parquet`` when the
-pipeline asks for clusters (``ReportOptions(clusters="nlq")``, :mod:`curate.pipeline.report_clusters`);
-the app reads it once. A row the file does not hold (a file from an earlier run) has no
-cluster, and the pages say how many.
+"""Clusters in the review app: each row's cluster (from ``<run>/cache/clusters.parquet``,
+written by the report when ``ReportOptions(clusters=...)`` is set), and a cluster's page.
 """
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
-"""The expert's labels: which rows to walk, and the labels file in the run folder.
+"""The expert's labels: which rows to walk, and ``<run>/review/labels.csv``.
 
-Labels live in ``<run>/review/labels.csv``, in the review-sheet format of
-:mod:`curate.review.alignment` (``_id``, the judged fields, ``judge_critique``, ``judge_outcome``,
-``expert_critique``, ``expert_outcome``), so ``read_review`` and ``alignment_report`` read it
-as it is. Four more columns: ``expert_answer`` (a corrected answer, optional),
-``judge_stage`` and ``judge_fingerprint`` (the judge stage and its fingerprint in the
-manifest when the label was made: a changed judge prompt starts a new labelling round) and
-``labelled_at``. Cells that a spreadsheet would run as a formula (a leading = + - @ tab
-or CR) are written behind a ``'`` and read back without it
-(:func:`curate.review.alignment.to_sheet`), so a critique such as "-1 is wrong" opens as text and
-comes back as written.
-
-Every label is written when it is made: under an exclusive lock (``review/.labels.csv.lock``),
-the file is read again, the label merged in and the whole file replaced atomically, so a
-refresh, a crash, a second tab or a second app on the same run loses nothing.
+The file is a review sheet of :mod:`curate.review.alignment` (``read_review`` and
+``alignment_report`` read it as it is) with four more columns: ``expert_answer``,
+``judge_stage``, ``judge_fingerprint`` (a changed judge prompt starts a new round) and
+``labelled_at``. Each label is merged in under a lock (``review/.labels.csv.lock``) and the
+file replaced atomically, so a refresh, a crash or a second app on the run loses nothing.
 """
 from __future__ import annotations
 
@@ -78,8 +69,7 @@ class Walk:
         judged = np.flatnonzero(table.rows[judge.verdict].notna().to_numpy())
         order = judged[np.random.default_rng(seed).permutation(len(judged))]
         self.positions = order[:sample] if sample else order
-        ids = table.rows[ID].to_numpy(dtype=object)[self.positions]
-        self.ids = [str(i) for i in ids]
+        self.ids = [str(i) for i in table.rows[ID].to_numpy(dtype=object)[self.positions]]
         self.index = {row_id: i for i, row_id in enumerate(self.ids)}
 
     def __len__(self) -> int:

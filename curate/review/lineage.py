@@ -1,18 +1,9 @@
 """One row's page: its fields, its whole lineage, and the exact training text it became.
 
-A row's history is read off the run table without re-running anything: a row enters at the
-source or at the stage named in its ``_origin``, passes every later stage kept, and leaves
-at the stage in ``__step`` (rejected, errored or replaced), or never leaves (kept). What each
-stage decided about it is that stage's declared columns (``added_columns`` in the manifest:
-critiques, verdicts, scores, the near-duplicate it matched) read from the row's last
-version; ancestors are followed through ``_parent``.
-
-The export text comes from the run's export files: ``export/<format>.jsonl`` holds one line
-per kept row, in the order of the final table, so a kept row's line is found by position
-(line offsets are indexed once, on first use, without reading the file into memory).
-
-Every value comes as a :class:`~.shown.Shown`: a long one shows its start and a link to
-the whole of it.
+A row's history is read off the run table: it enters at the source or at its ``_origin``
+stage, passes later stages kept, and leaves at ``__step`` (or never: kept). Each stage's
+decision is its declared ``added_columns``; ancestors are followed through ``_parent``.
+A kept row's export line is found by position in ``export/<format>.jsonl``.
 """
 from __future__ import annotations
 
@@ -27,7 +18,6 @@ from ..core.table import (FIELD, ID, ORIGIN, PARENT, REASON, REASON_CODE, SOURCE
 from .shown import Shown, raw_link
 from .table import STATUS, STEP, RunTable, value_text
 
-HIDDEN = (STATUS, STEP)
 MAX_ANCESTORS = 20
 
 
@@ -47,21 +37,6 @@ def row_fields(table: RunTable, record: dict, compact: bool = False) -> list[tup
             if record.get(name) is not None]
 
 
-def bookkeeping(record: dict) -> list[tuple[str, Shown]]:
-    return [(k, shown(record, k)) for k, v in record.items()
-            if is_bookkeeping(k) and k not in HIDDEN and v is not None]
-
-
-def _stage_index(table: RunTable, name) -> int:
-    """Where a row entered: -1 for the source, else the index of the stage that made it."""
-    if not name:
-        return -1
-    try:
-        return table.stage_names.index(name)
-    except ValueError:
-        return -1
-
-
 def _decision(record: dict, step: int, left: int, table: RunTable) -> dict:
     if step < left or record[STATUS] == "kept":
         return {"outcome": "kept"}
@@ -73,14 +48,10 @@ def _decision(record: dict, step: int, left: int, table: RunTable) -> dict:
 
 def _added_values(table: RunTable, stats: dict, record: dict) -> tuple[list, dict | None]:
     """The values a stage wrote on the row, and the near-duplicate it matched (if any)."""
-    values, match = [], None
-    roles = stats.get("added_columns") or {}
-    for column, role in roles.items():
-        value = record.get(column)
-        if value is None or role == "duplicate_of":
-            continue
-        values.append({"column": column, "role": role,
-                       "text": shown(record, column, compact=True)})
+    match, roles = None, stats.get("added_columns") or {}
+    values = [{"column": column, "role": role, "text": shown(record, column, compact=True)}
+              for column, role in roles.items()
+              if record.get(column) is not None and role != "duplicate_of"]
     dup = next((c for c, r in roles.items() if r == "duplicate_of"), None)
     if dup and record.get(dup):
         score_column = next((c for c, r in roles.items() if r == "similarity"), None)
@@ -100,18 +71,18 @@ def near_duplicate(table: RunTable, record: dict, other_id: str, score) -> dict:
 
 def history(table: RunTable, record: dict) -> list[dict]:
     """What every stage the row went through did with it, in order."""
-    born = _stage_index(table, record.get(ORIGIN))
+    origin = record.get(ORIGIN)  # -1: the source, else the index of the stage that made it
+    born = table.stage_names.index(origin) if origin in table.stage_names else -1
     left = int(record[STEP])
     events = []
     if born < 0:
         events.append({"stage": "source", "outcome": "read",
                        "reason": f"from {record.get(SOURCE) or 'the source'}"})
     for step in range(max(born, 0), min(left, len(table.stage_names) - 1) + 1):
-        stats = table.stage_stats[step]
         event = {"stage": table.stage_names[step], **_decision(record, step, left, table)}
         if step == born:
             event["created_from"] = record.get(PARENT)
-        event["recorded"], event["match"] = _added_values(table, stats, record)
+        event["recorded"], event["match"] = _added_values(table, table.stage_stats[step], record)
         events.append(event)
     return events
 
@@ -153,15 +124,13 @@ class ExportLines:
         return files
 
     def _line_starts(self, fmt: str) -> np.ndarray:
+        """Where each line starts (indexed once, without reading the file into memory)."""
         if fmt not in self._offsets:
-            path = self.files[fmt]
-            with open(path, "rb") as fh:
-                size = path.stat().st_size
-                if not size:
-                    self._offsets[fmt] = np.zeros(1, dtype=np.int64)
-                    return self._offsets[fmt]
-                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+            ends = np.zeros(0, dtype=np.int64)
+            with open(self.files[fmt], "rb") as fh:
+                if self.files[fmt].stat().st_size:
+                    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
             self._offsets[fmt] = np.concatenate([[0], ends + 1]).astype(np.int64)
         return self._offsets[fmt]
 
@@ -169,7 +138,10 @@ class ExportLines:
         for fmt in self.files:
             self._line_starts(fmt)
 
-    def line(self, fmt: str, position: int) -> str | None:
+    def raw(self, fmt: str, position: int) -> str | None:
+        """The ``fmt`` export line of the kept row at ``position`` (None: there is none)."""
+        if fmt not in self.files or position >= self.kept:
+            return None
         starts = self._line_starts(fmt)
         if position + 1 >= len(starts):
             return None
@@ -177,12 +149,6 @@ class ExportLines:
             fh.seek(int(starts[position]))
             data = fh.read(int(starts[position + 1] - starts[position]))
         return data.decode("utf-8").rstrip("\n")
-
-    def raw(self, fmt: str, position: int) -> str | None:
-        """The ``fmt`` export line of the kept row at ``position`` (None: there is none)."""
-        if fmt not in self.files or position >= self.kept:
-            return None
-        return self.line(fmt, position)
 
     def for_row(self, position: int, row_id: str) -> list[dict]:
         """Each export format's text for the kept row at ``position`` (none for other rows)."""
@@ -218,7 +184,9 @@ def row_page(table: RunTable, exports: ExportLines, row_id: str) -> dict | None:
         return None
     record = table.record(position)
     return {"id": row_id, "record": record, "status": record[STATUS],
-            "fields": row_fields(table, record), "bookkeeping": bookkeeping(record),
+            "fields": row_fields(table, record),
+            "bookkeeping": [(k, shown(record, k)) for k, v in record.items() if is_bookkeeping(k)
+                            and k not in (STATUS, STEP) and v is not None],
             "lineage": lineage(table, row_id), "children": table.children(row_id),
             "export": exports.for_row(position, row_id), "kept_position": position
             if position < table.kept_count else None}

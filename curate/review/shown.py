@@ -1,9 +1,6 @@
 """A long value as a page shows it: its first ``SHOWN_CHARS`` characters, then a
-"… (19.9 MB more)" link to the whole value as plain text (the ``/raw`` route).
-
-A 20 MB field would otherwise be written into a row page several times over (its field,
-the lineage, the export's turns and raw line), escaped: a page of 60 MB. Short values
-show whole, exactly as before.
+"… (19.9 MB more)" link to the whole value as plain text (the ``/raw`` route), so that a
+20 MB field does not make a 60 MB page.
 """
 from __future__ import annotations
 

@@ -1,14 +1,9 @@
-"""Every row a run saw, as one in-memory table the review app filters, sorts and pages.
+"""Every row a run saw, as one in-memory table the review app filters, searches, sorts and pages.
 
-:class:`RunTable` reads a run folder once (:func:`curate.pipeline.folder.open_run`) and
-holds one pandas row per ``_id``: the final kept rows, every stage's rejected and errored
-rows, and the rows a stage replaced (the originals of repaired rows, the parents a
-``Derive(keep="new")`` dropped), each in the last version the run had of it. Two columns of
-its own say where the row ended: ``__status`` (kept, rejected, errored, replaced) and
-``__step`` (the index of the stage it left at; the number of stages for kept rows).
-
-Filters, full-text search, sorting and paging run here, on the server; a page holds only
-the rows it shows. Lineage and the export text of a row live in :mod:`.lineage`.
+One pandas row per ``_id``: the final kept rows, every stage's rejected and errored rows, and
+the rows a stage replaced (repaired originals, parents a ``Derive(keep="new")`` dropped), each
+in its last version. ``__status`` says where the row ended (kept, rejected, errored, replaced)
+and ``__step`` the index of the stage it left at (the number of stages for kept rows).
 """
 from __future__ import annotations
 
@@ -29,7 +24,6 @@ from ..pipeline.folder import open_run
 from .clusters import cluster_list, load_clusters
 
 STATUS, STEP = "__status", "__step"
-STATUSES = ("kept", "rejected", "errored", "replaced")
 REPLACED = "replaced"
 PAGE_SIZE = 50
 PREVIEW_CHARS = 140
@@ -86,29 +80,19 @@ def value_text(value, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
 
 
-def _plain(value):
-    """What the JSON encoder cannot write itself: numpy values, anything else as text."""
-    return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
-_encode = json.JSONEncoder(ensure_ascii=False, default=_plain).encode
-
-
-def _searchable(value) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else _encode(value)
+# numpy values as lists, anything else the encoder cannot write as text
+_encode = json.JSONEncoder(ensure_ascii=False, default=lambda value: value.tolist()
+                           if hasattr(value, "tolist") else str(value)).encode
 
 
 def _text_column(series: pd.Series):
     """A column as an Arrow array of searchable text (nested values as JSON)."""
     import pyarrow as pa
 
-    if pd.api.types.infer_dtype(series, skipna=True) == "string":
-        values = series.astype(object).where(series.notna(), "").tolist()
-    else:
-        values = [_searchable(v) for v in series.astype(object).where(series.notna(), None)]
-    return pa.array(values, type=pa.large_string())
+    values = series.astype(object).where(series.notna(), "")
+    if pd.api.types.infer_dtype(series, skipna=True) != "string":
+        values = [v if isinstance(v, str) else _encode(v) for v in values]
+    return pa.array(list(values), type=pa.large_string())
 
 
 class RunTable:
@@ -165,10 +149,8 @@ class RunTable:
         """Columns a page can be sorted by: numbers (not flags, not ids)."""
         names = []
         for column in self.rows.columns:
-            if column in (STEP,) or column.startswith("__"):
-                continue
             series = self.rows[column]
-            if pd.api.types.is_bool_dtype(series):
+            if column.startswith("__") or pd.api.types.is_bool_dtype(series):
                 continue
             if pd.api.types.is_numeric_dtype(series):
                 if series.notna().any():
@@ -203,8 +185,8 @@ class RunTable:
         if self._choices is None:
             out = {}
             for name in ("status", "reason"):
-                counts = self._filters[name].value_counts(dropna=True)
-                out[name] = [(str(k), int(v)) for k, v in counts.items() if v]
+                out[name] = [(str(k), int(v)) for k, v in self._filters[name].value_counts().items()
+                             if v]
             stage, origin = self._filters["stage"], self._filters["origin"]
             names = [n for n in self.stage_names if n in set(stage.dropna()) | set(origin)]
             out["stage"] = sorted(((n, int(((stage == n) | (origin == n)).sum())) for n in names),
@@ -240,11 +222,12 @@ class RunTable:
         positions = np.flatnonzero(mask)
         if query.q:
             positions = self.search(query.q, positions)
-        if query.sort:
-            if query.sort in self.measures:
-                positions = self._sorted(positions, query.sort, query.order == "asc")
-            else:
-                notes.append(f"cannot sort by {query.sort!r}: not a numeric column")
+        if query.sort in self.measures:
+            keys = self.numbers(query.sort)[positions] * (1 if query.order == "asc" else -1)
+            positions = positions[np.argsort(np.where(np.isnan(keys), np.inf, keys),
+                                             kind="stable")]
+        elif query.sort:
+            notes.append(f"cannot sort by {query.sort!r}: not a numeric column")
         return positions, notes
 
     def _verdict_mask(self, verdict: str, notes: list[str]) -> np.ndarray:
@@ -257,22 +240,18 @@ class RunTable:
 
     def search_text(self):
         """Every row's domain fields as one lower-case Arrow text (built once, on first use)."""
-        with self._search_lock:
-            if self._search is None:
-                self._search = self._build_search_text()
-        return self._search
-
-    def _build_search_text(self):
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        columns = [_text_column(self.rows[c]) for c in self.fields]
-        if not columns:
-            return pa.array([""] * len(self.rows), type=pa.large_string())
-        separator = pa.scalar("\n", type=pa.large_string())
-        joined = pc.binary_join_element_wise(*columns, separator) if len(columns) > 1 \
-            else columns[0]
-        return pc.utf8_lower(joined)
+        with self._search_lock:
+            if self._search is None:
+                columns = [_text_column(self.rows[c]) for c in self.fields] or \
+                    [pa.array([""] * len(self.rows), type=pa.large_string())]
+                separator = pa.scalar("\n", type=pa.large_string())
+                joined = pc.binary_join_element_wise(*columns, separator) \
+                    if len(columns) > 1 else columns[0]
+                self._search = pc.utf8_lower(joined)
+        return self._search
 
     def search(self, q: str, positions: np.ndarray) -> np.ndarray:
         """The ``positions`` whose domain fields hold every word of ``q`` (case ignored;
@@ -294,12 +273,6 @@ class RunTable:
                 .to_numpy(dtype=float, na_value=np.nan)
         return self._numbers[column]
 
-    def _sorted(self, positions: np.ndarray, column: str, ascending: bool) -> np.ndarray:
-        values = self.numbers(column)[positions]
-        keys = values if ascending else -values
-        order = np.argsort(np.where(np.isnan(keys), np.inf, keys), kind="stable")
-        return positions[order]
-
     def page(self, query: Query, size: int = PAGE_SIZE) -> Page:
         positions, notes = self.select(query)
         pages = max(1, -(-len(positions) // size))
@@ -318,8 +291,7 @@ class RunTable:
         return int(found) if isinstance(found, (int, np.integer)) else None
 
     def record(self, position: int) -> dict:
-        row = self.rows.iloc[position]
-        return {k: to_jsonable(v) for k, v in row.items()}
+        return {k: to_jsonable(v) for k, v in self.rows.iloc[position].items()}
 
     def summary(self, position: int, measure: str | None = None) -> dict:
         """What one line of the browse table shows."""

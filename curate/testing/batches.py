@@ -3,28 +3,11 @@
     with BatchServer(reply, in_progress_seconds=0.5) as server:
         llm = LLM("scripted", base_url=server.base_url, api_key="x",
                   batch=BatchOptions(poll_every=0.02, max_poll_every=0.1))
-        ...
-        assert server.lines_processed == 40
 
-It serves ``POST /v1/files`` (multipart, purpose ``batch``), ``GET /v1/files/{id}`` and
-``/content``, ``POST /v1/batches``, ``GET /v1/batches`` (the list, in pages of ``limit``
-from ``after``, newest first), ``GET /v1/batches/{id}``
-and ``POST /v1/batches/{id}/cancel``, next to the online chat-completions endpoint. A batch
-is worked on in a thread: ``validating``, then ``in_progress`` (for ``in_progress_seconds``
-before the first line: a slow batch), then ``finalizing`` and ``completed``. Every line is
-answered by the very code that answers an online request (the reply function, the fault
-hooks, the structured-output dialect checks), so a line can fail the way an online request
-does: a line whose answer is not a 200 goes to the error file with its status and body.
-
-Faults of the batch itself: ``expire(batch_number) -> int | None`` makes batch number
-``n`` (from 1) expire after answering that many lines (the rest go to the error file as
-``batch_expired``); ``inject_api(op, fault, ...)`` queues faults for the next calls of one
-operation (``upload``, ``create``, ``list``, ``retrieve``, ``cancel``, ``file``, ``content``),
-e.g. ``inject_api("create", Fault.status(429, retry_after=0.05))``.
-
-Counters: ``api_calls`` (calls per operation), ``lines_processed`` (lines that ran the
-reply function, across every batch), ``paid`` (200 lines per ``custom_id``: a request paid
-for twice shows a count of 2), ``files`` and ``batches``.
+A batch runs in a thread: ``validating``, ``in_progress`` (``in_progress_seconds`` before
+the first line), ``finalizing``, ``completed``. Every line is answered by the code that
+answers an online request (reply function, fault hooks, dialect checks); a line whose answer
+is not a 200 goes to the error file with its status and body.
 """
 from __future__ import annotations
 
@@ -54,11 +37,10 @@ _ROUTES = [
 class _Capture:
     """Stands in for the HTTP handler while a batch line is answered: keeps the answer."""
 
-    def __init__(self):
-        self.status, self.payload, self.dropped = None, b"", False
+    status, payload, dropped = None, b"", False
 
     def _send_json(self, status: int, body: dict, headers=None) -> None:
-        self._send_raw(status, json.dumps(body).encode(), headers)
+        self.status, self.payload = status, json.dumps(body).encode()
 
     def _send_raw(self, status: int, payload: bytes, headers=None) -> None:
         self.status, self.payload = status, payload
@@ -68,14 +50,20 @@ class _Capture:
 
 
 class BatchServer(ScriptedServer):
-    """A :class:`ScriptedServer` that also runs batches (see the module docstring).
+    """A :class:`ScriptedServer` that also serves ``/v1/files`` and ``/v1/batches`` (upload,
+    file, content, create, list in pages of ``limit`` after ``after``, retrieve, cancel).
 
     Args:
         reply, and every other keyword of :class:`ScriptedServer`.
         validating_seconds: time a new batch spends ``validating``.
         in_progress_seconds: time it spends ``in_progress`` before answering lines.
         line_seconds: time per answered line (so ``request_counts`` move while it runs).
-        expire: ``expire(batch_number) -> lines to answer before expiring, or None``.
+        expire: ``expire(batch_number) -> int | None``: batch ``n`` (from 1) expires after
+            answering that many lines (the rest go to the error file as ``batch_expired``).
+
+    Counters: ``api_calls`` (per operation), ``lines_processed`` (lines that ran the reply
+    function), ``paid`` (200 lines per ``custom_id``: paid twice shows 2), ``files``,
+    ``batches``.
     """
 
     def __init__(self, reply=None, *, validating_seconds: float = 0.0,
@@ -97,7 +85,8 @@ class BatchServer(ScriptedServer):
         super().stop()
 
     def inject_api(self, op: str, *faults: Fault) -> None:
-        """Queue faults for the next calls of one API operation (see the module docstring)."""
+        """Queue faults for the next calls of one operation (``upload``, ``create``, ``list``,
+        ``retrieve``, ``cancel``, ``file``, ``content``)."""
         with self._lock:
             self._api_faults[op].extend(faults)
 
@@ -124,10 +113,7 @@ class BatchServer(ScriptedServer):
         if fault is not None:
             time.sleep(fault.seconds)
         status, body = getattr(self, f"_op_{op}")(handler, raw, match.groupdict().get("id"))
-        if isinstance(body, bytes):
-            handler._send_raw(status, body)
-        else:
-            handler._send_json(status, body)
+        handler._send_raw(status, body if isinstance(body, bytes) else json.dumps(body).encode())
         return True
 
     @staticmethod
@@ -146,38 +132,33 @@ class BatchServer(ScriptedServer):
                   for part in message.iter_parts()}
         if "file" not in fields or fields.get("purpose", (None, b""))[1] != b"batch":
             return self._error(400, "an upload needs a file and purpose 'batch'")
-        with self._lock:
-            file_id = f"file-{len(self.files) + 1}"
-            record = {"id": file_id, "object": "file", "bytes": len(fields["file"][1]),
-                      "created_at": int(time.time()), "filename": fields["file"][0] or "upload",
-                      "purpose": "batch", "status": "processed"}
-            self.files[file_id] = {**record, "content": fields["file"][1]}
-        return 200, record
+        file_id = self._add_file(fields["file"][0] or "upload", fields["file"][1], "batch")
+        return self._op_file(handler, raw, file_id)
 
-    def _op_file(self, handler, raw, file_id):
+    def _op_file(self, handler, raw, file_id, content: bool = False):
         with self._lock:
             record = self.files.get(file_id)
         if record is None:
             return self._error(404, f"No such File object: {file_id}")
-        return 200, {k: v for k, v in record.items() if k != "content"}
+        return 200, record["content"] if content else \
+            {k: v for k, v in record.items() if k != "content"}
 
     def _op_content(self, handler, raw, file_id):
-        with self._lock:
-            record = self.files.get(file_id)
-        if record is None:
-            return self._error(404, f"No such File object: {file_id}")
-        return 200, record["content"]
+        return self._op_file(handler, raw, file_id, content=True)
 
-    def _add_file(self, name: str, lines: list[dict], purpose: str) -> str | None:
-        if not lines:
-            return None
-        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    def _add_file(self, name: str, content: bytes, purpose: str) -> str:
         with self._lock:
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content),
                                    "created_at": int(time.time()), "filename": name,
                                    "purpose": purpose, "status": "processed", "content": content}
         return file_id
+
+    def _add_lines(self, name: str, lines: list[dict]) -> str | None:
+        if not lines:
+            return None
+        content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        return self._add_file(name, content, "batch_output")
 
     # -- batches ----------------------------------------------------------------------------
     def _op_create(self, handler, raw, _):
@@ -201,10 +182,8 @@ class BatchServer(ScriptedServer):
                      "metadata": body.get("metadata")}
             self.batches[batch["id"]] = batch
             answer = json.loads(json.dumps(batch))
-        worker = threading.Thread(target=self._work, args=(batch["id"], number,
-                                                           dict(handler.headers)),
-                                  name=f"scripted-batch-{number}", daemon=True)
-        worker.start()
+        threading.Thread(target=self._work, args=(batch["id"], number, dict(handler.headers)),
+                         name=f"scripted-batch-{number}", daemon=True).start()
         return 200, answer
 
     def _op_list(self, handler, raw, _):
@@ -221,19 +200,16 @@ class BatchServer(ScriptedServer):
                      "first_id": page[0]["id"] if page else None,
                      "last_id": page[-1]["id"] if page else None}
 
-    def _op_retrieve(self, handler, raw, batch_id):
+    def _op_retrieve(self, handler, raw, batch_id, cancel: bool = False):
         with self._lock:
             batch = self.batches.get(batch_id)
+            if cancel and batch is not None and batch["status"] in ("validating", "in_progress"):
+                batch.update(status="cancelling", cancelling_at=int(time.time()))
             answer = json.loads(json.dumps(batch)) if batch else None
         return (200, answer) if answer else self._error(404, f"No such batch: {batch_id}")
 
     def _op_cancel(self, handler, raw, batch_id):
-        with self._lock:
-            batch = self.batches.get(batch_id)
-            if batch is not None and batch["status"] in ("validating", "in_progress"):
-                batch.update(status="cancelling", cancelling_at=int(time.time()))
-            answer = json.loads(json.dumps(batch)) if batch else None
-        return (200, answer) if answer else self._error(404, f"No such batch: {batch_id}")
+        return self._op_retrieve(handler, raw, batch_id, cancel=True)
 
     # -- working on a batch (its own thread) -------------------------------------------------
     def _set(self, batch: dict, **changes) -> None:
@@ -279,8 +255,8 @@ class BatchServer(ScriptedServer):
                                                 f"This request could not be executed before "
                                                 f"the batch was {end}."}} for line in rest]
         self._set(batch, status="finalizing", finalizing_at=int(time.time()))
-        out_id = self._add_file(f"{batch['id']}_output.jsonl", output, "batch_output")
-        err_id = self._add_file(f"{batch['id']}_error.jsonl", errors, "batch_output")
+        out_id = self._add_lines(f"{batch['id']}_output.jsonl", output)
+        err_id = self._add_lines(f"{batch['id']}_error.jsonl", errors)
         self._set(batch, status=end, output_file_id=out_id, error_file_id=err_id,
                   **{f"{end}_at": int(time.time())})
 

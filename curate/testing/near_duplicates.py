@@ -1,17 +1,8 @@
 """Seeded, self-contained text for near-duplicate checks: labelled pairs and large corpora.
 
-Two families of short texts, built from word lists in this file (no external data):
-
-- telemetry questions ("what is the p99 latency of the checkout service over the last 6
-  hours by region for customer 4821"), from templates and slot values;
-- generic sentences ("the careful engineer quietly reviewed the old report of the pilot
-  before the meeting"), from a small grammar.
-
-:func:`labelled_pairs` returns pairs of a kind: ``substitution``, ``deletion`` and
-``insertion`` (one word changed), ``reorder`` (a phrase moved), ``paraphrase`` (several
-words swapped for synonyms, a different opening), ``same_template`` (the same template
-with other slot values: a different question) and ``unrelated``. :func:`make_corpus` returns
-a table-sized list of texts in which a known share are edits of an earlier text.
+Telemetry questions from templates and slot values, and generic sentences from a small
+grammar; :func:`labelled_pairs` pairs them by :data:`KINDS` of edit, :func:`make_corpus`
+returns texts of which a known share are edits of an earlier one.
 
     >>> pairs = labelled_pairs(per_kind=2, seed=0)
     >>> sorted(set(p.kind for p in pairs))[:3]
@@ -123,13 +114,8 @@ def any_text(rng: random.Random, generic_share: float = 0.3) -> str:
     return sentence(rng) if rng.random() < generic_share else telemetry(rng)
 
 
-def _vocabulary() -> list[str]:
-    words = " ".join(METRICS + SERVICES + GROUPS + FILTERS + SUBJECTS + ADJECTIVES + VERBS
-                     + OBJECTS + ADVERBS + TIMES).split()
-    return sorted(set(words))
-
-
-_WORDS = _vocabulary()
+_WORDS = sorted(set(" ".join(METRICS + SERVICES + GROUPS + FILTERS + SUBJECTS + ADJECTIVES
+                             + VERBS + OBJECTS + ADVERBS + TIMES).split()))
 
 
 def substitute(text: str, rng: random.Random) -> str:

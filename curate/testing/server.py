@@ -2,33 +2,16 @@
 
 It speaks enough of the OpenAI protocol (``POST /v1/chat/completions``, ``GET /v1/models``)
 for the ``openai`` SDK, answers with a reply function you write, and can inject the faults
-real endpoints produce: 429 with ``Retry-After``, 5xx, responses slower than the client's
-timeout, dropped connections, malformed bodies and ``finish_reason: "length"``.
+real endpoints produce (429 with ``Retry-After``, 5xx, slow answers, dropped connections,
+malformed bodies, ``finish_reason: "length"``):
 
     with ScriptedServer(lambda body: "The answer is 4", latency=0.05) as server:
         llm = LLM("scripted", base_url=server.base_url, api_key="x")
         server.inject(Fault.status(429, retry_after=0.1))   # the next request gets a 429
-        ...
-        assert server.received == 2
-
-The server runs in a background thread (one thread per connection), so it serves many
-concurrent requests with the exact latency you set; ``slots=1`` makes it answer one request
-at a time, like a single-slot llama.cpp or Ollama server (``slots=N``: a server of fixed
-capacity, where the rest queue), and ``slots=N, busy_status=429`` refuses a request that
-finds every slot taken, like a provider's concurrency limit.
-
-Structured output: without ``dialect`` the server ignores structured-output fields, as many
-OpenAI-compatible servers do. With ``dialect`` set (``"openai"``, ``"vllm"``, ``"llamacpp"``,
-``"ollama"``) the server reports that kind of ``owned_by`` in ``/v1/models``, reads a
-request's JSON Schema from that dialect's fields, refuses (HTTP 400) a schema sent in
-another dialect's form or, for ``openai``, a ``strict`` schema that breaks strict mode's
-rules, and, like constrained decoding, only ever answers a constrained request with text
-that matches its schema (a scripted reply that does not is replaced by a minimal valid
-instance). ``refuse_structured`` answers every structured request with an error instead
-(``500`` like llama-cpp-python, or the status given).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -62,9 +45,8 @@ class Fault:
     @classmethod
     def status(cls, code: int, retry_after: float | None = None,
                message: str | None = None) -> "Fault":
-        """Answer with an HTTP error (429, 500, 503...), optionally with ``Retry-After``.
-        ``message`` is the error text; ``{authorization}`` in it is replaced by the request's
-        Authorization header (to test that a client never repeats its key)."""
+        """An HTTP error, optionally with ``Retry-After``; ``{authorization}`` in ``message``
+        becomes the request's Authorization header (to test that a client never repeats it)."""
         return cls("status", code=code, retry_after=retry_after, message=message)
 
     @classmethod
@@ -86,6 +68,7 @@ class Fault:
 ReplyFn = Callable[[dict], "str | Reply | Fault"]
 OWNERS = {"openai": "openai", "vllm": "vllm", "llamacpp": "llamacpp", "ollama": "library"}
 FaultFn = Callable[[dict, int], "Fault | None"]
+NOT_FOUND = {"error": {"message": "not found", "type": "not_found"}}
 
 
 def last_user_message(body) -> str:
@@ -96,10 +79,6 @@ def last_user_message(body) -> str:
         if message.get("role") == "user":
             return str(message.get("content", ""))
     return ""
-
-
-def _echo(body: dict) -> str:
-    return last_user_message(body)
 
 
 def _count_tokens(text: str) -> int:
@@ -125,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                 "object": "model", "owned_by": owner}]}
             self._send_json(200, body)
         else:
-            self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
+            self._send_json(404, NOT_FOUND)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -133,13 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.owner.route(self, "POST", raw):
             return
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send_json(404, {"error": {"message": "not found", "type": "not_found"}})
-            return
+            return self._send_json(404, NOT_FOUND)
         try:
             body = json.loads(raw)
         except ValueError:
-            self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid"}})
-            return
+            return self._send_json(400, {"error": {"message": "body is not JSON",
+                                                   "type": "invalid"}})
         self.server.owner._handle(self, body, dict(self.headers))
 
     def _send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
@@ -155,15 +133,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(payload)
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError):
+        except OSError:
             self.close_connection = True  # the client gave up (timeout): nothing to do
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -186,13 +162,21 @@ class ScriptedServer:
             (``index`` counts requests from 0) before the injected queue.
         usage: ``usage(body, reply_text) -> (prompt_tokens, completion_tokens)``, how the
             server counts tokens (default: words of the messages and of the reply).
-        slots: requests answered at once (the rest wait for a slot); default: no limit.
+        slots: requests answered at once (the rest wait for a slot, like a single-slot
+            llama.cpp server); default: no limit.
         busy_status: with ``slots``, answer a request that finds every slot taken with this
             HTTP status at once (e.g. 429) instead of queueing it; ``refused`` counts them.
+        dialect: ``"openai"``, ``"vllm"``, ``"llamacpp"`` or ``"ollama"``: report that
+            ``owned_by``, read a request's JSON Schema from that dialect's fields, refuse
+            (400) another dialect's form or a broken ``strict`` schema (openai), and answer a
+            constrained request only with text matching its schema (else a minimal valid
+            instance). Without it, structured-output fields are ignored.
+        refuse_structured: answer every structured request with this HTTP status instead.
 
     Attributes: ``base_url`` (for the client), ``received`` (requests that reached the
     handler), ``answered`` (200 responses with a completion), ``bodies`` (every request
-    body received, in arrival order), ``http_requests`` (every HTTP request of any kind).
+    body received, in arrival order), ``http_requests`` (every HTTP request of any kind),
+    ``constrained`` (structured requests answered), ``max_in_flight``.
     """
 
     def __init__(self, reply: ReplyFn | None = None, *, latency: float = 0.0,
@@ -200,30 +184,23 @@ class ScriptedServer:
                  dialect: str | None = None, refuse_structured: int | None = None,
                  slots: int | None = None, busy_status: int | None = None,
                  usage: Callable[[dict, str], tuple] | None = None):
-        self.reply, self.latency, self.model, self.fault = reply or _echo, latency, model, fault
-        self.usage = usage
-        self.http_requests = 0
+        self.reply, self.latency, self.model = reply or last_user_message, latency, model
+        self.fault, self.usage, self.busy_status = fault, usage, busy_status
         self.dialect, self.refuse_structured = dialect, refuse_structured
         self._slots = threading.Semaphore(slots) if slots else None
-        self.busy_status, self.refused = busy_status, 0
-        self.constrained = 0  # constrained requests answered
+        self.http_requests = self.refused = self.constrained = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
-        self.bodies: list[dict] = []
-        self.arrivals: list[float] = []
-        self.answered_bodies: list[dict] = []
+        self.bodies, self.arrivals, self.answered_bodies = [], [], []  # dicts, times, dicts
         self.in_flight = self.max_in_flight = 0
         self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "ScriptedServer":
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="scripted-llm-server", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="scripted-llm-server", daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -294,21 +271,17 @@ class ScriptedServer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            if self._slots is not None and self.busy_status is not None:
-                if not self._slots.acquire(blocking=False):
-                    with self._lock:
-                        self.refused += 1
-                    self._apply(handler, Fault.status(self.busy_status), headers)
-                    return
+            if self._slots is None:
+                self._answer(handler, body, headers)
+            elif not self._slots.acquire(blocking=self.busy_status is None):
+                with self._lock:
+                    self.refused += 1
+                self._apply(handler, Fault.status(self.busy_status), headers)
+            else:
                 try:
                     self._answer(handler, body, headers)
                 finally:
                     self._slots.release()
-            elif self._slots is not None:
-                with self._slots:
-                    self._answer(handler, body, headers)
-            else:
-                self._answer(handler, body, headers)
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -320,27 +293,20 @@ class ScriptedServer:
         try:
             schema = structured_schema(body, self.dialect)
         except ValueError as error:
-            handler._send_json(400, {"error": {"message": str(error), "type": "invalid_request"}})
-            return
+            return handler._send_json(400, {"error": {"message": str(error),
+                                                      "type": "invalid_request"}})
         if schema is not None and self.refuse_structured:
-            handler._send_json(self.refuse_structured, {"error": {
+            return handler._send_json(self.refuse_structured, {"error": {
                 "message": "Invalid request: response_format is not supported", "type": "server_error"}})
-            return
-        answer = None
-        if fault is None:
+        answer = self.reply(body) if fault is None else None
+        if isinstance(answer, Fault):
+            fault = answer
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.seconds)
             answer = self.reply(body)
-            if isinstance(answer, Fault):
-                fault, answer = answer, None
+            fault = answer if isinstance(answer, Fault) else None  # a reply that is a fault
         if fault is not None:
-            if fault.kind == "slow":
-                time.sleep(fault.seconds)
-                answer = self.reply(body)
-            else:
-                self._apply(handler, fault, headers)
-                return
-        if isinstance(answer, Fault):  # a reply function that answers a slow fault with a fault
-            self._apply(handler, answer, headers)
-            return
+            return self._apply(handler, fault, headers)
         reply = answer if isinstance(answer, Reply) else Reply(str(answer))
         if schema is not None:
             reply = _constrained(reply, schema)
@@ -388,9 +354,7 @@ def structured_schema(body: dict, dialect: str | None) -> dict | None:
     """The JSON Schema a request asks the server to follow, read the way ``dialect`` reads
     it; ``ValueError`` (an HTTP 400) for a form this server does not accept."""
     fmt, ollama = body.get("response_format"), body.get("format")
-    if fmt is None and ollama is None:
-        return None
-    if dialect is None:
+    if (fmt is None and ollama is None) or dialect is None:
         return None  # a server without structured output ignores the fields
     if dialect == "ollama":
         if fmt is not None or not isinstance(ollama, dict):
@@ -426,8 +390,7 @@ def _check_strict(node, where: str) -> None:
             raise ValueError(f"Invalid schema: {where}: '{bad}' is not permitted")
     for key, sub in (node.get("properties") or {}).items():
         _check_strict(sub, f"{where}.{key}")
-    for key in ("items",):
-        _check_strict(node.get(key), f"{where}.items")
+    _check_strict(node.get("items"), f"{where}.items")
     for sub in node.get("anyOf", []):
         _check_strict(sub, where)
 
