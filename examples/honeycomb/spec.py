@@ -31,6 +31,7 @@ SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=No
          few_shot=1, critique_examples=1)
 SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "variations")
               if os.environ.get(f"HONEYCOMB_{k.upper()}")})
+CRITIQUE_EXAMPLES = SCALE["critique_examples"]  # the judge's prompt reads this, not all of SCALE
 
 llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
@@ -40,7 +41,7 @@ and rewordings are no evidence a user would accept for changing a row (see the R
 
 
 def critique_prompt(row, examples):
-    few_shot = prompts.critique_examples()[:SCALE["critique_examples"]]
+    few_shot = prompts.critique_examples()[:CRITIQUE_EXAMPLES]
     return prompts.critique_messages(row, few_shot, brief=not FULL)
 
 
