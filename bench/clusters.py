@@ -1,22 +1,13 @@
 """Benchmark: which clustering labels the Honeycomb seeds' topics better, and clusters() at 100k.
 
-Quality (``--quality``): the 171 Honeycomb seeds' questions (``nlq``) are clustered by
-k-means (k chosen by silhouette, the default; and k = the number of reference classes) and
-by HDBSCAN (default and smaller minimum size). Three reference labellings are read from each
-question's own query, not from its words: the schema it is asked over (k8s / webshop /
-payments), the family of its first calculation (count, distinct count, percentile or heatmap,
-sum/avg/min/max, rate or concurrency) and its subject column (the first calculation's column,
-else the first breakdown, else the first filter column). Agreement is the adjusted mutual
-information (AMI: 0 for labels unrelated to the reference, 1 for the same partition; HDBSCAN's
-noise counts as one more cluster), with a 95% interval over random 80% subsamples of the rows, beside the
-degenerate answers: one cluster for all, and random labels of the default's cluster sizes.
-
-Speed (``--rows N``): each step of ``clusters()`` on N templated monitoring questions
-(``rouge_dedup.make_texts``), wall and CPU seconds. Encoding is the baseline and dominates:
-``model.encode`` is timed on the first ``--encode`` texts (5,000) and the rest is predicted
-from its rate; the other steps run on N vectors, the real ones tiled (each copy turned by a
-random rotation, as in ``embed_dedup.py``), unless ``--encode-all`` encodes every text.
-The embedding cache is timed writing and reading N vectors (what a rerun reads).
+Quality (``--quality``): k-means and HDBSCAN on the seeds' questions, scored by the adjusted
+mutual information with three labellings read from each question's query (its schema, its first
+calculation's family, its subject column), with a 95% interval over random 80% subsamples,
+beside one cluster for all and random labels. Speed (``--rows N``): each step of
+``clusters()`` on N templated questions (``rouge_dedup.make_texts``), wall and CPU seconds;
+encoding, the baseline, is timed on ``--encode`` texts and the rest predicted from its rate
+unless ``--encode-all`` (the other steps get the real vectors, tiled as in ``embed_dedup.py``).
+bench/README.md has the details and the figures.
 
     .venv/bin/python bench/clusters.py --quality
     .venv/bin/python bench/clusters.py --rows 100000
@@ -26,19 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import ROOT, load, machine
+from rouge_dedup import make_texts
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from curate.clustering import cluster_vectors, embed_texts  # noqa: E402
-from rouge_dedup import machine, make_texts  # noqa: E402
+from curate.clustering import cluster_vectors, embed_texts
 
 SEEDS = ROOT / "examples" / "honeycomb" / "data" / "seeds.jsonl"
 FAMILIES = {"COUNT": "count", "COUNT_DISTINCT": "distinct", "HEATMAP": "percentile",
@@ -139,8 +126,7 @@ def speed(n: int, encode: int, encode_all: bool) -> None:
     labels = clock.time("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
     clock.time("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
     clock.time("2-D projection (PCA)", lambda: project_2d(x))
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\n{n} rows, {len(set(labels))} clusters; load average {load}; {machine()}")
+    print(f"\n{n} rows, {len(set(labels))} clusters; load average {load()}; {machine()}")
     print(f"{'step':48} {'wall s':>8} {'CPU s':>8}")
     for name, wall, cpu in clock.steps:
         print(f"{name:48} {wall:>8.1f} {cpu:>8.1f}")
