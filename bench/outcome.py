@@ -1,39 +1,19 @@
 """Benchmark: does curation train a better model? The same fine-tune at the same budget on clean,
 noisy and curated data, scored on all held-out rows with intervals and paired tests.
 
-The conditions (``examples/honeycomb``: the 171 seeds and their deterministic column swaps):
-
-- ``clean``: the seeds and their swaps, as made;
-- ``noisy``: the same with faults injected into the swaps at known rates
-  (``examples/honeycomb/faults.py``, ``--rates``): checker-detectable ones, wrong-but-valid
-  ones, a near-duplicate flood;
-- ``curated``: ``noisy`` after the spec's deterministic stages, in its order
-  (``examples/honeycomb/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
-  column swap, so it never meets a swap; on swapped rows it removes half the clean rows at
-  random (see the stage-accuracy table), so it is left out here (``--skip``);
-- ``suspects`` (on by default; ``--no-suspects`` leaves it out): ``curated`` after `SuspectFilter`
-  (k folds fine-tuned on the question alone, 10% of the rows with the least likely answers removed);
-- ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``): ``curated`` after the spec's judge and repair
-  with that endpoint, and the checker again.
-
-Every condition trains on exactly ``--rows`` rows (each unique row repeated evenly, a seeded
-sample for the remainder, shuffled) for ``--steps`` steps of packed sequences: the same
-tokens and steps. ``--train-seeds`` seeds each (default 2): the gold-answer loss uses all,
-generation the first ``--generate-seeds``. On all 209 rows of ``eval.jsonl`` (``--eval-rows N``: the
-first N, a mix of the three schemas), never trained on:
-the teacher-forced loss of the gold answer (``train/answer_loss.py``, nats per token, lower is
-better), and from greedy answers validity, atom F1 and exact match, each with a 95% cluster
-bootstrap interval over the rows' ``group``; beside them what the degenerate answers score
-(``{}``, COUNT + a regex time window, the nearest seed's query). Then paired differences
-between conditions (cluster bootstrap) with McNemar's exact test on validity and exact match,
-the stage-accuracy table, the suspect filter's recall, the load average. A JSON record goes
-to ``OUT/outcome.json``.
-
-The default takes about 2.5 hours on two CPU cores with SmolLM2-135M (training 150-180
-tokens/s, about 13 minutes of greedy answers per model); ``--rows 96 --steps 22 --train-seeds 1``
-ran in 93 minutes. On a machine shared with other jobs ``--threads 1`` is several times faster.
-``--quick`` builds a tiny random model and scores 24 held-out rows: a few minutes (the test
-suite runs it).
+Conditions (``examples/honeycomb``: the seeds and their column swaps): ``clean``; ``noisy``, with
+faults injected into the swaps at known rates (``--rates``); ``curated``, noisy after the spec's
+deterministic stages in its order, less ``--skip``; ``suspects`` (``--no-suspects`` leaves it
+out), curated after `SuspectFilter`; ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``), curated after
+the spec's judge and repair and the checker again. Each trains on exactly ``--rows`` rows for
+``--steps`` steps of packed sequences, ``--train-seeds`` seeds (generation: the first
+``--generate-seeds``). Scored on ``eval.jsonl`` (``--eval-rows N``: the first N): the gold
+answer's loss and, from greedy answers, validity, atom F1 and exact match, with cluster bootstrap
+intervals beside the degenerate answers; then paired differences with McNemar's test, the
+stage-accuracy table, the suspect filter's recall and the load average; ``OUT/outcome.json``
+keeps the record. The default takes about 2.5 hours on two CPU cores (``--threads 1`` is faster
+on a shared machine); ``--quick`` trains a tiny random model in minutes (the test suite runs it).
+bench/README.md has the method.
 
     .venv/bin/python bench/outcome.py --threads 1
     .venv/bin/python bench/outcome.py --no-suspects --threads 1 --out runs/outcome-abc
@@ -46,19 +26,17 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+from benchkit import ROOT
+from stage_accuracy import parse_rates
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy,  # noqa: E402
-                                               in_order, recall_at, spec_stages, stage_accuracy)
+from examples.honeycomb import evaluate
+from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy, in_order,
+                                               recall_at, spec_stages, stage_accuracy)
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
@@ -169,7 +147,7 @@ def train_one(cfg) -> dict:
     start = time.perf_counter()
     result = train(cfg)
     return {"adapter": result["adapter_dir"], "minutes": round((time.perf_counter() - start) / 60, 1),
-            "tokens": result.get("tokens") or _logged_tokens(Path(cfg.output_dir))}
+            "tokens": _logged_tokens(Path(cfg.output_dir))}
 
 
 def _logged_tokens(folder: Path) -> int | None:
@@ -190,7 +168,7 @@ def gold_losses(cfg, adapter: str, conversations: list) -> list[float]:
 
 def answers(cfg, adapter: str, rows: list[dict], max_tokens: int) -> list[dict]:
     """Greedy first answers to the held-out rows, each assessed (`metrics.assess`)."""
-    from examples.honeycomb import backends, evaluate, metrics
+    from examples.honeycomb import backends, metrics
 
     report = evaluate.evaluate(backends.model_generator(cfg, adapter, max_tokens), rows, attempts=1)
     return [metrics.assess(record["first"], row) for record, row in zip(report["predictions"], rows)]
@@ -264,12 +242,10 @@ def paired(results: dict, groups: list) -> list[dict]:
         a, b = results[first], results[second]
         record = {"pair": f"{first} - {second}",
                   "loss": paired_difference(a["loss_rows"], b["loss_rows"], groups).as_dict()}
-        for name, key in (("atom_f1", "atom_f1"), ("validity", "valid"), ("exact_match", "exact")):
-            record[name] = paired_difference([x[key] for x in a["assessed"]], [x[key] for x in b["assessed"]],
-                                             groups).as_dict()
-        for name, key in (("validity", "valid"), ("exact_match", "exact")):
-            record[f"mcnemar_{name}"] = mcnemar_exact([x[key] for x in a["assessed"]],
-                                                      [x[key] for x in b["assessed"]])
+        both = {key: [[x[key] for x in r["assessed"]] for r in (a, b)] for key in ("atom_f1", "valid", "exact")}
+        names = {"atom_f1": "atom_f1", "validity": "valid", "exact_match": "exact"}
+        record.update({name: paired_difference(*both[key], groups).as_dict() for name, key in names.items()})
+        record.update({f"mcnemar_{name}": mcnemar_exact(*both[key]) for name, key in list(names.items())[1:]})
         out.append(record)
     return out
 
@@ -285,7 +261,7 @@ def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[di
     for name, f in figures.items():
         print(f"{name:<10} {_shown(f['loss']):<28} {', '.join(f'{v:.3f}' for v in f['loss_per_seed']):<23} "
               f"{', '.join(str(t) for t in f['tokens'])}")
-    seeds = evaluate_rows(baselines.SEEDS_PATH)
+    seeds = evaluate.load_rows(baselines.SEEDS_PATH)
     degenerate = metrics.baseline_summaries(rows, seeds)
     metrics.print_table("held-out answers (greedy, first training seed) beside degenerate answers",
                         {**{name: f["generation"] for name, f in figures.items()}, **degenerate})
@@ -296,12 +272,6 @@ def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[di
               f"validity {_shown(p['validity'])} p={p['mcnemar_validity']['p_value']:.3f}  "
               f"exact {_shown(p['exact_match'])} p={p['mcnemar_exact_match']['p_value']:.3f}")
     return {label: metrics.headline(summary) for label, summary in degenerate.items()}
-
-
-def evaluate_rows(path: Path, limit: int | None = None) -> list[dict]:
-    from examples.honeycomb import evaluate
-
-    return evaluate.load_rows(path, limit)
 
 
 def _shown(f: dict) -> str:
@@ -339,7 +309,7 @@ def parse_args(argv=None):
     parser.add_argument("--suspects", action=argparse.BooleanOptionalAction, default=True,
                         help="the suspect-filter condition (default: on)")
     parser.add_argument("--llm", action="store_true", help="also the spec's judge and repair (OPENAI_BASE_URL)")
-    parser.add_argument("--rates", type=_rates, help="kind=share,... over faults.DEFAULT_RATES")
+    parser.add_argument("--rates", type=parse_rates, help="kind=share,... over faults.DEFAULT_RATES")
     parser.add_argument("--skip", default="rouge_dedup", help="deterministic stages the curated set leaves out")
     parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a loaded machine)")
     parser.add_argument("--conditions", default=",".join(BASE),
@@ -359,12 +329,6 @@ def parse_args(argv=None):
     return args, settings
 
 
-def _rates(text: str) -> dict:
-    from stage_accuracy import _rates as parse  # bench/stage_accuracy.py, the script's parser
-
-    return parse(text)
-
-
 def main(argv=None) -> int:
     args, settings = parse_args(argv)
     if args.threads:
@@ -380,7 +344,7 @@ def main(argv=None) -> int:
     from curate.pipeline.spec import load_spec
 
     model = _quick_model(out) if args.quick else {}
-    rows = evaluate_rows(EVAL, settings["eval_rows"] or None)  # 0: all
+    rows = evaluate.load_rows(EVAL, settings["eval_rows"] or None)  # 0: all
     export = load_spec(SPEC).export
     held = {"rows": rows, "export": export, "conversations": [export.messages(row) for row in rows]}
     sets, extra = build_conditions(settings, args, model, out)

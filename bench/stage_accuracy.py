@@ -37,7 +37,7 @@ from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy,  
                                              spec_stages, stage_accuracy)
 
 
-def _rates(text: str | None) -> dict | None:
+def parse_rates(text: str | None) -> dict | None:
     if not text:
         return None
     from examples.honeycomb.faults import DEFAULT_RATES
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     print(f"load average: {os.getloadavg()[0]:.2f}; cpus: {os.cpu_count()}")
     start = time.time()
     try:
-        table = faulted_table(_rates(args.rates), seed=args.seed, swaps=args.swaps)
+        table = faulted_table(parse_rates(args.rates), seed=args.seed, swaps=args.swaps)
     except ValueError as error:
         parser.error(str(error))
     records = stage_accuracy(table, spec_stages(judge=judge))
