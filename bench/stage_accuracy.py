@@ -1,25 +1,14 @@
 """Benchmark: what each curation stage removes, measured on faults injected at known rates.
 
-The table is the Honeycomb seeds and their deterministic column swaps; faults of every kind
-(``examples/honeycomb/faults.py``) are injected into the swaps (the seeds stay clean) at the
-rates given. Each deterministic stage of the example spec (``examples/honeycomb/spec.py``,
-built from the spec itself) runs on the whole table with ``Stage.run``, and then all of them
-in the spec's order; for each, the table gives the share of every fault kind it removed
-(recall), the share of clean rows it removed, and the precision of what it removed (with 95%
-Wilson intervals). A filter that removes rows at random removes every kind at the same share
-and has the fault rate as its precision: the line under the table gives both.
-
-With ``--judge`` the spec's judge runs too when an endpoint is configured (``OPENAI_BASE_URL``,
-``OPENAI_API_KEY``, ``CURATE_LLM_MODEL``); ``--embedded`` lets it run the embedded
-SmolLM2-135M without one (slow: minutes per hundred rows). A row counts as removed by the
-judge when it is rejected, errored or given the verdict ``bad``. No training is needed.
+Each deterministic stage of the Honeycomb spec (and with ``--judge`` its judge, given an endpoint
+or ``--embedded``) runs on the seeds and their column swaps with faults injected into the swaps,
+then all in the spec's order: the share of each fault kind and of clean rows it removes and its
+precision, with 95% Wilson intervals, beside a filter removing rows at random. The measuring
+lives in ``examples/honeycomb/stage_accuracy.py``; bench/README.md has the method and figures.
 
     .venv/bin/python bench/stage_accuracy.py
     .venv/bin/python bench/stage_accuracy.py --rates dropped_filter=0.1,near_duplicate=0.2 --seed 1
     OPENAI_BASE_URL=... .venv/bin/python bench/stage_accuracy.py --judge
-
-The measuring lives in ``examples/honeycomb/stage_accuracy.py`` (importable, so the outcome
-benchmark can print the same table); this script prints it.
 """
 from __future__ import annotations
 
@@ -30,11 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy,  # noqa: E402
-                                             spec_stages, stage_accuracy)
+                                               spec_stages, stage_accuracy)
 
 
 def parse_rates(text: str | None) -> dict | None:
