@@ -242,10 +242,10 @@ def paired(results: dict, groups: list) -> list[dict]:
         a, b = results[first], results[second]
         record = {"pair": f"{first} - {second}",
                   "loss": paired_difference(a["loss_rows"], b["loss_rows"], groups).as_dict()}
-        both = {key: [[x[key] for x in r["assessed"]] for r in (a, b)] for key in ("atom_f1", "valid", "exact")}
-        names = {"atom_f1": "atom_f1", "validity": "valid", "exact_match": "exact"}
-        record.update({name: paired_difference(*both[key], groups).as_dict() for name, key in names.items()})
-        record.update({f"mcnemar_{name}": mcnemar_exact(*both[key]) for name, key in list(names.items())[1:]})
+        measures = {"atom_f1": "atom_f1", "validity": "valid", "exact_match": "exact"}
+        both = {name: [[x[key] for x in r["assessed"]] for r in (a, b)] for name, key in measures.items()}
+        record.update({name: paired_difference(*pair, groups).as_dict() for name, pair in both.items()})
+        record.update({f"mcnemar_{name}": mcnemar_exact(*both[name]) for name in ("validity", "exact_match")})
         out.append(record)
     return out
 
