@@ -22,7 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runner_scale import BATCHED, ROOT, SPEC, make_source, parse_arm, timed
+from benchkit import ROOT, in_turns
+from runner_scale import BATCHED, SPEC, make_source, parse_arm, timed
 
 
 def imports_pandas(cmd: list[str], arm) -> bool:
@@ -55,7 +56,7 @@ def main() -> None:
     times = {(a, c): [] for a in arms for c in commands}
     loads = []
     for turn in range(args.rounds):
-        for name in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+        for name in in_turns(arms, turn):
             for what, cmd in commands.items():
                 times[name, what].append(timed([sys.executable, *cmd(work / name)],
                                                arms[name])[0])
