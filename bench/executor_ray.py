@@ -1,19 +1,13 @@
 """Benchmark: the Ray executor against the local one on the same spec, at scale.
 
-The spec: a row-wise length filter, a Derive that makes a variant of one row in ten, a
-complexity band on the word count, exact dedup on the text, and an LLM judge (against the
-loopback scripted server, with a realistic latency) on a fixed subset of the rows
-(``--llm-rows``, chosen with ``when``), so each run ends in minutes at any size. Both sides
-run the same spec into fresh run folders (each with its own LLM cache, so both send every
-request); the script checks that they keep the same rows in the same order and prints wall
-times, the LLM stage and the deterministic stages apart, and their ratio (Ray / local).
-
-A second table runs the judge alone on the ``--llm-rows`` rows with 1 and 2 LLM actors:
-an LLM-bound stage scales with actors (each actor keeps the client's concurrency), where
-the deterministic stages, on 2 shared cores, do not gain from Ray.
-
-Ray is started once (``--ray-cpus``, default 2) before anything is timed; its start-up time
-is printed on its own. The load average is printed beside every figure.
+The spec: a row-wise length filter, a Derive making a variant of one row in ten, a complexity
+band on the word count, exact dedup on the text, and an LLM judge (the loopback scripted server
+with a realistic latency) on ``--llm-rows`` rows chosen with ``when``. Both sides run it into
+fresh run folders (each with its own LLM cache), must keep the same rows in the same order, and
+print wall times, the LLM stage and the deterministic stages apart, and their ratio (Ray /
+local). A second table runs the judge alone with 1 and 2 LLM actors: an LLM-bound stage scales
+with actors, where the deterministic stages, on 2 shared cores, do not gain from Ray. Ray starts
+once (``--ray-cpus``) before anything is timed; the load average is printed beside every figure.
 
     .venv/bin/python bench/executor_ray.py                  # 100k and 1M rows
     .venv/bin/python bench/executor_ray.py --quick          # 10k rows
@@ -26,21 +20,14 @@ import json
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import load
+from runner_scale import WORDS as RUNNER_WORDS
 
-WORDS = ("latency error rate checkout payments auth search frontend inventory shipping "
-         "billing gateway users catalog orders p99 p50 count sum heatmap region host pod "
-         "route status deploy since yesterday hour week slow fast cold cache queue").split()
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+WORDS = RUNNER_WORDS[:35]  # "latency" to "queue"
 
 
 def make_rows(n: int, llm_rows: int, seed: int = 0):
