@@ -31,12 +31,25 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 from benchkit import ROOT
 from stage_accuracy import parse_rates
+from suspects import suspect_stage
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from examples.honeycomb import evaluate
+from curate import Judge, Repair
+from curate.llm import use_default_cache_path
+from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+from curate.pipeline.spec import load_spec
+from curate.stats import interval, mcnemar_exact, paired_difference
+from examples.honeycomb import backends, baselines, evaluate, metrics
+from examples.honeycomb.faults import DEFAULT_RATES
 from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy, in_order,
                                                recall_at, spec_stages, stage_accuracy)
+from train.answer_loss import answer_losses
+from train.config import load_config
+from train.loop import train
+from train.model import load_tokenizer, load_trained
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
@@ -50,8 +63,6 @@ QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8, eval_ro
 # -- the training sets ------------------------------------------------------------------------------
 def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict, dict]:
     """``({condition: table}, {"stage_accuracy", "suspects"})``: the unique rows of each."""
-    from examples.honeycomb.faults import DEFAULT_RATES
-
     noisy = faulted_table(args.rates or DEFAULT_RATES, seed=settings["fault_seed"])
     sets = {"clean": faulted_table({}, seed=settings["fault_seed"]), "noisy": noisy}
     stages = spec_stages()
@@ -64,8 +75,6 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
         _say("the suspect filter")
         sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model, out)
     if args.llm:
-        from curate.llm import use_default_cache_path
-
         _say("the spec's judge and repair")
         with use_default_cache_path(out / "llm.sqlite"):  # replies reused by a rerun of this folder only
             sets["llm"], _, _ = in_order(sets["curated"], llm_stages())
@@ -75,8 +84,6 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
 def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path) -> tuple[pd.DataFrame, dict]:
     """The table less what `SuspectFilter` rejects, and its recall of each fault kind; read back
     from ``OUT/results/suspect-filter.json`` when the table, settings and model are unchanged."""
-    from suspects import suspect_stage
-
     table = table.reset_index(drop=True)
     names = ("folds", "suspect_epochs", "suspect_share")
     key = _digest({k: settings[k] for k in names}, model, table.to_json(orient="records", default_handler=str))
@@ -102,9 +109,6 @@ def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path
 
 def llm_stages() -> list:
     """The spec's judge and repair (pointed at the configured endpoint) and the checker after."""
-    from curate import Judge, Repair
-    from curate.pipeline.spec import load_spec
-
     spec = load_spec(SPEC).stages
     return [s for s in spec if isinstance(s, (Judge, Repair)) or s.name == "assertions_after_repair"]
 
@@ -131,8 +135,6 @@ def write_rows(table: pd.DataFrame, export, path: Path) -> Path:
 
 # -- training and scoring --------------------------------------------------------------------------
 def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
-    from train.config import load_config
-
     overrides = dict(data=str(data), val_fraction=0.0, max_steps=settings["steps"],
                      micro_batch_size=settings["micro_batch"], grad_accum=1, max_seq_len=settings["seq_len"],
                      lr=settings["lr"], warmup_ratio=0.05, packing=True, seed=seed, eval_every=0,
@@ -142,8 +144,6 @@ def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
 
 
 def train_one(cfg) -> dict:
-    from train.loop import train
-
     start = time.perf_counter()
     result = train(cfg)
     return {"adapter": result["adapter_dir"], "minutes": round((time.perf_counter() - start) / 60, 1),
@@ -159,17 +159,12 @@ def _logged_tokens(folder: Path) -> int | None:
 
 
 def gold_losses(cfg, adapter: str, conversations: list) -> list[float]:
-    from train.answer_loss import answer_losses
-    from train.model import load_tokenizer, load_trained
-
     model = load_trained(cfg, adapter).eval()
     return answer_losses(model, load_tokenizer(cfg), conversations, cfg.template, cfg.eot_token)
 
 
 def answers(cfg, adapter: str, rows: list[dict], max_tokens: int) -> list[dict]:
     """Greedy first answers to the held-out rows, each assessed (`metrics.assess`)."""
-    from examples.honeycomb import backends, metrics
-
     report = evaluate.evaluate(backends.model_generator(cfg, adapter, max_tokens), rows, attempts=1)
     return [metrics.assess(record["first"], row) for record, row in zip(report["predictions"], rows)]
 
@@ -218,9 +213,6 @@ def _digest(*parts) -> str:
 
 # -- the report -------------------------------------------------------------------------------------
 def summaries(results: dict, groups: list) -> dict:
-    from curate.stats import interval
-    from examples.honeycomb import metrics
-
     out = {}
     for name, r in results.items():
         out[name] = {"loss": interval(r["loss_rows"], groups).as_dict(),
@@ -233,8 +225,6 @@ def summaries(results: dict, groups: list) -> dict:
 
 def paired(results: dict, groups: list) -> list[dict]:
     """Each pair's differences (first minus second) with intervals; McNemar on pass/fail."""
-    from curate.stats import mcnemar_exact, paired_difference
-
     out = []
     for first, second in PAIRS:
         if first not in results or second not in results:
@@ -251,8 +241,6 @@ def paired(results: dict, groups: list) -> list[dict]:
 
 
 def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[dict]) -> dict:
-    from examples.honeycomb import baselines, metrics
-
     print(f"{'condition':<10} {'unique':>6} {'x':>5}  composition")
     for name, parts in composed.items():
         kinds = ", ".join(f"{k} {v}" for k, v in parts.items() if k not in ("unique", "repeats"))
@@ -284,11 +272,6 @@ def _say(what: str) -> None:
 
 def _quick_model(out: Path) -> dict:
     """A tiny random Llama with SmolLM2's tokenizer (chat template included)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
-
     folder = out / "tiny-model"
     if not (folder / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(smollm2_path(), gguf_file=SMOLLM2_FILE)
@@ -332,8 +315,6 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args, settings = parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -341,8 +322,6 @@ def main(argv=None) -> int:
     print(f"load average: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; cpus: {os.cpu_count()}")
     print(f"settings: {json.dumps(settings)}; rows x steps: {settings['rows']} rows, {settings['steps']} steps of "
           f"{settings['micro_batch']} packed sequences of up to {settings['seq_len']} tokens", flush=True)
-    from curate.pipeline.spec import load_spec
-
     model = _quick_model(out) if args.quick else {}
     rows = evaluate.load_rows(EVAL, settings["eval_rows"] or None)  # 0: all
     export = load_spec(SPEC).export
