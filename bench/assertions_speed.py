@@ -10,11 +10,10 @@ column looks for a close match. One thread, so the rates are per core.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 
-from benchkit import best_of
+from benchkit import best_of, script_parser
 
 from assertions import honeycomb
 
@@ -72,7 +71,7 @@ def best_rate(function, items: list, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

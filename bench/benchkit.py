@@ -1,7 +1,9 @@
-"""What the benchmarks share: the repository on the path, the load average, the machine,
-memory, best-of-N timing, child processes that answer in JSON, arms taken in turns."""
+"""What the benchmarks share: the repository on the path, a parser that shows the docstring,
+the load average, the machine, memory, best-of-N timing, child processes that answer in JSON,
+arms taken in turns."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -13,6 +15,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first paragraph as the description, the rest after
+    the options as written."""
+    first, _, rest = doc.partition("\n\n")
+    return argparse.ArgumentParser(description=first, epilog=rest,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def load(values: int = 3) -> str:

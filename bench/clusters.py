@@ -15,14 +15,13 @@ bench/README.md has the details and the figures.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from benchkit import ROOT, load, machine
+from benchkit import ROOT, load, machine, script_parser
 from rouge_dedup import make_texts
 
 from curate.clustering import cluster_vectors, embed_texts
@@ -141,7 +140,7 @@ def speed(n: int, encode: int, encode_all: bool) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = script_parser(__doc__)
     ap.add_argument("--quality", action="store_true", help="k-means vs HDBSCAN on the seeds")
     ap.add_argument("--rows", type=int, default=0, help="time clustering this many rows")
     ap.add_argument("--encode", type=int, default=5000, help="texts encoded for the rate")

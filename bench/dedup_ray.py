@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from benchkit import child_json, load, memory_mb
+from benchkit import child_json, load, memory_mb, script_parser
 
 from curate.testing.near_duplicates import make_corpus
 
@@ -82,9 +82,7 @@ def projection(stage_name: str, run: dict, cpus: int, target: int = 16) -> float
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n", 1)[1])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--stages", default="minhash,exact")
     ap.add_argument("--ray-cpus", type=int, default=2)

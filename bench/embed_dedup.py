@@ -12,11 +12,10 @@ the measured raw rate (bench/README.md).
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pandas as pd
-from benchkit import best_of, machine
+from benchkit import best_of, machine, script_parser
 from rouge_dedup import make_texts
 
 from curate.stages.dedup_embedding import EmbeddingDedup, greedy_dedup, load_model
@@ -73,7 +72,7 @@ def print_table(rows) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--full-max", type=int, default=10000,
                     help="largest size measured end to end (unless --encode-all)")

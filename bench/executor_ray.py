@@ -15,7 +15,6 @@ once (``--ray-cpus``) before anything is timed; the load average is printed besi
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import load
+from benchkit import load, script_parser
 from runner_scale import WORDS as RUNNER_WORDS
 
 WORDS = RUNNER_WORDS[:35]  # "latency" to "queue"
@@ -159,7 +158,7 @@ def print_tables(sizes_table, actors_table, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--quick", action="store_true", help="10k rows only")
     parser.add_argument("--latency", type=float, default=0.3, help="seconds per LLM reply")

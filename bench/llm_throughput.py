@@ -13,7 +13,6 @@ the fixed-capacity server's best with no timeout; cached runs above 5,000 rows/s
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import openai
 import pandas as pd
-from benchkit import load
+from benchkit import load, script_parser
 
 from curate.llm import LLM, Request, Usage
 from curate.stages.llm.judge import Judge
@@ -77,7 +76,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)

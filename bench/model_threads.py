@@ -16,14 +16,13 @@ excluded), threads, peak RSS, load average; then each arm's best and the ratio.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchkit import ROOT, child_json, in_turns
+from benchkit import ROOT, child_json, in_turns, script_parser
 
 CHILD = """
 import json, os, resource, sys, time
@@ -62,7 +61,7 @@ def child(seeds: int, env: dict, stage: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
     parser.add_argument("--rounds", type=int, default=2)

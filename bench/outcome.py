@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchkit import ROOT
+from benchkit import ROOT, script_parser
 from stage_accuracy import parse_rates
 from suspects import suspect_stage
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
@@ -286,7 +286,7 @@ def _quick_model(out: Path) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--out", default="runs/outcome")
     parser.add_argument("--quick", action="store_true", help="a tiny random model, a few rows: seconds")
     parser.add_argument("--suspects", action=argparse.BooleanOptionalAction, default=True,

@@ -14,7 +14,6 @@ each, the rerun as a ratio to the first arm's, the load average of every round, 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchkit import ROOT, in_turns
+from benchkit import ROOT, in_turns, script_parser
 from runner_scale import BATCHED, SPEC, make_source, parse_arm, timed
 
 
@@ -36,7 +35,7 @@ def imports_pandas(cmd: list[str], arm) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--arm", action="append", default=[],

@@ -14,7 +14,6 @@ index). Goals: open in under 3 s; every page under 200 ms, on 2 cores.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -28,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchkit import ROOT, load
+from benchkit import ROOT, load, script_parser
 
 TOPICS = ("latency", "errors", "requests", "traces", "db calls", "cache misses", "timeouts",
           "retries", "queue depth", "payments", "checkout", "logins", "uploads", "searches")
@@ -151,7 +150,7 @@ def pages(run: Path) -> list[tuple[str, str]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--keep", help="build the run folder here (reused when it is there)")

@@ -10,13 +10,12 @@ RougeDedup's kept set (which checks each one's decision) and extrapolated: a can
 """
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
 import numpy as np
 import pandas as pd
-from benchkit import best_of, machine
+from benchkit import best_of, machine, script_parser
 
 from curate.stages.dedup_rouge import RougeDedup
 
@@ -144,7 +143,7 @@ def sampled_reference(texts, kept, rejected, budget_s: float, seed: int = 0):
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="2000,10000,20000,50000")
     ap.add_argument("--full-max", type=int, default=2000,
                     help="run the whole reference loop up to this many texts")

@@ -18,7 +18,6 @@ checkout with those variables; ``--rounds N`` measures pandas then each arm, in 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -30,7 +29,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from benchkit import ROOT, best_of, in_turns, load
+from benchkit import ROOT, best_of, in_turns, load, script_parser
 
 WORDS = ("latency error rate checkout payments auth search frontend inventory shipping "
          "billing gateway users catalog orders p99 p50 count sum heatmap region host pod "
@@ -138,7 +137,7 @@ def dedup_side(source: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--rowwise", action="store_true",
                         help="also run the spec with a row-wise predicate (a Python function "

@@ -12,16 +12,16 @@ lives in ``examples/honeycomb/stage_accuracy.py``; bench/README.md has the metho
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy,  # noqa: E402
-                                               spec_stages, stage_accuracy)
+from benchkit import script_parser
+
+from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy, spec_stages,
+                                               stage_accuracy)
 
 
 def parse_rates(text: str | None) -> dict | None:
@@ -37,7 +37,7 @@ def parse_rates(text: str | None) -> dict | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rates", help="kind=share,... over the defaults (faults.DEFAULT_RATES)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the fault injection")
     parser.add_argument("--swaps", type=int, default=2, help="column swaps per seed")

@@ -14,11 +14,10 @@ generated tokens per second (prompts included), beside the load average. Nothing
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-from benchkit import ROOT, best_of, load
+from benchkit import ROOT, best_of, load, script_parser
 
 from assertions.honeycomb import check
 from curate.llm import LLM, Request, TransformersBackend
@@ -80,7 +79,7 @@ def run_one(backend, task: str, items, constrained: bool) -> tuple[list, float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=8, help="rows per task")
     parser.add_argument("--tasks", default="augment,critique,reword")
     parser.add_argument("--backends", default="", help="comma-separated (default: all found)")

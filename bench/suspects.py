@@ -13,7 +13,6 @@ whole prompt, about 3x the tokens). bench/README.md has the figures.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from benchkit import ROOT, load
+from benchkit import ROOT, load, script_parser
 
 from examples.honeycomb.stage_accuracy import LABEL, faulted_table, recall_at
 
@@ -60,7 +59,7 @@ def report(scored: pd.DataFrame, clean_share: float) -> list[str]:
 def main(argv=None) -> int:
     from examples.honeycomb.faults import DEFAULT_RATES, WRONG_BUT_VALID
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -22,7 +22,6 @@ learned tokens are counted from the ``labels`` TRL 1.16 makes of its completion 
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -35,13 +34,12 @@ import time
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from benchkit import script_parser
 
-import torch  # noqa: E402
-
-from train.config import load_config, parse_overrides  # noqa: E402
-from train.hardware import MFU_CONVENTION, detect_gpu, mfu, peak_memory_bytes  # noqa: E402
-from train.memory import GIB  # noqa: E402
+from train.config import load_config, parse_overrides
+from train.hardware import MFU_CONVENTION, detect_gpu, mfu, peak_memory_bytes
+from train.memory import GIB
 
 SCHEDULE = ("schedule: both arms use this trainer's AdamW and schedule, linear warmup over {warmup} steps from "
             "lr/{warmup} on step 1 (TRL's own starts at 0), then cosine to 0")
@@ -259,7 +257,7 @@ def honeycomb(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("speed", "arm"):
         p = sub.add_parser(name)
