@@ -1,13 +1,9 @@
 """Benchmark: which clustering labels the Honeycomb seeds' topics better, and clusters() at 100k.
 
-Quality (``--quality``): k-means and HDBSCAN on the seeds' questions, scored by the adjusted
-mutual information with three labellings read from each question's query (its schema, its first
-calculation's family, its subject column), with a 95% interval over random 80% subsamples,
-beside one cluster for all and random labels. Speed (``--rows N``): each step of
-``clusters()`` on N templated questions (``rouge_dedup.make_texts``), wall and CPU seconds;
-encoding, the baseline, is timed on ``--encode`` texts and the rest predicted from its rate
-unless ``--encode-all`` (the other steps get the real vectors, tiled as in ``embed_dedup.py``).
-bench/README.md has the details and the figures.
+``--quality``: k-means and HDBSCAN against labellings read from each seed's query (AMI with a
+95% interval over 80% subsamples), beside one cluster and random labels. ``--rows N``: each step
+of ``clusters()`` on N templated questions, wall and CPU seconds; encoding, the baseline, is
+timed on ``--encode`` texts and predicted for the rest unless ``--encode-all`` (bench/README.md).
 
     .venv/bin/python bench/clusters.py --quality
     .venv/bin/python bench/clusters.py --rows 100000

@@ -1,16 +1,10 @@
 """Benchmark: MinHashDedup and ExactDedup, local against distributed on Ray, at scale.
 
-Each run is a fresh process (its peak RSS its own) on ``make_corpus`` with an ``_id``:
-``stage.run(df)`` or ``RayExecutor(num_cpus=...).run_stage(stage, df)`` (Ray warmed on 2,000
-rows first). Printed per stage and side: wall seconds, the driver's peak RSS and its RSS before
-the run, rows rejected, whether Ray kept the local rows, the load average; for Ray its
-workers' seconds per phase and a projection to 16 cores from those per-core figures:
-
-    T16 = driver + sketch/16 + join + bands/min(16, bands) + decide + overhead
-
-*driver*: the run's work outside the distributed pass; *join*: the longest read of every
-slice's sketches by one band task; *overhead*: what the 2-CPU run spent outside its tasks.
-ExactDedup: driver + canonical/16 + groups/16 + decide + overhead, a lower bound.
+Each side runs in a fresh process on ``make_corpus``: wall seconds, the driver's peak and base
+RSS, rows rejected, whether Ray kept the local rows; for Ray its workers' seconds per phase and
+a projection to 16 cores, MinHash: driver + sketch/16 + join + bands/min(16, bands) + decide +
+overhead (ExactDedup: driver + canonical/16 + groups/16 + decide + overhead, a lower bound).
+bench/README.md explains the terms.
 
     .venv/bin/python bench/dedup_ray.py                    # 1M rows
     .venv/bin/python bench/dedup_ray.py --sizes 100000     # a minute or two

@@ -1,10 +1,8 @@
 """Benchmark: EmbeddingDedup end to end against the raw embedding throughput of its model.
 
-Baseline: ``model.encode(texts, batch_size=256, normalize_embeddings=True)`` on the same texts
-(all-MiniLM-L6-v2, load time excluded). Goal: end-to-end rows/s >= 0.9 x raw. Sizes up to
-``--full-max`` run end to end (interleaved, best of ``--repeat``); larger ones, unless
-``--encode-all``, add the measured dedup of the real vectors, tiled, to the encoding time at
-the measured raw rate (bench/README.md).
+Baseline: ``model.encode`` on the same texts with the same model; goal: rows/s >= 0.9 x raw.
+Sizes above ``--full-max`` add the measured dedup of tiled real vectors to the encoding time at
+the measured rate, unless ``--encode-all`` (bench/README.md).
 
     .venv/bin/python bench/embed_dedup.py                       # 10k end to end, 100k reused
     .venv/bin/python bench/embed_dedup.py --sizes 2000 --repeat 1

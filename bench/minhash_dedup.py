@@ -1,20 +1,12 @@
 """Benchmark: MinHashDedup's recall, agreement, speed and memory, against baselines run here.
 
-Four tables, each figure printed with the 1-minute load average when it was measured:
-
-1. S-curve: P(candidate) at threshold-0.1, threshold, threshold+0.1 for the stage's banding and
-   datasketch's default one, and the stage's measured rate on pairs of exactly that Jaccard.
-2. Labelled pairs (``curate.testing.near_duplicates``): precision and recall of the stage's
-   decisions against exact Jaccard at the same threshold and ``RougeDedup`` at 0.7; share
-   flagged per kind.
-3. Scale: ``MinHashDedup("text").run(df)``, each size in a fresh process: time, rows/s, peak
-   and base RSS, rejections, and the share caught of the injected edits whose source was kept
-   and whose Jaccard with it is >= threshold ("testable").
-4. Peers on one corpus: datasketch's ``MinHashLSH``, rensa's ``RMinHashDeduplicator`` and
-   ``MinHashDedup`` on the same word tokens, best of 3 in fresh processes, arms alternating:
-   time, CPU time, peak RSS, recall on the planted edits and the share of sampled rejections
-   that are false, with 95% Wilson intervals, beside keeping only the first row
-   (bench/README.md).
+Four tables, each figure beside the 1-minute load average when it was measured: 1. the S-curve,
+P(candidate) near the threshold for the stage's banding and datasketch's, and measured on pairs
+of exact Jaccard; 2. precision and recall on labelled pairs against exact Jaccard and
+``RougeDedup``; 3. the stage at scale, one process per size: time, peak and base RSS, and the
+share caught of injected edits whose source was kept and whose Jaccard is >= threshold; 4. the
+peers (datasketch's ``MinHashLSH``, rensa's ``RMinHashDeduplicator``) side by side with
+``MinHashDedup``, beside keeping only the first row (bench/README.md).
 
     .venv/bin/python bench/minhash_dedup.py                   # scale at 100k and 1M, peers at 100k
     .venv/bin/python bench/minhash_dedup.py --quick           # small sizes, a minute or so

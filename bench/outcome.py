@@ -1,19 +1,14 @@
 """Benchmark: does curation train a better model? The same fine-tune at the same budget on clean,
 noisy and curated data, scored on all held-out rows with intervals and paired tests.
 
-Conditions (``examples/honeycomb``: the seeds and their column swaps): ``clean``; ``noisy``, with
-faults injected into the swaps at known rates (``--rates``); ``curated``, noisy after the spec's
-deterministic stages in its order, less ``--skip``; ``suspects`` (``--no-suspects`` leaves it
-out), curated after `SuspectFilter`; ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``), curated after
-the spec's judge and repair and the checker again. Each trains on exactly ``--rows`` rows for
-``--steps`` steps of packed sequences, ``--train-seeds`` seeds (generation: the first
-``--generate-seeds``). Scored on ``eval.jsonl`` (``--eval-rows N``: the first N): the gold
-answer's loss and, from greedy answers, validity, atom F1 and exact match, with cluster bootstrap
-intervals beside the degenerate answers; then paired differences with McNemar's test, the
-stage-accuracy table, the suspect filter's recall and the load average; ``OUT/outcome.json``
-keeps the record. The default takes about 2.5 hours on two CPU cores (``--threads 1`` is faster
-on a shared machine); ``--quick`` trains a tiny random model in minutes (the test suite runs it).
-bench/README.md has the method.
+Conditions: ``clean`` (the seeds and their column swaps), ``noisy`` (faults injected at known
+rates, ``--rates``), ``curated`` (the spec's deterministic stages, less ``--skip``), ``suspects``
+(then `SuspectFilter`; ``--no-suspects``) and ``llm`` (``--llm``: then the spec's judge and
+repair, at ``OPENAI_BASE_URL``). Each trains ``--train-seeds`` times on exactly ``--rows`` rows
+for ``--steps`` steps; scored by the gold answer's loss and greedy answers' validity, atom F1 and
+exact match beside the degenerate answers, then paired; the record goes to ``OUT/outcome.json``.
+About 2.5 hours on two cores (``--threads 1`` on a shared machine); ``--quick`` trains a tiny
+random model in minutes (the test suite runs it). bench/README.md has the method.
 
     .venv/bin/python bench/outcome.py --threads 1
     .venv/bin/python bench/outcome.py --no-suspects --threads 1 --out runs/outcome-abc

@@ -1,9 +1,7 @@
 """Benchmark: RougeDedup against self-instruct's Rouge-L loop (``rouge-score``) on the same texts.
 
-Up to ``--full-max`` texts the reference runs in full, in one process, and must keep the same
-rows with the same ``dup_of`` and scores. Above, it is timed on sampled candidates scored against
-RougeDedup's kept set (which checks each one's decision) and extrapolated: a candidate costs one
-``score()`` call per text kept before it. bench/README.md has the details.
+Up to ``--full-max`` texts the reference runs in full and must keep the same rows with the same
+``dup_of`` and scores; above, it is extrapolated from sampled candidates (bench/README.md).
 
     .venv/bin/python bench/rouge_dedup.py                 # 2k, 10k, 20k, 50k
     .venv/bin/python bench/rouge_dedup.py --sizes 2000,20000 --ref-seconds 30

@@ -1,10 +1,9 @@
 """Benchmark: what each curation stage removes, measured on faults injected at known rates.
 
-Each deterministic stage of the Honeycomb spec (and with ``--judge`` its judge, given an endpoint
-or ``--embedded``) runs on the seeds and their column swaps with faults injected into the swaps,
-then all in the spec's order: the share of each fault kind and of clean rows it removes and its
-precision, with 95% Wilson intervals, beside a filter removing rows at random. The measuring
-lives in ``examples/honeycomb/stage_accuracy.py``; bench/README.md has the method and figures.
+Each deterministic stage of the Honeycomb spec (``--judge``: its judge too, given an endpoint or
+``--embedded``), alone and all in order, on the seeds and their column swaps with faults in the
+swaps: the share of each kind and of clean rows it removes, and its precision (bench/README.md).
+The measuring lives in ``examples/honeycomb/stage_accuracy.py``.
 
     .venv/bin/python bench/stage_accuracy.py
     .venv/bin/python bench/stage_accuracy.py --rates dropped_filter=0.1,near_duplicate=0.2 --seed 1

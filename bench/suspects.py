@@ -1,12 +1,9 @@
 """Benchmark: how many wrong-but-valid rows the suspect filter finds at a fixed cost in clean rows.
 
-`SuspectFilter` runs once (k folds, a LoRA fine-tune of SmolLM2-135M-Instruct on each, every row
-scored out of fold) on the seeds and their column swaps with the wrong-but-valid faults injected.
-For each score (the answer's mean NLL, its least likely token) the threshold lets at most
-``--clean-share`` of the clean rows above it; printed: each fault kind's share above it (95%
-Wilson interval) and the ROC AUC, beside a random ranking (the clean share, 0.5). The default,
-sized for two CPU cores, prompts with the question alone (``--template export``: the spec's
-whole prompt, about 3x the tokens). bench/README.md has the figures.
+`SuspectFilter` runs once on the seeds and their column swaps with wrong-but-valid faults; for
+each out-of-fold score, the recall of each fault kind (95% Wilson interval) where at most
+``--clean-share`` of the clean rows score above, and the ROC AUC, beside a random ranking
+(bench/README.md). Sized for two CPU cores: the question alone as the prompt.
 
     .venv/bin/python bench/suspects.py
     .venv/bin/python bench/suspects.py --folds 3 --epochs 2 --template export
