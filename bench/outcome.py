@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchkit import ROOT, script_parser
+from benchkit import ROOT, best_of, script_parser
 from stage_accuracy import parse_rates
 from suspects import suspect_stage
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
@@ -139,9 +139,8 @@ def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
 
 
 def train_one(cfg) -> dict:
-    start = time.perf_counter()
-    result = train(cfg)
-    return {"adapter": result["adapter_dir"], "minutes": round((time.perf_counter() - start) / 60, 1),
+    seconds, result = best_of(lambda: train(cfg))
+    return {"adapter": result["adapter_dir"], "minutes": round(seconds / 60, 1),
             "tokens": _logged_tokens(Path(cfg.output_dir))}
 
 

@@ -27,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchkit import ROOT, load, script_parser
+from benchkit import ROOT, best_of, load, script_parser
 
 TOPICS = ("latency", "errors", "requests", "traces", "db calls", "cache misses", "timeouts",
           "retries", "queue depth", "payments", "checkout", "logins", "uploads", "searches")
@@ -164,9 +164,8 @@ def main() -> None:
     print(f"load average before: {load()}  cpus: {os.cpu_count()}")
     run = work / "run"
     if not (run / "manifest.json").exists():
-        start = time.perf_counter()
-        build(work, args.rows, args.in_memory)
-        print(f"built a {args.rows:,}-row run folder in {time.perf_counter() - start:.1f} s")
+        seconds, _ = best_of(lambda: build(work, args.rows, args.in_memory))
+        print(f"built a {args.rows:,}-row run folder in {seconds:.1f} s")
     from curate.review import create_app
 
     start, cpu = time.perf_counter(), time.process_time()

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
-from benchkit import ROOT, load, script_parser
+from benchkit import ROOT, best_of, load, script_parser
 
 from examples.honeycomb.stage_accuracy import LABEL, faulted_table, recall_at
 
@@ -81,9 +80,8 @@ def main(argv=None) -> int:
     print(f"settings: {json.dumps({k: v for k, v in vars(args).items() if k != 'json'})}; rates {rates}")
     print(f"load average: {load(2)}; cpus: {os.cpu_count()}", flush=True)
     stage = suspect_stage(args)
-    start = time.time()
-    result = stage.run(table)
-    minutes = (time.time() - start) / 60
+    seconds, result = best_of(lambda: stage.run(table))
+    minutes = seconds / 60
     scored = pd.concat([result.kept, result.rejected], ignore_index=True)
     lines = report(scored, args.clean_share)
     print("\n".join(lines))
