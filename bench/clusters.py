@@ -74,10 +74,8 @@ def quality() -> None:
     print(f"{'clustering':40} {'clusters':>8} {'noise':>6}  " +
           "  ".join(f"{'AMI ' + n:>26}" for n in refs))
     for name, labels in methods.items():
-        cells = []
-        for truth in refs.values():
-            value, lo, hi = ami_interval(truth, labels)
-            cells.append(f"{value:>8.3f} [{lo:6.3f}, {hi:6.3f}]".rjust(26))
+        cells = ["{:>8.3f} [{:6.3f}, {:6.3f}]".format(*ami_interval(truth, labels)).rjust(26)
+                 for truth in refs.values()]
         print(f"{name:40} {len(set(labels) - {-1}):>8} {int((labels == -1).sum()):>6}  "
               + "  ".join(cells))
 

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,12 +176,10 @@ def main() -> None:
                     rows.append((n, arm, label, pd_s, first, again, again_in_run / first_in_run,
                                  size / source.stat().st_size, pd_mem, mem,
                                  os.getloadavg()[0]))
-        dedup = dedup_side(source)
-        for key, (ours, base) in dedup.items():
+        for key, (ours, base) in dedup_side(source).items():
             print(f"{n:>9,} rows  ExactDedup ({key}): {ours:.2f} s vs drop_duplicates "
                   f"{base:.2f} s = {ours / base:.1f}x")
-    print()
-    print(f"{'rows':>9}  {'arm':<10} {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
+    print(f"\n{'rows':>9}  {'arm':<10} {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
           f"{'rerun s':>8} {'rerun/first':>11} {'in-run':>7} {'folder/src':>10} "
           f"{'pandas MiB':>10} {'runner MiB':>10} {'load':>5}")
     for n, arm, label, pd_s, first, again, in_run, size, pd_mem, mem, after in rows:
@@ -191,8 +190,6 @@ def main() -> None:
           "in-run: the\nseconds each run's manifest records (what the run itself spent); load: "
           "the 1-minute load average after the row.")
     if args.rounds > 1:
-        import statistics
-
         for key in dict.fromkeys((n, arm, label) for n, arm, label, *_ in rows):
             ratios = [r[4] / r[3] for r in rows if r[:3] == key]
             print(f"{key[0]:>9,}  {key[1]:<10} {key[2]:<9} median ratio over "
