@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 from benchkit import ROOT, load, machine, script_parser
+from embed_dedup import tiled
 from rouge_dedup import make_texts
+from sklearn.metrics import adjusted_mutual_info_score as ami
 
-from curate.clustering import cluster_vectors, embed_texts
+from curate.clustering import (EmbeddingCache, cluster_table, cluster_vectors, embed_texts,
+                               project_2d)
+from curate.clustering.embed import text_key
+from curate.stages.dedup_embedding import load_model
 
 SEEDS = ROOT / "examples" / "honeycomb" / "data" / "seeds.jsonl"
 FAMILIES = {"COUNT": "count", "COUNT_DISTINCT": "distinct", "HEATMAP": "percentile",
@@ -46,8 +51,6 @@ def subject(query: dict) -> str:
 
 
 def ami_interval(truth, labels, rounds: int = 1000, seed: int = 0):
-    from sklearn.metrics import adjusted_mutual_info_score as ami
-
     truth, labels = np.asarray(truth), np.asarray(labels)
     rng = np.random.default_rng(seed)
     size = int(0.8 * len(truth))  # subsamples without replacement: a repeated row would
@@ -94,11 +97,6 @@ class Clock:
 
 
 def speed(n: int, encode: int, encode_all: bool) -> None:
-    from curate.clustering import EmbeddingCache, cluster_table, project_2d
-    from curate.clustering.embed import text_key
-    from curate.stages.dedup_embedding import load_model
-    from embed_dedup import tiled
-
     texts = make_texts(n, seed=0)
     load_model()
     clock = Clock()

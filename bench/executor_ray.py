@@ -23,15 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 from benchkit import best_of, load, script_parser
 from runner_scale import WORDS as RUNNER_WORDS
+
+from curate import LLM, ComplexityFilter, Derive, ExactDedup, Filter, Judge, Pipeline
+from curate.pipeline.executors import LocalExecutor
+from curate.pipeline.executors.ray_executor import RayExecutor
+from curate.testing import ScriptedServer
 
 WORDS = RUNNER_WORDS[:35]  # "latency" to "queue"
 
 
 def make_rows(n: int, llm_rows: int, seed: int = 0):
-    import pandas as pd
-
     rng = random.Random(seed)
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 16))) for _ in range(n)]
     step = max(1, n // max(1, llm_rows))
@@ -62,14 +66,10 @@ def word_count(text):
 
 
 def judge(llm):
-    from curate import Judge
-
     return Judge(llm, fields=["text"], keep="all", when=picked, on_failure="keep")
 
 
 def full_spec(source, llm):
-    from curate import ComplexityFilter, Derive, ExactDedup, Filter, Pipeline
-
     return Pipeline(source=source, name="bench", stages=[
         Filter(long_enough), Derive(variant, name="variant"),
         ComplexityFilter(word_count, field="text", min_value=3, max_value=14),
@@ -107,9 +107,6 @@ def split_seconds(seconds: dict) -> tuple[float, float]:
 
 
 def compare_sizes(sizes, args, server, ray_executor, work: Path) -> list[tuple]:
-    from curate import LLM
-    from curate.pipeline.executors import LocalExecutor
-
     llm = LLM("scripted", base_url=server.base_url, api_key="x", concurrency=args.concurrency)
     table = []
     for n in sizes:
@@ -126,10 +123,6 @@ def compare_sizes(sizes, args, server, ray_executor, work: Path) -> list[tuple]:
 
 
 def compare_actors(args, server, work: Path) -> list[tuple]:
-    from curate import LLM, Pipeline
-    from curate.pipeline.executors import LocalExecutor
-    from curate.pipeline.executors.ray_executor import RayExecutor
-
     llm = LLM("scripted", base_url=server.base_url, api_key="x", concurrency=args.concurrency)
     rows = make_rows(args.llm_rows, args.llm_rows)
     pipeline = Pipeline(source=rows, stages=[judge(llm)], name="judge")
@@ -169,9 +162,6 @@ def main() -> None:
     sizes = [10_000] if args.quick else [int(s) for s in args.sizes.split(",")]
     if args.quick:
         args.llm_rows = min(args.llm_rows, 500)
-    from curate.pipeline.executors.ray_executor import RayExecutor
-    from curate.testing import ScriptedServer
-
     work = Path(tempfile.mkdtemp(prefix="executor_ray_"))
     print(f"load average before: {load()}  cpus: {os.cpu_count()}")
     ray_executor = RayExecutor(num_cpus=args.ray_cpus,
