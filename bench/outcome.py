@@ -243,8 +243,7 @@ def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[di
     for name, f in figures.items():
         print(f"{name:<10} {_shown(f['loss']):<28} {', '.join(f'{v:.3f}' for v in f['loss_per_seed']):<23} "
               f"{', '.join(str(t) for t in f['tokens'])}")
-    seeds = evaluate.load_rows(baselines.SEEDS_PATH)
-    degenerate = metrics.baseline_summaries(rows, seeds)
+    degenerate = metrics.baseline_summaries(rows, evaluate.load_rows(baselines.SEEDS_PATH))
     metrics.print_table("held-out answers (greedy, first training seed) beside degenerate answers",
                         {**{name: f["generation"] for name, f in figures.items()}, **degenerate})
     print("paired differences, first minus second (loss: negative is better), cluster bootstrap 95%; "
