@@ -10,7 +10,6 @@ the measured rate, unless ``--encode-all`` (bench/README.md).
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from benchkit import best_of, machine, script_parser
