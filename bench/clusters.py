@@ -83,45 +83,39 @@ def quality() -> None:
               + "  ".join(cells))
 
 
-class Clock:
-    """Wall and CPU seconds (all threads of this process) of each named step."""
+def speed(n: int, encode: int, encode_all: bool) -> None:
+    steps = []  # (name, wall seconds, CPU seconds of all threads of this process)
 
-    def __init__(self):
-        self.steps: list[tuple[str, float, float]] = []
-
-    def time(self, name: str, fn):
+    def timed(name: str, fn):
         wall, cpu = time.perf_counter(), time.process_time()
         out = fn()
-        self.steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
+        steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
         return out
 
-
-def speed(n: int, encode: int, encode_all: bool) -> None:
     texts = make_texts(n, seed=0)
     load_model()
-    clock = Clock()
     first = texts[:encode]
-    encoded = clock.time(f"encode {len(first)} texts (model.encode)", lambda: load_model().encode(
+    encoded = timed(f"encode {len(first)} texts (model.encode)", lambda: load_model().encode(
         first, batch_size=256, normalize_embeddings=True, convert_to_numpy=True))
-    rate_wall, rate_cpu = len(first) / clock.steps[0][1], len(first) / clock.steps[0][2]
+    rate_wall, rate_cpu = len(first) / steps[0][1], len(first) / steps[0][2]
     if encode_all:
-        x = clock.time(f"encode all {n} texts", lambda: embed_texts(texts)[0])
+        x = timed(f"encode all {n} texts", lambda: embed_texts(texts)[0])
     else:  # the real vectors, tiled: copies turned by random rotations (see embed_dedup.py)
         x = tiled(encoded.astype(np.float32), n)
     with tempfile.TemporaryDirectory() as tmp:
         cache = EmbeddingCache(Path(tmp) / "embeddings.sqlite")
         keys = [text_key("all-MiniLM-L6-v2", f"{i}\0{t}") for i, t in enumerate(texts)]
-        clock.time(f"write {n} vectors to the cache", lambda: cache.put(keys, x))
-        clock.time(f"read {n} vectors from the cache (a rerun)", lambda: cache.get(keys))
+        timed(f"write {n} vectors to the cache", lambda: cache.put(keys, x))
+        timed(f"read {n} vectors from the cache (a rerun)", lambda: cache.get(keys))
         cache.close()
-    labels = clock.time("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
-    clock.time("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
-    clock.time("2-D projection (PCA)", lambda: project_2d(x))
+    labels = timed("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
+    timed("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
+    timed("2-D projection (PCA)", lambda: project_2d(x))
     print(f"\n{n} rows, {len(set(labels))} clusters; load average {load()}; {machine()}")
     print(f"{'step':48} {'wall s':>8} {'CPU s':>8}")
-    for name, wall, cpu in clock.steps:
+    for name, wall, cpu in steps:
         print(f"{name:48} {wall:>8.1f} {cpu:>8.1f}")
-    rest = [s for s in clock.steps[1:] if not s[0].startswith("encode")]
+    rest = [s for s in steps[1:] if not s[0].startswith("encode")]
     rest_wall, rest_cpu = sum(s[1] for s in rest), sum(s[2] for s in rest)
     print(f"encoding: {rate_wall:.0f} texts/s wall, {rate_cpu:.0f} texts per CPU second")
     if not encode_all:
