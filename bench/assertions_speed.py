@@ -1,26 +1,21 @@
 """How fast the Honeycomb checker is, in queries per second on one core.
 
-    python bench/assertions_speed.py [--queries 5000] [--repeats 3]
+Times `honeycomb.check` on a seeded mix of valid and invalid queries (every part of the
+language, wrong types, unknown columns) as dicts (all, valid, invalid), JSON text and
+Python-repr text, against `json.loads` of the same text. Invalid queries cost more: an unknown
+column looks for a close match. One thread, so the rates are per core.
 
-Builds a seeded mix of valid and invalid queries (every part of the language, wrong
-types, unknown columns), then times `honeycomb.check` on dicts (all, valid, invalid),
-on JSON text and on Python-repr text, against `json.loads` of the same text as a
-baseline. Invalid queries cost more: an unknown column looks for a close match.
-The process runs on one thread, so the rates are per core.
+    python bench/assertions_speed.py [--queries 5000] [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchkit import best_of, script_parser
 
-from assertions import honeycomb  # noqa: E402
+from assertions import honeycomb
 
 COLUMNS = [f"attr.{index}" for index in range(50)] + [
     "duration_ms", "service.name", "name", "http.method", "http.status_code", "error", "trace.parent_id",
@@ -68,17 +63,15 @@ def random_query(rng: random.Random) -> dict:
 
 def best_rate(function, items: list, repeats: int) -> float:
     """Items per second over the fastest of ``repeats`` passes."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+    def one_pass():
         for item in items:
             function(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
+
+    return len(items) / best_of(one_pass, repeats)[0]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -1,22 +1,9 @@
 """Benchmark: which clustering labels the Honeycomb seeds' topics better, and clusters() at 100k.
 
-Quality (``--quality``): the 171 Honeycomb seeds' questions (``nlq``) are clustered by
-k-means (k chosen by silhouette, the default; and k = the number of reference classes) and
-by HDBSCAN (default and smaller minimum size). Three reference labellings are read from each
-question's own query, not from its words: the schema it is asked over (k8s / webshop /
-payments), the family of its first calculation (count, distinct count, percentile or heatmap,
-sum/avg/min/max, rate or concurrency) and its subject column (the first calculation's column,
-else the first breakdown, else the first filter column). Agreement is the adjusted mutual
-information (AMI: 0 for labels unrelated to the reference, 1 for the same partition; HDBSCAN's
-noise counts as one more cluster), with a 95% interval over random 80% subsamples of the rows, beside the
-degenerate answers: one cluster for all, and random labels of the default's cluster sizes.
-
-Speed (``--rows N``): each step of ``clusters()`` on N templated monitoring questions
-(``rouge_dedup.make_texts``), wall and CPU seconds. Encoding is the baseline and dominates:
-``model.encode`` is timed on the first ``--encode`` texts (5,000) and the rest is predicted
-from its rate; the other steps run on N vectors, the real ones tiled (each copy turned by a
-random rotation, as in ``embed_dedup.py``), unless ``--encode-all`` encodes every text.
-The embedding cache is timed writing and reading N vectors (what a rerun reads).
+``--quality``: k-means and HDBSCAN against labellings read from each seed's query (AMI with a
+95% interval over 80% subsamples), beside one cluster and random labels. ``--rows N``: each step
+of ``clusters()`` on N templated questions, wall and CPU seconds; encoding, the baseline, is
+timed on ``--encode`` texts and predicted for the rest unless ``--encode-all`` (bench/README.md).
 
     .venv/bin/python bench/clusters.py --quality
     .venv/bin/python bench/clusters.py --rows 100000
@@ -24,21 +11,21 @@ The embedding cache is timed writing and reading N vectors (what a rerun reads).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import ROOT, load, machine, script_parser
+from embed_dedup import tiled
+from rouge_dedup import make_texts
+from sklearn.metrics import adjusted_mutual_info_score as ami
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from curate.clustering import cluster_vectors, embed_texts  # noqa: E402
-from rouge_dedup import machine, make_texts  # noqa: E402
+from curate.clustering import (EmbeddingCache, cluster_table, cluster_vectors, embed_texts,
+                               project_2d)
+from curate.clustering.embed import text_key
+from curate.stages.dedup_embedding import load_model
 
 SEEDS = ROOT / "examples" / "honeycomb" / "data" / "seeds.jsonl"
 FAMILIES = {"COUNT": "count", "COUNT_DISTINCT": "distinct", "HEATMAP": "percentile",
@@ -64,8 +51,6 @@ def subject(query: dict) -> str:
 
 
 def ami_interval(truth, labels, rounds: int = 1000, seed: int = 0):
-    from sklearn.metrics import adjusted_mutual_info_score as ami
-
     truth, labels = np.asarray(truth), np.asarray(labels)
     rng = np.random.default_rng(seed)
     size = int(0.8 * len(truth))  # subsamples without replacement: a repeated row would
@@ -92,59 +77,45 @@ def quality() -> None:
     print(f"{'clustering':40} {'clusters':>8} {'noise':>6}  " +
           "  ".join(f"{'AMI ' + n:>26}" for n in refs))
     for name, labels in methods.items():
-        cells = []
-        for truth in refs.values():
-            value, lo, hi = ami_interval(truth, labels)
-            cells.append(f"{value:>8.3f} [{lo:6.3f}, {hi:6.3f}]".rjust(26))
+        cells = ["{:>8.3f} [{:6.3f}, {:6.3f}]".format(*ami_interval(truth, labels)).rjust(26)
+                 for truth in refs.values()]
         print(f"{name:40} {len(set(labels) - {-1}):>8} {int((labels == -1).sum()):>6}  "
               + "  ".join(cells))
 
 
-class Clock:
-    """Wall and CPU seconds (all threads of this process) of each named step."""
+def speed(n: int, encode: int, encode_all: bool) -> None:
+    steps = []  # (name, wall seconds, CPU seconds of all threads of this process)
 
-    def __init__(self):
-        self.steps: list[tuple[str, float, float]] = []
-
-    def time(self, name: str, fn):
+    def timed(name: str, fn):
         wall, cpu = time.perf_counter(), time.process_time()
         out = fn()
-        self.steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
+        steps.append((name, time.perf_counter() - wall, time.process_time() - cpu))
         return out
-
-
-def speed(n: int, encode: int, encode_all: bool) -> None:
-    from curate.clustering import EmbeddingCache, cluster_table, project_2d
-    from curate.clustering.embed import text_key
-    from curate.stages.dedup_embedding import load_model
-    from embed_dedup import tiled
 
     texts = make_texts(n, seed=0)
     load_model()
-    clock = Clock()
     first = texts[:encode]
-    encoded = clock.time(f"encode {len(first)} texts (model.encode)", lambda: load_model().encode(
+    encoded = timed(f"encode {len(first)} texts (model.encode)", lambda: load_model().encode(
         first, batch_size=256, normalize_embeddings=True, convert_to_numpy=True))
-    rate_wall, rate_cpu = len(first) / clock.steps[0][1], len(first) / clock.steps[0][2]
+    rate_wall, rate_cpu = len(first) / steps[0][1], len(first) / steps[0][2]
     if encode_all:
-        x = clock.time(f"encode all {n} texts", lambda: embed_texts(texts)[0])
+        x = timed(f"encode all {n} texts", lambda: embed_texts(texts)[0])
     else:  # the real vectors, tiled: copies turned by random rotations (see embed_dedup.py)
         x = tiled(encoded.astype(np.float32), n)
     with tempfile.TemporaryDirectory() as tmp:
         cache = EmbeddingCache(Path(tmp) / "embeddings.sqlite")
         keys = [text_key("all-MiniLM-L6-v2", f"{i}\0{t}") for i, t in enumerate(texts)]
-        clock.time(f"write {n} vectors to the cache", lambda: cache.put(keys, x))
-        clock.time(f"read {n} vectors from the cache (a rerun)", lambda: cache.get(keys))
+        timed(f"write {n} vectors to the cache", lambda: cache.put(keys, x))
+        timed(f"read {n} vectors from the cache (a rerun)", lambda: cache.get(keys))
         cache.close()
-    labels = clock.time("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
-    clock.time("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
-    clock.time("2-D projection (PCA)", lambda: project_2d(x))
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\n{n} rows, {len(set(labels))} clusters; load average {load}; {machine()}")
+    labels = timed("k-means, k chosen by silhouette", lambda: cluster_vectors(x))
+    timed("names (c-TF-IDF)", lambda: cluster_table(texts, labels))
+    timed("2-D projection (PCA)", lambda: project_2d(x))
+    print(f"\n{n} rows, {len(set(labels))} clusters; load average {load()}; {machine()}")
     print(f"{'step':48} {'wall s':>8} {'CPU s':>8}")
-    for name, wall, cpu in clock.steps:
+    for name, wall, cpu in steps:
         print(f"{name:48} {wall:>8.1f} {cpu:>8.1f}")
-    rest = [s for s in clock.steps[1:] if not s[0].startswith("encode")]
+    rest = [s for s in steps[1:] if not s[0].startswith("encode")]
     rest_wall, rest_cpu = sum(s[1] for s in rest), sum(s[2] for s in rest)
     print(f"encoding: {rate_wall:.0f} texts/s wall, {rate_cpu:.0f} texts per CPU second")
     if not encode_all:
@@ -155,7 +126,7 @@ def speed(n: int, encode: int, encode_all: bool) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = script_parser(__doc__)
     ap.add_argument("--quality", action="store_true", help="k-means vs HDBSCAN on the seeds")
     ap.add_argument("--rows", type=int, default=0, help="time clustering this many rows")
     ap.add_argument("--encode", type=int, default=5000, help="texts encoded for the rate")

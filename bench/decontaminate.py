@@ -1,21 +1,13 @@
 """Benchmark: Decontaminate's recall on planted eval overlaps and its false positives on clean rows.
 
-Reference: the distinct questions of ``examples/honeycomb/data/eval.jsonl``. Planted rows,
-one of each kind per eval question (seeded):
-
-- ``exact``: the question with its case, spacing and punctuation changed;
-- ``embedded``: the question inside a longer request (a few words before and after), what
-  an augmentation that copies a held-out question into a new one looks like;
-- ``near``: one or two words swapped for synonyms (or one dropped);
-- ``reworded``: three or more edits (synonyms, a dropped word, a clause moved to the front).
-
-Clean rows: the 171 Honeycomb seeds and two column swaps of each (same domain, same
-vocabulary, no overlap with the eval file: tests/curate/test_decontaminate.py). False
-positives are also counted by the check that fired (exact, ngram, near). A planted row counts as
-found when it is rejected (the eval file holds column swaps of one question, so the eval row
-a match names may be a sibling of the planted one). Intervals: 95% bootstrap
-over eval questions (clean rows: over rows). Degenerate answers for comparison: reject
-everything (recall 1, false positives 1) and exact match only.
+For each distinct question of ``examples/honeycomb/data/eval.jsonl`` one row of each kind is
+planted (seeded): ``exact`` (case, spacing and punctuation changed), ``embedded`` (inside a
+longer request), ``near`` (one or two words swapped for synonyms, or one dropped) and
+``reworded`` (three or more edits, a clause moved to the front). Clean rows: the Honeycomb seeds
+and two column swaps of each, whose false positives are also counted by the check that fired.
+A planted row is found when it is rejected (a match may name a sibling column swap). Intervals:
+95% bootstrap over eval questions (clean rows: over rows), beside rejecting everything and exact
+match only.
 
     .venv/bin/python bench/decontaminate.py
 """
@@ -25,16 +17,15 @@ import json
 import os
 import random
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
+from benchkit import ROOT, load
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from curate import Decontaminate, interval  # noqa: E402
-from examples.honeycomb.column_swap import swap_row  # noqa: E402
+from curate import Decontaminate, interval
+from examples.honeycomb.column_swap import swap_row
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "honeycomb" / "data"
+DATA = ROOT / "examples" / "honeycomb" / "data"
 SYNONYMS = {"count": "number", "per": "by", "show": "list", "most": "highest", "top": "leading",
             "errors": "failures", "requests": "calls", "latency": "response time",
             "average": "mean", "past": "last", "last": "previous", "which": "what",
@@ -115,7 +106,7 @@ def score(table: pd.DataFrame, reference: Path, ngram, threshold) -> dict[str, s
 
 def main() -> None:
     table, reference = planted_table()
-    print(f"load average {os.getloadavg()[0]:.2f}; {table['target'].max() + 1} eval questions, "
+    print(f"load average {load(1)}; {table['target'].max() + 1} eval questions, "
           f"{(table['kind'] == 'clean').sum()} clean questions (seeds and their column swaps)")
     kinds = ["exact", "embedded", "near", "reworded", "clean", "by check"]
     results = {"reject everything": {**{k: "1.000" for k in kinds}, "by check": "-"}}

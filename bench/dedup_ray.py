@@ -1,22 +1,10 @@
 """Benchmark: MinHashDedup and ExactDedup, local against distributed on Ray, at scale.
 
-Each run is a fresh process (so its peak RSS is its own): the corpus of
-``curate.testing.near_duplicates.make_corpus`` (20% one-word edits and reorderings) with an ``_id``, then
-``stage.run(df)`` (local) or ``RayExecutor(num_cpus=...).run_stage(stage, df)`` (Ray, started
-and warmed on a small table before the clock starts). Printed per stage and side: wall
-seconds, the driver's peak RSS and its RSS before the run (the corpus and the libraries),
-rows rejected, whether Ray kept exactly the local rows, the load average; for Ray the
-seconds its workers spent per phase (summed over tasks) and the projection to a 16-core
-cluster from those per-core figures:
-
-    T16 = driver + sketch/16 + join + bands/min(16, bands) + decide + overhead
-
-where *driver* is the run's own work outside the distributed pass (row checks, marks),
-*join* the longest read of every slice's sketches by one band task (each band task reads
-them all), and *overhead* what the 2-CPU run spent outside its tasks (scheduling, moving
-slices), kept as it is. For ExactDedup: driver + canonical/16 + groups/16 + decide +
-overhead, a lower bound (each partition task also reads every slice). The machine may be
-shared: every task's seconds are then inflated alike, and the load average is printed.
+Each side runs in a fresh process on ``make_corpus``: wall seconds, the driver's peak and base
+RSS, rows rejected, whether Ray kept the local rows; for Ray its workers' seconds per phase and
+a projection to 16 cores, MinHash: driver + sketch/16 + join + bands/min(16, bands) + decide +
+overhead (ExactDedup: driver + canonical/16 + groups/16 + decide + overhead, a lower bound).
+bench/README.md explains the terms.
 
     .venv/bin/python bench/dedup_ray.py                    # 1M rows
     .venv/bin/python bench/dedup_ray.py --sizes 100000     # a minute or two
@@ -26,23 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pandas as pd
+from benchkit import child_json, load, memory_mb, script_parser
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from minhash_dedup import memory_mb  # noqa: E402
-from curate.testing.near_duplicates import make_corpus  # noqa: E402
-
-STAGES = ("minhash", "exact")
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+from curate.testing.near_duplicates import make_corpus
 
 
 def make_stage(name: str):
@@ -95,18 +75,8 @@ def projection(stage_name: str, run: dict, cpus: int, target: int = 16) -> float
             + info["decide_task_seconds"] + overhead)
 
 
-def run_child(stage_name: str, side: str, n: int, cpus: int, keep_path: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", stage_name, side, str(n), str(cpus), keep_path]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{stage_name} on {side} failed: {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout.splitlines()[-1])
-
-
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n", 1)[1])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--stages", default="minhash,exact")
     ap.add_argument("--ray-cpus", type=int, default=2)
@@ -116,18 +86,16 @@ def main(argv=None) -> None:
         stage_name, side, n, cpus, keep_path = args.child
         print(json.dumps(child(stage_name, side, int(n), int(cpus), keep_path)))
         return
-    import tempfile
-
     print(f"{os.cpu_count()} cores | load average {load()} | Ray with {args.ray_cpus} CPUs")
     print(f"{'stage':<9}{'rows':>10}{'side':>6}{'seconds':>9}{'peak MB':>9}{'base MB':>9}"
           f"{'rejected':>10}{'same rows':>10}{'16-core s':>10}   load")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             for stage_name in args.stages.split(","):
-                runs = {}
-                for side in ("local", "ray"):
-                    runs[side] = run_child(stage_name, side, n, args.ray_cpus,
-                                           f"{tmp}/{side}.npy")
+                runs = {side: child_json([sys.executable, __file__, "--child", stage_name, side,
+                                          str(n), str(args.ray_cpus), f"{tmp}/{side}.npy"],
+                                         f"{stage_name} on {side}")
+                        for side in ("local", "ray")}
                 same = np.array_equal(np.load(f"{tmp}/local.npy"), np.load(f"{tmp}/ray.npy"))
                 for side, r in runs.items():
                     guess = (f"{projection(stage_name, r, args.ray_cpus):>10.1f}"

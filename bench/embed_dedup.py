@@ -1,21 +1,8 @@
 """Benchmark: EmbeddingDedup end to end against the raw embedding throughput of its model.
 
-Baseline: ``model.encode(texts, batch_size=256, normalize_embeddings=True)`` on the same
-texts with the same model (all-MiniLM-L6-v2, loaded once, load time excluded from both).
-Measured: ``EmbeddingDedup("text").run(df)`` (encoding, the greedy nearest-neighbour pass,
-bookkeeping, building the kept/rejected tables). Goal: end-to-end rows/s >= 0.9 x raw.
-
-Sizes up to ``--full-max`` rows are measured end to end (raw and stage runs interleaved,
-best of ``--repeat``); the stage's own ``embed_seconds`` also gives the time it spends
-outside encoding, which does not depend on how fast the encoder happened to run.
-Above it (100k by default), encoding is what the model costs whatever the dedup does, and
-on a 2-core CPU it takes minutes, so by default the ratio is computed as
-encode_time / (encode_time + dedup_overhead), where encode_time = rows / (raw rows/s measured
-on the full-max texts) and dedup_overhead is the measured time of
-``EmbeddingDedup(embeddings_field=...)`` on precomputed vectors of that many rows: the real
-embeddings of the full-max texts, tiled, each copy turned by a random rotation (so each
-copy has the same near-duplicate structure and is unrelated to the others).
-``--encode-all`` encodes every text instead and measures end to end.
+Baseline: ``model.encode`` on the same texts with the same model; goal: rows/s >= 0.9 x raw.
+Sizes above ``--full-max`` add the measured dedup of tiled real vectors to the encoding time at
+the measured rate, unless ``--encode-all`` (bench/README.md).
 
     .venv/bin/python bench/embed_dedup.py                       # 10k end to end, 100k reused
     .venv/bin/python bench/embed_dedup.py --sizes 2000 --repeat 1
@@ -23,27 +10,12 @@ copy has the same near-duplicate structure and is unrelated to the others).
 """
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
-
 import numpy as np
 import pandas as pd
+from benchkit import best_of, machine, script_parser
+from rouge_dedup import make_texts
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from curate.stages.dedup_embedding import EmbeddingDedup, greedy_dedup, load_model  # noqa: E402
-from rouge_dedup import machine, make_texts  # noqa: E402
-
-
-def best_of(repeat: int, fn):
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
+from curate.stages.dedup_embedding import EmbeddingDedup, greedy_dedup, load_model
 
 
 def tiled(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -63,13 +35,12 @@ def end_to_end(n: int, encode, args):
     texts = make_texts(n)
     df = pd.DataFrame({"text": texts})
     stage = EmbeddingDedup("text", threshold=args.threshold, batch_size=args.batch_size)
-    raws, e2es = [], []
+    times = []
     for _ in range(args.repeat):  # interleaved, so both see the same machine load
-        raw, vecs = best_of(1, lambda: encode(texts))
-        e2e, res = best_of(1, lambda: stage.run(df))
-        raws.append(raw)
-        e2es.append(e2e)
-    raw, e2e = min(raws), min(e2es)
+        raw, vecs = best_of(lambda: encode(texts))
+        e2e, res = best_of(lambda: stage.run(df))
+        times.append((raw, e2e))
+    raw, e2e = map(min, zip(*times))
     return raw, e2e, e2e - res.stats["embed_seconds"], res, vecs
 
 
@@ -78,7 +49,7 @@ def reused(n: int, base_vecs: np.ndarray, args):
     vecs = tiled(base_vecs, n)
     df = pd.DataFrame({"vec": list(vecs), "_id": [str(i) for i in range(n)]})
     stage = EmbeddingDedup(embeddings_field="vec", threshold=args.threshold)
-    seconds, res = best_of(1, lambda: stage.run(df))
+    seconds, res = best_of(lambda: stage.run(df))
     if args.recall:
         exact = set(np.flatnonzero(~greedy_dedup(vecs, args.threshold, "exact")[0]))
         approx = {int(i) for i in res.rejected["_id"]}
@@ -98,7 +69,7 @@ def print_table(rows) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--full-max", type=int, default=10000,
                     help="largest size measured end to end (unless --encode-all)")

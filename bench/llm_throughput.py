@@ -1,27 +1,19 @@
 """Throughput of the LLM client against a loopback endpoint with a fixed latency.
 
-    python bench/llm_throughput.py [--requests 2000] [--concurrency 32] [--latency 0.2]
+Against one scripted server: a plain sequential ``openai`` loop (timed on a subset,
+extrapolated); ``LLM.complete_many`` at a fixed concurrency, then self-tuning (AIMD under the
+same ceiling), against the ideal concurrency / latency; the same requests from the response
+cache (median of 3); a ``Judge`` stage over as many rows, through the endpoint and from the cache.
+Then a server of ``--slots`` slots that queues the rest (as a busy vLLM does), or answers 429,
+with a ceiling of 4x that: self-tuning against fixed, as a share of its best (slots / latency),
+retries beside. Goals: the concurrent client at 0.9 of the ideal; the self-tuning one at 0.9 of
+the fixed-capacity server's best with no timeout; cached runs above 5,000 rows/s.
 
-Measures, in one run against the same scripted server:
-  1. a plain sequential ``openai`` loop (what a notebook usually does), timed on a subset
-     and extrapolated;
-  2. ``LLM.complete_many`` with a fixed concurrency (``adaptive=False``), then self-tuning
-     (the default: AIMD under the same ceiling), against the ideal concurrency / latency;
-  3. the same requests again, answered from the response cache (median of 3 runs);
-  4. a ``Judge`` stage over as many rows, first through the endpoint, then from the cache
-     (whole-stage rows/s: prompts, cache, parsing, DataFrame bookkeeping).
-  5. a server of fixed capacity (``--slots``, the rest queue, as a busy vLLM does) with a
-     ceiling of 4x that: self-tuning against fixed, as a share of the server's best
-     (slots / latency), with the median latency and the retries (timeouts) beside;
-  6. the same server refusing with 429 instead of queueing.
-Goals: the concurrent client reaches 0.9 of the ideal; the self-tuning one 0.9 of a
-fixed-capacity server's best with no timeout; cached runs exceed 5,000 rows/s.
+    python bench/llm_throughput.py [--requests 2000] [--concurrency 32] [--latency 0.2]
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -29,6 +21,7 @@ from pathlib import Path
 
 import openai
 import pandas as pd
+from benchkit import load, script_parser
 
 from curate.llm import LLM, Request, Usage
 from curate.stages.llm.judge import Judge
@@ -83,7 +76,7 @@ def timed(fn, repeat: int = 1) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.2)
@@ -131,7 +124,7 @@ def _print(table, args, ideal: float) -> None:
     print(f"loopback endpoint: latency {args.latency * 1000:.0f} ms, concurrency "
           f"{args.concurrency}, ideal {ideal:.0f} req/s; a server of {args.slots} slots: best "
           f"{args.slots / args.latency:.0f} req/s, the ceiling {4 * args.slots}, timeout "
-          f"{args.timeout:g} s; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+          f"{args.timeout:g} s; load average {load()}\n")
     print(f"{'run':<44}{'rows':>7}{'seconds':>10}{'rows/s':>10}{'of ideal':>10}  note")
     for name, n, seconds, share, *note in table:
         share_text = f"{share:.2f}" if share is not None else "-"

@@ -1,29 +1,12 @@
 """Benchmark: MinHashDedup's recall, agreement, speed and memory, against baselines run here.
 
-Four tables, each figure printed with the 1-minute load average when it was measured (the
-machine may be shared; a load above the core count means the figures are pessimistic):
-
-1. S-curve: P(candidate) at threshold-0.1, threshold, threshold+0.1 from 1-(1-s^r)^b for
-   the stage's banding and for datasketch's default one, and the stage's measured rate on
-   synthetic pairs of exactly that Jaccard.
-2. Labelled pairs (``curate/testing/near_duplicates.py``: one-word edits, reorderings, paraphrases,
-   same-template and unrelated pairs): precision and recall of the stage's decision for
-   each pair against (a) exact Jaccard of the same shingles at the same threshold and
-   (b) ``RougeDedup`` at its default 0.7 on the same two-row table; share flagged per kind.
-3. Scale: ``MinHashDedup("text").run(df)`` on seeded corpora with a known share of
-   injected edits, each size in a fresh process: time, rows/s, peak RSS and the RSS before
-   the run (base: Python, the libraries and the corpus), rejections, and of the injected
-   edits whose source was kept and whose Jaccard with it is >= threshold ("testable"), the
-   share rejected ("caught": LSH's recall on them, expected near the S-curve's).
-4. Peers side by side on one corpus (100k texts): datasketch's ``MinHash.bulk`` +
-   ``MinHashLSH`` (a row with a candidate among the kept rows goes), rensa's
-   ``RMinHashDeduplicator`` (LSH candidates, estimated Jaccard) and ``MinHashDedup``, each
-   given the same word tokens and timed with its tokenising, best of 3 with the arms
-   alternating, each run in a fresh process (its peak RSS; its CPU time too, the least of
-   the rounds, which a busy machine inflates less than wall time); recall on the planted edits,
-   and the share of sampled rejections that no earlier kept row matches at exact Jaccard
-   >= threshold (false), with 95% Wilson intervals; beside them the degenerate answer that
-   keeps only the first row.
+Four tables, each figure beside the 1-minute load average when it was measured: 1. the S-curve,
+P(candidate) near the threshold for the stage's banding and datasketch's, and measured on pairs
+of exact Jaccard; 2. precision and recall on labelled pairs against exact Jaccard and
+``RougeDedup``; 3. the stage at scale, one process per size: time, peak and base RSS, and the
+share caught of injected edits whose source was kept and whose Jaccard is >= threshold; 4. the
+peers (datasketch's ``MinHashLSH``, rensa's ``RMinHashDeduplicator``) side by side with
+``MinHashDedup``, beside keeping only the first row (bench/README.md).
 
     .venv/bin/python bench/minhash_dedup.py                   # scale at 100k and 1M, peers at 100k
     .venv/bin/python bench/minhash_dedup.py --quick           # small sizes, a minute or so
@@ -33,38 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 import pandas as pd
+from benchkit import best_of, child_json, load, machine, memory_mb, script_parser
+from rouge_dedup import make_texts
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.dirname(__file__))
-from curate.testing.near_duplicates import KINDS, labelled_pairs, make_corpus  # noqa: E402
-from rouge_dedup import machine, make_texts  # noqa: E402
-
-from curate.stages.dedup_minhash import MinHashDedup, lsh_recall  # noqa: E402
-from curate.stages.dedup_rouge import RougeDedup  # noqa: E402
-from curate.text import unicode_tokenize  # noqa: E402
-
-
-def load() -> str:
-    return f"{os.getloadavg()[0]:.2f}"
-
-
-def memory_mb(field: str = "VmHWM") -> float:
-    """This process's peak (VmHWM) or current (VmRSS) resident memory in MB. Linux's
-    ru_maxrss would carry over the parent's peak into a child started by fork and exec."""
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from curate.stages.dedup_minhash import MinHashDedup, lsh_recall
+from curate.stages.dedup_rouge import RougeDedup
+from curate.testing.near_duplicates import KINDS, labelled_pairs, make_corpus
+from curate.text import unicode_tokenize
 
 
 def corpus(kind: str, n: int, seed: int):
@@ -107,10 +71,10 @@ def s_curve(threshold: float, num_perm: int, n: int) -> None:
     print(f"{'banding':<26}" + "".join(f"{'s=' + str(s):>10}" for s in points) + "   load")
     for label, b, r in rows:
         print(f"{label:<26}" + "".join(f"{lsh_recall(s, b, r):>10.4f}" for s in points)
-              + f"   {load()}")
+              + f"   {load(1)}")
     measured = [stage.match_pairs(*exact_pairs(s, n))["candidate"].mean() for s in points]
     print(f"{'  measured, ' + str(n) + ' pairs':<26}" + "".join(f"{m:>10.4f}" for m in measured)
-          + f"   {load()}")
+          + f"   {load(1)}")
 
 
 # -- 2. the labelled pairs ------------------------------------------------------------------
@@ -130,10 +94,8 @@ def precision_recall(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, flo
 
 def labelled(threshold: float, per_kind: int, seed: int) -> None:
     pairs = labelled_pairs(per_kind, seed)
-    start = time.perf_counter()
-    flagged = MinHashDedup("text", threshold=threshold).match_pairs(
-        [p.first for p in pairs], [p.second for p in pairs])["duplicate"].to_numpy()
-    seconds = time.perf_counter() - start
+    seconds, flagged = best_of(lambda: MinHashDedup("text", threshold=threshold).match_pairs(
+        [p.first for p in pairs], [p.second for p in pairs])["duplicate"].to_numpy())
     exact = np.array([exact_jaccard(p.first, p.second) >= threshold for p in pairs])
     rouge = np.array([rouge_decision(p.first, p.second) for p in pairs])
     kinds = np.array([p.kind for p in pairs])
@@ -143,7 +105,7 @@ def labelled(threshold: float, per_kind: int, seed: int) -> None:
     for label, truth in ((f"exact Jaccard >= {threshold}", exact),
                          ("RougeDedup (Rouge-L > 0.7)", rouge)):
         p, r = precision_recall(flagged, truth)
-        print(f"{label:<34}{p:>10.3f}{r:>8.3f}   {load()}")
+        print(f"{label:<34}{p:>10.3f}{r:>8.3f}   {load(1)}")
     print(f"{'share flagged, kind':<20}{'MinHash':>9}{'exact J':>9}{'Rouge':>9}")
     for kind in KINDS:
         at = kinds == kind
@@ -157,20 +119,14 @@ def child(n: int, kind: str, seed: int, threshold: float) -> dict:
     texts, source = corpus(kind, n, seed)
     df = with_positions(texts)
     before = memory_mb("VmRSS")
-    start = time.perf_counter()
-    res = MinHashDedup("text", threshold=threshold).run(df)
-    seconds = time.perf_counter() - start
+    seconds, res = best_of(lambda: MinHashDedup("text", threshold=threshold).run(df))
     out = {"n": n, "seconds": seconds, "peak_mb": memory_mb(), "before_mb": before,
-           "load": load(), "rejected": len(res.rejected), **{
+           "load": load(1), "rejected": len(res.rejected), **{
                k: res.stats[k] for k in ("band_pairs", "verified_pairs", "identical_sets")}}
-    rejected = set(res.rejected["_id"].astype(int))
-    injected = [(i, s) for i, s in enumerate(source) if s is not None]
-    # an edit can only be caught when its source was kept (else it is compared with the
-    # row that rejected the source); those at or above the threshold test LSH's recall
-    near = [i for i, s in injected if s not in rejected
-            and exact_jaccard(texts[i], texts[s]) >= threshold]
-    out.update(injected=len(injected), near=len(near),
-               caught=sum(i in rejected for i in near) / max(1, len(near)))
+    keep = np.ones(n, dtype=bool)
+    keep[res.rejected["_id"].astype(int).to_numpy()] = False
+    caught, near = planted_recall(texts, source, keep, threshold)
+    out.update(injected=sum(s is not None for s in source), near=near, caught=caught)
     return out
 
 
@@ -181,8 +137,7 @@ def scale(sizes, kind: str, seed: int, threshold: float) -> None:
     for n in sizes:
         cmd = [sys.executable, __file__, "--child", str(n), "--corpus", kind,
                "--seed", str(seed), "--threshold", str(threshold)]
-        r = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                      text=True).stdout.splitlines()[-1])
+        r = child_json(cmd, f"{n} texts")
         caught = f"{r['caught']:.3f}" if r["near"] else "-"
         print(f"{n:>9}{r['seconds']:>9.1f}{n / r['seconds']:>10,.0f}{r['peak_mb']:>9.0f}"
               f"{r['before_mb']:>8.0f}{r['rejected']:>10}{r['injected']:>10}{r['near']:>9}"
@@ -230,7 +185,7 @@ def arm_child(arm: str, n: int, kind: str, seed: int, threshold: float, num_perm
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(keep_path, keep)
     return {"seconds": seconds, "cpu": cpu, "peak_mb": memory_mb(), "before_mb": before,
-            "load": load()}
+            "load": load(1)}
 
 
 def word_matrix(texts: list[str]):
@@ -273,8 +228,9 @@ def wilson(hits: float, n: int, z: float = 1.96) -> str:
 
 
 def planted_recall(texts, source, keep, threshold):
-    """(share rejected, pairs) of the planted edits whose source was kept and whose exact
-    Jaccard with it is >= threshold."""
+    """(share rejected, pairs) of the planted edits whose source was kept (else an edit is
+    compared with the row that rejected its source) and whose exact Jaccard with it is >=
+    threshold: those test LSH's recall."""
     near = [i for i, s in enumerate(source) if s is not None and keep[s]
             and exact_jaccard(texts[i], texts[s]) >= threshold]
     return float((~keep[near]).mean()) if near else float("nan"), len(near)
@@ -293,10 +249,9 @@ def peers(n: int, kind: str, seed: int, threshold: float, num_perm: int, rounds:
                        kind, "--seed", str(seed), "--threshold", str(threshold),
                        "--num-perm", str(num_perm), "--keep-path", f"{tmp}/{arm}.npy"]
                 try:
-                    out = json.loads(subprocess.run(cmd, check=True, capture_output=True,
-                                                    text=True).stdout.splitlines()[-1])
-                except subprocess.CalledProcessError as error:
-                    print(f"  {arm}: failed ({error.stderr.strip().splitlines()[-1]})")
+                    out = child_json(cmd, arm)
+                except SystemExit as error:
+                    print(f"  {arm}: failed ({str(error).splitlines()[-1]})")
                     continue
                 print(f"  round {r + 1} {arm:<13}{out['seconds']:8.2f}s  CPU {out['cpu']:6.2f}s"
                       f"  peak {out['peak_mb']:6.0f} MB   load {out['load']}", flush=True)
@@ -305,9 +260,8 @@ def peers(n: int, kind: str, seed: int, threshold: float, num_perm: int, rounds:
                 cpu[arm] = min(cpu.get(arm, np.inf), out["cpu"])
         texts, source = corpus(kind, n, seed)
         words = word_matrix(texts)
-        everything_but_first = np.r_[True, np.zeros(n - 1, dtype=bool)]
         masks = {arm: np.load(f"{tmp}/{arm}.npy") for arm in best}
-        masks["(degenerate: keep one)"] = everything_but_first
+        masks["(degenerate: keep one)"] = np.r_[True, np.zeros(n - 1, dtype=bool)]
     ours = best.get("MinHashDedup", {}).get("seconds")
     print(f"{'arm':<24}{'seconds':>8}{'vs ours':>8}{'CPU s':>7}{'vs ours':>8}{'peak MB':>8}"
           f"{'base MB':>8}{'rejected':>9}{'recall':>8}{'95% CI':>16}{'false':>7}{'95% CI':>16}   load")
@@ -321,16 +275,14 @@ def peers(n: int, kind: str, seed: int, threshold: float, num_perm: int, rounds:
                       f"{'-':>{w}}" for w in (8, 8, 7, 8, 8, 8)))
         print(f"{arm:<24}{timing}{(~keep).sum():>9}{recall:>8.4f}"
               f"{wilson(recall * pairs, pairs):>16}{false:>7.3f}"
-              f"{wilson(false * checked, checked):>16}   {run.get('load', load())}")
+              f"{wilson(false * checked, checked):>16}   {run.get('load', load(1))}")
     print(f"  recall: planted one-word edits and reorderings whose source the arm kept and whose "
           f"exact Jaccard is >= {threshold}; false: {sample} sampled rejections that no earlier "
           f"kept row matches at exact Jaccard >= {threshold}")
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n", 1)[1])
+    ap = script_parser(__doc__)
     ap.add_argument("--sizes", default="100000,1000000", help="scale sizes (table 3)")
     ap.add_argument("--peer-size", type=int, default=100_000, help="table 4 texts")
     ap.add_argument("--rounds", type=int, default=3, help="table 4 runs per arm")
@@ -360,7 +312,7 @@ def main(argv=None) -> None:
         args.sizes, args.peer_size, args.per_kind, args.curve_pairs, args.rounds = (
             "20000", 10_000, 100, 3000, 1)
     skip = set(args.skip.split(","))
-    print(machine(), f"| load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(machine(), f"| load average {load()}")
     if "1" not in skip:
         s_curve(args.threshold, args.num_perm, args.curve_pairs)
     if "2" not in skip:

@@ -1,37 +1,28 @@
 """Benchmark: the in-process models on a busy machine: torch's default threads vs the
 threads chosen from the cores free (``curate.core.threads``), and peak memory.
 
+The work: a stage of the Honeycomb spec (``--stage``: ``llm_reword``, Augment on the embedded
+SmolLM2-135M-Instruct; or ``judge``, longer prompts) on the first ``--seeds`` seeds, each run in
+a fresh process with an empty cache, while ``--busy`` processes spin a core each. Arms, in turns:
+``default`` (``CURATE_THREADS`` pinned to torch's default) against ``chosen`` (the library's
+choice); ``one_batch`` (a batch of 16 in one prompt pass) against ``budget`` (the backend's
+``batch_tokens``) for peak memory; ``whole_prompts`` against ``shared_start`` (the start a
+batch's prompts share computed once) for the prompt pass. Printed per run: seconds (model load
+excluded), threads, peak RSS, load average; then each arm's best and the ratio.
+
     .venv/bin/python bench/model_threads.py [--seeds 12] [--busy 1] [--rounds 2]
     .venv/bin/python bench/model_threads.py --stage judge --seeds 16 --busy 0 --arms one_batch,budget
-
-The work is the Honeycomb spec's rewording stage (``llm_reword``: ``Augment`` on the
-embedded SmolLM2-135M-Instruct, 2 rewordings per seed) on the first ``--seeds`` seeds,
-each run in a fresh process with an empty response cache. ``--busy`` other processes spin
-a core each for the whole benchmark (the other job of a shared machine). Arms, in turns:
-``default`` pins ``CURATE_THREADS`` to torch's own default (one thread per core, as before
-the choice existed), ``chosen`` leaves the choice to the library. Printed per run: seconds
-(the model load excluded), the threads used, the peak RSS of the process and the 1-minute
-load average; then each arm's best and the ratio. The arms ``one_batch`` (every request of
-a batch of 16 in one prompt pass, as before the budget) and ``budget`` (the embedded
-backend's ``batch_tokens``) compare the peak memory of generating; ``--stage judge`` runs
-the spec's judge on the seeds instead (longer prompts). The arms ``whole_prompts`` (every
-prompt computed in full, as before) and ``shared_start`` (the start a batch's prompts share
-computed once, the default) compare the time of the prompt pass:
-
     .venv/bin/python bench/model_threads.py --stage judge --seeds 16 --busy 0 --arms whole_prompts,shared_start
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchkit import ROOT, child_json, in_turns, script_parser
 
 CHILD = """
 import json, os, resource, sys, time
@@ -62,18 +53,15 @@ print(json.dumps({{"seconds": time.perf_counter() - start, "threads": model_thre
 
 def child(seeds: int, env: dict, stage: str) -> dict:
     with tempfile.TemporaryDirectory() as cache:
-        done = subprocess.run([sys.executable, "-c", CHILD.format(seeds=seeds, stage=stage)], cwd=ROOT,
-                              capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-                                   "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                                   "CURATE_CACHE_DIR": cache, **env})
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": os.getloadavg()[0]}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false", "CURATE_CACHE_DIR": cache, **env}
+        run = child_json([sys.executable, "-c", CHILD.format(seeds=seeds, stage=stage)], stage,
+                         cwd=ROOT, env=env)
+    return {**run, "load": os.getloadavg()[0]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=12)
     parser.add_argument("--busy", type=int, default=1, help="processes spinning a core each")
     parser.add_argument("--rounds", type=int, default=2)
@@ -97,7 +85,7 @@ def main() -> None:
     try:
         time.sleep(5 if args.busy else 0)  # let the spinners show in the runnable count
         for turn in range(args.rounds):
-            for name in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+            for name in in_turns(arms, turn):
                 run = child(args.seeds, arms[name], args.stage)
                 runs[name].append(run)
                 print(f"  {name:<8} {run['seconds']:7.1f} s  threads {run['threads']}  "

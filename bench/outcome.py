@@ -1,39 +1,14 @@
 """Benchmark: does curation train a better model? The same fine-tune at the same budget on clean,
 noisy and curated data, scored on all held-out rows with intervals and paired tests.
 
-The conditions (``examples/honeycomb``: the 171 seeds and their deterministic column swaps):
-
-- ``clean``: the seeds and their swaps, as made;
-- ``noisy``: the same with faults injected into the swaps at known rates
-  (``examples/honeycomb/faults.py``, ``--rates``): checker-detectable ones, wrong-but-valid
-  ones, a near-duplicate flood;
-- ``curated``: ``noisy`` after the spec's deterministic stages, in its order
-  (``examples/honeycomb/stage_accuracy.py``). The spec runs its question-level Rouge-L dedup before the
-  column swap, so it never meets a swap; on swapped rows it removes half the clean rows at
-  random (see the stage-accuracy table), so it is left out here (``--skip``);
-- ``suspects`` (on by default; ``--no-suspects`` leaves it out): ``curated`` after `SuspectFilter`
-  (k folds fine-tuned on the question alone, 10% of the rows with the least likely answers removed);
-- ``llm`` (``--llm``, needs ``OPENAI_BASE_URL``): ``curated`` after the spec's judge and repair
-  with that endpoint, and the checker again.
-
-Every condition trains on exactly ``--rows`` rows (each unique row repeated evenly, a seeded
-sample for the remainder, shuffled) for ``--steps`` steps of packed sequences: the same
-tokens and steps. ``--train-seeds`` seeds each (default 2): the gold-answer loss uses all,
-generation the first ``--generate-seeds``. On all 209 rows of ``eval.jsonl`` (``--eval-rows N``: the
-first N, a mix of the three schemas), never trained on:
-the teacher-forced loss of the gold answer (``train/answer_loss.py``, nats per token, lower is
-better), and from greedy answers validity, atom F1 and exact match, each with a 95% cluster
-bootstrap interval over the rows' ``group``; beside them what the degenerate answers score
-(``{}``, COUNT + a regex time window, the nearest seed's query). Then paired differences
-between conditions (cluster bootstrap) with McNemar's exact test on validity and exact match,
-the stage-accuracy table, the suspect filter's recall, the load average. A JSON record goes
-to ``OUT/outcome.json``.
-
-The default takes about 2.5 hours on two CPU cores with SmolLM2-135M (training 150-180
-tokens/s, about 13 minutes of greedy answers per model); ``--rows 96 --steps 22 --train-seeds 1``
-ran in 93 minutes. On a machine shared with other jobs ``--threads 1`` is several times faster.
-``--quick`` builds a tiny random model and scores 24 held-out rows: a few minutes (the test
-suite runs it).
+Conditions: ``clean`` (the seeds and their column swaps), ``noisy`` (faults injected at known
+rates, ``--rates``), ``curated`` (the spec's deterministic stages, less ``--skip``), ``suspects``
+(then `SuspectFilter`; ``--no-suspects``) and ``llm`` (``--llm``: then the spec's judge and
+repair, at ``OPENAI_BASE_URL``). Each trains ``--train-seeds`` times on exactly ``--rows`` rows
+for ``--steps`` steps; scored by the gold answer's loss and greedy answers' validity, atom F1 and
+exact match beside the degenerate answers, then paired; the record goes to ``OUT/outcome.json``.
+About 2.5 hours on two cores (``--threads 1`` on a shared machine); ``--quick`` trains a tiny
+random model in minutes (the test suite runs it). bench/README.md has the method.
 
     .venv/bin/python bench/outcome.py --threads 1
     .venv/bin/python bench/outcome.py --no-suspects --threads 1 --out runs/outcome-abc
@@ -46,19 +21,30 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import torch
+from benchkit import ROOT, best_of, script_parser
+from stage_accuracy import parse_rates
+from suspects import suspect_stage
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy,  # noqa: E402
-                                               in_order, recall_at, spec_stages, stage_accuracy)
+from curate import Judge, Repair
+from curate.llm import use_default_cache_path
+from curate.llm.backends import SMOLLM2_FILE, smollm2_path
+from curate.pipeline.spec import load_spec
+from curate.stats import interval, mcnemar_exact, paired_difference
+from examples.honeycomb import backends, baselines, evaluate, metrics
+from examples.honeycomb.faults import DEFAULT_RATES
+from examples.honeycomb.stage_accuracy import (CLEAN, LABEL, faulted_table, format_accuracy, in_order,
+                                               recall_at, spec_stages, stage_accuracy)
+from train.answer_loss import answer_losses
+from train.config import load_config
+from train.loop import train
+from train.model import load_tokenizer, load_trained
 
 SPEC = ROOT / "examples/honeycomb/spec.py"
 EVAL = ROOT / "examples/honeycomb/data/eval.jsonl"
@@ -72,8 +58,6 @@ QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8, eval_ro
 # -- the training sets ------------------------------------------------------------------------------
 def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict, dict]:
     """``({condition: table}, {"stage_accuracy", "suspects"})``: the unique rows of each."""
-    from examples.honeycomb.faults import DEFAULT_RATES
-
     noisy = faulted_table(args.rates or DEFAULT_RATES, seed=settings["fault_seed"])
     sets = {"clean": faulted_table({}, seed=settings["fault_seed"]), "noisy": noisy}
     stages = spec_stages()
@@ -86,8 +70,6 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
         _say("the suspect filter")
         sets["suspects"], extra["suspects"] = suspect_filtered(sets["curated"], settings, model, out)
     if args.llm:
-        from curate.llm import use_default_cache_path
-
         _say("the spec's judge and repair")
         with use_default_cache_path(out / "llm.sqlite"):  # replies reused by a rerun of this folder only
             sets["llm"], _, _ = in_order(sets["curated"], llm_stages())
@@ -97,8 +79,6 @@ def build_conditions(settings: dict, args, model: dict, out: Path) -> tuple[dict
 def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path) -> tuple[pd.DataFrame, dict]:
     """The table less what `SuspectFilter` rejects, and its recall of each fault kind; read back
     from ``OUT/results/suspect-filter.json`` when the table, settings and model are unchanged."""
-    from suspects import suspect_stage
-
     table = table.reset_index(drop=True)
     names = ("folds", "suspect_epochs", "suspect_share")
     key = _digest({k: settings[k] for k in names}, model, table.to_json(orient="records", default_handler=str))
@@ -124,9 +104,6 @@ def suspect_filtered(table: pd.DataFrame, settings: dict, model: dict, out: Path
 
 def llm_stages() -> list:
     """The spec's judge and repair (pointed at the configured endpoint) and the checker after."""
-    from curate import Judge, Repair
-    from curate.pipeline.spec import load_spec
-
     spec = load_spec(SPEC).stages
     return [s for s in spec if isinstance(s, (Judge, Repair)) or s.name == "assertions_after_repair"]
 
@@ -153,8 +130,6 @@ def write_rows(table: pd.DataFrame, export, path: Path) -> Path:
 
 # -- training and scoring --------------------------------------------------------------------------
 def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
-    from train.config import load_config
-
     overrides = dict(data=str(data), val_fraction=0.0, max_steps=settings["steps"],
                      micro_batch_size=settings["micro_batch"], grad_accum=1, max_seq_len=settings["seq_len"],
                      lr=settings["lr"], warmup_ratio=0.05, packing=True, seed=seed, eval_every=0,
@@ -164,12 +139,9 @@ def train_config(settings: dict, data: Path, out: Path, model: dict, seed: int):
 
 
 def train_one(cfg) -> dict:
-    from train.loop import train
-
-    start = time.perf_counter()
-    result = train(cfg)
-    return {"adapter": result["adapter_dir"], "minutes": round((time.perf_counter() - start) / 60, 1),
-            "tokens": result.get("tokens") or _logged_tokens(Path(cfg.output_dir))}
+    seconds, result = best_of(lambda: train(cfg))
+    return {"adapter": result["adapter_dir"], "minutes": round(seconds / 60, 1),
+            "tokens": _logged_tokens(Path(cfg.output_dir))}
 
 
 def _logged_tokens(folder: Path) -> int | None:
@@ -181,17 +153,12 @@ def _logged_tokens(folder: Path) -> int | None:
 
 
 def gold_losses(cfg, adapter: str, conversations: list) -> list[float]:
-    from train.answer_loss import answer_losses
-    from train.model import load_tokenizer, load_trained
-
     model = load_trained(cfg, adapter).eval()
     return answer_losses(model, load_tokenizer(cfg), conversations, cfg.template, cfg.eot_token)
 
 
 def answers(cfg, adapter: str, rows: list[dict], max_tokens: int) -> list[dict]:
     """Greedy first answers to the held-out rows, each assessed (`metrics.assess`)."""
-    from examples.honeycomb import backends, evaluate, metrics
-
     report = evaluate.evaluate(backends.model_generator(cfg, adapter, max_tokens), rows, attempts=1)
     return [metrics.assess(record["first"], row) for record, row in zip(report["predictions"], rows)]
 
@@ -240,9 +207,6 @@ def _digest(*parts) -> str:
 
 # -- the report -------------------------------------------------------------------------------------
 def summaries(results: dict, groups: list) -> dict:
-    from curate.stats import interval
-    from examples.honeycomb import metrics
-
     out = {}
     for name, r in results.items():
         out[name] = {"loss": interval(r["loss_rows"], groups).as_dict(),
@@ -255,8 +219,6 @@ def summaries(results: dict, groups: list) -> dict:
 
 def paired(results: dict, groups: list) -> list[dict]:
     """Each pair's differences (first minus second) with intervals; McNemar on pass/fail."""
-    from curate.stats import mcnemar_exact, paired_difference
-
     out = []
     for first, second in PAIRS:
         if first not in results or second not in results:
@@ -264,19 +226,15 @@ def paired(results: dict, groups: list) -> list[dict]:
         a, b = results[first], results[second]
         record = {"pair": f"{first} - {second}",
                   "loss": paired_difference(a["loss_rows"], b["loss_rows"], groups).as_dict()}
-        for name, key in (("atom_f1", "atom_f1"), ("validity", "valid"), ("exact_match", "exact")):
-            record[name] = paired_difference([x[key] for x in a["assessed"]], [x[key] for x in b["assessed"]],
-                                             groups).as_dict()
-        for name, key in (("validity", "valid"), ("exact_match", "exact")):
-            record[f"mcnemar_{name}"] = mcnemar_exact([x[key] for x in a["assessed"]],
-                                                      [x[key] for x in b["assessed"]])
+        measures = {"atom_f1": "atom_f1", "validity": "valid", "exact_match": "exact"}
+        both = {name: [[x[key] for x in r["assessed"]] for r in (a, b)] for name, key in measures.items()}
+        record.update({name: paired_difference(*pair, groups).as_dict() for name, pair in both.items()})
+        record.update({f"mcnemar_{name}": mcnemar_exact(*both[name]) for name in ("validity", "exact_match")})
         out.append(record)
     return out
 
 
 def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[dict]) -> dict:
-    from examples.honeycomb import baselines, metrics
-
     print(f"{'condition':<10} {'unique':>6} {'x':>5}  composition")
     for name, parts in composed.items():
         kinds = ", ".join(f"{k} {v}" for k, v in parts.items() if k not in ("unique", "repeats"))
@@ -285,8 +243,7 @@ def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[di
     for name, f in figures.items():
         print(f"{name:<10} {_shown(f['loss']):<28} {', '.join(f'{v:.3f}' for v in f['loss_per_seed']):<23} "
               f"{', '.join(str(t) for t in f['tokens'])}")
-    seeds = evaluate_rows(baselines.SEEDS_PATH)
-    degenerate = metrics.baseline_summaries(rows, seeds)
+    degenerate = metrics.baseline_summaries(rows, evaluate.load_rows(baselines.SEEDS_PATH))
     metrics.print_table("held-out answers (greedy, first training seed) beside degenerate answers",
                         {**{name: f["generation"] for name, f in figures.items()}, **degenerate})
     print("paired differences, first minus second (loss: negative is better), cluster bootstrap 95%; "
@@ -296,12 +253,6 @@ def print_report(figures: dict, pairs: list[dict], composed: dict, rows: list[di
               f"validity {_shown(p['validity'])} p={p['mcnemar_validity']['p_value']:.3f}  "
               f"exact {_shown(p['exact_match'])} p={p['mcnemar_exact_match']['p_value']:.3f}")
     return {label: metrics.headline(summary) for label, summary in degenerate.items()}
-
-
-def evaluate_rows(path: Path, limit: int | None = None) -> list[dict]:
-    from examples.honeycomb import evaluate
-
-    return evaluate.load_rows(path, limit)
 
 
 def _shown(f: dict) -> str:
@@ -314,11 +265,6 @@ def _say(what: str) -> None:
 
 def _quick_model(out: Path) -> dict:
     """A tiny random Llama with SmolLM2's tokenizer (chat template included)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    from curate.llm.backends import SMOLLM2_FILE, smollm2_path
-
     folder = out / "tiny-model"
     if not (folder / "config.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(smollm2_path(), gguf_file=SMOLLM2_FILE)
@@ -333,13 +279,13 @@ def _quick_model(out: Path) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--out", default="runs/outcome")
     parser.add_argument("--quick", action="store_true", help="a tiny random model, a few rows: seconds")
     parser.add_argument("--suspects", action=argparse.BooleanOptionalAction, default=True,
                         help="the suspect-filter condition (default: on)")
     parser.add_argument("--llm", action="store_true", help="also the spec's judge and repair (OPENAI_BASE_URL)")
-    parser.add_argument("--rates", type=_rates, help="kind=share,... over faults.DEFAULT_RATES")
+    parser.add_argument("--rates", type=parse_rates, help="kind=share,... over faults.DEFAULT_RATES")
     parser.add_argument("--skip", default="rouge_dedup", help="deterministic stages the curated set leaves out")
     parser.add_argument("--threads", type=int, help="torch threads (1 is faster on a loaded machine)")
     parser.add_argument("--conditions", default=",".join(BASE),
@@ -359,17 +305,9 @@ def parse_args(argv=None):
     return args, settings
 
 
-def _rates(text: str) -> dict:
-    from stage_accuracy import _rates as parse  # bench/stage_accuracy.py, the script's parser
-
-    return parse(text)
-
-
 def main(argv=None) -> int:
     args, settings = parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -377,10 +315,8 @@ def main(argv=None) -> int:
     print(f"load average: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; cpus: {os.cpu_count()}")
     print(f"settings: {json.dumps(settings)}; rows x steps: {settings['rows']} rows, {settings['steps']} steps of "
           f"{settings['micro_batch']} packed sequences of up to {settings['seq_len']} tokens", flush=True)
-    from curate.pipeline.spec import load_spec
-
     model = _quick_model(out) if args.quick else {}
-    rows = evaluate_rows(EVAL, settings["eval_rows"] or None)  # 0: all
+    rows = evaluate.load_rows(EVAL, settings["eval_rows"] or None)  # 0: all
     export = load_spec(SPEC).export
     held = {"rows": rows, "export": export, "conversations": [export.messages(row) for row in rows]}
     sets, extra = build_conditions(settings, args, model, out)

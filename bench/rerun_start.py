@@ -14,7 +14,6 @@ each, the rerun as a ratio to the first arm's, the load average of every round, 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -22,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runner_scale import BATCHED, ROOT, SPEC, make_source, parse_arm, timed
+from benchkit import ROOT, in_turns, script_parser
+from runner_scale import BATCHED, SPEC, make_source, parse_arm, timed
 
 
 def imports_pandas(cmd: list[str], arm) -> bool:
@@ -35,7 +35,7 @@ def imports_pandas(cmd: list[str], arm) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--arm", action="append", default=[],
@@ -55,7 +55,7 @@ def main() -> None:
     times = {(a, c): [] for a in arms for c in commands}
     loads = []
     for turn in range(args.rounds):
-        for name in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+        for name in in_turns(arms, turn):
             for what, cmd in commands.items():
                 times[name, what].append(timed([sys.executable, *cmd(work / name)],
                                                arms[name])[0])

@@ -1,28 +1,16 @@
 """Benchmark: the pipeline runner against plain pandas doing the same work, at scale.
 
-The job: read a JSONL source, keep rows whose text is longer than 40 characters, drop rows
-whose ``key`` repeats, sample half of what is left (seeded), and write the result as JSON
-lines. Two sides, measured in the same run on the same file:
-
-- pandas: ``read_json(lines=True)`` -> boolean filter -> ``drop_duplicates("key")`` ->
-  ``sample(n, random_state=0)`` -> ``to_json(lines=True)`` (one process, nothing else);
-- the runner: ``python -m curate.pipeline spec.py --out DIR`` with
-  ``Filter -> ExactDedup("key") -> Sample -> ChatExport``, a fresh run folder (ids,
-  checkpoints, rejected/errored files, the export, the report and the manifest included),
-  then the same command again on the unchanged spec (the resume cost).
-
-It also times ``ExactDedup(key).run(df)`` against ``df.drop_duplicates(key)`` on the same
-table and keys (a text key and a three-field key; the fastest of five calls each), and
-prints the run folder's size beside the source's and the peak memory of each side. The
-rerun is shown two ways: the whole command's wall time (Python's start and the imports,
-about 0.45 s, included) and the seconds the run itself records in its manifest. Figures
-are ratios against the pandas side measured in the same run; the load average is printed
-beside them.
-
-Arms compare versions of the code in one invocation: ``--arm NAME=DIR[,VAR=VALUE...]``
-(repeated) runs the runner side from the checkout ``DIR`` with those environment variables;
-with ``--rounds N`` every round measures pandas and then each arm, in turns (the first arm
-first in odd rounds, last in even ones), so contention from other work hits every arm alike.
+The job, both sides on the same JSONL file: keep rows whose text is longer than 40 characters,
+drop rows whose ``key`` repeats, sample half (seeded), write JSON lines. pandas does it in one
+process (``read_json`` -> filter -> ``drop_duplicates`` -> ``sample`` -> ``to_json``); the runner
+as ``python -m curate.pipeline spec.py --out DIR`` (Filter -> ExactDedup -> Sample -> ChatExport
+into a fresh run folder, everything it writes included), then again on the unchanged spec: the
+rerun, as the whole command's wall time (start and imports included) and as the seconds its
+manifest records. Also ``ExactDedup(key).run(df)`` against ``df.drop_duplicates(key)`` (a text
+key and a three-field key, the fastest of five calls each), the run folder's size against the
+source's and each side's peak memory. Figures are ratios against pandas in the same run, beside
+the load average. ``--arm NAME=DIR[,VAR=VALUE...]`` (repeated) runs the runner from that
+checkout with those variables; ``--rounds N`` measures pandas then each arm, in turns.
 
     .venv/bin/python bench/runner_scale.py                    # 100k and 1M rows
     .venv/bin/python bench/runner_scale.py --sizes 10000 --rowwise
@@ -30,11 +18,11 @@ first in odd rounds, last in even ones), so contention from other work hits ever
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,8 +30,7 @@ import textwrap
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, best_of, in_turns, load, script_parser
 
 WORDS = ("latency error rate checkout payments auth search frontend inventory shipping "
          "billing gateway users catalog orders p99 p50 count sum heatmap region host pod "
@@ -133,12 +120,9 @@ def parse_arm(text: str) -> tuple[str, tuple[Path, dict]]:
     return name, (Path(folder).resolve(), dict(a.split("=", 1) for a in assignments))
 
 
-DEDUP_REPEATS = 5
-
-
 def dedup_side(source: Path) -> dict:
     """ExactDedup vs drop_duplicates in one process, on the same table and keys, each the
-    fastest of `DEDUP_REPEATS` calls."""
+    fastest of five calls."""
     from curate import ExactDedup, read_table
     from curate.core.table import assign_ids
 
@@ -146,25 +130,15 @@ def dedup_side(source: Path) -> dict:
     out = {}
     for label, keys in (("text key", ["key"]), ("3-field key", ["key", "label", "n"])):
         stage = ExactDedup(tuple(keys) if len(keys) > 1 else keys[0])
-        base, pd_kept = best_of(lambda: df.drop_duplicates(keys))
-        ours, result = best_of(lambda: stage.run(df))
+        base, pd_kept = best_of(lambda: df.drop_duplicates(keys), 5)
+        ours, result = best_of(lambda: stage.run(df), 5)
         assert len(result.kept) == len(pd_kept), (len(result.kept), len(pd_kept))
         out[label] = (ours, base)
     return out
 
 
-def best_of(fn, repeats: int = DEDUP_REPEATS):
-    """The fastest of ``repeats`` calls (as ``timeit`` reports) and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated row counts")
     parser.add_argument("--rowwise", action="store_true",
                         help="also run the spec with a row-wise predicate (a Python function "
@@ -178,8 +152,7 @@ def main() -> None:
     arms = dict(map(parse_arm, args.arm)) or {"this": (ROOT, {})}
     work = Path(args.keep or tempfile.mkdtemp(prefix="runner_scale_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}  "
-          f"cpus: {os.cpu_count()}")
+    print(f"load average before: {load()}  cpus: {os.cpu_count()}")
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         source = work / f"source_{n}.jsonl"
@@ -189,7 +162,7 @@ def main() -> None:
         variants = [("batched", BATCHED)] + ([("row-wise", ROWWISE)] if args.rowwise else [])
         for turn in range(args.rounds):
             pd_s, pd_mem = pandas_side(source, work / f"pandas_{n}.jsonl", sample)
-            for arm in (list(arms) if turn % 2 == 0 else list(arms)[::-1]):
+            for arm in in_turns(arms, turn):
                 for label, filt in variants:
                     spec = work / f"spec_{label}.py"
                     spec.write_text(SPEC.format(filter=filt, source=str(source), sample=sample))
@@ -199,35 +172,30 @@ def main() -> None:
                     first_in_run = run_seconds(out)
                     again, _ = runner_side(spec, out, arms[arm])
                     again_in_run = run_seconds(out)
-                    size = folder_bytes(out) - folder_bytes(out / "cache") \
-                        if (out / "cache").exists() else folder_bytes(out)
+                    size = folder_bytes(out) - folder_bytes(out / "cache")
                     rows.append((n, arm, label, pd_s, first, again, again_in_run / first_in_run,
                                  size / source.stat().st_size, pd_mem, mem,
                                  os.getloadavg()[0]))
-        dedup = dedup_side(source)
-        for key, (ours, base) in dedup.items():
+        for key, (ours, base) in dedup_side(source).items():
             print(f"{n:>9,} rows  ExactDedup ({key}): {ours:.2f} s vs drop_duplicates "
                   f"{base:.2f} s = {ours / base:.1f}x")
-    print()
-    print(f"{'rows':>9}  {'arm':<10} {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
+    print(f"\n{'rows':>9}  {'arm':<10} {'filter':<9} {'pandas s':>9} {'runner s':>9} {'ratio':>6} "
           f"{'rerun s':>8} {'rerun/first':>11} {'in-run':>7} {'folder/src':>10} "
           f"{'pandas MiB':>10} {'runner MiB':>10} {'load':>5}")
-    for n, arm, label, pd_s, first, again, in_run, size, pd_mem, mem, load in rows:
+    for n, arm, label, pd_s, first, again, in_run, size, pd_mem, mem, after in rows:
         print(f"{n:>9,}  {arm:<10} {label:<9} {pd_s:>9.2f} {first:>9.2f} {first / pd_s:>5.2f}x "
               f"{again:>8.2f} {again / first:>10.1%} {in_run:>6.1%} {size:>9.2f}x "
-              f"{pd_mem:>10,} {mem:>10,} {load:>5.2f}")
+              f"{pd_mem:>10,} {mem:>10,} {after:>5.2f}")
     print("rerun/first: wall time of the whole command, Python's start and imports included; "
           "in-run: the\nseconds each run's manifest records (what the run itself spent); load: "
           "the 1-minute load average after the row.")
     if args.rounds > 1:
-        import statistics
-
         for key in dict.fromkeys((n, arm, label) for n, arm, label, *_ in rows):
             ratios = [r[4] / r[3] for r in rows if r[:3] == key]
             print(f"{key[0]:>9,}  {key[1]:<10} {key[2]:<9} median ratio over "
                   f"{len(ratios)} rounds: {statistics.median(ratios):.2f}x "
                   f"({min(ratios):.2f}x-{max(ratios):.2f}x)")
-    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\nload average after: {load()}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

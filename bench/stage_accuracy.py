@@ -1,43 +1,29 @@
 """Benchmark: what each curation stage removes, measured on faults injected at known rates.
 
-The table is the Honeycomb seeds and their deterministic column swaps; faults of every kind
-(``examples/honeycomb/faults.py``) are injected into the swaps (the seeds stay clean) at the
-rates given. Each deterministic stage of the example spec (``examples/honeycomb/spec.py``,
-built from the spec itself) runs on the whole table with ``Stage.run``, and then all of them
-in the spec's order; for each, the table gives the share of every fault kind it removed
-(recall), the share of clean rows it removed, and the precision of what it removed (with 95%
-Wilson intervals). A filter that removes rows at random removes every kind at the same share
-and has the fault rate as its precision: the line under the table gives both.
-
-With ``--judge`` the spec's judge runs too when an endpoint is configured (``OPENAI_BASE_URL``,
-``OPENAI_API_KEY``, ``CURATE_LLM_MODEL``); ``--embedded`` lets it run the embedded
-SmolLM2-135M without one (slow: minutes per hundred rows). A row counts as removed by the
-judge when it is rejected, errored or given the verdict ``bad``. No training is needed.
+Each deterministic stage of the Honeycomb spec (``--judge``: its judge too, given an endpoint or
+``--embedded``), alone and all in order, on the seeds and their column swaps with faults in the
+swaps: the share of each kind and of clean rows it removes, and its precision (bench/README.md).
+The measuring lives in ``examples/honeycomb/stage_accuracy.py``.
 
     .venv/bin/python bench/stage_accuracy.py
     .venv/bin/python bench/stage_accuracy.py --rates dropped_filter=0.1,near_duplicate=0.2 --seed 1
     OPENAI_BASE_URL=... .venv/bin/python bench/stage_accuracy.py --judge
-
-The measuring lives in ``examples/honeycomb/stage_accuracy.py`` (importable, so the outcome
-benchmark can print the same table); this script prints it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import script_parser
 
-from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy,  # noqa: E402
-                                             spec_stages, stage_accuracy)
+from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy, spec_stages,
+                                               stage_accuracy)
 
 
-def _rates(text: str | None) -> dict | None:
+def parse_rates(text: str | None) -> dict | None:
     if not text:
         return None
     from examples.honeycomb.faults import DEFAULT_RATES
@@ -50,7 +36,7 @@ def _rates(text: str | None) -> dict | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rates", help="kind=share,... over the defaults (faults.DEFAULT_RATES)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the fault injection")
     parser.add_argument("--swaps", type=int, default=2, help="column swaps per seed")
@@ -65,7 +51,7 @@ def main(argv=None) -> int:
     print(f"load average: {os.getloadavg()[0]:.2f}; cpus: {os.cpu_count()}")
     start = time.time()
     try:
-        table = faulted_table(_rates(args.rates), seed=args.seed, swaps=args.swaps)
+        table = faulted_table(parse_rates(args.rates), seed=args.seed, swaps=args.swaps)
     except ValueError as error:
         parser.error(str(error))
     records = stage_accuracy(table, spec_stages(judge=judge))

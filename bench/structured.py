@@ -1,18 +1,12 @@
 """Benchmark: structured generation with the embedded model, constrained vs unconstrained.
 
-The same Honeycomb prompts and seeds, once as plain prompts and once with the reply's JSON
-Schema enforced during decoding, for each embedded backend installed:
-
-- augmentation: ``prompts.augment_messages`` (the full task: a new question and query),
-  schema ``reply_schemas.augment_schema(row)`` (columns narrowed to the row's dataset);
-- critique: ``prompts.critique_messages`` (one few-shot critique), schema
-  ``CRITIQUE_SCHEMA`` (a critique of at most 400 characters and an outcome);
-- rewording: ``prompts.reword_messages`` (what the demo asks of this model), ``REWORD_SCHEMA``.
-
-Figures per backend and mode: the share of replies that parse and match the schema, the
-judge's verdict coverage (critique replies that give an outcome), the share of augmentation
-replies whose query passes the level-1 checker, and generated tokens per second (wall
-clock, prompts included). Nothing is cached; the load average is printed beside.
+The same Honeycomb prompts and seeds, plain and with the reply's JSON Schema enforced during
+decoding, on each embedded backend installed: augmentation (``prompts.augment_messages``,
+``reply_schemas.augment_schema(row)``), critique (``prompts.critique_messages`` with one
+few-shot critique, ``CRITIQUE_SCHEMA``) and rewording (``prompts.reword_messages``,
+``REWORD_SCHEMA``). Printed per backend and mode: the share of replies that match the schema,
+the critiques that give an outcome, the augmentations whose query passes the checker, and
+generated tokens per second (prompts included), beside the load average. Nothing is cached.
 
     .venv/bin/python bench/structured.py                      # 8 rows of each task
     .venv/bin/python bench/structured.py --rows 16 --tasks critique,reword
@@ -20,21 +14,16 @@ clock, prompts included). Nothing is cached; the load average is printed beside.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, best_of, load, script_parser
 
-from assertions.honeycomb import check  # noqa: E402
-from curate.llm import LLM, Request, TransformersBackend  # noqa: E402
-from curate.llm.backends import SMOLLM2_FILE, llamacpp, smollm2_path  # noqa: E402
-from curate.llm.structured import extract_json, validate  # noqa: E402
-from examples.honeycomb import prompts, reply_schemas  # noqa: E402
+from assertions.honeycomb import check
+from curate.llm import LLM, Request, TransformersBackend
+from curate.llm.backends import SMOLLM2_FILE, llamacpp, smollm2_path
+from curate.llm.structured import extract_json, validate
+from examples.honeycomb import prompts, reply_schemas
 
 SEEDS = ROOT / "examples/honeycomb/data/seeds.jsonl"
 
@@ -85,13 +74,12 @@ def run_one(backend, task: str, items, constrained: bool) -> tuple[list, float, 
     llm = LLM(backend=backend, cache=False)
     requests = [Request(m, schema=s if constrained else None, max_tokens=mt, temperature=t,
                         sample=i) for i, (m, s, mt, t) in enumerate(items)]
-    start = time.perf_counter()
-    results = llm.complete_many(requests)
-    return results, time.perf_counter() - start, llm.usage.completion_tokens
+    seconds, results = best_of(lambda: llm.complete_many(requests))
+    return results, seconds, llm.usage.completion_tokens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--rows", type=int, default=8, help="rows per task")
     parser.add_argument("--tasks", default="augment,critique,reword")
     parser.add_argument("--backends", default="", help="comma-separated (default: all found)")
@@ -100,7 +88,7 @@ def main() -> None:
     prompts_by_task = tasks(rows)
     found = backends()
     chosen = [b for b in (args.backends.split(",") if args.backends else found) if b in found]
-    print(f"load average before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}; "
+    print(f"load average before: {load(2)}; "
           f"rows per task: {len(rows)}; backends: {', '.join(chosen)}")
     table = []
     for name in chosen:
@@ -117,10 +105,10 @@ def main() -> None:
                       f"({seconds:.0f} s, load {table[-1][6]:.1f})", flush=True)
     print(f"\n{'backend':<12} {'task':<9} {'mode':<11} {'schema-valid':>12} {'verdicts':>9} "
           f"{'checker ok':>10} {'tokens/s':>9} {'seconds':>8} {'load':>5}")
-    for name, task, mode, f, tps, seconds, load in table:
+    for name, task, mode, f, tps, seconds, after in table:
         pct = (lambda v: "-" if v is None else f"{v:.0%}")
         print(f"{name:<12} {task:<9} {mode:<11} {f['valid']:>12.0%} {pct(f['verdicts']):>9} "
-              f"{pct(f['checker']):>10} {tps:>9.1f} {seconds:>8.1f} {load:>5.1f}")
+              f"{pct(f['checker']):>10} {tps:>9.1f} {seconds:>8.1f} {after:>5.1f}")
 
 
 if __name__ == "__main__":

@@ -8,27 +8,20 @@
     python bench/train_gpu.py honeycomb --config train/configs/honeycomb.yaml [--set epochs=3] \
         [--eval-data held_out.jsonl] [--eval-rows 200] [--eval-fn module:function]
 
-`speed` runs each trainer in its own process (so peak memory is its own) and prints
-tokens/s (non-padding tokens, median over the steps after --warmup-steps), their ratio, peak
-memory (allocated on the GPU; the process's peak RSS on a CPU) against `train.memory`'s
-estimate, MFU (convention printed), the first step's loss and the tokens each arm learns.
-
-Both arms get the same model (a GGUF base is read from its converted fp32 copy, a plain
-unquantised model TRL can train), the same LoRA adapter built by `train.model`, the same
-rows (single-answer rows within --seq-len, as prompt/completion pairs for TRL) in the same
-order (this trainer's first-epoch order; TRL samples sequentially), and the same AdamW and
-learning-rate schedule: this trainer's, whose warmup starts at lr/warmup on step 1 (TRL's
-own cosine schedule starts at lr 0). TRL 1.16 turns its completion mask into a ``labels``
-column (-100 outside the completion) and drops the mask; the learned tokens are counted from
-those labels. They are one per row more than here: TRL also learns the newline the chat
-template puts after ``<|im_end|>``, which this trainer masks, so TRL's loss is lower.
+`speed` runs each trainer in its own process (its peak memory its own) and prints tokens/s
+(non-padding, median over the steps after --warmup-steps), their ratio, peak memory (on the
+GPU; peak RSS on a CPU) against `train.memory`'s estimate, MFU, the first step's loss and the
+tokens each arm learns. Both arms get the same model (a GGUF base as its converted fp32 copy),
+LoRA adapter, single-answer rows in this trainer's first-epoch order, AdamW and schedule (this
+trainer's: warmup from lr/warmup on step 1; TRL's own starts at 0). TRL learns one token per row
+more (the newline after ``<|im_end|>``, which this trainer masks), so its loss is lower; its
+learned tokens are counted from the ``labels`` TRL 1.16 makes of its completion mask.
 
 `honeycomb` scores greedy outputs with the config's ``assertion_eval`` checker, or with
 ``--eval-fn``: a function ``fn(model, tokenizer, cfg) -> {"valid_rate": float, "n": int}``.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
@@ -41,13 +34,12 @@ import time
 from functools import partial
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from benchkit import script_parser
 
-import torch  # noqa: E402
-
-from train.config import load_config, parse_overrides  # noqa: E402
-from train.hardware import MFU_CONVENTION, detect_gpu, mfu, peak_memory_bytes  # noqa: E402
-from train.memory import GIB  # noqa: E402
+from train.config import load_config, parse_overrides
+from train.hardware import MFU_CONVENTION, detect_gpu, mfu, peak_memory_bytes
+from train.memory import GIB
 
 SCHEDULE = ("schedule: both arms use this trainer's AdamW and schedule, linear warmup over {warmup} steps from "
             "lr/{warmup} on step 1 (TRL's own starts at 0), then cosine to 0")
@@ -97,6 +89,7 @@ def _rate(tokens: list[float], times: list[float], warmup: int) -> float:
 
 def arm_ours(args) -> dict:
     from train.loop import train
+    from train.model import use_bf16
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _cfg(args, tmp)
@@ -109,13 +102,7 @@ def arm_ours(args) -> dict:
         seconds.append(seconds[-1] + (r["tokens"] - prev) / r["tokens_per_s"])
     return {"tokens_per_s": _rate([0] + tokens, seconds, args.warmup_steps), "peak_gib": result["peak_mem_gib"],
             "estimate_gib": result["estimated_mem_gib"], "first_loss": records[0]["loss"],
-            "loss": records[-1]["loss"], "learned_first_step": learned, "bf16": _uses_bf16(cfg)}
-
-
-def _uses_bf16(cfg) -> bool:
-    from train.model import use_bf16
-
-    return use_bf16(cfg)
+            "loss": records[-1]["loss"], "learned_first_step": learned, "bf16": use_bf16(cfg)}
 
 
 def _first_batch(cfg) -> dict:
@@ -136,7 +123,7 @@ def arm_trl(args) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from train.loop import lr_factor
-    from train.model import load_base, load_tokenizer, prepare_model
+    from train.model import load_base, load_tokenizer, prepare_model, use_bf16
 
     device = _device(args)
 
@@ -159,7 +146,7 @@ def arm_trl(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _cfg(args, tmp)
-        bf16 = _uses_bf16(cfg)
+        bf16 = use_bf16(cfg)
         set_seed(cfg.seed)
         tokenizer = load_tokenizer(cfg)
         rows = Dataset.from_list(_rows_in_training_order(cfg, tokenizer))
@@ -270,7 +257,7 @@ def honeycomb(args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("speed", "arm"):
         p = sub.add_parser(name)
