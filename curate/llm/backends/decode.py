@@ -112,7 +112,10 @@ SHARED_MIN = 32  # tokens: a shorter common start is not worth a pass of its own
 
 def shared_prefix(prompts: list[list[int]]) -> int:
     """The tokens every prompt of a batch starts with (a stage's system prompt and few-shot
-    turns), leaving each prompt at least one of its own; 0 when under ``SHARED_MIN``."""
+    turns), leaving each prompt at least one of its own; 0 when under ``SHARED_MIN`` or
+    for a batch of one (nothing to share)."""
+    if len(prompts) < 2:
+        return 0
     shared = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1)
     return shared if shared >= SHARED_MIN else 0
 
@@ -120,11 +123,14 @@ def shared_prefix(prompts: list[list[int]]) -> int:
 def _prefill(model, prompts: list[list[int]], pad_id: int, extra: dict):
     """The prompt pass of a batch: ``(output, attention mask, position ids)``. The start the
     prompts share runs once, its keys and values repeated for each row; each row's own
-    tokens are left-padded after it."""
-    shared, past = shared_prefix(prompts), None
+    tokens are left-padded after it. The cache is made here, not by the model, so it is a
+    ``DynamicCache`` on every transformers version (older ones return tuples otherwise)."""
+    from transformers import DynamicCache
+
+    shared, past = shared_prefix(prompts), DynamicCache()
     if shared:
-        past = model(input_ids=torch.tensor([prompts[0][:shared]]), use_cache=True,
-                     **extra).past_key_values
+        model(input_ids=torch.tensor([prompts[0][:shared]]), past_key_values=past,
+              use_cache=True, **extra)
         past.batch_repeat_interleave(len(prompts))
     ids, own = _left_pad([p[shared:] for p in prompts], pad_id)
     mask = torch.cat([torch.ones((len(prompts), shared), dtype=torch.long), own], dim=1)
@@ -155,6 +161,12 @@ def generate_batch(model, tokenizer, batch: list[Request], seeds: list[int],
         bitmask = xgr.allocate_token_bitmask(len(rows), vocab_size or model.config.vocab_size)
     eos = eos_ids(model, tokenizer) if eos is None else set(eos)
     extra = _last_only(model)
+    if max(row.limit for row in rows) <= 0:  # no token may be generated: no pass at all
+        done = [row.completion(tokenizer) for row in rows]
+        if on_done is not None:
+            for i, completion in enumerate(done):
+                on_done(i, completion)
+        return done
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     out, mask, positions = _prefill(model, prompts, pad, extra)
     active = list(range(len(rows)))  # the rows still decoding, in the order of the batch
