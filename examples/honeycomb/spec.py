@@ -32,6 +32,7 @@ SCALE = dict(seeds=None, swaps=3, variations=3, few_shot=2, critique_examples=No
 SCALE.update({k: int(os.environ[f"HONEYCOMB_{k.upper()}"]) for k in ("swaps", "variations")
               if os.environ.get(f"HONEYCOMB_{k.upper()}")})
 CRITIQUE_EXAMPLES = SCALE["critique_examples"]  # the judge's prompt reads this, not all of SCALE
+SWAPS = SCALE["swaps"]  # and the column swap this
 
 llm = LLM(temperature=0.8, max_tokens=300 if FULL else 80, seed=0)
 judge_llm = LLM(temperature=0.0, max_tokens=200 if FULL else 120)
@@ -137,7 +138,7 @@ stages = [
     EmbeddingDedup("nlq", threshold=0.95),
     # Swaps reuse their parent's wording, so they come after the question-level filters
     # (which would remove them all) and before the key-pair dedup.
-    Derive(lambda row: swap_row(row, n=SCALE["swaps"], seed=0), name="column_swap"),
+    Derive(lambda row: swap_row(row, n=SWAPS, seed=0), name="column_swap"),
     # Nothing made here may repeat a held-out question: exact, 6-word runs, Rouge-L > 0.7.
     Decontaminate(DATA / "eval.jsonl", field="nlq"),
     ExactDedup(KEY_PAIRS, json_fields=("query",), unordered=("columns",), name="key_pair_dedup"),

@@ -294,8 +294,11 @@ def _spec_fingerprints(**env):
 def test_the_spec_fingerprints_alike_in_every_process_and_a_changed_global_shows():
     """An unchanged Honeycomb spec gives every stage the same stable fingerprint in a new
     process (so a rerun reuses it); a changed SCALE value changes only the stage that uses it:
-    the column swap (its n), not the judge, whose prompt reads only the critique examples."""
+    the number of swaps only the column swap (its n), not the judge, whose prompt reads only
+    the critique examples; the number of variations only the augment stage."""
     first, again = _spec_fingerprints(), _spec_fingerprints()
     assert first == again and all(stable for _, stable in first.values())
     changed = _spec_fingerprints(HONEYCOMB_SWAPS="3")
     assert {name for name in first if first[name] != changed[name]} == {"column_swap"}
+    changed = _spec_fingerprints(HONEYCOMB_VARIATIONS="3")
+    assert {name for name in first if first[name] != changed[name]} == {"llm_reword"}
