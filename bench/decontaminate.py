@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
-from benchkit import ROOT, load
+from benchkit import ROOT, load, script_parser
 
 from curate import Decontaminate, interval
 from examples.honeycomb.column_swap import swap_row
@@ -105,6 +105,7 @@ def score(table: pd.DataFrame, reference: Path, ngram, threshold) -> dict[str, s
 
 
 def main() -> None:
+    script_parser(__doc__).parse_args()
     table, reference = planted_table()
     print(f"load average {load(1)}; {table['target'].max() + 1} eval questions, "
           f"{(table['kind'] == 'clean').sum()} clean questions (seeds and their column swaps)")
