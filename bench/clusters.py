@@ -3,7 +3,9 @@
 ``--quality``: k-means and HDBSCAN against labellings read from each seed's query (AMI with a
 95% interval over 80% subsamples), beside one cluster and random labels. ``--rows N``: each step
 of ``clusters()`` on N templated questions, wall and CPU seconds; encoding, the baseline, is
-timed on ``--encode`` texts and predicted for the rest unless ``--encode-all`` (bench/README.md).
+timed on ``--encode`` texts and predicted for the rest unless ``--encode-all``; the steps after
+it run on N vectors, the ``--encode`` ones tiled, each copy turned by a random rotation (as in
+``embed_dedup.py``) (bench/README.md).
 
     .venv/bin/python bench/clusters.py --quality
     .venv/bin/python bench/clusters.py --rows 100000

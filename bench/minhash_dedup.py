@@ -1,9 +1,13 @@
 """Benchmark: MinHashDedup's recall, agreement, speed and memory, against baselines run here.
 
 Four tables, each figure beside the 1-minute load average when it was measured: 1. the S-curve,
-P(candidate) near the threshold for the stage's banding and datasketch's, and measured on pairs
-of exact Jaccard; 2. precision and recall on labelled pairs against exact Jaccard and
-``RougeDedup``; 3. the stage at scale, one process per size: time, peak and base RSS, and the
+P(candidate) at threshold-0.1, threshold, threshold+0.1 from 1-(1-s^r)^b for the stage's banding
+and datasketch's default one, and the stage's measured rate on synthetic pairs of exactly that
+Jaccard; 2. labelled pairs (``curate/testing/near_duplicates.py``: one-word edits, reorderings,
+paraphrases, same-template and unrelated pairs): precision and recall of the stage's decision
+for each pair against (a) exact Jaccard of the same shingles at the same threshold and (b)
+``RougeDedup`` at its default 0.7 on the same two-row table, and the share flagged per kind;
+3. the stage at scale, one process per size: time, peak and base RSS, and the
 share caught of injected edits whose source was kept and whose Jaccard is >= threshold; 4. the
 peers (datasketch's ``MinHashLSH``, rensa's ``RMinHashDeduplicator``) side by side with
 ``MinHashDedup``, beside keeping only the first row (bench/README.md).

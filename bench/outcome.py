@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from benchkit import ROOT, best_of, script_parser
+from benchkit import ROOT, best_of, load, script_parser
 from stage_accuracy import parse_rates
 from suspects import suspect_stage
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
@@ -53,6 +53,8 @@ PAIRS = (("curated", "noisy"), ("suspects", "curated"), ("clean", "curated"), ("
 FULL = dict(rows=200, steps=48, micro_batch=2, seq_len=1024, lr=1e-3, train_seeds=2, generate_seeds=1,
             max_tokens=160, folds=2, suspect_epochs=1.0, suspect_share=0.1, fault_seed=0, eval_rows=0)
 QUICK = dict(FULL, rows=16, steps=2, seq_len=768, lr=1e-2, max_tokens=8, eval_rows=24)
+HELP = {"generate_seeds": "how many of the --train-seeds models also give greedy answers (the loss uses all)",
+        "eval_rows": "held-out rows scored: 0 = all 209 of eval.jsonl, else the first N (the three schemas mixed)"}
 
 
 # -- the training sets ------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def _shown(f: dict) -> str:
 
 
 def _say(what: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {what} (load average {os.getloadavg()[0]:.2f})", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {what} (load average {load(1)})", flush=True)
 
 
 def _quick_model(out: Path) -> dict:
@@ -291,7 +293,7 @@ def parse_args(argv=None):
     parser.add_argument("--conditions", default=",".join(BASE),
                         help=f"which of {', '.join(BASE)} to train (--suspects and --llm add theirs)")
     for key, value in FULL.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None)
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=None, help=HELP.get(key))
     args = parser.parse_args(argv)
     if args.llm and not os.environ.get("OPENAI_BASE_URL"):
         parser.error("--llm needs an endpoint: set OPENAI_BASE_URL (and OPENAI_API_KEY, CURATE_LLM_MODEL)")
@@ -312,7 +314,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start, load_start = time.time(), os.getloadavg()
-    print(f"load average: {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; cpus: {os.cpu_count()}")
+    print(f"load average: {load()}; cpus: {os.cpu_count()}")
     print(f"settings: {json.dumps(settings)}; rows x steps: {settings['rows']} rows, {settings['steps']} steps of "
           f"{settings['micro_batch']} packed sequences of up to {settings['seq_len']} tokens", flush=True)
     model = _quick_model(out) if args.quick else {}
