@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchkit import ROOT, child_json, in_turns, script_parser
+from benchkit import ROOT, child_json, in_turns, load, script_parser
 
 CHILD = """
 import json, os, resource, sys, time
@@ -78,7 +78,7 @@ def main() -> None:
             "whole_prompts": {"BENCH_SHARED_MIN": str(10 ** 9)}, "shared_start": {}}
     arms = {name: arms[name] for name in args.arms.split(",")}
     print(f"cpus {os.cpu_count()}, torch's default threads {default}, {args.busy} busy "
-          f"process(es); load average before: {os.getloadavg()[0]:.2f}")
+          f"process(es); load average before: {load(1)}")
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(args.busy)]
     runs = {name: [] for name in arms}
@@ -102,7 +102,7 @@ def main() -> None:
     print("peak memory: " + ", ".join(f"{n} {m:.0f} MiB" for n, m in peaks.items()) +
           (f"; {second}/{first} {peaks[second] / peaks[first]:.2f}" if second else ""))
     print(f"\nbest: {', '.join(f'{n} {s:.1f} s' for n, s in best.items())}{ratio}; load "
-          f"average after {os.getloadavg()[0]:.2f}")
+          f"average after {load(1)}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchkit import script_parser
+from benchkit import load, script_parser
 
 from examples.honeycomb.stage_accuracy import (faulted_table, format_accuracy, spec_stages,
                                                stage_accuracy)
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     if args.judge and not judge:
         print("no endpoint configured (OPENAI_BASE_URL): the judge is left out; --embedded runs it on the "
               "embedded SmolLM2-135M (slow)")
-    print(f"load average: {os.getloadavg()[0]:.2f}; cpus: {os.cpu_count()}")
+    print(f"load average: {load(1)}; cpus: {os.cpu_count()}")
     start = time.time()
     try:
         table = faulted_table(parse_rates(args.rates), seed=args.seed, swaps=args.swaps)
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         parser.error(str(error))
     records = stage_accuracy(table, spec_stages(judge=judge))
     print(format_accuracy(records, table))
-    print(f"{time.time() - start:.0f} s; load average: {os.getloadavg()[0]:.2f}")
+    print(f"{time.time() - start:.0f} s; load average: {load(1)}")
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1))
     return 0
