@@ -25,14 +25,15 @@ from pathlib import Path
 
 import pandas as pd
 from benchkit import best_of, load, script_parser
-from runner_scale import WORDS as RUNNER_WORDS
 
 from curate import LLM, ComplexityFilter, Derive, ExactDedup, Filter, Judge, Pipeline
 from curate.pipeline.executors import LocalExecutor
 from curate.pipeline.executors.ray_executor import RayExecutor
 from curate.testing import ScriptedServer
 
-WORDS = RUNNER_WORDS[:35]  # "latency" to "queue"
+WORDS = ("latency error rate checkout payments auth search frontend inventory shipping "
+         "billing gateway users catalog orders p99 p50 count sum heatmap region host pod "
+         "route status deploy since yesterday hour week slow fast cold cache queue").split()
 
 
 def make_rows(n: int, llm_rows: int, seed: int = 0):
