@@ -15,6 +15,11 @@ from assertions import honeycomb_spec as spec
 from assertions.core import Failure
 from assertions.honeycomb_normal import is_empty, is_number, time_window
 
+# Membership is tested in sets, on every query; messages list the spec's ordered tuples.
+TOP_LEVEL_KEYS = frozenset(spec.TOP_LEVEL_KEYS)
+CALC_OPS = frozenset(spec.CALC_OPS)
+FILTER_OPS = frozenset(spec.FILTER_OPS)
+HAVING_OPS = frozenset(spec.HAVING_OPS)
 SCALAR_TYPES = (str, int, float, bool)
 _MAX_SHOWN = 80
 
@@ -37,7 +42,7 @@ def _one_of(options: tuple) -> str:
     return ", ".join(options)
 
 
-def _is_member(value: Any, options: tuple) -> bool:
+def _is_member(value: Any, options: frozenset | tuple) -> bool:
     return isinstance(value, str) and value in options
 
 
@@ -108,7 +113,7 @@ def check_top_level_keys(query: dict, columns: frozenset) -> list[Failure]:
     return [
         Failure("query_key_unknown", f"unknown top-level key {show(key)}; allowed keys are {allowed}")
         for key in query
-        if key not in spec.TOP_LEVEL_KEYS
+        if key not in TOP_LEVEL_KEYS
     ]
 
 
@@ -123,12 +128,12 @@ def check_not_empty(query: dict, columns: frozenset) -> list[Failure]:
     return [Failure("query_empty", message)]
 
 
-def _op_failure(item: dict, op, ops: tuple, prefix: str, noun: str) -> Failure | None:
+def _op_failure(item: dict, op, known: frozenset, listed: tuple, prefix: str, noun: str) -> Failure | None:
     """The failure of a missing or unknown op (``<prefix>_op_missing`` / ``_op_unknown``)."""
     if op is None:
-        return Failure(f"{prefix}_op_missing", f"{noun} {show(item)} needs an op, one of {_one_of(ops)}")
-    if not _is_member(op, ops):
-        return Failure(f"{prefix}_op_unknown", f"{noun} op {show(op)} is not known; use one of {_one_of(ops)}")
+        return Failure(f"{prefix}_op_missing", f"{noun} {show(item)} needs an op, one of {_one_of(listed)}")
+    if not _is_member(op, known):
+        return Failure(f"{prefix}_op_unknown", f"{noun} op {show(op)} is not known; use one of {_one_of(listed)}")
     return None
 
 
@@ -137,7 +142,7 @@ def check_calculations(query: dict, columns: frozenset) -> list[Failure]:
     for calc in items:
         failures += _unknown_keys(calc, spec.CALC_KEYS, "calc", "calculation")
         op, column = calc.get("op"), calc.get("column")
-        op_failure = _op_failure(calc, op, spec.CALC_OPS, "calc", "calculation")
+        op_failure = _op_failure(calc, op, CALC_OPS, spec.CALC_OPS, "calc", "calculation")
         if op_failure:
             failures.append(op_failure)
         else:
@@ -159,7 +164,7 @@ def check_filters(query: dict, columns: frozenset) -> list[Failure]:
             failures.append(Failure("filter_column_missing", f"filter {show(item)} needs a column"))
         else:
             failures += _known_column(column, columns, "filter", "filter")
-        op_failure = _op_failure(item, op, spec.FILTER_OPS, "filter", "filter")
+        op_failure = _op_failure(item, op, FILTER_OPS, spec.FILTER_OPS, "filter", "filter")
         if op_failure:
             failures.append(op_failure)
         else:
@@ -214,7 +219,7 @@ def check_breakdowns(query: dict, columns: frozenset) -> list[Failure]:
 
 def _calc_reference(op: Any, column: Any, calcs: frozenset, prefix: str, op_rule: str) -> list[Failure]:
     """Failures when an order or having does not name a calculation of the query."""
-    if not _is_member(op, spec.CALC_OPS):
+    if not _is_member(op, CALC_OPS):
         message = f"{prefix} op {show(op)} is not a calculation op; use one of {_one_of(spec.CALC_OPS)}"
         return [Failure(op_rule, message)]
     if op in spec.UNORDERABLE_CALC_OPS:
@@ -266,7 +271,7 @@ def check_havings(query: dict, columns: frozenset) -> list[Failure]:
             failures.append(Failure("having_calculate_op_missing", message))
         else:
             failures += _calc_reference(calculate_op, column, calcs, "having", "having_calculate_op_unknown")
-        op_failure = _op_failure(having, op, spec.HAVING_OPS, "having", "having")
+        op_failure = _op_failure(having, op, HAVING_OPS, spec.HAVING_OPS, "having", "having")
         if op_failure:
             failures.append(op_failure)
         if value is None:
