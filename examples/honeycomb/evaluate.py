@@ -255,8 +255,8 @@ def main(argv=None) -> int:
         settings = settings_of(args, label, weights)
         if not args.fresh:
             done, other = read_predictions(path, settings)
-            if _saved(rows, done):
-                print(f"resuming: {_saved(rows, done)} of {len(rows)} rows are already in {path}",
+            if saved := _saved(rows, done):
+                print(f"resuming: {saved} of {len(rows)} rows are already in {path}",
                       file=sys.stderr)
             if other:
                 print(f"note: {other} lines of {path} were made with other settings (or cut short) "
