@@ -41,13 +41,15 @@ def machine() -> str:
 
 
 def memory_mb(field: str = "VmHWM") -> float:
-    """This process's peak (VmHWM) or current (VmRSS) resident memory in MB. Linux's
-    ru_maxrss would carry over the parent's peak into a child started by fork and exec."""
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in MB; without /proc, the
+    peak from ru_maxrss. Linux's ru_maxrss would carry over the parent's peak into a child
+    started by fork and exec."""
     try:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
     except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+        return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def best_of(fn, repeats: int = 1):
@@ -61,12 +63,16 @@ def best_of(fn, repeats: int = 1):
     return best, result
 
 
+class ChildFailed(SystemExit):
+    """A child process failed; uncaught, the script exits with the end of its stderr."""
+
+
 def child_json(cmd: list[str], what: str, **options) -> dict:
-    """The JSON object a child process prints on its last line; exits with the end of its
-    stderr when it fails."""
+    """The JSON object a child process prints on its last line; raises `ChildFailed` with the
+    end of its stderr when it fails."""
     done = subprocess.run(cmd, capture_output=True, text=True, **options)
     if done.returncode:
-        raise SystemExit(f"{what} failed: {done.stderr.strip()[-2000:]}")
+        raise ChildFailed(f"{what} failed: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.splitlines()[-1])
 
 

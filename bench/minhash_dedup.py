@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from benchkit import best_of, child_json, load, machine, memory_mb, script_parser
+from benchkit import ChildFailed, best_of, child_json, load, machine, memory_mb, script_parser
 from rouge_dedup import make_texts
 
 from curate.stages.dedup_minhash import MinHashDedup, lsh_recall
@@ -254,7 +254,7 @@ def peers(n: int, kind: str, seed: int, threshold: float, num_perm: int, rounds:
                        "--num-perm", str(num_perm), "--keep-path", f"{tmp}/{arm}.npy"]
                 try:
                     out = child_json(cmd, arm)
-                except SystemExit as error:
+                except ChildFailed as error:
                     print(f"  {arm}: failed ({str(error).splitlines()[-1]})")
                     continue
                 print(f"  round {r + 1} {arm:<13}{out['seconds']:8.2f}s  CPU {out['cpu']:6.2f}s"
