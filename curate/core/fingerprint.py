@@ -42,9 +42,10 @@ _IGNORED: dict[int, object] = {}  # id -> the object (kept alive, so its id stay
 
 def fingerprint_ignore(value):
     """Leave ``value`` (a connection, a logger, a client: no input of the work) out of every
-    fingerprint, described by its type alone; returns it:
-    ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``. What it reads is not checked:
-    when that data changes, change a value the stage does read (a version number)."""
+    fingerprint, described by its type alone, so it neither changes a fingerprint nor makes
+    one unstable; returns it: ``DB = fingerprint_ignore(sqlite3.connect("labels.db"))``.
+    What it reads is not checked: when that data changes, change a value the stage does
+    read (a version number)."""
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         raise TypeError(f"fingerprint_ignore takes an object such as a connection, got "
                         f"{type(value).__name__} {value!r:.40}: plain values are inputs")

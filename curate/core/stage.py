@@ -405,12 +405,14 @@ def _wrong_type(column: pd.Series, types) -> pd.Series:
         def bad(v):
             return not isinstance(v, types) or (isinstance(v, bool) and bool not in types)
         return present & column.map(bad, na_action="ignore").fillna(False).astype(bool)
-    kinds = pd.api.types
-    checks = ((kinds.is_string_dtype, (str,)), (kinds.is_bool_dtype, (bool,)),
-              (kinds.is_integer_dtype, (int, float)), (kinds.is_float_dtype, (float,)))
-    for is_kind, fits in checks:
-        if is_kind(column.dtype):
-            return present & (not any(t in types for t in fits))
+    if pd.api.types.is_string_dtype(column.dtype):
+        return present & (str not in types)
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return present & (bool not in types)
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return present & (int not in types and float not in types)
+    if pd.api.types.is_float_dtype(column.dtype):
+        return present & (float not in types)
     return present & False
 
 

@@ -89,6 +89,13 @@ def _blank_text(series: pd.Series) -> np.ndarray:
                        dtype=bool, count=len(series))
 
 
+def _per_row(piece, rows: int) -> list:
+    """One text per row of a template's piece: a literal repeated, an Arrow array listed."""
+    if isinstance(piece, str):
+        return [piece] * rows
+    return piece.to_pylist() if isinstance(piece, pa.Array) else piece
+
+
 def _pick(values, at: np.ndarray) -> list[str]:
     return values.take(at).to_pylist() if isinstance(values, pa.Array) else \
         [values[k] for k in at]
@@ -232,9 +239,7 @@ class ChatExport:
                 out.append(self._field_texts(df[name]))
         if all(isinstance(p, (str, pa.Array)) for p in out):
             return join_texts(out, len(df))
-        columns = [[p] * len(df) if isinstance(p, str) else
-                   p.to_pylist() if isinstance(p, pa.Array) else p for p in out]
-        return ["".join(texts) for texts in zip(*columns)]
+        return ["".join(texts) for texts in zip(*(_per_row(p, len(df)) for p in out))]
 
     def line_array(self, df: pd.DataFrame, fmt: str = "sharegpt", end: str = "\n") -> pa.Array:
         """The JSON lines of one format, each followed by ``end``, as an Arrow text array;

@@ -83,6 +83,14 @@ def write_text(path, text: str) -> Path:
     return Path(path)
 
 
+def read_json(path: Path):
+    """The JSON in ``path``, or None when it cannot be read."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path, obj) -> Path:
     return write_text(path, json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
 

@@ -23,9 +23,8 @@ import pandas as pd
 
 from ..core.stage import StageResult
 from ..core.table import ID, canonical_json, positions, row_dicts
-from ..io.atomic import output_errors, write_json
+from ..io.atomic import output_errors, read_json, write_json
 from ..io.columnar import read_frame, write_frame
-from .ownership import read_json
 
 PARTS = ("kept", "rejected", "errored")
 STORED = ("key", "format", "parts", "files", "fingerprint", "input")  # not the stage's stats
@@ -95,8 +94,11 @@ class CheckpointStore:
         if stats is None or stats.get("key") != key or stats.get("format") != FORMAT:
             return None
         folder = self.folder(index, name)
-        files = stats.get("files", {}).items()
-        return stats if all(size_of(folder / f) == size for f, size in files) else None
+        try:
+            intact = all(size_of(folder / f) == size for f, size in stats.get("files", {}).items())
+        except OSError:  # a file it cannot read: recomputed
+            return None
+        return stats if intact else None
 
     def save(self, index: int, name: str, key: str, input_df: pd.DataFrame,
              result: StageResult, origin: dict | None = None) -> None:

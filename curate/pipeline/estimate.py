@@ -11,8 +11,7 @@ method (``METHOD``, ``ASSUMED``) is printed with every estimate and explained in
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -97,12 +96,15 @@ def estimate_stage(stage, df: pd.DataFrame, unknown_columns=()) -> StageEstimate
         return (cost_of(llm.model, p, c, llm.prices),
                 cost_of(llm.model, p, c, llm.prices, price=batch_price))
 
-    return StageEstimate(stage.name, llm.model, len(df), len(resolved),
-                         len(resolved) - len(todo), prompt, completion,
-                         *costs(prompt, completion), rounds * len(todo),
-                         *costs(max_prompt, rounds * completion),
-                         options is not None and llm.backend is None,
-                         llm.backend is not None or online_price is not None)
+    online, batch = costs(prompt, completion)
+    max_online, max_batch = costs(max_prompt, rounds * completion)
+    return StageEstimate(stage.name, llm.model, rows=len(df), requests=len(resolved),
+                         cached=len(resolved) - len(todo), prompt_tokens=prompt,
+                         completion_tokens=completion, online_usd=online, batch_usd=batch,
+                         max_requests=rounds * len(todo), max_online_usd=max_online,
+                         max_batch_usd=max_batch,
+                         batch_mode=options is not None and llm.backend is None,
+                         priced=llm.backend is not None or online_price is not None)
 
 
 @dataclass
@@ -121,9 +123,12 @@ class PipelineEstimate:
         """The estimate as the terminal shows it: a table, then the method and assumptions."""
         head = ("stage", "model", "rows", "requests", "cached", "prompt tok", "compl. tok",
                 "online $", "batch $", "at most: requests", "online $", "batch $")
-        shown = [f.name for f in fields(StageEstimate)][:len(head)]  # in the head's order
-        rows = [[getattr(s, name) for name in shown] for s in self.stages]
-        rows.append(["total", "", "", *(self.total(name) for name in shown[3:])])
+        rows = [(s.stage, s.model, s.rows, s.requests, s.cached, s.prompt_tokens,
+                 s.completion_tokens, s.online_usd, s.batch_usd, s.max_requests,
+                 s.max_online_usd, s.max_batch_usd) for s in self.stages]
+        names = ("requests", "cached", "prompt_tokens", "completion_tokens",
+                 "online_usd", "batch_usd", "max_requests", "max_online_usd", "max_batch_usd")
+        rows.append(("total", "", "", *(self.total(n) for n in names)))
         cells = [head] + [tuple(_cell(v) for v in row) for row in rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
         lines = [f"Estimate for pipeline {self.name!r}: {self.source_rows} source rows, "
@@ -156,18 +161,23 @@ def estimate_pipeline(pipeline, limit: int | None = None, out=None) -> PipelineE
     ``out``, a run folder, the requests its response cache holds count as cached."""
     from ..llm.cache import use_default_cache_path
 
+    if out is None:
+        return _estimate(pipeline, limit)
+    with use_default_cache_path(Path(out) / "cache" / "llm.sqlite"):
+        return _estimate(pipeline, limit)
+
+
+def _estimate(pipeline, limit: int | None) -> PipelineEstimate:
     current = pipeline.load_source(limit)
     estimate = PipelineEstimate(pipeline.name, len(current))
     unknown: set[str] = set()  # columns only replies write
-    with contextlib.nullcontext() if out is None else \
-            use_default_cache_path(Path(out) / "cache" / "llm.sqlite"):
-        for stage in pipeline.stages:
-            if callable(getattr(stage, "planned_requests", None)):
-                estimate.stages.append(estimate_stage(stage, current, unknown))
-                current = stage.planned_output(stage.prepare_input(current), unknown)
-                unknown |= {str(c) for c in stage.added_columns()}
-            else:
-                current = _ran(stage, current, estimate.notes)
+    for stage in pipeline.stages:
+        if callable(getattr(stage, "planned_requests", None)):
+            estimate.stages.append(estimate_stage(stage, current, unknown))
+            current = stage.planned_output(stage.prepare_input(current), unknown)
+            unknown |= {str(c) for c in stage.added_columns()}
+        else:
+            current = _ran(stage, current, estimate.notes)
     return estimate
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import CurateError, OutputError
-from ..io.atomic import output_errors, write_text
+from ..io.atomic import output_errors, read_json, write_text
 
 RECORD = ".curate-run.json"
 IGNORED = (".lock",)  # the run-folder lock: taken before a run knows what it writes
@@ -29,14 +29,6 @@ _CHECKPOINT = re.compile(r"^\d{2,}_.+$")
 
 class NotARunFolder(CurateError):
     """``--out`` names a folder that holds files this library did not write."""
-
-
-def read_json(path: Path):
-    """The JSON in ``path``, or None when it cannot be read."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _our_checkpoint(folder: Path) -> bool:

@@ -161,9 +161,11 @@ def _critiques(manifest, run, field, limit) -> list[dict]:
 def _reasons(manifest) -> list[dict]:
     export = manifest.get("export_errored") or {}
     stages = [*manifest["stages"], {"stage": export.get("stage"), "errors": export.get("errors")}]
-    counts = [{"stage": s["stage"], "code": code, "count": n, "kind": kind} for s in stages
-              for key, kind in (("reasons", "rejected"), ("errors", "errored"))
-              for code, n in (s.get(key) or {}).items()]
+    counts = []
+    for s in stages:
+        for key, kind in (("reasons", "rejected"), ("errors", "errored")):
+            counts += [{"stage": s["stage"], "code": code, "count": n, "kind": kind}
+                       for code, n in (s.get(key) or {}).items()]
     return sorted(counts, key=lambda c: -c["count"])
 
 

@@ -28,7 +28,8 @@ from ..core.table import ORIGIN
 from ..core.versions import installed_version
 from ..errors import CurateError
 from ..core.json_text import json_line_array
-from ..io.atomic import output_errors, write_frame_jsonl, write_json, write_text, write_text_array
+from ..io.atomic import (output_errors, read_json, write_frame_jsonl, write_json, write_text,
+                         write_text_array)
 from ..io.columnar import read_frame, write_frame
 from ..progress import plain_line, run_progress, task
 from .background import BackgroundWork
@@ -37,7 +38,7 @@ from .checkpoint import CheckpointStore, chain_key, size_of, stage_stats
 from .executors import make_executor
 from .lock import run_folder_lock
 from .recompute import recompute_reason
-from .ownership import RunFolder, prepare_folder, read_json
+from .ownership import RunFolder, prepare_folder
 from .report import render_report
 from .summary import print_funnel
 
@@ -111,14 +112,23 @@ def _export_files(export) -> list[str]:
 
 
 def package_versions() -> dict[str, str]:
-    found = {name: installed_version(name) for name in VERSIONED}
-    return {"python": platform.python_version(),
-            **{name: version for name, version in found.items() if version is not None}}
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        version = installed_version(name)
+        if version is not None:
+            versions[name] = version
+    return versions
 
 
-def _sum_llm(stage_stats: list[dict], key: str = "llm") -> dict:
+def _file_hash(path) -> str | None:
+    if not path:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _sum_llm(stages: list[dict], key: str = "llm") -> dict:
     total: dict = {}
-    for stats in stage_stats:
+    for stats in stages:
         for name, value in (stats.get(key) or {}).items():
             if isinstance(value, (int, float)):
                 total[name] = round(total.get(name, 0) + value, 6)
@@ -215,7 +225,7 @@ class _Run:
         with run_progress(enabled=self.progress), \
                 use_default_cache_path(self.out / "cache" / "llm.sqlite"):
             if everything_reused and self.previous:
-                stats = [self._stats_of(i, {**stage_stats(self.entries[i]), "reused": True})
+                stats = [self._stats_of(i, stage_stats(self.entries[i]), reused=True)
                          for i in range(len(stages))]
                 run = RunResult(self.out, _loader=self._load_all)
                 rows = self.previous["rows"]
@@ -352,18 +362,26 @@ class _Run:
         return previous
 
     # -- the manifest -----------------------------------------------------------------------
-    def _stats_of(self, i: int, stats: dict) -> dict:
+    def _stats_of(self, i: int, stats: dict, reused: bool = False) -> dict:
         """Stage ``i``'s manifest entry; a reused stage took no seconds and no LLM use in
         this run, and keeps what computing it took."""
         stats = {**stats, "fingerprint": self.fingerprints[i].describe(),
                  "params": self.pipeline.stages[i].params()}
-        if not stats.get("reused"):
+        if not (reused or stats.get("reused")):
             return {**stats, "computed_seconds": stats.get("seconds"),
                     "llm_computed": stats.get("llm", {}), "recomputed": self.reasons[i]}
         return {**stats, "reused": True,
                 "computed_seconds": stats.get("computed_seconds", stats.get("seconds")),
                 "llm_computed": stats.get("llm_computed", stats.get("llm", {})),
                 "seconds": 0.0, "llm": {}}
+
+    def _source_info(self) -> dict:
+        """Where the source came from, and the copy of it (ids and source lines included)
+        that makes the folder readable on its own (``open_run``), even after the file changes."""
+        source = self.pipeline.resolved_source()
+        path = str(source.resolve()) if isinstance(source, Path) else None
+        return {"key": self.source_key, "path": path, "limit": self.limit,
+                "json_columns": list(self.pipeline.json_columns), "saved": SOURCE_COPY}
 
     def _source_table(self) -> pd.DataFrame:
         """The source rows: the saved copy when it holds this source, else read and saved."""
@@ -391,16 +409,9 @@ class _Run:
         export = kept.get("export", {}) if self.exported is None else \
             {fmt: {"path": p, "rows": rows["kept"]} for fmt, p in self.exported.items()}
         preferences = self.preferences or kept.get("preferences")
-        source, spec = self.pipeline.resolved_source(), self.spec_path
         return {
-            "name": self.pipeline.name, "spec": str(spec) if spec else None,
-            "spec_hash": hashlib.sha256(Path(spec).read_bytes()).hexdigest()[:16] if spec
-            else None,
-            # where the source came from, and the copy that keeps the folder readable alone
-            "source": {"key": self.source_key,
-                       "path": str(source.resolve()) if isinstance(source, Path) else None,
-                       "limit": self.limit, "json_columns": list(self.pipeline.json_columns),
-                       "saved": SOURCE_COPY},
+            "name": self.pipeline.name, "spec": str(self.spec_path) if self.spec_path else None,
+            "spec_hash": _file_hash(self.spec_path), "source": self._source_info(),
             "started": self.started.isoformat(timespec="seconds"),
             "executor": self.executor.name,
             "seconds": round(time.perf_counter() - self.t0, 3),

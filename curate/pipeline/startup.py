@@ -44,9 +44,12 @@ def defer_imports(names=DEFERRED) -> None:
     """Defer each module of ``names`` that is installed and not imported yet."""
     for name in names:
         parent = name.rpartition(".")[0]
-        if name not in sys.modules and (  # a package's own submodule: there when it is
-                isinstance(sys.modules.get(parent), _Deferred) if parent
-                else importlib.util.find_spec(name) is not None):
+        if name in sys.modules:
+            continue
+        if parent:  # a package's own submodule: there when the package is
+            if isinstance(sys.modules.get(parent), _Deferred):
+                sys.modules[name] = _Deferred(name)
+        elif importlib.util.find_spec(name) is not None:
             sys.modules[name] = _Deferred(name)
 
 

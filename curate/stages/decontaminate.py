@@ -164,7 +164,7 @@ class Decontaminate(Stage):
             rows, cols, f, _ = rouge_pairs(texts[block], ref_texts, lengths[block],
                                            ref_lengths, self.threshold)
             over = f > self.threshold
-            for r, c, s in zip(*best_per_row(rows[over], cols[over], f[over], cols[over])):
+            for r, c, s in zip(*best_per_row(rows[over], cols[over], f[over])):
                 i = pending[start + int(r)]
                 kind[i], match[i], score[i] = "near", refs[int(c)], float(s)
 

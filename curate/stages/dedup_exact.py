@@ -39,8 +39,10 @@ class ExactDedup(Stage):
     with sorted keys; strings of the fields in ``json_fields`` that parse as a JSON object or
     array likewise (so ``'{"a":1,"b":2}'`` equals ``{"b": 2, "a": 1}``); lists in ``unordered``
     fields as multisets; text in ``normalize_text`` fields stripped, with whitespace runs
-    collapsed and casefolded. A missing value (None/NaN) matches nothing: two rows that both
-    lack a field are not thereby the same (a stage or the export that needs it errors them).
+    collapsed and casefolded. A missing value (None/NaN) matches nothing: a row whose key
+    lacks a field is no duplicate by that key (it is kept unless another key repeats), since
+    two rows that both lack a field are not thereby the same (a stage or the export that
+    needs it errors them).
 
     Args:
         keys: a field name, a tuple of names (one compound key), or a list whose items
@@ -194,8 +196,9 @@ def _greedy(codes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """
     columns = [c.tolist() for c in codes]
     owner = [dict() for _ in codes]
-    dup_key, match = [-1] * len(codes[0]), [-1] * len(codes[0])
-    for pos in range(len(codes[0])):
+    n = len(codes[0])
+    dup_key, match = [-1] * n, [-1] * n
+    for pos in range(n):
         for k, column in enumerate(columns):
             hit = owner[k].get(column[pos])
             if hit is not None:

@@ -85,10 +85,10 @@ def rouge_pairs(queries, choices, n_cand, n_kept, threshold: float, workers: int
     return rows, cols, rouge_f((total - dist) // 2, n_cand, n_kept), sims.size
 
 
-def best_per_row(rows, cols, f, tiebreak):
+def best_per_row(rows, cols, f, tiebreak=None):
     """``(rows, cols, f)`` of each row's best pair: highest F, then lowest ``tiebreak``
-    (``np.argmax``'s rule: the earliest)."""
-    order = np.lexsort((tiebreak, -f, rows))
+    (default: ``cols``; ``np.argmax``'s rule: the earliest)."""
+    order = np.lexsort((cols if tiebreak is None else tiebreak, -f, rows))
     rows, cols, f = rows[order], cols[order], f[order]
     first = np.diff(rows, prepend=-1) != 0
     return rows[first], cols[first], f[first]

@@ -1,12 +1,15 @@
 """What the near-duplicate stages share: the rejected rows' ``_dup_of``, score and reason."""
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pandas as pd
 
 from ..core.table import ID
 
 DUP_OF = "_dup_of"
+_COMPARE = {">": operator.gt, ">=": operator.ge}
 
 
 def score_text(score: float, threshold: float, min_digits: int = 2, op: str = ">") -> str:
@@ -14,7 +17,7 @@ def score_text(score: float, threshold: float, min_digits: int = 2, op: str = ">
     threshold."""
     for digits in range(min_digits, 18):
         text = f"{score:.{digits}f}"
-        if float(text) > threshold or (op == ">=" and float(text) == threshold):
+        if _COMPARE[op](float(text), threshold):
             return text
     return repr(score)
 

@@ -97,6 +97,8 @@ def test_jaccard_equal_to_the_threshold_is_rejected():
     assert rejected == {1: (0, 0.8)}
     assert score_text(0.8, 0.8, op=">=") == "0.80"
     assert score_text(0.80049, 0.8004, op=">=") == "0.8005"
+    with pytest.raises(KeyError):  # an unknown comparison is not read as ">"
+        score_text(0.9, 0.8, op="=>")
 
 
 def test_empty_and_too_short_texts_are_kept_and_never_reject():

@@ -356,6 +356,26 @@ def test_checkpoints_of_a_stage_that_adds_rows_round_trip(tmp_path):
     assert files == ["kept.new.parquet", "kept.parquet", "stats.json"]
 
 
+def test_a_checkpoint_whose_file_cannot_be_read_is_not_reusable(tmp_path, monkeypatch):
+    from curate import Filter, Pipeline
+    from curate.pipeline.checkpoint import CheckpointStore
+
+    Pipeline(source=[{"q": "a"}], stages=[Filter(lambda r: True, name="all")]).run(
+        tmp_path, progress=False)
+    store = CheckpointStore(tmp_path)
+    saved = store.stored(1, "all")
+    assert "kept.parquet" in saved["files"] and store.entry(1, "all", saved["key"])
+    real_stat = Path.stat
+
+    def stat(path, *args, **kwargs):  # a file the run may not read: recomputed, not a crash
+        if path.name == "kept.parquet":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert store.entry(1, "all", saved["key"]) is None
+
+
 def test_open_run_rebuilds_every_table_of_a_folder_without_its_spec(project, tmp_path):
     from curate.core.table import records
     from curate.pipeline.folder import open_run

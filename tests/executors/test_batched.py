@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from executor_kit import row_stages, rows, scripted_client
 
-from curate import Filter, Judge, TooManyRowErrors
+from curate import Filter, Judge, Stage, TooManyRowErrors
 from curate.core.table import ID
 from curate.pipeline.executors.batched import combine, merge_stats, run_batch, split
 
@@ -80,6 +80,26 @@ def test_a_batch_error_is_raised_as_the_same_one_line_error(llm):
     with pytest.raises(type(local.value)) as spread:
         batched(stage, rows(10).iloc[6:], 2)
     assert str(spread.value) == str(local.value) and "\n" not in str(spread.value)
+
+
+class Broken(Stage):
+    """A row-wise stage with a bug: it raises on every batch."""
+
+    def process(self, df):
+        raise RuntimeError("broken on purpose")
+
+
+def test_a_crashing_stage_keeps_its_own_error_in_a_batch():
+    # a bug is not a row error: run_batch lets it through with its traceback; only the
+    # Ray entry point turns it into one line
+    pytest.importorskip("ray")
+    from curate.pipeline.executors.ray_executor import run_on_worker
+
+    batch = Broken().prepare_input(pd.DataFrame({"n": range(4)}))
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        run_batch(Broken(), batch)
+    outcome = run_on_worker(Broken(), batch)
+    assert outcome.error[1].startswith("stage 'broken' failed on a Ray worker: RuntimeError")
 
 
 def test_stats_merge_sums_numbers_and_merges_counts():

@@ -202,6 +202,21 @@ def test_stages_without_an_llm_run_on_the_planned_rows(tmp_path):
         assert (judged.rows, judged.requests) == (ending_in_1, ending_in_1)
 
 
+def test_the_source_loads_inside_the_run_folders_cache_scope(tmp_path):
+    # a source that calls an LLM with the default cache reads the run folder's cache
+    from curate import Pipeline
+    from curate.llm.cache import default_cache_path
+
+    seen = []
+
+    def source():
+        seen.append(default_cache_path())
+        return [{"nlq": "a question", "query": "q"}]
+
+    estimate_pipeline(Pipeline(source=source, stages=[]), out=tmp_path / "run")
+    assert seen == [tmp_path / "run" / "cache" / "llm.sqlite"]
+
+
 WHEN_SPEC = textwrap.dedent('''
     import os
     from curate import LLM, Augment, Derive, Filter, Judge, Pipeline, Repair, Vote

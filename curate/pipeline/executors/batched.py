@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...core.stage import PARTS, Stage, StageResult, one_line
+from ...core.stage import PARTS, Stage, StageResult
 from ...core.table import ID
 from ...errors import CurateError
 
@@ -55,20 +55,15 @@ def payload(value) -> pd.DataFrame:
 
 
 def run_batch(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
-    """Run ``stage`` on one batch (a private copy, the errored-share check off); a stage that
-    crashes (a bug, not a row error) gives a one-line error."""
+    """Run ``stage`` on one batch (a private copy, the errored-share check off)."""
+    probe = copy.copy(stage)
+    probe.max_errored = 1.0  # judged on the whole stage by combine()
     outcome = BatchOutcome(batch[ID].iloc[0] if len(batch) else None, len(batch),
                            info=dict(info or {}))
     try:
-        probe = copy.copy(stage)
-        probe.max_errored = 1.0  # judged on the whole stage by combine()
         outcome.result = probe.run(batch)
     except CurateError as error:
         outcome.error = (type(error), str(error))
-    except Exception as error:
-        outcome.error = (CurateError, f"stage {stage.name!r} failed on a Ray worker: "
-                                      f"{type(error).__name__}: {one_line(error)} (the local "
-                                      f"executor shows the traceback)")
     return outcome
 
 

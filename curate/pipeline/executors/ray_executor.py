@@ -28,10 +28,11 @@ from pathlib import Path
 import pandas as pd
 
 from ...core.stage import Stage, StageResult, one_line
+from ...core.table import ID
 from ...errors import CurateError
 from ...progress import task
 from .base import Executor
-from .batched import combine, map_slices, payload, run_batch, split
+from .batched import BatchOutcome, combine, map_slices, payload, run_batch, split
 
 INSTALL = "pip install 'curate-workbench[ray]'"
 MAX_BATCH_ROWS = 50_000
@@ -105,11 +106,23 @@ def is_llm_stage(stage: Stage) -> bool:
 
 
 # -- what runs on the workers -----------------------------------------------------------------
+def run_on_worker(stage: Stage, batch: pd.DataFrame, info: dict | None = None) -> BatchOutcome:
+    """One batch; a stage that crashes (a bug, not a row error) gives a one-line error."""
+    try:
+        return run_batch(stage, batch, info)
+    except Exception as error:
+        outcome = BatchOutcome(batch[ID].iloc[0] if len(batch) else None, len(batch))
+        outcome.error = (CurateError, f"stage {stage.name!r} failed on a Ray worker: "
+                                      f"{type(error).__name__}: {one_line(error)} (the local "
+                                      f"executor shows the traceback)")
+        return outcome
+
+
 def run_batch_task(batch: pd.DataFrame, stage_ref: list) -> pd.DataFrame:
     """A Ray task: one batch of a deterministic row-wise stage."""
     import ray
 
-    return payload(run_batch(ray.get(stage_ref[0]), batch))
+    return payload(run_on_worker(ray.get(stage_ref[0]), batch))
 
 
 class LLMBatchActor:
@@ -129,7 +142,7 @@ class LLMBatchActor:
         from ...llm.cache import use_default_cache_path
 
         with use_default_cache_path(self.cache_path):
-            return payload(run_batch(self.stage, batch, self.info))
+            return payload(run_on_worker(self.stage, batch, self.info))
 
 
 # -- the executor -------------------------------------------------------------------------------
