@@ -44,7 +44,8 @@ class LLM:
             With a key and no URL, OpenAI's. With neither, an ``LLM()`` that names no model
             (and no ``CURATE_LLM_MODEL``) runs the embedded SmolLM2-135M-Instruct in-process
             (for trying the pipeline only); a named model is refused in one line.
-        api_key: the key (or env ``OPENAI_API_KEY``); never in the cache, stats or messages.
+        api_key: the key (or env ``OPENAI_API_KEY``); never in the cache, stats, reprs or
+            messages.
         backend: an in-process :class:`~curate.llm.backends.Backend` to use instead of HTTP.
         concurrency: the most requests in flight at once (the ceiling).
         adaptive: find the best number in flight under ``concurrency`` (the default, see
@@ -238,7 +239,10 @@ class LLM:
         """Async form of :meth:`complete_many` (``cache=True``: this client's cache)."""
         call = usage if usage is not None else Usage()
         before = call.as_stats()
-        cache = self.open_cache() if cache is True else None if cache is False else cache
+        if cache is True:
+            cache = self.open_cache()
+        elif cache is False:
+            cache = None
         resolved = [self.resolve(r) for r in requests]
         keys = [self.key(r) for r in resolved]
         results: list[Result | None] = [None] * len(resolved)

@@ -17,6 +17,8 @@ from .types import PARSE_FAILED, Completion, Failure, Request
 
 JSON_CORRECTION = ("Your reply could not be used: {error}. Reply again with only the "
                    "corrected JSON, no other text.")
+TEXT_CORRECTION = ("Your reply could not be used: {error}. Answer again, following the "
+                   "requested format exactly.")
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON|python|py)?[ \t]*\n?(.*?)```", re.DOTALL)
 
@@ -136,9 +138,10 @@ def complete_parsed(llm, requests: list[Request], parse, *,
     """Complete and parse each request; retry once with the error for replies that fail.
 
     ``parse(text)`` returns the value or raises (any exception is a bad reply), or is a list
-    of parsers, one per request. Returns a :class:`Parsed` or a :class:`Failure` per request
-    (``llm_parse_failed`` keeps the last bad reply in ``text``). ``meter`` (optional) gets
-    ``advance()`` per finished request and ``grow(n)`` before the retry round.
+    of parsers, one per request. Returns a :class:`Parsed` or a :class:`Failure` per request:
+    the client's failure when the request gave no reply, or ``llm_parse_failed`` with the
+    last bad reply in ``text``. ``meter`` (optional) gets ``advance()`` per finished request
+    and ``grow(n)`` before the retry round.
     """
     parsers = list(parse) if isinstance(parse, (list, tuple)) else [parse] * len(requests)
     on_result = (lambda i, r: meter.advance()) if meter is not None else None

@@ -37,6 +37,11 @@ def row_fields(table: RunTable, record: dict, compact: bool = False) -> list[tup
             if record.get(name) is not None]
 
 
+def bookkeeping(record: dict) -> list[tuple[str, Shown]]:
+    return [(k, shown(record, k)) for k, v in record.items()
+            if is_bookkeeping(k) and k not in (STATUS, STEP) and v is not None]
+
+
 def _decision(record: dict, step: int, left: int, table: RunTable) -> dict:
     if step < left or record[STATUS] == "kept":
         return {"outcome": "kept"}
@@ -71,7 +76,8 @@ def near_duplicate(table: RunTable, record: dict, other_id: str, score) -> dict:
 
 def history(table: RunTable, record: dict) -> list[dict]:
     """What every stage the row went through did with it, in order."""
-    origin = record.get(ORIGIN)  # -1: the source, else the index of the stage that made it
+    origin = record.get(ORIGIN)
+    # -1: the source, else the index of the stage that made it
     born = table.stage_names.index(origin) if origin in table.stage_names else -1
     left = int(record[STEP])
     events = []
@@ -184,9 +190,7 @@ def row_page(table: RunTable, exports: ExportLines, row_id: str) -> dict | None:
         return None
     record = table.record(position)
     return {"id": row_id, "record": record, "status": record[STATUS],
-            "fields": row_fields(table, record),
-            "bookkeeping": [(k, shown(record, k)) for k, v in record.items() if is_bookkeeping(k)
-                            and k not in (STATUS, STEP) and v is not None],
+            "fields": row_fields(table, record), "bookkeeping": bookkeeping(record),
             "lineage": lineage(table, row_id), "children": table.children(row_id),
             "export": exports.for_row(position, row_id), "kept_position": position
             if position < table.kept_count else None}

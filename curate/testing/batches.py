@@ -40,7 +40,7 @@ class _Capture:
     status, payload, dropped = None, b"", False
 
     def _send_json(self, status: int, body: dict, headers=None) -> None:
-        self.status, self.payload = status, json.dumps(body).encode()
+        self._send_raw(status, json.dumps(body).encode(), headers)
 
     def _send_raw(self, status: int, payload: bytes, headers=None) -> None:
         self.status, self.payload = status, payload
@@ -200,16 +200,22 @@ class BatchServer(ScriptedServer):
                      "first_id": page[0]["id"] if page else None,
                      "last_id": page[-1]["id"] if page else None}
 
-    def _op_retrieve(self, handler, raw, batch_id, cancel: bool = False):
+    def _op_retrieve(self, handler, raw, batch_id):
         with self._lock:
-            batch = self.batches.get(batch_id)
-            if cancel and batch is not None and batch["status"] in ("validating", "in_progress"):
-                batch.update(status="cancelling", cancelling_at=int(time.time()))
-            answer = json.loads(json.dumps(batch)) if batch else None
-        return (200, answer) if answer else self._error(404, f"No such batch: {batch_id}")
+            return self._batch_or_404(batch_id)
 
     def _op_cancel(self, handler, raw, batch_id):
-        return self._op_retrieve(handler, raw, batch_id, cancel=True)
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is not None and batch["status"] in ("validating", "in_progress"):
+                batch.update(status="cancelling", cancelling_at=int(time.time()))
+            return self._batch_or_404(batch_id)
+
+    def _batch_or_404(self, batch_id: str) -> tuple[int, dict]:
+        """A copy of the batch as it stands, or a 404 (called with the lock held)."""
+        batch = self.batches.get(batch_id)
+        return (200, json.loads(json.dumps(batch))) if batch else \
+            self._error(404, f"No such batch: {batch_id}")
 
     # -- working on a batch (its own thread) -------------------------------------------------
     def _set(self, batch: dict, **changes) -> None:

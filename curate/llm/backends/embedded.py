@@ -143,15 +143,20 @@ class TransformersBackend:
         gguf_file: the GGUF file name inside ``path``, if the weights are GGUF.
         batch_size: requests generated together (they share one forward pass per token).
         batch_tokens: the prompt tokens one batch may hold, padding included (its longest
-            prompt times its size; a longer prompt goes alone): the prompt pass holds
-            attention scores for every pair of its tokens (``bench/model_threads.py``).
+            prompt times its size; a longer prompt goes alone; default 4,096): the prompt
+            pass of a batch holds attention scores for every pair of its tokens, ~2 GiB for
+            16 prompts of 1,500 tokens; the cache of keys and values grows with it. On the
+            demo's judge (16 prompts of ~500 tokens) 4,096 halves what generating adds to
+            the model's memory (``bench/model_threads.py``).
         name: the model name used in cache keys (default: the file or folder name).
 
-    Each request is sampled as it asks (temperature 0 or ``None`` = greedy, max_tokens
-    default 256) with its own seeded generator, so results are reproducible and samples
-    distinct; a JSON Schema constrains decoding (xgrammar), and each reply is handed back
-    as soon as it is finished (:mod:`.decode`). torch runs on the cores free when a call
-    starts, or ``CURATE_THREADS``.
+    Sampling follows each request: temperature (0 or ``None`` = greedy), top_p, max_tokens
+    (default 256), stop sequences, and a seeded generator per request, so results are
+    reproducible and the sample index gives distinct samples. A request with a JSON Schema
+    decodes under it (grammar-constrained decoding with xgrammar, compact JSON), so the
+    reply matches the schema unless it is cut off by max_tokens. Each reply is handed back
+    (and cached by the client) as soon as it is finished (:mod:`.decode`). torch runs on
+    the cores free when a call starts, or ``CURATE_THREADS`` (:mod:`curate.core.threads`).
     """
 
     def __init__(self, path, gguf_file: str | None = None, *, batch_size: int = 16,

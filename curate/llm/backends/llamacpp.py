@@ -77,8 +77,9 @@ class LlamaCppBackend:
                 kwargs["stop"] = list(request.stop)
             if request.schema is not None:
                 kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
-            out.append(completion_of(model.create_chat_completion(**kwargs), self.name))
-            out[-1].model = self.name  # llama.cpp names the file
+            completion = completion_of(model.create_chat_completion(**kwargs), self.name)
+            completion.model = self.name  # llama.cpp names the file
+            out.append(completion)
             if on_done is not None:
-                on_done(i, out[-1])
+                on_done(i, completion)
         return out

@@ -82,7 +82,7 @@ def read_results(texts: list[str], model: str) -> tuple[dict[str, LineResult], i
     failure for the same ``custom_id``."""
     results: dict[str, LineResult] = {}
     unreadable = 0
-    for raw in "\n".join(texts).splitlines():
+    for raw in (line for text in texts for line in text.splitlines()):
         if raw.strip():
             try:
                 record = json.loads(raw)

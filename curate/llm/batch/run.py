@@ -224,14 +224,7 @@ class BatchRun:
         interval, began, shown, first = self.options.poll_every, time.monotonic(), 0, True
         with task(f"batch {job.batch_id}", total=len(job.keys)) as bar:
             while True:
-                try:
-                    batch = await self._call(f"check batch {job.batch_id}",
-                                             lambda: self.client.batches.retrieve(job.batch_id))
-                except BatchCallError as error:
-                    if error.status == 404:
-                        raise BatchLost(f"the provider no longer knows batch "
-                                        f"{job.batch_id}") from None
-                    raise
+                batch = await self._retrieve(job)
                 job.counts = counts_of(batch)
                 done = job.counts["completed"] + job.counts["failed"]
                 bar.advance(max(0, done - shown))
@@ -251,6 +244,15 @@ class BatchRun:
                     raise StillRunning()
                 await asyncio.sleep(interval)
                 interval = min(interval * 1.5, self.options.max_poll_every)
+
+    async def _retrieve(self, job: Job):
+        try:
+            return await self._call(f"check batch {job.batch_id}",
+                                    lambda: self.client.batches.retrieve(job.batch_id))
+        except BatchCallError as error:
+            if error.status == 404:
+                raise BatchLost(f"the provider no longer knows batch {job.batch_id}") from None
+            raise
 
     async def _collect(self, job: Job, batch) -> list[tuple[str, LineResult]]:
         """Cache and deliver the replies; return this call's lines that failed."""
